@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages strata needs to build, test and run, only when one is missing:
+# 'apt-get update' once, then 'apt-get install -y --no-install-recommends'. Idempotent; needs root
+# (or sudo) only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libssl-dev libzstd-dev libxxhash-dev libisal-dev libtbb-dev libsqlite3-dev
+  nlohmann-json3-dev libcli11-dev libcurl4-openssl-dev libgtest-dev libbenchmark-dev
+  zstd gzip tar python3
+)
+if [ "${STRATA_EXTRA_PACKAGES:-}" != "" ]; then
+  read -r -a extra <<<"$STRATA_EXTRA_PACKAGES"
+  packages+=("${extra[@]}")
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

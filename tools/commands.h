@@ -1,0 +1,12 @@
+// Registration of the tool's subcommands on the CLI11 application. Each command sets `exit_code`
+// when it runs; main() returns it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace strata::tool {
+
+void register_chunk_command(CLI::App& app, int& exit_code);
+void register_kernels_command(CLI::App& app, int& exit_code);
+
+}  // namespace strata::tool
