@@ -21,7 +21,7 @@ if(NOT status EQUAL 0 OR NOT out MATCHES "chunks=")
   message(FATAL_ERROR "the consumer did not run: ${status} ${out}")
 endif()
 execute_process(
-  COMMAND sh -c "export PKG_CONFIG_PATH=$(dirname $(find ${prefix} -name strata.pc)) && c++ -std=c++20 ${SOURCE_DIR}/tests/package_consumer/consumer.cpp $(pkg-config --cflags --libs --static strata) -o ${WORK_DIR}/consumer_pc && ${WORK_DIR}/consumer_pc"
+  COMMAND sh -c "export PKG_CONFIG_PATH=$(dirname $(find ${prefix} -name strata.pc)) && c++ -std=c++20 ${SOURCE_DIR}/tests/package_consumer/consumer.cpp $(pkg-config --cflags --libs strata) -o ${WORK_DIR}/consumer_pc && ${WORK_DIR}/consumer_pc"
   RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT status EQUAL 0 OR NOT out MATCHES "chunks=")
   message(FATAL_ERROR "the pkg-config consumer failed: ${status} ${out} ${err}")
