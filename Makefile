@@ -2,11 +2,16 @@
 #   make run   - install, build, and run strata's main job on real data of this machine
 #   make test  - install, build (Release with assertions, -Werror) and run every test
 #   make bench - build and run the Google Benchmark harness
+#   make fuzz  - libFuzzer + ASan/UBSan build, every target for FUZZ_SECONDS (default 60)
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test bench clean format
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run test test-asan bench fuzz clean format
 
 all: build
 
@@ -25,9 +30,29 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	@$(MAKE) --no-print-directory test-asan
+
+# The unit suites and fuzz-corpus replays again under AddressSanitizer + UBSan (separate tree).
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON \
+	  -DSTRATA_WERROR=ON -DSTRATA_BUILD_BENCH=OFF -DSTRATA_INSTALL=OFF $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) --timeout 900 -L 'unit|fuzz_replay'
 
 bench: build
 	$(BUILD)/bench/bench_chunker --benchmark_min_time=0.5
+
+# libFuzzer builds (clang, ASan + UBSan), each target run FUZZ_SECONDS from its seed corpus.
+fuzz:
+	@STRATA_EXTRA_PACKAGES="clang libclang-rt-14-dev llvm" scripts/install-deps.sh
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSTRATA_FUZZ=ON \
+	  -DSTRATA_BUILD_TESTS=OFF -DSTRATA_BUILD_BENCH=OFF -DSTRATA_BUILD_TOOLS=OFF \
+	  -DSTRATA_BUILD_FUZZ_REPLAY=OFF -DSTRATA_INSTALL=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run_fuzzers.sh $(FUZZ_BUILD)
 
 format:
 	git ls-files '*.cpp' '*.h' | xargs clang-format -i
