@@ -22,6 +22,14 @@ namespace {
 constexpr std::size_t kInputBufferSize = 1U << 20U;
 constexpr std::uint8_t kGzipMagic[] = {0x1F, 0x8B};
 constexpr std::uint8_t kZstdMagic[] = {0x28, 0xB5, 0x2F, 0xFD};
+// Skippable frames (0x184D2A50..5F little-endian) may open a zstd stream too.
+constexpr std::uint8_t kSkippableMagicTail[] = {0x2A, 0x4D, 0x18};
+
+bool starts_zstd(const std::uint8_t* head) {
+  return std::memcmp(head, kZstdMagic, sizeof kZstdMagic) == 0 ||
+         ((head[0] & 0xF0U) == 0x50 &&
+          std::memcmp(head + 1, kSkippableMagicTail, sizeof kSkippableMagicTail) == 0);
+}
 
 struct ZstdContextDelete {
   void operator()(ZSTD_DCtx* context) const noexcept { ZSTD_freeDCtx(context); }
@@ -245,8 +253,7 @@ Result<std::unique_ptr<LayerSource>> LayerSource::open(std::unique_ptr<ByteSourc
     state->compression = LayerCompression::kGzip;
     state->inflate = std::make_unique<inflate_state>();
     isal_inflate_init(state->inflate.get());
-  } else if (state->input_available() >= sizeof kZstdMagic &&
-             std::memcmp(head, kZstdMagic, sizeof kZstdMagic) == 0) {
+  } else if (state->input_available() >= sizeof kZstdMagic && starts_zstd(head)) {
     state->compression = LayerCompression::kZstd;
     state->zstd.reset(ZSTD_createDCtx());
     if (state->zstd == nullptr) {
