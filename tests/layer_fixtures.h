@@ -97,3 +97,124 @@ inline std::vector<ReferenceLayer> reference_layers() {
 }
 
 }  // namespace strata::test
+
+namespace strata::test {
+
+// One 512-byte ustar header with a valid checksum; fields are written as octal text.
+struct HeaderSpec {
+  std::string name = "file";
+  char typeflag = '0';
+  std::uint64_t size = 0;
+  std::string linkname;
+  std::string magic = std::string(
+      "ustar\0"
+      "00",
+      8);
+};
+
+inline void set_octal(std::vector<std::uint8_t>& block, std::size_t offset, std::size_t length,
+                      std::uint64_t value) {
+  std::string text(length - 1, '0');
+  for (std::size_t i = length - 1; i-- > 0;) {
+    text[i] = static_cast<char>('0' + (value & 7U));
+    value >>= 3U;
+  }
+  std::copy(text.begin(), text.end(), block.begin() + static_cast<std::ptrdiff_t>(offset));
+  block[offset + length - 1] = 0;
+}
+
+inline void set_checksum(std::vector<std::uint8_t>& block) {
+  std::fill(block.begin() + 148, block.begin() + 156, ' ');
+  unsigned sum = 0;
+  for (const std::uint8_t byte : block) sum += byte;
+  set_octal(block, 148, 7, sum);
+  block[155] = ' ';
+}
+
+// One 512-byte POSIX ustar header with a valid checksum; fields are written as octal text.
+inline std::vector<std::uint8_t> make_header(const std::string& name, char typeflag = '0',
+                                             std::uint64_t size = 0,
+                                             const std::string& linkname = "") {
+  const std::string magic(
+      "ustar\0"
+      "00",
+      8);
+  std::vector<std::uint8_t> block(512, 0);
+  std::copy(name.begin(),
+            name.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(name.size(), 100)),
+            block.begin());
+  set_octal(block, 100, 8, 0644);
+  set_octal(block, 108, 8, 0);
+  set_octal(block, 116, 8, 0);
+  set_octal(block, 124, 12, size);
+  set_octal(block, 136, 12, 1700000000);
+  block[156] = static_cast<std::uint8_t>(typeflag);
+  std::copy(linkname.begin(), linkname.end(), block.begin() + 157);
+  std::copy(magic.begin(), magic.end(), block.begin() + 257);
+  set_checksum(block);
+  return block;
+}
+
+inline void append(std::vector<std::uint8_t>& out, const std::vector<std::uint8_t>& bytes) {
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+
+// Content padded to 512 bytes.
+inline void append_content(std::vector<std::uint8_t>& out, const std::string& content) {
+  out.insert(out.end(), content.begin(), content.end());
+  out.resize((out.size() + 511) / 512 * 512, 0);
+}
+
+inline void append_end(std::vector<std::uint8_t>& out) {
+  out.resize(out.size() + 1024, 0);
+}
+
+// A pax record "<len> key=value\n" with a correct length.
+inline std::string pax_record(const std::string& key, const std::string& value) {
+  const std::size_t body = key.size() + value.size() + 3;  // ' ', '=', '\n'
+  std::size_t length = body + 1;
+  while (std::to_string(length).size() + body != length) ++length;
+  return std::to_string(length) + " " + key + "=" + value + "\n";
+}
+
+// An 'x' (or 'g') header with its records, padded.
+inline std::vector<std::uint8_t> make_pax(const std::string& records, char typeflag = 'x') {
+  std::vector<std::uint8_t> out = make_header("PaxHeaders/file", typeflag, records.size());
+  append_content(out, records);
+  return out;
+}
+
+// Fills `root` with a deterministic tree: nested directories, files of random sizes (some
+// empty, some spanning several 1 MiB reader blocks), long names (over 100 bytes, which ustar
+// cannot hold in one component) when asked, symlinks, hard links.
+inline void make_random_tree(const std::string& root, std::uint64_t seed, int files,
+                             bool long_names = true) {
+  std::uint64_t state = seed;
+  const auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33U;
+  };
+  std::filesystem::create_directories(root);
+  std::vector<std::string> paths;
+  for (int i = 0; i < files; ++i) {
+    std::string directory = root;
+    const auto depth = next() % 4;
+    for (std::uint64_t d = 0; d < depth; ++d)
+      directory += std::string("/d") + std::to_string(next() % 3);
+    std::filesystem::create_directories(directory);
+    std::string name = std::string("f") + std::to_string(i);
+    if (next() % 5 == 0 && long_names) name += std::string(90 + next() % 80, 'n');
+    const std::string path = directory + "/" + name;
+    const std::size_t sizes[] = {0, 1, 511, 512, 513, 4096, 70000, 300000, 2500000};
+    const std::size_t size = sizes[next() % 9];
+    write_file(path, splitmix64_bytes(next(), size));
+    paths.push_back(path);
+    if (next() % 6 == 0) {
+      std::filesystem::create_symlink(name, directory + std::string("/sym") + std::to_string(i));
+    }
+    if (next() % 7 == 0)
+      std::filesystem::create_hard_link(path, directory + std::string("/hard") + std::to_string(i));
+  }
+}
+
+}  // namespace strata::test
