@@ -311,9 +311,15 @@ Result<TarEvent> TarReader::finish_end_of_archive(std::uint64_t block_offset) {
   auto available = fill(2 * kBlock);
   if (!available.ok()) return fail(std::move(available).error());
   if (!*available) {
-    return fail(make_error(ErrorCode::kCorruptInput,
-                           "tar truncated: zero block at offset " + std::to_string(block_offset) +
-                               " is not followed by a second end-of-archive block"));
+    if (end_ - begin_ == kBlock) {
+      // A lone zero block at the very end: Go reads it as the end too.
+      const ByteSpan bytes = consume(kBlock);
+      state_ = State::kTrailing;
+      return TarEvent{TarEventKind::kEndOfArchive, bytes, nullptr, block_offset};
+    }
+    return fail(make_error(ErrorCode::kCorruptInput, "tar truncated: zero block at offset " +
+                                                         std::to_string(block_offset) +
+                                                         " is followed by a partial block"));
   }
   if (!is_zero_block(buffer_.data() + begin_ + kBlock)) {
     return fail(make_error(ErrorCode::kCorruptInput,
@@ -343,9 +349,10 @@ Result<TarEvent> TarReader::read_header_group() {
         return fail(make_error(ErrorCode::kCorruptInput, "empty input is not a tar archive"));
       }
       if (end_ == begin_ && header_bytes_.empty()) {
-        return fail(make_error(ErrorCode::kCorruptInput, "tar truncated at offset " +
-                                                             std::to_string(offset_) +
-                                                             ": missing end-of-archive blocks"));
+        // No end-of-archive blocks at all: Go accepts this and real writers (stargz's
+        // zstd:chunked) produce it, so it is a clean end.
+        state_ = State::kDone;
+        return TarEvent{TarEventKind::kDone, {}, nullptr, offset_};
       }
       return fail(truncated("a header block"));
     }

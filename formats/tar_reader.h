@@ -10,9 +10,12 @@
 // a pax 'x' header applies to the next real entry, across 'L'/'K' headers; header-only types
 // (links, devices, directories, fifos) carry no content whatever their size field says; a '\0'
 // typeflag whose name ends in '/' is a directory; a second 'x' before an entry replaces the first;
-// pax 'g' headers are reported as their own entry and not applied. GNU sparse entries (type 'S'
-// or GNU.sparse.* records) are refused (OCI: sparse files SHOULD NOT be used). Paths are kept
-// byte-exact and only flagged when absolute or containing '..' (never used as filesystem paths).
+// pax 'g' headers are reported as their own entry and not applied; the archive may end with
+// two zero blocks, a lone zero block, or none at all (at an entry boundary). Empty input, a
+// zero block followed by a non-zero one, or input ending inside any block is an error. GNU sparse
+// entries (type 'S' or GNU.sparse.* records) are refused (OCI: sparse files SHOULD NOT be used).
+// Paths are kept byte-exact and only flagged when absolute or containing '..' (never used as
+// filesystem paths).
 #pragma once
 
 #include <cstdint>
@@ -75,7 +78,7 @@ enum class TarEventKind : std::uint8_t {
   kHeader,         // bytes = the header group; entry is set
   kContent,        // bytes = the next piece of the current entry's content
   kPadding,        // bytes = zero to 511 bytes filling the content to a 512-byte boundary
-  kEndOfArchive,   // bytes = the two zero blocks
+  kEndOfArchive,   // bytes = the end-of-archive zero blocks (two, or one at the very end)
   kTrailingBytes,  // bytes = a piece of what follows the end blocks (record padding, anything)
   kDone,           // the stream is finished; bytes empty
 };
