@@ -88,7 +88,9 @@ struct LayerSource::State {
 
   // Output room for one call: never more than one byte past the cap, so a bomb stops there.
   [[nodiscard]] std::size_t output_room(std::size_t wanted) const {
-    const std::uint64_t left = options.max_uncompressed_bytes - uncompressed + 1;
+    const std::uint64_t below_cap = options.max_uncompressed_bytes - uncompressed;
+    const std::uint64_t left =
+        below_cap == std::numeric_limits<std::uint64_t>::max() ? below_cap : below_cap + 1;
     return static_cast<std::size_t>(
         std::min<std::uint64_t>({wanted, left, std::numeric_limits<std::uint32_t>::max()}));
   }

@@ -3,6 +3,8 @@
 // zstd made by the gzip/zstd binaries, and refusal of corrupt, truncated and bomb inputs.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "formats/layer_source.h"
 #include "tests/layer_fixtures.h"
 
@@ -72,6 +74,15 @@ TEST(LayerSource, PlainBytesPassThrough) {
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(*out, data);
   EXPECT_EQ((*source)->compressed_digest()->to_string(), sha256_of(data).to_string());
+}
+
+TEST(LayerSource, UnlimitedCapStillReads) {
+  const auto data = test::splitmix64_bytes(9, 5000);
+  LayerSourceOptions options;
+  options.max_uncompressed_bytes = std::numeric_limits<std::uint64_t>::max();
+  auto out = decompress(data, options);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, data);
 }
 
 TEST(LayerSource, EmptyAndTinyInputsArePlain) {
