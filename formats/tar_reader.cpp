@@ -494,7 +494,11 @@ Result<TarEvent> TarReader::read_header_group() {
   }
 
   if (pax) {
-    for (const auto& [key, value] : *pax) {
+    for (const auto& record : *pax) {
+      // Named references, not structured bindings: lambdas may not capture those before C++20
+      // compilers caught up (clang 14).
+      const std::string& key = record.first;
+      const std::string& value = record.second;
       const auto bad_record = [&](std::string_view name) {
         return fail(make_error(
             ErrorCode::kCorruptInput,
