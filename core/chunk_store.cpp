@@ -215,14 +215,21 @@ Result<std::vector<std::string>> ChunkStore::Impl::prune_leases_locked() {
 
 Result<ChunkLocation> ChunkStore::Impl::lookup_chunk(const Digest& digest) const {
   std::lock_guard lock(db_mutex);
-  auto statement = db.prepare(
-      "SELECT c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
-      "c.refcount, c.corrupt FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.digest = ?");
-  if (!statement.ok()) return std::move(statement).error();
+  if (!lookup_prepared) {
+    auto prepared = db.prepare(
+        "SELECT c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
+        "c.refcount, c.corrupt FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.digest = ?");
+    if (!prepared.ok()) return std::move(prepared).error();
+    lookup_statement = std::move(*prepared);
+    lookup_prepared = true;
+  }
+  store_index::Statement* statement = &lookup_statement;
+  statement->reset();
   statement->bind_blob(1, blob_of(digest));
   auto row = statement->step();
   if (!row.ok()) return std::move(row).error();
   if (!*row) {
+    statement->reset();
     return make_error(ErrorCode::kNotFound, "chunk " + digest.to_string() + " is not in the store");
   }
   ChunkLocation location;
@@ -237,6 +244,7 @@ Result<ChunkLocation> ChunkStore::Impl::lookup_chunk(const Digest& digest) const
     std::copy(xxh3.begin(), xxh3.end(), location.xxh3.begin());
   location.refcount = statement->column_int(7);
   location.corrupt = statement->column_int(8) != 0;
+  statement->reset();  // ends the read so it does not pin the WAL snapshot
   return location;
 }
 

@@ -54,6 +54,9 @@ struct ChunkStore::Impl {
   // between threads without serialization; transactions are short).
   mutable std::mutex db_mutex;
   mutable store_index::Database db;
+  // read_chunk's row lookup, prepared once (declared after db: destroyed before it).
+  mutable store_index::Statement lookup_statement;
+  mutable bool lookup_prepared = false;
 
   // Digests known good in the index, so contains() answers from memory. generation mirrors
   // meta.generation (bumped whenever chunks disappear or turn corrupt): a change forces a full

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/chunk_store_fault.h"
@@ -579,6 +580,29 @@ TEST_F(ChunkStoreTest, PacksRollOverAtTheSizeLimit) {
   auto report = store.verify();
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->clean());
+}
+
+TEST_F(ChunkStoreTest, ConcurrentReadersWhileAWriterCommits) {
+  ChunkStore store = open_store(dir_.store());
+  const std::vector<TestChunk> chunks = make_chunks(500, 16);
+  ASSERT_TRUE(ingest(store, 1, chunks).ok());
+  std::vector<int> failures(4, 0);
+  std::vector<std::thread> readers;
+  for (std::size_t t = 0; t < failures.size(); ++t) {
+    readers.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        for (const TestChunk& chunk : chunks) {
+          auto raw = store.read_chunk(chunk.digest);
+          if (!raw.ok() || *raw != chunk.raw || !store.contains(chunk.digest)) ++failures[t];
+        }
+      }
+    });
+  }
+  for (std::uint64_t layer = 2; layer < 6; ++layer) {
+    ASSERT_TRUE(ingest(store, layer, make_chunks(600 + layer * 10, 5)).ok());
+  }
+  for (std::thread& reader : readers) reader.join();
+  for (int count : failures) EXPECT_EQ(count, 0);
 }
 
 }  // namespace
