@@ -22,6 +22,11 @@ ByteSpan blob_of(const Digest& digest) {
   return ByteSpan(digest.bytes().data(), digest.bytes().size());
 }
 
+const Digest& empty_digest() {
+  static const Digest digest = sha256_of(ByteSpan());
+  return digest;
+}
+
 bool known_codec(Codec codec) {
   return codec == Codec::kRaw || codec == Codec::kZstd;
 }
@@ -142,6 +147,17 @@ struct StoreWriter::Session {
       return outcome;  // rolls back: nothing to change
     }
 
+    // A lease that another host's gc judged expired may have lost its packs: never commit then.
+    auto heartbeat = db.prepare("UPDATE leases SET heartbeat = ? WHERE id = ?");
+    if (!heartbeat.ok()) return std::move(heartbeat).error();
+    heartbeat->bind_int(1, unix_now());
+    heartbeat->bind_text(2, lease_id);
+    STRATA_TRY(heartbeat->run());
+    if (db.changes() != 1) {
+      return poison(make_error(ErrorCode::kIo, "ingest session " + lease_id +
+                                                   " lost its lease (expired); start a new one"));
+    }
+
     auto pack_ids = register_packs_locked();
     if (!pack_ids.ok()) return std::move(pack_ids).error();
 
@@ -222,12 +238,6 @@ struct StoreWriter::Session {
       STRATA_TRY(insert_reference->run());
       insert_reference->reset();
     }
-
-    auto heartbeat = db.prepare("UPDATE leases SET heartbeat = ? WHERE id = ?");
-    if (!heartbeat.ok()) return std::move(heartbeat).error();
-    heartbeat->bind_int(1, unix_now());
-    heartbeat->bind_text(2, lease_id);
-    STRATA_TRY(heartbeat->run());
 
     STRATA_TRY(transaction.commit());
     return outcome;
@@ -327,6 +337,10 @@ Result<void> StoreWriter::put_chunk(const Digest& digest, ByteSpan raw, ByteSpan
   if (raw.size() > kMaxStoredChunkBytes || stored.size() > kMaxStoredChunkBytes + 1024) {
     return make_error(ErrorCode::kLimitExceeded,
                       "chunk " + digest.to_string() + " exceeds the store's chunk size limit");
+  }
+  if (raw.empty() && stored.empty() && digest != empty_digest()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "chunk " + digest.to_string() + " is not in the store: its bytes are needed");
   }
   if (session.store->options.verify_puts) {
     if (sha256_of(raw) != digest) {

@@ -17,6 +17,16 @@ rm -rf "$work"
 mkdir -p "$work"
 store=$work/store
 
+# Whole-process fault injection first (reliability.md §5.3 F2, F4): a failed fsync or a torn pack
+# write must fail the ingest, and the layers committed before it must stay intact.
+for fault in fsync_fail:1 write_fail:1 fsync_fail:3; do
+  if STRATA_FAULT=$fault "$stress" ingest "$store" 9999 4 >"$work/log.fault-$fault" 2>"$work/err"; then
+    echo "ingest with STRATA_FAULT=$fault succeeded" >&2
+    exit 1
+  fi
+  "$stress" check "$store" "$work"/log.fault-*
+done
+
 for ((i = 1; i <= iterations; i++)); do
   "$stress" ingest "$store" "$i" 200 4 >"$work/log.$i" 2>"$work/err.$i" &
   pid=$!

@@ -317,6 +317,9 @@ TEST_F(ChunkStoreTest, PutRejectsLyingChunks) {
                 .error()
                 .code,
             ErrorCode::kUnsupported);
+  // Without its bytes, a chunk the store does not hold cannot be put.
+  EXPECT_EQ(writer->put_chunk(chunk.digest, {}, {}, Codec::kZstd).error().code,
+            ErrorCode::kInvalidArgument);
   // Committing a reference to a chunk that was never put fails and shows nothing.
   auto commit = writer->commit_layer(layer_named(1), std::vector<Digest>{chunk.digest});
   ASSERT_FALSE(commit.ok());
