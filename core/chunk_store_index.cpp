@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -187,7 +188,8 @@ std::int64_t Database::changes() const {
 
 Error Database::error(int code, std::string_view what) const {
   std::string message = "index '" + path_ + "': ";
-  message += std::string(what.substr(0, 120));
+  // First line only: a multi-statement script (the schema) would otherwise fill the message.
+  message += std::string(what.substr(0, std::min<std::size_t>(what.find('\n'), 100)));
   message += ": ";
   message += db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(code);
   return make_error(code_for(code), std::move(message));
