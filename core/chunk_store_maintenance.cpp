@@ -241,6 +241,164 @@ bool ends_with(const std::string& text, std::string_view suffix) {
 
 }  // namespace
 
+namespace {
+
+// Copies the live records of whole packs into new packs of up to max_pack_bytes: each output is
+// written as <name>.tmp, fsync'ed, renamed and its directory fsync'ed, and only then do the rows
+// move (one transaction per output) and emptied source packs get deleted.
+class PackCompactor {
+ public:
+  PackCompactor(ChunkStore::Impl& store, GcReport& report,
+                std::map<std::string, std::uint64_t>& file_sizes)
+      : store_(store), report_(report), file_sizes_(file_sizes) {}
+
+  Result<void> add(const PackRow& pack) {
+    std::vector<std::pair<Digest, ChunkLocation>> rows;
+    {
+      std::lock_guard lock(store_.db_mutex);
+      auto select =
+          store_.db.prepare((std::string("SELECT ") + kChunkColumns +
+                             " FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.pack_id = ?")
+                                .c_str());
+      if (!select.ok()) return std::move(select).error();
+      select->bind_int(1, pack.id);
+      while (true) {
+        auto row = select->step();
+        if (!row.ok()) return std::move(row).error();
+        if (!*row) break;
+        rows.emplace_back(digest_from_blob(select->column_blob(0)), location_from_row(*select, 1));
+      }
+    }
+    std::vector<std::uint8_t> records;
+    std::vector<Move> moves;
+    for (const auto& [digest, location] : rows) {
+      auto record = store_.read_record(digest, location);
+      // A damaged record stays where it is, for verify to report; so does its whole pack.
+      if (!record.ok()) return {};
+      moves.push_back({digest, pack.id, location.offset, records.size()});
+      records.insert(records.end(), record->begin(), record->end());
+    }
+    if (moves.empty()) return {};
+    if (!output_.valid()) STRATA_TRY(start_output());
+    for (Move& move : moves) move.new_offset += output_size_;
+    STRATA_TRY(pack_file::write_all(output_, ByteSpan(records.data(), records.size()),
+                                    output_path_ + ".tmp"));
+    output_size_ += records.size();
+    moves_.insert(moves_.end(), moves.begin(), moves.end());
+    sources_.push_back(&pack);
+    if (output_size_ >= store_.options.max_pack_bytes) STRATA_TRY(finish());
+    return {};
+  }
+
+  Result<void> finish() {
+    if (!output_.valid()) return {};
+    const std::string temporary = output_path_ + ".tmp";
+    STRATA_TRY(pack_file::sync_file(output_, temporary));
+    output_ = pack_file::FileDescriptor();
+    if (::rename(temporary.c_str(), output_path_.c_str()) != 0) {
+      return make_error(ErrorCode::kIo,
+                        "cannot rename '" + temporary + "': " + std::strerror(errno));
+    }
+    STRATA_TRY(pack_file::sync_directory(store_.packs_dir));
+
+    std::vector<const PackRow*> emptied;
+    {
+      std::lock_guard lock(store_.db_mutex);
+      store_index::Database& db = store_.db;
+      store_index::WriteTransaction transaction(db);
+      STRATA_TRY(transaction.begin());
+      auto insert = db.prepare(
+          "INSERT INTO packs(name, state, size, lease, created) VALUES(?, 1, ?, 'gc', ?) "
+          "RETURNING id");
+      if (!insert.ok()) return std::move(insert).error();
+      insert->bind_text(1, output_name_);
+      insert->bind_int(2, static_cast<std::int64_t>(output_size_));
+      insert->bind_int(3, unix_now());
+      auto row = insert->step();
+      if (!row.ok()) return std::move(row).error();
+      const std::int64_t new_id = insert->column_int(0);
+      STRATA_TRY(insert->run());
+      // Rows that changed since they were read (a heal moved them) keep their new place.
+      auto move = db.prepare(
+          "UPDATE chunks SET pack_id = ?, offset = ? WHERE digest = ? AND pack_id = ? AND "
+          "offset = ?");
+      if (!move.ok()) return std::move(move).error();
+      for (const Move& entry : moves_) {
+        move->bind_int(1, new_id);
+        move->bind_int(2, static_cast<std::int64_t>(entry.new_offset));
+        move->bind_blob(3, blob_of(entry.digest));
+        move->bind_int(4, entry.source_pack_id);
+        move->bind_int(5, static_cast<std::int64_t>(entry.old_offset));
+        STRATA_TRY(move->run());
+        move->reset();
+      }
+      auto remaining = db.prepare("SELECT COUNT(*) FROM chunks WHERE pack_id = ?");
+      auto drop = db.prepare("DELETE FROM packs WHERE id = ?");
+      if (!remaining.ok()) return std::move(remaining).error();
+      if (!drop.ok()) return std::move(drop).error();
+      for (const PackRow* source : sources_) {
+        remaining->bind_int(1, source->id);
+        row = remaining->step();
+        if (!row.ok()) return std::move(row).error();
+        const bool empty = remaining->column_int(0) == 0;
+        remaining->reset();
+        if (!empty) continue;
+        drop->bind_int(1, source->id);
+        STRATA_TRY(drop->run());
+        drop->reset();
+        emptied.push_back(source);
+      }
+      STRATA_TRY(transaction.commit());
+    }
+    report_.packs_rewritten += sources_.size();
+    std::uint64_t released = 0;
+    for (const PackRow* source : emptied) {
+      store_.drop_pack_reader(source->name);
+      if (::unlink(store_.pack_path(source->name).c_str()) == 0) {
+        released += file_sizes_[source->name];
+      }
+    }
+    if (!emptied.empty()) STRATA_TRY(pack_file::sync_directory(store_.packs_dir));
+    report_.bytes_freed += released - std::min(released, output_size_);
+    moves_.clear();
+    sources_.clear();
+    return {};
+  }
+
+ private:
+  struct Move {
+    Digest digest;
+    std::int64_t source_pack_id = 0;
+    std::uint64_t old_offset = 0;
+    std::uint64_t new_offset = 0;
+  };
+
+  Result<void> start_output() {
+    output_name_ = "gc-" + pack_file::random_hex_token() + ".pack";
+    output_path_ = store_.pack_path(output_name_);
+    auto created = pack_file::create_exclusive(output_path_ + ".tmp");
+    if (!created.ok()) return std::move(created).error();
+    output_ = std::move(*created);
+    const std::vector<std::uint8_t> header = pack_record::encode_file_header();
+    STRATA_TRY(pack_file::write_all(output_, ByteSpan(header.data(), header.size()),
+                                    output_path_ + ".tmp"));
+    output_size_ = header.size();
+    return {};
+  }
+
+  ChunkStore::Impl& store_;
+  GcReport& report_;
+  std::map<std::string, std::uint64_t>& file_sizes_;
+  pack_file::FileDescriptor output_;
+  std::string output_name_;
+  std::string output_path_;
+  std::uint64_t output_size_ = 0;
+  std::vector<Move> moves_;
+  std::vector<const PackRow*> sources_;
+};
+
+}  // namespace
+
 Result<GcReport> ChunkStore::gc() {
   auto maintenance = MaintenanceLock::acquire(impl_->root, true);
   if (!maintenance.ok()) return std::move(maintenance).error();
@@ -332,8 +490,12 @@ Result<GcReport> ChunkStore::gc() {
   report.packs_deleted = unlink_names.size() - report.orphan_files_removed;
   if (removed_any) STRATA_TRY(pack_file::sync_directory(store.packs_dir));
 
-  // Rewrite packs that are mostly dead (orphan tails of crashed or abandoned writers, records of
-  // collected chunks). Packs a live writer may still append to are left alone.
+  // Compact: rewrite packs that are mostly dead (orphan tails of crashed or abandoned writers,
+  // records of collected chunks) and merge small packs (one per ingest session) into full-size
+  // ones. Packs a live writer may still append to are left alone.
+  const std::uint64_t small_pack_bytes = store.options.max_pack_bytes / 4;
+  std::vector<const PackRow*> mostly_dead;
+  std::vector<const PackRow*> small;
   for (const PackRow& pack : packs) {
     if (pack.live_chunks == 0) continue;
     if (!pack.sealed && live_leases.count(pack.lease) != 0) continue;
@@ -343,121 +505,17 @@ Result<GcReport> ChunkStore::gc() {
         pack.live_stored_bytes + pack.live_chunks * pack_record::kRecordOverhead;
     const std::uint64_t content =
         size->second - std::min<std::uint64_t>(size->second, pack_record::kFileHeaderSize);
-    if (content <= live || content - live <= live) continue;
-
-    struct Move {
-      Digest digest;
-      std::uint64_t old_offset = 0;
-      std::uint64_t new_offset = 0;
-    };
-    std::vector<Move> moves;
-    std::vector<std::uint8_t> output = pack_record::encode_file_header();
-    bool intact = true;
-    {
-      std::vector<std::pair<Digest, ChunkLocation>> rows;
-      {
-        std::lock_guard lock(store.db_mutex);
-        auto select =
-            store.db.prepare((std::string("SELECT ") + kChunkColumns +
-                              " FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.pack_id = ?")
-                                 .c_str());
-        if (!select.ok()) return std::move(select).error();
-        select->bind_int(1, pack.id);
-        while (true) {
-          auto row = select->step();
-          if (!row.ok()) return std::move(row).error();
-          if (!*row) break;
-          rows.emplace_back(digest_from_blob(select->column_blob(0)),
-                            location_from_row(*select, 1));
-        }
-      }
-      for (const auto& [digest, location] : rows) {
-        auto record = store.read_record(digest, location);
-        if (!record.ok()) {
-          intact = false;  // a damaged record stays where verify can report it
-          break;
-        }
-        moves.push_back({digest, location.offset, output.size()});
-        output.insert(output.end(), record->begin(), record->end());
-      }
-    }
-    if (!intact || moves.empty()) continue;
-
-    const std::string name = "gc-" + pack_file::random_hex_token() + ".pack";
-    const std::string temporary = store.pack_path(name + ".tmp");
-    {
-      auto created = pack_file::create_exclusive(temporary);
-      if (!created.ok()) return std::move(created).error();
-      auto written =
-          pack_file::write_all(*created, ByteSpan(output.data(), output.size()), temporary);
-      if (written.ok()) written = pack_file::sync_file(*created, temporary);
-      if (!written.ok()) {
-        ::unlink(temporary.c_str());
-        return std::move(written).error();
-      }
-    }
-    if (::rename(temporary.c_str(), store.pack_path(name).c_str()) != 0) {
-      const int error_number = errno;
-      ::unlink(temporary.c_str());
-      return make_error(ErrorCode::kIo,
-                        "cannot rename '" + temporary + "': " + std::strerror(error_number));
-    }
-    STRATA_TRY(pack_file::sync_directory(store.packs_dir));
-
-    bool old_pack_empty = false;
-    {
-      std::lock_guard lock(store.db_mutex);
-      store_index::Database& db = store.db;
-      store_index::WriteTransaction transaction(db);
-      STRATA_TRY(transaction.begin());
-      auto insert = db.prepare(
-          "INSERT INTO packs(name, state, size, lease, created) VALUES(?, 1, ?, 'gc', ?) "
-          "RETURNING id");
-      if (!insert.ok()) return std::move(insert).error();
-      insert->bind_text(1, name);
-      insert->bind_int(2, static_cast<std::int64_t>(output.size()));
-      insert->bind_int(3, unix_now());
-      auto row = insert->step();
-      if (!row.ok()) return std::move(row).error();
-      const std::int64_t new_id = insert->column_int(0);
-      STRATA_TRY(insert->run());
-      auto move = db.prepare(
-          "UPDATE chunks SET pack_id = ?, offset = ? WHERE digest = ? AND pack_id = ? AND "
-          "offset = ?");
-      if (!move.ok()) return std::move(move).error();
-      for (const Move& entry : moves) {
-        move->bind_int(1, new_id);
-        move->bind_int(2, static_cast<std::int64_t>(entry.new_offset));
-        move->bind_blob(3, blob_of(entry.digest));
-        move->bind_int(4, pack.id);
-        move->bind_int(5, static_cast<std::int64_t>(entry.old_offset));
-        STRATA_TRY(move->run());
-        move->reset();
-      }
-      auto remaining = db.prepare("SELECT COUNT(*) FROM chunks WHERE pack_id = ?");
-      if (!remaining.ok()) return std::move(remaining).error();
-      remaining->bind_int(1, pack.id);
-      row = remaining->step();
-      if (!row.ok()) return std::move(row).error();
-      old_pack_empty = remaining->column_int(0) == 0;
-      remaining = store_index::Statement();
-      if (old_pack_empty) {
-        auto drop = db.prepare("DELETE FROM packs WHERE id = ?");
-        if (!drop.ok()) return std::move(drop).error();
-        drop->bind_int(1, pack.id);
-        STRATA_TRY(drop->run());
-      }
-      STRATA_TRY(transaction.commit());
-    }
-    ++report.packs_rewritten;
-    if (old_pack_empty) {
-      store.drop_pack_reader(pack.name);
-      if (::unlink(store.pack_path(pack.name).c_str()) == 0) {
-        report.bytes_freed += size->second - std::min<std::uint64_t>(size->second, output.size());
-      }
-      STRATA_TRY(pack_file::sync_directory(store.packs_dir));
+    if (content > live && content - live > live) {
+      mostly_dead.push_back(&pack);
+    } else if (size->second < small_pack_bytes) {
+      small.push_back(&pack);
     }
   }
+  // A lone small pack stays: rewriting it would not reduce the pack count.
+  if (small.size() >= 2) mostly_dead.insert(mostly_dead.end(), small.begin(), small.end());
+  PackCompactor compactor(store, report, file_sizes);
+  for (const PackRow* pack : mostly_dead) STRATA_TRY(compactor.add(*pack));
+  STRATA_TRY(compactor.finish());
   return report;
 }
 

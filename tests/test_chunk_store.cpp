@@ -568,6 +568,35 @@ TEST_F(ChunkStoreTest, GcDuringIngestKeepsChunksTheSessionReuses) {
   EXPECT_TRUE(verified->clean());
 }
 
+TEST_F(ChunkStoreTest, GcMergesSmallPacks) {
+  ChunkStore store = open_store(dir_.store());
+  std::vector<TestChunk> all;
+  for (std::uint64_t layer = 1; layer <= 5; ++layer) {
+    const std::vector<TestChunk> chunks = make_chunks(700 + layer * 10, 3);
+    ASSERT_TRUE(ingest(store, layer, chunks).ok());
+    all.insert(all.end(), chunks.begin(), chunks.end());
+  }
+  ASSERT_EQ(pack_files(dir_.store()).size(), 5U);
+  auto report = store.gc();
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(report->packs_rewritten, 5U);
+  EXPECT_EQ(report->chunks_removed, 0U);
+  EXPECT_EQ(pack_files(dir_.store()).size(), 1U);
+  EXPECT_EQ(store.stats()->packs, 1U);
+  for (const TestChunk& chunk : all) {
+    auto raw = store.read_chunk(chunk.digest);
+    ASSERT_TRUE(raw.ok()) << raw.error().to_string();
+    EXPECT_EQ(*raw, chunk.raw);
+  }
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+  // Nothing left to do: a second gc rewrites nothing.
+  report = store.gc();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->packs_rewritten, 0U);
+}
+
 TEST_F(ChunkStoreTest, PacksRollOverAtTheSizeLimit) {
   StoreOptions options;
   options.max_pack_bytes = 8192;
