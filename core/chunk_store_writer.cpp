@@ -291,31 +291,36 @@ Result<StoreWriter> ChunkStore::writer() {
   auto session = std::make_unique<StoreWriter::Session>();
   session->store = impl_;
   session->lease_id = pack_file::random_hex_token();
-  std::lock_guard lock(impl_->db_mutex);
-  std::int64_t generation = 0;
+  Result<void> refreshed;
   {
-    store_index::WriteTransaction transaction(impl_->db);
-    STRATA_TRY(transaction.begin());
-    auto live = impl_->prune_leases_locked();
-    if (!live.ok()) return std::move(live).error();
-    auto insert = impl_->db.prepare(
-        "INSERT INTO leases(id, pid, host, started, heartbeat) VALUES(?, ?, ?, ?, ?)");
-    if (!insert.ok()) return std::move(insert).error();
-    insert->bind_text(1, session->lease_id);
-    insert->bind_int(2, ::getpid());
-    insert->bind_text(3, impl_->host);
-    insert->bind_int(4, unix_now());
-    insert->bind_int(5, unix_now());
-    STRATA_TRY(insert->run());
-    auto read = impl_->read_generation_locked();
-    if (!read.ok()) return std::move(read).error();
-    generation = *read;
-    STRATA_TRY(transaction.commit());
+    std::lock_guard lock(impl_->db_mutex);
+    std::int64_t generation = 0;
+    {
+      store_index::WriteTransaction transaction(impl_->db);
+      STRATA_TRY(transaction.begin());
+      auto live = impl_->prune_leases_locked();
+      if (!live.ok()) return std::move(live).error();
+      auto insert = impl_->db.prepare(
+          "INSERT INTO leases(id, pid, host, started, heartbeat) VALUES(?, ?, ?, ?, ?)");
+      if (!insert.ok()) return std::move(insert).error();
+      insert->bind_text(1, session->lease_id);
+      insert->bind_int(2, ::getpid());
+      insert->bind_text(3, impl_->host);
+      insert->bind_int(4, unix_now());
+      insert->bind_int(5, unix_now());
+      STRATA_TRY(insert->run());
+      auto read = impl_->read_generation_locked();
+      if (!read.ok()) return std::move(read).error();
+      generation = *read;
+      STRATA_TRY(transaction.commit());
+    }
+    // From here on gc keeps every chunk row (the lease is visible to it), so what `known` holds
+    // after this refresh stays valid for the whole session.
+    refreshed = impl_->refresh_known_locked(generation);
   }
-  // From here on gc keeps every chunk row (the lease is visible to it), so what `known` holds
-  // after this refresh stays valid for the whole session.
+  // Built outside the lock: on failure its destructor takes the lock to drop the lease.
   StoreWriter writer(std::move(session));
-  STRATA_TRY(impl_->refresh_known_locked(generation));
+  if (!refreshed.ok()) return std::move(refreshed).error();
   return writer;
 }
 

@@ -3,6 +3,7 @@
 // §5.3 F2-F4), corruption of pack records and of index.db, torn pack tails, gc and healing.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -595,6 +596,39 @@ TEST_F(ChunkStoreTest, GcMergesSmallPacks) {
   report = store.gc();
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->packs_rewritten, 0U);
+}
+
+TEST_F(ChunkStoreTest, LeaseOfAKilledWriterIsRecovered) {
+  ChunkStore store = open_store(dir_.store());
+  const std::vector<TestChunk> chunks = make_chunks(800, 3);
+  ASSERT_TRUE(ingest(store, 1, chunks).ok());
+  ASSERT_TRUE(store.remove_layer(layer_named(1).diff_id).ok());
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A writer process that dies without running any destructor (as under kill -9).
+    auto other = ChunkStore::open(dir_.store());
+    if (!other.ok()) ::_exit(2);
+    auto writer = other->writer();
+    if (!writer.ok()) ::_exit(3);
+    const TestChunk extra = make_chunk(900);
+    if (!writer->put_chunk(extra.digest, span_of(extra.raw), span_of(extra.stored), extra.codec)
+             .ok())
+      ::_exit(4);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  // The dead process's lease no longer blocks collection.
+  auto report = store.gc();
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_FALSE(report->deferred_for_active_sessions);
+  EXPECT_EQ(report->chunks_removed, chunks.size());
+  EXPECT_EQ(report->orphan_files_removed, 1U);  // the pack file the dead writer had started
+  EXPECT_EQ(store.stats()->chunks, 0U);
+  EXPECT_TRUE(pack_files(dir_.store()).empty());
 }
 
 TEST_F(ChunkStoreTest, PacksRollOverAtTheSizeLimit) {
