@@ -1,0 +1,108 @@
+// Internal state shared by the chunk store's translation units (chunk_store.cpp: open, reads and
+// write sessions; chunk_store_maintenance.cpp: verify, gc, remove_layer). Not a public header.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/chunk_store_index.h"
+#include "core/pack_file.h"
+#include "strata/store.h"
+
+namespace strata {
+
+struct DigestHash {
+  std::size_t operator()(const Digest& digest) const noexcept {
+    std::size_t value = 0;
+    std::memcpy(&value, digest.bytes().data(), sizeof(value));
+    return value;
+  }
+};
+
+// Where a chunk's record lives, as the index says.
+struct ChunkLocation {
+  std::int64_t pack_id = 0;
+  std::string pack_name;
+  std::uint64_t offset = 0;
+  std::uint32_t stored_length = 0;
+  std::uint32_t raw_length = 0;
+  std::uint8_t codec = 0;
+  std::array<std::uint8_t, 16> xxh3{};
+  std::int64_t refcount = 0;
+  bool corrupt = false;
+};
+
+// A lease is live while its process runs (same host) or while its heartbeat is recent (others).
+inline constexpr std::int64_t kLeaseTimeoutSeconds = 30 * 60;
+
+struct ChunkStore::Impl {
+  std::string root;
+  std::string packs_dir;
+  std::string index_path;
+  std::string host;
+  StoreOptions options;
+
+  // One SQLite connection per open store, used under db_mutex (SQLite connections are not shared
+  // between threads without serialization; transactions are short).
+  mutable std::mutex db_mutex;
+  mutable store_index::Database db;
+  // read_chunk's row lookup, prepared once (declared after db: destroyed before it).
+  mutable store_index::Statement lookup_statement;
+  mutable bool lookup_prepared = false;
+
+  // Digests known good in the index, so contains() answers from memory. generation mirrors
+  // meta.generation (bumped whenever chunks disappear or turn corrupt): a change forces a full
+  // reload; otherwise new rows are picked up by id.
+  mutable std::shared_mutex known_mutex;
+  std::unordered_set<Digest, DigestHash> known;
+  std::int64_t known_max_id = 0;
+  std::int64_t known_generation = -1;
+
+  // Read descriptors per pack name. Records are immutable and names never reused, so a descriptor
+  // stays valid even after gc unlinked its file.
+  mutable std::mutex pack_fd_mutex;
+  mutable std::unordered_map<std::string, std::shared_ptr<pack_file::FileDescriptor>> pack_fds;
+
+  [[nodiscard]] std::string pack_path(const std::string& name) const {
+    return packs_dir + "/" + name;
+  }
+
+  // Reloads `known` (all rows when the generation moved, else rows newer than known_max_id).
+  // Caller holds db_mutex.
+  Result<void> refresh_known_locked(std::int64_t generation);
+  Result<std::int64_t> read_generation_locked();
+  Result<void> bump_generation_locked();
+  void forget_known(const Digest& digest);
+
+  Result<ChunkLocation> lookup_chunk(const Digest& digest) const;
+  // Reads and checks the record at `location` (checksum, header fields against the index row).
+  Result<std::vector<std::uint8_t>> read_record(const Digest& digest,
+                                                const ChunkLocation& location) const;
+  Result<std::shared_ptr<pack_file::FileDescriptor>> pack_reader(const std::string& name) const;
+  void drop_pack_reader(const std::string& name) const;
+
+  // Deletes lease rows of writers that are gone; returns the ids of the live ones. Caller holds
+  // db_mutex inside a write transaction.
+  Result<std::vector<std::string>> prune_leases_locked();
+};
+
+// "chunk sha256:… in pack P at offset O: <reason>"
+std::string describe_chunk(const Digest& digest, const ChunkLocation& location);
+
+// Decodes a checked record payload and checks raw length, XXH3-128 and SHA-256 against the index.
+Result<std::vector<std::uint8_t>> decode_checked_record(const Digest& digest,
+                                                        const ChunkLocation& location,
+                                                        ByteSpan record);
+
+std::array<std::uint8_t, 16> xxh3_128_of(ByteSpan data);
+std::int64_t unix_now();
+
+}  // namespace strata

@@ -1,0 +1,168 @@
+// POSIX file helpers for the chunk store (core/pack_file.h). fsync failures are final: the caller
+// abandons the object instead of retrying (fsyncgate, shared/specs/reliability.md §3.8 P2).
+#include "core/pack_file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "core/chunk_store_fault.h"
+#include "strata/digest.h"
+
+namespace strata::pack_file {
+namespace {
+
+Error io_error(const std::string& what, const std::string& path, int error_number) {
+  return make_error(ErrorCode::kIo, what + " '" + path + "': " + std::strerror(error_number));
+}
+
+}  // namespace
+
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+FileDescriptor::~FileDescriptor() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<FileDescriptor> open_for_reading(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error_number = errno;
+    if (error_number == ENOENT) {
+      return make_error(ErrorCode::kNotFound, "file '" + path + "' does not exist");
+    }
+    return io_error("cannot open", path, error_number);
+  }
+  return FileDescriptor(fd);
+}
+
+Result<FileDescriptor> create_exclusive(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error("cannot create", path, errno);
+  return FileDescriptor(fd);
+}
+
+Result<void> write_all(const FileDescriptor& file, ByteSpan data, const std::string& path) {
+  if (store_fault::should_fail(store_fault::FaultPoint::kPackWrite)) {
+    // A torn write: half the bytes reach the file, then the device reports an error.
+    const std::size_t half = data.size() / 2;
+    if (half > 0 && ::write(file.get(), data.data(), half) < 0) {
+      return io_error("cannot write", path, errno);
+    }
+    return io_error("cannot write (injected fault)", path, EIO);
+  }
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t written = ::write(file.get(), data.data() + done, data.size() - done);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot write", path, errno);
+    }
+    if (written == 0) return io_error("cannot write", path, EIO);
+    done += static_cast<std::size_t>(written);
+  }
+  return {};
+}
+
+Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, MutableByteSpan buffer,
+                           const std::string& path) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    const ssize_t got = ::pread(file.get(), buffer.data() + done, buffer.size() - done,
+                                static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", path, errno);
+    }
+    if (got == 0) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "file '" + path + "' ends at " + std::to_string(offset + done) +
+                            ", before the " + std::to_string(buffer.size()) +
+                            "-byte record at offset " + std::to_string(offset));
+    }
+    done += static_cast<std::size_t>(got);
+  }
+  return {};
+}
+
+Result<void> sync_file(const FileDescriptor& file, const std::string& path) {
+  if (store_fault::should_fail(store_fault::FaultPoint::kFsync)) {
+    return io_error("cannot fsync (injected fault)", path, EIO);
+  }
+  if (::fsync(file.get()) != 0) return io_error("cannot fsync", path, errno);
+  return {};
+}
+
+Result<void> sync_directory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open directory", path, errno);
+  FileDescriptor directory(fd);
+  return sync_file(directory, path);
+}
+
+Result<std::uint64_t> file_size(const FileDescriptor& file, const std::string& path) {
+  struct stat info {};
+  if (::fstat(file.get(), &info) != 0) return io_error("cannot stat", path, errno);
+  return static_cast<std::uint64_t>(info.st_size);
+}
+
+Result<void> ensure_directory(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) == 0) return {};
+  const int error_number = errno;
+  struct stat info {};
+  if (error_number == EEXIST && ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    return {};
+  }
+  return io_error("cannot create directory", path, error_number);
+}
+
+Result<std::vector<DirectoryEntry>> list_directory(const std::string& path) {
+  DIR* directory = ::opendir(path.c_str());
+  if (directory == nullptr) return io_error("cannot list", path, errno);
+  std::vector<DirectoryEntry> entries;
+  while (const dirent* entry = ::readdir(directory)) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat info {};
+    // A file may vanish between readdir and stat (another process's gc): skip it.
+    if (::fstatat(::dirfd(directory), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (!S_ISREG(info.st_mode)) continue;
+    entries.push_back({name, static_cast<std::uint64_t>(info.st_size)});
+  }
+  ::closedir(directory);
+  return entries;
+}
+
+std::string random_hex_token() {
+  std::array<std::uint8_t, 8> bytes{};
+  std::size_t filled = 0;
+  while (filled < bytes.size()) {
+    const ssize_t got = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
+    if (got <= 0) {
+      if (got < 0 && errno == EINTR) continue;
+      break;
+    }
+    filled += static_cast<std::size_t>(got);
+  }
+  if (filled < bytes.size()) {
+    // No entropy source: pid and time still make a name no other live writer uses.
+    const auto mix = static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ULL ^
+                     static_cast<std::uint64_t>(::time(nullptr));
+    std::memcpy(bytes.data(), &mix, bytes.size());
+  }
+  return to_hex(ByteSpan(bytes.data(), bytes.size()));
+}
+
+}  // namespace strata::pack_file

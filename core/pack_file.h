@@ -1,0 +1,66 @@
+// POSIX file helpers for pack files and the store directory: an owning descriptor, writes and
+// reads that loop over short transfers and EINTR (reliability.md §5.3 F3), fsync of files and
+// directories that goes through the fault-injection hook, and unique file names. Every failure
+// comes back as a kIo error naming the path and the errno text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strata/buffer.h"
+#include "strata/result.h"
+
+namespace strata::pack_file {
+
+class FileDescriptor {
+ public:
+  FileDescriptor() = default;
+  explicit FileDescriptor(int fd) noexcept : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(other.release()) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept;
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor();
+
+  [[nodiscard]] int get() const noexcept { return fd_; }
+  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
+  int release() noexcept {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens for reading; kNotFound when the file does not exist.
+Result<FileDescriptor> open_for_reading(const std::string& path);
+// Creates a new file that must not exist yet (O_EXCL), opened for writing.
+Result<FileDescriptor> create_exclusive(const std::string& path);
+
+// Writes all of `data` at the current position (append for pack files).
+Result<void> write_all(const FileDescriptor& file, ByteSpan data, const std::string& path);
+// Reads exactly `buffer.size()` bytes at `offset`; a short file is kCorruptInput.
+Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, MutableByteSpan buffer,
+                           const std::string& path);
+
+Result<void> sync_file(const FileDescriptor& file, const std::string& path);
+Result<void> sync_directory(const std::string& path);
+Result<std::uint64_t> file_size(const FileDescriptor& file, const std::string& path);
+
+// Creates `path` as a directory unless it exists; kIo when it cannot.
+Result<void> ensure_directory(const std::string& path);
+
+struct DirectoryEntry {
+  std::string name;
+  std::uint64_t size = 0;
+};
+// Regular files directly in `path` (no recursion), in no particular order.
+Result<std::vector<DirectoryEntry>> list_directory(const std::string& path);
+
+// 16 random lowercase hex characters from the OS entropy source, for names no process repeats.
+std::string random_hex_token();
+
+}  // namespace strata::pack_file

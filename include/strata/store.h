@@ -1,0 +1,204 @@
+// The embedded chunk store: a directory holding append-only pack files of checksummed chunk
+// records (packs/) and a SQLite index (index.db) of chunks, packs, layers and their references,
+// usable by several processes at once. Durability rests on one ordering rule (DESIGN.md §3
+// "Nothing lost", shared/specs/reliability.md §3.8 P1-P8): pack bytes are fsync'ed before the one
+// SQLite transaction that makes a layer and its chunk references visible, so kill -9 at any moment
+// leaves committed layers intact and only unreferenced pack bytes behind, which gc() reclaims.
+// docs/STORE.md describes the on-disk layout and the protocol in full.
+//
+// Staged like the rest of the API: chunk codecs (compress/decompress one independent frame), then
+// the store object (open, contains, read), then write sessions, then maintenance (verify, gc).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "strata/buffer.h"
+#include "strata/digest.h"
+#include "strata/result.h"
+
+namespace strata {
+
+// ---------------------------------------------------------------------------------------------
+// 1. Chunk codecs. Values are written to disk (pack records and the index): never renumber.
+// ---------------------------------------------------------------------------------------------
+enum class Codec : std::uint8_t {
+  kRaw = 0,   // stored bytes are the raw bytes
+  kZstd = 1,  // one independent zstd frame with the content size in its header (any level)
+  // 2 is reserved for the byte-grouped codec (shuffle + zstd) used for model weights.
+};
+
+[[nodiscard]] std::string_view codec_name(Codec codec) noexcept;
+
+// Largest raw chunk the store accepts and decodes: a bound on memory for hostile records.
+inline constexpr std::size_t kMaxStoredChunkBytes = std::size_t{64} << 20U;
+
+// Compresses `raw` into one zstd frame (content size recorded) at `level` (1..19). Thread-safe:
+// each thread reuses its own compression context, so the engine may call it from parallel stages.
+Result<std::vector<std::uint8_t>> compress_chunk_zstd(ByteSpan raw, int level);
+// Same, writing into `out` (resized to the frame size), so a caller can reuse one buffer.
+Result<void> compress_chunk_zstd_into(ByteSpan raw, int level, std::vector<std::uint8_t>& out);
+
+// Decodes `stored` (in `codec`) into exactly `raw_length` bytes; any other size, a frame whose
+// declared content size differs, trailing bytes or an unknown codec is an error (kCorruptInput,
+// kUnsupported). Thread-safe (per-thread decompression contexts).
+Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
+                                                   std::size_t raw_length);
+
+// ---------------------------------------------------------------------------------------------
+// 2. Records the store keeps.
+// ---------------------------------------------------------------------------------------------
+struct StoreOptions {
+  bool create_if_missing = false;
+  // A writer seals its pack and starts a new one once the pack reaches this size.
+  std::uint64_t max_pack_bytes = std::uint64_t{256} << 20U;
+  // put_chunk decodes `stored` and compares it with `raw`, and re-hashes `raw` against the digest,
+  // before the chunk can be committed (reliability.md §3.8 P3). Turning it off trusts the caller.
+  bool verify_puts = true;
+  // How long a SQLite call waits for another process's transaction before failing.
+  int busy_timeout_ms = 60000;
+};
+
+// A layer as the store records it. The recipe is opaque here (core/recipe* gives it meaning).
+struct LayerRecord {
+  Digest diff_id;                    // sha256 of the uncompressed tar: the layer's identity
+  Digest layer_digest;               // digest of the blob it was ingested from (may equal diff_id)
+  std::string media_type;            // media type / format of the source blob
+  std::vector<std::uint8_t> recipe;  // serialized recipe
+  std::uint64_t size = 0;            // uncompressed tar size in bytes
+  std::int64_t created_unix_seconds = 0;  // filled in by the store at commit
+};
+
+struct StoredChunk {
+  Codec codec = Codec::kRaw;
+  std::uint64_t raw_length = 0;
+  std::vector<std::uint8_t> bytes;  // the stored bytes (a zstd frame for kZstd), checksum-verified
+};
+
+struct StoreStats {
+  std::uint64_t chunks = 0;
+  std::uint64_t referenced_chunks = 0;  // refcount > 0
+  std::uint64_t corrupt_chunks = 0;     // marked by verify(), waiting to be healed
+  std::uint64_t raw_bytes = 0;          // sum of raw lengths of all chunks
+  std::uint64_t stored_bytes = 0;       // sum of stored lengths of all chunks
+  std::uint64_t packs = 0;
+  std::uint64_t pack_file_bytes = 0;  // bytes on disk in packs/ (orphans included)
+  std::uint64_t layers = 0;
+};
+
+struct LayerCommit {
+  bool already_present = false;  // a layer with this diff_id was committed before: no change
+  std::uint64_t new_chunks = 0;  // chunks this commit added to the index
+  std::uint64_t new_stored_bytes = 0;
+};
+
+struct VerifyReport {
+  std::uint64_t chunks_checked = 0;
+  std::uint64_t layers_checked = 0;
+  std::uint64_t bytes_read = 0;
+  std::vector<Digest> corrupt_chunks;  // failed a checksum, decode, length or SHA-256 check
+  std::vector<std::string> problems;   // one line per problem found (corrupt chunks included)
+  [[nodiscard]] bool clean() const noexcept { return problems.empty(); }
+};
+
+struct GcReport {
+  std::uint64_t chunks_removed = 0;
+  std::uint64_t packs_deleted = 0;
+  std::uint64_t packs_rewritten = 0;
+  std::uint64_t orphan_files_removed = 0;
+  std::uint64_t bytes_freed = 0;  // pack file bytes given back to the file system
+  // Unreferenced chunks were kept because ingest sessions were open (they may reuse them).
+  bool deferred_for_active_sessions = false;
+};
+
+class ChunkStore;
+
+// ---------------------------------------------------------------------------------------------
+// 3. Write sessions. One per ingest, used by one thread. Chunks put through it become visible only
+//    with commit_layer; destroying the writer without committing leaves nothing visible.
+// ---------------------------------------------------------------------------------------------
+class StoreWriter {
+ public:
+  StoreWriter(StoreWriter&&) noexcept;
+  StoreWriter& operator=(StoreWriter&&) noexcept;
+  StoreWriter(const StoreWriter&) = delete;
+  StoreWriter& operator=(const StoreWriter&) = delete;
+  ~StoreWriter();
+
+  // Adds a chunk: `raw` its bytes (sha256 = digest), `stored` those bytes encoded with `codec`.
+  // Idempotent: a chunk already in the store or in this session is not written again (raw and
+  // stored may then be empty). Appends to this writer's own pack through a buffer; no fsync here.
+  Result<void> put_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec);
+
+  // Makes `layer` and its references to `chunks` (in any order, repeats allowed) durable and
+  // visible at once: flush + fsync the pack, then one SQLite transaction. Every referenced chunk
+  // must be in the store or put in this session. After a failed fsync the writer is unusable
+  // (kIo); open a new one and put the chunks again. The writer may commit further layers.
+  Result<LayerCommit> commit_layer(const LayerRecord& layer, std::span<const Digest> chunks);
+
+ private:
+  friend class ChunkStore;
+  struct Session;
+  explicit StoreWriter(std::unique_ptr<Session> session);
+  std::unique_ptr<Session> session_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 4. The store. Thread-safe: any number of threads may call contains/read concurrently.
+// ---------------------------------------------------------------------------------------------
+class ChunkStore {
+ public:
+  static Result<ChunkStore> open(const std::string& path, const StoreOptions& options = {});
+
+  ChunkStore(ChunkStore&&) noexcept;
+  ChunkStore& operator=(ChunkStore&&) noexcept;
+  ChunkStore(const ChunkStore&) = delete;
+  ChunkStore& operator=(const ChunkStore&) = delete;
+  ~ChunkStore();
+
+  // Starts an ingest session: registers a lease (so gc keeps what it may reuse) and refreshes the
+  // set of known chunks from the index.
+  Result<StoreWriter> writer();
+
+  // True when the chunk is known good in the index as last seen by this process. Answers from
+  // memory; a stale "false" only costs a duplicate write that commit_layer folds away.
+  [[nodiscard]] bool contains(const Digest& digest) const;
+
+  // The chunk's raw bytes, after checking the record checksum, decoding, the raw length and the
+  // SHA-256. Any failure names the chunk and its pack (kCorruptInput / kDigestMismatch).
+  Result<std::vector<std::uint8_t>> read_chunk(const Digest& digest) const;
+  // The chunk as stored (e.g. its zstd frame, for exporters that reuse frames); record checksum
+  // verified, payload not decoded.
+  Result<StoredChunk> read_stored_chunk(const Digest& digest) const;
+
+  // Finds a layer by diff_id or by layer digest.
+  Result<LayerRecord> find_layer(const Digest& digest) const;
+  Result<std::vector<LayerRecord>> list_layers() const;  // recipes left empty, by creation order
+  Result<StoreStats> stats() const;
+
+  // Drops a layer and its chunk references; its chunks stay until gc() finds them unreferenced.
+  Result<void> remove_layer(const Digest& diff_id);
+
+  // Re-reads and re-hashes every chunk record, checks the index's integrity, that every layer's
+  // chunks exist and that refcounts equal the references recomputed from layers. Corrupt chunks
+  // are marked so contains() forgets them and a later put of the same content heals them.
+  Result<VerifyReport> verify();
+
+  // Removes unreferenced chunks, deletes packs with no live record, rewrites packs that are mostly
+  // dead, removes orphan pack files of crashed writers. One gc at a time per store.
+  Result<GcReport> gc();
+
+  [[nodiscard]] const std::string& path() const;
+
+  struct Impl;
+
+ private:
+  explicit ChunkStore(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace strata

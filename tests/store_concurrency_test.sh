@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Concurrent writers on one chunk store (shared/specs/reliability.md §5.3 F9, F10): three processes
+# ingest overlapping layers (one shared chunk pool) into the same store while a fourth runs gc in a
+# loop; all must succeed, then verify must be clean and every committed layer must rebuild.
+# Usage: store_concurrency_test.sh <strata_store_stress> <work dir>
+set -euo pipefail
+
+stress=$1
+work=$2
+rm -rf "$work"
+mkdir -p "$work"
+store=$work/store
+
+pids=()
+for seed in 101 202 303; do
+  "$stress" ingest "$store" "$seed" 40 5 >"$work/log.$seed" 2>"$work/err.$seed" &
+  pids+=($!)
+done
+"$stress" gc "$store" 20 2>"$work/err.gc" &
+pids+=($!)
+
+failed=0
+for pid in "${pids[@]}"; do
+  if ! wait "$pid"; then failed=1; fi
+done
+if ((failed)); then
+  cat "$work"/err.* >&2
+  exit 1
+fi
+"$stress" gc "$store" 1
+"$stress" check "$store" "$work"/log.*

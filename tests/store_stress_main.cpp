@@ -1,0 +1,201 @@
+// strata_store_stress: drives a chunk store from separate processes for the crash and concurrency
+// tests (tests/crash_test.sh, tests/store_concurrency_test.sh; shared/specs/reliability.md §5.3 F5,
+// F9, F10). Layers are built from a shared pool of pseudo-random chunks, so processes with
+// different seeds overlap; a layer's diff_id is the SHA-256 of its chunks' concatenation and its
+// recipe is the list of chunk digests, so `check` can rebuild every layer and compare.
+//
+//   strata_store_stress ingest <store> <seed> <layers> [remove_every]
+//       prints "committed <diff_id>" after each commit and "removing <diff_id>" before a removal
+//   strata_store_stress check <store> [log...]
+//       verify must be clean, every layer must rebuild to its diff_id, and every layer a log
+//       says was committed (and not being removed) must be present
+//   strata_store_stress gc <store> <rounds>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "strata/store.h"
+
+namespace {
+
+using strata::ByteSpan;
+using strata::Digest;
+
+constexpr std::uint64_t kChunkPool = 160;
+
+std::uint64_t next_splitmix(std::uint64_t& state) {
+  state += 0x9E3779B97F4A7C15ULL;
+  std::uint64_t z = state;
+  z = (z ^ (z >> 30U)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27U)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31U);
+}
+
+// Chunk `id` of the pool: 1-8 KiB, half of it repeated so zstd compresses it.
+std::vector<std::uint8_t> pool_chunk(std::uint64_t id) {
+  std::uint64_t state = id * 7919 + 1;
+  const std::size_t size = 1024 + next_splitmix(state) % 7168;
+  std::vector<std::uint8_t> bytes(size);
+  for (std::size_t i = 0; i < size / 2; ++i) {
+    bytes[i] = static_cast<std::uint8_t>(next_splitmix(state));
+  }
+  for (std::size_t i = size / 2; i < size; ++i) bytes[i] = bytes[i - size / 2];
+  return bytes;
+}
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "strata_store_stress: %s\n", message.c_str());
+  return 1;
+}
+
+strata::Result<strata::ChunkStore> open_store(const std::string& path) {
+  strata::StoreOptions options;
+  options.create_if_missing = true;
+  options.max_pack_bytes = 64 * 1024;  // small, so runs cross pack boundaries
+  return strata::ChunkStore::open(path, options);
+}
+
+int ingest(const std::string& path, std::uint64_t seed, int layers, int remove_every) {
+  auto store = open_store(path);
+  if (!store.ok()) return fail(store.error().to_string());
+  std::uint64_t state = seed * 104729 + 17;
+  std::vector<Digest> committed;
+  for (int layer_index = 0; layer_index < layers; ++layer_index) {
+    auto writer = store->writer();
+    if (!writer.ok()) return fail(writer.error().to_string());
+    const std::size_t count = 4 + next_splitmix(state) % 12;
+    std::vector<Digest> digests;
+    std::vector<std::uint8_t> recipe;
+    strata::Sha256 diff_id;
+    for (std::size_t i = 0; i < count; ++i) {
+      // Half the chunks come from the shared pool, half are new to this layer.
+      const std::uint64_t draw = next_splitmix(state);
+      const std::uint64_t id =
+          draw % 2 == 0
+              ? draw % kChunkPool
+              : kChunkPool + seed * 1000000 + static_cast<std::uint64_t>(layer_index) * 100 + i;
+      const auto raw = pool_chunk(id);
+      const ByteSpan raw_span(raw.data(), raw.size());
+      const Digest digest = strata::sha256_of(raw_span);
+      diff_id.update(raw_span);
+      recipe.insert(recipe.end(), digest.bytes().begin(), digest.bytes().end());
+      digests.push_back(digest);
+      if (store->contains(digest)) {
+        auto put = writer->put_chunk(digest, {}, {}, strata::Codec::kZstd);
+        if (!put.ok()) return fail(put.error().to_string());
+        continue;
+      }
+      auto frame = strata::compress_chunk_zstd(raw_span, 3);
+      if (!frame.ok()) return fail(frame.error().to_string());
+      auto put = writer->put_chunk(digest, raw_span, ByteSpan(frame->data(), frame->size()),
+                                   strata::Codec::kZstd);
+      if (!put.ok()) return fail(put.error().to_string());
+    }
+    strata::LayerRecord layer;
+    layer.diff_id = diff_id.finish();
+    layer.layer_digest = layer.diff_id;
+    layer.media_type = "application/vnd.oci.image.layer.v1.tar";
+    layer.recipe = std::move(recipe);
+    layer.size = 0;
+    auto commit = writer->commit_layer(layer, digests);
+    if (!commit.ok()) return fail(commit.error().to_string());
+    std::printf("committed %s\n", layer.diff_id.to_string().c_str());
+    std::fflush(stdout);
+    committed.push_back(layer.diff_id);
+    if (remove_every > 0 && committed.size() >= 2 &&
+        layer_index % remove_every == remove_every - 1) {
+      const Digest victim = committed[committed.size() - 2];
+      std::printf("removing %s\n", victim.to_string().c_str());
+      std::fflush(stdout);
+      auto removed = store->remove_layer(victim);
+      if (!removed.ok() && removed.error().code != strata::ErrorCode::kNotFound) {
+        return fail(removed.error().to_string());
+      }
+    }
+  }
+  return 0;
+}
+
+int check(const std::string& path, const std::vector<std::string>& logs) {
+  auto store = strata::ChunkStore::open(path);
+  if (!store.ok()) return fail(store.error().to_string());
+  auto report = store->verify();
+  if (!report.ok()) return fail(report.error().to_string());
+  for (const std::string& problem : report->problems)
+    std::fprintf(stderr, "verify: %s\n", problem.c_str());
+  if (!report->clean()) return fail("verify found problems");
+
+  auto layers = store->list_layers();
+  if (!layers.ok()) return fail(layers.error().to_string());
+  std::set<Digest> present;
+  for (const strata::LayerRecord& listed : *layers) {
+    auto layer = store->find_layer(listed.diff_id);
+    if (!layer.ok()) return fail(layer.error().to_string());
+    if (layer->recipe.size() % Digest::kSize != 0) return fail("recipe has a torn digest list");
+    strata::Sha256 rebuilt;
+    for (std::size_t offset = 0; offset < layer->recipe.size(); offset += Digest::kSize) {
+      Digest::Bytes bytes{};
+      std::copy_n(layer->recipe.begin() + static_cast<std::ptrdiff_t>(offset), Digest::kSize,
+                  bytes.begin());
+      auto raw = store->read_chunk(Digest(bytes));
+      if (!raw.ok())
+        return fail("layer " + listed.diff_id.to_string() + ": " + raw.error().to_string());
+      rebuilt.update(ByteSpan(raw->data(), raw->size()));
+    }
+    if (rebuilt.finish() != listed.diff_id) {
+      return fail("layer " + listed.diff_id.to_string() + " does not rebuild to its diff_id");
+    }
+    present.insert(listed.diff_id);
+  }
+
+  std::set<std::string> committed;
+  std::set<std::string> removing;
+  for (const std::string& log : logs) {
+    std::ifstream in(log);
+    std::string verb;
+    std::string digest;
+    while (in >> verb >> digest) {
+      (verb == "committed" ? committed : removing).insert(digest);
+    }
+  }
+  for (const std::string& text : committed) {
+    if (removing.count(text) != 0) continue;
+    auto digest = Digest::parse(text);
+    if (!digest.ok()) continue;  // a line torn by kill -9 while printing
+    if (present.count(*digest) == 0) return fail("committed layer " + text + " is missing");
+  }
+  std::printf("ok: %zu layers rebuilt, %llu chunks verified\n", present.size(),
+              static_cast<unsigned long long>(report->chunks_checked));
+  return 0;
+}
+
+int collect(const std::string& path, int rounds) {
+  auto store = open_store(path);
+  if (!store.ok()) return fail(store.error().to_string());
+  for (int round = 0; round < rounds; ++round) {
+    auto report = store->gc();
+    if (!report.ok()) return fail(report.error().to_string());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() >= 4 && args[0] == "ingest") {
+    return ingest(args[1], std::strtoull(args[2].c_str(), nullptr, 10), std::atoi(args[3].c_str()),
+                  args.size() >= 5 ? std::atoi(args[4].c_str()) : 0);
+  }
+  if (args.size() >= 2 && args[0] == "check") {
+    return check(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
+  }
+  if (args.size() >= 3 && args[0] == "gc") return collect(args[1], std::atoi(args[2].c_str()));
+  return fail(
+      "usage: ingest <store> <seed> <layers> [remove_every] | check <store> [log...] | "
+      "gc <store> <rounds>");
+}
