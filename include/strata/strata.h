@@ -3,12 +3,15 @@
 //   2. chunking: chunk_buffer() (simple), Chunker (explicit object, streaming feed/finish)
 //   3. kernels: listing and forcing the SIMD implementation
 //   4. layer recipes: the exact segment list of a layer tar, its replay and binary form
+//   5. the chunk store (packs + SQLite index) and the engine that ingests and exports layers
 #pragma once
 
 #include "strata/buffer.h"
 #include "strata/chunker.h"
 #include "strata/digest.h"
+#include "strata/engine.h"
 #include "strata/kernels.h"
 #include "strata/recipe.h"
 #include "strata/result.h"
+#include "strata/store.h"
 #include "strata/version.h"

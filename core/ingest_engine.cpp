@@ -1,0 +1,375 @@
+// Layer ingest and export (include/strata/engine.h). Ingest is a TBB parallel_pipeline of three
+// filters over batches of about batch_bytes of tar stream:
+//   1. serial in order: read the blob (decompressing), parse the tar, cut file content with the
+//      content-defined Chunker, and copy the stream into the batch as inline or chunk items;
+//   2. parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a chunk whose
+//      XXH3-128 the store knows), ask the store, and zstd-compress chunks nobody stored yet;
+//   3. serial in order: hash the whole stream (diff_id), append new chunks to the store writer and
+//      the segments to the recipe.
+// The recipe equals the single-threaded reference (core/layer_recipe_builder.cpp): same segments,
+// same inline-byte and trailing-byte rules; tests/test_ingest_engine.cpp checks that.
+#include "strata/engine.h"
+
+#include <tbb/concurrent_unordered_set.h>
+#include <tbb/parallel_pipeline.h>
+#include <tbb/info.h>
+#include <tbb/task_arena.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/layer_recipe_builder.h"
+#include "formats/byte_source.h"
+#include "formats/layer_source.h"
+#include "formats/tar_reader.h"
+#include "strata/recipe.h"
+
+namespace strata {
+namespace {
+
+constexpr std::string_view kMediaTypeTar = "application/vnd.oci.image.layer.v1.tar";
+constexpr std::string_view kMediaTypeTarGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+constexpr std::string_view kMediaTypeTarZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+struct BatchItem {
+  bool is_chunk = false;
+  bool store_it = false;  // a new chunk this batch compresses and puts
+  std::uint32_t offset = 0;  // in Batch::bytes
+  std::uint32_t length = 0;
+  Digest digest;
+  std::uint32_t stored_offset = 0;  // in Batch::stored
+  std::uint32_t stored_length = 0;
+};
+
+struct Batch {
+  std::vector<std::uint8_t> bytes;
+  std::vector<BatchItem> items;
+  std::vector<std::uint8_t> stored;
+  std::vector<std::uint8_t> scratch;
+  std::uint64_t input_bytes = 0;  // blob bytes read when the batch was closed
+  Result<void> status;
+
+  void clear() {
+    bytes.clear();
+    items.clear();
+    stored.clear();
+    status = {};
+  }
+  void add_raw(ByteSpan data) {
+    if (data.empty()) return;
+    if (!items.empty() && !items.back().is_chunk) {
+      items.back().length += static_cast<std::uint32_t>(data.size());
+    } else {
+      items.push_back(BatchItem{false, false, static_cast<std::uint32_t>(bytes.size()),
+                                static_cast<std::uint32_t>(data.size()), {}, 0, 0});
+    }
+    bytes.insert(bytes.end(), data.begin(), data.end());
+  }
+  void add_chunk(ByteSpan data) {
+    items.push_back(BatchItem{true, false, static_cast<std::uint32_t>(bytes.size()),
+                              static_cast<std::uint32_t>(data.size()), {}, 0, 0});
+    bytes.insert(bytes.end(), data.begin(), data.end());
+  }
+  [[nodiscard]] ByteSpan bytes_of(const BatchItem& item) const {
+    return ByteSpan(bytes).subspan(item.offset, item.length);
+  }
+};
+
+// Stage 1: the tar stream cut into inline bytes and chunks, a batch at a time. Mirrors
+// build_recipe_from_tar event by event.
+class LayerSegmenter {
+ public:
+  LayerSegmenter(ByteSource& tar, Chunker chunker, const LayerRecipeLimits& limits)
+      : reader_(tar, limits.tar), chunker_(std::move(chunker)), limits_(limits) {}
+
+  // Fills `batch` with at least `target` bytes unless the stream ends first. Returns false once
+  // the stream is finished and nothing was added.
+  Result<bool> fill(Batch& batch, std::size_t target) {
+    const Chunker::Sink sink = [&batch](const Chunk&, ByteSpan bytes) { batch.add_chunk(bytes); };
+    while (!done_ && batch.bytes.size() < target) {
+      auto event = reader_.next();
+      if (!event.ok()) return std::move(event).error();
+      switch (event->kind) {
+        case TarEventKind::kHeader:
+          ++entries_;
+          content_left_ = event->entry->size;
+          STRATA_TRY(add_raw(batch, event->bytes));
+          break;
+        case TarEventKind::kContent:
+          chunker_.feed(event->bytes, sink);
+          content_left_ -= event->bytes.size();
+          if (content_left_ == 0) chunker_.finish(sink);
+          break;
+        case TarEventKind::kPadding:
+        case TarEventKind::kEndOfArchive: STRATA_TRY(add_raw(batch, event->bytes)); break;
+        case TarEventKind::kTrailingBytes:
+          if (!trailing_chunked_ &&
+              trailing_.size() + event->bytes.size() <= limits_.max_inline_trailing_bytes) {
+            trailing_.insert(trailing_.end(), event->bytes.begin(), event->bytes.end());
+            break;
+          }
+          if (!trailing_chunked_) {
+            trailing_chunked_ = true;
+            chunker_.feed(trailing_, sink);
+            trailing_.clear();
+          }
+          chunker_.feed(event->bytes, sink);
+          break;
+        case TarEventKind::kDone:
+          if (trailing_chunked_) {
+            chunker_.finish(sink);
+          } else {
+            STRATA_TRY(add_raw(batch, trailing_));
+          }
+          done_ = true;
+          break;
+      }
+    }
+    return !batch.items.empty();
+  }
+
+  [[nodiscard]] std::uint64_t entries() const noexcept { return entries_; }
+
+ private:
+  Result<void> add_raw(Batch& batch, ByteSpan bytes) {
+    raw_bytes_ += bytes.size();
+    if (raw_bytes_ > limits_.max_raw_bytes) {
+      return make_error(ErrorCode::kLimitExceeded, "layer recipe needs more than " +
+                                                       std::to_string(limits_.max_raw_bytes) +
+                                                       " inline bytes (tar headers and padding)");
+    }
+    batch.add_raw(bytes);
+    return {};
+  }
+
+  TarReader reader_;
+  Chunker chunker_;
+  LayerRecipeLimits limits_;
+  std::uint64_t content_left_ = 0;
+  std::uint64_t raw_bytes_ = 0;
+  std::uint64_t entries_ = 0;
+  std::vector<std::uint8_t> trailing_;
+  bool trailing_chunked_ = false;
+  bool done_ = false;
+};
+
+struct DigestHash {
+  std::size_t operator()(const Digest& digest) const noexcept {
+    std::size_t value = 0;
+    std::memcpy(&value, digest.bytes().data(), sizeof value);
+    return value;
+  }
+};
+
+}  // namespace
+
+unsigned resolve_pipeline_threads(unsigned requested) {
+  // TBB never runs more workers than its process-wide limit (the hardware threads by default);
+  // asking an arena for more only makes TBB print a warning, so the request is clamped.
+  const auto available = static_cast<unsigned>(std::max(1, tbb::info::default_concurrency()));
+  return requested == 0 ? available : std::min(requested, available);
+}
+
+namespace {
+
+std::string media_type_for(LayerCompression compression) {
+  switch (compression) {
+    case LayerCompression::kGzip: return std::string(kMediaTypeTarGzip);
+    case LayerCompression::kZstd: return std::string(kMediaTypeTarZstd);
+    case LayerCompression::kNone: break;
+  }
+  return std::string(kMediaTypeTar);
+}
+
+Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<LayerSource> source,
+                                        const IngestOptions& options,
+                                        const IngestProgressFn& progress) {
+  const auto started = std::chrono::steady_clock::now();
+  auto chunker = Chunker::create(options.chunker);
+  if (!chunker.ok()) return std::move(chunker).error();
+  if (options.zstd_level < 1 || options.zstd_level > 19) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "zstd level " + std::to_string(options.zstd_level) + " is outside 1..19");
+  }
+  auto writer = store.writer();
+  if (!writer.ok()) return std::move(writer).error();
+
+  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{});
+  const unsigned threads = resolve_pipeline_threads(options.threads);
+  const std::size_t tokens = std::max<std::size_t>(4, std::size_t{3} * threads);
+  const std::size_t batch_bytes = std::max<std::size_t>(options.batch_bytes, 64U << 10U);
+
+  // Batches are recycled: at most `tokens` exist, so memory is tokens x batch size.
+  std::mutex pool_mutex;
+  std::vector<std::unique_ptr<Batch>> pool;
+  const auto take_batch = [&]() -> Batch* {
+    std::lock_guard lock(pool_mutex);
+    if (pool.empty()) return new Batch();  // NOLINT: ownership returns to `pool` in stage 3
+    Batch* batch = pool.back().release();
+    pool.pop_back();
+    return batch;
+  };
+  const auto give_back = [&](Batch* batch) {
+    batch->clear();
+    std::lock_guard lock(pool_mutex);
+    pool.emplace_back(batch);
+  };
+
+  tbb::concurrent_unordered_set<Digest, DigestHash> claimed;  // chunks this ingest stores
+  Result<void> failure;
+  std::atomic<bool> failed{false};
+  bool input_done = false;
+  RecipeBuilder builder;
+  Sha256 diff_id;
+  IngestReport report;
+  std::vector<Digest> referenced;
+  const int level = options.zstd_level;
+
+  tbb::task_arena arena(static_cast<int>(threads));
+  arena.execute([&] {
+    tbb::parallel_pipeline(
+        tokens,
+        tbb::make_filter<void, Batch*>(
+            tbb::filter_mode::serial_in_order,
+            [&](tbb::flow_control& control) -> Batch* {
+              if (failed || input_done) {
+                control.stop();
+                return nullptr;
+              }
+              Batch* batch = take_batch();
+              auto filled = segmenter.fill(*batch, batch_bytes);
+              if (!filled.ok()) {
+                batch->status = std::move(filled).error();
+                input_done = true;
+              } else if (!*filled) {
+                give_back(batch);
+                control.stop();
+                return nullptr;
+              }
+              batch->input_bytes = source->compressed_bytes();
+              return batch;
+            }) &
+            tbb::make_filter<Batch*, Batch*>(
+                tbb::filter_mode::parallel,
+                [&](Batch* batch) -> Batch* {
+                  if (!batch->status.ok()) return batch;
+                  for (BatchItem& item : batch->items) {
+                    if (!item.is_chunk) continue;
+                    const ByteSpan bytes = batch->bytes_of(item);
+                    item.digest = sha256_of(bytes);
+                    if (store.contains(item.digest) || !claimed.insert(item.digest).second) {
+                      continue;
+                    }
+                    auto compressed = compress_chunk_zstd_into(bytes, level, batch->scratch);
+                    if (!compressed.ok()) {
+                      batch->status = std::move(compressed).error();
+                      return batch;
+                    }
+                    item.store_it = true;
+                    item.stored_offset = static_cast<std::uint32_t>(batch->stored.size());
+                    item.stored_length = static_cast<std::uint32_t>(batch->scratch.size());
+                    batch->stored.insert(batch->stored.end(), batch->scratch.begin(),
+                                         batch->scratch.end());
+                  }
+                  return batch;
+                }) &
+            tbb::make_filter<Batch*, void>(
+                tbb::filter_mode::serial_in_order, [&](Batch* batch) {
+                  if (!failed && !batch->status.ok()) {
+                    failure = std::move(batch->status);
+                    failed = true;
+                  }
+                  if (!failed) {
+                    for (const BatchItem& item : batch->items) {
+                      const ByteSpan bytes = batch->bytes_of(item);
+                      diff_id.update(bytes);
+                      if (!item.is_chunk) {
+                        builder.add_raw(bytes);
+                        continue;
+                      }
+                      builder.add_chunk(item.digest, item.length);
+                      ++report.chunks;
+                      report.chunked_bytes += item.length;
+                      if (!item.store_it) continue;
+                      const ByteSpan stored =
+                          ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
+                      auto put = writer->put_chunk(item.digest, bytes, stored, Codec::kZstd);
+                      if (!put.ok()) {
+                        failure = std::move(put);
+                        failed = true;
+                        break;
+                      }
+                      ++report.new_chunks;
+                      report.new_raw_bytes += item.length;
+                      report.new_stored_bytes += item.stored_length;
+                    }
+                    report.tar_bytes = builder.total_size();
+                    if (progress) progress(IngestProgress{batch->input_bytes, report.tar_bytes});
+                  }
+                  give_back(batch);
+                }));
+  });
+  if (failed) return std::move(failure).error();
+
+  Recipe recipe = builder.finish();
+  recipe.set_diff_id(diff_id.finish());
+  report.diff_id = recipe.diff_id();
+  report.entries = segmenter.entries();
+  report.compression = std::string(layer_compression_name(source->compression()));
+  report.media_type = media_type_for(source->compression());
+  report.input_bytes = source->compressed_bytes();
+  if (source->compression() == LayerCompression::kNone) {
+    report.layer_digest = report.diff_id;
+  } else {
+    auto blob_digest = source->compressed_digest();
+    if (!blob_digest.ok()) return std::move(blob_digest).error();
+    report.layer_digest = *blob_digest;
+  }
+  const std::vector<std::uint8_t> recipe_bytes = serialize_recipe(recipe);
+  report.recipe_bytes = recipe_bytes.size();
+  LayerRecord record;
+  record.diff_id = report.diff_id;
+  record.layer_digest = report.layer_digest;
+  record.media_type = report.media_type;
+  record.recipe = recipe_bytes;
+  record.size = report.tar_bytes;
+  const std::vector<Digest> chunks = recipe.distinct_chunks();
+  auto committed = writer->commit_layer(record, chunks);
+  if (!committed.ok()) return std::move(committed).error();
+  report.already_present = committed->already_present;
+  if (committed->already_present) {
+    report.new_chunks = 0;
+    report.new_raw_bytes = 0;
+    report.new_stored_bytes = 0;
+  }
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+}  // namespace
+
+Result<IngestReport> ingest_layer_file(ChunkStore& store, const std::string& path,
+                                       const IngestOptions& options,
+                                       const IngestProgressFn& progress) {
+  LayerSourceOptions source_options;
+  source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
+  auto source = LayerSource::open_path(path, source_options);
+  if (!source.ok()) return std::move(source).error();
+  return ingest_from_source(store, std::move(source).value(), options, progress);
+}
+
+Result<IngestReport> ingest_layer_bytes(ChunkStore& store, ByteSpan blob,
+                                        const IngestOptions& options,
+                                        const IngestProgressFn& progress) {
+  LayerSourceOptions source_options;
+  source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
+  auto source = LayerSource::open(std::make_unique<MemoryByteSource>(blob), source_options);
+  if (!source.ok()) return std::move(source).error();
+  return ingest_from_source(store, std::move(source).value(), options, progress);
+}
+
+}  // namespace strata

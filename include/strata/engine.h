@@ -1,0 +1,90 @@
+// The dedup engine: ingest a layer blob (tar, tar+gzip, tar+zstd; file or pipe) into a chunk store
+// as an exact recipe plus only its new chunks, and export a stored layer back, byte for byte.
+// Ingest runs as a TBB parallel_pipeline (DESIGN.md §1): a serial in-order reader that parses the
+// tar and cuts file content into chunks, parallel stages that hash each chunk (SHA-256), look it up
+// and compress the new ones (zstd, one frame per chunk), and a serial in-order writer that appends
+// to the store, records the recipe and hashes the whole stream (the diff_id). Memory stays bounded
+// by tokens x batch size whatever the layer size.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "strata/chunker.h"
+#include "strata/digest.h"
+#include "strata/result.h"
+#include "strata/store.h"
+
+namespace strata {
+
+enum class TrustMode : std::uint8_t {
+  // Every chunk is named by its SHA-256, computed here: untrusted input cannot poison the store.
+  kVerify,
+  // A chunk whose XXH3-128 fingerprint the store already knows takes that chunk's SHA-256 without
+  // hashing it again. Only for input from a trusted, local source (collisions are not defended).
+  kLocal,
+};
+
+struct IngestOptions {
+  ChunkerOptions chunker;
+  int zstd_level = 3;
+  unsigned threads = 0;  // 0: one per hardware thread
+  TrustMode trust = TrustMode::kVerify;
+  // Bomb protection: the uncompressed tar may not exceed this.
+  std::uint64_t max_uncompressed_bytes = std::uint64_t{64} << 30U;
+  // Bytes of tar stream per pipeline token; live tokens are 3 x threads.
+  std::size_t batch_bytes = std::size_t{4} << 20U;
+};
+
+struct IngestProgress {
+  std::uint64_t input_bytes = 0;  // bytes read from the blob (compressed)
+  std::uint64_t tar_bytes = 0;    // uncompressed bytes done
+};
+
+struct IngestReport {
+  Digest diff_id;       // SHA-256 of the uncompressed tar
+  Digest layer_digest;  // SHA-256 of the blob as read (equals diff_id for a plain tar)
+  std::string media_type;
+  std::string compression;        // "none" | "gzip" | "zstd"
+  std::uint64_t input_bytes = 0;  // blob bytes read
+  std::uint64_t tar_bytes = 0;
+  std::uint64_t entries = 0;
+  std::uint64_t chunks = 0;            // chunk references in the recipe
+  std::uint64_t chunked_bytes = 0;     // tar bytes covered by chunks (the rest is inline)
+  std::uint64_t new_chunks = 0;        // chunks this ingest added to the store
+  std::uint64_t new_raw_bytes = 0;     // their uncompressed size
+  std::uint64_t new_stored_bytes = 0;  // their size in the store (compressed)
+  std::uint64_t recipe_bytes = 0;      // serialized recipe size
+  bool already_present = false;        // the store had this layer already
+  double seconds = 0;
+};
+
+using IngestProgressFn = std::function<void(const IngestProgress&)>;
+
+// Ingests the layer blob at `path` ("-": standard input) into `store`.
+Result<IngestReport> ingest_layer_file(ChunkStore& store, const std::string& path,
+                                       const IngestOptions& options,
+                                       const IngestProgressFn& progress = {});
+
+// Ingests a layer held in memory.
+Result<IngestReport> ingest_layer_bytes(ChunkStore& store, ByteSpan blob,
+                                        const IngestOptions& options,
+                                        const IngestProgressFn& progress = {});
+
+struct ExportReport {
+  Digest diff_id;
+  std::uint64_t tar_bytes = 0;
+  double seconds = 0;
+};
+
+// Writes the uncompressed tar of the layer named by its diff_id or layer digest to `sink`, every
+// chunk verified, and checks the result against the recorded diff_id.
+Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& layer,
+                                      const std::function<Result<void>(ByteSpan)>& sink,
+                                      unsigned threads = 0);
+
+// Worker threads a pipeline really gets for a request (0: all the process may use).
+unsigned resolve_pipeline_threads(unsigned requested);
+
+}  // namespace strata

@@ -1,0 +1,216 @@
+// The dedup engine end to end: every reference OCI layer ingests to its published diff_id and
+// exports byte-exact; the TBB pipeline's recipe equals the single-threaded reference path for any
+// thread count and batch size; re-ingesting adds nothing and a small change adds little; bad input
+// fails with a clear error and leaves the store as it was (no layer, verify clean).
+#include <gtest/gtest.h>
+
+#include "core/layer_recipe_builder.h"
+#include "formats/layer_source.h"
+#include "strata/strata.h"
+#include "tests/layer_fixtures.h"
+
+namespace strata {
+namespace {
+
+ChunkStore open_store(const test::ScratchDir& dir) {
+  StoreOptions options;
+  options.create_if_missing = true;
+  auto store = ChunkStore::open(dir.file("store"), options);
+  if (!store.ok()) throw std::runtime_error(store.error().to_string());
+  return std::move(store).value();
+}
+
+std::vector<std::uint8_t> export_bytes(const ChunkStore& store, const Digest& layer) {
+  std::vector<std::uint8_t> out;
+  auto report = export_layer_tar(store, layer, [&out](ByteSpan bytes) -> Result<void> {
+    out.insert(out.end(), bytes.begin(), bytes.end());
+    return {};
+  });
+  EXPECT_TRUE(report.ok()) << report.error().to_string();
+  return out;
+}
+
+std::vector<std::uint8_t> decompressed(const std::string& blob_path) {
+  auto source = LayerSource::open_path(blob_path);
+  EXPECT_TRUE(source.ok());
+  auto bytes = test::read_all(**source);
+  EXPECT_TRUE(bytes.ok());
+  return std::move(bytes).value();
+}
+
+// A tar of random files (some repeated) made by GNU tar, the independent producer.
+std::vector<std::uint8_t> make_random_tar(const test::ScratchDir& dir, std::uint64_t seed,
+                                          std::size_t files) {
+  const std::string root = dir.file("tree" + std::to_string(seed));
+  std::filesystem::create_directories(root + "/sub");
+  for (std::size_t i = 0; i < files; ++i) {
+    const std::size_t size = (i * 7919 + seed * 104729) % (700U << 10U);
+    test::write_file(root + (i % 3 == 0 ? "/sub/f" : "/f") + std::to_string(i),
+                     test::splitmix64_bytes(seed * 1000 + i % 5, size));
+  }
+  EXPECT_TRUE(test::shell(root, "tar --sort=name --format=pax -cf ../t" + std::to_string(seed) +
+                                    ".tar ."));
+  return test::read_file(dir.file("t" + std::to_string(seed) + ".tar"));
+}
+
+TEST(IngestEngine, ReferenceLayersRoundTripToTheirDiffIds) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  const auto layers = test::reference_layers();
+  ASSERT_GE(layers.size(), 8U);
+  for (const test::ReferenceLayer& layer : layers) {
+    SCOPED_TRACE(layer.name);
+    IngestOptions options;
+    options.chunker.min_size = 4096;
+    options.chunker.avg_size = 16384;
+    options.chunker.max_size = 65536;
+    auto report = ingest_layer_file(store, layer.blob_path, options);
+    ASSERT_TRUE(report.ok()) << report.error().to_string();
+    EXPECT_EQ(report->diff_id.to_string(), layer.diff_id);
+    EXPECT_EQ(report->layer_digest.to_string(), layer.layer_digest);
+    EXPECT_EQ(report->tar_bytes, layer.uncompressed_size);
+    EXPECT_EQ(report->input_bytes, layer.layer_size);
+    const auto exported = export_bytes(store, report->diff_id);
+    EXPECT_EQ(exported, decompressed(layer.blob_path));
+    EXPECT_EQ(sha256_of(exported).to_string(), layer.diff_id);
+  }
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+TEST(IngestEngine, PipelineRecipeEqualsReferencePath) {
+  test::ScratchDir dir;
+  const auto tar = make_random_tar(dir, 3, 40);
+  ChunkerOptions chunker;
+  chunker.min_size = 2048;
+  chunker.avg_size = 8192;
+  chunker.max_size = 32768;
+  MemoryByteSource reference_source(tar);
+  auto reference = build_recipe_from_tar(reference_source, chunker,
+                                         [](const Digest&, ByteSpan) -> Result<void> { return {}; });
+  ASSERT_TRUE(reference.ok()) << reference.error().to_string();
+  for (const unsigned threads : {1U, 2U, 5U}) {
+    for (const std::size_t batch : {std::size_t{64} << 10U, std::size_t{4} << 20U}) {
+      test::ScratchDir store_dir;
+      ChunkStore store = open_store(store_dir);
+      IngestOptions options;
+      options.chunker = chunker;
+      options.threads = threads;
+      options.batch_bytes = batch;
+      auto report = ingest_layer_bytes(store, tar, options);
+      ASSERT_TRUE(report.ok()) << report.error().to_string();
+      auto record = store.find_layer(report->diff_id);
+      ASSERT_TRUE(record.ok());
+      auto recipe = parse_recipe(record->recipe);
+      ASSERT_TRUE(recipe.ok());
+      EXPECT_EQ(*recipe, reference->recipe) << threads << " threads, batch " << batch;
+      EXPECT_EQ(report->chunks, reference->chunks);
+      EXPECT_EQ(report->entries, reference->entries);
+    }
+  }
+}
+
+TEST(IngestEngine, ReingestAddsNothingAndSmallChangeAddsLittle) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  auto tar = make_random_tar(dir, 5, 30);
+  IngestOptions options;
+  options.chunker.min_size = 4096;
+  options.chunker.avg_size = 16384;
+  options.chunker.max_size = 65536;
+  auto first = ingest_layer_bytes(store, tar, options);
+  ASSERT_TRUE(first.ok());
+  EXPECT_GT(first->new_chunks, 0U);
+  auto again = ingest_layer_bytes(store, tar, options);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->already_present);
+  EXPECT_EQ(again->new_chunks, 0U);
+
+  // Change 64 bytes in the middle of the largest file's content: the same offsets in the tar.
+  auto changed = tar;
+  const std::size_t middle = changed.size() / 2;
+  for (std::size_t i = 0; i < 64; ++i) changed[middle + i] ^= 0x5A;
+  auto second = ingest_layer_bytes(store, changed, options);
+  ASSERT_TRUE(second.ok()) << second.error().to_string();
+  EXPECT_FALSE(second->already_present);
+  EXPECT_GE(second->new_chunks, 1U);
+  EXPECT_LE(second->new_chunks, 3U);
+  EXPECT_LT(second->new_raw_bytes, 3U * options.chunker.max_size);
+  EXPECT_EQ(export_bytes(store, second->diff_id), changed);
+  EXPECT_EQ(export_bytes(store, first->diff_id), tar);
+}
+
+TEST(IngestEngine, BadInputLeavesStoreUntouched) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  const auto tar = make_random_tar(dir, 7, 10);
+  struct Case {
+    std::string name;
+    std::vector<std::uint8_t> bytes;
+    ErrorCode code;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"truncated in content", {tar.begin(), tar.begin() + 5000}, ErrorCode::kCorruptInput});
+  cases.push_back({"empty", {}, ErrorCode::kCorruptInput});
+  auto gzip_bad = test::read_file(test::reference_layers().front().blob_path);
+  gzip_bad[gzip_bad.size() / 2] ^= 0xFF;
+  cases.push_back({"corrupt gzip", gzip_bad, ErrorCode::kCorruptInput});
+  for (const Case& bad : cases) {
+    SCOPED_TRACE(bad.name);
+    auto report = ingest_layer_bytes(store, bad.bytes, IngestOptions{});
+    ASSERT_FALSE(report.ok());
+    EXPECT_EQ(report.error().code, bad.code) << report.error().to_string();
+    EXPECT_FALSE(report.error().message.empty());
+  }
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+TEST(IngestEngine, DecompressionBombStopsAtTheCap) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  // 64 MiB of zeros as a tar member, gzip'ed by the real tool: a few dozen KiB on the wire.
+  ASSERT_TRUE(test::shell(dir.path(), "head -c 67108864 /dev/zero > zeros && tar -cf - zeros | "
+                                      "gzip -1 > bomb.tar.gz"));
+  IngestOptions options;
+  options.max_uncompressed_bytes = 16U << 20U;
+  auto report = ingest_layer_file(store, dir.file("bomb.tar.gz"), options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().code, ErrorCode::kLimitExceeded) << report.error().to_string();
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+}
+
+TEST(IngestEngine, BadOptionsAreRefused) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  const auto tar = make_random_tar(dir, 9, 2);
+  IngestOptions options;
+  options.zstd_level = 40;
+  auto report = ingest_layer_bytes(store, tar, options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+  options = {};
+  options.chunker.min_size = 1;
+  report = ingest_layer_bytes(store, tar, options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(IngestEngine, ExportOfUnknownLayerIsNotFound) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  auto report = export_layer_tar(store, sha256_of({}), [](ByteSpan) -> Result<void> { return {}; });
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace strata

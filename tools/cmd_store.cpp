@@ -1,0 +1,342 @@
+// The store commands of the tool: `strata ingest`, `export`, `ls`, `stats`, `verify`, `gc`. Each
+// opens the store directory given by --store (ingest creates it), prints a human summary or, with
+// --json, one JSON object, and turns library errors into one line on stderr and an exit code.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "strata/engine.h"
+#include "tools/cli_support.h"
+#include "tools/commands.h"
+
+namespace strata::tool {
+namespace {
+
+struct StoreCommandOptions {
+  std::string store;
+  bool json = false;
+};
+
+Result<ChunkStore> open_store(const std::string& path, bool create) {
+  StoreOptions options;
+  options.create_if_missing = create;
+  return ChunkStore::open(path, options);
+}
+
+void print_json(const nlohmann::json& value) { std::cout << value.dump(2) << '\n'; }
+
+double ratio(std::uint64_t numerator, std::uint64_t denominator) {
+  return denominator == 0 ? 0.0
+                          : static_cast<double>(numerator) / static_cast<double>(denominator);
+}
+
+nlohmann::json ingest_json(const std::string& path, const IngestReport& report) {
+  return {{"path", path},
+          {"diff_id", report.diff_id.to_string()},
+          {"layer_digest", report.layer_digest.to_string()},
+          {"media_type", report.media_type},
+          {"compression", report.compression},
+          {"input_bytes", report.input_bytes},
+          {"tar_bytes", report.tar_bytes},
+          {"entries", report.entries},
+          {"chunks", report.chunks},
+          {"chunked_bytes", report.chunked_bytes},
+          {"new_chunks", report.new_chunks},
+          {"new_raw_bytes", report.new_raw_bytes},
+          {"new_stored_bytes", report.new_stored_bytes},
+          {"recipe_bytes", report.recipe_bytes},
+          {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
+          {"already_present", report.already_present},
+          {"seconds", report.seconds},
+          {"mb_per_second", ratio(report.tar_bytes, 1) / 1e6 / std::max(report.seconds, 1e-9)}};
+}
+
+int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>& layers,
+               const IngestOptions& options) {
+  auto store = open_store(common.store, true);
+  if (!store.ok()) return report_error(store.error());
+  nlohmann::json results = nlohmann::json::array();
+  for (const std::string& path : layers) {
+    std::error_code size_error;
+    const auto size = path == "-" ? 0 : std::filesystem::file_size(path, size_error);
+    ProgressBar bar("ingest " + path, size_error ? 0 : size);
+    auto report = ingest_layer_file(*store, path, options, [&bar](const IngestProgress& done) {
+      bar.update(done.input_bytes);
+    });
+    if (!report.ok()) return report_error(report.error());
+    if (common.json) {
+      results.push_back(ingest_json(path, *report));
+      continue;
+    }
+    std::printf("%s\n  diff_id     %s\n  layer       %s (%s, %s)\n", path.c_str(),
+                report->diff_id.to_string().c_str(), report->layer_digest.to_string().c_str(),
+                report->compression.c_str(), format_bytes(report->input_bytes).c_str());
+    std::printf("  tar         %s in %llu entries, %llu chunk references\n",
+                format_bytes(report->tar_bytes).c_str(),
+                static_cast<unsigned long long>(report->entries),
+                static_cast<unsigned long long>(report->chunks));
+    std::printf("  new chunks  %llu, %s raw -> %s stored (+ %s recipe)%s\n",
+                static_cast<unsigned long long>(report->new_chunks),
+                format_bytes(report->new_raw_bytes).c_str(),
+                format_bytes(report->new_stored_bytes).c_str(),
+                format_bytes(report->recipe_bytes).c_str(),
+                report->already_present ? " [layer was already stored]" : "");
+    std::printf("  dedup ratio %.2fx (tar bytes / bytes added)   %.1f MB/s\n",
+                ratio(report->tar_bytes, report->new_stored_bytes + report->recipe_bytes),
+                static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));
+  }
+  if (common.json) print_json(results.size() == 1 ? results[0] : results);
+  return kExitOk;
+}
+
+int run_export(const StoreCommandOptions& common, const std::string& layer,
+               const std::string& output) {
+  auto store = open_store(common.store, false);
+  if (!store.ok()) return report_error(store.error());
+  auto digest = Digest::parse(layer);
+  if (!digest.ok()) return report_error(digest.error());
+  int fd = STDOUT_FILENO;
+  std::string temp_path;
+  if (output != "-") {
+    temp_path = output + ".strata-tmp";
+    fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return report_error(make_error(ErrorCode::kIo, "cannot create '" + temp_path +
+                                                         "': " + std::strerror(errno)));
+    }
+  } else if (::isatty(STDOUT_FILENO) == 1) {
+    return report_error(make_error(ErrorCode::kInvalidArgument,
+                                   "refusing to write a tar to a terminal; use -o FILE or a pipe"));
+  }
+  const auto write_all = [fd](ByteSpan bytes) -> Result<void> {
+    while (!bytes.empty()) {
+      const ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
+      if (wrote < 0) {
+        if (errno == EINTR) continue;
+        return make_error(ErrorCode::kIo, std::string("write failed: ") + std::strerror(errno));
+      }
+      bytes = bytes.subspan(static_cast<std::size_t>(wrote));
+    }
+    return {};
+  };
+  auto report = export_layer_tar(*store, *digest, write_all);
+  if (fd != STDOUT_FILENO) {
+    const bool synced = report.ok() && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced || ::rename(temp_path.c_str(), output.c_str()) != 0) {
+      ::unlink(temp_path.c_str());
+      if (report.ok()) {
+        return report_error(make_error(ErrorCode::kIo, "cannot finish '" + output + "': " +
+                                                           std::strerror(errno)));
+      }
+    }
+  }
+  if (!report.ok()) return report_error(report.error());
+  if (common.json) {
+    print_json({{"diff_id", report->diff_id.to_string()},
+                {"tar_bytes", report->tar_bytes},
+                {"seconds", report->seconds}});
+  } else if (output != "-") {
+    std::printf("exported %s (%s) to %s, %.1f MB/s\n", report->diff_id.to_string().c_str(),
+                format_bytes(report->tar_bytes).c_str(), output.c_str(),
+                static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));
+  }
+  return kExitOk;
+}
+
+int run_ls(const StoreCommandOptions& common) {
+  auto store = open_store(common.store, false);
+  if (!store.ok()) return report_error(store.error());
+  auto layers = store->list_layers();
+  if (!layers.ok()) return report_error(layers.error());
+  nlohmann::json list = nlohmann::json::array();
+  for (const LayerRecord& layer : *layers) {
+    if (common.json) {
+      list.push_back({{"diff_id", layer.diff_id.to_string()},
+                      {"layer_digest", layer.layer_digest.to_string()},
+                      {"media_type", layer.media_type},
+                      {"size", layer.size},
+                      {"created", layer.created_unix_seconds}});
+    } else {
+      std::printf("%s  %10s  %s\n", layer.diff_id.to_string().c_str(),
+                  format_bytes(layer.size).c_str(), layer.media_type.c_str());
+    }
+  }
+  if (common.json) print_json({{"layers", list}});
+  return kExitOk;
+}
+
+int run_stats(const StoreCommandOptions& common) {
+  auto store = open_store(common.store, false);
+  if (!store.ok()) return report_error(store.error());
+  auto stats = store->stats();
+  if (!stats.ok()) return report_error(stats.error());
+  auto layers = store->list_layers();
+  if (!layers.ok()) return report_error(layers.error());
+  std::uint64_t logical = 0;
+  for (const LayerRecord& layer : *layers) logical += layer.size;
+  if (common.json) {
+    print_json({{"layers", stats->layers},
+                {"logical_bytes", logical},
+                {"chunks", stats->chunks},
+                {"referenced_chunks", stats->referenced_chunks},
+                {"corrupt_chunks", stats->corrupt_chunks},
+                {"raw_bytes", stats->raw_bytes},
+                {"stored_bytes", stats->stored_bytes},
+                {"packs", stats->packs},
+                {"pack_file_bytes", stats->pack_file_bytes},
+                {"dedup_ratio", ratio(logical, stats->stored_bytes)}});
+    return kExitOk;
+  }
+  std::printf("layers        %llu (%s as tars)\n", static_cast<unsigned long long>(stats->layers),
+              format_bytes(logical).c_str());
+  std::printf("chunks        %llu (%llu referenced, %llu corrupt)\n",
+              static_cast<unsigned long long>(stats->chunks),
+              static_cast<unsigned long long>(stats->referenced_chunks),
+              static_cast<unsigned long long>(stats->corrupt_chunks));
+  std::printf("chunk bytes   %s raw, %s stored in %llu packs (%s on disk)\n",
+              format_bytes(stats->raw_bytes).c_str(), format_bytes(stats->stored_bytes).c_str(),
+              static_cast<unsigned long long>(stats->packs),
+              format_bytes(stats->pack_file_bytes).c_str());
+  std::printf("dedup ratio   %.2fx (layer bytes / stored bytes)\n",
+              ratio(logical, stats->stored_bytes));
+  return kExitOk;
+}
+
+int run_verify(const StoreCommandOptions& common) {
+  auto store = open_store(common.store, false);
+  if (!store.ok()) return report_error(store.error());
+  auto report = store->verify();
+  if (!report.ok()) return report_error(report.error());
+  if (common.json) {
+    nlohmann::json corrupt = nlohmann::json::array();
+    for (const Digest& digest : report->corrupt_chunks) corrupt.push_back(digest.to_string());
+    print_json({{"clean", report->clean()},
+                {"chunks_checked", report->chunks_checked},
+                {"layers_checked", report->layers_checked},
+                {"bytes_read", report->bytes_read},
+                {"corrupt_chunks", corrupt},
+                {"problems", report->problems}});
+  } else {
+    for (const std::string& problem : report->problems) {
+      std::fprintf(stderr, "problem: %s\n", problem.c_str());
+    }
+    std::printf("%s: %llu chunks and %llu layers checked, %s read, %zu problems\n",
+                report->clean() ? "clean" : "NOT CLEAN",
+                static_cast<unsigned long long>(report->chunks_checked),
+                static_cast<unsigned long long>(report->layers_checked),
+                format_bytes(report->bytes_read).c_str(), report->problems.size());
+  }
+  return report->clean() ? kExitOk : kExitFailure;
+}
+
+int run_gc(const StoreCommandOptions& common) {
+  auto store = open_store(common.store, false);
+  if (!store.ok()) return report_error(store.error());
+  auto report = store->gc();
+  if (!report.ok()) return report_error(report.error());
+  if (common.json) {
+    print_json({{"chunks_removed", report->chunks_removed},
+                {"packs_deleted", report->packs_deleted},
+                {"packs_rewritten", report->packs_rewritten},
+                {"orphan_files_removed", report->orphan_files_removed},
+                {"bytes_freed", report->bytes_freed},
+                {"deferred_for_active_sessions", report->deferred_for_active_sessions}});
+  } else {
+    std::printf("gc: %llu chunks removed, %llu packs deleted, %llu rewritten, %s freed%s\n",
+                static_cast<unsigned long long>(report->chunks_removed),
+                static_cast<unsigned long long>(report->packs_deleted),
+                static_cast<unsigned long long>(report->packs_rewritten),
+                format_bytes(report->bytes_freed).c_str(),
+                report->deferred_for_active_sessions ? " (some kept: ingests running)" : "");
+  }
+  return kExitOk;
+}
+
+CLI::App* add_store_command(CLI::App& app, const char* name, const char* description,
+                            const std::shared_ptr<StoreCommandOptions>& common) {
+  CLI::App* command = app.add_subcommand(name, description);
+  command->add_option("--store", common->store, "Chunk store directory")->required();
+  command->add_flag("--json", common->json, "Machine-readable output");
+  return command;
+}
+
+}  // namespace
+
+void register_store_commands(CLI::App& app, int& exit_code) {
+  {
+    auto common = std::make_shared<StoreCommandOptions>();
+    auto layers = std::make_shared<std::vector<std::string>>();
+    auto options = std::make_shared<IngestOptions>();
+    auto trust = std::make_shared<std::string>("verify");
+    CLI::App* command = add_store_command(
+        app, "ingest", "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe",
+        common);
+    command->add_option("layers", *layers, "Layer blobs")->required();
+    command->add_option("--level", options->zstd_level, "zstd level for new chunks (1..19)");
+    command->add_option("--threads", options->threads, "Worker threads (0: all cores)");
+    command->add_option("--min", options->chunker.min_size, "Minimum chunk size");
+    command->add_option("--avg", options->chunker.avg_size, "Average chunk size");
+    command->add_option("--max", options->chunker.max_size, "Maximum chunk size");
+    command->add_option("--trust", *trust,
+                        "verify (default: SHA-256 every chunk) or local (trusted input)");
+    command->callback([=, &exit_code] {
+      if (*trust == "local") {
+        options->trust = TrustMode::kLocal;
+      } else if (*trust != "verify") {
+        exit_code = report_error(make_error(ErrorCode::kInvalidArgument,
+                                            "--trust must be 'verify' or 'local', not '" +
+                                                *trust + "'"));
+        return;
+      }
+      exit_code = run_ingest(*common, *layers, *options);
+    });
+  }
+  {
+    auto common = std::make_shared<StoreCommandOptions>();
+    auto layer = std::make_shared<std::string>();
+    auto output = std::make_shared<std::string>("-");
+    auto format = std::make_shared<std::string>("tar");
+    CLI::App* command =
+        add_store_command(app, "export", "Write a stored layer back out, byte for byte", common);
+    command->add_option("layer", *layer, "diff_id or layer digest (sha256:...)")->required();
+    command->add_option("-o,--output", *output, "Output file ('-': stdout)");
+    command->add_option("--format", *format, "tar");
+    command->callback([=, &exit_code] {
+      if (*format != "tar") {
+        exit_code = report_error(make_error(
+            ErrorCode::kInvalidArgument,
+            "export --format " + *format + " is not built yet; only 'tar' is available"));
+        return;
+      }
+      exit_code = run_export(*common, *layer, *output);
+    });
+  }
+  {
+    auto common = std::make_shared<StoreCommandOptions>();
+    add_store_command(app, "ls", "List the layers in a store", common)
+        ->callback([common, &exit_code] { exit_code = run_ls(*common); });
+  }
+  {
+    auto common = std::make_shared<StoreCommandOptions>();
+    add_store_command(app, "stats", "Sizes and dedup ratio of a store", common)
+        ->callback([common, &exit_code] { exit_code = run_stats(*common); });
+  }
+  {
+    auto common = std::make_shared<StoreCommandOptions>();
+    add_store_command(app, "verify", "Re-read and re-hash every chunk and recipe", common)
+        ->callback([common, &exit_code] { exit_code = run_verify(*common); });
+  }
+  {
+    auto common = std::make_shared<StoreCommandOptions>();
+    add_store_command(app, "gc", "Remove chunks no layer references", common)
+        ->callback([common, &exit_code] { exit_code = run_gc(*common); });
+  }
+}
+
+}  // namespace strata::tool
