@@ -149,6 +149,13 @@ TEST(ChunkCodec, ZstdRoundTripAndStrictDecoding) {
   EXPECT_EQ(decompress_chunk(Codec::kRaw, span_of(raw), raw.size() + 1).error().code,
             ErrorCode::kCorruptInput);
   EXPECT_EQ(compress_chunk_zstd(span_of(raw), 0).error().code, ErrorCode::kInvalidArgument);
+
+  auto empty_frame = compress_chunk_zstd({}, 3);
+  ASSERT_TRUE(empty_frame.ok());
+  auto empty = decompress_chunk(Codec::kZstd, span_of(*empty_frame), 0);
+  ASSERT_TRUE(empty.ok()) << empty.error().to_string();
+  EXPECT_TRUE(empty->empty());
+  EXPECT_FALSE(decompress_chunk(Codec::kZstd, {}, 0).ok());
 }
 
 TEST_F(ChunkStoreTest, OpenWithoutCreateFailsClearly) {
