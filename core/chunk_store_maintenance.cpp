@@ -52,6 +52,18 @@ class MaintenanceLock {
   pack_file::FileDescriptor file_;  // closing the descriptor releases the lock
 };
 
+// Ends a read transaction (statements declared after it are finalized first).
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(store_index::Database& db) : db_(db) {}
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+  ~ReadSnapshot() { db_.rollback(); }
+
+ private:
+  store_index::Database& db_;
+};
+
 ChunkLocation location_from_row(const store_index::Statement& row, int first_column) {
   ChunkLocation location;
   location.pack_id = row.column_int(first_column);
@@ -120,6 +132,10 @@ Result<VerifyReport> ChunkStore::verify() {
   {
     std::lock_guard lock(impl_->db_mutex);
     store_index::Database& db = impl_->db;
+    // One read transaction: chunk rows, layer lists and refcounts come from one WAL snapshot, so
+    // a commit in another process between two queries cannot look like a mismatch.
+    STRATA_TRY(db.execute("BEGIN"));
+    ReadSnapshot snapshot(db);
     auto check = db.prepare("PRAGMA quick_check");
     if (!check.ok()) return std::move(check).error();
     while (true) {
@@ -169,7 +185,7 @@ Result<VerifyReport> ChunkStore::verify() {
     report.layers_checked = static_cast<std::uint64_t>(layers->column_int(0));
   }
 
-  std::vector<Digest> newly_corrupt;
+  std::vector<const Row*> newly_corrupt;
   for (const Row& entry : rows) {
     ++report.chunks_checked;
     const auto referenced = references.find(entry.digest);
@@ -184,7 +200,7 @@ Result<VerifyReport> ChunkStore::verify() {
                                 std::to_string(entry.location.pack_id) +
                                 ", which the index does not list");
       report.corrupt_chunks.push_back(entry.digest);
-      if (!entry.location.corrupt) newly_corrupt.push_back(entry.digest);
+      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
       continue;
     }
     auto record = impl_->read_record(entry.digest, entry.location);
@@ -196,7 +212,7 @@ Result<VerifyReport> ChunkStore::verify() {
     if (!raw.ok()) {
       report.problems.push_back(raw.error().message);
       report.corrupt_chunks.push_back(entry.digest);
-      if (!entry.location.corrupt) newly_corrupt.push_back(entry.digest);
+      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
     }
   }
 
@@ -204,10 +220,14 @@ Result<VerifyReport> ChunkStore::verify() {
     std::lock_guard lock(impl_->db_mutex);
     store_index::WriteTransaction transaction(impl_->db);
     STRATA_TRY(transaction.begin());
-    auto mark = impl_->db.prepare("UPDATE chunks SET corrupt = 1 WHERE digest = ?");
+    // Only the copy that was read: a heal committed meanwhile has moved the row elsewhere.
+    auto mark = impl_->db.prepare(
+        "UPDATE chunks SET corrupt = 1 WHERE digest = ? AND pack_id = ? AND offset = ?");
     if (!mark.ok()) return std::move(mark).error();
-    for (const Digest& digest : newly_corrupt) {
-      mark->bind_blob(1, blob_of(digest));
+    for (const Row* entry : newly_corrupt) {
+      mark->bind_blob(1, blob_of(entry->digest));
+      mark->bind_int(2, entry->location.pack_id);
+      mark->bind_int(3, static_cast<std::int64_t>(entry->location.offset));
       STRATA_TRY(mark->run());
       mark->reset();
     }
