@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -407,6 +408,75 @@ TEST_F(ChunkStoreTest, DamagedIndexGivesAClearError) {
   } else {
     EXPECT_EQ(report.error().code, ErrorCode::kCorruptInput) << report.error().to_string();
   }
+}
+
+TEST_F(ChunkStoreTest, MissingPackIsReportedAndHealed) {
+  ChunkStore store = open_store(dir_.store());
+  const std::vector<TestChunk> chunks = make_chunks(850, 3);
+  ASSERT_TRUE(ingest(store, 1, chunks).ok());
+  const auto packs = pack_files(dir_.store());
+  ASSERT_EQ(packs.size(), 1U);
+  fs::remove(packs.front());
+  auto read = store.read_chunk(chunks[0].digest);
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(read.error().message.find(fs::path(packs.front()).filename().string()),
+            std::string::npos);
+  auto report = store.verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->corrupt_chunks.size(), chunks.size());
+  ASSERT_TRUE(ingest(store, 2, chunks).ok());
+  report = store.verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->clean());
+  for (const TestChunk& chunk : chunks) {
+    auto raw = store.read_chunk(chunk.digest);
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(*raw, chunk.raw);
+  }
+}
+
+TEST_F(ChunkStoreTest, RandomBitFlipsInIndexNeverCrash) {
+  const std::string pristine = dir_.store() + "-pristine";
+  {
+    ChunkStore store = open_store(pristine);
+    ASSERT_TRUE(ingest(store, 1, make_chunks(860, 20)).ok());
+    ASSERT_TRUE(ingest(store, 2, make_chunks(870, 20)).ok());
+  }
+  std::uint64_t state = 99;
+  for (int trial = 0; trial < 12; ++trial) {
+    fs::remove_all(dir_.store());
+    fs::copy(pristine, dir_.store(), fs::copy_options::recursive);
+    const std::string index = dir_.store() + "/index.db";
+    const auto size = fs::file_size(index);
+    const auto noise = test::splitmix64_bytes(state++, 64);
+    for (int flip = 0; flip < 4; ++flip) {
+      std::uint64_t where = 0;
+      std::memcpy(&where, noise.data() + 8 * flip, sizeof(where));
+      flip_byte(index, 100 + where % (size - 100));
+    }
+    // Every call either works or returns an error that says something; none may crash.
+    auto store = ChunkStore::open(dir_.store());
+    if (!store.ok()) {
+      EXPECT_FALSE(store.error().message.empty());
+      continue;
+    }
+    auto report = store->verify();
+    if (!report.ok()) {
+      EXPECT_FALSE(report.error().message.empty());
+    }
+    auto layers = store->list_layers();
+    if (!layers.ok()) {
+      EXPECT_FALSE(layers.error().message.empty());
+    }
+    for (std::uint64_t seed = 860; seed < 890; ++seed) {
+      auto raw = store->read_chunk(make_chunk(seed).digest);
+      if (!raw.ok()) {
+        EXPECT_FALSE(raw.error().message.empty());
+      }
+    }
+  }
+  fs::remove_all(pristine);
 }
 
 TEST_F(ChunkStoreTest, TornPackTailLeavesEarlierLayerIntact) {
