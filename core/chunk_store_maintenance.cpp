@@ -80,6 +80,22 @@ ChunkLocation location_from_row(const store_index::Statement& row, int first_col
   return location;
 }
 
+// Adds a problem when a pack file does not start with a pack header strata can read (a missing
+// file shows up on its records instead).
+Result<void> check_pack_header(const ChunkStore::Impl& store, const std::string& name,
+                               VerifyReport& report) {
+  auto reader = store.pack_reader(name);
+  if (!reader.ok()) return {};
+  std::array<std::uint8_t, pack_record::kFileHeaderSize> header{};
+  auto read = pack_file::read_exact_at(**reader, 0, MutableByteSpan(header.data(), header.size()),
+                                       store.pack_path(name));
+  Result<void> checked =
+      read.ok() ? pack_record::check_file_header(ByteSpan(header.data(), header.size()))
+                : std::move(read);
+  if (!checked.ok()) report.problems.push_back("pack " + name + ": " + checked.error().message);
+  return {};
+}
+
 constexpr const char* kChunkColumns =
     "c.digest, c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
     "c.refcount, c.corrupt";
@@ -186,6 +202,7 @@ Result<VerifyReport> ChunkStore::verify() {
   }
 
   std::vector<const Row*> newly_corrupt;
+  std::int64_t last_pack_id = -1;
   for (const Row& entry : rows) {
     ++report.chunks_checked;
     const auto referenced = references.find(entry.digest);
@@ -202,6 +219,10 @@ Result<VerifyReport> ChunkStore::verify() {
       report.corrupt_chunks.push_back(entry.digest);
       if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
       continue;
+    }
+    if (entry.location.pack_id != last_pack_id) {
+      last_pack_id = entry.location.pack_id;
+      STRATA_TRY(check_pack_header(*impl_, entry.location.pack_name, report));
     }
     auto record = impl_->read_record(entry.digest, entry.location);
     Result<std::vector<std::uint8_t>> raw =

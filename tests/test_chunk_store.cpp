@@ -352,6 +352,7 @@ TEST_F(ChunkStoreTest, BitFlipInPackIsDetectedReportedAndHealed) {
   EXPECT_NE(read.error().message.find(fs::path(packs.front()).filename().string()),
             std::string::npos);
   EXPECT_FALSE(store.read_stored_chunk(chunks[0].digest).ok());
+  flip_byte(packs.front(), 2);  // the pack file's magic
   EXPECT_TRUE(store.read_chunk(chunks[1].digest).ok());
 
   auto report = store.verify();
@@ -359,6 +360,9 @@ TEST_F(ChunkStoreTest, BitFlipInPackIsDetectedReportedAndHealed) {
   EXPECT_FALSE(report->clean());
   ASSERT_EQ(report->corrupt_chunks.size(), 1U);
   EXPECT_EQ(report->corrupt_chunks.front(), chunks[0].digest);
+  ASSERT_EQ(report->problems.size(), 2U);  // the record and the pack header
+  EXPECT_NE(report->problems[0].find("bad magic"), std::string::npos);
+  flip_byte(packs.front(), 2);
   EXPECT_FALSE(store.contains(chunks[0].digest));
   EXPECT_EQ(store.stats()->corrupt_chunks, 1U);
 
