@@ -86,7 +86,7 @@ int ingest(const std::string& path, std::uint64_t seed, int layers, int remove_e
       diff_id.update(raw_span);
       recipe.insert(recipe.end(), digest.bytes().begin(), digest.bytes().end());
       digests.push_back(digest);
-      if (store->contains(digest)) {
+      if (writer->contains(digest)) {
         auto put = writer->put_chunk(digest, {}, {}, strata::Codec::kZstd);
         if (!put.ok()) return fail(put.error().to_string());
         continue;

@@ -211,6 +211,7 @@ TEST_F(ChunkStoreTest, RepeatedPutsAreStoredOnceAndCounted) {
   const std::vector<TestChunk> shared = make_chunks(1, 3);
   auto writer = store.writer();
   ASSERT_TRUE(writer.ok());
+  EXPECT_FALSE(writer->contains(shared[0].digest));
   for (int round = 0; round < 3; ++round) {
     for (const TestChunk& chunk : shared) {
       ASSERT_TRUE(
@@ -218,6 +219,8 @@ TEST_F(ChunkStoreTest, RepeatedPutsAreStoredOnceAndCounted) {
               .ok());
     }
   }
+  EXPECT_TRUE(writer->contains(shared[0].digest));  // put in this session
+  EXPECT_FALSE(store.contains(shared[0].digest));   // not visible before the commit
   // Repeats in the reference list count once per layer.
   std::vector<Digest> refs = {shared[0].digest, shared[0].digest, shared[1].digest,
                               shared[2].digest};
