@@ -375,9 +375,12 @@ Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
     if (!location.ok()) return std::move(location).error();
     auto record = impl_->read_record(digest, *location);
     if (!record.ok()) {
-      if (record.error().code == ErrorCode::kNotFound && attempt < 2) {
-        impl_->drop_pack_reader(location->pack_name);
-        continue;
+      if (record.error().code == ErrorCode::kNotFound) {
+        if (attempt < 2) {
+          impl_->drop_pack_reader(location->pack_name);
+          continue;
+        }
+        return make_error(ErrorCode::kCorruptInput, record.error().message);
       }
       return std::move(record).error();
     }
@@ -398,9 +401,12 @@ Result<std::vector<std::uint8_t>> ChunkStore::read_chunk(const Digest& digest) c
     if (!location.ok()) return std::move(location).error();
     auto record = impl_->read_record(digest, *location);
     if (!record.ok()) {
-      if (record.error().code == ErrorCode::kNotFound && attempt < 2) {
-        impl_->drop_pack_reader(location->pack_name);
-        continue;
+      if (record.error().code == ErrorCode::kNotFound) {
+        if (attempt < 2) {
+          impl_->drop_pack_reader(location->pack_name);
+          continue;
+        }
+        return make_error(ErrorCode::kCorruptInput, record.error().message);
       }
       return std::move(record).error();
     }

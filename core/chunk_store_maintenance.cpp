@@ -52,6 +52,18 @@ class MaintenanceLock {
   pack_file::FileDescriptor file_;  // closing the descriptor releases the lock
 };
 
+// Ends a read transaction (statements declared after it are finalized first).
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(store_index::Database& db) : db_(db) {}
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+  ~ReadSnapshot() { db_.rollback(); }
+
+ private:
+  store_index::Database& db_;
+};
+
 ChunkLocation location_from_row(const store_index::Statement& row, int first_column) {
   ChunkLocation location;
   location.pack_id = row.column_int(first_column);
@@ -66,6 +78,22 @@ ChunkLocation location_from_row(const store_index::Statement& row, int first_col
   location.refcount = row.column_int(first_column + 7);
   location.corrupt = row.column_int(first_column + 8) != 0;
   return location;
+}
+
+// Adds a problem when a pack file does not start with a pack header strata can read (a missing
+// file shows up on its records instead).
+Result<void> check_pack_header(const ChunkStore::Impl& store, const std::string& name,
+                               VerifyReport& report) {
+  auto reader = store.pack_reader(name);
+  if (!reader.ok()) return {};
+  std::array<std::uint8_t, pack_record::kFileHeaderSize> header{};
+  auto read = pack_file::read_exact_at(**reader, 0, MutableByteSpan(header.data(), header.size()),
+                                       store.pack_path(name));
+  Result<void> checked =
+      read.ok() ? pack_record::check_file_header(ByteSpan(header.data(), header.size()))
+                : std::move(read);
+  if (!checked.ok()) report.problems.push_back("pack " + name + ": " + checked.error().message);
+  return {};
 }
 
 constexpr const char* kChunkColumns =
@@ -120,6 +148,10 @@ Result<VerifyReport> ChunkStore::verify() {
   {
     std::lock_guard lock(impl_->db_mutex);
     store_index::Database& db = impl_->db;
+    // One read transaction: chunk rows, layer lists and refcounts come from one WAL snapshot, so
+    // a commit in another process between two queries cannot look like a mismatch.
+    STRATA_TRY(db.execute("BEGIN"));
+    ReadSnapshot snapshot(db);
     auto check = db.prepare("PRAGMA quick_check");
     if (!check.ok()) return std::move(check).error();
     while (true) {
@@ -169,7 +201,8 @@ Result<VerifyReport> ChunkStore::verify() {
     report.layers_checked = static_cast<std::uint64_t>(layers->column_int(0));
   }
 
-  std::vector<Digest> newly_corrupt;
+  std::vector<const Row*> newly_corrupt;
+  std::int64_t last_pack_id = -1;
   for (const Row& entry : rows) {
     ++report.chunks_checked;
     const auto referenced = references.find(entry.digest);
@@ -184,8 +217,12 @@ Result<VerifyReport> ChunkStore::verify() {
                                 std::to_string(entry.location.pack_id) +
                                 ", which the index does not list");
       report.corrupt_chunks.push_back(entry.digest);
-      if (!entry.location.corrupt) newly_corrupt.push_back(entry.digest);
+      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
       continue;
+    }
+    if (entry.location.pack_id != last_pack_id) {
+      last_pack_id = entry.location.pack_id;
+      STRATA_TRY(check_pack_header(*impl_, entry.location.pack_name, report));
     }
     auto record = impl_->read_record(entry.digest, entry.location);
     Result<std::vector<std::uint8_t>> raw =
@@ -196,7 +233,7 @@ Result<VerifyReport> ChunkStore::verify() {
     if (!raw.ok()) {
       report.problems.push_back(raw.error().message);
       report.corrupt_chunks.push_back(entry.digest);
-      if (!entry.location.corrupt) newly_corrupt.push_back(entry.digest);
+      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
     }
   }
 
@@ -204,10 +241,14 @@ Result<VerifyReport> ChunkStore::verify() {
     std::lock_guard lock(impl_->db_mutex);
     store_index::WriteTransaction transaction(impl_->db);
     STRATA_TRY(transaction.begin());
-    auto mark = impl_->db.prepare("UPDATE chunks SET corrupt = 1 WHERE digest = ?");
+    // Only the copy that was read: a heal committed meanwhile has moved the row elsewhere.
+    auto mark = impl_->db.prepare(
+        "UPDATE chunks SET corrupt = 1 WHERE digest = ? AND pack_id = ? AND offset = ?");
     if (!mark.ok()) return std::move(mark).error();
-    for (const Digest& digest : newly_corrupt) {
-      mark->bind_blob(1, blob_of(digest));
+    for (const Row* entry : newly_corrupt) {
+      mark->bind_blob(1, blob_of(entry->digest));
+      mark->bind_int(2, entry->location.pack_id);
+      mark->bind_int(3, static_cast<std::int64_t>(entry->location.offset));
       STRATA_TRY(mark->run());
       mark->reset();
     }

@@ -324,6 +324,12 @@ Result<StoreWriter> ChunkStore::writer() {
   return writer;
 }
 
+bool StoreWriter::contains(const Digest& digest) const {
+  if (session_->pending.count(digest) != 0) return true;
+  std::shared_lock lock(session_->store->known_mutex);
+  return session_->store->known.count(digest) != 0;
+}
+
 Result<void> StoreWriter::put_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
                                     Codec codec) {
   Session& session = *session_;

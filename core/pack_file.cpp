@@ -112,12 +112,6 @@ Result<void> sync_directory(const std::string& path) {
   return sync_file(directory, path);
 }
 
-Result<std::uint64_t> file_size(const FileDescriptor& file, const std::string& path) {
-  struct stat info {};
-  if (::fstat(file.get(), &info) != 0) return io_error("cannot stat", path, errno);
-  return static_cast<std::uint64_t>(info.st_size);
-}
-
 Result<void> ensure_directory(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) == 0) return {};
   const int error_number = errno;

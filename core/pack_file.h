@@ -48,7 +48,6 @@ Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, Mut
 
 Result<void> sync_file(const FileDescriptor& file, const std::string& path);
 Result<void> sync_directory(const std::string& path);
-Result<std::uint64_t> file_size(const FileDescriptor& file, const std::string& path);
 
 // Creates `path` as a directory unless it exists; kIo when it cannot.
 Result<void> ensure_directory(const std::string& path);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Concurrent writers on one chunk store (shared/specs/reliability.md §5.3 F9, F10): three processes
 # ingest overlapping layers (one shared chunk pool) into the same store while a fourth runs gc in a
-# loop; all must succeed, then verify must be clean and every committed layer must rebuild.
+# loop and a fifth verifies and rebuilds every layer over and over (F11); all must succeed, then verify must be clean and every committed layer must rebuild.
 # Usage: store_concurrency_test.sh <strata_store_stress> <work dir>
 set -euo pipefail
 
@@ -17,6 +17,9 @@ for seed in 101 202 303; do
   pids+=($!)
 done
 "$stress" gc "$store" 20 2>"$work/err.gc" &
+pids+=($!)
+# A reader verifying and rebuilding every layer while the others write, remove and collect.
+"$stress" watch "$store" 15 2>"$work/err.watch" &
 pids+=($!)
 
 failed=0

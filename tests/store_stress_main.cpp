@@ -10,6 +10,8 @@
 //       verify must be clean, every layer must rebuild to its diff_id, and every layer a log
 //       says was committed (and not being removed) must be present
 //   strata_store_stress gc <store> <rounds>
+//   strata_store_stress watch <store> <rounds>
+//       check (without logs) repeatedly while other processes write, remove and collect
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -84,7 +86,7 @@ int ingest(const std::string& path, std::uint64_t seed, int layers, int remove_e
       diff_id.update(raw_span);
       recipe.insert(recipe.end(), digest.bytes().begin(), digest.bytes().end());
       digests.push_back(digest);
-      if (store->contains(digest)) {
+      if (writer->contains(digest)) {
         auto put = writer->put_chunk(digest, {}, {}, strata::Codec::kZstd);
         if (!put.ok()) return fail(put.error().to_string());
         continue;
@@ -120,37 +122,70 @@ int ingest(const std::string& path, std::uint64_t seed, int layers, int remove_e
   return 0;
 }
 
-int check(const std::string& path, const std::vector<std::string>& logs) {
-  auto store = strata::ChunkStore::open(path);
-  if (!store.ok()) return fail(store.error().to_string());
-  auto report = store->verify();
+// Verifies `store` and rebuilds every layer. With `racing`, other processes are still writing:
+// a layer removed (and its chunks collected) between listing and reading is skipped.
+int check_store(strata::ChunkStore& store, bool racing, std::set<Digest>& present,
+                std::uint64_t& chunks_checked) {
+  auto report = store.verify();
   if (!report.ok()) return fail(report.error().to_string());
-  for (const std::string& problem : report->problems)
+  for (const std::string& problem : report->problems) {
     std::fprintf(stderr, "verify: %s\n", problem.c_str());
+  }
   if (!report->clean()) return fail("verify found problems");
+  chunks_checked = report->chunks_checked;
 
-  auto layers = store->list_layers();
+  auto layers = store.list_layers();
   if (!layers.ok()) return fail(layers.error().to_string());
-  std::set<Digest> present;
   for (const strata::LayerRecord& listed : *layers) {
-    auto layer = store->find_layer(listed.diff_id);
-    if (!layer.ok()) return fail(layer.error().to_string());
+    auto layer = store.find_layer(listed.diff_id);
+    if (!layer.ok()) {
+      if (racing && layer.error().code == strata::ErrorCode::kNotFound) continue;
+      return fail(layer.error().to_string());
+    }
     if (layer->recipe.size() % Digest::kSize != 0) return fail("recipe has a torn digest list");
     strata::Sha256 rebuilt;
+    bool vanished = false;
     for (std::size_t offset = 0; offset < layer->recipe.size(); offset += Digest::kSize) {
       Digest::Bytes bytes{};
       std::copy_n(layer->recipe.begin() + static_cast<std::ptrdiff_t>(offset), Digest::kSize,
                   bytes.begin());
-      auto raw = store->read_chunk(Digest(bytes));
-      if (!raw.ok())
+      auto raw = store.read_chunk(Digest(bytes));
+      if (!raw.ok()) {
+        if (racing && raw.error().code == strata::ErrorCode::kNotFound &&
+            !store.find_layer(listed.diff_id).ok()) {
+          vanished = true;
+          break;
+        }
         return fail("layer " + listed.diff_id.to_string() + ": " + raw.error().to_string());
+      }
       rebuilt.update(ByteSpan(raw->data(), raw->size()));
     }
+    if (vanished) continue;
     if (rebuilt.finish() != listed.diff_id) {
       return fail("layer " + listed.diff_id.to_string() + " does not rebuild to its diff_id");
     }
     present.insert(listed.diff_id);
   }
+  return 0;
+}
+
+int watch(const std::string& path, int rounds) {
+  auto store = open_store(path);
+  if (!store.ok()) return fail(store.error().to_string());
+  for (int round = 0; round < rounds; ++round) {
+    std::set<Digest> present;
+    std::uint64_t chunks_checked = 0;
+    if (check_store(*store, true, present, chunks_checked) != 0) return 1;
+  }
+  return 0;
+}
+
+int check(const std::string& path, const std::vector<std::string>& logs) {
+  auto store = strata::ChunkStore::open(path);
+  if (!store.ok()) return fail(store.error().to_string());
+  std::set<Digest> present;
+  std::uint64_t chunks_checked = 0;
+  if (check_store(*store, false, present, chunks_checked) != 0) return 1;
 
   std::set<std::string> committed;
   std::set<std::string> removing;
@@ -169,7 +204,7 @@ int check(const std::string& path, const std::vector<std::string>& logs) {
     if (present.count(*digest) == 0) return fail("committed layer " + text + " is missing");
   }
   std::printf("ok: %zu layers rebuilt, %llu chunks verified\n", present.size(),
-              static_cast<unsigned long long>(report->chunks_checked));
+              static_cast<unsigned long long>(chunks_checked));
   return 0;
 }
 
@@ -195,7 +230,8 @@ int main(int argc, char** argv) {
     return check(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
   }
   if (args.size() >= 3 && args[0] == "gc") return collect(args[1], std::atoi(args[2].c_str()));
+  if (args.size() >= 3 && args[0] == "watch") return watch(args[1], std::atoi(args[2].c_str()));
   return fail(
       "usage: ingest <store> <seed> <layers> [remove_every] | check <store> [log...] | "
-      "gc <store> <rounds>");
+      "gc <store> <rounds> | watch <store> <rounds>");
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -149,6 +150,13 @@ TEST(ChunkCodec, ZstdRoundTripAndStrictDecoding) {
   EXPECT_EQ(decompress_chunk(Codec::kRaw, span_of(raw), raw.size() + 1).error().code,
             ErrorCode::kCorruptInput);
   EXPECT_EQ(compress_chunk_zstd(span_of(raw), 0).error().code, ErrorCode::kInvalidArgument);
+
+  auto empty_frame = compress_chunk_zstd({}, 3);
+  ASSERT_TRUE(empty_frame.ok());
+  auto empty = decompress_chunk(Codec::kZstd, span_of(*empty_frame), 0);
+  ASSERT_TRUE(empty.ok()) << empty.error().to_string();
+  EXPECT_TRUE(empty->empty());
+  EXPECT_FALSE(decompress_chunk(Codec::kZstd, {}, 0).ok());
 }
 
 TEST_F(ChunkStoreTest, OpenWithoutCreateFailsClearly) {
@@ -203,6 +211,7 @@ TEST_F(ChunkStoreTest, RepeatedPutsAreStoredOnceAndCounted) {
   const std::vector<TestChunk> shared = make_chunks(1, 3);
   auto writer = store.writer();
   ASSERT_TRUE(writer.ok());
+  EXPECT_FALSE(writer->contains(shared[0].digest));
   for (int round = 0; round < 3; ++round) {
     for (const TestChunk& chunk : shared) {
       ASSERT_TRUE(
@@ -210,6 +219,8 @@ TEST_F(ChunkStoreTest, RepeatedPutsAreStoredOnceAndCounted) {
               .ok());
     }
   }
+  EXPECT_TRUE(writer->contains(shared[0].digest));  // put in this session
+  EXPECT_FALSE(store.contains(shared[0].digest));   // not visible before the commit
   // Repeats in the reference list count once per layer.
   std::vector<Digest> refs = {shared[0].digest, shared[0].digest, shared[1].digest,
                               shared[2].digest};
@@ -344,6 +355,7 @@ TEST_F(ChunkStoreTest, BitFlipInPackIsDetectedReportedAndHealed) {
   EXPECT_NE(read.error().message.find(fs::path(packs.front()).filename().string()),
             std::string::npos);
   EXPECT_FALSE(store.read_stored_chunk(chunks[0].digest).ok());
+  flip_byte(packs.front(), 2);  // the pack file's magic
   EXPECT_TRUE(store.read_chunk(chunks[1].digest).ok());
 
   auto report = store.verify();
@@ -351,6 +363,9 @@ TEST_F(ChunkStoreTest, BitFlipInPackIsDetectedReportedAndHealed) {
   EXPECT_FALSE(report->clean());
   ASSERT_EQ(report->corrupt_chunks.size(), 1U);
   EXPECT_EQ(report->corrupt_chunks.front(), chunks[0].digest);
+  ASSERT_EQ(report->problems.size(), 2U);  // the record and the pack header
+  EXPECT_NE(report->problems[0].find("bad magic"), std::string::npos);
+  flip_byte(packs.front(), 2);
   EXPECT_FALSE(store.contains(chunks[0].digest));
   EXPECT_EQ(store.stats()->corrupt_chunks, 1U);
 
@@ -400,6 +415,75 @@ TEST_F(ChunkStoreTest, DamagedIndexGivesAClearError) {
   } else {
     EXPECT_EQ(report.error().code, ErrorCode::kCorruptInput) << report.error().to_string();
   }
+}
+
+TEST_F(ChunkStoreTest, MissingPackIsReportedAndHealed) {
+  ChunkStore store = open_store(dir_.store());
+  const std::vector<TestChunk> chunks = make_chunks(850, 3);
+  ASSERT_TRUE(ingest(store, 1, chunks).ok());
+  const auto packs = pack_files(dir_.store());
+  ASSERT_EQ(packs.size(), 1U);
+  fs::remove(packs.front());
+  auto read = store.read_chunk(chunks[0].digest);
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(read.error().message.find(fs::path(packs.front()).filename().string()),
+            std::string::npos);
+  auto report = store.verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->corrupt_chunks.size(), chunks.size());
+  ASSERT_TRUE(ingest(store, 2, chunks).ok());
+  report = store.verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->clean());
+  for (const TestChunk& chunk : chunks) {
+    auto raw = store.read_chunk(chunk.digest);
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(*raw, chunk.raw);
+  }
+}
+
+TEST_F(ChunkStoreTest, RandomBitFlipsInIndexNeverCrash) {
+  const std::string pristine = dir_.store() + "-pristine";
+  {
+    ChunkStore store = open_store(pristine);
+    ASSERT_TRUE(ingest(store, 1, make_chunks(860, 20)).ok());
+    ASSERT_TRUE(ingest(store, 2, make_chunks(870, 20)).ok());
+  }
+  std::uint64_t state = 99;
+  for (int trial = 0; trial < 12; ++trial) {
+    fs::remove_all(dir_.store());
+    fs::copy(pristine, dir_.store(), fs::copy_options::recursive);
+    const std::string index = dir_.store() + "/index.db";
+    const auto size = fs::file_size(index);
+    const auto noise = test::splitmix64_bytes(state++, 64);
+    for (int flip = 0; flip < 4; ++flip) {
+      std::uint64_t where = 0;
+      std::memcpy(&where, noise.data() + 8 * flip, sizeof(where));
+      flip_byte(index, 100 + where % (size - 100));
+    }
+    // Every call either works or returns an error that says something; none may crash.
+    auto store = ChunkStore::open(dir_.store());
+    if (!store.ok()) {
+      EXPECT_FALSE(store.error().message.empty());
+      continue;
+    }
+    auto report = store->verify();
+    if (!report.ok()) {
+      EXPECT_FALSE(report.error().message.empty());
+    }
+    auto layers = store->list_layers();
+    if (!layers.ok()) {
+      EXPECT_FALSE(layers.error().message.empty());
+    }
+    for (std::uint64_t seed = 860; seed < 890; ++seed) {
+      auto raw = store->read_chunk(make_chunk(seed).digest);
+      if (!raw.ok()) {
+        EXPECT_FALSE(raw.error().message.empty());
+      }
+    }
+  }
+  fs::remove_all(pristine);
 }
 
 TEST_F(ChunkStoreTest, TornPackTailLeavesEarlierLayerIntact) {

@@ -134,6 +134,10 @@ class StoreWriter {
   // stored may then be empty). Appends to this writer's own pack through a buffer; no fsync here.
   Result<void> put_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec);
 
+  // True when put_chunk would not need the bytes: the chunk is known good in the store or was
+  // already put in this session. Lets the engine skip compressing a repeat within one layer.
+  [[nodiscard]] bool contains(const Digest& digest) const;
+
   // Makes `layer` and its references to `chunks` (in any order, repeats allowed) durable and
   // visible at once: flush + fsync the pack, then one SQLite transaction. Every referenced chunk
   // must be in the store or put in this session. After a failed fsync the writer is unusable
