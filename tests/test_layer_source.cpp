@@ -2,8 +2,10 @@
 // (checked against expected.json, made with the real tools), multi-member gzip and multi-frame
 // zstd made by the gzip/zstd binaries, and refusal of corrupt, truncated and bomb inputs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <limits>
+#include <thread>
 
 #include "formats/layer_source.h"
 #include "tests/layer_fixtures.h"
@@ -243,6 +245,30 @@ TEST(LayerSource, ZstdWindowTooLargeIsRefused) {
   // exponent 31 -> a 2 GiB window, above libzstd's default limit of 2^27.
   const std::vector<std::uint8_t> blob = {0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xF8, 0x01, 0x00, 0x00};
   expect_error(decompress(blob), ErrorCode::kLimitExceeded, "zstd");
+}
+
+TEST_F(LayerSourceTools, GzipThroughAPipeInSmallWrites) {
+  const auto data = test::splitmix64_bytes(21, 400000);
+  const auto blob = make(data, "gzip -n -c data > d.gz", "d.gz");
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::thread writer([&] {
+    for (std::size_t at = 0; at < blob.size();) {
+      const std::size_t piece = std::min<std::size_t>(blob.size() - at, 1 + at % 3001);
+      const ssize_t written = ::write(fds[1], blob.data() + at, piece);
+      if (written <= 0) break;
+      at += static_cast<std::size_t>(written);
+    }
+    ::close(fds[1]);
+  });
+  auto source = LayerSource::open(std::make_unique<FdByteSource>(fds[0], true));
+  ASSERT_TRUE(source.ok());
+  EXPECT_EQ((*source)->compression(), LayerCompression::kGzip);
+  auto out = test::read_all(**source);
+  writer.join();
+  ASSERT_TRUE(out.ok()) << out.error().to_string();
+  EXPECT_EQ(*out, data);
+  EXPECT_EQ((*source)->compressed_bytes(), blob.size());
 }
 
 TEST(LayerSource, MissingFileIsAnIoError) {

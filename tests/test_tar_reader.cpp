@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "formats/tar_reader.h"
@@ -136,6 +137,51 @@ void check_against_gnu_tar(const test::ScratchDir& scratch, const std::string& t
   }
 }
 
+// Differential check against an independent parser, Python's tarfile: every entry's name,
+// type, size, link name, mode, owner, mtime, device numbers and xattrs must agree.
+void check_against_python_tarfile(const test::ScratchDir& scratch, const std::string& tar_name) {
+  const std::string script =
+      "import json,sys,tarfile\n"
+      "kinds={b'0':'0',b'\\0':'0',b'7':'0',b'1':'1',b'2':'2',b'3':'3',b'4':'4',b'5':'5',b'6':'6'}\n"
+      "for t in tarfile.open(sys.argv[1]):\n"
+      "  x={k[13:]:v for k,v in t.pax_headers.items() if k.startswith('SCHILY.xattr.')}\n"
+      "  print(json.dumps([t.name,kinds.get(t.type,'?'),t.size if t.isreg() else 0,t.linkname,"
+      "t.mode,t.uid,t.gid,int(t.mtime),t.devmajor,t.devminor,x]))\n";
+  test::write_file(scratch.file("list.py"),
+                   std::vector<std::uint8_t>(script.begin(), script.end()));
+  ASSERT_TRUE(test::shell(scratch.path(), "python3 list.py " + tar_name + " > python.txt"));
+  const auto lines = lines_of(scratch.file("python.txt"));
+  auto parsed = parse_bytes(test::read_file(scratch.file(tar_name)));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().to_string();
+  std::vector<const TarEntry*> entries;
+  for (const TarEntry& entry : parsed->entries) {
+    if (entry.type != TarEntryType::kGlobalHeader) entries.push_back(&entry);
+  }
+  ASSERT_EQ(entries.size(), lines.size());
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const TarEntry& entry = *entries[i];
+    const auto expected = nlohmann::json::parse(lines[i]);
+    std::string name = entry.path;
+    while (name.size() > 1 && name.back() == '/') name.pop_back();  // tarfile strips it
+    EXPECT_EQ(name, expected[0].get<std::string>());
+    const char kind = "0123456"[static_cast<int>(entry.type)];
+    EXPECT_EQ(std::string(1, kind), expected[1].get<std::string>()) << name;
+    EXPECT_EQ(entry.size, expected[2].get<std::uint64_t>()) << name;
+    EXPECT_EQ(entry.link_path, expected[3].get<std::string>()) << name;
+    EXPECT_EQ(entry.mode, expected[4].get<std::int64_t>()) << name;
+    EXPECT_EQ(entry.uid, expected[5].get<std::int64_t>()) << name;
+    EXPECT_EQ(entry.gid, expected[6].get<std::int64_t>()) << name;
+    EXPECT_EQ(entry.mtime, expected[7].get<std::int64_t>()) << name;
+    if (entry.type == TarEntryType::kCharDevice || entry.type == TarEntryType::kBlockDevice) {
+      EXPECT_EQ(entry.dev_major, expected[8].get<std::int64_t>()) << name;
+      EXPECT_EQ(entry.dev_minor, expected[9].get<std::int64_t>()) << name;
+    }
+    std::map<std::string, std::string> xattrs(entry.xattrs.begin(), entry.xattrs.end());
+    using XattrMap = std::map<std::string, std::string>;
+    EXPECT_EQ(xattrs, expected[10].get<XattrMap>()) << name;
+  }
+}
+
 class TarReaderGnuTar : public ::testing::TestWithParam<std::string> {
  protected:
   test::ScratchDir scratch_;
@@ -195,6 +241,7 @@ TEST_P(TarReaderGnuTar, RandomTree) {
   ASSERT_TRUE(test::shell(scratch_.path(),
                           "tar --format=" + GetParam() + " --sort=name -C root -cf out.tar ."));
   check_against_gnu_tar(scratch_, "out.tar", root);
+  check_against_python_tarfile(scratch_, "out.tar");
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, TarReaderGnuTar, ::testing::Values("gnu", "ustar", "pax"));
@@ -207,6 +254,7 @@ TEST(TarReader, DevicesAndFifos) {
   ASSERT_TRUE(test::shell(root, "mkfifo pipe"));
   ASSERT_TRUE(test::shell(scratch.path(), "tar --format=pax -C root -cf out.tar ."));
   check_against_gnu_tar(scratch, "out.tar", root);
+  check_against_python_tarfile(scratch, "out.tar");
   auto parsed = parse_bytes(test::read_file(scratch.file("out.tar")));
   ASSERT_TRUE(parsed.ok());
   int found = 0;
@@ -239,6 +287,7 @@ TEST(TarReader, PaxXattrRecordsFromGnuTar) {
                           "tar --format=pax --pax-option=SCHILY.xattr.user.note:=hello "
                           "-C root -cf out.tar file"));
   check_against_gnu_tar(scratch, "out.tar", root);
+  check_against_python_tarfile(scratch, "out.tar");
   auto parsed = parse_bytes(test::read_file(scratch.file("out.tar")));
   ASSERT_TRUE(parsed.ok());
   ASSERT_EQ(parsed->entries.size(), 1U);
