@@ -22,8 +22,7 @@ constexpr std::uint8_t kZstdMagic[] = {0x28, 0xb5, 0x2f, 0xfd};
 
 Result<std::unique_ptr<detail::StreamEncoder>> make_encoder(const LayerWriterOptions& options) {
   switch (options.compression) {
-    case LayerCompression::kNone:
-      return std::unique_ptr<detail::StreamEncoder>();
+    case LayerCompression::kNone: return std::unique_ptr<detail::StreamEncoder>();
     case LayerCompression::kGzip:
       if (options.gzip_engine == GzipEngine::kZlib) {
         return detail::make_zlib_gzip_encoder(options.level.value_or(6));
@@ -138,9 +137,8 @@ Result<LayerDigests> decode_layer(LayerCompression compression, const ByteSource
   const ByteSink tar_out = [&](ByteSpan bytes) -> Result<void> {
     digests.uncompressed_size += bytes.size();
     if (digests.uncompressed_size > max_uncompressed) {
-      return make_error(ErrorCode::kLimitExceeded,
-                        "layer decompresses to more than " + std::to_string(max_uncompressed) +
-                            " bytes");
+      return make_error(ErrorCode::kLimitExceeded, "layer decompresses to more than " +
+                                                       std::to_string(max_uncompressed) + " bytes");
     }
     tar_hasher.update(bytes);
     if (tar_sink) return tar_sink(bytes);
@@ -174,8 +172,8 @@ Result<LayerDigests> decode_layer_file(const std::string& path, const ByteSink& 
   }
   std::uint8_t head[4] = {};
   const ssize_t head_bytes = ::pread(fd, head, sizeof head, 0);
-  const LayerCompression compression = detect_compression(
-      ByteSpan(head, head_bytes > 0 ? static_cast<std::size_t>(head_bytes) : 0));
+  const LayerCompression compression =
+      detect_compression(ByteSpan(head, head_bytes > 0 ? static_cast<std::size_t>(head_bytes) : 0));
   const ByteSource source = [fd, &path](MutableByteSpan into) -> Result<std::size_t> {
     for (;;) {
       const ssize_t got = ::read(fd, into.data(), into.size());

@@ -135,9 +135,9 @@ Result<Descriptor> parse_descriptor(Json object, const std::string& where) {
   auto digest_text = take_string(object, "digest", where, true);
   if (!digest_text.ok()) return std::move(digest_text).error();
   if (digest_text->rfind("sha256:", 0) != 0) {
-    return make_error(ErrorCode::kUnsupported,
-                      where + ": digest algorithm of '" + digest_text->substr(0, 80) +
-                          "' is not supported (only sha256)");
+    return make_error(ErrorCode::kUnsupported, where + ": digest algorithm of '" +
+                                                   digest_text->substr(0, 80) +
+                                                   "' is not supported (only sha256)");
   }
   auto digest = Digest::parse(*digest_text);
   if (!digest.ok()) return json_error(where, digest.error().message);
@@ -291,7 +291,8 @@ std::string write_manifest(const Manifest& manifest) {
   if (!manifest.artifact_type.empty()) json["artifactType"] = manifest.artifact_type;
   json["config"] = descriptor_to_json(manifest.config);
   json["layers"] = Json::array();
-  for (const Descriptor& layer : manifest.layers) json["layers"].push_back(descriptor_to_json(layer));
+  for (const Descriptor& layer : manifest.layers)
+    json["layers"].push_back(descriptor_to_json(layer));
   if (manifest.subject) json["subject"] = descriptor_to_json(*manifest.subject);
   if (!manifest.annotations.empty()) json["annotations"] = manifest.annotations;
   return dump_canonical(json);
@@ -348,9 +349,12 @@ Result<ImageConfig> parse_image_config(ByteSpan json) {
   if (!parsed.ok()) return std::move(parsed).error();
   Json& object = *parsed;
   ImageConfig config;
-  for (auto [key, field] : {std::pair{"created", &config.created}, {"author", &config.author},
-                            {"architecture", &config.architecture}, {"os", &config.os},
-                            {"variant", &config.variant}, {"os.version", &config.os_version}}) {
+  for (auto [key, field] : {std::pair{"created", &config.created},
+                            {"author", &config.author},
+                            {"architecture", &config.architecture},
+                            {"os", &config.os},
+                            {"variant", &config.variant},
+                            {"os.version", &config.os_version}}) {
     const bool required = std::string_view(key) == "architecture" || std::string_view(key) == "os";
     auto value = take_string(object, key, where, required);
     if (!value.ok()) return std::move(value).error();
@@ -388,7 +392,8 @@ Result<ImageConfig> parse_image_config(ByteSpan json) {
       HistoryEntry entry;
       for (auto [key, field] : {std::pair{"created", &entry.created},
                                 {"created_by", &entry.created_by},
-                                {"author", &entry.author}, {"comment", &entry.comment}}) {
+                                {"author", &entry.author},
+                                {"comment", &entry.comment}}) {
         auto value = take_string(item, key, item_where, false);
         if (!value.ok()) return std::move(value).error();
         *field = std::move(*value);

@@ -127,10 +127,10 @@ Result<int> open_blob(const std::string& path, const Descriptor& descriptor) {
   }
   if (static_cast<std::uint64_t>(info.st_size) != descriptor.size) {
     ::close(fd);
-    return make_error(ErrorCode::kCorruptInput,
-                      "blob " + descriptor.digest.to_string() + " is " +
-                          std::to_string(info.st_size) + " bytes but its descriptor says " +
-                          std::to_string(descriptor.size));
+    return make_error(ErrorCode::kCorruptInput, "blob " + descriptor.digest.to_string() + " is " +
+                                                    std::to_string(info.st_size) +
+                                                    " bytes but its descriptor says " +
+                                                    std::to_string(descriptor.size));
   }
   return fd;
 }
@@ -149,8 +149,8 @@ bool is_valid_tag(std::string_view tag) noexcept {
   if (tag.empty() || tag.size() > 128) return false;
   for (std::size_t i = 0; i < tag.size(); ++i) {
     const char c = tag[i];
-    const bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '_';
+    const bool word =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!word && (i == 0 || (c != '.' && c != '-'))) return false;
   }
   return true;
@@ -230,8 +230,9 @@ Result<OciLayout> OciLayout::open(const std::string& directory) {
       nlohmann::json::parse(*marker, nullptr, /*allow_exceptions=*/false);
   if (!version.is_object() || !version.contains("imageLayoutVersion") ||
       version["imageLayoutVersion"] != std::string(kImageLayoutVersion)) {
-    return make_error(ErrorCode::kUnsupported, directory + "/oci-layout: imageLayoutVersion is not " +
-                                                   std::string(kImageLayoutVersion));
+    return make_error(
+        ErrorCode::kUnsupported,
+        directory + "/oci-layout: imageLayoutVersion is not " + std::string(kImageLayoutVersion));
   }
   auto index_text = read_small_file(directory + "/index.json", kMaxJsonBytes);
   if (!index_text.ok()) return std::move(index_text).error();
@@ -291,10 +292,10 @@ Result<Descriptor> OciLayout::write_blob(std::string_view media_type, ByteSpan b
 Result<std::vector<std::uint8_t>> OciLayout::read_blob(const Descriptor& descriptor,
                                                        std::size_t max_bytes) const {
   if (descriptor.size > max_bytes) {
-    return make_error(ErrorCode::kLimitExceeded,
-                      "blob " + descriptor.digest.to_string() + " is " +
-                          std::to_string(descriptor.size) + " bytes, more than the " +
-                          std::to_string(max_bytes) + " allowed here");
+    return make_error(ErrorCode::kLimitExceeded, "blob " + descriptor.digest.to_string() + " is " +
+                                                     std::to_string(descriptor.size) +
+                                                     " bytes, more than the " +
+                                                     std::to_string(max_bytes) + " allowed here");
   }
   std::vector<std::uint8_t> content;
   content.reserve(descriptor.size);
@@ -334,8 +335,8 @@ Result<void> OciLayout::stream_blob(const Descriptor& descriptor,
   }
   ::close(*fd);
   if (total != descriptor.size) {
-    return make_error(ErrorCode::kCorruptInput, "blob " + descriptor.digest.to_string() +
-                                                    " changed size while being read");
+    return make_error(ErrorCode::kCorruptInput,
+                      "blob " + descriptor.digest.to_string() + " changed size while being read");
   }
   const Digest actual = hasher.finish();
   if (actual != descriptor.digest) return digest_mismatch(descriptor, actual);
@@ -345,10 +346,9 @@ Result<void> OciLayout::stream_blob(const Descriptor& descriptor,
 Result<Descriptor> OciLayout::resolve(std::string_view tag) const {
   if (tag.empty()) {
     if (index_.manifests.size() == 1) return index_.manifests.front();
-    return make_error(ErrorCode::kNotFound,
-                      "layout " + directory_ + " holds " +
-                          std::to_string(index_.manifests.size()) +
-                          " images; name one as LAYOUT:TAG");
+    return make_error(ErrorCode::kNotFound, "layout " + directory_ + " holds " +
+                                                std::to_string(index_.manifests.size()) +
+                                                " images; name one as LAYOUT:TAG");
   }
   const Descriptor* found = nullptr;
   for (const Descriptor& entry : index_.manifests) {
@@ -371,9 +371,9 @@ Result<Image> OciLayout::load_image(std::string_view tag) const {
   auto descriptor = resolve(tag);
   if (!descriptor.ok()) return std::move(descriptor).error();
   if (!is_manifest_type(descriptor->media_type)) {
-    return make_error(ErrorCode::kUnsupported,
-                      "blob " + descriptor->digest.to_string() + " has media type '" +
-                          descriptor->media_type + "', not an image manifest");
+    return make_error(ErrorCode::kUnsupported, "blob " + descriptor->digest.to_string() +
+                                                   " has media type '" + descriptor->media_type +
+                                                   "', not an image manifest");
   }
   Image image;
   image.manifest_descriptor = *descriptor;
@@ -381,8 +381,8 @@ Result<Image> OciLayout::load_image(std::string_view tag) const {
   if (!manifest_bytes.ok()) return std::move(manifest_bytes).error();
   auto manifest = parse_manifest(*manifest_bytes);
   if (!manifest.ok()) {
-    return make_error(manifest.error().code, "blob " + descriptor->digest.to_string() + ": " +
-                                                 manifest.error().message);
+    return make_error(manifest.error().code,
+                      "blob " + descriptor->digest.to_string() + ": " + manifest.error().message);
   }
   image.manifest = std::move(*manifest);
   const Descriptor& config_descriptor = image.manifest.config;

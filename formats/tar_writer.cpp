@@ -144,8 +144,8 @@ class TarEmitter {
       pax_entry.mtime = entry.mtime;
       const Block pax = make_header(pax_entry, "PaxHeaders/" + base, 'x', records.size());
       STRATA_TRY(emit(pax));
-      STRATA_TRY(emit(ByteSpan(reinterpret_cast<const std::uint8_t*>(records.data()),
-                               records.size())));
+      STRATA_TRY(
+          emit(ByteSpan(reinterpret_cast<const std::uint8_t*>(records.data()), records.size())));
       STRATA_TRY(emit_padding(records.size()));
     }
     const std::uint64_t size_field = entry.size > kMaxOctal11 ? 0 : entry.size;

@@ -102,10 +102,10 @@ class ZstdDecoder final : public StreamDecoder {
 
 Result<std::unique_ptr<StreamEncoder>> make_zstd_encoder(int level, unsigned threads) {
   if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "zstd level " + std::to_string(level) + " is outside " +
-                          std::to_string(ZSTD_minCLevel()) + ".." +
-                          std::to_string(ZSTD_maxCLevel()));
+    return make_error(ErrorCode::kInvalidArgument, "zstd level " + std::to_string(level) +
+                                                       " is outside " +
+                                                       std::to_string(ZSTD_minCLevel()) + ".." +
+                                                       std::to_string(ZSTD_maxCLevel()));
   }
   auto encoder = std::make_unique<ZstdEncoder>();
   STRATA_TRY(encoder->init(level, threads));

@@ -8,5 +8,7 @@ namespace strata::tool {
 
 void register_chunk_command(CLI::App& app, int& exit_code);
 void register_kernels_command(CLI::App& app, int& exit_code);
+void register_build_command(CLI::App& app, int& exit_code);
+void register_inspect_command(CLI::App& app, int& exit_code);
 
 }  // namespace strata::tool
