@@ -1,6 +1,6 @@
 // gzip (RFC 1952) streams for tar+gzip layers: compression with ISA-L igzip (levels 0..3, the
 // fast path) or zlib (levels 0..9; level 6 is the classic default others reproduce), and
-// decompression with ISA-L inflate, which checks the CRC-32 and length trailer. ISA-L writes only
+// decompression with ISA-L inflate, which checks each member's CRC-32 and length trailer. ISA-L writes only
 // the deflate data and trailer here (IGZIP_GZIP_NO_HDR); the 10-byte header is ours and fixed:
 // 1f 8b, CM 8, no flags, MTIME 0, XFL 0, OS 255. Fact: shared/specs/layer-formats.md §3 (layer
 // media types), RFC 1952 §2.3.
@@ -128,7 +128,7 @@ class IsalGzipDecoder final : public StreamDecoder {
 
   Result<void> decode(ByteSpan input, const ByteSink& out) override {
     if (input.empty()) return {};
-    if (state_->block_state == ISAL_BLOCK_FINISH) return trailing_data_error();
+    if (state_->block_state == ISAL_BLOCK_FINISH) start_next_member();
     state_->next_in = const_cast<std::uint8_t*>(input.data());  // ISA-L never writes input
     state_->avail_in = static_cast<std::uint32_t>(input.size());
     for (;;) {
@@ -140,8 +140,9 @@ class IsalGzipDecoder final : public StreamDecoder {
       const std::size_t produced = output_.size() - state_->avail_out;
       if (produced > 0) STRATA_TRY(out(ByteSpan(output_.data(), produced)));
       if (state_->block_state == ISAL_BLOCK_FINISH) {
-        if (state_->avail_in != 0) return trailing_data_error();
-        return {};
+        if (state_->avail_in == 0) return {};
+        start_next_member();
+        continue;
       }
       if (state_->avail_in == 0 && state_->avail_out != 0) return {};
       if (produced == 0 && state_->avail_in == consumed_before) {
@@ -158,9 +159,15 @@ class IsalGzipDecoder final : public StreamDecoder {
   }
 
  private:
-  static Error trailing_data_error() {
-    return make_error(ErrorCode::kCorruptInput,
-                      "bytes after the end of the gzip stream (several members are not supported)");
+  // RFC 1952 §2.2: a gzip file is a series of members (eStargz layers are built that way).
+  // ISA-L hands back the bytes it read past a member's trailer, so the rest starts a new one.
+  void start_next_member() {
+    std::uint8_t* next_in = state_->next_in;
+    const std::uint32_t avail_in = state_->avail_in;
+    isal_inflate_reset(state_.get());
+    state_->crc_flag = ISAL_GZIP;
+    state_->next_in = next_in;
+    state_->avail_in = avail_in;
   }
   static Error inflate_error(int status) {
     switch (status) {
