@@ -1,9 +1,9 @@
 // gzip (RFC 1952) streams for tar+gzip layers: compression with ISA-L igzip (levels 0..3, the
 // fast path) or zlib (levels 0..9; level 6 is the classic default others reproduce), and
-// decompression with ISA-L inflate, which checks each member's CRC-32 and length trailer. ISA-L writes only
-// the deflate data and trailer here (IGZIP_GZIP_NO_HDR); the 10-byte header is ours and fixed:
-// 1f 8b, CM 8, no flags, MTIME 0, XFL 0, OS 255. Fact: shared/specs/layer-formats.md §3 (layer
-// media types), RFC 1952 §2.3.
+// decompression with ISA-L inflate, which checks each member's CRC-32 and length trailer. ISA-L
+// writes only the deflate data and trailer here (IGZIP_GZIP_NO_HDR); the 10-byte header is ours and
+// fixed: 1f 8b, CM 8, no flags, MTIME 0, XFL 0, OS 255. Fact: shared/specs/layer-formats.md §3
+// (layer media types), RFC 1952 §2.3.
 #include <isa-l/igzip_lib.h>
 #include <zlib.h>
 

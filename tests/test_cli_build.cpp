@@ -47,8 +47,8 @@ TEST(CliBuild, BuildThenInspectAgree) {
     EXPECT_EQ(layer["digest"], built["layers"][i]["digest"]);
     EXPECT_EQ(layer["diff_id"], built["layers"][i]["diff_id"]);
     EXPECT_EQ(layer["format"], "zstd");
-    const std::string blob = temp / ("layout/blobs/sha256/" +
-                                     layer["digest"].get<std::string>().substr(7));
+    const std::string blob =
+        temp / ("layout/blobs/sha256/" + layer["digest"].get<std::string>().substr(7));
     EXPECT_EQ(layer["size"].get<std::uint64_t>(), std::filesystem::file_size(blob));
     EXPECT_EQ(sha256_of(test::read_file(blob)).to_string(), layer["digest"]);
   }
@@ -79,11 +79,11 @@ TEST(CliBuild, SameInputSameDigests) {
       EXPECT_EQ(first["layers"][0]["digest"], first["layers"][0]["diff_id"]);
     }
   }
-  const auto base = run_json("build " + (temp / "src") + " --tag t --json --layout " +
-                             (temp / "base"));
-  const auto epoch = run_json("build " + (temp / "src") + " --tag t --json --layout " +
-                                  (temp / "epoch"),
-                              "SOURCE_DATE_EPOCH=1700000000");
+  const auto base =
+      run_json("build " + (temp / "src") + " --tag t --json --layout " + (temp / "base"));
+  const auto epoch =
+      run_json("build " + (temp / "src") + " --tag t --json --layout " + (temp / "epoch"),
+               "SOURCE_DATE_EPOCH=1700000000");
   const auto option = run_json("build " + (temp / "src") + " --tag t --json --mtime 1700000000 " +
                                "--layout " + (temp / "option"));
   EXPECT_NE(base["layers"][0]["diff_id"], epoch["layers"][0]["diff_id"]);
@@ -100,8 +100,8 @@ TEST(CliBuild, TarInputsKeepTheirDiffId) {
   const std::string diff_id = sha256_of(test::read_file(temp / "layer.tar")).to_string();
   for (const std::string name : {"layer.tar", "layer.tar.gz", "layer.tar.zst"}) {
     SCOPED_TRACE(name);
-    const auto built = run_json("build " + (temp / name) + " --layout " + (temp / "layout") +
-                                " --tag t --json");
+    const auto built =
+        run_json("build " + (temp / name) + " --layout " + (temp / "layout") + " --tag t --json");
     EXPECT_EQ(built["layers"][0]["diff_id"], diff_id);
     EXPECT_EQ(built["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
   }
@@ -125,8 +125,8 @@ TEST(CliBuild, ErrorsAreClear) {
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("not a valid tag"), std::string::npos) << result.err;
 
-  const auto built = run_json("build " + (temp / "src") + " --layout " + (temp / "l") +
-                              " --tag t --json");
+  const auto built =
+      run_json("build " + (temp / "src") + " --layout " + (temp / "l") + " --tag t --json");
   result = test::run_tool("inspect " + (temp / "l") + ":missing");
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("tag 'missing' not found"), std::string::npos) << result.err;

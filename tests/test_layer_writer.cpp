@@ -178,9 +178,8 @@ TEST(LayerWriter, BadOptionsAreRefused) {
 
 TEST(LayerWriter, SinkErrorsPropagate) {
   const auto input = make_input();
-  auto writer = oci::LayerWriter::create({}, [](ByteSpan) -> Result<void> {
-    return make_error(ErrorCode::kIo, "disk full");
-  });
+  auto writer = oci::LayerWriter::create(
+      {}, [](ByteSpan) -> Result<void> { return make_error(ErrorCode::kIo, "disk full"); });
   ASSERT_TRUE(writer.ok());
   Result<void> status = writer->write(input);
   if (status.ok()) {
@@ -219,9 +218,9 @@ TEST(LayerDecoder, DecodesWhatTheToolsWrite) {
   ASSERT_EQ(test::shell("gzip -9nc " + (temp / "in") + " > " + (temp / "in.gz")), 0);
   ASSERT_EQ(test::shell("zstd -q -19 -c " + (temp / "in") + " > " + (temp / "in.zst")), 0);
   // Two gzip members back to back are one valid gzip file (RFC 1952 §2.2).
-  ASSERT_EQ(test::shell("cat " + (temp / "in.gz") + " " + (temp / "in.gz") + " > " +
-                        (temp / "two.gz")),
-            0);
+  ASSERT_EQ(
+      test::shell("cat " + (temp / "in.gz") + " " + (temp / "in.gz") + " > " + (temp / "two.gz")),
+      0);
   for (const std::string name : {"in.gz", "in.zst"}) {
     SCOPED_TRACE(name);
     std::vector<std::uint8_t> tar;
@@ -253,7 +252,8 @@ TEST(LayerDecoder, DamagedStreamsAreRefused) {
     auto damaged = decode_bytes(compression, flipped);
     ASSERT_FALSE(damaged.ok());
     EXPECT_EQ(damaged.error().code, ErrorCode::kCorruptInput) << damaged.error().message;
-    auto truncated = decode_bytes(compression, ByteSpan(written.blob).first(written.blob.size() - 9));
+    auto truncated =
+        decode_bytes(compression, ByteSpan(written.blob).first(written.blob.size() - 9));
     ASSERT_FALSE(truncated.ok());
     EXPECT_EQ(truncated.error().code, ErrorCode::kCorruptInput);
     std::vector<std::uint8_t> trailing = written.blob;

@@ -78,8 +78,8 @@ TEST(OciJson, ParseWriteParseIsStable) {
     EXPECT_EQ(nlohmann::json::parse(index_written), nlohmann::json::parse(index_text));
     ++documents;
     for (const oci::Descriptor& entry : index->manifests) {
-      const std::string manifest_text = test::read_text(layout_entry.path().string() +
-                                                        "/blobs/sha256/" + entry.digest.hex());
+      const std::string manifest_text =
+          test::read_text(layout_entry.path().string() + "/blobs/sha256/" + entry.digest.hex());
       auto manifest = oci::parse_manifest(test::bytes_of(manifest_text));
       ASSERT_TRUE(manifest.ok()) << manifest.error().to_string();
       const std::string written = oci::write_manifest(*manifest);
@@ -109,8 +109,9 @@ TEST(OciJson, UnknownFieldsAreKeptAndOutputIsCanonical) {
     "layers": [], "mediaType": "application/vnd.oci.image.manifest.v1+json"})";
   auto manifest = oci::parse_manifest(test::bytes_of(text));
   ASSERT_TRUE(manifest.ok()) << manifest.error().to_string();
-  EXPECT_EQ(oci::write_manifest(*manifest),
-            R"({"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","mediaType":"application/vnd.oci.image.config.v1+json","size":2,"x-extra":true},"layers":[],"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2,"zz":[1,{"a":1,"b":2}]})");
+  EXPECT_EQ(
+      oci::write_manifest(*manifest),
+      R"({"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","mediaType":"application/vnd.oci.image.config.v1+json","size":2,"x-extra":true},"layers":[],"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2,"zz":[1,{"a":1,"b":2}]})");
 }
 
 struct BadJsonCase {
@@ -190,8 +191,8 @@ oci::Descriptor write_test_image(oci::OciLayout& layout, const std::string& tag,
                                  const std::string& payload) {
   auto blob = layout.begin_blob();
   EXPECT_TRUE(blob.ok());
-  auto writer = oci::LayerWriter::create(
-      {}, [&blob](ByteSpan bytes) { return blob->write(bytes); });
+  auto writer =
+      oci::LayerWriter::create({}, [&blob](ByteSpan bytes) { return blob->write(bytes); });
   EXPECT_TRUE(writer.ok());
   EXPECT_TRUE(writer->write(test::bytes_of(payload)).ok());
   auto layer = writer->finish();
@@ -201,14 +202,14 @@ oci::Descriptor write_test_image(oci::OciLayout& layout, const std::string& tag,
   EXPECT_EQ(committed->digest, layer->digest);
   oci::ImageConfig config;
   config.diff_ids.push_back(layer->diff_id);
-  auto config_descriptor =
-      layout.write_blob(oci::kMediaTypeImageConfig, test::bytes_of(oci::write_image_config(config)));
+  auto config_descriptor = layout.write_blob(oci::kMediaTypeImageConfig,
+                                             test::bytes_of(oci::write_image_config(config)));
   EXPECT_TRUE(config_descriptor.ok());
   oci::Manifest manifest;
   manifest.config = *config_descriptor;
   manifest.layers.push_back(*committed);
-  auto manifest_descriptor =
-      layout.write_blob(oci::kMediaTypeImageManifest, test::bytes_of(oci::write_manifest(manifest)));
+  auto manifest_descriptor = layout.write_blob(oci::kMediaTypeImageManifest,
+                                               test::bytes_of(oci::write_manifest(manifest)));
   EXPECT_TRUE(manifest_descriptor.ok());
   EXPECT_TRUE(layout.set_tag(tag, *manifest_descriptor).ok());
   return *manifest_descriptor;
@@ -346,8 +347,7 @@ TEST_F(DamagedLayout, ConfigWithTooFewDiffIds) {
   tag_manifest(image_.manifest, &config);
   const Error error = verify_error("bad");
   EXPECT_EQ(error.code, ErrorCode::kCorruptInput);
-  EXPECT_NE(error.message.find("lists 0 diff_ids but the manifest has 1 layers"),
-            std::string::npos)
+  EXPECT_NE(error.message.find("lists 0 diff_ids but the manifest has 1 layers"), std::string::npos)
       << error.message;
 }
 

@@ -32,9 +32,7 @@ void make_tree(const std::string& root, bool reverse) {
   }
   std::vector<std::function<void()>> steps = {
       [&] { test::write_text(root + "/etc/hello.txt", "hello\n"); },
-      [&] {
-        test::write_text(root + "/usr/share/" + kLongDirectory + "/" + kLongFile, "long\n");
-      },
+      [&] { test::write_text(root + "/usr/share/" + kLongDirectory + "/" + kLongFile, "long\n"); },
       [&] { test::write_bytes(root + "/usr/share/random.bin", test::splitmix64_bytes(1, 70000)); },
       [&] { test::write_text(root + "/bin/tool.sh", "#!/bin/sh\necho hi\n"); },
       [&] { test::write_text(root + "/bin/zero", ""); },
@@ -43,7 +41,8 @@ void make_tree(const std::string& root, bool reverse) {
   for (const auto& step : steps) step();
   ASSERT_EQ(::symlink("../etc/hello.txt", (root + "/bin/hello-link").c_str()), 0);
   ASSERT_EQ(::symlink(kLongTarget.c_str(), (root + "/bin/long-link").c_str()), 0);
-  ASSERT_EQ(::link((root + "/usr/share/random.bin").c_str(), (root + "/bin/a-hardlink").c_str()), 0);
+  ASSERT_EQ(::link((root + "/usr/share/random.bin").c_str(), (root + "/bin/a-hardlink").c_str()),
+            0);
   ASSERT_EQ(::mkfifo((root + "/etc/fifo").c_str(), 0640), 0);
   ::chmod((root + "/bin/tool.sh").c_str(), 0755);
   ::chmod((root + "/etc/hello.txt").c_str(), 0600);
@@ -114,11 +113,21 @@ TEST(TarWriter, ListingIsSortedWithNumericOwnersAndFixedMtime) {
     const std::size_t at = line.find(time) + time.size();
     names.push_back(line.substr(at, line.find(' ', at) - at));
   }
-  const std::vector<std::string> expected = {
-      "bin/", "bin/a-hardlink", "bin/hello-link", "bin/long-link", "bin/tool.sh", "bin/zero",
-      "etc/", "etc/empty/", "etc/fifo", "etc/hello.txt", "usr/", "usr/share/",
-      "usr/share/" + kLongDirectory + "/", "usr/share/" + kLongDirectory + "/" + kLongFile,
-      "usr/share/random.bin"};
+  const std::vector<std::string> expected = {"bin/",
+                                             "bin/a-hardlink",
+                                             "bin/hello-link",
+                                             "bin/long-link",
+                                             "bin/tool.sh",
+                                             "bin/zero",
+                                             "etc/",
+                                             "etc/empty/",
+                                             "etc/fifo",
+                                             "etc/hello.txt",
+                                             "usr/",
+                                             "usr/share/",
+                                             "usr/share/" + kLongDirectory + "/",
+                                             "usr/share/" + kLongDirectory + "/" + kLongFile,
+                                             "usr/share/random.bin"};
   EXPECT_EQ(names, expected);
   // The first name in sorted order holds the data; the later one is a hard link to it.
   EXPECT_NE(listing.find("-r--r--r-- 1234/5678     70000 2023-11-14 22:13:20 bin/a-hardlink\n"),
@@ -172,8 +181,8 @@ TEST(TarWriter, SocketsAreRefused) {
   ASSERT_LT(socket_path.size(), sizeof address.sun_path);
   std::copy(socket_path.begin(), socket_path.end(), address.sun_path);
   ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-  auto written = oci::write_directory_tar(temp / "src", {},
-                                          [](ByteSpan) -> Result<void> { return {}; });
+  auto written =
+      oci::write_directory_tar(temp / "src", {}, [](ByteSpan) -> Result<void> { return {}; });
   ::close(fd);
   ASSERT_FALSE(written.ok());
   EXPECT_EQ(written.error().code, ErrorCode::kUnsupported);
