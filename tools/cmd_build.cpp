@@ -4,6 +4,7 @@
 // into an OCI image layout and tagged in its index.json. The same inputs and options give the
 // same digests: tar mtimes are fixed (--mtime, else SOURCE_DATE_EPOCH, else 0) and `created` is
 // that same instant. Facts: shared/specs/layer-formats.md §3.
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -92,20 +93,25 @@ Result<oci::LayerDigests> build_layer(const oci::OciLayout& layout, const std::s
   if (!writer.ok()) return std::move(writer).error();
   std::error_code error;
   const bool is_directory = std::filesystem::is_directory(input, error);
+  // The bar counts tar bytes against the source size (file bytes, or the layer file's size), so
+  // it is an estimate: headers and compression make the two differ, hence the clamp.
+  const std::uint64_t total =
+      is_directory ? bytes_under(input) : std::filesystem::file_size(input, error);
   std::uint64_t done = 0;
-  ProgressBar progress("layer " + input, is_directory ? bytes_under(input)
-                                                      : std::filesystem::file_size(input, error));
+  ProgressBar progress("layer " + input, error ? 0 : total);
+  const auto advance = [&](std::uint64_t bytes) {
+    done += bytes;
+    progress.update(std::min(done, total));
+  };
   if (is_directory) {
     auto tar = oci::write_directory_tar(input, tar_options, [&](ByteSpan bytes) {
-      done += bytes.size();
-      progress.update(done);
+      advance(bytes.size());
       return writer->write(bytes);
     });
     if (!tar.ok()) return std::move(tar).error();
   } else {
     auto decoded = oci::decode_layer_file(input, [&](ByteSpan bytes) {
-      done += bytes.size();
-      progress.update(done);
+      advance(bytes.size());
       return writer->write(bytes);
     });
     if (!decoded.ok()) return std::move(decoded).error();
