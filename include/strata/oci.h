@@ -225,7 +225,8 @@ using ByteSink = std::function<Result<void>(ByteSpan)>;
 
 enum class GzipEngine : std::uint8_t {
   kIsal,  // ISA-L igzip, levels 0..3 (fast)
-  kZlib,  // zlib deflate, levels 1..9; level 6 gives the bytes of `gzip -6n` era tools
+  kZlib,  // zlib deflate, levels 0..9 (default 6): the same bytes as other zlib users at that
+          // level and zlib version (e.g. Python's zlib), for those who need them; not GNU gzip's
 };
 
 struct LayerWriterOptions {
