@@ -4,7 +4,6 @@
 // output does not depend on how the input was split; zstd's multi-threaded output is the same
 // for 2 and 4 workers; bad levels, damaged, truncated and oversized streams are refused.
 #include <gtest/gtest.h>
-
 #include <zlib.h>
 
 #include <iostream>

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -168,6 +169,21 @@ TEST(TarWriter, LargeIdsAndMtimesUsePax) {
   const std::string listing = test::read_text(temp / "list");
   EXPECT_NE(listing.find("3000000/0"), std::string::npos) << listing;
   EXPECT_NE(listing.find("2286-11-20"), std::string::npos) << listing;
+}
+
+TEST(TarWriter, DeviceNodesKeepTheirNumbers) {
+  TempDir temp;
+  std::filesystem::create_directories(temp / "src");
+  if (::mknod((temp / "src/null").c_str(), S_IFCHR | 0666, makedev(1, 3)) != 0) {
+    GTEST_SKIP() << "mknod not permitted here (needs root outside a restricted container)";
+  }
+  ::chmod((temp / "src/null").c_str(), 0666);
+  test::write_bytes(temp / "layer.tar", tar_of(temp / "src", {}));
+  ASSERT_EQ(
+      test::shell("tar --numeric-owner -tvf " + (temp / "layer.tar") + " > " + (temp / "list")), 0);
+  const std::string listing = test::read_text(temp / "list");
+  EXPECT_EQ(listing.rfind("crw-rw-rw- ", 0), 0U) << listing;
+  EXPECT_NE(listing.find(" 1,3 "), std::string::npos) << listing;
 }
 
 TEST(TarWriter, SocketsAreRefused) {
