@@ -7,7 +7,8 @@
 # scripts/install-deps.sh; a missing tool makes the test skip (exit 77) with its name.
 # skopeo 1.9.3 has no option for its blob-info cache (as root: /var/lib/containers/cache), so
 # every run uses a fresh registry root: a cached "this blob is in repo X" can then never satisfy
-# a push, the registry must receive every blob. Non-root runs get XDG_DATA_HOME in the temp dir.
+# a push, the registry must receive every blob. Non-root runs get XDG_DATA_HOME in the temp dir;
+# CONTAINERS_REGISTRIES_CONF points at an empty file so the system's registries.conf plays no part.
 set -euo pipefail
 
 strata=${1:?usage: oci_tools.sh PATH_TO_STRATA}
@@ -28,8 +29,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-export XDG_DATA_HOME="$work/xdg" TMPDIR="$work/tmp"
+export XDG_DATA_HOME="$work/xdg" TMPDIR="$work/tmp" CONTAINERS_REGISTRIES_CONF="$work/registries.conf"
 mkdir -p "$XDG_DATA_HOME" "$TMPDIR"
+: >"$CONTAINERS_REGISTRIES_CONF"  # no search registries, no mirrors: only what the test names
 
 # The source tree: modes, an empty directory, a symlink, a hard link, a name over 100 bytes.
 src="$work/src"
@@ -84,7 +86,9 @@ for tag in gz zs; do
 done
 
 # umoci checks every layer's diff_id while unpacking; then the tree must equal the source.
-umoci unpack --image "$layout:gz" "$work/bundle" >/dev/null
+rootless=()
+[ "$(id -u)" -ne 0 ] && rootless=(--rootless)
+umoci unpack "${rootless[@]}" --image "$layout:gz" "$work/bundle" >/dev/null
 diff -r --no-dereference "$src" "$work/bundle/rootfs"
 list_tree() { (cd "$1" && find . -printf '%p %y %m %n %l\n' | LC_ALL=C sort); }
 diff <(list_tree "$src") <(list_tree "$work/bundle/rootfs")
