@@ -63,6 +63,9 @@ TEST(CliBuild, BuildThenInspectAgree) {
   const auto text = test::run_tool("inspect " + (temp / "layout") + ":v1");
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_NE(text.out.find("2 layers"), std::string::npos) << text.out;
+  // A layout holding one image needs no tag.
+  const auto untagged = run_json("inspect " + (temp / "layout") + " --json");
+  EXPECT_EQ(untagged["manifest"]["digest"], built["manifest_digest"]);
 }
 
 TEST(CliBuild, SameInputSameDigests) {

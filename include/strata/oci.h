@@ -158,8 +158,9 @@ LayoutReference parse_layout_reference(std::string_view text);
 bool is_valid_tag(std::string_view tag) noexcept;
 
 // A blob being written into a layout: bytes go to a temporary file in blobs/sha256/ and are
-// hashed on the way; commit() fsyncs and renames it to its digest (keeping an existing identical
-// blob). Destroying an uncommitted writer removes the temporary file.
+// hashed on the way; commit() fsyncs and renames it to its digest (an existing blob of that name
+// has the same bytes, so replacing it is harmless). Destroying an uncommitted writer removes the
+// temporary file.
 class BlobWriter {
  public:
   BlobWriter(BlobWriter&&) noexcept;
