@@ -2,8 +2,10 @@
 // `oci-layout` = {"imageLayoutVersion":"1.0.0"}, `index.json` (an image index whose entries carry
 // tags in org.opencontainers.image.ref.name), and `blobs/sha256/<hex>`, whose content must hash
 // to its name. Blobs and index.json are written atomically (temporary file, fsync, rename, fsync
-// of the directory); every blob read is checked against its descriptor's size and digest.
+// of the directory); every blob read is checked against its descriptor's size and digest. Tagging
+// re-reads index.json under flock() of the layout directory, so concurrent taggers lose nothing.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -458,17 +460,37 @@ Result<void> OciLayout::set_tag(std::string_view tag, const Descriptor& manifest
     return make_error(ErrorCode::kInvalidArgument,
                       "'" + std::string(tag.substr(0, 200)) + "' is not a valid tag");
   }
-  Index updated = index_;
-  std::erase_if(updated.manifests, [tag](const Descriptor& entry) {
+  // Another process (or another OciLayout of this directory) may have tagged since this one read
+  // index.json: re-read it under an exclusive lock on the layout directory, so no tag is lost.
+  const int lock_fd = ::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (lock_fd < 0) return io_error("cannot open layout", directory_);
+  if (::flock(lock_fd, LOCK_EX) != 0) {
+    Error error = io_error("cannot lock layout", directory_);
+    ::close(lock_fd);
+    return error;
+  }
+  auto updated = update_index(tag, manifest);
+  ::close(lock_fd);  // releases the lock
+  if (!updated.ok()) return std::move(updated).error();
+  index_ = std::move(*updated);
+  return {};
+}
+
+Result<Index> OciLayout::update_index(std::string_view tag, const Descriptor& manifest) const {
+  const std::string index_path = directory_ + "/index.json";
+  auto index_text = read_small_file(index_path, kMaxJsonBytes);
+  if (!index_text.ok()) return std::move(index_text).error();
+  auto index = parse_index(as_bytes(*index_text));
+  if (!index.ok()) return make_error(index.error().code, index_path + ": " + index.error().message);
+  std::erase_if(index->manifests, [tag](const Descriptor& entry) {
     const auto name = entry.annotations.find(std::string(kAnnotationRefName));
     return name != entry.annotations.end() && name->second == tag;
   });
   Descriptor entry = manifest;
   entry.annotations[std::string(kAnnotationRefName)] = std::string(tag);
-  updated.manifests.push_back(std::move(entry));
-  STRATA_TRY(write_file_atomically(directory_ + "/index.json", write_index(updated)));
-  index_ = std::move(updated);
-  return {};
+  index->manifests.push_back(std::move(entry));
+  STRATA_TRY(write_file_atomically(index_path, write_index(*index)));
+  return index;
 }
 
 }  // namespace strata::oci

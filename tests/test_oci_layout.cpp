@@ -243,6 +243,20 @@ TEST(OciLayout, WrittenLayoutReadsBack) {
   }
 }
 
+TEST(OciLayout, TagsFromAnotherWriterAreKept) {
+  TempDir temp;
+  auto first = oci::OciLayout::open_or_create(temp / "layout");
+  auto second = oci::OciLayout::open(temp / "layout");
+  ASSERT_TRUE(first.ok() && second.ok());
+  write_test_image(*first, "a", "one");
+  write_test_image(*second, "b", "two");  // `second` read index.json before "a" existed
+  EXPECT_EQ(second->index().manifests.size(), 2U);
+  auto reopened = oci::OciLayout::open(temp / "layout");
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE(reopened->resolve("a").ok());
+  EXPECT_TRUE(reopened->resolve("b").ok());
+}
+
 // A copy of the gzip-v1 fixture that a test may damage.
 class DamagedLayout : public ::testing::Test {
  protected:

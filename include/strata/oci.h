@@ -211,11 +211,13 @@ class OciLayout {
   // Additionally decompresses every layer and checks it against its diff_id.
   Result<void> verify_image(std::string_view tag) const;
   // Points `tag` at `manifest` (replacing an older entry of that tag) and rewrites index.json
-  // atomically.
+  // atomically. index.json is re-read under an exclusive lock of the layout directory first, so
+  // tags set meanwhile by other processes are kept; index() then shows the merged index.
   Result<void> set_tag(std::string_view tag, const Descriptor& manifest);
 
  private:
   OciLayout() = default;
+  Result<Index> update_index(std::string_view tag, const Descriptor& manifest) const;
   std::string directory_;
   Index index_;
 };
