@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libssl-dev libzstd-dev libxxhash-dev libisal-dev libtbb-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libcurl4-openssl-dev libgtest-dev libbenchmark-dev
+  zlib1g-dev
+  skopeo umoci docker-registry oci-image-tool
   zstd gzip tar python3
 )
 if [ "${STRATA_EXTRA_PACKAGES:-}" != "" ]; then

@@ -10,5 +10,7 @@ void register_chunk_command(CLI::App& app, int& exit_code);
 void register_kernels_command(CLI::App& app, int& exit_code);
 // ingest, export, ls, stats, verify, gc
 void register_store_commands(CLI::App& app, int& exit_code);
+void register_build_command(CLI::App& app, int& exit_code);
+void register_inspect_command(CLI::App& app, int& exit_code);
 
 }  // namespace strata::tool

@@ -4,6 +4,7 @@
 //   3. kernels: listing and forcing the SIMD implementation
 //   4. layer recipes: the exact segment list of a layer tar, its replay and binary form
 //   5. the chunk store (packs + SQLite index) and the engine that ingests and exports layers
+//   6. OCI: image JSON, the image layout, layer writers, deterministic directory tars
 #pragma once
 
 #include "strata/buffer.h"
@@ -12,6 +13,7 @@
 #include "strata/engine.h"
 #include "strata/kernels.h"
 #include "strata/recipe.h"
+#include "strata/oci.h"
 #include "strata/result.h"
 #include "strata/store.h"
 #include "strata/version.h"
