@@ -1,7 +1,8 @@
 // Layer recipes: the exact description of an uncompressed layer tar as a sequence of segments,
 // each either raw bytes kept inline (tar headers, padding, end blocks, trailing bytes) or a
 // reference to a chunk by SHA-256 digest and length. Replaying a recipe against a chunk provider
-// rebuilds the tar byte for byte, verifying every chunk, so the layer's diff_id never changes.
+// rebuilds the tar byte for byte, verifying every chunk, so the layer's diff_id never changes
+// (DESIGN.md §1.5 and §3, recipe exactness).
 // Stage 1: Recipe (read-only view) and replay(). Stage 2: RecipeBuilder. Stage 3: the compact
 // binary form (serialize_recipe / parse_recipe), deterministic so equal recipes give equal bytes.
 #pragma once
