@@ -16,6 +16,9 @@ namespace {
 
 constexpr std::array kKernels = {
     GearKernel{"scalar", 0U, &scan_gear_scalar, &scan_gear_pairs_scalar},
+    GearKernel{"avx512", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi, &scan_gear_avx512,
+               &scan_gear_pairs_avx512},
+    GearKernel{"avx2", kCpuAvx2, &scan_gear_avx2, &scan_gear_pairs_avx2},
 };
 
 struct Selection {
