@@ -36,9 +36,6 @@ void bench_chunk(benchmark::State& state, std::string kernel, strata::ChunkAlgor
   const strata::ByteSpan data(bytes.data(), size);
   strata::ChunkerOptions options;
   options.algorithm = algorithm;
-  options.min_size = 4096;
-  options.avg_size = 16384;
-  options.max_size = 65536;
   std::size_t chunks = 0;
   for (auto _ : state) {
     auto result = strata::chunk_buffer(data, options);

@@ -19,6 +19,7 @@ constexpr std::array kKernels = {
     GearKernel{"avx512", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi, &scan_gear_avx512,
                &scan_gear_pairs_avx512},
     GearKernel{"avx2", kCpuAvx2, &scan_gear_avx2, &scan_gear_pairs_avx2},
+    GearKernel{"interleaved", 0U, &scan_gear_interleaved, &scan_gear_pairs_interleaved},
 };
 
 struct Selection {

@@ -150,7 +150,7 @@ STRATA_TARGET_AVX512 std::size_t find_hit_in_strips(const strips::StripBlock& bl
 class Avx512Strips {
  public:
   static constexpr std::size_t kLanes = 8;
-  static constexpr std::size_t kStripLength = 512;
+  static constexpr std::size_t kStripLength = 256;
 
   Avx512Strips(const std::uint64_t* gear, unsigned window) : wide_(window > 48) {
     split_gear_into_planes(gear, planes_);
