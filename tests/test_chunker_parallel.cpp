@@ -30,8 +30,8 @@ void expect_parallel_equals_sequential(const std::vector<std::uint8_t>& data,
     for (const unsigned threads : {0U, 1U, 2U, 3U, 4U, 7U, 16U}) {
       auto parallel = chunk_buffer_parallel(data, options, threads);
       ASSERT_TRUE(parallel.ok());
-      ASSERT_EQ(*parallel, *sequential) << what << " " << chunk_algorithm_name(algorithm)
-                                        << " threads " << threads;
+      ASSERT_EQ(*parallel, *sequential)
+          << what << " " << chunk_algorithm_name(algorithm) << " threads " << threads;
     }
   }
 }
@@ -53,8 +53,8 @@ TEST(ChunkerParallel, ZerosAfterOddPrefixMatchSequential) {
 }
 
 TEST(ChunkerParallel, SmallInputsMatchSequential) {
-  for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{255},
-                                 std::size_t{4097}, std::size_t{300000}}) {
+  for (const std::size_t size :
+       {std::size_t{0}, std::size_t{1}, std::size_t{255}, std::size_t{4097}, std::size_t{300000}}) {
     expect_parallel_equals_sequential(test::splitmix64_bytes(size, size),
                                       "size " + std::to_string(size));
   }

@@ -11,7 +11,6 @@
 #include <random>
 
 #include "core/fastcdc_tables.h"
-
 #include "simd/dispatch.h"
 #include "tests/test_support.h"
 
@@ -131,8 +130,8 @@ TEST(Kernels, NoKernelReadsOutsideItsRange) {
   for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = gear[i] << 1U;
   for (const simd::GearKernel& kernel : simd::built_kernels()) {
     if (!simd::kernel_usable(kernel)) continue;
-    for (const std::size_t tail : {std::size_t{1}, std::size_t{47}, std::size_t{4097},
-                                   std::size_t{20001}, size}) {
+    for (const std::size_t tail :
+         {std::size_t{1}, std::size_t{47}, std::size_t{4097}, std::size_t{20001}, size}) {
       for (const std::uint64_t mask : {fastcdc::kMasks[25], ~std::uint64_t{0} << 40U}) {
         simd::GearScanRequest request;
         request.data = first + size - tail;  // begin 0 is the first byte after the front guard
