@@ -52,7 +52,9 @@ Result<std::vector<Chunk>> chunk_buffer_parallel(ByteSpan data, const ChunkerOpt
   if (threads <= 1 || part_count < 2) return chunk_buffer(data, options);
 
   std::vector<std::vector<Chunk>> parts(part_count);
-  tbb::task_arena arena(static_cast<int>(threads));
+  // More threads than the machine runs only adds switching (and TBB warns about it).
+  const int hardware = tbb::info::default_concurrency();
+  tbb::task_arena arena(std::min(static_cast<int>(threads), hardware));
   arena.execute([&] {
     tbb::parallel_for(std::size_t{0}, part_count, [&](std::size_t part) {
       parts[part] = chunk_part(chunker, data, part * part_size, (part + 1) * part_size);
