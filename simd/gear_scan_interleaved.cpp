@@ -14,6 +14,8 @@ class InterleavedStrips {
  public:
   static constexpr std::size_t kLanes = 3;
   static constexpr std::size_t kStripLength = 1024;
+  static constexpr std::size_t kLineSize = 64;
+  static constexpr std::size_t kPrefetchDistance = 512;
 
   InterleavedStrips(const std::uint64_t* gear, unsigned /*window*/) : gear_(gear) {}
 
@@ -34,34 +36,42 @@ class InterleavedStrips {
     const std::uint64_t masks[2] = {block.mask_first, block.mask_second};
     std::size_t step = 0;
     std::size_t lane = 0;  // the strip that hit first in time (0: none yet)
-    // Unrolled by two so each half uses a fixed mask (positions alternate parity). Hand-written
-    // for three strips: a generic lane loop measured 10-30 % slower here.
-    for (; step < length; step += 2) {
-      hash0 = (hash0 << 1U) + gear[first[step]];
-      hash1 = (hash1 << 1U) + gear[second[step]];
-      hash2 = (hash2 << 1U) + gear[third[step]];
-      if ((hash0 & masks[0]) == 0) return block.start + step;
-      if ((hash1 & masks[0]) == 0) {
-        lane = 1;
-        break;
-      }
-      if ((hash2 & masks[0]) == 0) {
-        lane = 2;
-        break;
-      }
-      hash0 = (hash0 << 1U) + gear[first[step + 1]];
-      hash1 = (hash1 << 1U) + gear[second[step + 1]];
-      hash2 = (hash2 << 1U) + gear[third[step + 1]];
-      if ((hash0 & masks[1]) == 0) return block.start + step + 1;
-      if ((hash1 & masks[1]) == 0) {
-        lane = 1;
-        ++step;
-        break;
-      }
-      if ((hash2 & masks[1]) == 0) {
-        lane = 2;
-        ++step;
-        break;
+    // Three short streams defeat the hardware prefetcher's training, so each 64-byte line is
+    // fetched ahead in software. The inner loop is unrolled by two so each half uses a fixed mask
+    // (positions alternate parity). Hand-written for three strips: a generic lane loop measured
+    // 10-30 % slower here.
+    for (std::size_t line = 0; line < length && lane == 0; line += kLineSize) {
+      __builtin_prefetch(first + line + kPrefetchDistance);
+      __builtin_prefetch(second + line + kPrefetchDistance);
+      __builtin_prefetch(third + line + kPrefetchDistance);
+      const std::size_t line_end = line + kLineSize < length ? line + kLineSize : length;
+      for (step = line; step < line_end; step += 2) {
+        hash0 = (hash0 << 1U) + gear[first[step]];
+        hash1 = (hash1 << 1U) + gear[second[step]];
+        hash2 = (hash2 << 1U) + gear[third[step]];
+        if ((hash0 & masks[0]) == 0) return block.start + step;
+        if ((hash1 & masks[0]) == 0) {
+          lane = 1;
+          break;
+        }
+        if ((hash2 & masks[0]) == 0) {
+          lane = 2;
+          break;
+        }
+        hash0 = (hash0 << 1U) + gear[first[step + 1]];
+        hash1 = (hash1 << 1U) + gear[second[step + 1]];
+        hash2 = (hash2 << 1U) + gear[third[step + 1]];
+        if ((hash0 & masks[1]) == 0) return block.start + step + 1;
+        if ((hash1 & masks[1]) == 0) {
+          lane = 1;
+          ++step;
+          break;
+        }
+        if ((hash2 & masks[1]) == 0) {
+          lane = 2;
+          ++step;
+          break;
+        }
       }
     }
     if (lane == 0) return strips::kNoHit;
