@@ -53,8 +53,8 @@ Result<std::vector<Chunk>> chunk_buffer_parallel(ByteSpan data, const ChunkerOpt
 
   std::vector<std::vector<Chunk>> parts(part_count);
   // More threads than the machine runs only adds switching (and TBB warns about it).
-  const int hardware = tbb::info::default_concurrency();
-  tbb::task_arena arena(std::min(static_cast<int>(threads), hardware));
+  const auto hardware = static_cast<unsigned>(std::max(1, tbb::info::default_concurrency()));
+  tbb::task_arena arena(static_cast<int>(std::min(threads, hardware)));
   arena.execute([&] {
     tbb::parallel_for(std::size_t{0}, part_count, [&](std::size_t part) {
       parts[part] = chunk_part(chunker, data, part * part_size, (part + 1) * part_size);
