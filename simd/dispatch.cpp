@@ -14,12 +14,16 @@
 namespace strata::simd {
 namespace {
 
+// Preference order, from bench/bench_chunker.cpp on AMD Zen 4 (EPYC, 2 vCPUs): the plain scalar
+// loop is still the fastest whole chunker there (the strip kernels pay warm-up and the work past a
+// hit for every chunk, which ate their raw-scan gain), so it stays first, as borg found
+// (shared/specs/chunking.md §3.3). The rest follow in measured order.
 constexpr std::array kKernels = {
     GearKernel{"scalar", 0U, &scan_gear_scalar, &scan_gear_pairs_scalar},
+    GearKernel{"interleaved", 0U, &scan_gear_interleaved, &scan_gear_pairs_interleaved},
     GearKernel{"avx512", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi, &scan_gear_avx512,
                &scan_gear_pairs_avx512},
     GearKernel{"avx2", kCpuAvx2, &scan_gear_avx2, &scan_gear_pairs_avx2},
-    GearKernel{"interleaved", 0U, &scan_gear_interleaved, &scan_gear_pairs_interleaved},
 };
 
 struct Selection {
