@@ -100,7 +100,11 @@ STRATA_TARGET_AVX512 std::size_t find_hit_in_strips(const strips::StripBlock& bl
   __m512i hash = _mm512_setzero_si512();
   std::array<std::size_t, kLanes> first_hit{};
   unsigned found = 0;
+  // Eight short streams defeat the hardware prefetcher, so each group fetches one 64-byte line of
+  // the next block in software (a block is 8 * length bytes, a strip length / 8 groups).
+  const std::uint8_t* const next_block = block.data + block.start + kLanes * block.length;
   for (std::size_t group = 0; group < groups; ++group) {
+    __builtin_prefetch(next_block + 64 * group);
     const __m512i bytes = _mm512_i64gather_epi64(offsets, block.data, 1);
     offsets = _mm512_add_epi64(offsets, step_offsets);
     const __mmask64 upper_half = _mm512_movepi8_mask(bytes);
