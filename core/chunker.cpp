@@ -158,6 +158,7 @@ Chunker::Chunker(const ChunkerOptions& options)
   }
   if (options.algorithm == ChunkAlgorithm::kCasync) {
     discriminator_ = static_cast<std::uint32_t>(casync_discriminator(options.avg_size));
+    discriminator_inverse_ = ~std::uint64_t{0} / discriminator_ + 1;
     return;
   }
   const std::uint32_t bits = mask_bits_for(options.avg_size);
@@ -216,9 +217,14 @@ Chunk Chunker::cut_casync(ByteSpan data) const {
                         static_cast<unsigned>(kCasyncWindow - 1 - j));
   }
   const std::size_t limit = std::min<std::size_t>(remaining, options_.max_size);
+  // h % d == d-1 means d divides h+1. Lemire's divisibility test decides that for a 32-bit n with
+  // one multiply (n * ceil(2^64/d) < ceil(2^64/d)); a division per byte made the loop 4x slower.
+  // h+1 wraps to 0 only for h = 2^32-1, which the exact check after the filter settles.
   const std::uint32_t discriminator = discriminator_;
-  const auto is_cut = [discriminator](std::uint32_t value) {
-    return value % discriminator == discriminator - 1;
+  const std::uint64_t inverse = discriminator_inverse_;
+  const auto is_cut = [discriminator, inverse](std::uint32_t value) {
+    const std::uint64_t next = static_cast<std::uint32_t>(value + 1U);
+    return next * inverse <= inverse - 1 && value % discriminator == discriminator - 1;
   };
   if (is_cut(hash) || min_size >= options_.max_size) {
     return Chunk{0, static_cast<std::uint32_t>(min_size), hash};

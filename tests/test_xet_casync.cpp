@@ -5,6 +5,7 @@
 // random pieces equals one call; the gear kernels agree with the scalar reference on xet's mask.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -160,6 +161,48 @@ TEST(CasyncVectors, DesyncLargeFileWithChunkIds) {
     EXPECT_EQ(casync_chunk_id(ByteSpan(data).subspan(chunk.offset, chunk.length)),
               std::get<2>(expected[i]))
         << i;
+  }
+}
+
+// casync's chunking written straight from shared/specs/chunking.md §4.2 (window recomputed per
+// position, `%` for the test): the oracle for sizes the reference file does not cover.
+std::vector<std::uint64_t> naive_casync_ends(const std::vector<std::uint8_t>& data,
+                                             std::size_t min_size, std::uint32_t avg_size,
+                                             std::size_t max_size) {
+  const auto discriminator = static_cast<std::uint32_t>(static_cast<double>(avg_size) /
+                                                        (-1.42888852e-7 * avg_size + 1.33237515));
+  std::vector<std::uint64_t> ends;
+  std::size_t start = 0;
+  while (start < data.size()) {
+    std::size_t length = std::min(data.size() - start, max_size);
+    for (std::size_t size = min_size; size <= length; ++size) {
+      std::uint32_t hash = 0;
+      for (std::size_t j = 0; j < 48; ++j) {
+        hash ^= std::rotl(casync::kBuzhashTable[data[start + size - 48 + j]],
+                          static_cast<int>((47 - j) % 32));
+      }
+      if (hash % discriminator == discriminator - 1) {
+        length = size;
+        break;
+      }
+    }
+    start += length;
+    ends.push_back(start);
+  }
+  return ends;
+}
+
+TEST(CasyncVectors, MatchesNaiveFormulaForOtherSizes) {
+  auto data = test::splitmix64_bytes(77, 200000);
+  for (std::size_t i = 150000; i < 160000; ++i) data[i] = 0xff;  // long runs, extreme hashes
+  for (const std::uint32_t avg : {256U, 1000U, 4096U, 20000U}) {
+    ChunkerOptions options = default_chunker_options(ChunkAlgorithm::kCasync);
+    options.min_size = avg / 4;
+    options.avg_size = avg;
+    options.max_size = avg * 4;
+    auto chunks = chunk_buffer(data, options);
+    ASSERT_TRUE(chunks.ok());
+    EXPECT_EQ(chunk_ends(*chunks), naive_casync_ends(data, avg / 4, avg, avg * 4)) << avg;
   }
 }
 

@@ -115,6 +115,7 @@ class Chunker {
   std::uint64_t mask_small_ = 0;
   std::uint64_t mask_large_ = 0;
   std::uint32_t discriminator_ = 0;          // casync
+  std::uint64_t discriminator_inverse_ = 0;  // 2^64 / discriminator_, rounded up (fast modulo)
   std::vector<std::uint64_t> gear_;          // seeded FastCDC table or the xet table, 256 entries
   std::vector<std::uint64_t> gear_shifted_;  // gear_[i] << 1 (seed << 1 applied), for v2020
   std::vector<std::uint8_t> pending_;
