@@ -1,6 +1,6 @@
 // Chunker differential target: the input's last 12 bytes choose the parameters (algorithm,
-// min/avg/max, level, seed bits, piece size, thread count, a raw scan's begin/center/mask), the rest
-// is data. Every usable kernel must give the scalar reference's chunks for every algorithm
+// min/avg/max, level, seed bits, piece size, thread count, a raw scan's begin/center/mask), the
+// rest is data. Every usable kernel must give the scalar reference's chunks for every algorithm
 // (FastCDC v2016/v2020, xet, casync), streaming in input-chosen pieces and parallel chunking must
 // equal one call, chunks must tile the data within min/max, and each kernel's raw gear scans must
 // equal the scalar scans for input-chosen masks and hash_in. Any disagreement aborts (that is how
@@ -61,7 +61,7 @@ void check_raw_scans(const strata::ByteSpan input, const std::uint8_t* tail) {
   request.center = request.begin + tail[10] * 97U;
   request.limit = input.size();
   const unsigned bits = 1 + tail[11] % 24U;
-  // Odd tails: a top-bits mask like xet's; even: FastCDC's padded masks.
+  // Bit 7 of the last tail byte picks a top-bits mask like xet's, else FastCDC's padded masks.
   const bool top_bits = (tail[11] & 0x80U) != 0;
   request.mask_small = top_bits ? ~std::uint64_t{0} << (64U - bits)
                                 : strata::fastcdc::kMasks[std::min(25U, bits + 1)];
