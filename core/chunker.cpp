@@ -1,17 +1,23 @@
-// FastCDC content-defined chunking with fastcdc-rs semantics (shared/specs/chunking.md §1.1,
+// Content-defined chunking. FastCDC with fastcdc-rs semantics (shared/specs/chunking.md §1.1,
 // vectors in shared/testdata/cdc/sekien_expected.txt): hashing restarts at 0 at each chunk's min
 // point, a hit at index i gives a chunk of length i (the hit byte starts the next chunk), masks
 // come from bits = round(log2(avg)) +/- level, and a remainder <= min is one final chunk with hash
-// 0. The streaming form buffers at most max_size bytes: a chunk's end is certain once max bytes
-// past its start are known, because the scan never looks further.
+// 0. xet (§4.1, xet_expected.txt): its own gear table, mask = top bits of (avg-1), hashing from
+// min-65, hit byte included, forced cut at max. casync (§4.2, casync_expected.txt): 48-byte
+// buzhash window ending at min, cut where h % d == d-1, hit byte included. All three restart at
+// each chunk start and never look past max bytes, so the streaming form buffers at most max_size
+// bytes: a chunk's end is certain once max bytes past its start are known.
 #include "strata/chunker.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
 
+#include "core/casync_tables.h"
 #include "core/fastcdc_tables.h"
+#include "core/xet_tables.h"
 #include "simd/dispatch.h"
 
 namespace strata {
@@ -22,12 +28,50 @@ std::uint32_t mask_bits_for(std::uint32_t avg_size) {
   return static_cast<std::uint32_t>(std::lround(std::log2(static_cast<double>(avg_size))));
 }
 
+bool is_fastcdc(ChunkAlgorithm algorithm) {
+  return algorithm == ChunkAlgorithm::kFastCdc2016 || algorithm == ChunkAlgorithm::kFastCdc2020;
+}
+
+// casync's discriminator formula (src/cachunker.c), fitted for min = avg/4, max = 4*avg; it turns
+// negative above about 9.3 MB, which validate() refuses.
+double casync_discriminator(std::uint32_t avg_size) {
+  const double average = static_cast<double>(avg_size);
+  return average / (-1.42888852e-7 * average + 1.33237515);
+}
+
+// xet-core: (target - 1) << leading_zeros(target - 1), the top log2(target) bits for a power of 2.
+std::uint64_t xet_mask_for(std::uint32_t avg_size) {
+  const std::uint64_t below = std::uint64_t{avg_size} - 1;
+  return below << static_cast<unsigned>(std::countl_zero(below));
+}
+
+constexpr std::uint32_t kCasyncWindow = 48;
+// xet hashes the 64 bytes before its first admissible cut (min-1), from min-64-1.
+constexpr std::uint32_t kXetLookBehind = 65;
+
+std::uint32_t rotate_left(std::uint32_t value, unsigned shift) {
+  return std::rotl(value, static_cast<int>(shift % 32U));
+}
+
 }  // namespace
+
+ChunkerOptions default_chunker_options(ChunkAlgorithm algorithm) noexcept {
+  ChunkerOptions options;
+  options.algorithm = algorithm;
+  if (algorithm == ChunkAlgorithm::kXet) {
+    options.min_size = 8U << 10U;
+    options.avg_size = 64U << 10U;
+    options.max_size = 128U << 10U;
+  }
+  return options;
+}
 
 std::string_view chunk_algorithm_name(ChunkAlgorithm algorithm) noexcept {
   switch (algorithm) {
     case ChunkAlgorithm::kFastCdc2016: return "fastcdc2016";
     case ChunkAlgorithm::kFastCdc2020: return "fastcdc2020";
+    case ChunkAlgorithm::kXet: return "xet";
+    case ChunkAlgorithm::kCasync: return "casync";
   }
   return "unknown";
 }
@@ -37,9 +81,11 @@ Result<ChunkAlgorithm> parse_chunk_algorithm(std::string_view name) {
   if (name == "fastcdc2020" || name == "fastcdc-v2020" || name == "fastcdc") {
     return ChunkAlgorithm::kFastCdc2020;
   }
-  return make_error(
-      ErrorCode::kInvalidArgument,
-      "unknown chunking algorithm '" + std::string(name) + "' (known: fastcdc2020, fastcdc2016)");
+  if (name == "xet") return ChunkAlgorithm::kXet;
+  if (name == "casync" || name == "desync") return ChunkAlgorithm::kCasync;
+  return make_error(ErrorCode::kInvalidArgument,
+                    "unknown chunking algorithm '" + std::string(name) +
+                        "' (known: fastcdc2020, fastcdc2016, xet, casync)");
 }
 
 Result<void> validate(const ChunkerOptions& options) {
@@ -60,6 +106,21 @@ Result<void> validate(const ChunkerOptions& options) {
                           std::to_string(options.min_size) + " / " +
                           std::to_string(options.avg_size) + " / " +
                           std::to_string(options.max_size) + ")");
+  }
+  if (options.algorithm == ChunkAlgorithm::kCasync) {
+    const double discriminator = casync_discriminator(options.avg_size);
+    if (!(discriminator >= 1.0)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "casync's discriminator formula is undefined for average size " +
+                            std::to_string(options.avg_size) + " (it needs avg <= about 9 MB)");
+    }
+    return {};
+  }
+  if (options.algorithm == ChunkAlgorithm::kXet) return {};
+  if (!is_fastcdc(options.algorithm)) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "unknown chunking algorithm value " + std::to_string(static_cast<int>(options.algorithm)));
   }
   if (options.level > 3) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -86,6 +147,20 @@ Result<Chunker> Chunker::create(const ChunkerOptions& options) {
 
 Chunker::Chunker(const ChunkerOptions& options)
     : options_(options), gear_(256), gear_shifted_(256) {
+  pending_.reserve(options.max_size);
+  if (options.algorithm == ChunkAlgorithm::kXet) {
+    mask_small_ = mask_large_ = xet_mask_for(options.avg_size);
+    for (std::size_t i = 0; i < 256; ++i) {
+      gear_[i] = xet::kGearTable[i];
+      gear_shifted_[i] = xet::kGearTable[i] << 1U;
+    }
+    return;
+  }
+  if (options.algorithm == ChunkAlgorithm::kCasync) {
+    discriminator_ = static_cast<std::uint32_t>(casync_discriminator(options.avg_size));
+    discriminator_inverse_ = ~std::uint64_t{0} / discriminator_ + 1;
+    return;
+  }
   const std::uint32_t bits = mask_bits_for(options.avg_size);
   mask_small_ = fastcdc::kMasks[bits + options.level];
   mask_large_ = fastcdc::kMasks[bits - options.level];
@@ -93,10 +168,76 @@ Chunker::Chunker(const ChunkerOptions& options)
     gear_[i] = fastcdc::kGearTable[i] ^ options.seed;
     gear_shifted_[i] = (fastcdc::kGearTable[i] << 1U) ^ (options.seed << 1U);
   }
-  pending_.reserve(options.max_size);
 }
 
 Chunk Chunker::cut(ByteSpan data, bool at_end) const {
+  switch (options_.algorithm) {
+    case ChunkAlgorithm::kXet: return cut_xet(data);
+    case ChunkAlgorithm::kCasync: return cut_casync(data);
+    case ChunkAlgorithm::kFastCdc2016:
+    case ChunkAlgorithm::kFastCdc2020: break;
+  }
+  return cut_fastcdc(data, at_end);
+}
+
+Chunk Chunker::cut_xet(ByteSpan data) const {
+  // Data shorter than max is the rest of the stream (cut()'s contract), so no at_end is needed.
+  const std::size_t remaining = data.size();
+  const std::size_t min_size = options_.min_size;
+  if (remaining <= min_size) return Chunk{0, static_cast<std::uint32_t>(remaining), 0};
+  std::uint64_t hash = 0;
+  for (std::size_t i = min_size >= kXetLookBehind ? min_size - kXetLookBehind : 0; i + 1 < min_size;
+       ++i) {
+    hash = (hash << 1U) + gear_[data[i]];
+  }
+  simd::GearScanRequest request;
+  request.data = data.data();
+  request.begin = min_size - 1;  // the first byte whose hit gives a chunk of min bytes
+  request.center = request.begin;
+  request.limit = std::min<std::size_t>(remaining, options_.max_size);
+  request.mask_small = mask_small_;
+  request.mask_large = mask_large_;
+  request.hash = hash;
+  request.gear = gear_.data();
+  request.gear_shifted = gear_shifted_.data();
+  const simd::GearScanResult found = simd::active_kernel().scan(request);
+  const std::size_t length = found.position < request.limit ? found.position + 1 : request.limit;
+  return Chunk{0, static_cast<std::uint32_t>(length), found.hash};
+}
+
+Chunk Chunker::cut_casync(ByteSpan data) const {
+  const std::size_t remaining = data.size();
+  const std::size_t min_size = options_.min_size;
+  if (remaining < min_size) return Chunk{0, static_cast<std::uint32_t>(remaining), 0};
+  const std::uint8_t* const bytes = data.data();
+  const std::uint32_t* const table = casync::kBuzhashTable.data();
+  std::uint32_t hash = 0;
+  for (std::size_t j = 0; j < kCasyncWindow; ++j) {
+    hash ^= rotate_left(table[bytes[min_size - kCasyncWindow + j]],
+                        static_cast<unsigned>(kCasyncWindow - 1 - j));
+  }
+  const std::size_t limit = std::min<std::size_t>(remaining, options_.max_size);
+  // h % d == d-1 means d divides h+1. Lemire's divisibility test decides that for a 32-bit n with
+  // one multiply (n * ceil(2^64/d) < ceil(2^64/d)); a division per byte made the loop 4x slower.
+  // h+1 wraps to 0 only for h = 2^32-1, which the exact check after the filter settles.
+  const std::uint32_t discriminator = discriminator_;
+  const std::uint64_t inverse = discriminator_inverse_;
+  const auto is_cut = [discriminator, inverse](std::uint32_t value) {
+    const std::uint64_t next = static_cast<std::uint32_t>(value + 1U);
+    return next * inverse <= inverse - 1 && value % discriminator == discriminator - 1;
+  };
+  if (is_cut(hash) || min_size >= options_.max_size) {
+    return Chunk{0, static_cast<std::uint32_t>(min_size), hash};
+  }
+  for (std::size_t i = min_size; i < limit; ++i) {
+    hash = rotate_left(hash, 1) ^ rotate_left(table[bytes[i - kCasyncWindow]], kCasyncWindow) ^
+           table[bytes[i]];
+    if (is_cut(hash)) return Chunk{0, static_cast<std::uint32_t>(i + 1), hash};
+  }
+  return Chunk{0, static_cast<std::uint32_t>(limit), hash};
+}
+
+Chunk Chunker::cut_fastcdc(ByteSpan data, bool at_end) const {
   const std::size_t remaining = data.size();
   if (remaining <= options_.min_size && at_end) {
     return Chunk{0, static_cast<std::uint32_t>(remaining), 0};

@@ -1,27 +1,37 @@
-// Chunker differential target: the input's last 8 bytes choose the parameters (variant,
-// min/avg/max, level, seed bits), the rest is data. Every usable kernel must give the same chunks
-// as the scalar reference, streaming in input-chosen pieces must equal one call, and chunks must
-// tile the data within min/max. Any disagreement aborts (that is how libFuzzer reports a finding).
+// Chunker differential target: the input's last 12 bytes choose the parameters (algorithm,
+// min/avg/max, level, seed bits, piece size, thread count, a raw scan's begin/center/mask), the
+// rest is data. Every usable kernel must give the scalar reference's chunks for every algorithm
+// (FastCDC v2016/v2020, xet, casync), streaming in input-chosen pieces and parallel chunking must
+// equal one call, chunks must tile the data within min/max, and each kernel's raw gear scans must
+// equal the scalar scans for input-chosen masks and hash_in. Any disagreement aborts (that is how
+// libFuzzer reports a finding).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "core/fastcdc_tables.h"
+#include "simd/dispatch.h"
 #include "strata/strata.h"
 
 namespace {
 
+constexpr std::size_t kTailSize = 12;
+
 struct Parameters {
   strata::ChunkerOptions options;
   std::size_t piece = 1;
+  unsigned threads = 2;
 };
 
 Parameters parameters_from_tail(const std::uint8_t* tail) {
   Parameters parameters;
   strata::ChunkerOptions& options = parameters.options;
-  options.algorithm = (tail[0] & 1U) != 0 ? strata::ChunkAlgorithm::kFastCdc2020
-                                          : strata::ChunkAlgorithm::kFastCdc2016;
+  constexpr strata::ChunkAlgorithm kAlgorithms[] = {
+      strata::ChunkAlgorithm::kFastCdc2016, strata::ChunkAlgorithm::kFastCdc2020,
+      strata::ChunkAlgorithm::kXet, strata::ChunkAlgorithm::kCasync};
+  options.algorithm = kAlgorithms[tail[0] % 4U];
   const unsigned avg_shift = 7 + (tail[1] % 8U);  // 128 B .. 16 KiB
   options.avg_size = 1U << avg_shift;
   options.min_size = std::max(64U, options.avg_size >> (1 + tail[2] % 3U));
@@ -30,6 +40,7 @@ Parameters parameters_from_tail(const std::uint8_t* tail) {
   while (options.level > 0 && !strata::validate(options).ok()) --options.level;
   options.seed = (tail[5] & 1U) != 0 ? 0x9E3779B97F4A7C15ULL * tail[6] : 0;
   parameters.piece = 1 + tail[7] * 37U;
+  parameters.threads = 1 + tail[8] % 4U;
   return parameters;
 }
 
@@ -37,12 +48,47 @@ void check(bool condition) {
   if (!condition) std::abort();
 }
 
+// Raw kernel scans over the whole input: begin, center and mask from the tail, hash_in from data.
+void check_raw_scans(const strata::ByteSpan input, const std::uint8_t* tail) {
+  if (input.empty()) return;
+  std::vector<std::uint64_t> gear(strata::fastcdc::kGearTable.begin(),
+                                  strata::fastcdc::kGearTable.end());
+  std::vector<std::uint64_t> gear_shifted(256);
+  for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = gear[i] << 1U;
+  strata::simd::GearScanRequest request;
+  request.data = input.data();
+  request.begin = (tail[9] * 131U) % input.size();
+  request.center = request.begin + tail[10] * 97U;
+  request.limit = input.size();
+  const unsigned bits = 1 + tail[11] % 24U;
+  // Bit 7 of the last tail byte picks a top-bits mask like xet's, else FastCDC's padded masks.
+  const bool top_bits = (tail[11] & 0x80U) != 0;
+  request.mask_small = top_bits ? ~std::uint64_t{0} << (64U - bits)
+                                : strata::fastcdc::kMasks[std::min(25U, bits + 1)];
+  request.mask_large = top_bits ? ~std::uint64_t{0} << (64U - std::max(1U, bits - 1))
+                                : strata::fastcdc::kMasks[std::max(5U, bits)];
+  std::memcpy(&request.hash, input.data(), std::min<std::size_t>(8, input.size()));
+  request.gear = gear.data();
+  request.gear_shifted = gear_shifted.data();
+  const auto expected = strata::simd::scan_gear_scalar(request);
+  const auto expected_pairs = strata::simd::scan_gear_pairs_scalar(request);
+  for (const strata::simd::GearKernel& kernel : strata::simd::built_kernels()) {
+    if (!strata::simd::kernel_usable(kernel)) continue;
+    const auto got = kernel.scan(request);
+    check(got.position == expected.position && got.hash == expected.hash);
+    const auto got_pairs = kernel.scan_pairs(request);
+    check(got_pairs.position == expected_pairs.position && got_pairs.hash == expected_pairs.hash);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size < 8) return 0;
-  const Parameters parameters = parameters_from_tail(data + size - 8);
-  const strata::ByteSpan input(data, size - 8);
+  if (size < kTailSize) return 0;
+  const std::uint8_t* const tail = data + size - kTailSize;
+  const Parameters parameters = parameters_from_tail(tail);
+  const strata::ByteSpan input(data, size - kTailSize);
+  check_raw_scans(input, tail);
   if (!strata::validate(parameters.options).ok()) return 0;
 
   check(strata::select_kernel("scalar").ok());
@@ -78,5 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     chunker->finish(sink);
     check(streamed == *reference);
   }
+  auto parallel = strata::chunk_buffer_parallel(input, parameters.options, parameters.threads);
+  check(parallel.ok() && *parallel == *reference);
   return 0;
 }

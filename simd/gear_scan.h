@@ -55,4 +55,13 @@ struct GearKernel {
 GearScanResult scan_gear_scalar(const GearScanRequest& request);
 GearScanResult scan_gear_pairs_scalar(const GearScanRequest& request);
 
+// Strip kernels (simd/gear_scan_strips.h); the two-byte forms rely on gear_shifted[b] == gear[b]
+// << 1, which every caller's tables satisfy (a seed XORed into both keeps it).
+GearScanResult scan_gear_interleaved(const GearScanRequest& request);
+GearScanResult scan_gear_pairs_interleaved(const GearScanRequest& request);
+GearScanResult scan_gear_avx2(const GearScanRequest& request);
+GearScanResult scan_gear_pairs_avx2(const GearScanRequest& request);
+GearScanResult scan_gear_avx512(const GearScanRequest& request);
+GearScanResult scan_gear_pairs_avx512(const GearScanRequest& request);
+
 }  // namespace strata::simd

@@ -1,10 +1,16 @@
 // Kernel dispatch: the scalar reference is always built and usable, exactly one kernel is active,
 // select_kernel() switches and refuses unknown names, and every usable kernel gives the scalar
-// reference's positions and hashes on random data for both scan forms.
+// reference's positions and hashes on random data for both scan forms: random and FastCDC masks,
+// any hash_in, begin/center/limit anywhere (odd ones too), data flush against a guard page on
+// either side, and chunk-level cuts in [min, min+47] where the hash still carries its start.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <random>
 
+#include "core/fastcdc_tables.h"
 #include "simd/dispatch.h"
 #include "tests/test_support.h"
 
@@ -65,6 +71,112 @@ TEST(Kernels, EveryKernelMatchesScalarReference) {
       ASSERT_EQ(got_pairs.hash, expected_pairs.hash) << kernel.name << " trial " << trial;
     }
   }
+}
+
+void expect_kernel_matches(const simd::GearKernel& kernel, const simd::GearScanRequest& request,
+                           const std::string& what) {
+  const auto expected = simd::scan_gear_scalar(request);
+  const auto got = kernel.scan(request);
+  EXPECT_EQ(got.position, expected.position) << kernel.name << " " << what;
+  EXPECT_EQ(got.hash, expected.hash) << kernel.name << " " << what;
+  const auto expected_pairs = simd::scan_gear_pairs_scalar(request);
+  const auto got_pairs = kernel.scan_pairs(request);
+  EXPECT_EQ(got_pairs.position, expected_pairs.position) << kernel.name << " pairs " << what;
+  EXPECT_EQ(got_pairs.hash, expected_pairs.hash) << kernel.name << " pairs " << what;
+}
+
+TEST(Kernels, EveryKernelMatchesScalarWithFastCdcMasks) {
+  const auto data = test::splitmix64_bytes(12, 1U << 20U);
+  std::mt19937_64 random(78);
+  std::vector<std::uint64_t> gear(fastcdc::kGearTable.begin(), fastcdc::kGearTable.end());
+  std::vector<std::uint64_t> gear_shifted(256);
+  for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = gear[i] << 1U;
+  for (const simd::GearKernel& kernel : simd::built_kernels()) {
+    if (!simd::kernel_usable(kernel)) continue;
+    for (int trial = 0; trial < 1500; ++trial) {
+      simd::GearScanRequest request;
+      request.data = data.data();
+      request.begin = random() % 20000;
+      request.limit = request.begin + random() % 300000;
+      request.center = request.begin + random() % 100000;
+      const std::size_t bits = 5 + random() % 19;
+      request.mask_small = fastcdc::kMasks[bits + 2];
+      request.mask_large = fastcdc::kMasks[bits];
+      request.hash = trial % 2 == 0 ? random() : 0;
+      request.gear = gear.data();
+      request.gear_shifted = gear_shifted.data();
+      expect_kernel_matches(kernel, request, "trial " + std::to_string(trial));
+      if (HasFailure()) return;
+    }
+  }
+}
+
+TEST(Kernels, NoKernelReadsOutsideItsRange) {
+  // Guard pages on both sides of the data: a read before begin or at/after limit faults.
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t data_pages = 16;
+  void* mapping = mmap(nullptr, (data_pages + 2) * page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(mapping, MAP_FAILED);
+  auto* bytes = static_cast<std::uint8_t*>(mapping);
+  ASSERT_EQ(0, mprotect(bytes, page, PROT_NONE));
+  ASSERT_EQ(0, mprotect(bytes + (data_pages + 1) * page, page, PROT_NONE));
+  std::uint8_t* const first = bytes + page;
+  const std::size_t size = data_pages * page;
+  const auto random_bytes = test::splitmix64_bytes(5, size);
+  std::memcpy(first, random_bytes.data(), size);
+  std::vector<std::uint64_t> gear(fastcdc::kGearTable.begin(), fastcdc::kGearTable.end());
+  std::vector<std::uint64_t> gear_shifted(256);
+  for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = gear[i] << 1U;
+  for (const simd::GearKernel& kernel : simd::built_kernels()) {
+    if (!simd::kernel_usable(kernel)) continue;
+    for (const std::size_t tail :
+         {std::size_t{1}, std::size_t{47}, std::size_t{4097}, std::size_t{20001}, size}) {
+      for (const std::uint64_t mask : {fastcdc::kMasks[25], ~std::uint64_t{0} << 40U}) {
+        simd::GearScanRequest request;
+        request.data = first + size - tail;  // begin 0 is the first byte after the front guard
+        request.begin = 0;
+        request.center = tail / 3;
+        request.limit = tail;
+        request.mask_small = mask;
+        request.mask_large = mask;
+        request.gear = gear.data();
+        request.gear_shifted = gear_shifted.data();
+        expect_kernel_matches(kernel, request, "tail " + std::to_string(tail));
+      }
+    }
+  }
+  munmap(mapping, (data_pages + 2) * page);
+}
+
+TEST(Kernels, CutsJustAfterMinMatchScalar) {
+  // With 64/256/1024 a cut often lands within 48 bytes of min, where the sequential hash started
+  // at 0 covers fewer bytes than the mask sees (shared/specs/chunking.md §3.4).
+  const auto data = test::splitmix64_bytes(31, 4U << 20U);
+  for (const ChunkAlgorithm algorithm :
+       {ChunkAlgorithm::kFastCdc2016, ChunkAlgorithm::kFastCdc2020}) {
+    ChunkerOptions options;
+    options.algorithm = algorithm;
+    options.min_size = 64;
+    options.avg_size = 256;
+    options.max_size = 1024;
+    ASSERT_TRUE(select_kernel("scalar").ok());
+    auto expected = chunk_buffer(data, options);
+    ASSERT_TRUE(expected.ok());
+    std::size_t near_min = 0;
+    for (const Chunk& chunk : *expected) {
+      near_min += chunk.length >= 64 && chunk.length <= 64 + 47 ? 1 : 0;
+    }
+    EXPECT_GT(near_min, 100U);
+    for (const KernelInfo& kernel : list_kernels()) {
+      if (!kernel.usable) continue;
+      ASSERT_TRUE(select_kernel(kernel.name).ok());
+      auto chunks = chunk_buffer(data, options);
+      ASSERT_TRUE(chunks.ok());
+      EXPECT_EQ(*chunks, *expected) << kernel.name;
+    }
+  }
+  ASSERT_TRUE(select_kernel(list_kernels().front().name).ok());
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // `strata chunk FILE...`: content-defined chunking of files with the streaming Chunker, one line
-// per chunk (offset, length, SHA-256) and a summary (count, mean/min/max size, throughput), or the
-// same as JSON with --json. Files are read in 1 MiB blocks, so any size fits in bounded memory.
+// per chunk (offset, length, SHA-256; casync adds its SHA-512/256 chunk id) and a summary (count,
+// mean/min/max size, throughput), or the same as JSON with --json. Sizes left unset take the
+// chosen algorithm's reference defaults (xet 8/64/128 KiB). Files are read in 1 MiB blocks, so any
+// size fits in bounded memory.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -18,6 +20,7 @@ struct ChunkCommandOptions {
   std::vector<std::string> files;
   std::string algorithm = "fastcdc2020";
   ChunkerOptions chunker;
+  bool min_given = false, avg_given = false, max_given = false;
   bool json = false;
   bool quiet = false;
 };
@@ -35,6 +38,11 @@ int run_chunk(const ChunkCommandOptions& options) {
   auto algorithm = parse_chunk_algorithm(options.algorithm);
   if (!algorithm.ok()) return report_error(algorithm.error());
   chunker_options.algorithm = *algorithm;
+  const ChunkerOptions defaults = default_chunker_options(*algorithm);
+  if (!options.min_given) chunker_options.min_size = defaults.min_size;
+  if (!options.avg_given) chunker_options.avg_size = defaults.avg_size;
+  if (!options.max_given) chunker_options.max_size = defaults.max_size;
+  const bool casync_ids = *algorithm == ChunkAlgorithm::kCasync;
   auto chunker = Chunker::create(chunker_options);
   if (!chunker.ok()) return report_error(chunker.error());
 
@@ -48,13 +56,18 @@ int run_chunk(const ChunkCommandOptions& options) {
       ++summary.chunks;
       summary.smallest = std::min(summary.smallest, chunk.length);
       summary.largest = std::max(summary.largest, chunk.length);
+      const std::string casync_id = casync_ids ? casync_chunk_id(bytes) : std::string();
       if (options.json) {
-        chunk_list.push_back({{"offset", chunk.offset},
-                              {"length", chunk.length},
-                              {"hash", chunk.hash},
-                              {"digest", digest}});
+        nlohmann::json entry = {{"offset", chunk.offset},
+                                {"length", chunk.length},
+                                {"hash", chunk.hash},
+                                {"digest", digest}};
+        if (casync_ids) entry["casync_id"] = casync_id;
+        chunk_list.push_back(std::move(entry));
       } else if (!options.quiet) {
-        std::cout << chunk.offset << ' ' << chunk.length << ' ' << digest << '\n';
+        std::cout << chunk.offset << ' ' << chunk.length << ' ' << digest;
+        if (casync_ids) std::cout << ' ' << casync_id;
+        std::cout << '\n';
       }
     };
     const auto started = std::chrono::steady_clock::now();
@@ -127,15 +140,24 @@ void register_chunk_command(CLI::App& app, int& exit_code) {
   CLI::App* command = app.add_subcommand(
       "chunk", "Cut files into content-defined chunks; print offset, length and SHA-256 of each");
   command->add_option("files", options->files, "Files to chunk")->required();
-  command->add_option("--algorithm", options->algorithm, "fastcdc2020 (default) or fastcdc2016");
-  command->add_option("--min", options->chunker.min_size, "Minimum chunk size in bytes");
-  command->add_option("--avg", options->chunker.avg_size, "Average (target) chunk size in bytes");
-  command->add_option("--max", options->chunker.max_size, "Maximum chunk size in bytes");
+  command->add_option("--algorithm", options->algorithm,
+                      "fastcdc2020 (default), fastcdc2016, xet or casync");
+  CLI::Option* min_option =
+      command->add_option("--min", options->chunker.min_size, "Minimum chunk size in bytes");
+  CLI::Option* avg_option = command->add_option("--avg", options->chunker.avg_size,
+                                                "Average (target) chunk size in bytes");
+  CLI::Option* max_option =
+      command->add_option("--max", options->chunker.max_size, "Maximum chunk size in bytes");
   command->add_option("--level", options->chunker.level, "FastCDC normalization level 0..3");
   command->add_option("--seed", options->chunker.seed, "Gear table seed (hides cut points)");
   command->add_flag("--json", options->json, "Machine-readable output");
   command->add_flag("-q,--quiet", options->quiet, "Only the summary, no per-chunk lines");
-  command->callback([options, &exit_code] { exit_code = run_chunk(*options); });
+  command->callback([options, min_option, avg_option, max_option, &exit_code] {
+    options->min_given = min_option->count() > 0;
+    options->avg_given = avg_option->count() > 0;
+    options->max_given = max_option->count() > 0;
+    exit_code = run_chunk(*options);
+  });
 }
 
 }  // namespace strata::tool

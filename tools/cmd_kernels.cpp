@@ -27,7 +27,7 @@ void register_kernels_command(CLI::App& app, int& exit_code) {
     } else {
       for (const KernelInfo& kernel : kernels) {
         std::printf(
-            "%-10s %-8s %-6s %s\n", kernel.name.c_str(), kernel.usable ? "usable" : "no-cpu",
+            "%-12s %-8s %-6s %s\n", kernel.name.c_str(), kernel.usable ? "usable" : "no-cpu",
             kernel.active ? "active" : "",
             kernel.required_features.empty() ? "(portable)" : kernel.required_features.c_str());
       }

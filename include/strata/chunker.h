@@ -1,11 +1,14 @@
 // Content-defined chunking. Stage 1 (simple): chunk_buffer() cuts one buffer. Stage 2 (explicit
 // object): Chunker holds validated options. Stage 3 (streaming): feed() pieces of any size, then
-// finish(); the chunks equal those of one chunk_buffer() call on the concatenation. The gear scan
-// runs through the SIMD dispatch table (strata/kernels.h); every kernel gives identical cuts.
+// finish(); the chunks equal those of one chunk_buffer() call on the concatenation. Stage 4
+// (parallel): chunk_buffer_parallel() cuts one large buffer on several threads with the same
+// result. The gear scans (FastCDC, xet) run through the SIMD dispatch table (strata/kernels.h);
+// every kernel gives identical cuts. Algorithms follow shared/specs/chunking.md §1, §4.1, §4.2.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -17,9 +20,15 @@ namespace strata {
 enum class ChunkAlgorithm : std::uint8_t {
   kFastCdc2016,  // FastCDC, one byte per step (fastcdc-rs v2016 semantics)
   kFastCdc2020,  // FastCDC, "rolling two bytes" (fastcdc-rs v2020 semantics): same cuts as 2016
+  // Hugging Face xet-core gear chunker: its own gear table, mask = the top log2(avg) bits, hashing
+  // from min-65 with the hit byte included, hits below min ignored. Level and seed do not apply.
+  kXet,
+  // casync / desync buzhash: 48-byte window, discriminator from avg, inclusive cut after min.
+  // Level and seed do not apply.
+  kCasync,
 };
 
-// "fastcdc2016" / "fastcdc2020".
+// "fastcdc2016" / "fastcdc2020" / "xet" / "casync".
 std::string_view chunk_algorithm_name(ChunkAlgorithm algorithm) noexcept;
 Result<ChunkAlgorithm> parse_chunk_algorithm(std::string_view name);
 
@@ -37,19 +46,38 @@ struct ChunkerOptions {
   std::uint64_t seed = 0;
 };
 
-// Checks ranges (each size in [64 B, 16 MiB], min <= avg <= max, level <= 3, masks available).
+// The sizes each algorithm's reference implementation uses by default: FastCDC 16/64/256 KiB
+// level 1, xet 8/64/128 KiB (xet-core), casync 16/64/256 KiB (casync, desync).
+ChunkerOptions default_chunker_options(ChunkAlgorithm algorithm) noexcept;
+
+// Checks ranges (each size in [64 B, 16 MiB], min <= avg <= max, level <= 3, masks available,
+// casync's discriminator defined).
 Result<void> validate(const ChunkerOptions& options);
 
 struct Chunk {
   std::uint64_t offset = 0;  // from the start of the stream
   std::uint32_t length = 0;
-  std::uint64_t hash = 0;  // gear hash at the cut (0 for a tail shorter than min)
+  // Rolling hash after the last byte the cut looked at: the gear hash (FastCDC, xet) or the 32-bit
+  // buzhash (casync); 0 when no byte was hashed (a tail too short to test).
+  std::uint64_t hash = 0;
 
   friend bool operator==(const Chunk&, const Chunk&) = default;
 };
 
 // Stage 1: all chunks of one buffer.
 Result<std::vector<Chunk>> chunk_buffer(ByteSpan data, const ChunkerOptions& options);
+
+// Stage 4: the chunks of chunk_buffer(), computed on up to `threads` threads (0: as many as the
+// machine has). The buffer is split into parts chunked independently; the parts are joined where
+// a part's cuts meet the sequential chain of cuts, which is exact because every algorithm here
+// restarts its hash at each chunk start. Where they never meet (e.g. zero-filled data whose only
+// cuts are at max-size multiples), the join chunks that stretch sequentially, so the result is
+// always identical to chunk_buffer().
+Result<std::vector<Chunk>> chunk_buffer_parallel(ByteSpan data, const ChunkerOptions& options,
+                                                 unsigned threads);
+
+// casync's chunk id: SHA-512/256 of the chunk's bytes, 64 lowercase hex digits (desync ChunkID).
+[[nodiscard]] std::string casync_chunk_id(ByteSpan bytes);
 
 class Chunker {
  public:
@@ -79,10 +107,16 @@ class Chunker {
 
   void emit(const Chunk& chunk, ByteSpan bytes, const Sink& sink);
 
+  [[nodiscard]] Chunk cut_fastcdc(ByteSpan data, bool at_end) const;
+  [[nodiscard]] Chunk cut_xet(ByteSpan data) const;
+  [[nodiscard]] Chunk cut_casync(ByteSpan data) const;
+
   ChunkerOptions options_;
   std::uint64_t mask_small_ = 0;
   std::uint64_t mask_large_ = 0;
-  std::vector<std::uint64_t> gear_;          // seeded table, 256 entries
+  std::uint32_t discriminator_ = 0;          // casync
+  std::uint64_t discriminator_inverse_ = 0;  // 2^64 / discriminator_, rounded up (fast modulo)
+  std::vector<std::uint64_t> gear_;          // seeded FastCDC table or the xet table, 256 entries
   std::vector<std::uint64_t> gear_shifted_;  // gear_[i] << 1 (seed << 1 applied), for v2020
   std::vector<std::uint8_t> pending_;
   std::uint64_t stream_offset_ = 0;
