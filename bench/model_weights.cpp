@@ -382,10 +382,48 @@ std::vector<NamedBlob> convert_tensors(const std::vector<FloatTensor>& tensors, 
   return blobs;
 }
 
+// Tesseract .traineddata (specs/models.md §3): i32 entry count, i64 offsets (-1 = absent), then
+// the components back to back. Each component becomes one I8 tensor: the integerized LSTM and the
+// dictionaries are the integer control group that must stay plain zstd.
+std::vector<NamedBlob> extract_traineddata(const Bytes& file) {
+  std::vector<NamedBlob> blobs;
+  if (file.size() < 4) return blobs;
+  std::uint32_t count = 0;
+  std::memcpy(&count, file.data(), 4);
+  if (count > 64 || file.size() < 4 + 8 * std::size_t{count}) return blobs;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> starts;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    std::int64_t offset = 0;
+    std::memcpy(&offset, file.data() + 4 + 8 * i, 8);
+    if (offset >= 0 && static_cast<std::uint64_t>(offset) < file.size()) {
+      starts.emplace_back(static_cast<std::uint64_t>(offset), i);
+    }
+  }
+  std::sort(starts.begin(), starts.end());
+  for (std::size_t k = 0; k < starts.size(); ++k) {
+    const std::uint64_t end = k + 1 < starts.size() ? starts[k + 1].first : file.size();
+    NamedBlob blob;
+    blob.name = "component_" + std::to_string(starts[k].second);
+    blob.bytes.assign(file.begin() + static_cast<std::ptrdiff_t>(starts[k].first),
+                      file.begin() + static_cast<std::ptrdiff_t>(end));
+    blob.shape = {blob.bytes.size()};
+    if (!blob.bytes.empty()) blobs.push_back(std::move(blob));
+  }
+  return blobs;
+}
+
 int command_convert(const std::string& out_dir, const std::vector<std::string>& inputs) {
   for (const std::string& input : inputs) {
     const Bytes file = read_all(input);
     const std::string stem = std::filesystem::path(input).stem().string();
+    if (input.ends_with(".traineddata")) {
+      auto blobs = extract_traineddata(file);
+      std::printf("%s: %zu components as I8 tensors\n", input.c_str(), blobs.size());
+      if (!blobs.empty()) {
+        write_file(out_dir + "/" + stem + ".i8.safetensors", write_safetensors(blobs, "I8"));
+      }
+      continue;
+    }
     const bool onnx = input.ends_with(".onnx");
     const auto tensors = onnx ? extract_onnx(file) : extract_tflite(file);
     std::uint64_t elements = 0;
@@ -457,14 +495,17 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 int command_measure(const std::vector<std::string>& inputs) {
-  std::printf("%-44s %5s %9s | %7s %7s | %7s %5s %7s %5s | %8s %8s %8s %8s\n", "file", "dtype",
-              "MB", "zstd-3", "zstd-19", "strata3", "bg%", "strata19", "bg%", "enc MB/s",
-              "dec MB/s", "z3 enc", "z3 dec");
+  std::printf("%-42s %5s %6s | %6s %7s | %7s %5s %8s %5s | %7s %7s %7s | %7s %7s\n", "file",
+              "dtype", "MB", "zstd-3", "zstd-19", "strata3", "bg%", "strata19", "bg%", "enc",
+              "fast", "dec", "z3 enc", "z3 dec");
+  std::printf("%-42s %5s %6s | %14s | %29s | %23s | %15s\n", "", "", "", "ratio, per chunk",
+              "ratio, per-chunk codec choice", "strata MB/s (level 3)", "zstd -3 MB/s");
   for (const std::string& path : inputs) {
     LoadedModel model;
     if (!load_model(path, model)) return 1;
     std::uint64_t plain3 = 0, plain19 = 0, chosen3 = 0, chosen19 = 0;
-    std::uint64_t grouped3 = 0, grouped19 = 0;
+    std::uint64_t grouped3 = 0, grouped19 = 0, fast3 = 0;
+    double fast_seconds = 0;
     double choose_seconds = 0, decode_seconds = 0, plain_seconds = 0, plain_decode_seconds = 0;
     for (const strata::TensorChunk& chunk : model.chunks) {
       const strata::ByteSpan raw(model.file.data() + chunk.chunk.offset, chunk.chunk.length);
@@ -488,6 +529,12 @@ int command_measure(const std::vector<std::string>& inputs) {
         return 1;
       }
       chosen3 += c3->bytes.size();
+      start = std::chrono::steady_clock::now();
+      auto fast = strata::choose_codec(raw, chunk.element_width, chunk.element_phase,
+                                       {3, strata::PlaneLayout::kSeparatePlanes,
+                                        strata::CodecChoice::kGroupingFirst});
+      fast_seconds += seconds_since(start);
+      fast3 += fast->bytes.size();
       if (c3->codec == strata::ChunkCodec::kByteGroupZstd) grouped3 += raw.size();
       auto c19 = strata::choose_codec(raw, chunk.element_width, chunk.element_phase, {19});
       chosen19 += c19->bytes.size();
@@ -496,13 +543,18 @@ int command_measure(const std::vector<std::string>& inputs) {
     const double size = static_cast<double>(model.file.size());
     const std::string dtype =
         model.layout.tensors.empty() ? "-" : model.layout.tensors.front().dtype_name;
-    std::printf("%-44s %5s %9.2f | %7.3f %7.3f | %7.3f %5.1f %7.3f %5.1f | %8.0f %8.0f %8.0f %8.0f\n",
-                std::filesystem::path(path).filename().string().c_str(), dtype.c_str(),
-                size / 1e6, size / static_cast<double>(plain3), size / static_cast<double>(plain19),
-                size / static_cast<double>(chosen3), 100.0 * static_cast<double>(grouped3) / size,
-                size / static_cast<double>(chosen19), 100.0 * static_cast<double>(grouped19) / size,
-                size / 1e6 / choose_seconds, size / 1e6 / decode_seconds, size / 1e6 / plain_seconds,
-                size / 1e6 / plain_decode_seconds);
+    std::printf(
+        "%-42s %5s %6.2f | %6.3f %7.3f | %7.3f %5.1f %8.3f %5.1f | %7.0f %7.0f %7.0f | %7.0f %7.0f\n",
+        std::filesystem::path(path).filename().string().c_str(), dtype.c_str(), size / 1e6,
+        size / static_cast<double>(plain3), size / static_cast<double>(plain19),
+        size / static_cast<double>(chosen3), 100.0 * static_cast<double>(grouped3) / size,
+        size / static_cast<double>(chosen19), 100.0 * static_cast<double>(grouped19) / size,
+        size / 1e6 / choose_seconds, size / 1e6 / fast_seconds, size / 1e6 / decode_seconds,
+        size / 1e6 / plain_seconds, size / 1e6 / plain_decode_seconds);
+    if (fast3 != chosen3) {
+      std::printf("%-42s kGroupingFirst stored %+lld bytes vs kSmaller\n", "",
+                  static_cast<long long>(fast3) - static_cast<long long>(chosen3));
+    }
   }
   return 0;
 }

@@ -285,16 +285,22 @@ Result<std::vector<std::uint8_t>> decode_byte_grouped(ByteSpan stored,
 
 Result<EncodedChunk> choose_codec(ByteSpan raw, std::uint32_t width, std::uint32_t phase,
                                   const ByteGroupOptions& options) {
+  std::vector<std::uint8_t> grouped;
+  if (width != 0) {
+    auto encoded = encode_byte_grouped(raw, width, phase, options);
+    if (!encoded.ok()) return std::move(encoded).error();
+    grouped = std::move(encoded).value();
+    const bool clear_gain = grouped.size() <= raw.size() - raw.size() / 32;
+    if (options.choice == CodecChoice::kGroupingFirst && clear_gain) {
+      return EncodedChunk{ChunkCodec::kByteGroupZstd, std::move(grouped)};
+    }
+  }
   auto plain = compress_plain(raw, options.level);
   if (!plain.ok()) return std::move(plain).error();
-  EncodedChunk best{ChunkCodec::kZstd, std::move(plain).value()};
-  if (width == 0) return best;
-  auto grouped = encode_byte_grouped(raw, width, phase, options);
-  if (!grouped.ok()) return std::move(grouped).error();
-  if (grouped->size() < best.bytes.size()) {
-    best = EncodedChunk{ChunkCodec::kByteGroupZstd, std::move(grouped).value()};
+  if (width != 0 && grouped.size() < plain->size()) {
+    return EncodedChunk{ChunkCodec::kByteGroupZstd, std::move(grouped)};
   }
-  return best;
+  return EncodedChunk{ChunkCodec::kZstd, std::move(plain).value()};
 }
 
 Result<std::vector<std::uint8_t>> decode_chunk(ChunkCodec codec, ByteSpan stored,

@@ -34,9 +34,21 @@ enum class PlaneLayout : std::uint8_t {
   kSingleFrame = 1,     // one zstd frame over the concatenated planes
 };
 
+// How choose_codec() decides between plain zstd and byte grouping for a float chunk.
+enum class CodecChoice : std::uint8_t {
+  // Compute both and keep the smaller: never worse than plain zstd, about twice its zstd work.
+  kSmaller = 0,
+  // Compute byte grouping first and keep it when it saves at least 1/32 of the raw bytes (real
+  // float weights save 8-30 %, shared/specs/models.md §4.2); only otherwise compute plain zstd
+  // too. About the cost of one compression; may keep a grouped form up to a few percent larger
+  // than plain zstd would have been on unusual (very repetitive) float data.
+  kGroupingFirst = 1,
+};
+
 struct ByteGroupOptions {
   int level = 3;  // zstd level for every frame
   PlaneLayout layout = PlaneLayout::kSeparatePlanes;
+  CodecChoice choice = CodecChoice::kSmaller;
 };
 
 // Largest raw chunk the decoders accept unless told otherwise (the chunker's size ceiling).
@@ -65,9 +77,7 @@ struct EncodedChunk {
 };
 
 // Per-chunk choice: plain zstd for width 0 (integers, quantized blocks, header bytes); otherwise
-// both encodings are computed and the smaller kept (plain on a tie). Cost: about twice the zstd
-// work of plain compression for float chunks - the price of never losing to plain zstd, which the
-// measured 8-30% gains on float weights pay for (bench/model_weights.sh).
+// as options.choice says (plain wins ties).
 Result<EncodedChunk> choose_codec(ByteSpan raw, std::uint32_t width, std::uint32_t phase,
                                   const ByteGroupOptions& options = {});
 
