@@ -107,6 +107,11 @@ Geometry geometry_of(std::uint64_t raw_length, std::uint32_t width, std::uint32_
   return shape;
 }
 
+// memcpy that accepts empty ranges (whose pointers may be null, which memcpy does not allow).
+void copy_bytes(std::uint8_t* destination, const std::uint8_t* source, std::size_t count) {
+  if (count != 0) std::memcpy(destination, source, count);
+}
+
 Error stored_error(const std::string& problem) {
   return make_error(ErrorCode::kCorruptInput, "byte-grouped chunk: " + problem);
 }
@@ -232,9 +237,9 @@ Result<std::vector<std::uint8_t>> decode_byte_grouped(ByteSpan stored,
     return stored_error("truncated in its header or edge bytes");
   }
   std::vector<std::uint8_t> raw(static_cast<std::size_t>(raw_length));
-  std::memcpy(raw.data(), stored.data() + cursor, static_cast<std::size_t>(shape.lead));
-  std::memcpy(raw.data() + raw.size() - shape.tail, stored.data() + cursor + shape.lead,
-              static_cast<std::size_t>(shape.tail));
+  copy_bytes(raw.data(), stored.data() + cursor, static_cast<std::size_t>(shape.lead));
+  copy_bytes(raw.data() + raw.size() - shape.tail, stored.data() + cursor + shape.lead,
+             static_cast<std::size_t>(shape.tail));
   cursor += edge_bytes;
 
   thread_local std::vector<std::uint8_t> scratch;
@@ -255,7 +260,7 @@ Result<std::vector<std::uint8_t>> decode_byte_grouped(ByteSpan stored,
           return stored_error("stored plane " + std::to_string(k) + " has " +
                               std::to_string(length) + " bytes, not " + std::to_string(elements));
         }
-        std::memcpy(plane.data(), payload.data(), elements);
+        copy_bytes(plane.data(), payload.data(), elements);
       } else if (method == kMethodZstd) {
         STRATA_TRY(decode_frame_exactly(payload, plane, what));
       } else {
