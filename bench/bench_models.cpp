@@ -27,7 +27,8 @@ std::vector<std::uint8_t> synthetic_weights(std::size_t bytes, std::uint32_t wid
     std::uint32_t bits = 0;
     std::memcpy(&bits, &value, 4);
     if (width == 2) bits >>= 16U;
-    for (std::uint32_t b = 0; b < width; ++b) out[i + b] = static_cast<std::uint8_t>(bits >> (8U * b));
+    for (std::uint32_t b = 0; b < width; ++b)
+      out[i + b] = static_cast<std::uint8_t>(bits >> (8U * b));
   }
   return out;
 }
@@ -104,8 +105,8 @@ int register_all() {
   for (const strata::simd::ByteGroupKernel& kernel : strata::simd::built_byte_group_kernels()) {
     if (!strata::simd::byte_group_kernel_usable(kernel)) continue;
     for (const std::uint32_t width : {2U, 4U}) {
-      for (const auto& [bytes, temperature] : {std::pair{std::size_t{64} << 10U, "warm"},
-                                               std::pair{std::size_t{64} << 20U, "cold"}}) {
+      for (const auto& [bytes, temperature] :
+           {std::pair{std::size_t{64} << 10U, "warm"}, std::pair{std::size_t{64} << 20U, "cold"}}) {
         for (const bool merge : {false, true}) {
           const std::string name = std::string("byte_group/") + (merge ? "merge" : "split") +
                                    std::to_string(width) + "/" + kernel.name + "/" + temperature;

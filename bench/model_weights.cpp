@@ -36,7 +36,7 @@ using Bytes = std::vector<std::uint8_t>;
 struct FloatTensor {
   std::string name;
   std::vector<std::uint64_t> shape;
-  std::vector<float> values;     // FP32 sources
+  std::vector<float> values;          // FP32 sources
   std::vector<std::uint16_t> halves;  // native FP16 sources
 };
 
@@ -50,7 +50,7 @@ Bytes read_all(const std::string& path) {
 struct ProtoField {
   std::uint32_t number = 0;
   std::uint32_t wire = 0;
-  std::uint64_t value = 0;  // varint / fixed
+  std::uint64_t value = 0;             // varint / fixed
   const std::uint8_t* data = nullptr;  // length-delimited payload
   std::size_t size = 0;
 };
@@ -343,7 +343,8 @@ Bytes write_safetensors(std::vector<NamedBlob> blobs, const std::string& dtype) 
   header["__metadata__"] = {{"format", "pt"}, {"source", "strata bench (derived)"}};
   std::uint64_t offset = 0;
   for (const NamedBlob& blob : blobs) {
-    header[blob.name] = {{"dtype", dtype}, {"shape", blob.shape},
+    header[blob.name] = {{"dtype", dtype},
+                         {"shape", blob.shape},
                          {"data_offsets", {offset, offset + blob.bytes.size()}}};
     offset += blob.bytes.size();
   }
@@ -360,7 +361,8 @@ Bytes write_safetensors(std::vector<NamedBlob> blobs, const std::string& dtype) 
 
 void write_file(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 template <typename Convert>
@@ -433,36 +435,36 @@ int command_convert(const std::string& out_dir, const std::vector<std::string>& 
     if (tensors.empty()) continue;
     if (onnx) {
       write_file(out_dir + "/" + stem + ".f32.safetensors",
-                 write_safetensors(convert_tensors(tensors, 4,
-                                                   [](const FloatTensor& t, std::size_t e,
-                                                      std::uint8_t* out) {
-                                                     std::memcpy(out, &t.values[e], 4);
-                                                   }),
-                                   "F32"));
+                 write_safetensors(
+                     convert_tensors(tensors, 4,
+                                     [](const FloatTensor& t, std::size_t e, std::uint8_t* out) {
+                                       std::memcpy(out, &t.values[e], 4);
+                                     }),
+                     "F32"));
       write_file(out_dir + "/" + stem + ".bf16.safetensors",
-                 write_safetensors(convert_tensors(tensors, 2,
-                                                   [](const FloatTensor& t, std::size_t e,
-                                                      std::uint8_t* out) {
-                                                     const std::uint16_t h = to_bf16(t.values[e]);
-                                                     std::memcpy(out, &h, 2);
-                                                   }),
-                                   "BF16"));
+                 write_safetensors(
+                     convert_tensors(tensors, 2,
+                                     [](const FloatTensor& t, std::size_t e, std::uint8_t* out) {
+                                       const std::uint16_t h = to_bf16(t.values[e]);
+                                       std::memcpy(out, &h, 2);
+                                     }),
+                     "BF16"));
       write_file(out_dir + "/" + stem + ".f16.safetensors",
-                 write_safetensors(convert_tensors(tensors, 2,
-                                                   [](const FloatTensor& t, std::size_t e,
-                                                      std::uint8_t* out) {
-                                                     const std::uint16_t h = to_f16(t.values[e]);
-                                                     std::memcpy(out, &h, 2);
-                                                   }),
-                                   "F16"));
+                 write_safetensors(
+                     convert_tensors(tensors, 2,
+                                     [](const FloatTensor& t, std::size_t e, std::uint8_t* out) {
+                                       const std::uint16_t h = to_f16(t.values[e]);
+                                       std::memcpy(out, &h, 2);
+                                     }),
+                     "F16"));
     } else {
       write_file(out_dir + "/" + stem + ".f16native.safetensors",
-                 write_safetensors(convert_tensors(tensors, 2,
-                                                   [](const FloatTensor& t, std::size_t e,
-                                                      std::uint8_t* out) {
-                                                     std::memcpy(out, &t.halves[e], 2);
-                                                   }),
-                                   "F16"));
+                 write_safetensors(
+                     convert_tensors(tensors, 2,
+                                     [](const FloatTensor& t, std::size_t e, std::uint8_t* out) {
+                                       std::memcpy(out, &t.halves[e], 2);
+                                     }),
+                     "F16"));
     }
   }
   return 0;
@@ -530,9 +532,9 @@ int command_measure(const std::vector<std::string>& inputs) {
       }
       chosen3 += c3->bytes.size();
       start = std::chrono::steady_clock::now();
-      auto fast = strata::choose_codec(raw, chunk.element_width, chunk.element_phase,
-                                       {3, strata::PlaneLayout::kSeparatePlanes,
-                                        strata::CodecChoice::kGroupingFirst});
+      auto fast = strata::choose_codec(
+          raw, chunk.element_width, chunk.element_phase,
+          {3, strata::PlaneLayout::kSeparatePlanes, strata::CodecChoice::kGroupingFirst});
       fast_seconds += seconds_since(start);
       fast3 += fast->bytes.size();
       if (c3->codec == strata::ChunkCodec::kByteGroupZstd) grouped3 += raw.size();
@@ -544,7 +546,8 @@ int command_measure(const std::vector<std::string>& inputs) {
     const std::string dtype =
         model.layout.tensors.empty() ? "-" : model.layout.tensors.front().dtype_name;
     std::printf(
-        "%-42s %5s %6.2f | %6.3f %7.3f | %7.3f %5.1f %8.3f %5.1f | %7.0f %7.0f %7.0f | %7.0f %7.0f\n",
+        "%-42s %5s %6.2f | %6.3f %7.3f | %7.3f %5.1f %8.3f %5.1f | %7.0f %7.0f %7.0f | %7.0f "
+        "%7.0f\n",
         std::filesystem::path(path).filename().string().c_str(), dtype.c_str(), size / 1e6,
         size / static_cast<double>(plain3), size / static_cast<double>(plain19),
         size / static_cast<double>(chosen3), 100.0 * static_cast<double>(grouped3) / size,
@@ -595,13 +598,14 @@ int command_finetune(const std::string& path, const std::vector<std::string>& pe
               "new B (tensor)", "stored B", "new B (plain)", "stored B");
   for (const std::string& percent_text : percents) {
     const double percent = std::stod(percent_text);
-    const std::size_t changed =
-        std::max<std::size_t>(1, static_cast<std::size_t>(percent / 100.0 * static_cast<double>(order.size()) + 0.5));
+    const std::size_t changed = std::max<std::size_t>(
+        1, static_cast<std::size_t>(percent / 100.0 * static_cast<double>(order.size()) + 0.5));
     Bytes tuned = base.file;
     std::uint64_t changed_bytes = 0;
     for (std::size_t k = 0; k < changed && k < order.size(); ++k) {
       const strata::TensorInfo& tensor = base.layout.tensors[order[k]];
-      const std::uint32_t width = std::max<std::uint32_t>(1, strata::byte_group_width(tensor.dtype));
+      const std::uint32_t width =
+          std::max<std::uint32_t>(1, strata::byte_group_width(tensor.dtype));
       for (std::uint64_t at = tensor.begin; at < tensor.end; at += 2ULL * width) tuned[at] ^= 1U;
       changed_bytes += tensor.end - tensor.begin;
     }
@@ -611,8 +615,8 @@ int command_finetune(const std::string& path, const std::vector<std::string>& pe
       const strata::ByteSpan raw(tuned.data() + chunk.chunk.offset, chunk.chunk.length);
       if (base_tensor_digests.count(strata::sha256_of(raw)) != 0) continue;
       new_bytes += raw.size();
-      new_stored += strata::choose_codec(raw, chunk.element_width, chunk.element_phase, {3})
-                        ->bytes.size();
+      new_stored +=
+          strata::choose_codec(raw, chunk.element_width, chunk.element_phase, {3})->bytes.size();
     }
     auto plain_chunks = strata::chunk_buffer(strata::ByteSpan(tuned), {});
     std::uint64_t plain_new = 0, plain_stored = 0;
@@ -622,12 +626,11 @@ int command_finetune(const std::string& path, const std::vector<std::string>& pe
       plain_new += raw.size();
       plain_stored += strata::compress_plain(raw, 3)->size();
     }
-    std::printf("%8.1f%% %9zu %10.2f%% | %14llu %14llu | %14llu %14llu\n", percent, changed,
-                100.0 * static_cast<double>(changed_bytes) / static_cast<double>(tuned.size()),
-                static_cast<unsigned long long>(new_bytes),
-                static_cast<unsigned long long>(new_stored),
-                static_cast<unsigned long long>(plain_new),
-                static_cast<unsigned long long>(plain_stored));
+    std::printf(
+        "%8.1f%% %9zu %10.2f%% | %14llu %14llu | %14llu %14llu\n", percent, changed,
+        100.0 * static_cast<double>(changed_bytes) / static_cast<double>(tuned.size()),
+        static_cast<unsigned long long>(new_bytes), static_cast<unsigned long long>(new_stored),
+        static_cast<unsigned long long>(plain_new), static_cast<unsigned long long>(plain_stored));
   }
   return 0;
 }

@@ -60,20 +60,17 @@ Result<void> decode_frame_exactly(ByteSpan frame, MutableByteSpan destination,
                                   const std::string& what) {
   const unsigned long long announced = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (announced != destination.size()) {
-    return make_error(ErrorCode::kCorruptInput,
-                      what + ": zstd frame does not announce the expected " +
-                          std::to_string(destination.size()) + " bytes");
+    return make_error(ErrorCode::kCorruptInput, what +
+                                                    ": zstd frame does not announce the expected " +
+                                                    std::to_string(destination.size()) + " bytes");
   }
   if (ZSTD_findFrameCompressedSize(frame.data(), frame.size()) != frame.size()) {
-    return make_error(ErrorCode::kCorruptInput,
-                      what + ": payload is not exactly one zstd frame");
+    return make_error(ErrorCode::kCorruptInput, what + ": payload is not exactly one zstd frame");
   }
-  const std::size_t produced =
-      ZSTD_decompressDCtx(decompress_context(), destination.data(), destination.size(),
-                          frame.data(), frame.size());
+  const std::size_t produced = ZSTD_decompressDCtx(decompress_context(), destination.data(),
+                                                   destination.size(), frame.data(), frame.size());
   if (ZSTD_isError(produced) != 0U) {
-    return make_error(ErrorCode::kCorruptInput,
-                      what + ": zstd: " + ZSTD_getErrorName(produced));
+    return make_error(ErrorCode::kCorruptInput, what + ": zstd: " + ZSTD_getErrorName(produced));
   }
   if (produced != destination.size()) {
     return make_error(ErrorCode::kCorruptInput, what + ": zstd frame decoded to " +
@@ -131,10 +128,9 @@ Result<std::vector<std::uint8_t>> decompress_plain(ByteSpan stored, std::uint64_
     return make_error(ErrorCode::kCorruptInput, "zstd chunk: no valid frame with a content size");
   }
   if (announced > max_raw_bytes) {
-    return make_error(ErrorCode::kLimitExceeded, "zstd chunk: announces " +
-                                                     std::to_string(announced) +
-                                                     " bytes, over the cap of " +
-                                                     std::to_string(max_raw_bytes));
+    return make_error(ErrorCode::kLimitExceeded,
+                      "zstd chunk: announces " + std::to_string(announced) +
+                          " bytes, over the cap of " + std::to_string(max_raw_bytes));
   }
   std::vector<std::uint8_t> raw(static_cast<std::size_t>(announced));
   STRATA_TRY(decode_frame_exactly(stored, raw, "zstd chunk"));
@@ -149,8 +145,7 @@ Result<std::vector<std::uint8_t>> encode_byte_grouped(ByteSpan raw, std::uint32_
                       "byte grouping: element width " + std::to_string(width) + " is not 2 or 4");
   }
   if (phase >= width) {
-    return make_error(ErrorCode::kInvalidArgument, "byte grouping: phase " +
-                                                       std::to_string(phase) +
+    return make_error(ErrorCode::kInvalidArgument, "byte grouping: phase " + std::to_string(phase) +
                                                        " is not below the element width");
   }
   const Geometry shape = geometry_of(raw.size(), width, phase);
@@ -251,8 +246,8 @@ Result<std::vector<std::uint8_t>> decode_byte_grouped(ByteSpan stored,
       const std::uint8_t method = entry[0];
       const std::uint64_t length = get_le(entry + 1, 4);
       const std::string what = "byte-grouped chunk plane " + std::to_string(k);
-      if (length > stored.size() - cursor) return stored_error("plane " + std::to_string(k) +
-                                                               " payload runs past the end");
+      if (length > stored.size() - cursor)
+        return stored_error("plane " + std::to_string(k) + " payload runs past the end");
       const ByteSpan payload = stored.subspan(cursor, static_cast<std::size_t>(length));
       const MutableByteSpan plane(scratch.data() + k * elements, elements);
       if (method == kMethodStored) {
@@ -283,8 +278,7 @@ Result<std::vector<std::uint8_t>> decode_byte_grouped(ByteSpan stored,
     return stored_error(std::to_string(stored.size() - cursor) + " trailing bytes");
   }
   const simd::ByteGroupKernel& kernel = simd::active_byte_group_kernel();
-  (width == 2 ? kernel.merge2 : kernel.merge4)(planes.data(), elements,
-                                               raw.data() + shape.lead);
+  (width == 2 ? kernel.merge2 : kernel.merge4)(planes.data(), elements, raw.data() + shape.lead);
   return raw;
 }
 
@@ -317,8 +311,7 @@ Result<std::vector<std::uint8_t>> decode_chunk(ChunkCodec codec, ByteSpan stored
                                                   ErrorCode::kCorruptInput, "unknown chunk codec"));
   if (!raw.ok()) return raw;
   if (raw->size() != raw_bytes) {
-    return make_error(ErrorCode::kCorruptInput, "chunk decoded to " +
-                                                    std::to_string(raw->size()) +
+    return make_error(ErrorCode::kCorruptInput, "chunk decoded to " + std::to_string(raw->size()) +
                                                     " bytes, expected " +
                                                     std::to_string(raw_bytes));
   }

@@ -67,9 +67,8 @@ Result<std::vector<std::uint8_t>> decode_byte_grouped(
 
 // Plain zstd, one frame with its content size recorded.
 Result<std::vector<std::uint8_t>> compress_plain(ByteSpan raw, int level);
-Result<std::vector<std::uint8_t>> decompress_plain(ByteSpan stored,
-                                                   std::uint64_t max_raw_bytes =
-                                                       kDefaultMaxChunkBytes);
+Result<std::vector<std::uint8_t>> decompress_plain(
+    ByteSpan stored, std::uint64_t max_raw_bytes = kDefaultMaxChunkBytes);
 
 struct EncodedChunk {
   ChunkCodec codec = ChunkCodec::kZstd;

@@ -48,7 +48,7 @@ struct TensorAwareChunker::State {
   std::vector<ModelRegion> regions;
   std::vector<std::uint64_t> tensor_begins;  // per tensor index, for the element phase
   Chunker chunker;
-  std::size_t region = 0;     // index of the region being fed
+  std::size_t region = 0;      // index of the region being fed
   std::uint64_t position = 0;  // bytes of the file fed so far
   std::uint64_t file_size = 0;
 
@@ -64,8 +64,8 @@ struct TensorAwareChunker::State {
     if (current.element_width != 0) {
       const std::uint64_t into_tensor = out.chunk.offset - current.begin;
       const std::uint64_t misalignment = into_tensor % current.element_width;
-      out.element_phase =
-          static_cast<std::uint32_t>((current.element_width - misalignment) % current.element_width);
+      out.element_phase = static_cast<std::uint32_t>((current.element_width - misalignment) %
+                                                     current.element_width);
     }
     sink(out, bytes);
   }

@@ -105,11 +105,10 @@ class HeaderReader {
     auto length = read<std::uint64_t>(what + " length");
     if (!length.ok()) return std::move(length).error();
     if (*length > max_length) {
-      return make_error(ErrorCode::kLimitExceeded, "gguf: " + what + " at offset " +
-                                                       std::to_string(offset_ - 8) + " is " +
-                                                       std::to_string(*length) +
-                                                       " bytes, over the cap of " +
-                                                       std::to_string(max_length));
+      return make_error(ErrorCode::kLimitExceeded,
+                        "gguf: " + what + " at offset " + std::to_string(offset_ - 8) + " is " +
+                            std::to_string(*length) + " bytes, over the cap of " +
+                            std::to_string(max_length));
     }
     if (*length > remaining()) return out_of_bytes(what, *length);
     std::string text(reinterpret_cast<const char*>(bytes_.data() + offset_),
@@ -257,9 +256,9 @@ Result<GgufValue> GgufParser::read_value(GgufType type, const std::string& key,
     }
     case GgufType::kArray: {
       if (depth >= limits_.max_nesting) {
-        return make_error(ErrorCode::kLimitExceeded, "gguf: " + what +
-                                                         " nests arrays deeper than " +
-                                                         std::to_string(limits_.max_nesting));
+        return make_error(
+            ErrorCode::kLimitExceeded,
+            "gguf: " + what + " nests arrays deeper than " + std::to_string(limits_.max_nesting));
       }
       const std::uint64_t at = reader_.offset();
       auto item_type = reader_.read<std::uint32_t>(what + " item type");
@@ -310,8 +309,8 @@ Result<TensorInfo> GgufParser::read_tensor_info(std::uint64_t index) {
   auto dims = reader_.read<std::uint32_t>(named + " n_dims");
   if (!dims.ok()) return std::move(dims).error();
   if (*dims > gguf::kMaxDims) {
-    return make_error(ErrorCode::kCorruptInput, "gguf: " + named + " has " +
-                                                    std::to_string(*dims) + " dimensions (max " +
+    return make_error(ErrorCode::kCorruptInput, "gguf: " + named + " has " + std::to_string(*dims) +
+                                                    " dimensions (max " +
                                                     std::to_string(gguf::kMaxDims) + ")");
   }
   for (std::uint32_t d = 0; d < *dims; ++d) {
@@ -356,9 +355,9 @@ Result<TensorInfo> GgufParser::read_tensor_info(std::uint64_t index) {
 
 Result<void> GgufParser::check_header_cap() const {
   if (reader_.offset() <= limits_.max_header_bytes) return {};
-  return make_error(ErrorCode::kLimitExceeded, "gguf: header exceeds the cap of " +
-                                                   std::to_string(limits_.max_header_bytes) +
-                                                   " bytes");
+  return make_error(
+      ErrorCode::kLimitExceeded,
+      "gguf: header exceeds the cap of " + std::to_string(limits_.max_header_bytes) + " bytes");
 }
 
 Result<void> GgufParser::place_tensors(ModelLayout& layout) {
@@ -368,8 +367,7 @@ Result<void> GgufParser::place_tensors(ModelLayout& layout) {
     const std::uint64_t length = tensor.end;
     const std::string named = "gguf: tensor \"" + tensor.name + "\"";
     if (offsets_[i] % layout.alignment != 0) {
-      return make_error(ErrorCode::kCorruptInput, named + " offset " +
-                                                      std::to_string(offsets_[i]) +
+      return make_error(ErrorCode::kCorruptInput, named + " offset " + std::to_string(offsets_[i]) +
                                                       " is not a multiple of the alignment " +
                                                       std::to_string(layout.alignment));
     }
@@ -390,9 +388,9 @@ Result<void> GgufParser::place_tensors(ModelLayout& layout) {
     const TensorInfo& previous = layout.tensors[order[k - 1]];
     const TensorInfo& current = layout.tensors[order[k]];
     if (current.begin < previous.end) {
-      return make_error(ErrorCode::kCorruptInput, "gguf: tensor \"" + current.name +
-                                                      "\" overlaps tensor \"" + previous.name +
-                                                      "\"");
+      return make_error(
+          ErrorCode::kCorruptInput,
+          "gguf: tensor \"" + current.name + "\" overlaps tensor \"" + previous.name + "\"");
     }
   }
   return {};
@@ -419,16 +417,14 @@ Result<ModelLayout> GgufParser::parse() {
   auto kv_count = reader_.read<std::uint64_t>("metadata count");
   if (!kv_count.ok()) return std::move(kv_count).error();
   if (*tensor_count > limits_.max_tensors) {
-    return make_error(ErrorCode::kLimitExceeded, "gguf: tensor count " +
-                                                     std::to_string(*tensor_count) +
-                                                     " exceeds the cap of " +
-                                                     std::to_string(limits_.max_tensors));
+    return make_error(ErrorCode::kLimitExceeded,
+                      "gguf: tensor count " + std::to_string(*tensor_count) +
+                          " exceeds the cap of " + std::to_string(limits_.max_tensors));
   }
   if (*kv_count > limits_.max_metadata_entries) {
-    return make_error(ErrorCode::kLimitExceeded, "gguf: metadata count " +
-                                                     std::to_string(*kv_count) +
-                                                     " exceeds the cap of " +
-                                                     std::to_string(limits_.max_metadata_entries));
+    return make_error(ErrorCode::kLimitExceeded,
+                      "gguf: metadata count " + std::to_string(*kv_count) + " exceeds the cap of " +
+                          std::to_string(limits_.max_metadata_entries));
   }
   std::set<std::string> keys;
   layout.alignment = gguf::kDefaultAlignment;
@@ -443,10 +439,9 @@ Result<ModelLayout> GgufParser::parse() {
     auto type = reader_.read<std::uint32_t>("type of \"" + *key + "\"");
     if (!type.ok()) return std::move(type).error();
     if (!is_known_type(*type)) {
-      return make_error(ErrorCode::kCorruptInput, "gguf: metadata \"" + *key + "\" at offset " +
-                                                      std::to_string(type_at) +
-                                                      " has unknown value type " +
-                                                      std::to_string(*type));
+      return make_error(ErrorCode::kCorruptInput,
+                        "gguf: metadata \"" + *key + "\" at offset " + std::to_string(type_at) +
+                            " has unknown value type " + std::to_string(*type));
     }
     auto value = read_value(static_cast<GgufType>(*type), *key, 0);
     if (!value.ok()) return std::move(value).error();
@@ -475,8 +470,8 @@ Result<ModelLayout> GgufParser::parse() {
   // Tensor data starts at the next multiple of the alignment; a file without tensors may end
   // before that padding.
   const std::uint64_t header_end = reader_.offset();
-  const std::uint64_t padding = (layout.alignment - header_end % layout.alignment) %
-                                layout.alignment;
+  const std::uint64_t padding =
+      (layout.alignment - header_end % layout.alignment) % layout.alignment;
   layout.data_begin = header_end + padding;
   if (layout.data_begin > layout.file_size) {
     if (!layout.tensors.empty()) {

@@ -101,19 +101,17 @@ Result<Json> parse_header_json(std::string_view text, std::uint32_t max_nesting)
     return make_error(ErrorCode::kCorruptInput,
                       std::string("safetensors header: invalid JSON: ") + error.what());
   } catch (const std::exception& error) {
-    return make_error(ErrorCode::kLimitExceeded,
-                      std::string("safetensors header: cannot hold the parsed header: ") +
-                          error.what());
+    return make_error(
+        ErrorCode::kLimitExceeded,
+        std::string("safetensors header: cannot hold the parsed header: ") + error.what());
   }
 }
 
 Error tensor_error(const std::string& name, const std::string& problem) {
-  return make_error(ErrorCode::kCorruptInput,
-                    "safetensors tensor \"" + name + "\": " + problem);
+  return make_error(ErrorCode::kCorruptInput, "safetensors tensor \"" + name + "\": " + problem);
 }
 
-Result<std::uint64_t> read_unsigned(const Json& value, const std::string& name,
-                                    const char* what) {
+Result<std::uint64_t> read_unsigned(const Json& value, const std::string& name, const char* what) {
   if (!value.is_number_unsigned()) {
     return tensor_error(name, std::string(what) + " is not a non-negative integer");
   }
@@ -145,9 +143,9 @@ Result<TensorInfo> parse_tensor_entry(const std::string& name, const Json& entry
   tensor.dtype_name = dtype_field->get<std::string>();
   const auto spec = safetensors::find_dtype(tensor.dtype_name);
   if (!spec) {
-    return make_error(ErrorCode::kUnsupported,
-                      "safetensors tensor \"" + name + "\": unknown dtype \"" +
-                          tensor.dtype_name + "\"");
+    return make_error(
+        ErrorCode::kUnsupported,
+        "safetensors tensor \"" + name + "\": unknown dtype \"" + tensor.dtype_name + "\"");
   }
   tensor.dtype = spec->dtype;
   std::uint64_t expected_bytes = spec->size;
@@ -164,8 +162,8 @@ Result<TensorInfo> parse_tensor_entry(const std::string& name, const Json& entry
   auto end = read_unsigned((*offsets_field)[1], name, "data_offsets end");
   if (!end.ok()) return std::move(end).error();
   if (*end < *begin) {
-    return tensor_error(name, "data_offsets end " + std::to_string(*end) + " < begin " +
-                                  std::to_string(*begin));
+    return tensor_error(
+        name, "data_offsets end " + std::to_string(*end) + " < begin " + std::to_string(*begin));
   }
   if (*end - *begin != expected_bytes) {
     return tensor_error(name, "data_offsets span " + std::to_string(*end - *begin) +
@@ -189,9 +187,9 @@ Result<void> check_tiling(const ModelLayout& layout) {
   std::uint64_t covered = layout.data_begin;
   for (const TensorInfo* tensor : sorted) {
     if (tensor->begin < covered) {
-      return tensor_error(tensor->name, "data overlaps the previous tensor (begins at buffer offset " +
-                                            std::to_string(tensor->begin - layout.data_begin) +
-                                            ")");
+      return tensor_error(tensor->name,
+                          "data overlaps the previous tensor (begins at buffer offset " +
+                              std::to_string(tensor->begin - layout.data_begin) + ")");
     }
     if (tensor->begin > covered) {
       return tensor_error(tensor->name, "hole of " + std::to_string(tensor->begin - covered) +
@@ -200,9 +198,9 @@ Result<void> check_tiling(const ModelLayout& layout) {
     covered = tensor->end;
   }
   if (covered != layout.file_size) {
-    return make_error(ErrorCode::kCorruptInput,
-                      "safetensors: tensors end at byte " + std::to_string(covered) +
-                          " but the file has " + std::to_string(layout.file_size) + " bytes");
+    return make_error(ErrorCode::kCorruptInput, "safetensors: tensors end at byte " +
+                                                    std::to_string(covered) + " but the file has " +
+                                                    std::to_string(layout.file_size) + " bytes");
   }
   return {};
 }
@@ -215,9 +213,9 @@ Result<ModelLayout> parse_safetensors(ByteSpan prefix, std::uint64_t file_size,
     return make_error(ErrorCode::kInvalidArgument, "safetensors: prefix is longer than the file");
   }
   if (file_size < safetensors::kLengthFieldBytes) {
-    return make_error(ErrorCode::kCorruptInput, "safetensors: file of " +
-                                                    std::to_string(file_size) +
-                                                    " bytes is shorter than the 8-byte header length");
+    return make_error(ErrorCode::kCorruptInput,
+                      "safetensors: file of " + std::to_string(file_size) +
+                          " bytes is shorter than the 8-byte header length");
   }
   if (prefix.size() < safetensors::kLengthFieldBytes) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -237,13 +235,12 @@ Result<ModelLayout> parse_safetensors(ByteSpan prefix, std::uint64_t file_size,
   if (data_begin > file_size) {
     return make_error(ErrorCode::kCorruptInput,
                       "safetensors: header length " + std::to_string(header_length) +
-                          " runs past the end of the " + std::to_string(file_size) +
-                          "-byte file");
+                          " runs past the end of the " + std::to_string(file_size) + "-byte file");
   }
   if (data_begin > prefix.size()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "safetensors: header needs a prefix of " + std::to_string(data_begin) +
-                          " bytes, got " + std::to_string(prefix.size()));
+    return make_error(ErrorCode::kInvalidArgument, "safetensors: header needs a prefix of " +
+                                                       std::to_string(data_begin) + " bytes, got " +
+                                                       std::to_string(prefix.size()));
   }
   const std::string_view text(reinterpret_cast<const char*>(prefix.data()) + 8,
                               static_cast<std::size_t>(header_length));
@@ -283,9 +280,9 @@ Result<ModelLayout> parse_safetensors(ByteSpan prefix, std::uint64_t file_size,
       continue;
     }
     if (layout.tensors.size() >= limits.max_tensors) {
-      return make_error(ErrorCode::kLimitExceeded, "safetensors header: more than " +
-                                                       std::to_string(limits.max_tensors) +
-                                                       " tensors");
+      return make_error(
+          ErrorCode::kLimitExceeded,
+          "safetensors header: more than " + std::to_string(limits.max_tensors) + " tensors");
     }
     auto tensor = parse_tensor_entry(key, value, data_begin);
     if (!tensor.ok()) return std::move(tensor).error();

@@ -27,17 +27,17 @@ __attribute__((target("avx2"))) void split_planes2_avx2(const std::uint8_t* sour
                                                         std::size_t count,
                                                         std::uint8_t* const* planes) {
   // Per 128-bit lane: 8 low bytes then 8 high bytes.
-  const Vector gather = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0,
-                                         2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const Vector gather = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2,
+                                         4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   std::uint8_t* plane0 = planes[0];
   std::uint8_t* plane1 = planes[1];
   std::size_t i = 0;
   for (; i + 32 <= count; i += 32) {
     // Quadwords [lo0 hi0 lo1 hi1] -> [lo0 lo1 hi0 hi1].
-    const Vector a = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(load(source + 2 * i), gather),
-                                              0xD8);
-    const Vector b = _mm256_permute4x64_epi64(
-        _mm256_shuffle_epi8(load(source + 2 * i + 32), gather), 0xD8);
+    const Vector a =
+        _mm256_permute4x64_epi64(_mm256_shuffle_epi8(load(source + 2 * i), gather), 0xD8);
+    const Vector b =
+        _mm256_permute4x64_epi64(_mm256_shuffle_epi8(load(source + 2 * i + 32), gather), 0xD8);
     store(plane0 + i, _mm256_permute2x128_si256(a, b, 0x20));
     store(plane1 + i, _mm256_permute2x128_si256(a, b, 0x31));
   }
@@ -68,13 +68,14 @@ __attribute__((target("avx2"))) void split_planes4_avx2(const std::uint8_t* sour
                                                         std::uint8_t* const* planes) {
   // Per lane: 4 bytes of plane 0, then planes 1, 2, 3; then dwords [0 4 1 5 2 6 3 7] make each
   // quadword hold 8 bytes of one plane.
-  const Vector gather = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0,
-                                         4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const Vector gather = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4,
+                                         8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const Vector pair_lanes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   std::size_t i = 0;
   for (; i + 32 <= count; i += 32) {
     const std::uint8_t* at = source + 4 * i;
-    const Vector v0 = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(load(at), gather), pair_lanes);
+    const Vector v0 =
+        _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(load(at), gather), pair_lanes);
     const Vector v1 =
         _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(load(at + 32), gather), pair_lanes);
     const Vector v2 =
@@ -118,8 +119,7 @@ __attribute__((target("avx2"))) void merge_planes4_avx2(const std::uint8_t* cons
     store(out + 64, _mm256_permute2x128_si256(r0, r1, 0x31));
     store(out + 96, _mm256_permute2x128_si256(r2, r3, 0x31));
   }
-  const std::uint8_t* const rest[4] = {planes[0] + i, planes[1] + i, planes[2] + i,
-                                       planes[3] + i};
+  const std::uint8_t* const rest[4] = {planes[0] + i, planes[1] + i, planes[2] + i, planes[3] + i};
   merge_planes4_scalar(rest, count - i, destination + 4 * i);
 }
 

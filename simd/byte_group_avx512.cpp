@@ -54,8 +54,12 @@ const Indexes& indexes() {
   return instance;
 }
 
-STRATA_AVX512_TARGET inline Vector load(const void* at) { return _mm512_loadu_si512(at); }
-STRATA_AVX512_TARGET inline void store(void* at, Vector value) { _mm512_storeu_si512(at, value); }
+STRATA_AVX512_TARGET inline Vector load(const void* at) {
+  return _mm512_loadu_si512(at);
+}
+STRATA_AVX512_TARGET inline void store(void* at, Vector value) {
+  _mm512_storeu_si512(at, value);
+}
 
 }  // namespace
 
@@ -76,8 +80,8 @@ STRATA_AVX512_TARGET void split_planes2_avx512(const std::uint8_t* source, std::
   split_planes2_scalar(source + 2 * i, count - i, rest);
 }
 
-STRATA_AVX512_TARGET void merge_planes2_avx512(const std::uint8_t* const* planes,
-                                               std::size_t count, std::uint8_t* destination) {
+STRATA_AVX512_TARGET void merge_planes2_avx512(const std::uint8_t* const* planes, std::size_t count,
+                                               std::uint8_t* destination) {
   const Vector low = load(indexes().interleave_low.data());
   const Vector high = load(indexes().interleave_high.data());
   const std::uint8_t* plane0 = planes[0];
@@ -121,8 +125,8 @@ STRATA_AVX512_TARGET void split_planes4_avx512(const std::uint8_t* source, std::
   split_planes4_scalar(source + 4 * i, count - i, rest);
 }
 
-STRATA_AVX512_TARGET void merge_planes4_avx512(const std::uint8_t* const* planes,
-                                               std::size_t count, std::uint8_t* destination) {
+STRATA_AVX512_TARGET void merge_planes4_avx512(const std::uint8_t* const* planes, std::size_t count,
+                                               std::uint8_t* destination) {
   const Vector low = load(indexes().interleave_low.data());
   const Vector high = load(indexes().interleave_high.data());
   const Vector words_low = load(indexes().words_low.data());
@@ -143,8 +147,7 @@ STRATA_AVX512_TARGET void merge_planes4_avx512(const std::uint8_t* const* planes
     store(out + 128, _mm512_permutex2var_epi16(pairs01_high, words_low, pairs23_high));
     store(out + 192, _mm512_permutex2var_epi16(pairs01_high, words_high, pairs23_high));
   }
-  const std::uint8_t* const rest[4] = {planes[0] + i, planes[1] + i, planes[2] + i,
-                                       planes[3] + i};
+  const std::uint8_t* const rest[4] = {planes[0] + i, planes[1] + i, planes[2] + i, planes[3] + i};
   merge_planes4_scalar(rest, count - i, destination + 4 * i);
 }
 

@@ -18,31 +18,31 @@ constexpr std::array kKernels = {
     ByteGroupKernel{"avx512vbmi", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi,
                     &split_planes2_avx512, &merge_planes2_avx512, &split_planes4_avx512,
                     &merge_planes4_avx512},
-    ByteGroupKernel{"avx2", kCpuAvx2, &split_planes2_avx2, &merge_planes2_avx2,
-                    &split_planes4_avx2, &merge_planes4_avx2},
+    ByteGroupKernel{"avx2", kCpuAvx2, &split_planes2_avx2, &merge_planes2_avx2, &split_planes4_avx2,
+                    &merge_planes4_avx2},
 #endif
     ByteGroupKernel{"scalar", 0U, &split_planes2_scalar, &merge_planes2_scalar,
                     &split_planes4_scalar, &merge_planes4_scalar},
 };
 
-const ByteGroupKernel* initial_choice() noexcept {
-  const char* forced = std::getenv("STRATA_BYTE_GROUP_KERNEL");
-  if (forced != nullptr && *forced != '\0') {
-    const ByteGroupKernel* kernel = find_byte_group_kernel(forced);
-    if (kernel != nullptr && byte_group_kernel_usable(*kernel)) return kernel;
-  }
-  for (const ByteGroupKernel& kernel : kKernels) {
-    if (byte_group_kernel_usable(kernel)) return &kernel;
-  }
-  return &kKernels.back();  // scalar needs nothing
-}
-
 std::atomic<const ByteGroupKernel*>& active_slot() noexcept {
-  static std::atomic<const ByteGroupKernel*> slot{initial_choice()};
+  static std::atomic<const ByteGroupKernel*> slot{
+      &choose_byte_group_kernel(std::getenv("STRATA_BYTE_GROUP_KERNEL"))};
   return slot;
 }
 
 }  // namespace
+
+const ByteGroupKernel& choose_byte_group_kernel(const char* forced) noexcept {
+  if (forced != nullptr && *forced != '\0') {
+    const ByteGroupKernel* kernel = find_byte_group_kernel(forced);
+    if (kernel != nullptr && byte_group_kernel_usable(*kernel)) return *kernel;
+  }
+  for (const ByteGroupKernel& kernel : kKernels) {
+    if (byte_group_kernel_usable(kernel)) return kernel;
+  }
+  return kKernels.back();  // scalar needs nothing
+}
 
 std::span<const ByteGroupKernel> built_byte_group_kernels() noexcept {
   return kKernels;

@@ -16,6 +16,10 @@ std::span<const ByteGroupKernel> built_byte_group_kernels() noexcept;
 const ByteGroupKernel* find_byte_group_kernel(std::string_view name) noexcept;
 bool byte_group_kernel_usable(const ByteGroupKernel& kernel) noexcept;
 
+// The kernel a process starts with when STRATA_BYTE_GROUP_KERNEL holds `forced` (nullptr or ""
+// when unset): the named kernel when it is built and usable, else the first usable one.
+const ByteGroupKernel& choose_byte_group_kernel(const char* forced) noexcept;
+
 // The kernel in use, chosen on first call (honouring STRATA_BYTE_GROUP_KERNEL when it names a
 // usable kernel).
 const ByteGroupKernel& active_byte_group_kernel() noexcept;

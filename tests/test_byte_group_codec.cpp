@@ -27,8 +27,8 @@ class GuardedBuffer {
     const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     const std::size_t data_pages = (size + page - 1) / page;
     mapping_bytes_ = (data_pages + 1) * page;
-    void* mapped = mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* mapped =
+        mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     EXPECT_NE(mapped, MAP_FAILED);
     base_ = static_cast<std::uint8_t*>(mapped);
     EXPECT_EQ(mprotect(base_ + data_pages * page, page, PROT_NONE), 0);
@@ -61,8 +61,8 @@ void check_kernel(const simd::ByteGroupKernel& kernel, std::uint32_t width, std:
     plane_pointers[k] = planes[k]->data();
     expected_pointers[k] = expected[k].data();
   }
-  (width == 2 ? simd::split_planes2_scalar : simd::split_planes4_scalar)(
-      input.data(), count, expected_pointers.data());
+  (width == 2 ? simd::split_planes2_scalar : simd::split_planes4_scalar)(input.data(), count,
+                                                                         expected_pointers.data());
   (width == 2 ? kernel.split2 : kernel.split4)(source.data(), count, plane_pointers.data());
   for (std::uint32_t k = 0; k < width; ++k) {
     ASSERT_EQ(std::memcmp(planes[k]->data(), expected[k].data(), count), 0)
@@ -95,6 +95,18 @@ TEST(ByteGroupKernels, EveryKernelMatchesScalarAtBufferEnds) {
   EXPECT_GE(usable, 1U);
 }
 
+TEST(ByteGroupKernels, OverrideNamesTheStartingKernel) {
+  EXPECT_STREQ(simd::choose_byte_group_kernel("scalar").name, "scalar");
+  const simd::ByteGroupKernel& preferred = simd::choose_byte_group_kernel(nullptr);
+  EXPECT_TRUE(simd::byte_group_kernel_usable(preferred));
+  EXPECT_EQ(&simd::choose_byte_group_kernel(""), &preferred);
+  EXPECT_EQ(&simd::choose_byte_group_kernel("quantum"), &preferred);  // unknown: the default
+  for (const simd::ByteGroupKernel& kernel : simd::built_byte_group_kernels()) {
+    const simd::ByteGroupKernel& chosen = simd::choose_byte_group_kernel(kernel.name);
+    EXPECT_EQ(&chosen, simd::byte_group_kernel_usable(kernel) ? &kernel : &preferred);
+  }
+}
+
 TEST(ByteGroupKernels, ScalarIsBuiltAndActiveIsUsable) {
   ASSERT_NE(simd::find_byte_group_kernel("scalar"), nullptr);
   EXPECT_EQ(simd::find_byte_group_kernel("quantum"), nullptr);
@@ -119,8 +131,7 @@ std::vector<std::uint8_t> float_like(std::size_t elements, std::uint32_t width,
   return bytes;
 }
 
-void expect_round_trip(ByteSpan raw, std::uint32_t width, std::uint32_t phase,
-                       PlaneLayout layout) {
+void expect_round_trip(ByteSpan raw, std::uint32_t width, std::uint32_t phase, PlaneLayout layout) {
   ByteGroupOptions options;
   options.layout = layout;
   auto stored = encode_byte_grouped(raw, width, phase, options);
@@ -138,12 +149,13 @@ TEST(ByteGroupCodec, RoundTripsEveryShape) {
     simd::set_active_byte_group_kernel(kernel);
     for (const std::uint32_t width : {2U, 4U}) {
       for (std::uint32_t phase = 0; phase < width; ++phase) {
-        for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{3},
-                                       std::size_t{5}, std::size_t{130}, std::size_t{4099},
-                                       std::size_t{65537}}) {
+        for (const std::size_t size :
+             {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{5}, std::size_t{130},
+              std::size_t{4099}, std::size_t{65537}}) {
           const auto random_bytes = test::splitmix64_bytes(size + phase, size);
           const auto floats = float_like(size / width + 1, width, size);
-          for (const PlaneLayout layout : {PlaneLayout::kSeparatePlanes, PlaneLayout::kSingleFrame}) {
+          for (const PlaneLayout layout :
+               {PlaneLayout::kSeparatePlanes, PlaneLayout::kSingleFrame}) {
             expect_round_trip(ByteSpan(random_bytes), width, phase, layout);
             expect_round_trip(ByteSpan(floats).first(size), width, phase, layout);
           }

@@ -98,7 +98,7 @@ std::vector<std::uint8_t> full_file(std::uint32_t version, std::size_t* data_beg
   w.u32(static_cast<std::uint32_t>(GgufType::kU8)).u64(2).u8(7).u8(8);
   w.u32(static_cast<std::uint32_t>(GgufType::kU8)).u64(0);
   w.key("t.empty", GgufType::kString).str("");
-  w.tensor("token_embd.weight", {8, 2}, 0, 0);  // F32: 64 bytes
+  w.tensor("token_embd.weight", {8, 2}, 0, 0);   // F32: 64 bytes
   w.tensor("blk.0.attn_q.weight", {64}, 8, 64);  // Q8_0: 2 blocks x 34 = 68 bytes
   w.tensor("output.weight", {4, 3}, 30, 192);    // BF16: 24 bytes
   w.pad_to(64);
@@ -256,11 +256,11 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   cases.push_back({"huge string length",
                    one_kv("k", GgufType::kString, [](GgufWriter& w) { w.u64(1ULL << 62U); }),
                    ErrorCode::kLimitExceeded, "over the cap"});
-  cases.push_back({"huge array length", one_kv("k", GgufType::kArray,
-                                               [](GgufWriter& w) {
-                                                 w.u32(static_cast<std::uint32_t>(GgufType::kU64))
-                                                     .u64(1ULL << 61U);
-                                               }),
+  cases.push_back({"huge array length",
+                   one_kv("k", GgufType::kArray,
+                          [](GgufWriter& w) {
+                            w.u32(static_cast<std::uint32_t>(GgufType::kU64)).u64(1ULL << 61U);
+                          }),
                    ErrorCode::kCorruptInput, "array of"});
   cases.push_back({"unknown value type",
                    one_kv("k", static_cast<GgufType>(13), [](GgufWriter& w) { w.u32(0); }),
@@ -268,16 +268,17 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   cases.push_back({"bool out of range",
                    one_kv("k", GgufType::kBool, [](GgufWriter& w) { w.u8(2); }),
                    ErrorCode::kCorruptInput, "not 0 or 1"});
-  cases.push_back({"unknown array item type", one_kv("k", GgufType::kArray,
-                                                     [](GgufWriter& w) { w.u32(77).u64(0); }),
+  cases.push_back({"unknown array item type",
+                   one_kv("k", GgufType::kArray, [](GgufWriter& w) { w.u32(77).u64(0); }),
                    ErrorCode::kCorruptInput, "unknown array item type 77"});
-  cases.push_back({"arrays nested too deep", one_kv("k", GgufType::kArray,
-                                                    [](GgufWriter& w) {
-                                                      for (int i = 0; i < 12; ++i) {
-                                                        w.u32(9).u64(1);
-                                                      }
-                                                      w.u32(0).u64(0);
-                                                    }),
+  cases.push_back({"arrays nested too deep",
+                   one_kv("k", GgufType::kArray,
+                          [](GgufWriter& w) {
+                            for (int i = 0; i < 12; ++i) {
+                              w.u32(9).u64(1);
+                            }
+                            w.u32(0).u64(0);
+                          }),
                    ErrorCode::kLimitExceeded, "deeper than"});
   {
     GgufWriter w;
@@ -302,8 +303,8 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
                    "runs past the end"});
   cases.push_back({"offset overflow", one_tensor("t", {4}, 0, ~std::uint64_t{31}, 16),
                    ErrorCode::kCorruptInput, "runs past the end"});
-  cases.push_back({"partial quant block", one_tensor("t", {40}, 8, 0, 68),
-                   ErrorCode::kCorruptInput, "whole number of Q8_0 blocks"});
+  cases.push_back({"partial quant block", one_tensor("t", {40}, 8, 0, 68), ErrorCode::kCorruptInput,
+                   "whole number of Q8_0 blocks"});
   cases.push_back({"element count overflow",
                    one_tensor("t", {1ULL << 32U, 1ULL << 32U, 2}, 0, 0, 16),
                    ErrorCode::kCorruptInput, "overflows"});
@@ -315,8 +316,8 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   {
     GgufWriter w;
     w.header(3, 2, 0).tensor("a", {8}, 0, 0).tensor("a", {8}, 0, 32).pad_to(32).fill(64);
-    cases.push_back({"duplicate tensor name", w.bytes, ErrorCode::kCorruptInput,
-                     "duplicate tensor name"});
+    cases.push_back(
+        {"duplicate tensor name", w.bytes, ErrorCode::kCorruptInput, "duplicate tensor name"});
   }
   {
     GgufWriter w;
@@ -326,24 +327,22 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
   {
     ModelParseLimits tight;
     tight.max_array_items = 4;
-    cases.push_back({"array items over budget", one_kv("k", GgufType::kArray,
-                                                       [](GgufWriter& w) {
-                                                         w.u32(0).u64(5).u32(0).u32(0).u8(0);
-                                                       }),
-                     ErrorCode::kLimitExceeded, "array items past the cap", tight});
+    cases.push_back(
+        {"array items over budget",
+         one_kv("k", GgufType::kArray, [](GgufWriter& w) { w.u32(0).u64(5).u32(0).u32(0).u8(0); }),
+         ErrorCode::kLimitExceeded, "array items past the cap", tight});
   }
   {
     GgufWriter w;
     w.header(3, 1, 0).tensor("t", {4}, 0, 0);  // header ends with no padding and no data
-    cases.push_back({"data region missing", w.bytes, ErrorCode::kCorruptInput,
-                     "past the end"});
+    cases.push_back({"data region missing", w.bytes, ErrorCode::kCorruptInput, "past the end"});
   }
   ASSERT_GE(cases.size(), 15U);
   for (const HostileCase& hostile : cases) {
     auto layout = parse_gguf(ByteSpan(hostile.file), hostile.file.size(), hostile.limits);
     ASSERT_FALSE(layout.ok()) << hostile.label;
-    EXPECT_EQ(layout.error().code, hostile.code) << hostile.label << ": "
-                                                 << layout.error().to_string();
+    EXPECT_EQ(layout.error().code, hostile.code)
+        << hostile.label << ": " << layout.error().to_string();
     EXPECT_NE(layout.error().message.find(hostile.fragment), std::string::npos)
         << hostile.label << ": " << layout.error().message;
   }

@@ -32,12 +32,11 @@ Result<ModelLayout> parse_whole(const std::vector<std::uint8_t>& file) {
 }
 
 TEST(Safetensors, ParsesEveryField) {
-  const std::string header =
-      R"({"__metadata__":{"format":"pt","note":"derived"},)"
-      R"("b.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
-      R"("a.bias":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},)"
-      R"("scalar":{"dtype":"I8","shape":[],"data_offsets":[32,33]},)"
-      R"("empty":{"dtype":"F16","shape":[0,5],"data_offsets":[33,33]}})";
+  const std::string header = R"({"__metadata__":{"format":"pt","note":"derived"},)"
+                             R"("b.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+                             R"("a.bias":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},)"
+                             R"("scalar":{"dtype":"I8","shape":[],"data_offsets":[32,33]},)"
+                             R"("empty":{"dtype":"F16","shape":[0,5],"data_offsets":[33,33]}})";
   const auto file = make_safetensors(header, 33);
   const std::uint64_t data_begin = 8 + ((header.size() + 7) / 8) * 8;
   EXPECT_EQ(detect_model_format(ByteSpan(file)), ModelFormat::kSafetensors);
@@ -84,8 +83,7 @@ TEST(Safetensors, EmptyModelAndUnpaddedHeader) {
 }
 
 TEST(Safetensors, ShortPrefixAsksForMore) {
-  const auto file = make_safetensors(
-      R"({"t":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 4);
+  const auto file = make_safetensors(R"({"t":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 4);
   auto partial = parse_safetensors(ByteSpan(file).first(20), file.size());
   ASSERT_FALSE(partial.ok());
   EXPECT_EQ(partial.error().code, ErrorCode::kInvalidArgument);
@@ -160,27 +158,26 @@ TEST(Safetensors, HostileHeadersGetNamedErrors) {
       {"invalid UTF-8 key", make_safetensors("{\"\xC3\x28\":{}}", 0), ErrorCode::kCorruptInput,
        "invalid JSON"},
       {"duplicate key",
-       make_safetensors(object({tensor("t", "U8", "[1]", "[0,1]"), tensor("t", "U8", "[1]", "[1,2]")}),
-                        2),
+       make_safetensors(
+           object({tensor("t", "U8", "[1]", "[0,1]"), tensor("t", "U8", "[1]", "[1,2]")}), 2),
        ErrorCode::kCorruptInput, "duplicate key \"t\""},
       {"deep nesting", make_safetensors(deep, 0), ErrorCode::kLimitExceeded, "nested deeper"},
       {"unknown dtype", make_safetensors(object({tensor("t", "F4", "[2]", "[0,1]")}), 1),
        ErrorCode::kUnsupported, "unknown dtype \"F4\""},
       {"shape overflow",
-       make_safetensors(
-           object({tensor("t", "F32", "[4294967296,4294967296]", "[0,4]")}), 4),
+       make_safetensors(object({tensor("t", "F32", "[4294967296,4294967296]", "[0,4]")}), 4),
        ErrorCode::kCorruptInput, "overflows"},
       {"size mismatch", make_safetensors(object({tensor("t", "F32", "[3]", "[0,8]")}), 8),
        ErrorCode::kCorruptInput, "dtype and shape need 12"},
       {"end before begin", make_safetensors(object({tensor("t", "U8", "[0]", "[4,0]")}), 4),
        ErrorCode::kCorruptInput, "< begin"},
       {"overlap",
-       make_safetensors(object({tensor("a", "U8", "[4]", "[0,4]"), tensor("b", "U8", "[4]", "[2,6]")}),
-                        6),
+       make_safetensors(
+           object({tensor("a", "U8", "[4]", "[0,4]"), tensor("b", "U8", "[4]", "[2,6]")}), 6),
        ErrorCode::kCorruptInput, "overlaps"},
       {"hole",
-       make_safetensors(object({tensor("a", "U8", "[2]", "[0,2]"), tensor("b", "U8", "[2]", "[4,6]")}),
-                        6),
+       make_safetensors(
+           object({tensor("a", "U8", "[2]", "[0,2]"), tensor("b", "U8", "[2]", "[4,6]")}), 6),
        ErrorCode::kCorruptInput, "hole of 2 bytes"},
       {"bytes after tensors", make_safetensors(object({tensor("a", "U8", "[2]", "[0,2]")}), 5),
        ErrorCode::kCorruptInput, "tensors end at byte"},
@@ -199,8 +196,8 @@ TEST(Safetensors, HostileHeadersGetNamedErrors) {
   for (const HostileCase& hostile : cases) {
     auto layout = parse_whole(hostile.file);
     ASSERT_FALSE(layout.ok()) << hostile.label;
-    EXPECT_EQ(layout.error().code, hostile.code) << hostile.label << ": "
-                                                 << layout.error().to_string();
+    EXPECT_EQ(layout.error().code, hostile.code)
+        << hostile.label << ": " << layout.error().to_string();
     EXPECT_NE(layout.error().message.find(hostile.fragment), std::string::npos)
         << hostile.label << ": " << layout.error().message;
   }

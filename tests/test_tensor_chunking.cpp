@@ -54,8 +54,8 @@ std::vector<std::uint8_t> build_model(const std::vector<TensorSpec>& specs,
   }
   for (const char c : header) file.push_back(static_cast<std::uint8_t>(c));
   for (const TensorSpec& spec : specs) {
-    const auto content = test::splitmix64_bytes(seeds.at(spec.name),
-                                                spec.elements * spec.element_size);
+    const auto content =
+        test::splitmix64_bytes(seeds.at(spec.name), spec.elements * spec.element_size);
     file.insert(file.end(), content.begin(), content.end());
   }
   return file;
@@ -64,9 +64,7 @@ std::vector<std::uint8_t> build_model(const std::vector<TensorSpec>& specs,
 const std::vector<TensorSpec> kSpecs = {
     {"a.embed", "F32", 90'001, 4},  // 360 KB
     {"b.norm", "F16", 33, 2},       // tiny: one chunk below min size
-    {"c.attn", "BF16", 150'000, 2},
-    {"d.bias", "I8", 5'000, 1},
-    {"e.proj", "F32", 60'000, 4},
+    {"c.attn", "BF16", 150'000, 2}, {"d.bias", "I8", 5'000, 1}, {"e.proj", "F32", 60'000, 4},
 };
 
 std::map<std::string, std::uint64_t> default_seeds() {
@@ -184,8 +182,8 @@ TEST(TensorChunking, StreamingEqualsOneShot) {
   const auto file = build_model(kSpecs, default_seeds());
   const Chunked reference = chunk_whole(file);
   std::mt19937_64 random(3);
-  for (const std::size_t max_piece : {std::size_t{1}, std::size_t{7}, std::size_t{4096},
-                                      std::size_t{100'000}}) {
+  for (const std::size_t max_piece :
+       {std::size_t{1}, std::size_t{7}, std::size_t{4096}, std::size_t{100'000}}) {
     auto chunker = TensorAwareChunker::create(reference.layout, small_chunks());
     ASSERT_TRUE(chunker.ok());
     std::vector<TensorChunk> streamed;

@@ -53,7 +53,7 @@ std::uint32_t byte_group_width(TensorDtype dtype) noexcept;
 struct TensorInfo {
   std::string name;
   TensorDtype dtype = TensorDtype::kU8;
-  std::string dtype_name;  // as the file spells it: "BF16" (safetensors), "Q4_K" (GGUF)
+  std::string dtype_name;            // as the file spells it: "BF16" (safetensors), "Q4_K" (GGUF)
   std::vector<std::uint64_t> shape;  // safetensors: row-major; GGUF: ggml order, innermost first
   std::uint64_t begin = 0;           // absolute byte range in the file, end exclusive
   std::uint64_t end = 0;
@@ -78,10 +78,10 @@ enum class GgufType : std::uint32_t {
 
 struct GgufValue {
   GgufType type = GgufType::kU8;
-  std::uint64_t unsigned_value = 0;  // kU8, kU16, kU32, kU64, kBool
-  std::int64_t signed_value = 0;     // kI8, kI16, kI32, kI64
-  double float_value = 0;            // kF32, kF64
-  std::string string_value;          // kString
+  std::uint64_t unsigned_value = 0;       // kU8, kU16, kU32, kU64, kBool
+  std::int64_t signed_value = 0;          // kI8, kI16, kI32, kI64
+  double float_value = 0;                 // kF32, kF64
+  std::string string_value;               // kString
   GgufType element_type = GgufType::kU8;  // kArray: type of the items
   std::vector<GgufValue> items;           // kArray
 };
@@ -93,10 +93,10 @@ struct MetadataEntry {
 
 struct ModelLayout {
   ModelFormat format = ModelFormat::kUnknown;
-  std::uint32_t version = 0;      // GGUF version; 0 for safetensors
+  std::uint32_t version = 0;  // GGUF version; 0 for safetensors
   std::uint64_t file_size = 0;
-  std::uint64_t data_begin = 0;   // first byte of the tensor data region (header + padding end)
-  std::uint32_t alignment = 0;    // GGUF general.alignment (default 32); 8 for safetensors
+  std::uint64_t data_begin = 0;     // first byte of the tensor data region (header + padding end)
+  std::uint32_t alignment = 0;      // GGUF general.alignment (default 32); 8 for safetensors
   std::vector<TensorInfo> tensors;  // GGUF: header order; safetensors: by name (JSON keys)
   std::vector<MetadataEntry> metadata;
 };
@@ -127,8 +127,8 @@ Result<ModelLayout> parse_model_layout(ByteSpan prefix, std::uint64_t file_size,
 
 // A chunk of a model file, with what the store codec needs to know about its bytes.
 struct TensorChunk {
-  Chunk chunk;                  // offset from the start of the file
-  std::int64_t tensor = -1;     // index into ModelLayout::tensors, -1 for header/padding bytes
+  Chunk chunk;                      // offset from the start of the file
+  std::int64_t tensor = -1;         // index into ModelLayout::tensors, -1 for header/padding bytes
   std::uint32_t element_width = 0;  // byte_group_width of the tensor's dtype (0: keep plain)
   std::uint32_t element_phase = 0;  // bytes before the first whole element of the chunk
 };
