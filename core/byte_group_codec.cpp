@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -104,6 +105,34 @@ Geometry geometry_of(std::uint64_t raw_length, std::uint32_t width, std::uint32_
   return shape;
 }
 
+// True when the plane's order-0 entropy is within 1 % of 8 bits per byte, as for the low mantissa
+// bytes of trained weights (shared/specs/models.md §0: mantissa planes stay at ~1.00x). Such a
+// plane is stored without asking zstd, which would spend most of the encode time to find nothing.
+// Small planes always go to zstd: their histogram says too little.
+bool looks_incompressible(ByteSpan plane) {
+  constexpr std::size_t kMinimumBytes = 4096;
+  if (plane.size() < kMinimumBytes) return false;
+  std::array<std::array<std::uint32_t, 256>, 4> counts{};  // 4 tables break store dependencies
+  std::size_t i = 0;
+  for (; i + 4 <= plane.size(); i += 4) {
+    ++counts[0][plane[i]];
+    ++counts[1][plane[i + 1]];
+    ++counts[2][plane[i + 2]];
+    ++counts[3][plane[i + 3]];
+  }
+  for (; i < plane.size(); ++i) ++counts[0][plane[i]];
+  const double total = static_cast<double>(plane.size());
+  double bits = 0;
+  for (std::size_t symbol = 0; symbol < 256; ++symbol) {
+    const std::uint32_t count =
+        counts[0][symbol] + counts[1][symbol] + counts[2][symbol] + counts[3][symbol];
+    if (count == 0) continue;
+    const double p = count / total;
+    bits -= p * std::log2(p);
+  }
+  return bits >= 7.92;
+}
+
 // memcpy that accepts empty ranges (whose pointers may be null, which memcpy does not allow).
 void copy_bytes(std::uint8_t* destination, const std::uint8_t* source, std::size_t count) {
   if (count != 0) std::memcpy(destination, source, count);
@@ -183,10 +212,13 @@ Result<std::vector<std::uint8_t>> encode_byte_grouped(ByteSpan raw, std::uint32_
   for (std::uint32_t k = 0; k < width; ++k) {
     const ByteSpan plane(planes[k], elements);
     const std::size_t before = out.size();
-    auto written = append_frame(plane, options.level, out);
-    if (!written.ok()) return std::move(written).error();
+    std::size_t length = plane.size();
+    if (!looks_incompressible(plane)) {
+      auto written = append_frame(plane, options.level, out);
+      if (!written.ok()) return std::move(written).error();
+      length = *written;
+    }
     std::uint8_t method = kMethodZstd;
-    std::size_t length = *written;
     if (length >= plane.size()) {  // incompressible (mantissa bytes): store as is
       out.resize(before);
       out.insert(out.end(), plane.begin(), plane.end());

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace strata {
@@ -77,21 +78,21 @@ class HeaderReader {
   [[nodiscard]] std::uint64_t offset() const noexcept { return offset_; }
   [[nodiscard]] std::uint64_t remaining() const noexcept { return bytes_.size() - offset_; }
 
-  Error out_of_bytes(const std::string& what, std::uint64_t needed) const {
+  Error out_of_bytes(std::string_view what, std::uint64_t needed) const {
     if (bytes_.size() < file_size_) {
       return make_error(ErrorCode::kInvalidArgument,
-                        "gguf: " + what + " at offset " + std::to_string(offset_) +
+                        "gguf: " + std::string(what) + " at offset " + std::to_string(offset_) +
                             " needs more than the " + std::to_string(bytes_.size()) +
                             "-byte prefix");
     }
-    return make_error(ErrorCode::kCorruptInput, "gguf: truncated " + what + " at offset " +
-                                                    std::to_string(offset_) + " (needs " +
-                                                    std::to_string(needed) + " bytes, " +
-                                                    std::to_string(remaining()) + " remain)");
+    return make_error(ErrorCode::kCorruptInput,
+                      "gguf: truncated " + std::string(what) + " at offset " +
+                          std::to_string(offset_) + " (needs " + std::to_string(needed) +
+                          " bytes, " + std::to_string(remaining()) + " remain)");
   }
 
   template <typename T>
-  Result<T> read(const std::string& what) {
+  Result<T> read(std::string_view what) {
     if (remaining() < sizeof(T)) return out_of_bytes(what, sizeof(T));
     std::uint64_t value = 0;
     for (std::size_t i = 0; i < sizeof(T); ++i) {
@@ -101,13 +102,13 @@ class HeaderReader {
     return static_cast<T>(value);
   }
 
-  Result<std::string> read_string(const std::string& what, std::uint64_t max_length) {
-    auto length = read<std::uint64_t>(what + " length");
+  Result<std::string> read_string(std::string_view what, std::uint64_t max_length) {
+    auto length = read<std::uint64_t>(what);
     if (!length.ok()) return std::move(length).error();
     if (*length > max_length) {
       return make_error(ErrorCode::kLimitExceeded,
-                        "gguf: " + what + " at offset " + std::to_string(offset_ - 8) + " is " +
-                            std::to_string(*length) + " bytes, over the cap of " +
+                        "gguf: " + std::string(what) + " at offset " + std::to_string(offset_ - 8) +
+                            " is " + std::to_string(*length) + " bytes, over the cap of " +
                             std::to_string(max_length));
     }
     if (*length > remaining()) return out_of_bytes(what, *length);
@@ -143,6 +144,15 @@ std::uint64_t min_encoded_size(GgufType type) noexcept {
   return 1;
 }
 
+// A name for a message: hostile keys may be megabytes long.
+std::string shown_name(std::string_view name) {
+  constexpr std::size_t kShown = 64;
+  std::string text = "\"";
+  text += name.substr(0, kShown);
+  text += name.size() > kShown ? "\"..." : "\"";
+  return text;
+}
+
 bool is_known_type(std::uint32_t type) noexcept {
   return type <= static_cast<std::uint32_t>(GgufType::kF64);
 }
@@ -155,7 +165,7 @@ class GgufParser {
   Result<ModelLayout> parse();
 
  private:
-  Result<GgufValue> read_value(GgufType type, const std::string& key, std::uint32_t depth);
+  Result<GgufValue> read_value(GgufType type, std::uint32_t depth);
   Result<TensorInfo> read_tensor_info(std::uint64_t index);
   Result<void> check_header_cap() const;
   Result<void> place_tensors(ModelLayout& layout);
@@ -167,11 +177,12 @@ class GgufParser {
   std::uint64_t array_items_ = 0;       // items of every metadata array so far
 };
 
-Result<GgufValue> GgufParser::read_value(GgufType type, const std::string& key,
-                                         std::uint32_t depth) {
+// Errors name the value, not the key (parse() adds the key): an array of a million items must not
+// build a million messages.
+Result<GgufValue> GgufParser::read_value(GgufType type, std::uint32_t depth) {
   GgufValue value;
   value.type = type;
-  const std::string what = "value of \"" + key + "\"";
+  constexpr std::string_view what = "metadata value";
   switch (type) {
     case GgufType::kU8: {
       auto v = reader_.read<std::uint8_t>(what);
@@ -241,7 +252,7 @@ Result<GgufValue> GgufParser::read_value(GgufType type, const std::string& key,
       auto v = reader_.read<std::uint8_t>(what);
       if (!v.ok()) return std::move(v).error();
       if (*v > 1) {
-        return make_error(ErrorCode::kCorruptInput, "gguf: bool " + what + " at offset " +
+        return make_error(ErrorCode::kCorruptInput, "gguf: bool value at offset " +
                                                         std::to_string(at) + " is " +
                                                         std::to_string(*v) + ", not 0 or 1");
       }
@@ -258,33 +269,32 @@ Result<GgufValue> GgufParser::read_value(GgufType type, const std::string& key,
       if (depth >= limits_.max_nesting) {
         return make_error(
             ErrorCode::kLimitExceeded,
-            "gguf: " + what + " nests arrays deeper than " + std::to_string(limits_.max_nesting));
+            "gguf: metadata value nests arrays deeper than " + std::to_string(limits_.max_nesting));
       }
       const std::uint64_t at = reader_.offset();
-      auto item_type = reader_.read<std::uint32_t>(what + " item type");
+      auto item_type = reader_.read<std::uint32_t>("array item type");
       if (!item_type.ok()) return std::move(item_type).error();
       if (!is_known_type(*item_type)) {
-        return make_error(ErrorCode::kCorruptInput,
-                          "gguf: " + what + " at offset " + std::to_string(at) +
-                              " has unknown array item type " + std::to_string(*item_type));
+        return make_error(ErrorCode::kCorruptInput, "gguf: array at offset " + std::to_string(at) +
+                                                        " has unknown array item type " +
+                                                        std::to_string(*item_type));
       }
       value.element_type = static_cast<GgufType>(*item_type);
-      auto count = reader_.read<std::uint64_t>(what + " array length");
+      auto count = reader_.read<std::uint64_t>("array length");
       if (!count.ok()) return std::move(count).error();
       // Each item takes at least min_encoded_size bytes, so a larger count cannot fit.
       if (*count > reader_.remaining() / min_encoded_size(value.element_type)) {
-        return reader_.out_of_bytes(what + " array of " + std::to_string(*count) + " items",
-                                    *count);
+        return reader_.out_of_bytes("array of " + std::to_string(*count) + " items", *count);
       }
       if (*count > limits_.max_array_items - array_items_) {
         return make_error(ErrorCode::kLimitExceeded,
-                          "gguf: " + what + " brings the metadata array items past the cap of " +
+                          "gguf: array brings the metadata array items past the cap of " +
                               std::to_string(limits_.max_array_items));
       }
       array_items_ += *count;
       value.items.reserve(static_cast<std::size_t>(*count));
       for (std::uint64_t i = 0; i < *count; ++i) {
-        auto item = read_value(value.element_type, key, depth + 1);
+        auto item = read_value(value.element_type, depth + 1);
         if (!item.ok()) return std::move(item).error();
         value.items.push_back(std::move(item).value());
       }
@@ -297,7 +307,7 @@ Result<GgufValue> GgufParser::read_value(GgufType type, const std::string& key,
 Result<TensorInfo> GgufParser::read_tensor_info(std::uint64_t index) {
   const std::string what = "tensor info " + std::to_string(index);
   TensorInfo tensor;
-  auto name = reader_.read_string(what + " name", limits_.max_header_bytes);
+  auto name = reader_.read_string("tensor name", limits_.max_header_bytes);
   if (!name.ok()) return std::move(name).error();
   tensor.name = std::move(name).value();
   if (tensor.name.size() > gguf::kMaxTensorNameBytes) {
@@ -430,21 +440,27 @@ Result<ModelLayout> GgufParser::parse() {
   layout.alignment = gguf::kDefaultAlignment;
   for (std::uint64_t i = 0; i < *kv_count; ++i) {
     STRATA_TRY(check_header_cap());
-    auto key = reader_.read_string("metadata key " + std::to_string(i), limits_.max_header_bytes);
+    auto key = reader_.read_string("metadata key", limits_.max_header_bytes);
     if (!key.ok()) return std::move(key).error();
     if (!keys.insert(*key).second) {
-      return make_error(ErrorCode::kCorruptInput, "gguf: duplicate metadata key \"" + *key + "\"");
+      return make_error(ErrorCode::kCorruptInput,
+                        "gguf: duplicate metadata key " + shown_name(*key));
     }
     const std::uint64_t type_at = reader_.offset();
-    auto type = reader_.read<std::uint32_t>("type of \"" + *key + "\"");
+    auto type = reader_.read<std::uint32_t>("metadata type");
     if (!type.ok()) return std::move(type).error();
     if (!is_known_type(*type)) {
-      return make_error(ErrorCode::kCorruptInput,
-                        "gguf: metadata \"" + *key + "\" at offset " + std::to_string(type_at) +
-                            " has unknown value type " + std::to_string(*type));
+      return make_error(ErrorCode::kCorruptInput, "gguf: metadata " + shown_name(*key) +
+                                                      " at offset " + std::to_string(type_at) +
+                                                      " has unknown value type " +
+                                                      std::to_string(*type));
     }
-    auto value = read_value(static_cast<GgufType>(*type), *key, 0);
-    if (!value.ok()) return std::move(value).error();
+    auto value = read_value(static_cast<GgufType>(*type), 0);
+    if (!value.ok()) {
+      Error error = std::move(value).error();
+      error.message = "gguf: metadata " + shown_name(*key) + ": " + error.message.substr(6);
+      return error;
+    }
     if (*key == gguf::kAlignmentKey) {
       if (value->type != GgufType::kU32 || value->unsigned_value == 0 ||
           value->unsigned_value % 8 != 0) {

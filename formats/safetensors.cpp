@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace strata {
@@ -54,6 +55,15 @@ namespace {
 
 using Json = nlohmann::json;
 
+// A name for a message: hostile keys may be megabytes long.
+std::string shown_name(std::string_view name) {
+  constexpr std::size_t kShown = 64;
+  std::string text = "\"";
+  text += name.substr(0, kShown);
+  text += name.size() > kShown ? "\"..." : "\"";
+  return text;
+}
+
 // Thrown only inside parse_header_json's callback and caught there: nlohmann's callback has no
 // other way to stop a parse early.
 struct HeaderRejected {
@@ -84,8 +94,8 @@ Result<Json> parse_header_json(std::string_view text, std::uint32_t max_nesting)
       case Json::parse_event_t::array_end: --depth; break;
       case Json::parse_event_t::key:
         if (!open_objects.back().insert(parsed.get<std::string>()).second) {
-          throw HeaderRejected{ErrorCode::kCorruptInput, "safetensors header: duplicate key \"" +
-                                                             parsed.get<std::string>() + "\""};
+          throw HeaderRejected{ErrorCode::kCorruptInput, "safetensors header: duplicate key " +
+                                                             shown_name(parsed.get<std::string>())};
         }
         break;
       case Json::parse_event_t::value: break;
@@ -108,7 +118,8 @@ Result<Json> parse_header_json(std::string_view text, std::uint32_t max_nesting)
 }
 
 Error tensor_error(const std::string& name, const std::string& problem) {
-  return make_error(ErrorCode::kCorruptInput, "safetensors tensor \"" + name + "\": " + problem);
+  return make_error(ErrorCode::kCorruptInput,
+                    "safetensors tensor " + shown_name(name) + ": " + problem);
 }
 
 Result<std::uint64_t> read_unsigned(const Json& value, const std::string& name, const char* what) {
@@ -123,7 +134,7 @@ Result<TensorInfo> parse_tensor_entry(const std::string& name, const Json& entry
   if (!entry.is_object()) return tensor_error(name, "entry is not an object");
   for (const auto& [key, unused] : entry.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
-      return tensor_error(name, "unknown field \"" + key + "\"");
+      return tensor_error(name, "unknown field " + shown_name(key));
     }
   }
   const auto dtype_field = entry.find("dtype");
@@ -143,9 +154,9 @@ Result<TensorInfo> parse_tensor_entry(const std::string& name, const Json& entry
   tensor.dtype_name = dtype_field->get<std::string>();
   const auto spec = safetensors::find_dtype(tensor.dtype_name);
   if (!spec) {
-    return make_error(
-        ErrorCode::kUnsupported,
-        "safetensors tensor \"" + name + "\": unknown dtype \"" + tensor.dtype_name + "\"");
+    return make_error(ErrorCode::kUnsupported, "safetensors tensor " + shown_name(name) +
+                                                   ": unknown dtype " +
+                                                   shown_name(tensor.dtype_name));
   }
   tensor.dtype = spec->dtype;
   std::uint64_t expected_bytes = spec->size;
@@ -268,8 +279,9 @@ Result<ModelLayout> parse_safetensors(ByteSpan prefix, std::uint64_t file_size,
       }
       for (const auto& [meta_key, meta_value] : value.items()) {
         if (!meta_value.is_string()) {
-          return make_error(ErrorCode::kCorruptInput, "safetensors header: __metadata__ \"" +
-                                                          meta_key + "\" is not a string");
+          return make_error(
+              ErrorCode::kCorruptInput,
+              "safetensors header: __metadata__ " + shown_name(meta_key) + " is not a string");
         }
         MetadataEntry entry;
         entry.key = meta_key;

@@ -337,6 +337,13 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
     w.header(3, 1, 0).tensor("t", {4}, 0, 0);  // header ends with no padding and no data
     cases.push_back({"data region missing", w.bytes, ErrorCode::kCorruptInput, "past the end"});
   }
+  {
+    const std::string long_key(100'000, 'k');
+    GgufWriter w;
+    w.header(3, 0, 2).key(long_key, GgufType::kU8).u8(1).key(long_key, GgufType::kU8).u8(2);
+    cases.push_back({"duplicate long key (message stays short)", w.bytes, ErrorCode::kCorruptInput,
+                     "kkk\"..."});
+  }
   ASSERT_GE(cases.size(), 15U);
   for (const HostileCase& hostile : cases) {
     auto layout = parse_gguf(ByteSpan(hostile.file), hostile.file.size(), hostile.limits);
@@ -345,6 +352,7 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
         << hostile.label << ": " << layout.error().to_string();
     EXPECT_NE(layout.error().message.find(hostile.fragment), std::string::npos)
         << hostile.label << ": " << layout.error().message;
+    EXPECT_LT(layout.error().message.size(), 300U) << hostile.label;
   }
 }
 
