@@ -133,6 +133,12 @@ bool looks_incompressible(ByteSpan plane) {
   return bits >= 7.92;
 }
 
+// zstd level for one plane. Planes gain from entropy coding, not from matches: on exponent planes
+// of real and synthetic weights, level 1 measured both smaller and faster than levels 2-3 (the
+// match finder finds short matches that cost more than Huffman-coded literals), so the fast levels
+// all map to 1; from 4 up the caller's level is kept.
+int plane_level(int level) { return level >= 1 && level <= 3 ? 1 : level; }
+
 // memcpy that accepts empty ranges (whose pointers may be null, which memcpy does not allow).
 void copy_bytes(std::uint8_t* destination, const std::uint8_t* source, std::size_t count) {
   if (count != 0) std::memcpy(destination, source, count);
@@ -214,7 +220,7 @@ Result<std::vector<std::uint8_t>> encode_byte_grouped(ByteSpan raw, std::uint32_
     const std::size_t before = out.size();
     std::size_t length = plane.size();
     if (!looks_incompressible(plane)) {
-      auto written = append_frame(plane, options.level, out);
+      auto written = append_frame(plane, plane_level(options.level), out);
       if (!written.ok()) return std::move(written).error();
       length = *written;
     }

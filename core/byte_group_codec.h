@@ -46,7 +46,7 @@ enum class CodecChoice : std::uint8_t {
 };
 
 struct ByteGroupOptions {
-  int level = 3;  // zstd level for every frame
+  int level = 3;  // zstd level (levels 1-3 encode planes at level 1: smaller and faster there)
   PlaneLayout layout = PlaneLayout::kSeparatePlanes;
   CodecChoice choice = CodecChoice::kSmaller;
 };
