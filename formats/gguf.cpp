@@ -153,6 +153,46 @@ std::string shown_name(std::string_view name) {
   return text;
 }
 
+// Keys and tensor names must be UTF-8 (docs/gguf.md); string values are not checked, since real
+// tokenizer vocabularies hold byte-level tokens that are not.
+bool is_valid_utf8(std::string_view text) noexcept {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<std::uint8_t>(text[i]);
+    std::size_t extra = 0;
+    std::uint32_t code = 0;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      extra = 1;
+      code = lead & 0x1FU;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      extra = 2;
+      code = lead & 0x0FU;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      extra = 3;
+      code = lead & 0x07U;
+    } else {
+      return false;
+    }
+    if (text.size() - i <= extra) return false;
+    for (std::size_t k = 1; k <= extra; ++k) {
+      const auto next = static_cast<std::uint8_t>(text[i + k]);
+      if ((next & 0xC0U) != 0x80U) return false;
+      code = (code << 6U) | (next & 0x3FU);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+    if ((extra == 2 && code < 0x800) || (extra == 3 && code < 0x10000) || code > 0x10FFFF ||
+        (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
 bool is_known_type(std::uint32_t type) noexcept {
   return type <= static_cast<std::uint32_t>(GgufType::kF64);
 }
@@ -315,6 +355,9 @@ Result<TensorInfo> GgufParser::read_tensor_info(std::uint64_t index) {
                                                     std::to_string(tensor.name.size()) +
                                                     " bytes, over the 64-byte limit");
   }
+  if (!is_valid_utf8(tensor.name)) {
+    return make_error(ErrorCode::kCorruptInput, "gguf: " + what + " name is not valid UTF-8");
+  }
   const std::string named = "tensor \"" + tensor.name + "\"";
   auto dims = reader_.read<std::uint32_t>(named + " n_dims");
   if (!dims.ok()) return std::move(dims).error();
@@ -442,6 +485,10 @@ Result<ModelLayout> GgufParser::parse() {
     STRATA_TRY(check_header_cap());
     auto key = reader_.read_string("metadata key", limits_.max_header_bytes);
     if (!key.ok()) return std::move(key).error();
+    if (!is_valid_utf8(*key)) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "gguf: metadata key " + std::to_string(i) + " is not valid UTF-8");
+    }
     if (!keys.insert(*key).second) {
       return make_error(ErrorCode::kCorruptInput,
                         "gguf: duplicate metadata key " + shown_name(*key));

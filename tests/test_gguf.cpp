@@ -194,6 +194,16 @@ TEST(Gguf, DefaultAlignmentIs32) {
   EXPECT_EQ(layout->tensors[1].end, data_begin + 42);
 }
 
+TEST(Gguf, AcceptsMultiByteUtf8Names) {
+  GgufWriter w;
+  w.header(3, 1, 1).key("général.名前", GgufType::kString).str("\xFF raw token bytes");
+  w.tensor("blk.0.é😀", {4}, 0, 0).pad_to(32).fill(16);
+  auto layout = parse_whole(w.bytes);
+  ASSERT_TRUE(layout.ok()) << layout.error().to_string();
+  EXPECT_EQ(layout->metadata[0].key, "général.名前");
+  EXPECT_EQ(layout->tensors[0].name, "blk.0.é😀");
+}
+
 TEST(Gguf, ShortPrefixAsksForMore) {
   std::size_t data_begin = 0;
   const auto file = full_file(3, &data_begin);
@@ -344,6 +354,15 @@ TEST(Gguf, HostileFilesGetNamedErrors) {
     cases.push_back({"duplicate long key (message stays short)", w.bytes, ErrorCode::kCorruptInput,
                      "kkk\"..."});
   }
+  {
+    GgufWriter w;
+    w.header(3, 0, 1).key("bad\xC3\x28", GgufType::kU8).u8(1);
+    cases.push_back({"key not UTF-8", w.bytes, ErrorCode::kCorruptInput, "not valid UTF-8"});
+  }
+  cases.push_back({"overlong UTF-8 tensor name", one_tensor("\xC0\xAF", {4}, 0, 0, 16),
+                   ErrorCode::kCorruptInput, "not valid UTF-8"});
+  cases.push_back({"surrogate in tensor name", one_tensor("\xED\xA0\x80", {4}, 0, 0, 16),
+                   ErrorCode::kCorruptInput, "not valid UTF-8"});
   ASSERT_GE(cases.size(), 15U);
   for (const HostileCase& hostile : cases) {
     auto layout = parse_gguf(ByteSpan(hostile.file), hostile.file.size(), hostile.limits);
