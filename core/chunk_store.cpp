@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS layer_chunks(
   layer_id INTEGER NOT NULL,
   digest BLOB NOT NULL,
   PRIMARY KEY(layer_id, digest)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS layer_blobs(  -- every blob digest a layer was ingested from
+  blob_digest BLOB PRIMARY KEY,
+  diff_id BLOB NOT NULL,
+  media_type TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases(
   id TEXT PRIMARY KEY,
   pid INTEGER NOT NULL,
@@ -98,6 +102,22 @@ ByteSpan blob_of(const Digest& digest) {
 }
 
 }  // namespace
+
+ChunkFingerprint fingerprint_from_blob(ByteSpan blob) {
+  ChunkFingerprint fingerprint;
+  if (blob.size() != 16) return fingerprint;
+  for (std::size_t i = 0; i < 8; ++i) {
+    fingerprint.high = (fingerprint.high << 8U) | blob[i];
+    fingerprint.low = (fingerprint.low << 8U) | blob[8 + i];
+  }
+  return fingerprint;
+}
+
+ChunkFingerprint fingerprint_of(ByteSpan data) {
+  // The canonical (big-endian) form is what the index stores; the struct holds its two halves.
+  const XXH128_hash_t hash = XXH3_128bits(data.data(), data.size());
+  return ChunkFingerprint{hash.high64, hash.low64};
+}
 
 std::array<std::uint8_t, 16> xxh3_128_of(ByteSpan data) {
   const XXH128_hash_t hash = XXH3_128bits(data.data(), data.size());
@@ -154,21 +174,28 @@ Result<void> ChunkStore::Impl::bump_generation_locked() {
 
 Result<void> ChunkStore::Impl::refresh_known_locked(std::int64_t generation) {
   const bool full = generation != known_generation;
-  auto statement = db.prepare("SELECT id, digest FROM chunks WHERE id > ? AND corrupt = 0");
+  auto statement = db.prepare("SELECT id, digest, xxh3 FROM chunks WHERE id > ? AND corrupt = 0");
   if (!statement.ok()) return std::move(statement).error();
   statement->bind_int(1, full ? 0 : known_max_id);
-  std::vector<Digest> found;
+  std::vector<std::pair<Digest, ChunkFingerprint>> found;
   std::int64_t max_id = full ? 0 : known_max_id;
   while (true) {
     auto row = statement->step();
     if (!row.ok()) return std::move(row).error();
     if (!*row) break;
     max_id = std::max(max_id, statement->column_int(0));
-    found.push_back(digest_from_blob(statement->column_blob(1)));
+    found.emplace_back(digest_from_blob(statement->column_blob(1)),
+                       fingerprint_from_blob(statement->column_blob(2)));
   }
   std::unique_lock lock(known_mutex);
-  if (full) known.clear();
-  known.insert(found.begin(), found.end());
+  if (full) {
+    known.clear();
+    known_fingerprints.clear();
+  }
+  for (const auto& [digest, fingerprint] : found) {
+    known.insert(digest);
+    known_fingerprints.insert_or_assign(fingerprint, digest);
+  }
   known_max_id = max_id;
   known_generation = generation;
   return {};
@@ -177,6 +204,8 @@ Result<void> ChunkStore::Impl::refresh_known_locked(std::int64_t generation) {
 void ChunkStore::Impl::forget_known(const Digest& digest) {
   std::unique_lock lock(known_mutex);
   known.erase(digest);
+  std::erase_if(known_fingerprints,
+                [&digest](const auto& entry) { return entry.second == digest; });
 }
 
 Result<std::vector<std::string>> ChunkStore::Impl::prune_leases_locked() {
@@ -368,6 +397,13 @@ bool ChunkStore::contains(const Digest& digest) const {
   return impl_->known.find(digest) != impl_->known.end();
 }
 
+std::optional<Digest> ChunkStore::find_by_fingerprint(const ChunkFingerprint& fingerprint) const {
+  std::shared_lock lock(impl_->known_mutex);
+  const auto found = impl_->known_fingerprints.find(fingerprint);
+  if (found == impl_->known_fingerprints.end()) return std::nullopt;
+  return found->second;
+}
+
 Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
   // gc may move a record between the lookup and the read; the second lookup sees the new place.
   for (int attempt = 0;; ++attempt) {
@@ -434,9 +470,12 @@ LayerRecord layer_from_row(const store_index::Statement& statement, bool with_re
 
 Result<LayerRecord> ChunkStore::find_layer(const Digest& digest) const {
   std::lock_guard lock(impl_->db_mutex);
+  // By diff_id, else by the blob it was first ingested from, else by any blob recorded for it.
   auto statement = impl_->db.prepare(
       "SELECT diff_id, layer_digest, media_type, size, created, recipe FROM layers "
-      "WHERE diff_id = ?1 OR layer_digest = ?1 ORDER BY diff_id = ?1 DESC LIMIT 1");
+      "WHERE diff_id = ?1 OR layer_digest = ?1 OR diff_id = "
+      "(SELECT diff_id FROM layer_blobs WHERE blob_digest = ?1) "
+      "ORDER BY diff_id = ?1 DESC, layer_digest = ?1 DESC LIMIT 1");
   if (!statement.ok()) return std::move(statement).error();
   statement->bind_blob(1, blob_of(digest));
   auto row = statement->step();

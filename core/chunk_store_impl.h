@@ -27,6 +27,12 @@ struct DigestHash {
   }
 };
 
+struct ChunkFingerprintHash {
+  std::size_t operator()(const ChunkFingerprint& fingerprint) const noexcept {
+    return static_cast<std::size_t>(fingerprint.low ^ (fingerprint.high * 0x9E3779B97F4A7C15ULL));
+  }
+};
+
 // Where a chunk's record lives, as the index says.
 struct ChunkLocation {
   std::int64_t pack_id = 0;
@@ -63,6 +69,8 @@ struct ChunkStore::Impl {
   // reload; otherwise new rows are picked up by id.
   mutable std::shared_mutex known_mutex;
   std::unordered_set<Digest, DigestHash> known;
+  // XXH3-128 of the same chunks, for TrustMode::kLocal ingests (engine.h).
+  std::unordered_map<ChunkFingerprint, Digest, ChunkFingerprintHash> known_fingerprints;
   std::int64_t known_max_id = 0;
   std::int64_t known_generation = -1;
 
@@ -103,6 +111,8 @@ Result<std::vector<std::uint8_t>> decode_checked_record(const Digest& digest,
                                                         ByteSpan record);
 
 std::array<std::uint8_t, 16> xxh3_128_of(ByteSpan data);
+// The index's 16-byte canonical XXH3-128 column as a fingerprint (zero when malformed).
+ChunkFingerprint fingerprint_from_blob(ByteSpan blob);
 std::int64_t unix_now();
 
 }  // namespace strata

@@ -130,6 +130,10 @@ Result<void> ChunkStore::remove_layer(const Digest& diff_id) {
     statement->bind_int(1, layer_id);
     STRATA_TRY(statement->run());
   }
+  auto drop_blobs = db.prepare("DELETE FROM layer_blobs WHERE diff_id = ?");
+  if (!drop_blobs.ok()) return std::move(drop_blobs).error();
+  drop_blobs->bind_blob(1, blob_of(diff_id));
+  STRATA_TRY(drop_blobs->run());
   return transaction.commit();
 }
 

@@ -143,8 +143,11 @@ struct StoreWriter::Session {
     auto found = existing_layer->step();
     if (!found.ok()) return std::move(found).error();
     if (*found) {
+      // The tar is stored; only the blob it came in (another compression) may be new.
       outcome.already_present = true;
-      return outcome;  // rolls back: nothing to change
+      STRATA_TRY(record_blob_locked(layer));
+      STRATA_TRY(transaction.commit());
+      return outcome;
     }
 
     // A lease that another host's gc judged expired may have lost its packs: never commit then.
@@ -239,8 +242,21 @@ struct StoreWriter::Session {
       insert_reference->reset();
     }
 
+    STRATA_TRY(record_blob_locked(layer));
     STRATA_TRY(transaction.commit());
     return outcome;
+  }
+
+  // Remembers which blob a layer arrived in, so find_layer answers to every blob digest of it.
+  Result<void> record_blob_locked(const LayerRecord& layer) {
+    if (layer.layer_digest == layer.diff_id || layer.layer_digest == Digest()) return {};
+    auto insert = store->db.prepare(
+        "INSERT OR IGNORE INTO layer_blobs(blob_digest, diff_id, media_type) VALUES(?, ?, ?)");
+    if (!insert.ok()) return std::move(insert).error();
+    insert->bind_blob(1, blob_of(layer.layer_digest));
+    insert->bind_blob(2, blob_of(layer.diff_id));
+    insert->bind_text(3, layer.media_type);
+    return insert->run();
   }
 
   // Best effort on destruction: seal registered packs, delete the lease, and remove a pack file no

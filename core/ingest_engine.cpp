@@ -8,11 +8,9 @@
 //      the segments to the recipe.
 // The recipe equals the single-threaded reference (core/layer_recipe_builder.cpp): same segments,
 // same inline-byte and trailing-byte rules; tests/test_ingest_engine.cpp checks that.
-#include "strata/engine.h"
-
 #include <tbb/concurrent_unordered_set.h>
-#include <tbb/parallel_pipeline.h>
 #include <tbb/info.h>
+#include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 
 #include <atomic>
@@ -25,6 +23,7 @@
 #include "formats/byte_source.h"
 #include "formats/layer_source.h"
 #include "formats/tar_reader.h"
+#include "strata/engine.h"
 #include "strata/recipe.h"
 
 namespace strata {
@@ -36,7 +35,7 @@ constexpr std::string_view kMediaTypeTarZstd = "application/vnd.oci.image.layer.
 
 struct BatchItem {
   bool is_chunk = false;
-  bool store_it = false;  // a new chunk this batch compresses and puts
+  bool store_it = false;     // a new chunk this batch compresses and puts
   std::uint32_t offset = 0;  // in Batch::bytes
   std::uint32_t length = 0;
   Digest digest;
@@ -63,14 +62,24 @@ struct Batch {
     if (!items.empty() && !items.back().is_chunk) {
       items.back().length += static_cast<std::uint32_t>(data.size());
     } else {
-      items.push_back(BatchItem{false, false, static_cast<std::uint32_t>(bytes.size()),
-                                static_cast<std::uint32_t>(data.size()), {}, 0, 0});
+      items.push_back(BatchItem{false,
+                                false,
+                                static_cast<std::uint32_t>(bytes.size()),
+                                static_cast<std::uint32_t>(data.size()),
+                                {},
+                                0,
+                                0});
     }
     bytes.insert(bytes.end(), data.begin(), data.end());
   }
   void add_chunk(ByteSpan data) {
-    items.push_back(BatchItem{true, false, static_cast<std::uint32_t>(bytes.size()),
-                              static_cast<std::uint32_t>(data.size()), {}, 0, 0});
+    items.push_back(BatchItem{true,
+                              false,
+                              static_cast<std::uint32_t>(bytes.size()),
+                              static_cast<std::uint32_t>(data.size()),
+                              {},
+                              0,
+                              0});
     bytes.insert(bytes.end(), data.begin(), data.end());
   }
   [[nodiscard]] ByteSpan bytes_of(const BatchItem& item) const {
@@ -227,31 +236,32 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   IngestReport report;
   std::vector<Digest> referenced;
   const int level = options.zstd_level;
+  const bool trust_local = options.trust == TrustMode::kLocal;
+  std::atomic<std::uint64_t> fingerprint_hits{0};
 
   tbb::task_arena arena(static_cast<int>(threads));
   arena.execute([&] {
     tbb::parallel_pipeline(
         tokens,
-        tbb::make_filter<void, Batch*>(
-            tbb::filter_mode::serial_in_order,
-            [&](tbb::flow_control& control) -> Batch* {
-              if (failed || input_done) {
-                control.stop();
-                return nullptr;
-              }
-              Batch* batch = take_batch();
-              auto filled = segmenter.fill(*batch, batch_bytes);
-              if (!filled.ok()) {
-                batch->status = std::move(filled).error();
-                input_done = true;
-              } else if (!*filled) {
-                give_back(batch);
-                control.stop();
-                return nullptr;
-              }
-              batch->input_bytes = source->compressed_bytes();
-              return batch;
-            }) &
+        tbb::make_filter<void, Batch*>(tbb::filter_mode::serial_in_order,
+                                       [&](tbb::flow_control& control) -> Batch* {
+                                         if (failed || input_done) {
+                                           control.stop();
+                                           return nullptr;
+                                         }
+                                         Batch* batch = take_batch();
+                                         auto filled = segmenter.fill(*batch, batch_bytes);
+                                         if (!filled.ok()) {
+                                           batch->status = std::move(filled).error();
+                                           input_done = true;
+                                         } else if (!*filled) {
+                                           give_back(batch);
+                                           control.stop();
+                                           return nullptr;
+                                         }
+                                         batch->input_bytes = source->compressed_bytes();
+                                         return batch;
+                                       }) &
             tbb::make_filter<Batch*, Batch*>(
                 tbb::filter_mode::parallel,
                 [&](Batch* batch) -> Batch* {
@@ -259,6 +269,14 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   for (BatchItem& item : batch->items) {
                     if (!item.is_chunk) continue;
                     const ByteSpan bytes = batch->bytes_of(item);
+                    if (trust_local) {
+                      // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
+                      if (auto known = store.find_by_fingerprint(fingerprint_of(bytes))) {
+                        item.digest = *known;
+                        ++fingerprint_hits;
+                        continue;
+                      }
+                    }
                     item.digest = sha256_of(bytes);
                     if (store.contains(item.digest) || !claimed.insert(item.digest).second) {
                       continue;
@@ -276,41 +294,40 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   }
                   return batch;
                 }) &
-            tbb::make_filter<Batch*, void>(
-                tbb::filter_mode::serial_in_order, [&](Batch* batch) {
-                  if (!failed && !batch->status.ok()) {
-                    failure = std::move(batch->status);
+            tbb::make_filter<Batch*, void>(tbb::filter_mode::serial_in_order, [&](Batch* batch) {
+              if (!failed && !batch->status.ok()) {
+                failure = std::move(batch->status);
+                failed = true;
+              }
+              if (!failed) {
+                for (const BatchItem& item : batch->items) {
+                  const ByteSpan bytes = batch->bytes_of(item);
+                  diff_id.update(bytes);
+                  if (!item.is_chunk) {
+                    builder.add_raw(bytes);
+                    continue;
+                  }
+                  builder.add_chunk(item.digest, item.length);
+                  ++report.chunks;
+                  report.chunked_bytes += item.length;
+                  if (!item.store_it) continue;
+                  const ByteSpan stored =
+                      ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
+                  auto put = writer->put_chunk(item.digest, bytes, stored, Codec::kZstd);
+                  if (!put.ok()) {
+                    failure = std::move(put);
                     failed = true;
+                    break;
                   }
-                  if (!failed) {
-                    for (const BatchItem& item : batch->items) {
-                      const ByteSpan bytes = batch->bytes_of(item);
-                      diff_id.update(bytes);
-                      if (!item.is_chunk) {
-                        builder.add_raw(bytes);
-                        continue;
-                      }
-                      builder.add_chunk(item.digest, item.length);
-                      ++report.chunks;
-                      report.chunked_bytes += item.length;
-                      if (!item.store_it) continue;
-                      const ByteSpan stored =
-                          ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
-                      auto put = writer->put_chunk(item.digest, bytes, stored, Codec::kZstd);
-                      if (!put.ok()) {
-                        failure = std::move(put);
-                        failed = true;
-                        break;
-                      }
-                      ++report.new_chunks;
-                      report.new_raw_bytes += item.length;
-                      report.new_stored_bytes += item.stored_length;
-                    }
-                    report.tar_bytes = builder.total_size();
-                    if (progress) progress(IngestProgress{batch->input_bytes, report.tar_bytes});
-                  }
-                  give_back(batch);
-                }));
+                  ++report.new_chunks;
+                  report.new_raw_bytes += item.length;
+                  report.new_stored_bytes += item.stored_length;
+                }
+                report.tar_bytes = builder.total_size();
+                if (progress) progress(IngestProgress{batch->input_bytes, report.tar_bytes});
+              }
+              give_back(batch);
+            }));
   });
   if (failed) return std::move(failure).error();
 
@@ -318,6 +335,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   recipe.set_diff_id(diff_id.finish());
   report.diff_id = recipe.diff_id();
   report.entries = segmenter.entries();
+  report.fingerprint_hits = fingerprint_hits.load();
   report.compression = std::string(layer_compression_name(source->compression()));
   report.media_type = media_type_for(source->compression());
   report.input_bytes = source->compressed_bytes();

@@ -36,8 +36,8 @@ Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& lay
   if (!record.ok()) return std::move(record).error();
   auto parsed = parse_recipe(record->recipe);
   if (!parsed.ok()) {
-    return make_error(parsed.error().code, "recipe of layer " + record->diff_id.to_string() +
-                                               ": " + parsed.error().message);
+    return make_error(parsed.error().code, "recipe of layer " + record->diff_id.to_string() + ": " +
+                                               parsed.error().message);
   }
   const Recipe& recipe = *parsed;
   const auto& segments = recipe.segments();
@@ -82,11 +82,11 @@ Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& lay
                       return batch;
                     }
                     if (bytes->size() != segment.length) {
-                      batch->status = make_error(
-                          ErrorCode::kCorruptInput,
-                          "chunk " + segment.digest.to_string() + " has " +
-                              std::to_string(bytes->size()) + " bytes, the recipe expects " +
-                              std::to_string(segment.length));
+                      batch->status = make_error(ErrorCode::kCorruptInput,
+                                                 "chunk " + segment.digest.to_string() + " has " +
+                                                     std::to_string(bytes->size()) +
+                                                     " bytes, the recipe expects " +
+                                                     std::to_string(segment.length));
                       return batch;
                     }
                     batch->chunk_bytes[i - batch->first_segment] = std::move(bytes).value();
@@ -122,9 +122,9 @@ Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& lay
   report.diff_id = hasher.finish();
   report.tar_bytes = written;
   if (report.diff_id != record->diff_id) {
-    return make_error(ErrorCode::kDigestMismatch,
-                      "exported tar of layer " + record->diff_id.to_string() + " hashes to " +
-                          report.diff_id.to_string());
+    return make_error(ErrorCode::kDigestMismatch, "exported tar of layer " +
+                                                      record->diff_id.to_string() + " hashes to " +
+                                                      report.diff_id.to_string());
   }
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -48,8 +48,8 @@ std::vector<std::uint8_t> make_random_tar(const test::ScratchDir& dir, std::uint
     test::write_file(root + (i % 3 == 0 ? "/sub/f" : "/f") + std::to_string(i),
                      test::splitmix64_bytes(seed * 1000 + i % 5, size));
   }
-  EXPECT_TRUE(test::shell(root, "tar --sort=name --format=pax -cf ../t" + std::to_string(seed) +
-                                    ".tar ."));
+  EXPECT_TRUE(
+      test::shell(root, "tar --sort=name --format=pax -cf ../t" + std::to_string(seed) + ".tar ."));
   return test::read_file(dir.file("t" + std::to_string(seed) + ".tar"));
 }
 
@@ -70,7 +70,8 @@ TEST(IngestEngine, ReferenceLayersRoundTripToTheirDiffIds) {
     EXPECT_EQ(report->layer_digest.to_string(), layer.layer_digest);
     EXPECT_EQ(report->tar_bytes, layer.uncompressed_size);
     EXPECT_EQ(report->input_bytes, layer.layer_size);
-    const auto exported = export_bytes(store, report->diff_id);
+    // Several blobs (gzip, zstd:chunked, eStargz) carry the same tar: each finds the one layer.
+    const auto exported = export_bytes(store, report->layer_digest);
     EXPECT_EQ(exported, decompressed(layer.blob_path));
     EXPECT_EQ(sha256_of(exported).to_string(), layer.diff_id);
   }
@@ -87,8 +88,8 @@ TEST(IngestEngine, PipelineRecipeEqualsReferencePath) {
   chunker.avg_size = 8192;
   chunker.max_size = 32768;
   MemoryByteSource reference_source(tar);
-  auto reference = build_recipe_from_tar(reference_source, chunker,
-                                         [](const Digest&, ByteSpan) -> Result<void> { return {}; });
+  auto reference = build_recipe_from_tar(
+      reference_source, chunker, [](const Digest&, ByteSpan) -> Result<void> { return {}; });
   ASSERT_TRUE(reference.ok()) << reference.error().to_string();
   for (const unsigned threads : {1U, 2U, 5U}) {
     for (const std::size_t batch : {std::size_t{64} << 10U, std::size_t{4} << 20U}) {
@@ -141,6 +142,37 @@ TEST(IngestEngine, ReingestAddsNothingAndSmallChangeAddsLittle) {
   EXPECT_EQ(export_bytes(store, first->diff_id), tar);
 }
 
+TEST(IngestEngine, TrustLocalNamesKnownChunksByFingerprint) {
+  test::ScratchDir dir;
+  const auto tar = make_random_tar(dir, 11, 30);
+  auto changed = tar;
+  for (std::size_t i = 0; i < 64; ++i) changed[changed.size() / 3 + i] ^= 0xA5;
+  IngestOptions options;
+  options.chunker.min_size = 4096;
+  options.chunker.avg_size = 16384;
+  options.chunker.max_size = 65536;
+
+  test::ScratchDir trusted_dir;
+  ChunkStore trusted = open_store(trusted_dir);
+  ASSERT_TRUE(ingest_layer_bytes(trusted, tar, options).ok());
+  options.trust = TrustMode::kLocal;
+  auto fast = ingest_layer_bytes(trusted, changed, options);
+  ASSERT_TRUE(fast.ok()) << fast.error().to_string();
+  EXPECT_GT(fast->fingerprint_hits, fast->chunks / 2);
+  EXPECT_LE(fast->new_chunks, 3U);
+
+  // The same recipe as a fully verified ingest of the same bytes.
+  test::ScratchDir verified_dir;
+  ChunkStore verified = open_store(verified_dir);
+  options.trust = TrustMode::kVerify;
+  auto slow = ingest_layer_bytes(verified, changed, options);
+  ASSERT_TRUE(slow.ok());
+  EXPECT_EQ(slow->fingerprint_hits, 0U);
+  EXPECT_EQ(slow->diff_id, fast->diff_id);
+  EXPECT_EQ(trusted.find_layer(fast->diff_id)->recipe, verified.find_layer(slow->diff_id)->recipe);
+  EXPECT_EQ(export_bytes(trusted, fast->diff_id), changed);
+}
+
 TEST(IngestEngine, BadInputLeavesStoreUntouched) {
   test::ScratchDir dir;
   ChunkStore store = open_store(dir);
@@ -151,7 +183,8 @@ TEST(IngestEngine, BadInputLeavesStoreUntouched) {
     ErrorCode code;
   };
   std::vector<Case> cases;
-  cases.push_back({"truncated in content", {tar.begin(), tar.begin() + 5000}, ErrorCode::kCorruptInput});
+  cases.push_back(
+      {"truncated in content", {tar.begin(), tar.begin() + 5000}, ErrorCode::kCorruptInput});
   cases.push_back({"empty", {}, ErrorCode::kCorruptInput});
   auto gzip_bad = test::read_file(test::reference_layers().front().blob_path);
   gzip_bad[gzip_bad.size() / 2] ^= 0xFF;
@@ -176,8 +209,9 @@ TEST(IngestEngine, DecompressionBombStopsAtTheCap) {
   test::ScratchDir dir;
   ChunkStore store = open_store(dir);
   // 64 MiB of zeros as a tar member, gzip'ed by the real tool: a few dozen KiB on the wire.
-  ASSERT_TRUE(test::shell(dir.path(), "head -c 67108864 /dev/zero > zeros && tar -cf - zeros | "
-                                      "gzip -1 > bomb.tar.gz"));
+  ASSERT_TRUE(test::shell(dir.path(),
+                          "head -c 67108864 /dev/zero > zeros && tar -cf - zeros | "
+                          "gzip -1 > bomb.tar.gz"));
   IngestOptions options;
   options.max_uncompressed_bytes = 16U << 20U;
   auto report = ingest_layer_file(store, dir.file("bomb.tar.gz"), options);

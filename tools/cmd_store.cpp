@@ -28,11 +28,12 @@ Result<ChunkStore> open_store(const std::string& path, bool create) {
   return ChunkStore::open(path, options);
 }
 
-void print_json(const nlohmann::json& value) { std::cout << value.dump(2) << '\n'; }
+void print_json(const nlohmann::json& value) {
+  std::cout << value.dump(2) << '\n';
+}
 
 double ratio(std::uint64_t numerator, std::uint64_t denominator) {
-  return denominator == 0 ? 0.0
-                          : static_cast<double>(numerator) / static_cast<double>(denominator);
+  return denominator == 0 ? 0.0 : static_cast<double>(numerator) / static_cast<double>(denominator);
 }
 
 nlohmann::json ingest_json(const std::string& path, const IngestReport& report) {
@@ -50,6 +51,7 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
           {"new_raw_bytes", report.new_raw_bytes},
           {"new_stored_bytes", report.new_stored_bytes},
           {"recipe_bytes", report.recipe_bytes},
+          {"fingerprint_hits", report.fingerprint_hits},
           {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
           {"already_present", report.already_present},
           {"seconds", report.seconds},
@@ -106,8 +108,8 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
     temp_path = output + ".strata-tmp";
     fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-      return report_error(make_error(ErrorCode::kIo, "cannot create '" + temp_path +
-                                                         "': " + std::strerror(errno)));
+      return report_error(
+          make_error(ErrorCode::kIo, "cannot create '" + temp_path + "': " + std::strerror(errno)));
     }
   } else if (::isatty(STDOUT_FILENO) == 1) {
     return report_error(make_error(ErrorCode::kInvalidArgument,
@@ -131,8 +133,8 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
     if (!synced || ::rename(temp_path.c_str(), output.c_str()) != 0) {
       ::unlink(temp_path.c_str());
       if (report.ok()) {
-        return report_error(make_error(ErrorCode::kIo, "cannot finish '" + output + "': " +
-                                                           std::strerror(errno)));
+        return report_error(
+            make_error(ErrorCode::kIo, "cannot finish '" + output + "': " + std::strerror(errno)));
       }
     }
   }
@@ -275,8 +277,8 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     auto options = std::make_shared<IngestOptions>();
     auto trust = std::make_shared<std::string>("verify");
     CLI::App* command = add_store_command(
-        app, "ingest", "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe",
-        common);
+        app, "ingest",
+        "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe", common);
     command->add_option("layers", *layers, "Layer blobs")->required();
     command->add_option("--level", options->zstd_level, "zstd level for new chunks (1..19)");
     command->add_option("--threads", options->threads, "Worker threads (0: all cores)");
@@ -289,9 +291,9 @@ void register_store_commands(CLI::App& app, int& exit_code) {
       if (*trust == "local") {
         options->trust = TrustMode::kLocal;
       } else if (*trust != "verify") {
-        exit_code = report_error(make_error(ErrorCode::kInvalidArgument,
-                                            "--trust must be 'verify' or 'local', not '" +
-                                                *trust + "'"));
+        exit_code =
+            report_error(make_error(ErrorCode::kInvalidArgument,
+                                    "--trust must be 'verify' or 'local', not '" + *trust + "'"));
         return;
       }
       exit_code = run_ingest(*common, *layers, *options);

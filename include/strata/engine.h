@@ -56,6 +56,7 @@ struct IngestReport {
   std::uint64_t new_raw_bytes = 0;     // their uncompressed size
   std::uint64_t new_stored_bytes = 0;  // their size in the store (compressed)
   std::uint64_t recipe_bytes = 0;      // serialized recipe size
+  std::uint64_t fingerprint_hits = 0;  // TrustMode::kLocal: chunks named by XXH3-128, not hashed
   bool already_present = false;        // the store had this layer already
   double seconds = 0;
 };

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,6 +116,15 @@ struct GcReport {
   bool deferred_for_active_sessions = false;
 };
 
+// XXH3-128 of a chunk's raw bytes: the fast in-process fingerprint (DESIGN.md §1 step 3). Not a
+// security boundary: only TrustMode::kLocal ingests name chunks by it.
+struct ChunkFingerprint {
+  std::uint64_t high = 0;
+  std::uint64_t low = 0;
+  friend bool operator==(const ChunkFingerprint&, const ChunkFingerprint&) = default;
+};
+[[nodiscard]] ChunkFingerprint fingerprint_of(ByteSpan data);
+
 class ChunkStore;
 
 // ---------------------------------------------------------------------------------------------
@@ -137,6 +147,9 @@ class StoreWriter {
   // True when put_chunk would not need the bytes: the chunk is known good in the store or was
   // already put in this session. Lets the engine skip compressing a repeat within one layer.
   [[nodiscard]] bool contains(const Digest& digest) const;
+  // The digest of a known good chunk with this XXH3-128, as last seen by this process.
+  [[nodiscard]] std::optional<Digest> find_by_fingerprint(
+      const ChunkFingerprint& fingerprint) const;
 
   // Makes `layer` and its references to `chunks` (in any order, repeats allowed) durable and
   // visible at once: flush + fsync the pack, then one SQLite transaction. Every referenced chunk
@@ -171,6 +184,9 @@ class ChunkStore {
   // True when the chunk is known good in the index as last seen by this process. Answers from
   // memory; a stale "false" only costs a duplicate write that commit_layer folds away.
   [[nodiscard]] bool contains(const Digest& digest) const;
+  // The digest of a known good chunk with this XXH3-128, as last seen by this process.
+  [[nodiscard]] std::optional<Digest> find_by_fingerprint(
+      const ChunkFingerprint& fingerprint) const;
 
   // The chunk's raw bytes, after checking the record checksum, decoding, the raw length and the
   // SHA-256. Any failure names the chunk and its pack (kCorruptInput / kDigestMismatch).
@@ -179,7 +195,8 @@ class ChunkStore {
   // verified, payload not decoded.
   Result<StoredChunk> read_stored_chunk(const Digest& digest) const;
 
-  // Finds a layer by diff_id or by layer digest.
+  // Finds a layer by diff_id, or by the digest of any blob it was ingested from (a gzip and a
+  // zstd:chunked blob of the same tar are the same layer).
   Result<LayerRecord> find_layer(const Digest& digest) const;
   Result<std::vector<LayerRecord>> list_layers() const;  // recipes left empty, by creation order
   Result<StoreStats> stats() const;
