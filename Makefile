@@ -42,7 +42,9 @@ test-asan: deps
 	  ctest --output-on-failure -j $(JOBS) --timeout 900 -L 'unit|fuzz_replay'
 
 bench: build
+	@STRATA_EXTRA_PACKAGES="casync time" scripts/install-deps.sh
 	$(BUILD)/bench/bench_chunker --benchmark_min_time=0.5
+	bench/ingest_compare.sh $(BUILD)/tools/strata $(BUILD)/bench-ingest
 
 # libFuzzer builds (clang, ASan + UBSan), each target run FUZZ_SECONDS from its seed corpus.
 fuzz:

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Side-by-side ingest benchmark (issue "Dedup engine"): a real layer v1 of this machine's files
+# (default 1 GiB, mostly new to the store) and its next version v2 (about 95 % unchanged: some files
+# patched, some appended to, a few removed, new ones added), measured in one run against
+# `zstd -3 -T2` on the same tars and `casync make` into a casync store at the same chunk sizes.
+# Reports MB/s, peak RSS and bytes stored for v2, with ratios. Usage:
+#   bench/ingest_compare.sh [PATH_TO_STRATA] [WORK_DIR]      (STRATA_BENCH_MIB=1024 by default)
+set -euo pipefail
+tool=$(realpath "${1:-build/tools/strata}")
+work=${2:-build/bench-ingest}
+size_mib=${STRATA_BENCH_MIB:-1024}
+threads=${STRATA_BENCH_THREADS:-2}
+for needed in zstd casync /usr/bin/time python3 tar; do
+  command -v "$needed" >/dev/null || { echo "missing $needed (make deps installs it)" >&2; exit 1; }
+done
+rm -rf "$work" && mkdir -p "$work/v1"
+work=$(realpath "$work")
+
+echo "== building v1 (${size_mib} MiB of this machine's files) and v2" >&2
+find /usr/lib /usr/share /usr/bin -type f -size +16k -printf '%s %p\n' 2>/dev/null | sort -k2 |
+  awk -v cap=$((size_mib << 20)) '{ if (total + $1 <= cap) { total += $1; print $2 } }' >"$work/files.txt"
+tar --files-from="$work/files.txt" -cf - 2>/dev/null | tar -C "$work/v1" -xf -
+cp -a "$work/v1" "$work/v2"
+python3 - "$work/v2" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(2026)
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+total = sum(os.path.getsize(f) for f in files)
+changed = 0
+# Patch bytes inside ~2 % of the files, append to ~1 %, remove ~1 %, add new data ~2 % of the bytes.
+for path in rng.sample(files, max(1, len(files) // 50)):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        for _ in range(3):
+            f.seek(rng.randrange(max(size - 256, 1)))
+            f.write(rng.randbytes(256))
+    changed += 768
+for path in rng.sample(files, max(1, len(files) // 100)):
+    with open(path, "ab") as f:
+        f.write(rng.randbytes(4096))
+for path in rng.sample(files, max(1, len(files) // 100)):
+    if os.path.exists(path):
+        os.remove(path)
+added = 0
+while added < total // 50:
+    data = bytes(rng.randrange(64) for _ in range(1 << 16)) * rng.randrange(1, 16)
+    with open(os.path.join(root, f"new-{added}.bin"), "wb") as f:
+        f.write(data)
+    added += len(data)
+PY
+for v in v1 v2; do
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=pax \
+    --pax-option=delete=atime,delete=ctime -C "$work/$v" -cf "$work/$v.tar" .
+  rm -rf "${work:?}/$v"
+done
+
+measure() {  # label, command...: prints "seconds peak_kib" after running the command
+  local label=$1; shift
+  /usr/bin/time -f '%e %M' -o "$work/$label.time" "$@" >"$work/$label.out" 2>"$work/$label.err"
+}
+sync
+measure zstd_v1 zstd -q -3 -T"$threads" -f "$work/v1.tar" -o "$work/v1.tar.zst"
+measure zstd_v2 zstd -q -3 -T"$threads" -f "$work/v2.tar" -o "$work/v2.tar.zst"
+measure strata_v1 "$tool" ingest --json --threads "$threads" --store "$work/store" "$work/v1.tar"
+cp -a "$work/store" "$work/store-trust"
+measure strata_v2 "$tool" ingest --json --threads "$threads" --store "$work/store" "$work/v2.tar"
+measure strata_v2_trust "$tool" ingest --json --threads "$threads" --trust local \
+  --store "$work/store-trust" "$work/v2.tar"
+mkdir -p "$work/castore"
+measure casync_v1 casync make --compression=zstd --chunk-size=16384:65536:262144 \
+  --store="$work/castore" "$work/v1.caibx" "$work/v1.tar"
+casync_after_v1=$(du -sb "$work/castore" | cut -f1)
+measure casync_v2 casync make --compression=zstd --chunk-size=16384:65536:262144 \
+  --store="$work/castore" "$work/v2.caibx" "$work/v2.tar"
+casync_after_v2=$(du -sb "$work/castore" | cut -f1)
+
+python3 - "$work" "$casync_after_v1" "$casync_after_v2" "$threads" <<'PY'
+import json, os, sys
+work, ca1, ca2, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def timing(label):
+    seconds, kib = open(f"{work}/{label}.time").read().split()[-2:]
+    return float(seconds), int(kib)
+size = {v: os.path.getsize(f"{work}/{v}.tar") for v in ("v1", "v2")}
+rows = []
+for label, version in [("zstd_v1", "v1"), ("zstd_v2", "v2"), ("casync_v1", "v1"), ("casync_v2", "v2"),
+                       ("strata_v1", "v1"), ("strata_v2", "v2"), ("strata_v2_trust", "v2")]:
+    seconds, kib = timing(label)
+    rows.append((label, version, size[version] / 1e6 / seconds, kib / 1024, seconds))
+speed = {r[0]: r[2] for r in rows}
+print(f"layer v1 {size['v1'] / 2**20:.0f} MiB, v2 {size['v2'] / 2**20:.0f} MiB (tar); {threads} threads; one run")
+print(f"{'run':<18}{'MB/s':>9}{'peak RSS MiB':>14}{'seconds':>9}{'vs zstd -3 -T' + threads:>16}")
+for label, version, mbps, rss, seconds in rows:
+    print(f"{label:<18}{mbps:9.0f}{rss:14.0f}{seconds:9.2f}{mbps / speed['zstd_' + version]:15.2f}x")
+v2 = json.loads(open(f"{work}/strata_v2.out").read())
+v2t = json.loads(open(f"{work}/strata_v2_trust.out").read())
+zstd_v2 = os.path.getsize(f"{work}/v2.tar.zst")
+strata_v2_bytes = v2["new_stored_bytes"] + v2["recipe_bytes"]
+print()
+print(f"v2 bytes stored: strata {strata_v2_bytes / 2**20:.1f} MiB, casync store growth "
+      f"{(ca2 - ca1) / 2**20:.1f} MiB, zstd -3 of v2 {zstd_v2 / 2**20:.1f} MiB")
+print(f"ratios: strata v2 / zstd -T{threads} speed {speed['strata_v2'] / speed['zstd_v2']:.2f}x, "
+      f"with --trust local {speed['strata_v2_trust'] / speed['zstd_v2']:.2f}x "
+      f"({v2t['fingerprint_hits']} chunks by fingerprint), strata v2 / casync v2 "
+      f"{speed['strata_v2'] / speed['casync_v2']:.2f}x, strata v1 / zstd -T{threads} "
+      f"{speed['strata_v1'] / speed['zstd_v1']:.2f}x; v2 bytes strata / casync "
+      f"{strata_v2_bytes / max(ca2 - ca1, 1):.2f}")
+PY
