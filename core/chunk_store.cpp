@@ -404,50 +404,46 @@ std::optional<Digest> ChunkStore::find_by_fingerprint(const ChunkFingerprint& fi
   return found->second;
 }
 
-Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
-  // gc may move a record between the lookup and the read; the second lookup sees the new place.
+namespace {
+
+struct LocatedRecord {
+  ChunkLocation location;
+  std::vector<std::uint8_t> record;
+};
+
+// The chunk's index row and its checksum-verified pack record. gc may move a record between the
+// lookup and the read; a second lookup then sees the new place.
+Result<LocatedRecord> read_located_record(ChunkStore::Impl& impl, const Digest& digest) {
   for (int attempt = 0;; ++attempt) {
-    auto location = impl_->lookup_chunk(digest);
+    auto location = impl.lookup_chunk(digest);
     if (!location.ok()) return std::move(location).error();
-    auto record = impl_->read_record(digest, *location);
-    if (!record.ok()) {
-      if (record.error().code == ErrorCode::kNotFound) {
-        if (attempt < 2) {
-          impl_->drop_pack_reader(location->pack_name);
-          continue;
-        }
-        return make_error(ErrorCode::kCorruptInput, record.error().message);
-      }
-      return std::move(record).error();
-    }
-    StoredChunk chunk;
-    chunk.codec = static_cast<Codec>(location->codec);
-    chunk.raw_length = location->raw_length;
-    chunk.bytes.assign(
-        record->begin() + pack_record::kRecordHeaderSize,
-        record->begin() +
-            static_cast<std::ptrdiff_t>(pack_record::kRecordHeaderSize + location->stored_length));
-    return chunk;
+    auto record = impl.read_record(digest, *location);
+    if (record.ok()) return LocatedRecord{*location, std::move(record).value()};
+    if (record.error().code != ErrorCode::kNotFound) return std::move(record).error();
+    if (attempt >= 2) return make_error(ErrorCode::kCorruptInput, record.error().message);
+    impl.drop_pack_reader(location->pack_name);
   }
 }
 
+}  // namespace
+
+Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
+  auto found = read_located_record(*impl_, digest);
+  if (!found.ok()) return std::move(found).error();
+  const ChunkLocation& location = found->location;
+  StoredChunk chunk;
+  chunk.codec = static_cast<Codec>(location.codec);
+  chunk.raw_length = location.raw_length;
+  const auto payload = found->record.begin() + pack_record::kRecordHeaderSize;
+  chunk.bytes.assign(payload, payload + static_cast<std::ptrdiff_t>(location.stored_length));
+  return chunk;
+}
+
 Result<std::vector<std::uint8_t>> ChunkStore::read_chunk(const Digest& digest) const {
-  for (int attempt = 0;; ++attempt) {
-    auto location = impl_->lookup_chunk(digest);
-    if (!location.ok()) return std::move(location).error();
-    auto record = impl_->read_record(digest, *location);
-    if (!record.ok()) {
-      if (record.error().code == ErrorCode::kNotFound) {
-        if (attempt < 2) {
-          impl_->drop_pack_reader(location->pack_name);
-          continue;
-        }
-        return make_error(ErrorCode::kCorruptInput, record.error().message);
-      }
-      return std::move(record).error();
-    }
-    return decode_checked_record(digest, *location, ByteSpan(record->data(), record->size()));
-  }
+  auto found = read_located_record(*impl_, digest);
+  if (!found.ok()) return std::move(found).error();
+  return decode_checked_record(digest, found->location,
+                               ByteSpan(found->record.data(), found->record.size()));
 }
 
 namespace {
