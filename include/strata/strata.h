@@ -5,6 +5,7 @@
 //   4. layer recipes: the exact segment list of a layer tar, its replay and binary form
 //   5. the chunk store (packs + SQLite index) and the engine that ingests and exports layers
 //   6. OCI: image JSON, the image layout, layer writers, deterministic directory tars
+//   7. registry: the OCI distribution client, image push and pull
 #pragma once
 
 #include "strata/buffer.h"
@@ -13,6 +14,7 @@
 #include "strata/engine.h"
 #include "strata/kernels.h"
 #include "strata/recipe.h"
+#include "strata/registry.h"
 #include "strata/oci.h"
 #include "strata/result.h"
 #include "strata/store.h"

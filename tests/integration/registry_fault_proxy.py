@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""A loopback HTTP proxy between strata and a docker-registry, for tests only (python3 stdlib).
+
+It forwards every request to the registry and injects the faults a client must survive
+(RFC 9110 range semantics; shared/specs/layer-formats.md §3):
+  * a multi-range GET (Range with a ',') is sent upstream without Range and answered 200 with
+    the whole blob, as registries without multi-range support do;
+  * the first whole-blob GET of each blob is cut off after half its body (connection dropped);
+  * every whole-blob GET from a repository whose name holds "/corrupt" gets one byte flipped.
+Each request is logged to the log file as "METHOD PATH range=... -> STATUS fault".
+Usage: registry_fault_proxy.py UPSTREAM_PORT PORT_FILE LOG_FILE
+"""
+import http.client
+import os
+import http.server
+import socket
+import sys
+import threading
+
+UPSTREAM_PORT = int(sys.argv[1])
+PORT_FILE = sys.argv[2]
+LOG_FILE = sys.argv[3]
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "content-length",
+              "proxy-connection", "trailer"}
+seen_blobs = set()
+lock = threading.Lock()
+
+
+def log(line):
+    with lock, open(LOG_FILE, "a") as out:
+        out.write(line + "\n")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        wanted = self.headers.get("Range", "")
+        multi = "," in wanted
+        if multi:
+            headers.pop("Range", None)
+        upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=30)
+        upstream.request(self.command, self.path, body=body if body or self.command in
+                         ("POST", "PUT", "PATCH") else None, headers=headers)
+        response = upstream.getresponse()
+        data = response.read() if self.command != "HEAD" else b""
+        is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path
+        fault = ""
+        if is_blob_get and response.status == 200 and "/corrupt" in self.path and data:
+            middle = len(data) // 2
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+            fault = "corrupt"
+        drop = False
+        if is_blob_get and response.status == 200 and not wanted and len(data) > 1:
+            with lock:
+                drop = self.path not in seen_blobs
+                seen_blobs.add(self.path)
+        if multi:
+            fault += " multi-range-as-200"
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in HOP_BY_HOP:
+                self.send_header(key, value)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", response.getheader("Content-Length", "0"))
+        else:
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        log(f"{self.command} {self.path} range={wanted} -> {response.status}"
+            f"{' dropped' if drop else ''} {fault}".rstrip())
+        upstream.close()
+        if drop:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if data:
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+with open(PORT_FILE + ".tmp", "w") as out:
+    out.write(str(server.server_address[1]))
+os.rename(PORT_FILE + ".tmp", PORT_FILE)
+server.serve_forever()
