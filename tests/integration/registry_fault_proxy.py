@@ -6,16 +6,20 @@ It forwards every request to the registry and injects the faults a client must s
   * a multi-range GET (Range with a ',') is sent upstream without Range and answered 200 with
     the whole blob, as registries without multi-range support do;
   * the first whole-blob GET of each blob is cut off after half its body (connection dropped);
-  * every whole-blob GET from a repository whose name holds "/corrupt" gets one byte flipped.
+  * every whole-blob GET from a repository whose name holds "/corrupt" gets one byte flipped;
+  * GET .../tags/list?n=N[&last=T] is paginated here (docker-registry 2.8 ignores n): sorted
+    tags after T, at most N, and a Link rel="next" header when more follow.
 Each request is logged to the log file as "METHOD PATH range=... -> STATUS fault".
 Usage: registry_fault_proxy.py UPSTREAM_PORT PORT_FILE LOG_FILE
 """
 import http.client
 import os
 import http.server
+import json
 import socket
 import sys
 import threading
+import urllib.parse
 
 UPSTREAM_PORT = int(sys.argv[1])
 PORT_FILE = sys.argv[2]
@@ -37,7 +41,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def paginate_tags(self):
+        path, _, query = self.path.partition("?")
+        params = urllib.parse.parse_qs(query)
+        upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=30)
+        upstream.request("GET", path, headers={"Accept": "application/json"})
+        response = upstream.getresponse()
+        document = json.loads(response.read())
+        upstream.close()
+        tags = sorted(document.get("tags") or [])
+        last = params.get("last", [""])[0]
+        count = int(params["n"][0])
+        after = [tag for tag in tags if tag > last]
+        page = after[:count]
+        body = json.dumps({"name": document["name"], "tags": page}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if len(after) > count:
+            next_query = urllib.parse.urlencode({"n": count, "last": page[-1]})
+            self.send_header("Link", f'<{path}?{next_query}>; rel="next"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        log(f"GET {self.path} -> 200 paginated")
+
     def forward(self):
+        if self.command == "GET" and "/tags/list?" in self.path and "n=" in self.path:
+            self.paginate_tags()
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -87,7 +118,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # clients closing connections early is what this proxy provokes
+
+
+server = QuietServer(("127.0.0.1", 0), Handler)
 with open(PORT_FILE + ".tmp", "w") as out:
     out.write(str(server.server_address[1]))
 os.rename(PORT_FILE + ".tmp", PORT_FILE)
