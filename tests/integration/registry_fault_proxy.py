@@ -10,8 +10,13 @@ It forwards every request to the registry and injects the faults a client must s
   * GET .../tags/list?n=N[&last=T] is paginated here (docker-registry 2.8 ignores n): sorted
     tags after T, at most N, and a Link rel="next" header when more follow.
 Each request is logged to the log file as "METHOD PATH range=... -> STATUS fault".
-Usage: registry_fault_proxy.py UPSTREAM_PORT PORT_FILE LOG_FILE
+With a fourth argument "bearer" it injects no faults and plays a token-authenticated registry
+instead (the Docker token protocol): /v2/ requests without "Authorization: Bearer <token>" get 401
+with a Bearer challenge whose realm is this proxy's /token, which hands out the token only for
+Basic credentials tester:s3cret, and only for the scope asked.
+Usage: registry_fault_proxy.py UPSTREAM_PORT PORT_FILE LOG_FILE [bearer]
 """
+import base64
 import http.client
 import os
 import http.server
@@ -26,6 +31,9 @@ PORT_FILE = sys.argv[2]
 LOG_FILE = sys.argv[3]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "content-length",
               "proxy-connection", "trailer"}
+BEARER = len(sys.argv) > 4 and sys.argv[4] == "bearer"
+BASIC_CREDENTIALS = "Basic " + base64.b64encode(b"tester:s3cret").decode()
+issued_tokens = {}  # token -> scopes it grants
 seen_blobs = set()
 lock = threading.Lock()
 
@@ -65,23 +73,74 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
         log(f"GET {self.path} -> 200 paginated")
 
+    def issue_token(self):
+        params = urllib.parse.parse_qs(self.path.partition("?")[2])
+        if self.headers.get("Authorization") != BASIC_CREDENTIALS or params.get("service") != ["proxy"]:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        token = base64.b64encode(bytes(str(len(issued_tokens) + 1), "ascii") * 8).decode()
+        issued_tokens[token] = set(params.get("scope", []))
+        body = json.dumps({"token": token, "expires_in": 300}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        log(f"token scopes={sorted(issued_tokens[token])}")
+
+    def authorized(self):
+        """Whether the request carries a token for its repository (any token for /v2/)."""
+        header = self.headers.get("Authorization", "")
+        scopes = issued_tokens.get(header[len("Bearer "):]) if header.startswith("Bearer ") else None
+        path = self.path.partition("?")[0]
+        repository = ""
+        for marker in ("/blobs/", "/manifests/", "/tags/"):
+            if marker in path:
+                repository = path[len("/v2/"):path.index(marker)]
+        need = "push" if self.command in ("POST", "PUT", "PATCH", "DELETE") else "pull"
+        if scopes is not None and (not repository or any(
+                scope.startswith(f"repository:{repository}:") and need in scope.split(":")[-1]
+                for scope in scopes)):
+            return True
+        challenge = 'Bearer realm="http://%s/token",service="proxy"' % self.headers.get("Host")
+        if repository:
+            challenge += ',scope="repository:%s:%s"' % (repository, need)
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", challenge)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        if self.command in ("POST", "PUT", "PATCH"):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return False
+
     def forward(self):
-        if self.command == "GET" and "/tags/list?" in self.path and "n=" in self.path:
+        if BEARER:
+            if self.path.startswith("/token"):
+                self.issue_token()
+                return
+            if not self.authorized():
+                return
+        elif self.command == "GET" and "/tags/list?" in self.path and "n=" in self.path:
             self.paginate_tags()
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {}
+        for key, value in self.headers.items():  # repeated headers (Accept) joined, not lost
+            if key.lower() not in HOP_BY_HOP:
+                headers[key] = headers[key] + ", " + value if key in headers else value
         wanted = self.headers.get("Range", "")
         multi = "," in wanted
-        if multi:
+        if multi and not BEARER:
             headers.pop("Range", None)
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=30)
         upstream.request(self.command, self.path, body=body if body or self.command in
                          ("POST", "PUT", "PATCH") else None, headers=headers)
         response = upstream.getresponse()
         data = response.read() if self.command != "HEAD" else b""
-        is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path
+        is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path and not BEARER
         fault = ""
         if is_blob_get and response.status == 200 and "/corrupt" in self.path and data:
             middle = len(data) // 2
@@ -92,7 +151,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 drop = self.path not in seen_blobs
                 seen_blobs.add(self.path)
-        if multi:
+        if multi and not BEARER:
             fault += " multi-range-as-200"
         self.send_response(response.status)
         for key, value in response.getheaders():
