@@ -197,29 +197,6 @@ Result<ManifestResponse> resolve_platform_manifest(RegistryClient& client,
                                               "/" + options.architecture);
 }
 
-Result<void> copy_file_into_layout(const oci::OciLayout& layout, const std::string& path,
-                                   const oci::Descriptor& descriptor) {
-  auto writer = layout.begin_blob();
-  if (!writer.ok()) return std::move(writer).error();
-  auto reader = FileReader::open(path);
-  if (!reader.ok()) return std::move(reader).error();
-  std::vector<std::uint8_t> block(std::size_t{1} << 20U);
-  std::uint64_t offset = 0;
-  while (true) {
-    auto n = (*reader)->read(offset, block);
-    if (!n.ok()) return std::move(n).error();
-    if (*n == 0) break;
-    STRATA_TRY(writer->write(ByteSpan(block.data(), *n)));
-    offset += *n;
-  }
-  auto committed = writer->commit(descriptor.media_type);
-  if (!committed.ok()) return std::move(committed).error();
-  if (committed->digest != descriptor.digest) {
-    return make_error(ErrorCode::kDigestMismatch, path + ": changed while copied into the layout");
-  }
-  return {};
-}
-
 }  // namespace
 
 Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
@@ -295,7 +272,10 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
             return {};
           }
         }
-        const std::string path = (work / descriptor.digest.hex()).string();
+        // With a layout, the download lands in its blobs/ directly (renamed into place only once
+        // verified); otherwise in the work directory, removed at the end.
+        const std::string path = layout != nullptr ? layout->blob_path(descriptor.digest)
+                                                   : (work / descriptor.digest.hex()).string();
         std::uint64_t reported = 0;
         auto size = client.fetch_blob_to_file(
             repository, descriptor.digest, path, [&](std::uint64_t received) {
@@ -335,7 +315,6 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                                   config->diff_ids[i].to_string());
           }
         }
-        if (layout != nullptr) STRATA_TRY(copy_file_into_layout(*layout, path, descriptor));
         return {};
       });
   if (!pulled.ok()) return std::move(pulled).error();
