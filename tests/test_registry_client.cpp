@@ -200,5 +200,32 @@ TEST(RegistryClient, BearerTokenIsFetchedWithBasicCredentialsAndUsed) {
   EXPECT_NE(registry_requests[1].find("Authorization: Bearer abc.def"), std::string::npos);
 }
 
+TEST(RegistryClient, CredentialsAreNotSentToAnotherHostNamedByLocation) {
+  ScriptedServer elsewhere({response("201 Created", "")});
+  ScriptedServer registry(
+      {response("401 Unauthorized", "WWW-Authenticate: Basic realm=\"r\"\r\n"),
+       response("202 Accepted", "Location: http://" + elsewhere.host() + "/upload/1\r\n")});
+  ClientOptions options = quick_options();
+  options.credentials = Credentials{"user", "pass"};
+  auto client = RegistryClient::create(registry.host(), options);
+  ASSERT_TRUE(client.ok());
+  const std::string blob = "blob bytes";
+  auto pushed = client->push_blob(
+      "x/y", sha256_of(ByteSpan(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size())),
+      blob.size(), [&](std::uint64_t offset, MutableByteSpan out) -> Result<std::size_t> {
+        const auto n = std::min<std::size_t>(out.size(), blob.size() - offset);
+        std::copy_n(blob.begin() + static_cast<std::ptrdiff_t>(offset), n, out.begin());
+        return n;
+      });
+  ASSERT_TRUE(pushed.ok()) << pushed.error().to_string();
+  const auto registry_requests = registry.request_lines();
+  ASSERT_EQ(registry_requests.size(), 2U);
+  EXPECT_NE(registry_requests[1].find("Authorization: Basic dXNlcjpwYXNz"), std::string::npos);
+  const auto other_requests = elsewhere.request_lines();
+  ASSERT_EQ(other_requests.size(), 1U);
+  EXPECT_EQ(other_requests[0].rfind("PUT /upload/1?digest=sha256%3A", 0), 0U) << other_requests[0];
+  EXPECT_EQ(other_requests[0].find("Authorization"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace strata::registry
