@@ -3,6 +3,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+#include "strata/registry.h"
 
 namespace strata::tool {
 
@@ -12,5 +16,32 @@ void register_kernels_command(CLI::App& app, int& exit_code);
 void register_store_commands(CLI::App& app, int& exit_code);
 void register_build_command(CLI::App& app, int& exit_code);
 void register_inspect_command(CLI::App& app, int& exit_code);
+
+// Registry transport (tools/cmd_push.cpp, tools/cmd_registry_pull.cpp): `push` and `pull`.
+struct RegistryFlags {
+  bool insecure = false;
+  bool tls_verify = true;
+  std::string creds;
+  unsigned jobs = 4;
+  std::uint64_t chunk_bytes = 0;
+  bool json = false;
+};
+void add_registry_flags(CLI::App& command, RegistryFlags& flags);
+// A client for `registry_host`: --creds, else the first auth.json naming the host.
+Result<registry::RegistryClient> open_registry_client(const RegistryFlags& flags,
+                                                      const std::string& registry_host);
+struct RegistryPullOptions {
+  std::string reference;
+  std::string store;
+  std::string layout;
+  std::string tag;
+  std::string os = "linux";
+  std::string architecture = "amd64";
+  RegistryFlags flags;
+};
+int run_registry_pull(const RegistryPullOptions& options);
+void register_push_command(CLI::App& app, int& exit_code);
+// Registers `push` and `pull REGISTRY/REPO:TAG`.
+void register_registry_commands(CLI::App& app, int& exit_code);
 
 }  // namespace strata::tool

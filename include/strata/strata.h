@@ -6,6 +6,7 @@
 //   5. the chunk store (packs + SQLite index) and the engine that ingests and exports layers
 //   6. OCI: image JSON, the image layout, layer writers, deterministic directory tars
 //   7. model weights: safetensors/GGUF layouts and tensor-aware chunking (models.h)
+//   8. registry: the OCI distribution client, image push and pull
 #pragma once
 
 #include "strata/buffer.h"
@@ -14,6 +15,7 @@
 #include "strata/engine.h"
 #include "strata/kernels.h"
 #include "strata/recipe.h"
+#include "strata/registry.h"
 #include "strata/oci.h"
 #include "strata/models.h"
 #include "strata/result.h"

@@ -1,0 +1,303 @@
+// OCI distribution client: talks to a registry's /v2/ API over HTTP(S) (libcurl underneath, no curl
+// types here). Facts: shared/specs/layer-formats.md §3 (distribution-spec v1.1: blob HEAD/GET,
+// Range, POST+PUT and PATCH uploads, cross-repository mount, manifests, tag listing) and RFC 9110
+// (Range, Content-Range, multipart/byteranges, Retry-After), RFC 6750 (Bearer challenges).
+//
+// Staged like the rest of strata:
+//   1. vocabulary: image references, credentials, byte ranges
+//   2. parsers (pure functions, fuzzed): WWW-Authenticate, Link, Content-Range, multipart
+//      byteranges, Retry-After, Docker-style auth.json
+//   3. RegistryClient: ping, blobs (HEAD, verified GET, range GETs), uploads, mounts, manifests,
+//      tags. Every blob handed back as final has been checked against its digest.
+//   4. image transfer: push an image from an OCI layout, pull one into a store and/or a layout.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "strata/buffer.h"
+#include "strata/digest.h"
+#include "strata/oci.h"
+#include "strata/result.h"
+
+namespace strata {
+class ChunkStore;
+}
+
+namespace strata::registry {
+
+// ---- 1. vocabulary ----------------------------------------------------------------------------
+
+// "host[:port]/path/name[:tag][@sha256:...]". The first component is the registry when it holds a
+// '.' or ':' or is "localhost"; otherwise the registry is Docker Hub ("docker.io", with "library/"
+// before one-component names), as docker and skopeo read references.
+struct ImageReference {
+  std::string registry;    // "127.0.0.1:5000", "docker.io"
+  std::string repository;  // "strata/test"
+  std::string tag;         // empty when only a digest is given; "latest" when neither
+  std::optional<Digest> digest;
+  // The tag, else the digest: what goes after /manifests/.
+  [[nodiscard]] std::string reference() const;
+  [[nodiscard]] std::string to_string() const;
+};
+Result<ImageReference> parse_image_reference(std::string_view text);
+
+struct Credentials {
+  std::string username;
+  std::string password;
+};
+// "user:pass" (the password may itself contain ':').
+Result<Credentials> parse_credentials(std::string_view text);
+
+// Half-open byte ranges of a blob: [offset, offset + length).
+struct ByteRange {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  friend bool operator==(const ByteRange&, const ByteRange&) = default;
+};
+
+// ---- 2. parsers -------------------------------------------------------------------------------
+
+// Caps applied to what a registry sends back (hostile servers must not make us allocate freely).
+inline constexpr std::size_t kMaxHeaderValueBytes = std::size_t{64} << 10U;
+inline constexpr std::size_t kMaxTokenBytes = std::size_t{64} << 10U;
+inline constexpr std::size_t kMaxMultipartParts = 4096;
+
+// One challenge of a WWW-Authenticate header: scheme ("bearer", lowercased) and its auth-params
+// (names lowercased, quoted-string values unescaped).
+struct AuthChallenge {
+  std::string scheme;
+  std::map<std::string, std::string> params;
+  friend bool operator==(const AuthChallenge&, const AuthChallenge&) = default;
+};
+Result<std::vector<AuthChallenge>> parse_www_authenticate(std::string_view header);
+
+// The target of the rel="next" link in a Link header ("</v2/x/tags/list?n=2&last=b>; rel=next"),
+// or nullopt when there is none.
+Result<std::optional<std::string>> parse_next_link(std::string_view header);
+
+// "bytes 0-99/1234" or "bytes 0-99/*".
+struct ContentRange {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;  // inclusive
+  std::optional<std::uint64_t> complete_length;
+  friend bool operator==(const ContentRange&, const ContentRange&) = default;
+};
+Result<ContentRange> parse_content_range(std::string_view header);
+
+// The boundary parameter of "multipart/byteranges; boundary=...". kUnsupported for another type.
+Result<std::string> parse_multipart_boundary(std::string_view content_type);
+
+// One part of a multipart/byteranges body: its Content-Range and a view of its bytes in the body.
+struct BytePart {
+  ContentRange range;
+  ByteSpan bytes;
+};
+// Splits a multipart/byteranges body (RFC 9110 §14.6). Each part's length comes from its
+// Content-Range and must be followed by the next delimiter; parts may come in any order and
+// overlap. A part whose Content-Range does not fit `blob_size` (when known) is refused.
+Result<std::vector<BytePart>> parse_multipart_byteranges(ByteSpan body, std::string_view boundary,
+                                                         std::optional<std::uint64_t> blob_size);
+// Copies each requested range out of the parts covering it (request order kept); kCorruptInput
+// names a range no part covers.
+Result<std::vector<std::vector<std::uint8_t>>> extract_ranges(std::span<const BytePart> parts,
+                                                              std::span<const ByteRange> ranges);
+
+// Retry-After as delay-seconds or an HTTP-date, relative to `now` (never negative).
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view header,
+                                                      std::chrono::system_clock::time_point now);
+
+// The credentials for `registry` in a Docker-style auth.json ({"auths":{"host":{"auth":
+// base64("user:pass")}}}; keys may also be URLs such as "https://host/v1/"), or nullopt.
+Result<std::optional<Credentials>> parse_auth_json(ByteSpan json, std::string_view registry);
+// Searches $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json in
+// that order; the first file that exists and names the registry wins.
+Result<std::optional<Credentials>> load_credentials(std::string_view registry);
+
+// ---- 3. the client ----------------------------------------------------------------------------
+
+struct RetryPolicy {
+  unsigned max_attempts = 5;  // per request, the first included
+  std::chrono::milliseconds initial_backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
+  std::chrono::milliseconds max_total{
+      std::chrono::seconds(120)};            // for all attempts of one request
+  std::chrono::seconds max_retry_after{30};  // a longer Retry-After is cut to this
+};
+
+struct ClientOptions {
+  bool plain_http = false;  // --insecure: http:// instead of https://
+  bool tls_verify = true;   // --tls-verify=false: https without certificate checks
+  std::optional<Credentials> credentials;
+  RetryPolicy retry;
+  std::chrono::seconds connect_timeout{15};
+  // A transfer slower than 1 byte/s for this long is abandoned (and retried): stalled servers.
+  std::chrono::seconds stall_timeout{30};
+  std::size_t max_json_bytes = oci::kMaxJsonBytes;
+  // Uploads larger than this go in PATCH chunks of this size; 0: always monolithic (POST + PUT).
+  std::uint64_t upload_chunk_bytes = 0;
+  // A multi-range GET answered with a whole blob (200) no larger than this is cut up locally;
+  // a larger one is abandoned and the ranges fetched one by one.
+  std::uint64_t max_full_body_for_ranges = std::uint64_t{8} << 20U;
+  // Bytes of range data one fetch_ranges() call may ask for (it holds them in memory).
+  std::uint64_t max_ranges_bytes = std::uint64_t{256} << 20U;
+};
+
+// Bytes that crossed the wire, for reports.
+struct TransferCounters {
+  std::uint64_t bytes_received = 0;  // response bodies
+  std::uint64_t bytes_sent = 0;      // request bodies
+  std::uint64_t requests = 0;
+  std::uint64_t retries = 0;
+};
+
+struct BlobInfo {
+  std::uint64_t size = 0;
+  std::optional<Digest> digest;  // Docker-Content-Digest, when the registry sends it
+};
+
+struct ManifestResponse {
+  std::string media_type;  // Content-Type
+  Digest digest;           // sha256 of the bytes (checked against what was asked / announced)
+  std::vector<std::uint8_t> bytes;
+};
+
+// Reads bytes for an upload: fills the span from `offset` of the blob and returns the count.
+// Called again from offset 0 when a request is retried.
+using BlobReader = std::function<Result<std::size_t>(std::uint64_t offset, MutableByteSpan out)>;
+
+// Thread-safe: any number of threads may call it at once (each request takes its own connection
+// from a small pool; auth tokens are shared).
+class RegistryClient {
+ public:
+  static Result<RegistryClient> create(std::string registry, ClientOptions options = {});
+  RegistryClient(RegistryClient&&) noexcept;
+  RegistryClient& operator=(RegistryClient&&) noexcept;
+  ~RegistryClient();
+
+  [[nodiscard]] const std::string& registry() const;
+  [[nodiscard]] TransferCounters counters() const;
+
+  // GET /v2/: reachable and speaking the API (authenticating when it asks).
+  Result<void> ping();
+
+  // HEAD /v2/<repo>/blobs/<digest>: nullopt when the registry does not have it.
+  Result<std::optional<BlobInfo>> stat_blob(const std::string& repository, const Digest& digest);
+  // The whole blob in memory (at most max_bytes), verified against its digest.
+  Result<std::vector<std::uint8_t>> fetch_blob(const std::string& repository, const Digest& digest,
+                                               std::uint64_t max_bytes);
+  // The whole blob into the file `path`: written to "<path>.partial", verified, then renamed.
+  // `progress` gets the bytes received so far. Returns the size.
+  Result<std::uint64_t> fetch_blob_to_file(const std::string& repository, const Digest& digest,
+                                           const std::string& path,
+                                           const std::function<void(std::uint64_t)>& progress = {});
+  // Bytes [offset, offset + length) of a blob (Range GET). Cannot be checked against the blob
+  // digest: callers check them against their own (TOC / chunk) digests.
+  Result<std::vector<std::uint8_t>> fetch_range(const std::string& repository, const Digest& digest,
+                                                std::uint64_t offset, std::uint64_t length);
+  // Several ranges in one multi-range request where the registry supports it, falling back to
+  // single ranges (a 200 full body, 400, 416, or an unusable multipart answer). Request order.
+  Result<std::vector<std::vector<std::uint8_t>>> fetch_ranges(const std::string& repository,
+                                                              const Digest& digest,
+                                                              std::span<const ByteRange> ranges);
+
+  // Uploads a blob of `size` bytes read through `reader` (monolithic, or chunked per
+  // upload_chunk_bytes). `progress` gets bytes sent so far.
+  Result<void> push_blob(const std::string& repository, const Digest& digest, std::uint64_t size,
+                         const BlobReader& reader,
+                         const std::function<void(std::uint64_t)>& progress = {});
+  // POST ?mount=<digest>&from=<repo>: true when mounted; false when the registry declined (the
+  // upload session it opened instead is abandoned; the caller uploads).
+  Result<bool> mount_blob(const std::string& repository, const Digest& digest,
+                          const std::string& from_repository);
+
+  // GET /v2/<repo>/manifests/<tag|digest> accepting OCI and Docker v2 manifests and indexes;
+  // the bytes are checked against the digest asked for, or the Docker-Content-Digest sent.
+  Result<ManifestResponse> fetch_manifest(const std::string& repository,
+                                          const std::string& reference);
+  // PUT; returns the digest of the bytes (checked against Docker-Content-Digest when sent).
+  Result<Digest> push_manifest(const std::string& repository, const std::string& reference,
+                               std::string_view media_type, ByteSpan bytes);
+
+  // GET /v2/<repo>/tags/list (?n=page_size when not 0), following rel="next" Links (bounded
+  // pages).
+  Result<std::vector<std::string>> list_tags(const std::string& repository,
+                                             std::size_t page_size = 0);
+
+  struct Impl;
+
+ private:
+  explicit RegistryClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- 4. image transfer ------------------------------------------------------------------------
+
+struct TransferProgress {
+  std::uint64_t done_bytes = 0;
+  std::uint64_t total_bytes = 0;
+};
+using TransferProgressFn = std::function<void(const TransferProgress&)>;
+
+struct PushOptions {
+  unsigned jobs = 4;                    // blobs in flight at once
+  std::vector<std::string> mount_from;  // repositories to try mounting blobs from
+};
+
+struct PushReport {
+  Digest manifest_digest;
+  std::uint64_t blobs = 0;
+  std::uint64_t blobs_uploaded = 0;
+  std::uint64_t blobs_skipped = 0;  // already in the repository
+  std::uint64_t blobs_mounted = 0;
+  std::uint64_t bytes_uploaded = 0;  // blob bytes sent
+  std::uint64_t bytes_skipped = 0;   // blob bytes not sent (present or mounted)
+  TransferCounters wire;
+};
+
+// Pushes the image `tag` of `layout` (config, layers, then the manifest) to `destination`.
+Result<PushReport> push_image(RegistryClient& client, const oci::OciLayout& layout,
+                              std::string_view tag, const ImageReference& destination,
+                              const PushOptions& options, const TransferProgressFn& progress = {});
+
+struct PullOptions {
+  unsigned jobs = 4;
+  std::string work_directory;  // for downloads in flight; empty: the system temp directory
+  // The platform picked from an index (multi-platform image).
+  std::string os = "linux";
+  std::string architecture = "amd64";
+};
+
+struct PulledLayer {
+  oci::Descriptor descriptor;
+  Digest diff_id;
+  std::uint64_t new_chunks = 0;
+  std::uint64_t new_stored_bytes = 0;
+  bool already_present = false;
+};
+
+struct PullReport {
+  Digest manifest_digest;
+  oci::Manifest manifest;
+  std::vector<PulledLayer> layers;
+  std::uint64_t layer_bytes = 0;    // sum of the layers' sizes
+  std::uint64_t bytes_fetched = 0;  // blob bytes received (manifest and config included)
+  TransferCounters wire;
+};
+
+// Pulls `source`: manifest (an index is resolved to options' platform), config, every layer
+// (fetched in parallel, each verified), ingested into `store` when given, and written with a tag
+// into `layout` when given.
+Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
+                              ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
+                              const PullOptions& options, const TransferProgressFn& progress = {});
+
+}  // namespace strata::registry

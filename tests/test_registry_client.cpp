@@ -1,0 +1,231 @@
+// RegistryClient against a scripted HTTP server in this process (raw sockets on 127.0.0.1): each
+// connection gets the next canned response, so retry, time-out and size-cap behaviour is checked
+// against exactly the bytes a hostile or overloaded registry would send (RFC 9110 status codes,
+// Retry-After; RFC 6750 Bearer challenges). Every test is bounded by short time-outs.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "strata/registry.h"
+
+namespace strata::registry {
+namespace {
+
+// Serves `responses` in order, one per connection; an empty string means "read the request and
+// never answer" (a stalled server). Records each request's head (request line and headers).
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::vector<std::string> responses) : responses_(std::move(responses)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listener_, 16);
+    socklen_t length = sizeof address;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedServer() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    thread_.join();
+  }
+  ScriptedServer(const ScriptedServer&) = delete;
+  ScriptedServer& operator=(const ScriptedServer&) = delete;
+
+  [[nodiscard]] std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::vector<std::string> request_lines() {
+    std::lock_guard lock(mutex_);
+    return request_lines_;
+  }
+
+ private:
+  void serve() {
+    for (std::size_t next = 0; !stop_; ++next) {
+      const int connection = ::accept(listener_, nullptr, nullptr);
+      if (connection < 0) break;
+      std::string request;
+      char buffer[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = ::recv(connection, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+      }
+      {
+        std::lock_guard lock(mutex_);
+        request_lines_.push_back(request);
+      }
+      const std::string& response = responses_[std::min(next, responses_.size() - 1)];
+      if (response.empty()) {
+        stalled_.push_back(connection);  // left open and silent until the server ends
+        continue;
+      }
+      std::size_t sent = 0;
+      while (sent < response.size()) {
+        const ssize_t n =
+            ::send(connection, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += static_cast<std::size_t>(n);
+      }
+      ::close(connection);
+    }
+    for (int connection : stalled_) ::close(connection);
+  }
+
+  std::vector<std::string> responses_;
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<std::string> request_lines_;
+  std::vector<int> stalled_;
+};
+
+std::string response(const std::string& status, const std::string& headers,
+                     const std::string& body = "") {
+  return "HTTP/1.1 " + status + "\r\n" + headers +
+         "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+}
+
+ClientOptions quick_options() {
+  ClientOptions options;
+  options.plain_http = true;
+  options.retry.initial_backoff = std::chrono::milliseconds(10);
+  options.retry.max_attempts = 3;
+  options.connect_timeout = std::chrono::seconds(2);
+  options.stall_timeout = std::chrono::seconds(1);
+  return options;
+}
+
+TEST(RegistryClient, RetriesServiceUnavailableHonouringRetryAfter) {
+  ScriptedServer server({response("503 Service Unavailable", "Retry-After: 0\r\n"),
+                         response("429 Too Many Requests", "Retry-After: 0\r\n"),
+                         response("200 OK", "")});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_TRUE(pinged.ok()) << pinged.error().to_string();
+  EXPECT_EQ(client->counters().retries, 2U);
+  EXPECT_EQ(server.request_lines().size(), 3U);
+}
+
+TEST(RegistryClient, GivesUpAfterTheAttemptBudget) {
+  ScriptedServer server({response("503 Service Unavailable", "")});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_NE(pinged.error().message.find("503"), std::string::npos) << pinged.error().message;
+  EXPECT_EQ(server.request_lines().size(), 3U);
+}
+
+TEST(RegistryClient, StalledServerTimesOut) {
+  ScriptedServer server({""});
+  ClientOptions options = quick_options();
+  options.retry.max_attempts = 2;
+  auto client = RegistryClient::create(server.host(), options);
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_EQ(pinged.error().code, ErrorCode::kIo);
+  EXPECT_EQ(server.request_lines().size(), 2U);
+}
+
+TEST(RegistryClient, OversizedManifestIsRefused) {
+  const std::string huge(std::size_t{5} << 20U, 'a');
+  ScriptedServer server({response("200 OK", "Content-Type: application/json\r\n", huge)});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto manifest = client->fetch_manifest("x/y", "latest");
+  ASSERT_FALSE(manifest.ok());
+  EXPECT_EQ(manifest.error().code, ErrorCode::kLimitExceeded) << manifest.error().to_string();
+}
+
+TEST(RegistryClient, ManifestNotMatchingItsDigestIsRefused) {
+  const std::string body = R"({"schemaVersion":2})";
+  ScriptedServer server({response("200 OK", "Content-Type: application/json\r\n", body)});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  const std::string other = "sha256:" + std::string(64, '0');
+  auto manifest = client->fetch_manifest("x/y", other);
+  ASSERT_FALSE(manifest.ok());
+  EXPECT_EQ(manifest.error().code, ErrorCode::kDigestMismatch);
+}
+
+TEST(RegistryClient, BearerChallengeWithANonHttpRealmIsRefused) {
+  ScriptedServer server(
+      {response("401 Unauthorized", "WWW-Authenticate: Bearer realm=\"file:///etc/passwd\"\r\n")});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_EQ(pinged.error().code, ErrorCode::kCorruptInput);
+  EXPECT_EQ(server.request_lines().size(), 1U);
+}
+
+TEST(RegistryClient, BearerTokenIsFetchedWithBasicCredentialsAndUsed) {
+  ScriptedServer token_server(
+      {response("200 OK", "Content-Type: application/json\r\n", R"({"token":"abc.def"})")});
+  ScriptedServer real_registry(
+      {response("401 Unauthorized", "WWW-Authenticate: Bearer realm=\"http://" +
+                                        token_server.host() +
+                                        "/token\",service=\"svc\",scope=\"x\"\r\n"),
+       response("200 OK", "")});
+  ClientOptions options = quick_options();
+  options.credentials = Credentials{"user", "pass"};
+  auto client = RegistryClient::create(real_registry.host(), options);
+  ASSERT_TRUE(client.ok());
+  auto info = client->stat_blob("x/y", Digest{});
+  ASSERT_TRUE(info.ok()) << info.error().to_string();
+  const auto token_requests = token_server.request_lines();
+  ASSERT_EQ(token_requests.size(), 1U);
+  EXPECT_NE(token_requests[0].find("/token?service=svc&scope=repository%3Ax%2Fy%3Apull"),
+            std::string::npos)
+      << token_requests[0];
+  // base64("user:pass") = dXNlcjpwYXNz
+  EXPECT_NE(token_requests[0].find("Authorization: Basic dXNlcjpwYXNz"), std::string::npos);
+  const auto registry_requests = real_registry.request_lines();
+  ASSERT_EQ(registry_requests.size(), 2U);
+  EXPECT_EQ(registry_requests[0].find("Authorization"), std::string::npos);
+  EXPECT_NE(registry_requests[1].find("Authorization: Bearer abc.def"), std::string::npos);
+}
+
+TEST(RegistryClient, CredentialsAreNotSentToAnotherHostNamedByLocation) {
+  ScriptedServer elsewhere({response("201 Created", "")});
+  ScriptedServer registry(
+      {response("401 Unauthorized", "WWW-Authenticate: Basic realm=\"r\"\r\n"),
+       response("202 Accepted", "Location: http://" + elsewhere.host() + "/upload/1\r\n")});
+  ClientOptions options = quick_options();
+  options.credentials = Credentials{"user", "pass"};
+  auto client = RegistryClient::create(registry.host(), options);
+  ASSERT_TRUE(client.ok());
+  const std::string blob = "blob bytes";
+  auto pushed = client->push_blob(
+      "x/y", sha256_of(ByteSpan(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size())),
+      blob.size(), [&](std::uint64_t offset, MutableByteSpan out) -> Result<std::size_t> {
+        const auto n = std::min<std::size_t>(out.size(), blob.size() - offset);
+        std::copy_n(blob.begin() + static_cast<std::ptrdiff_t>(offset), n, out.begin());
+        return n;
+      });
+  ASSERT_TRUE(pushed.ok()) << pushed.error().to_string();
+  const auto registry_requests = registry.request_lines();
+  ASSERT_EQ(registry_requests.size(), 2U);
+  EXPECT_NE(registry_requests[1].find("Authorization: Basic dXNlcjpwYXNz"), std::string::npos);
+  const auto other_requests = elsewhere.request_lines();
+  ASSERT_EQ(other_requests.size(), 1U);
+  EXPECT_EQ(other_requests[0].rfind("PUT /upload/1?digest=sha256%3A", 0), 0U) << other_requests[0];
+  EXPECT_EQ(other_requests[0].find("Authorization"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace strata::registry

@@ -1,0 +1,107 @@
+// `strata pull REGISTRY/REPO:TAG --store DIR [--layout OUT]`: fetches an image from a registry
+// (manifest, config, every layer blob, in parallel, each verified against its digest and its
+// diff_id), ingests the layers into a chunk store and optionally writes the image into an OCI
+// layout. Reports blob bytes fetched against the layers' sizes. Also registers `push`
+// (tools/cmd_push.cpp): register_registry_commands() is the one entry point of both.
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "strata/registry.h"
+#include "tools/cli_support.h"
+#include "tools/commands.h"
+
+namespace strata::tool {
+
+int run_registry_pull(const RegistryPullOptions& options) {
+  auto source = registry::parse_image_reference(options.reference);
+  if (!source.ok()) return report_error(source.error());
+  if (options.store.empty() && options.layout.empty()) {
+    return report_error(
+        make_error(ErrorCode::kInvalidArgument, "pull needs --store and/or --layout"));
+  }
+  std::optional<ChunkStore> store;
+  if (!options.store.empty()) {
+    StoreOptions store_options;
+    store_options.create_if_missing = true;
+    auto opened = ChunkStore::open(options.store, store_options);
+    if (!opened.ok()) return report_error(opened.error());
+    store.emplace(std::move(*opened));
+  }
+  std::optional<oci::OciLayout> layout;
+  std::string tag = options.tag.empty() ? source->tag : options.tag;
+  if (tag.empty()) tag = "latest";
+  if (!options.layout.empty()) {
+    auto opened = oci::OciLayout::open_or_create(options.layout);
+    if (!opened.ok()) return report_error(opened.error());
+    layout.emplace(std::move(*opened));
+  }
+  auto client = open_registry_client(options.flags, source->registry);
+  if (!client.ok()) return report_error(client.error());
+  registry::PullOptions pull_options;
+  pull_options.jobs = options.flags.jobs;
+  pull_options.os = options.os;
+  pull_options.architecture = options.architecture;
+  std::mutex progress_mutex;
+  std::unique_ptr<ProgressBar> bar;
+  auto report = registry::pull_image(
+      *client, *source, store ? &*store : nullptr, layout ? &*layout : nullptr, tag, pull_options,
+      [&](const registry::TransferProgress& progress) {
+        std::lock_guard lock(progress_mutex);
+        if (!bar) {
+          bar = std::make_unique<ProgressBar>("pull " + source->to_string(), progress.total_bytes);
+        }
+        bar->update(progress.done_bytes);
+      });
+  bar.reset();
+  if (!report.ok()) return report_error(report.error());
+  if (options.flags.json) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& layer : report->layers) {
+      layers.push_back({{"digest", layer.descriptor.digest.to_string()},
+                        {"size", layer.descriptor.size},
+                        {"diff_id", layer.diff_id.to_string()},
+                        {"new_chunks", layer.new_chunks},
+                        {"new_stored_bytes", layer.new_stored_bytes},
+                        {"already_present", layer.already_present}});
+    }
+    const nlohmann::json json = {{"source", source->to_string()},
+                                 {"manifest_digest", report->manifest_digest.to_string()},
+                                 {"layer_bytes", report->layer_bytes},
+                                 {"bytes_fetched", report->bytes_fetched},
+                                 {"wire_bytes_sent", report->wire.bytes_sent},
+                                 {"requests", report->wire.requests},
+                                 {"retries", report->wire.retries},
+                                 {"layers", std::move(layers)}};
+    std::cout << json.dump(2) << '\n';
+  } else {
+    for (const auto& layer : report->layers) {
+      std::cout << "layer " << layer.descriptor.digest.to_string() << " "
+                << format_bytes(layer.descriptor.size)
+                << (layer.already_present ? " (already in the store)" : "") << '\n';
+    }
+    std::cout << "pulled " << source->to_string() << " " << report->manifest_digest.to_string()
+              << ": fetched " << format_bytes(report->bytes_fetched) << " for "
+              << format_bytes(report->layer_bytes) << " of layers\n";
+  }
+  return kExitOk;
+}
+
+void register_registry_commands(CLI::App& app, int& exit_code) {
+  register_push_command(app, exit_code);
+  auto options = std::make_shared<RegistryPullOptions>();
+  CLI::App* command = app.add_subcommand(
+      "pull", "Pull an image from a registry into a chunk store and/or an OCI layout");
+  command->add_option("reference", options->reference, "REGISTRY/REPOSITORY[:TAG][@DIGEST]")
+      ->required();
+  command->add_option("--store", options->store, "Chunk store directory (created)");
+  command->add_option("--layout", options->layout, "Also write the image into this OCI layout");
+  command->add_option("--tag", options->tag, "Tag in --layout (default: the reference's tag)");
+  command->add_option("--os", options->os, "Platform picked from an index (default linux)");
+  command->add_option("--arch", options->architecture,
+                      "Platform picked from an index (default amd64)");
+  add_registry_flags(*command, options->flags);
+  command->callback([options, &exit_code] { exit_code = run_registry_pull(*options); });
+}
+
+}  // namespace strata::tool
