@@ -4,11 +4,14 @@
 // ZSTD_CCtx per chunk would cost more than compressing a small chunk. Decoding never trusts the
 // frame: the declared content size must equal the index's raw length, the window is capped
 // (reliability.md §3.8 P9, windowLogMax 27) and the frame must fill the stored bytes exactly.
+// Byte-grouped chunks (model weights) decode through core/byte_group_codec, which checks every
+// length of the stored form against the bytes present and the raw length.
 #include <zstd.h>
 
 #include <memory>
 #include <string>
 
+#include "core/byte_group_codec.h"
 #include "strata/store.h"
 
 namespace strata {
@@ -75,6 +78,7 @@ std::string_view codec_name(Codec codec) noexcept {
   switch (codec) {
     case Codec::kRaw: return "raw";
     case Codec::kZstd: return "zstd";
+    case Codec::kByteGrouped: return "byte-grouped";
   }
   return "unknown";
 }
@@ -127,6 +131,8 @@ Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
       }
       return std::vector<std::uint8_t>(stored.begin(), stored.end());
     case Codec::kZstd: return decompress_zstd(stored, raw_length);
+    case Codec::kByteGrouped:
+      return decode_chunk(ChunkCodec::kByteGroupZstd, stored, std::uint64_t{raw_length});
   }
   return make_error(ErrorCode::kUnsupported,
                     "chunk codec " + std::to_string(static_cast<int>(codec)) + " is not supported");

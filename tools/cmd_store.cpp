@@ -28,11 +28,12 @@ Result<ChunkStore> open_store(const std::string& path, bool create) {
   return ChunkStore::open(path, options);
 }
 
-void print_json(const nlohmann::json& value) { std::cout << value.dump(2) << '\n'; }
+void print_json(const nlohmann::json& value) {
+  std::cout << value.dump(2) << '\n';
+}
 
 double ratio(std::uint64_t numerator, std::uint64_t denominator) {
-  return denominator == 0 ? 0.0
-                          : static_cast<double>(numerator) / static_cast<double>(denominator);
+  return denominator == 0 ? 0.0 : static_cast<double>(numerator) / static_cast<double>(denominator);
 }
 
 nlohmann::json ingest_json(const std::string& path, const IngestReport& report) {
@@ -50,6 +51,9 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
           {"new_raw_bytes", report.new_raw_bytes},
           {"new_stored_bytes", report.new_stored_bytes},
           {"recipe_bytes", report.recipe_bytes},
+          {"model_files", report.model_files},
+          {"byte_grouped_chunks", report.byte_grouped_chunks},
+          {"byte_grouped_stored_bytes", report.byte_grouped_stored_bytes},
           {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
           {"already_present", report.already_present},
           {"seconds", report.seconds},
@@ -86,6 +90,12 @@ int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>
                 format_bytes(report->new_stored_bytes).c_str(),
                 format_bytes(report->recipe_bytes).c_str(),
                 report->already_present ? " [layer was already stored]" : "");
+    if (report->model_files != 0) {
+      std::printf("  models      %llu files tensor-aware, %llu chunks byte-grouped (%s stored)\n",
+                  static_cast<unsigned long long>(report->model_files),
+                  static_cast<unsigned long long>(report->byte_grouped_chunks),
+                  format_bytes(report->byte_grouped_stored_bytes).c_str());
+    }
     std::printf("  dedup ratio %.2fx (tar bytes / bytes added)   %.1f MB/s\n",
                 ratio(report->tar_bytes, report->new_stored_bytes + report->recipe_bytes),
                 static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));
@@ -106,8 +116,8 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
     temp_path = output + ".strata-tmp";
     fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-      return report_error(make_error(ErrorCode::kIo, "cannot create '" + temp_path +
-                                                         "': " + std::strerror(errno)));
+      return report_error(
+          make_error(ErrorCode::kIo, "cannot create '" + temp_path + "': " + std::strerror(errno)));
     }
   } else if (::isatty(STDOUT_FILENO) == 1) {
     return report_error(make_error(ErrorCode::kInvalidArgument,
@@ -131,8 +141,8 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
     if (!synced || ::rename(temp_path.c_str(), output.c_str()) != 0) {
       ::unlink(temp_path.c_str());
       if (report.ok()) {
-        return report_error(make_error(ErrorCode::kIo, "cannot finish '" + output + "': " +
-                                                           std::strerror(errno)));
+        return report_error(
+            make_error(ErrorCode::kIo, "cannot finish '" + output + "': " + std::strerror(errno)));
       }
     }
   }
@@ -274,9 +284,11 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     auto layers = std::make_shared<std::vector<std::string>>();
     auto options = std::make_shared<IngestOptions>();
     auto trust = std::make_shared<std::string>("verify");
+    auto grouping = std::make_shared<std::string>("smaller");
+    auto plain_models = std::make_shared<bool>(false);
     CLI::App* command = add_store_command(
-        app, "ingest", "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe",
-        common);
+        app, "ingest",
+        "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe", common);
     command->add_option("layers", *layers, "Layer blobs")->required();
     command->add_option("--level", options->zstd_level, "zstd level for new chunks (1..19)");
     command->add_option("--threads", options->threads, "Worker threads (0: all cores)");
@@ -285,13 +297,29 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     command->add_option("--max", options->chunker.max_size, "Maximum chunk size");
     command->add_option("--trust", *trust,
                         "verify (default: SHA-256 every chunk) or local (trusted input)");
+    command->add_flag("--no-model-aware", *plain_models,
+                      "Chunk safetensors/GGUF files like any file (no tensor-boundary cuts)");
+    command->add_option("--byte-grouping", *grouping,
+                        "Codec for float-tensor chunks: smaller (default: byte-grouped or zstd, "
+                        "whichever is smaller), first (byte-grouped when it clearly wins), off");
     command->callback([=, &exit_code] {
+      options->model_aware = !*plain_models;
+      if (*grouping == "off") {
+        options->byte_grouping = ByteGrouping::kOff;
+      } else if (*grouping == "first") {
+        options->byte_grouping = ByteGrouping::kGroupingFirst;
+      } else if (*grouping != "smaller") {
+        exit_code = report_error(make_error(
+            ErrorCode::kInvalidArgument,
+            "--byte-grouping must be 'smaller', 'first' or 'off', not '" + *grouping + "'"));
+        return;
+      }
       if (*trust == "local") {
         options->trust = TrustMode::kLocal;
       } else if (*trust != "verify") {
-        exit_code = report_error(make_error(ErrorCode::kInvalidArgument,
-                                            "--trust must be 'verify' or 'local', not '" +
-                                                *trust + "'"));
+        exit_code =
+            report_error(make_error(ErrorCode::kInvalidArgument,
+                                    "--trust must be 'verify' or 'local', not '" + *trust + "'"));
         return;
       }
       exit_code = run_ingest(*common, *layers, *options);
