@@ -72,6 +72,18 @@ Result<std::vector<std::uint8_t>> decompress_zstd(ByteSpan stored, std::size_t r
   return raw;
 }
 
+// The stored form announces its own raw length; one other than the index's is corruption, not a
+// limit, even when it is larger (the index's length is the decoder's cap).
+Result<std::vector<std::uint8_t>> decompress_byte_grouped(ByteSpan stored, std::size_t raw_length) {
+  auto raw = decode_chunk(ChunkCodec::kByteGroupZstd, stored, std::uint64_t{raw_length});
+  if (!raw.ok() && raw.error().code == ErrorCode::kLimitExceeded) {
+    return make_error(
+        ErrorCode::kCorruptInput,
+        "byte-grouped chunk declares more than the raw length " + std::to_string(raw_length));
+  }
+  return raw;
+}
+
 }  // namespace
 
 std::string_view codec_name(Codec codec) noexcept {
@@ -131,8 +143,7 @@ Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
       }
       return std::vector<std::uint8_t>(stored.begin(), stored.end());
     case Codec::kZstd: return decompress_zstd(stored, raw_length);
-    case Codec::kByteGrouped:
-      return decode_chunk(ChunkCodec::kByteGroupZstd, stored, std::uint64_t{raw_length});
+    case Codec::kByteGrouped: return decompress_byte_grouped(stored, raw_length);
   }
   return make_error(ErrorCode::kUnsupported,
                     "chunk codec " + std::to_string(static_cast<int>(codec)) + " is not supported");
