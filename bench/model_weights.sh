@@ -72,8 +72,9 @@ for name in ch_PP-OCRv4_rec_infer.bf16 ch_PP-OCRv4_rec_infer.f32 pose_landmark_h
   "$driver" tune "tuned/$name.safetensors" "st/$name.safetensors" "$percent" | sed 's/^/  /'
 done
 for layer in base tuned; do
-  tar --sort=name --format=pax --mtime=@0 --owner=0 --group=0 --numeric-owner \
-    -cf "$layer.tar" -C "$layer" .
+  # No atime/ctime pax records, so the tars (and every number below) are the same on each run.
+  tar --sort=name --format=pax --pax-option=delete=atime,delete=ctime --mtime=@0 --owner=0 \
+    --group=0 --numeric-owner -cf "$layer.tar" -C "$layer" .
 done
 now() { date +%s.%N; }
 printf '%-7s %10s | %10s %10s %8s\n' layer tar_bytes zstd-3 zstd-19 'z3 MB/s'
