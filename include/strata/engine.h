@@ -2,7 +2,8 @@
 // as an exact recipe plus only its new chunks, and export a stored layer back, byte for byte.
 // Ingest runs as a TBB parallel_pipeline (DESIGN.md §1): a serial in-order reader that parses the
 // tar and cuts file content into chunks, parallel stages that hash each chunk (SHA-256), look it up
-// and compress the new ones (zstd, one frame per chunk), and a serial in-order writer that appends
+// and compress the new ones (zstd, one frame per chunk; float-tensor chunks of model files
+// byte-grouped when that is smaller), and a serial in-order writer that appends
 // to the store, records the recipe and hashes the whole stream (the diff_id). Memory stays bounded
 // by tokens x batch size whatever the layer size.
 #pragma once
