@@ -13,6 +13,8 @@
 //   finetune FILE PERCENT... perturbs PERCENT % of the tensors (the mantissa LSB of every other
 //     element, as a short fine-tune would) and reports the bytes of new chunks (SHA-256 dedup
 //     against the base) with tensor-aware chunking and with plain FastCDC over the whole file.
+//   tune OUT FILE PERCENT    writes FILE with the same PERCENT % perturbation to OUT, for the
+//     script's end-to-end `strata ingest` of a base layer and a fine-tuned layer.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -579,6 +581,36 @@ std::set<strata::Digest> digests_of(const Bytes& file, const std::vector<strata:
   return digests;
 }
 
+// Tensors in a fixed pseudo-random order; the first `percent` % of them get the mantissa LSB of
+// every other element flipped. Returns the bytes of the changed tensors.
+std::uint64_t perturb_tensors(const strata::ModelLayout& layout, double percent, Bytes& file) {
+  std::vector<std::size_t> order(layout.tensors.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [](std::size_t a, std::size_t b) { return mix(a) < mix(b); });
+  const std::size_t changed = std::max<std::size_t>(
+      1, static_cast<std::size_t>(percent / 100.0 * static_cast<double>(order.size()) + 0.5));
+  std::uint64_t changed_bytes = 0;
+  for (std::size_t k = 0; k < changed && k < order.size(); ++k) {
+    const strata::TensorInfo& tensor = layout.tensors[order[k]];
+    const std::uint32_t width = std::max<std::uint32_t>(1, strata::byte_group_width(tensor.dtype));
+    for (std::uint64_t at = tensor.begin; at < tensor.end; at += 2ULL * width) file[at] ^= 1U;
+    changed_bytes += tensor.end - tensor.begin;
+  }
+  return changed_bytes;
+}
+
+int command_tune(const std::string& out, const std::string& path, const std::string& percent) {
+  LoadedModel base;
+  if (!load_model(path, base)) return 1;
+  const std::uint64_t changed = perturb_tensors(base.layout, std::stod(percent), base.file);
+  std::printf("%s: %s%% of %zu tensors changed, %llu of %zu bytes\n", path.c_str(), percent.c_str(),
+              base.layout.tensors.size(), static_cast<unsigned long long>(changed),
+              base.file.size());
+  write_file(out, base.file);
+  return 0;
+}
+
 int command_finetune(const std::string& path, const std::vector<std::string>& percents) {
   LoadedModel base;
   if (!load_model(path, base)) return 1;
@@ -587,28 +619,17 @@ int command_finetune(const std::string& path, const std::vector<std::string>& pe
   const auto base_tensor_digests = digests_of(base.file, base_chunks);
   auto base_plain = strata::chunk_buffer(strata::ByteSpan(base.file), {});
   const auto base_plain_digests = digests_of(base.file, *base_plain);
-  // Tensors in a fixed pseudo-random order; the first N% of them are "fine-tuned".
-  std::vector<std::size_t> order(base.layout.tensors.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
-            [](std::size_t a, std::size_t b) { return mix(a) < mix(b); });
-  std::printf("%s: %zu tensors, %.2f MB, %zu chunks\n", path.c_str(), order.size(),
+  std::printf("%s: %zu tensors, %.2f MB, %zu chunks\n", path.c_str(), base.layout.tensors.size(),
               static_cast<double>(base.file.size()) / 1e6, base.chunks.size());
   std::printf("%9s %9s %11s | %14s %14s | %14s %14s\n", "tensors%", "changed", "bytes%",
               "new B (tensor)", "stored B", "new B (plain)", "stored B");
   for (const std::string& percent_text : percents) {
     const double percent = std::stod(percent_text);
     const std::size_t changed = std::max<std::size_t>(
-        1, static_cast<std::size_t>(percent / 100.0 * static_cast<double>(order.size()) + 0.5));
+        1, static_cast<std::size_t>(
+               percent / 100.0 * static_cast<double>(base.layout.tensors.size()) + 0.5));
     Bytes tuned = base.file;
-    std::uint64_t changed_bytes = 0;
-    for (std::size_t k = 0; k < changed && k < order.size(); ++k) {
-      const strata::TensorInfo& tensor = base.layout.tensors[order[k]];
-      const std::uint32_t width =
-          std::max<std::uint32_t>(1, strata::byte_group_width(tensor.dtype));
-      for (std::uint64_t at = tensor.begin; at < tensor.end; at += 2ULL * width) tuned[at] ^= 1U;
-      changed_bytes += tensor.end - tensor.begin;
-    }
+    const std::uint64_t changed_bytes = perturb_tensors(base.layout, percent, tuned);
     auto tuned_chunks = strata::chunk_model_file(strata::ByteSpan(tuned), base.layout, {});
     std::uint64_t new_bytes = 0, new_stored = 0;
     for (const strata::TensorChunk& chunk : *tuned_chunks) {
@@ -648,9 +669,11 @@ int main(int argc, char** argv) {
   if (args.size() >= 3 && args[0] == "finetune") {
     return command_finetune(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
   }
+  if (args.size() == 4 && args[0] == "tune") return command_tune(args[1], args[2], args[3]);
   std::fprintf(stderr,
                "usage: model_weights convert OUT_DIR FILE.onnx|FILE.tflite...\n"
                "       model_weights measure FILE.safetensors...\n"
-               "       model_weights finetune FILE.safetensors PERCENT...\n");
+               "       model_weights finetune FILE.safetensors PERCENT...\n"
+               "       model_weights tune OUT.safetensors FILE.safetensors PERCENT\n");
   return 2;
 }

@@ -4,11 +4,14 @@
 // ZSTD_CCtx per chunk would cost more than compressing a small chunk. Decoding never trusts the
 // frame: the declared content size must equal the index's raw length, the window is capped
 // (reliability.md §3.8 P9, windowLogMax 27) and the frame must fill the stored bytes exactly.
+// Byte-grouped chunks (model weights) decode through core/byte_group_codec, which checks every
+// length of the stored form against the bytes present and the raw length.
 #include <zstd.h>
 
 #include <memory>
 #include <string>
 
+#include "core/byte_group_codec.h"
 #include "strata/store.h"
 
 namespace strata {
@@ -69,12 +72,25 @@ Result<std::vector<std::uint8_t>> decompress_zstd(ByteSpan stored, std::size_t r
   return raw;
 }
 
+// The stored form announces its own raw length; one other than the index's is corruption, not a
+// limit, even when it is larger (the index's length is the decoder's cap).
+Result<std::vector<std::uint8_t>> decompress_byte_grouped(ByteSpan stored, std::size_t raw_length) {
+  auto raw = decode_chunk(ChunkCodec::kByteGroupZstd, stored, std::uint64_t{raw_length});
+  if (!raw.ok() && raw.error().code == ErrorCode::kLimitExceeded) {
+    return make_error(
+        ErrorCode::kCorruptInput,
+        "byte-grouped chunk declares more than the raw length " + std::to_string(raw_length));
+  }
+  return raw;
+}
+
 }  // namespace
 
 std::string_view codec_name(Codec codec) noexcept {
   switch (codec) {
     case Codec::kRaw: return "raw";
     case Codec::kZstd: return "zstd";
+    case Codec::kByteGrouped: return "byte-grouped";
   }
   return "unknown";
 }
@@ -127,6 +143,7 @@ Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
       }
       return std::vector<std::uint8_t>(stored.begin(), stored.end());
     case Codec::kZstd: return decompress_zstd(stored, raw_length);
+    case Codec::kByteGrouped: return decompress_byte_grouped(stored, raw_length);
   }
   return make_error(ErrorCode::kUnsupported,
                     "chunk codec " + std::to_string(static_cast<int>(codec)) + " is not supported");

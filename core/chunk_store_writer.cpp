@@ -28,7 +28,7 @@ const Digest& empty_digest() {
 }
 
 bool known_codec(Codec codec) {
-  return codec == Codec::kRaw || codec == Codec::kZstd;
+  return codec == Codec::kRaw || codec == Codec::kZstd || codec == Codec::kByteGrouped;
 }
 
 }  // namespace

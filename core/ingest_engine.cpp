@@ -1,9 +1,11 @@
 // Layer ingest and export (include/strata/engine.h). Ingest is a TBB parallel_pipeline of three
 // filters over batches of about batch_bytes of tar stream:
-//   1. serial in order: read the blob (decompressing), parse the tar, cut file content with the
-//      content-defined Chunker, and copy the stream into the batch as inline or chunk items;
+//   1. serial in order: read the blob (decompressing), parse the tar, cut file content with
+//      EntryContentChunker (content-defined cuts; tensor boundaries as forced cuts in model
+//      files), and copy the stream into the batch as inline or chunk items;
 //   2. parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a chunk whose
-//      XXH3-128 the store knows), ask the store, and zstd-compress chunks nobody stored yet;
+//      XXH3-128 the store knows), ask the store, and compress chunks nobody stored yet: zstd, or
+//      for float-tensor chunks the byte-grouped codec when it is smaller (models.md §1);
 //   3. serial in order: hash the whole stream (diff_id), append new chunks to the store writer and
 //      the segments to the recipe.
 // The recipe equals the single-threaded reference (core/layer_recipe_builder.cpp): same segments,
@@ -19,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/byte_group_codec.h"
+#include "core/entry_content_chunker.h"
 #include "core/layer_recipe_builder.h"
 #include "formats/byte_source.h"
 #include "formats/layer_source.h"
@@ -41,6 +45,9 @@ struct BatchItem {
   Digest digest;
   std::uint32_t stored_offset = 0;  // in Batch::stored
   std::uint32_t stored_length = 0;
+  std::uint8_t element_width = 0;  // float tensor element size (2, 4) or 0: plain
+  std::uint8_t element_phase = 0;  // leading bytes that finish an element begun before the chunk
+  Codec codec = Codec::kZstd;      // of the stored bytes
 };
 
 struct Batch {
@@ -62,24 +69,21 @@ struct Batch {
     if (!items.empty() && !items.back().is_chunk) {
       items.back().length += static_cast<std::uint32_t>(data.size());
     } else {
-      items.push_back(BatchItem{false,
-                                false,
-                                static_cast<std::uint32_t>(bytes.size()),
-                                static_cast<std::uint32_t>(data.size()),
-                                {},
-                                0,
-                                0});
+      BatchItem item;
+      item.offset = static_cast<std::uint32_t>(bytes.size());
+      item.length = static_cast<std::uint32_t>(data.size());
+      items.push_back(item);
     }
     bytes.insert(bytes.end(), data.begin(), data.end());
   }
-  void add_chunk(ByteSpan data) {
-    items.push_back(BatchItem{true,
-                              false,
-                              static_cast<std::uint32_t>(bytes.size()),
-                              static_cast<std::uint32_t>(data.size()),
-                              {},
-                              0,
-                              0});
+  void add_chunk(ByteSpan data, std::uint32_t element_width, std::uint32_t element_phase) {
+    BatchItem item;
+    item.is_chunk = true;
+    item.offset = static_cast<std::uint32_t>(bytes.size());
+    item.length = static_cast<std::uint32_t>(data.size());
+    item.element_width = static_cast<std::uint8_t>(element_width);
+    item.element_phase = static_cast<std::uint8_t>(element_phase);
+    items.push_back(item);
     bytes.insert(bytes.end(), data.begin(), data.end());
   }
   [[nodiscard]] ByteSpan bytes_of(const BatchItem& item) const {
@@ -91,13 +95,15 @@ struct Batch {
 // build_recipe_from_tar event by event.
 class LayerSegmenter {
  public:
-  LayerSegmenter(ByteSource& tar, Chunker chunker, const LayerRecipeLimits& limits)
+  LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits)
       : reader_(tar, limits.tar), chunker_(std::move(chunker)), limits_(limits) {}
 
   // Fills `batch` with at least `target` bytes unless the stream ends first. Returns false once
   // the stream is finished and nothing was added.
   Result<bool> fill(Batch& batch, std::size_t target) {
-    const Chunker::Sink sink = [&batch](const Chunk&, ByteSpan bytes) { batch.add_chunk(bytes); };
+    const EntryChunkSink sink = [&batch](ByteSpan bytes, std::uint32_t width, std::uint32_t phase) {
+      batch.add_chunk(bytes, width, phase);
+    };
     while (!done_ && batch.bytes.size() < target) {
       auto event = reader_.next();
       if (!event.ok()) return std::move(event).error();
@@ -105,12 +111,13 @@ class LayerSegmenter {
         case TarEventKind::kHeader:
           ++entries_;
           content_left_ = event->entry->size;
+          chunker_.begin_entry(content_left_, event->entry->type == TarEntryType::kRegular);
           STRATA_TRY(add_raw(batch, event->bytes));
           break;
         case TarEventKind::kContent:
-          chunker_.feed(event->bytes, sink);
+          STRATA_TRY(chunker_.feed(event->bytes, sink));
           content_left_ -= event->bytes.size();
-          if (content_left_ == 0) chunker_.finish(sink);
+          if (content_left_ == 0) STRATA_TRY(chunker_.finish(sink));
           break;
         case TarEventKind::kPadding:
         case TarEventKind::kEndOfArchive: STRATA_TRY(add_raw(batch, event->bytes)); break;
@@ -122,14 +129,15 @@ class LayerSegmenter {
           }
           if (!trailing_chunked_) {
             trailing_chunked_ = true;
-            chunker_.feed(trailing_, sink);
+            chunker_.begin_plain_stream();
+            STRATA_TRY(chunker_.feed(trailing_, sink));
             trailing_.clear();
           }
-          chunker_.feed(event->bytes, sink);
+          STRATA_TRY(chunker_.feed(event->bytes, sink));
           break;
         case TarEventKind::kDone:
           if (trailing_chunked_) {
-            chunker_.finish(sink);
+            STRATA_TRY(chunker_.finish(sink));
           } else {
             STRATA_TRY(add_raw(batch, trailing_));
           }
@@ -141,6 +149,7 @@ class LayerSegmenter {
   }
 
   [[nodiscard]] std::uint64_t entries() const noexcept { return entries_; }
+  [[nodiscard]] std::uint64_t model_files() const noexcept { return chunker_.model_files(); }
 
  private:
   Result<void> add_raw(Batch& batch, ByteSpan bytes) {
@@ -155,7 +164,7 @@ class LayerSegmenter {
   }
 
   TarReader reader_;
-  Chunker chunker_;
+  EntryContentChunker chunker_;
   LayerRecipeLimits limits_;
   std::uint64_t content_left_ = 0;
   std::uint64_t raw_bytes_ = 0;
@@ -197,7 +206,10 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                                         const IngestOptions& options,
                                         const IngestProgressFn& progress) {
   const auto started = std::chrono::steady_clock::now();
-  auto chunker = Chunker::create(options.chunker);
+  EntryChunkingOptions chunking;
+  chunking.chunker = options.chunker;
+  chunking.model_aware = options.model_aware;
+  auto chunker = EntryContentChunker::create(chunking);
   if (!chunker.ok()) return std::move(chunker).error();
   if (options.zstd_level < 1 || options.zstd_level > 19) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -238,6 +250,12 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   const int level = options.zstd_level;
   const bool trust_local = options.trust == TrustMode::kLocal;
   std::atomic<std::uint64_t> fingerprint_hits{0};
+  ByteGroupOptions grouping;
+  grouping.level = level;
+  grouping.choice = options.byte_grouping == ByteGrouping::kGroupingFirst
+                        ? CodecChoice::kGroupingFirst
+                        : CodecChoice::kSmaller;
+  const bool byte_grouping = options.byte_grouping != ByteGrouping::kOff;
 
   tbb::task_arena arena(static_cast<int>(threads));
   arena.execute([&] {
@@ -281,10 +299,24 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                     if (store.contains(item.digest) || !claimed.insert(item.digest).second) {
                       continue;
                     }
-                    auto compressed = compress_chunk_zstd_into(bytes, level, batch->scratch);
-                    if (!compressed.ok()) {
-                      batch->status = std::move(compressed).error();
-                      return batch;
+                    item.codec = Codec::kZstd;
+                    if (byte_grouping && item.element_width != 0) {
+                      auto encoded =
+                          choose_codec(bytes, item.element_width, item.element_phase, grouping);
+                      if (!encoded.ok()) {
+                        batch->status = std::move(encoded).error();
+                        return batch;
+                      }
+                      if (encoded->codec == ChunkCodec::kByteGroupZstd) {
+                        item.codec = Codec::kByteGrouped;
+                      }
+                      batch->scratch = std::move(encoded->bytes);
+                    } else {
+                      auto compressed = compress_chunk_zstd_into(bytes, level, batch->scratch);
+                      if (!compressed.ok()) {
+                        batch->status = std::move(compressed).error();
+                        return batch;
+                      }
                     }
                     item.store_it = true;
                     item.stored_offset = static_cast<std::uint32_t>(batch->stored.size());
@@ -313,7 +345,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   if (!item.store_it) continue;
                   const ByteSpan stored =
                       ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
-                  auto put = writer->put_chunk(item.digest, bytes, stored, Codec::kZstd);
+                  auto put = writer->put_chunk(item.digest, bytes, stored, item.codec);
                   if (!put.ok()) {
                     failure = std::move(put);
                     failed = true;
@@ -322,6 +354,10 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   ++report.new_chunks;
                   report.new_raw_bytes += item.length;
                   report.new_stored_bytes += item.stored_length;
+                  if (item.codec == Codec::kByteGrouped) {
+                    ++report.byte_grouped_chunks;
+                    report.byte_grouped_stored_bytes += item.stored_length;
+                  }
                 }
                 report.tar_bytes = builder.total_size();
                 if (progress) progress(IngestProgress{batch->input_bytes, report.tar_bytes});
@@ -336,6 +372,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   report.diff_id = recipe.diff_id();
   report.entries = segmenter.entries();
   report.fingerprint_hits = fingerprint_hits.load();
+  report.model_files = segmenter.model_files();
   report.compression = std::string(layer_compression_name(source->compression()));
   report.media_type = media_type_for(source->compression());
   report.input_bytes = source->compressed_bytes();
@@ -362,6 +399,8 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
     report.new_chunks = 0;
     report.new_raw_bytes = 0;
     report.new_stored_bytes = 0;
+    report.byte_grouped_chunks = 0;
+    report.byte_grouped_stored_bytes = 0;
   }
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -1,6 +1,7 @@
 // Tar to recipe, single-threaded (core/layer_recipe_builder.h). Entry content of every entry that
-// has content (regular files, and opaque content of unknown types) is chunked; the engine's TBB
-// pipeline must give the same recipe as this reference.
+// has content (regular files, and opaque content of unknown types) is chunked, regular files
+// tensor-aware when they are model files; the engine's TBB pipeline must give the same recipe as
+// this reference, and uses the same EntryContentChunker to do so.
 #include "core/layer_recipe_builder.h"
 
 #include <vector>
@@ -10,14 +11,22 @@ namespace strata {
 Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const ChunkerOptions& options,
                                           const ChunkCallback& on_chunk,
                                           const LayerRecipeLimits& limits) {
-  auto chunker = Chunker::create(options);
+  EntryChunkingOptions chunking;
+  chunking.chunker = options;
+  return build_recipe_from_tar(tar, chunking, on_chunk, limits);
+}
+
+Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const EntryChunkingOptions& chunking,
+                                          const ChunkCallback& on_chunk,
+                                          const LayerRecipeLimits& limits) {
+  auto chunker = EntryContentChunker::create(chunking);
   if (!chunker.ok()) return std::move(chunker).error();
   TarReader reader(tar, limits.tar);
   RecipeBuilder builder;
   Sha256 diff_id;
   LayerRecipe result;
   Result<void> chunk_error;
-  const Chunker::Sink sink = [&](const Chunk&, ByteSpan bytes) {
+  const EntryChunkSink sink = [&](ByteSpan bytes, std::uint32_t, std::uint32_t) {
     if (!chunk_error.ok()) return;
     const Digest digest = sha256_of(bytes);
     auto stored = on_chunk(digest, bytes);
@@ -52,15 +61,13 @@ Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const ChunkerOptions&
       case TarEventKind::kHeader:
         ++result.entries;
         content_left = event->entry->size;
+        chunker->begin_entry(content_left, event->entry->type == TarEntryType::kRegular);
         STRATA_TRY(add_raw(event->bytes));
         break;
       case TarEventKind::kContent:
-        chunker->feed(event->bytes, sink);
+        STRATA_TRY(chunker->feed(event->bytes, sink));
         content_left -= event->bytes.size();
-        if (content_left == 0) {
-          chunker->finish(sink);
-          chunker->reset();
-        }
+        if (content_left == 0) STRATA_TRY(chunker->finish(sink));
         STRATA_TRY(chunk_error);
         break;
       case TarEventKind::kPadding:
@@ -73,19 +80,21 @@ Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const ChunkerOptions&
         }
         if (!trailing_chunked) {
           trailing_chunked = true;
-          chunker->feed(trailing, sink);
+          chunker->begin_plain_stream();
+          STRATA_TRY(chunker->feed(trailing, sink));
           trailing.clear();
         }
-        chunker->feed(event->bytes, sink);
+        STRATA_TRY(chunker->feed(event->bytes, sink));
         STRATA_TRY(chunk_error);
         break;
       case TarEventKind::kDone:
         if (trailing_chunked) {
-          chunker->finish(sink);
+          STRATA_TRY(chunker->finish(sink));
           STRATA_TRY(chunk_error);
         } else {
           STRATA_TRY(add_raw(trailing));
         }
+        result.model_files = chunker->model_files();
         result.recipe = builder.finish();
         result.recipe.set_diff_id(diff_id.finish());
         return result;

@@ -1,13 +1,15 @@
 // The single-threaded reference path from a layer tar to its recipe: the tar reader splits the
-// stream into header groups, content, padding and end bytes; entry content is cut with the
-// content-defined Chunker per entry (so headers and padding never shift a boundary, DESIGN.md
-// §1.2), every chunk is named by SHA-256 and handed to the caller (who stores it), and everything
-// else stays inline in the recipe. The whole stream is hashed on the way: the diff_id.
+// stream into header groups, content, padding and end bytes; entry content is cut per entry by
+// EntryContentChunker (content-defined cuts, plus forced cuts at tensor boundaries in model files;
+// headers and padding never shift a boundary, DESIGN.md §1.2), every chunk is named by SHA-256 and
+// handed to the caller (who stores it), and everything else stays inline in the recipe. The whole
+// stream is hashed on the way: the diff_id.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 
+#include "core/entry_content_chunker.h"
 #include "formats/byte_source.h"
 #include "formats/tar_reader.h"
 #include "strata/chunker.h"
@@ -29,11 +31,16 @@ struct LayerRecipe {
   std::uint64_t entries = 0;        // tar entries (pax 'g' headers included)
   std::uint64_t chunks = 0;         // chunk references (with repeats)
   std::uint64_t chunked_bytes = 0;  // bytes covered by chunk references
+  std::uint64_t model_files = 0;    // entries chunked tensor-aware
 };
 
 // Called once per chunk, in stream order, with its digest and bytes (valid during the call).
 using ChunkCallback = std::function<Result<void>(const Digest& digest, ByteSpan bytes)>;
 
+Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const EntryChunkingOptions& chunking,
+                                          const ChunkCallback& on_chunk,
+                                          const LayerRecipeLimits& limits = {});
+// The same with the default EntryChunkingOptions (model-aware, as IngestOptions) around `options`.
 Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const ChunkerOptions& options,
                                           const ChunkCallback& on_chunk,
                                           const LayerRecipeLimits& limits = {});

@@ -52,6 +52,9 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
           {"new_stored_bytes", report.new_stored_bytes},
           {"recipe_bytes", report.recipe_bytes},
           {"fingerprint_hits", report.fingerprint_hits},
+          {"model_files", report.model_files},
+          {"byte_grouped_chunks", report.byte_grouped_chunks},
+          {"byte_grouped_stored_bytes", report.byte_grouped_stored_bytes},
           {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
           {"already_present", report.already_present},
           {"seconds", report.seconds},
@@ -88,6 +91,12 @@ int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>
                 format_bytes(report->new_stored_bytes).c_str(),
                 format_bytes(report->recipe_bytes).c_str(),
                 report->already_present ? " [layer was already stored]" : "");
+    if (report->model_files != 0) {
+      std::printf("  models      %llu files tensor-aware, %llu chunks byte-grouped (%s stored)\n",
+                  static_cast<unsigned long long>(report->model_files),
+                  static_cast<unsigned long long>(report->byte_grouped_chunks),
+                  format_bytes(report->byte_grouped_stored_bytes).c_str());
+    }
     std::printf("  dedup ratio %.2fx (tar bytes / bytes added)   %.1f MB/s\n",
                 ratio(report->tar_bytes, report->new_stored_bytes + report->recipe_bytes),
                 static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));
@@ -276,6 +285,8 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     auto layers = std::make_shared<std::vector<std::string>>();
     auto options = std::make_shared<IngestOptions>();
     auto trust = std::make_shared<std::string>("verify");
+    auto grouping = std::make_shared<std::string>("smaller");
+    auto plain_models = std::make_shared<bool>(false);
     CLI::App* command = add_store_command(
         app, "ingest",
         "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe", common);
@@ -287,7 +298,23 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     command->add_option("--max", options->chunker.max_size, "Maximum chunk size");
     command->add_option("--trust", *trust,
                         "verify (default: SHA-256 every chunk) or local (trusted input)");
+    command->add_flag("--no-model-aware", *plain_models,
+                      "Chunk safetensors/GGUF files like any file (no tensor-boundary cuts)");
+    command->add_option("--byte-grouping", *grouping,
+                        "Codec for float-tensor chunks: smaller (default: byte-grouped or zstd, "
+                        "whichever is smaller), first (byte-grouped when it clearly wins), off");
     command->callback([=, &exit_code] {
+      options->model_aware = !*plain_models;
+      if (*grouping == "off") {
+        options->byte_grouping = ByteGrouping::kOff;
+      } else if (*grouping == "first") {
+        options->byte_grouping = ByteGrouping::kGroupingFirst;
+      } else if (*grouping != "smaller") {
+        exit_code = report_error(make_error(
+            ErrorCode::kInvalidArgument,
+            "--byte-grouping must be 'smaller', 'first' or 'off', not '" + *grouping + "'"));
+        return;
+      }
       if (*trust == "local") {
         options->trust = TrustMode::kLocal;
       } else if (*trust != "verify") {

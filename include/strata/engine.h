@@ -2,7 +2,8 @@
 // as an exact recipe plus only its new chunks, and export a stored layer back, byte for byte.
 // Ingest runs as a TBB parallel_pipeline (DESIGN.md §1): a serial in-order reader that parses the
 // tar and cuts file content into chunks, parallel stages that hash each chunk (SHA-256), look it up
-// and compress the new ones (zstd, one frame per chunk), and a serial in-order writer that appends
+// and compress the new ones (zstd, one frame per chunk; float-tensor chunks of model files
+// byte-grouped when that is smaller), and a serial in-order writer that appends
 // to the store, records the recipe and hashes the whole stream (the diff_id). Memory stays bounded
 // by tokens x batch size whatever the layer size.
 #pragma once
@@ -26,6 +27,13 @@ enum class TrustMode : std::uint8_t {
   kLocal,
 };
 
+// Which store codec float-tensor chunks of model files get (shared/specs/models.md §1).
+enum class ByteGrouping : std::uint8_t {
+  kOff,            // plain zstd for every chunk
+  kSmaller,        // byte-grouped or plain zstd, whichever is smaller (about twice the zstd work)
+  kGroupingFirst,  // byte-grouped when it saves >= 1/32 of the raw bytes; else also try plain
+};
+
 struct IngestOptions {
   ChunkerOptions chunker;
   int zstd_level = 3;
@@ -35,6 +43,11 @@ struct IngestOptions {
   std::uint64_t max_uncompressed_bytes = std::uint64_t{64} << 30U;
   // Bytes of tar stream per pipeline token; live tokens are 3 x threads.
   std::size_t batch_bytes = std::size_t{4} << 20U;
+  // Regular files recognised as safetensors or GGUF are chunked with every tensor boundary as a
+  // forced cut, so a changed tensor never dirties its neighbours' chunks. A file whose header does
+  // not parse is chunked plainly. Export is unaffected: the layer's bytes are the same either way.
+  bool model_aware = true;
+  ByteGrouping byte_grouping = ByteGrouping::kSmaller;
 };
 
 struct IngestProgress {
@@ -50,12 +63,15 @@ struct IngestReport {
   std::uint64_t input_bytes = 0;  // blob bytes read
   std::uint64_t tar_bytes = 0;
   std::uint64_t entries = 0;
-  std::uint64_t chunks = 0;            // chunk references in the recipe
-  std::uint64_t chunked_bytes = 0;     // tar bytes covered by chunks (the rest is inline)
-  std::uint64_t new_chunks = 0;        // chunks this ingest added to the store
-  std::uint64_t new_raw_bytes = 0;     // their uncompressed size
-  std::uint64_t new_stored_bytes = 0;  // their size in the store (compressed)
-  std::uint64_t recipe_bytes = 0;      // serialized recipe size
+  std::uint64_t chunks = 0;                     // chunk references in the recipe
+  std::uint64_t chunked_bytes = 0;              // tar bytes covered by chunks (the rest is inline)
+  std::uint64_t new_chunks = 0;                 // chunks this ingest added to the store
+  std::uint64_t new_raw_bytes = 0;              // their uncompressed size
+  std::uint64_t new_stored_bytes = 0;           // their size in the store (compressed)
+  std::uint64_t recipe_bytes = 0;               // serialized recipe size
+  std::uint64_t model_files = 0;                // entries chunked tensor-aware
+  std::uint64_t byte_grouped_chunks = 0;        // new chunks stored with Codec::kByteGrouped
+  std::uint64_t byte_grouped_stored_bytes = 0;  // their size in the store
   std::uint64_t fingerprint_hits = 0;  // TrustMode::kLocal: chunks named by XXH3-128, not hashed
   bool already_present = false;        // the store had this layer already
   double seconds = 0;

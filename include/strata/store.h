@@ -30,7 +30,9 @@ namespace strata {
 enum class Codec : std::uint8_t {
   kRaw = 0,   // stored bytes are the raw bytes
   kZstd = 1,  // one independent zstd frame with the content size in its header (any level)
-  // 2 is reserved for the byte-grouped codec (shuffle + zstd) used for model weights.
+  // Float tensor bytes split into byte planes, each plane zstd-compressed or stored (model weights,
+  // shared/specs/models.md §1); the stored form is self-describing (core/byte_group_codec.h).
+  kByteGrouped = 2,
 };
 
 [[nodiscard]] std::string_view codec_name(Codec codec) noexcept;
@@ -45,8 +47,8 @@ Result<std::vector<std::uint8_t>> compress_chunk_zstd(ByteSpan raw, int level);
 Result<void> compress_chunk_zstd_into(ByteSpan raw, int level, std::vector<std::uint8_t>& out);
 
 // Decodes `stored` (in `codec`) into exactly `raw_length` bytes; any other size, a frame whose
-// declared content size differs, trailing bytes or an unknown codec is an error (kCorruptInput,
-// kUnsupported). Thread-safe (per-thread decompression contexts).
+// declared content size differs, trailing bytes, a malformed byte-grouped form or an unknown codec
+// is an error (kCorruptInput, kUnsupported). Thread-safe (per-thread decompression contexts).
 Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
                                                    std::size_t raw_length);
 
