@@ -606,6 +606,36 @@ const std::map<std::string, Generator>& generators() {
       write_layout(dir);
       std::filesystem::remove(blob_file(dir, layer_digest_of(dir)));
     };
+
+    // A store whose index.db was truncated or lost: `dir` becomes a store holding one layer,
+    // closed (so its WAL is checkpointed into index.db), then damaged.
+    const auto broken_store = [&cases](const std::string& id,
+                                       std::function<void(const std::string&)> damage) {
+      cases[id] = [damage = std::move(damage)](const std::string& dir, CaseInput&) {
+        {
+          StoreOptions options;
+          options.create_if_missing = true;
+          auto store = ChunkStore::open(dir, options);
+          if (!store.ok()) throw std::runtime_error(store.error().to_string());
+          IngestOptions ingest;
+          ingest.threads = 1;
+          if (!ingest_layer_bytes(*store, small_tar(std::string(5000, 's')), ingest).ok()) {
+            throw std::runtime_error("cannot ingest into " + dir);
+          }
+        }
+        if (std::filesystem::exists(dir + "/index.db-wal")) {
+          throw std::runtime_error("the closed store kept its WAL");
+        }
+        damage(dir + "/index.db");
+      };
+    };
+    broken_store("store_index_truncated_to_zero",
+                 [](const std::string& index) { std::filesystem::resize_file(index, 0); });
+    broken_store("store_index_missing",
+                 [](const std::string& index) { std::filesystem::remove(index); });
+    broken_store("store_index_truncated_half", [](const std::string& index) {
+      std::filesystem::resize_file(index, std::filesystem::file_size(index) / 2);
+    });
     return cases;
   }();
   return all;
@@ -647,15 +677,16 @@ std::vector<Case> load_cases() {
 
 // ---- the oracle -----------------------------------------------------------------------------
 
-// Every path under `root` (but not under `skip`) with its size and mode: what "nothing else was
-// written" is checked against.
+// Every path under `root` (but not under `skip` or `also_skip`) with its size and mode: what
+// "nothing else was written" is checked against.
 std::map<std::string, std::pair<std::uintmax_t, unsigned>> snapshot(const std::string& root,
-                                                                    const std::string& skip) {
+                                                                    const std::string& skip,
+                                                                    const std::string& also_skip) {
   std::map<std::string, std::pair<std::uintmax_t, unsigned>> files;
   for (auto it = std::filesystem::recursive_directory_iterator(root);
        it != std::filesystem::recursive_directory_iterator(); ++it) {
     const std::string path = it->path().string();
-    if (path.rfind(skip, 0) == 0) {
+    if (path.rfind(skip, 0) == 0 || path.rfind(also_skip, 0) == 0) {
       it.disable_recursion_pending();
       continue;
     }
@@ -751,7 +782,9 @@ TEST_P(BadInput, FailsWithTheExpectedErrorAndTouchesNothing) {
   generator->second(layout_dir, input);
   const std::string input_path = scratch.file("input.bin");
   test::write_file(input_path, input.bytes);
-  const auto files_before = snapshot(scratch.path(), store_dir);
+  // The store and, for store-open cases, the damaged copy are destinations strata may write.
+  const std::string writable = c.entry == "store-open" ? layout_dir : store_dir;
+  const auto files_before = snapshot(scratch.path(), store_dir, writable);
   if (c.max_uncompressed_bytes != 0) options.max_uncompressed_bytes = c.max_uncompressed_bytes;
 
   bool accepted_layer = false;
@@ -785,6 +818,19 @@ TEST_P(BadInput, FailsWithTheExpectedErrorAndTouchesNothing) {
     expect_result(pack_record::check_record(input.bytes), c);
   } else if (c.entry == "oci-manifest") {
     expect_result(oci::parse_manifest(input.bytes), c);
+  } else if (c.entry == "store-open") {
+    // As `strata ingest` opens a store: creating it when missing.
+    auto broken = ChunkStore::open(layout_dir, store_options);
+    if (!broken.ok()) {
+      expect_error(broken.error(), c);
+    } else {
+      auto report = broken->verify();
+      if (report.ok() && report->clean()) ADD_FAILURE() << c.id << " opened and verified clean";
+      if (!report.ok()) expect_error(report.error(), c);
+    }
+    if (c.cli && tool_built()) {
+      expect_cli_error(test::run_tool("ls --store '" + layout_dir + "'"), c);
+    }
   } else if (c.entry == "oci-layout") {
     auto layout = oci::OciLayout::open(layout_dir);
     if (!layout.ok()) {
@@ -799,7 +845,8 @@ TEST_P(BadInput, FailsWithTheExpectedErrorAndTouchesNothing) {
     FAIL() << "unknown entry point " << c.entry;
   }
 
-  EXPECT_EQ(snapshot(scratch.path(), store_dir), files_before) << "files outside the store changed";
+  EXPECT_EQ(snapshot(scratch.path(), store_dir, writable), files_before)
+      << "files outside the store changed";
   EXPECT_TRUE(std::filesystem::is_empty(sentinel));
   auto verified = store->verify();
   ASSERT_TRUE(verified.ok()) << verified.error().to_string();
