@@ -477,6 +477,16 @@ const std::map<std::string, Generator>& generators() {
       return concat({gzip(half), gzip(rest)});
     });
 
+    bytes("accept_gzip_100k_empty_members", [] {
+      // 100,000 empty gzip members, then one holding the tar (CVE-2022-30631: no recursion).
+      const Bytes empty_member = gzip({});
+      Bytes blob;
+      blob.reserve(empty_member.size() * 100000 + 256);
+      for (int i = 0; i < 100000; ++i) append(blob, empty_member);
+      append(blob, gzip(small_tar()));
+      return blob;
+    });
+
     // Recipes.
     bytes("recipe_empty", [] { return Bytes{}; });
     bytes("recipe_bad_magic", [] {
@@ -583,6 +593,11 @@ const std::map<std::string, Generator>& generators() {
     cases["layout_diff_ids_count"] = [](const std::string& dir, CaseInput&) {
       write_layout(dir, [](nlohmann::json& config) {
         config["rootfs"]["diff_ids"].push_back(sha256_of(bytes_of("x")).to_string());
+      });
+    };
+    cases["layout_media_type_says_zstd_bytes_are_gzip"] = [](const std::string& dir, CaseInput&) {
+      write_layout(dir, {}, [](nlohmann::json& manifest) {
+        manifest["layers"][0]["mediaType"] = std::string(oci::kMediaTypeLayerTarZstd);
       });
     };
     cases["layout_index_json_truncated"] = [](const std::string& dir, CaseInput&) {
