@@ -477,6 +477,7 @@ const std::map<std::string, Generator>& generators() {
       return concat({gzip(half), gzip(rest)});
     });
 
+    bytes("accept_empty_tar", [] { return Bytes(1024, 0); });
     bytes("accept_gzip_100k_empty_members", [] {
       // 100,000 empty gzip members, then one holding the tar (CVE-2022-30631: no recursion).
       const Bytes empty_member = gzip({});
