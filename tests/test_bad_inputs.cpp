@@ -515,7 +515,7 @@ const std::map<std::string, Generator>& generators() {
     // Pack records.
     bytes("pack_record_truncated", [] {
       Bytes record = pack_record_bytes();
-      record.resize(record.size() - 3);
+      record.erase(record.end() - 3, record.end());
       return record;
     });
     bytes("pack_record_bad_magic", [] {
