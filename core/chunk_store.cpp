@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <csignal>
 #include <ctime>
+#include <filesystem>
 
 #include "core/chunk_store_impl.h"
 #include "core/pack_record.h"
@@ -89,6 +90,25 @@ std::string current_host() {
 bool path_exists(const std::string& path) {
   struct stat info {};
   return ::stat(path.c_str(), &info) == 0;
+}
+
+std::uint64_t file_size_or_zero(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 ? static_cast<std::uint64_t>(info.st_size) : 0;
+}
+
+// Pack files in `packs_dir` holding more than their 16-byte header: chunk data some index knew.
+std::size_t count_nonempty_packs(const std::string& packs_dir) {
+  std::error_code error;
+  std::size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(packs_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 5 && name.ends_with(".pack") &&
+        file_size_or_zero(entry.path().string()) > pack_record::kFileHeaderSize) {
+      ++count;
+    }
+  }
+  return count;
 }
 
 Digest digest_from_blob(ByteSpan blob) {
@@ -350,6 +370,20 @@ Result<ChunkStore> ChunkStore::open(const std::string& path, const StoreOptions&
   impl->options = options;
 
   const bool index_exists = path_exists(impl->index_path);
+  // Packs are only written into a store whose index already holds its schema, so an index that
+  // is missing or empty (its WAL too) beside non-empty packs was lost or truncated. Opening it
+  // would show an empty store, and the next gc would delete every pack as an orphan: refuse.
+  if (file_size_or_zero(impl->index_path) == 0 &&
+      file_size_or_zero(impl->index_path + "-wal") == 0 && path_exists(impl->packs_dir)) {
+    const std::size_t packs = count_nonempty_packs(impl->packs_dir);
+    if (packs > 0) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "chunk store '" + path + "': index.db is " +
+                            (index_exists ? "empty" : "missing") + " but packs/ holds " +
+                            std::to_string(packs) +
+                            " pack files; refusing to open a store whose index was lost");
+    }
+  }
   if (!index_exists && !options.create_if_missing) {
     return make_error(ErrorCode::kNotFound, "no chunk store at '" + path + "' (index.db missing)");
   }

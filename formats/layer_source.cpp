@@ -25,6 +25,28 @@ constexpr std::uint8_t kZstdMagic[] = {0x28, 0xB5, 0x2F, 0xFD};
 // Skippable frames (0x184D2A50..5F little-endian) may open a zstd stream too.
 constexpr std::uint8_t kSkippableMagicTail[] = {0x2A, 0x4D, 0x18};
 
+// Formats OCI layers do not use (xz, bzip2, lz4 frame), recognised by their full magic so they
+// are refused as unsupported instead of surfacing as a garbled tar header (reliability.md §5.2
+// item 18). bzip2's "BZh<level>" is only taken with the block or end-of-stream magic after it,
+// so a tar whose first name merely starts with "BZh" is not misread.
+const char* unsupported_compression(ByteSpan head) {
+  constexpr std::uint8_t kXzMagic[] = {0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00};
+  constexpr std::uint8_t kLz4Magic[] = {0x04, 0x22, 0x4D, 0x18};
+  constexpr std::uint8_t kBzip2Block[] = {0x31, 0x41, 0x59, 0x26, 0x53, 0x59};
+  constexpr std::uint8_t kBzip2End[] = {0x17, 0x72, 0x45, 0x38, 0x50, 0x90};
+  const auto starts = [head](const std::uint8_t* magic, std::size_t size, std::size_t at) {
+    return head.size() >= at + size && std::memcmp(head.data() + at, magic, size) == 0;
+  };
+  if (starts(kXzMagic, sizeof kXzMagic, 0)) return "xz";
+  if (starts(kLz4Magic, sizeof kLz4Magic, 0)) return "lz4";
+  if (head.size() >= 4 && head[0] == 'B' && head[1] == 'Z' && head[2] == 'h' && head[3] >= '1' &&
+      head[3] <= '9' &&
+      (starts(kBzip2Block, sizeof kBzip2Block, 4) || starts(kBzip2End, sizeof kBzip2End, 4))) {
+    return "bzip2";
+  }
+  return nullptr;
+}
+
 bool starts_zstd(const std::uint8_t* head) {
   return std::memcmp(head, kZstdMagic, sizeof kZstdMagic) == 0 ||
          ((head[0] & 0xF0U) == 0x50 &&
@@ -194,6 +216,15 @@ struct LayerSource::State {
       ZSTD_outBuffer output{out.data(), room, 0};
       const std::size_t status = ZSTD_decompressStream(zstd.get(), &output, &in);
       if (ZSTD_isError(status) != 0U) {
+        // Between frames the only legal bytes are another frame: say so rather than passing on
+        // zstd's "Unknown frame descriptor" (the gzip path words it the same way).
+        if (!frame_open && ZSTD_getErrorCode(status) == ZSTD_error_prefix_unknown &&
+            compressed_offset() > 0) {
+          return make_error(ErrorCode::kCorruptInput,
+                            "zstd: bytes at compressed offset " +
+                                std::to_string(compressed_offset()) +
+                                " after a complete frame are not another zstd frame");
+        }
         const ErrorCode code = ZSTD_getErrorCode(status) == ZSTD_error_frameParameter_windowTooLarge
                                    ? ErrorCode::kLimitExceeded
                                    : ErrorCode::kCorruptInput;
@@ -248,8 +279,13 @@ Result<std::unique_ptr<LayerSource>> LayerSource::open(std::unique_ptr<ByteSourc
   auto state = std::make_unique<State>();
   state->raw = std::move(raw);
   state->options = options;
-  STRATA_TRY(state->refill(sizeof kZstdMagic));
+  STRATA_TRY(state->refill(10));
   const std::uint8_t* head = state->input.data();
+  if (const char* format = unsupported_compression(ByteSpan(head, state->input_available()))) {
+    return make_error(ErrorCode::kUnsupported, std::string(format) +
+                                                   "-compressed layers are not supported "
+                                                   "(only tar, gzip and zstd)");
+  }
   if (state->input_available() >= sizeof kGzipMagic &&
       std::memcmp(head, kGzipMagic, sizeof kGzipMagic) == 0) {
     state->compression = LayerCompression::kGzip;

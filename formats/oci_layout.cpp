@@ -439,6 +439,10 @@ Result<void> OciLayout::verify_image(std::string_view tag) const {
     auto decoded = decode_layer(*layer_compression_of(layer.media_type), source, ByteSink());
     ::close(descriptor_fd);
     if (!decoded.ok()) {
+      // A blob that is not what its descriptor names fails to decode too; its size or digest
+      // is the real problem, so that is reported first (reliability.md §0 item 1).
+      auto intact = stream_blob(layer, [](ByteSpan) -> Result<void> { return {}; });
+      if (!intact.ok()) return std::move(intact).error();
       return make_error(decoded.error().code, "layer " + std::to_string(i) + " (blob " +
                                                   layer.digest.to_string() +
                                                   "): " + decoded.error().message);
