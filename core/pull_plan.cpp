@@ -273,6 +273,9 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
   plan.blob_size = layer.blob_size;
   plan.metadata_bytes = layer.metadata_bytes;
   // eStargz: the TOC member is part of the tar and already fetched with the TOC.
+  plan.headers_from_tar_split =
+      options.headers_from_tar_split && !layer.tar_split.empty() &&
+      layer.format == ChunkedFormat::kZstdChunked;
   const std::uint64_t region_end =
       layer.format == ChunkedFormat::kEstargz ? layer.toc_offset : layer.data_end;
   std::uint64_t position = 0;
@@ -297,7 +300,7 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
                                                       "' has an end offset outside its range");
     }
     if (chunk.offset > position) {
-      plan.pieces.push_back(gap_piece(position, chunk.offset, false));
+      plan.pieces.push_back(gap_piece(position, chunk.offset, plan.headers_from_tar_split));
     }
     BlobPiece piece;
     piece.offset = chunk.offset;
@@ -322,7 +325,9 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
     plan.pieces.push_back(std::move(piece));
     position = chunk.end;
   }
-  if (position < region_end) plan.pieces.push_back(gap_piece(position, region_end, false));
+  if (position < region_end) {
+    plan.pieces.push_back(gap_piece(position, region_end, plan.headers_from_tar_split));
+  }
   if (layer.format == ChunkedFormat::kEstargz && layer.toc_offset < layer.data_end) {
     plan.pieces.push_back(gap_piece(layer.toc_offset, layer.data_end, true));
   }
@@ -403,6 +408,8 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
         out = std::move(*chunk);
       }
       ++report.local_chunks;
+    } else if (piece.local && plan.headers_from_tar_split) {
+      continue;  // tar headers and padding: taken from the tar-split below
     } else if (piece.local) {  // the eStargz TOC member, fetched with the TOC
       auto decoded = decompress_piece(layer.format, layer.tail_member, room, piece.offset);
       if (!decoded) return std::move(decoded).error();
@@ -444,6 +451,12 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
       return make_error(ErrorCode::kLimitExceeded, "rebuilt tar larger than the cap");
     }
     tar.insert(tar.end(), out.begin(), out.end());
+  }
+  if (plan.headers_from_tar_split) {
+    // `tar` holds the file bodies in order; the tar-split puts the headers around them.
+    auto assembled = detail::assemble_tar_from_tar_split(layer.tar_split, tar, max_tar_bytes);
+    if (!assembled) return std::move(assembled).error();
+    tar = std::move(*assembled);
   }
   report.tar_bytes = tar.size();
   report.diff_id = sha256_of(tar);

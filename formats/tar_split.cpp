@@ -5,6 +5,7 @@
 // with the next header, and the end blocks then the rest of the stream as two last segments; the
 // writer follows that grouping so `tar-split asm` rebuilds the exact tar.
 #include <array>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "formats/toc_json.h"
@@ -69,9 +70,18 @@ void TarSplitWriter::add_file(const std::string& name, std::uint64_t size, ByteS
   text_ += line;
 }
 
-Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan tar) {
-  std::vector<TarSplitFile> files;
-  std::uint64_t position = 0;
+namespace {
+
+struct TarSplitLine {
+  std::int64_t type = 0;
+  std::vector<std::uint8_t> payload;
+  TarSplitFile file;
+  std::string where;  // "tar-split line N: "
+};
+
+// Parses every line and hands it to `visit` in order.
+Result<void> for_each_tar_split_line(ByteSpan tar_split,
+                                     const std::function<Result<void>(TarSplitLine&)>& visit) {
   std::size_t line_start = 0;
   std::uint64_t line_number = 0;
   while (line_start < tar_split.size()) {
@@ -81,74 +91,126 @@ Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan t
     const auto line = tar_split.subspan(line_start, line_end - line_start);
     line_start = line_end + 1;
     if (line.empty()) continue;
-    const auto where = "tar-split line " + std::to_string(line_number) + ": ";
+    TarSplitLine parsed;
+    parsed.where = "tar-split line " + std::to_string(line_number) + ": ";
     const auto object = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
     if (object.is_discarded() || !object.is_object()) {
-      return make_error(ErrorCode::kCorruptInput, where + "not a JSON object");
+      return make_error(ErrorCode::kCorruptInput, parsed.where + "not a JSON object");
     }
     const auto type = object.find("type");
     if (type == object.end() || !type->is_number_integer()) {
-      return make_error(ErrorCode::kCorruptInput, where + "no type");
+      return make_error(ErrorCode::kCorruptInput, parsed.where + "no type");
     }
+    parsed.type = type->get<std::int64_t>();
     const auto payload = object.find("payload");
-    std::vector<std::uint8_t> bytes;
     if (payload != object.end() && payload->is_string()) {
       auto decoded = base64_decode(payload->get<std::string>());
-      if (!decoded) return make_error(ErrorCode::kCorruptInput, where + decoded.error().message);
-      bytes = std::move(*decoded);
-    } else if (payload != object.end() && !payload->is_null()) {
-      return make_error(ErrorCode::kCorruptInput, where + "payload is not a string");
-    }
-    if (type->get<std::int64_t>() == 2) {
-      if (bytes.size() > tar.size() - position ||
-          !std::equal(bytes.begin(), bytes.end(), tar.begin() + static_cast<std::ptrdiff_t>(position))) {
-        return make_error(ErrorCode::kCorruptInput,
-                          where + "segment differs from the tar at offset " + std::to_string(position));
+      if (!decoded) {
+        return make_error(ErrorCode::kCorruptInput, parsed.where + decoded.error().message);
       }
-      position += bytes.size();
-    } else if (type->get<std::int64_t>() == 1) {
-      TarSplitFile file;
+      parsed.payload = std::move(*decoded);
+    } else if (payload != object.end() && !payload->is_null()) {
+      return make_error(ErrorCode::kCorruptInput, parsed.where + "payload is not a string");
+    }
+    if (parsed.type == 1) {
       const auto name = object.find("name");
       if (name != object.end() && name->is_string()) {
-        file.name = name->get<std::string>();
+        parsed.file.name = name->get<std::string>();
       } else {
         const auto raw = object.find("name_raw");
         if (raw == object.end() || !raw->is_string()) {
-          return make_error(ErrorCode::kCorruptInput, where + "file entry without a name");
+          return make_error(ErrorCode::kCorruptInput, parsed.where + "file entry without a name");
         }
         auto decoded = base64_decode(raw->get<std::string>());
-        if (!decoded) return make_error(ErrorCode::kCorruptInput, where + "bad name_raw");
-        file.name.assign(decoded->begin(), decoded->end());
+        if (!decoded) return make_error(ErrorCode::kCorruptInput, parsed.where + "bad name_raw");
+        parsed.file.name.assign(decoded->begin(), decoded->end());
       }
       const auto size = object.find("size");
       if (size != object.end() && !size->is_null()) {
         if (!size->is_number_unsigned()) {
-          return make_error(ErrorCode::kCorruptInput, where + "size is not a non-negative integer");
-        }
-        file.size = size->get<std::uint64_t>();
-      }
-      if (file.size > tar.size() - position) {
-        return make_error(ErrorCode::kCorruptInput, where + "file body runs past the tar's end");
-      }
-      if (file.size != 0) {
-        const auto body = tar.subspan(position, file.size);
-        if (bytes.size() != 8 || crc64_payload(body) != base64_encode(bytes)) {
           return make_error(ErrorCode::kCorruptInput,
-                            where + "CRC-64 of '" + file.name + "' differs from the tar's content");
+                            parsed.where + "size is not a non-negative integer");
         }
+        parsed.file.size = size->get<std::uint64_t>();
       }
-      position += file.size;
-      files.push_back(std::move(file));
-    } else {
-      return make_error(ErrorCode::kCorruptInput, where + "unknown type");
+      if (parsed.file.size != 0 && parsed.payload.size() != 8) {
+        return make_error(ErrorCode::kCorruptInput, parsed.where + "file payload is not a CRC-64");
+      }
+    } else if (parsed.type != 2) {
+      return make_error(ErrorCode::kCorruptInput, parsed.where + "unknown type");
     }
+    STRATA_TRY(visit(parsed));
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan tar) {
+  std::vector<TarSplitFile> files;
+  std::uint64_t position = 0;
+  STRATA_TRY(for_each_tar_split_line(tar_split, [&](TarSplitLine& line) -> Result<void> {
+    if (line.type == 2) {
+      if (line.payload.size() > tar.size() - position ||
+          !std::equal(line.payload.begin(), line.payload.end(),
+                      tar.begin() + static_cast<std::ptrdiff_t>(position))) {
+        return make_error(ErrorCode::kCorruptInput, line.where +
+                                                        "segment differs from the tar at offset " +
+                                                        std::to_string(position));
+      }
+      position += line.payload.size();
+      return {};
+    }
+    if (line.file.size > tar.size() - position) {
+      return make_error(ErrorCode::kCorruptInput, line.where + "file body runs past the tar's end");
+    }
+    if (line.file.size != 0 &&
+        crc64_payload(tar.subspan(position, line.file.size)) != base64_encode(line.payload)) {
+      return make_error(ErrorCode::kCorruptInput, line.where + "CRC-64 of '" + line.file.name +
+                                                      "' differs from the tar's content");
+    }
+    position += line.file.size;
+    files.push_back(std::move(line.file));
+    return {};
+  }));
   if (position != tar.size()) {
     return make_error(ErrorCode::kCorruptInput,
                       "tar-split covers " + std::to_string(position) + " bytes of a " +
                           std::to_string(tar.size()) + "-byte tar");
   }
   return files;
+}
+
+Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split, ByteSpan bodies,
+                                                              std::uint64_t max_tar_bytes) {
+  std::vector<std::uint8_t> tar;
+  std::uint64_t used = 0;
+  STRATA_TRY(for_each_tar_split_line(tar_split, [&](TarSplitLine& line) -> Result<void> {
+    const ByteSpan piece = line.type == 2 ? ByteSpan(line.payload) : ByteSpan();
+    if (line.type == 1 && line.file.size > bodies.size() - used) {
+      return make_error(ErrorCode::kCorruptInput,
+                        line.where + "'" + line.file.name + "' needs more content than the TOC's files hold");
+    }
+    const ByteSpan body = line.type == 1 ? bodies.subspan(used, line.file.size) : ByteSpan();
+    if (line.type == 1 && line.file.size != 0 &&
+        crc64_payload(body) != base64_encode(line.payload)) {
+      return make_error(ErrorCode::kCorruptInput,
+                        line.where + "CRC-64 of '" + line.file.name + "' differs from its content");
+    }
+    const ByteSpan add = line.type == 2 ? piece : body;
+    if (add.size() > max_tar_bytes - tar.size()) {
+      return make_error(ErrorCode::kLimitExceeded, "tar rebuilt from tar-split exceeds the cap");
+    }
+    tar.insert(tar.end(), add.begin(), add.end());
+    used += body.size();
+    return {};
+  }));
+  if (used != bodies.size()) {
+    return make_error(ErrorCode::kCorruptInput,
+                      "tar-split uses " + std::to_string(used) + " of the " +
+                          std::to_string(bodies.size()) + " content bytes the TOC describes");
+  }
+  return tar;
 }
 
 }  // namespace strata::fastpull::detail

@@ -42,4 +42,9 @@ struct TarSplitFile {
 // equal, nothing left over) and returns its file entries in order.
 Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan tar);
 
+// Rebuilds a tar from tar-split lines and the concatenated bodies of its file entries (what
+// `tar-split asm` does with a directory); every body's CRC-64 is checked, all bodies must be used.
+Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split, ByteSpan bodies,
+                                                              std::uint64_t max_tar_bytes);
+
 }  // namespace strata::fastpull::detail

@@ -210,6 +210,9 @@ struct ByteRange {
 struct PullPlanOptions {
   std::uint64_t gap_bridge_bytes = 4096;      // gaps smaller than this are fetched, not split
   std::size_t max_ranges_per_request = 1024;  // c/storage's limit per multi-range GET
+  // With a tar-split (current zstd:chunked), tar headers and padding come from it: only chunk
+  // frames are fetched, as c/storage does.
+  bool headers_from_tar_split = true;
 };
 
 struct PullPlan {
@@ -224,6 +227,7 @@ struct PullPlan {
   std::uint64_t local_chunks = 0;
   std::uint64_t local_chunk_bytes = 0;  // uncompressed
   std::uint64_t missing_chunks = 0;
+  bool headers_from_tar_split = false;  // gap pieces are not fetched: the tar-split has them
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return metadata_bytes + fetch_bytes; }
 };
 
