@@ -214,10 +214,7 @@ TEST(ChunkedReader, PlanWithV1PresentFetchesOnlyTheChangedChunks) {
     ASSERT_TRUE(rebuild_chunked_layer(*toc1, *plan, memory_fetcher(v1->blob, nullptr), {},
                                       v1->diff_id, tar)
                     .ok());
-    std::uint64_t file_at = 0;
-    (void)file_at;
-    // The chunks v1 holds: decode each chunk piece by its digest from the rebuilt tar is not
-    // needed here; the plan only asks whether a digest is present.
+    // The plan only asks whether a digest is present.
     for (const BlobPiece& piece : plan->pieces) {
       if (piece.is_chunk) have[piece.digest] = {};
     }
