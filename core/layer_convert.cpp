@@ -90,10 +90,10 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
     auto ingested = ingest_layer_file(store, input->blob_path(layer.digest), IngestOptions{});
     if (!ingested) return std::move(ingested).error();
     if (ingested->diff_id != diff_id) {
-      return make_error(ErrorCode::kDigestMismatch,
-                        "layer " + layer.digest.to_string() + " decompresses to " +
-                            ingested->diff_id.to_string() + ", the config says " +
-                            diff_id.to_string());
+      return make_error(ErrorCode::kDigestMismatch, "layer " + layer.digest.to_string() +
+                                                        " decompresses to " +
+                                                        ingested->diff_id.to_string() +
+                                                        ", the config says " + diff_id.to_string());
     }
     auto replayed = replay_layer(store, diff_id);
     if (!replayed) return std::move(replayed).error();
@@ -162,7 +162,8 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
   manifest_descriptor->platform = image->manifest_descriptor.platform;
   STRATA_TRY(output->set_tag(destination_tag, *manifest_descriptor));
   report.manifest_digest = manifest_descriptor->digest;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;
 }
 

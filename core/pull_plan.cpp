@@ -174,22 +174,14 @@ std::string normalized_name(std::string name) {
 
 std::string toc_type_of(TarEntryType type) {
   switch (type) {
-    case TarEntryType::kRegular:
-      return "reg";
-    case TarEntryType::kHardLink:
-      return "hardlink";
-    case TarEntryType::kSymlink:
-      return "symlink";
-    case TarEntryType::kCharDevice:
-      return "char";
-    case TarEntryType::kBlockDevice:
-      return "block";
-    case TarEntryType::kDirectory:
-      return "dir";
-    case TarEntryType::kFifo:
-      return "fifo";
-    default:
-      return "";
+    case TarEntryType::kRegular: return "reg";
+    case TarEntryType::kHardLink: return "hardlink";
+    case TarEntryType::kSymlink: return "symlink";
+    case TarEntryType::kCharDevice: return "char";
+    case TarEntryType::kBlockDevice: return "block";
+    case TarEntryType::kDirectory: return "dir";
+    case TarEntryType::kFifo: return "fifo";
+    default: return "";
   }
 }
 
@@ -215,16 +207,17 @@ Result<std::uint64_t> check_toc_against_tar(const ChunkedLayerToc& layer, ByteSp
     if (entry.type != "chunk") toc_entries.push_back(&entry);
   }
   if (toc_entries.size() != described.size()) {
-    return make_error(ErrorCode::kCorruptInput,
-                      "TOC lists " + std::to_string(toc_entries.size()) + " entries, the tar has " +
-                          std::to_string(described.size()));
+    return make_error(ErrorCode::kCorruptInput, "TOC lists " + std::to_string(toc_entries.size()) +
+                                                    " entries, the tar has " +
+                                                    std::to_string(described.size()));
   }
   const bool zstd = layer.format != ChunkedFormat::kEstargz;
   for (std::size_t i = 0; i < described.size(); ++i) {
     const TarEntry& tar_entry = *described[i];
     const TocEntry& toc_entry = *toc_entries[i];
     const auto mismatch = [&](const std::string& field) {
-      return make_error(ErrorCode::kCorruptInput, "TOC entry '" + toc_entry.name + "' disagrees with the tar entry '" +
+      return make_error(ErrorCode::kCorruptInput, "TOC entry '" + toc_entry.name +
+                                                      "' disagrees with the tar entry '" +
                                                       tar_entry.path + "' on " + field);
     };
     if (normalized_name(tar_entry.path) != normalized_name(toc_entry.name)) return mismatch("name");
@@ -246,10 +239,9 @@ Result<std::uint64_t> check_toc_against_tar(const ChunkedLayerToc& layer, ByteSp
     std::vector<const TarEntry*> all;
     for (const TarEntry& entry : entries) all.push_back(&entry);
     if (files->size() != all.size()) {
-      return make_error(ErrorCode::kCorruptInput, "tar-split lists " +
-                                                      std::to_string(files->size()) +
-                                                      " entries, the tar has " +
-                                                      std::to_string(all.size()));
+      return make_error(ErrorCode::kCorruptInput,
+                        "tar-split lists " + std::to_string(files->size()) +
+                            " entries, the tar has " + std::to_string(all.size()));
     }
     for (std::size_t i = 0; i < all.size(); ++i) {
       if ((*files)[i].name != all[i]->path) {
@@ -273,9 +265,8 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
   plan.blob_size = layer.blob_size;
   plan.metadata_bytes = layer.metadata_bytes;
   // eStargz: the TOC member is part of the tar and already fetched with the TOC.
-  plan.headers_from_tar_split =
-      options.headers_from_tar_split && !layer.tar_split.empty() &&
-      layer.format == ChunkedFormat::kZstdChunked;
+  plan.headers_from_tar_split = options.headers_from_tar_split && !layer.tar_split.empty() &&
+                                layer.format == ChunkedFormat::kZstdChunked;
   const std::uint64_t region_end =
       layer.format == ChunkedFormat::kEstargz ? layer.toc_offset : layer.data_end;
   std::uint64_t position = 0;
@@ -287,17 +278,16 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
                             std::to_string(chunk.offset) +
                             " overlaps another or lies outside the data region");
     }
-    const std::uint64_t next =
-        i + 1 < chunks->size() ? (*chunks)[i + 1].offset : region_end;
+    const std::uint64_t next = i + 1 < chunks->size() ? (*chunks)[i + 1].offset : region_end;
     bool prefix = false;
     if (chunk.end == 0) {  // no endOffset: the piece may carry the following tar headers
       chunk.end = next;
-      prefix = chunk.end != chunk.offset && (i + 1 == chunks->size() ||
-                                             (*chunks)[i + 1].chunk_offset == 0);
+      prefix = chunk.end != chunk.offset &&
+               (i + 1 == chunks->size() || (*chunks)[i + 1].chunk_offset == 0);
     }
     if (chunk.end <= chunk.offset || chunk.end > next) {
-      return make_error(ErrorCode::kCorruptInput, "TOC chunk of '" + chunk.name +
-                                                      "' has an end offset outside its range");
+      return make_error(ErrorCode::kCorruptInput,
+                        "TOC chunk of '" + chunk.name + "' has an end offset outside its range");
     }
     if (chunk.offset > position) {
       plan.pieces.push_back(gap_piece(position, chunk.offset, plan.headers_from_tar_split));
@@ -398,6 +388,9 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
     std::vector<std::uint8_t> out;
     if (piece.local && piece.is_chunk) {
       if (piece.zeros) {
+        if (piece.chunk_size > room) {
+          return make_error(ErrorCode::kLimitExceeded, "rebuilt tar larger than the cap");
+        }
         if (!is_zeros_digest(piece.digest, piece.chunk_size, out)) {
           return make_error(ErrorCode::kDigestMismatch,
                             "zeros chunk of '" + piece.name + "' has a digest that is not zeros'");
@@ -409,7 +402,7 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
       }
       ++report.local_chunks;
     } else if (piece.local && plan.headers_from_tar_split) {
-      continue;  // tar headers and padding: taken from the tar-split below
+      continue;                // tar headers and padding: taken from the tar-split below
     } else if (piece.local) {  // the eStargz TOC member, fetched with the TOC
       auto decoded = decompress_piece(layer.format, layer.tail_member, room, piece.offset);
       if (!decoded) return std::move(decoded).error();
@@ -424,19 +417,18 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
     }
     if (piece.is_chunk || piece.chunk_prefix) {
       if (out.size() < piece.chunk_size || (piece.is_chunk && out.size() != piece.chunk_size)) {
-        return make_error(ErrorCode::kCorruptInput, "chunk of '" + piece.name + "' at chunkOffset " +
-                                                        std::to_string(piece.chunk_offset) +
-                                                        " decompresses to " +
-                                                        std::to_string(out.size()) + " bytes, not " +
-                                                        std::to_string(piece.chunk_size));
+        return make_error(ErrorCode::kCorruptInput,
+                          "chunk of '" + piece.name + "' at chunkOffset " +
+                              std::to_string(piece.chunk_offset) + " decompresses to " +
+                              std::to_string(out.size()) + " bytes, not " +
+                              std::to_string(piece.chunk_size));
       }
       const ByteSpan chunk = ByteSpan(out).first(piece.chunk_size);
       if (sha256_of(chunk) != piece.digest) {
-        return make_error(ErrorCode::kDigestMismatch, "chunk of '" + piece.name +
-                                                          "' at chunkOffset " +
-                                                          std::to_string(piece.chunk_offset) +
-                                                          " does not match its digest " +
-                                                          piece.digest.to_string());
+        return make_error(ErrorCode::kDigestMismatch,
+                          "chunk of '" + piece.name + "' at chunkOffset " +
+                              std::to_string(piece.chunk_offset) + " does not match its digest " +
+                              piece.digest.to_string());
       }
       file_hash.update(chunk);
       if (piece.file_size != 0) {

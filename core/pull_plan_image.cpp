@@ -43,8 +43,8 @@ class FileRangeReader {
       std::vector<std::uint8_t> out(length);
       std::size_t done = 0;
       while (done < out.size()) {
-        const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done,
-                                  static_cast<off_t>(offset + done));
+        const ssize_t n =
+            ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return make_error(ErrorCode::kIo, "read " + path_ + ": " + std::strerror(errno));
         if (n == 0) break;
@@ -96,8 +96,8 @@ Result<std::vector<LayerPullPlan>> plan_image_pull(const ChunkStore& store,
       if (!reader) return std::move(reader).error();
       auto toc = read_chunked_toc(layers[i].size, layers[i].annotations, reader->fetcher());
       if (!toc) return std::move(toc).error();
-      auto planned =
-          plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); }, options);
+      auto planned = plan_pull(
+          *toc, [&](const Digest& digest) { return store.contains(digest); }, options);
       if (!planned) return std::move(planned).error();
       plan.chunked = true;
       plan.plan = std::move(*planned);
@@ -136,8 +136,8 @@ Result<PullReport> pull_image(ChunkStore& store, const std::string& source, std:
     if (!reader) return std::move(reader).error();
     auto toc = read_chunked_toc(layers[i].size, layers[i].annotations, reader->fetcher());
     if (!toc) return std::move(toc).error();
-    auto planned =
-        plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); }, options);
+    auto planned = plan_pull(
+        *toc, [&](const Digest& digest) { return store.contains(digest); }, options);
     if (!planned) return std::move(planned).error();
     std::vector<std::uint8_t> tar;
     auto rebuilt = rebuild_chunked_layer(

@@ -19,7 +19,8 @@ constexpr std::array<std::uint64_t, 256> make_crc64_table() {
   std::array<std::uint64_t, 256> table{};
   for (std::uint64_t i = 0; i < 256; ++i) {
     std::uint64_t crc = i;
-    for (int bit = 0; bit < 8; ++bit) crc = (crc & 1U) != 0 ? (crc >> 1U) ^ kCrc64IsoPoly : crc >> 1U;
+    for (int bit = 0; bit < 8; ++bit)
+      crc = (crc & 1U) != 0 ? (crc >> 1U) ^ kCrc64IsoPoly : crc >> 1U;
     table[i] = crc;
   }
   return table;
@@ -60,9 +61,10 @@ void TarSplitWriter::add_file(const std::string& name, std::uint64_t size, ByteS
   if (is_utf8(name)) {
     line += "\"name\":" + nlohmann::json(name).dump() + ",";
   } else {
-    line += "\"name_raw\":\"" +
-            base64_encode(ByteSpan(reinterpret_cast<const std::uint8_t*>(name.data()), name.size())) +
-            "\",";
+    line +=
+        "\"name_raw\":\"" +
+        base64_encode(ByteSpan(reinterpret_cast<const std::uint8_t*>(name.data()), name.size())) +
+        "\",";
   }
   if (size != 0) line += "\"size\":" + std::to_string(size) + ",";
   line += size != 0 ? "\"payload\":\"" + crc64_payload(content) + "\"" : "\"payload\":null";
@@ -154,9 +156,9 @@ Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan t
       if (line.payload.size() > tar.size() - position ||
           !std::equal(line.payload.begin(), line.payload.end(),
                       tar.begin() + static_cast<std::ptrdiff_t>(position))) {
-        return make_error(ErrorCode::kCorruptInput, line.where +
-                                                        "segment differs from the tar at offset " +
-                                                        std::to_string(position));
+        return make_error(
+            ErrorCode::kCorruptInput,
+            line.where + "segment differs from the tar at offset " + std::to_string(position));
       }
       position += line.payload.size();
       return {};
@@ -174,9 +176,9 @@ Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan t
     return {};
   }));
   if (position != tar.size()) {
-    return make_error(ErrorCode::kCorruptInput,
-                      "tar-split covers " + std::to_string(position) + " bytes of a " +
-                          std::to_string(tar.size()) + "-byte tar");
+    return make_error(ErrorCode::kCorruptInput, "tar-split covers " + std::to_string(position) +
+                                                    " bytes of a " + std::to_string(tar.size()) +
+                                                    "-byte tar");
   }
   return files;
 }
@@ -188,8 +190,9 @@ Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split
   STRATA_TRY(for_each_tar_split_line(tar_split, [&](TarSplitLine& line) -> Result<void> {
     const ByteSpan piece = line.type == 2 ? ByteSpan(line.payload) : ByteSpan();
     if (line.type == 1 && line.file.size > bodies.size() - used) {
-      return make_error(ErrorCode::kCorruptInput,
-                        line.where + "'" + line.file.name + "' needs more content than the TOC's files hold");
+      return make_error(
+          ErrorCode::kCorruptInput,
+          line.where + "'" + line.file.name + "' needs more content than the TOC's files hold");
     }
     const ByteSpan body = line.type == 1 ? bodies.subspan(used, line.file.size) : ByteSpan();
     if (line.type == 1 && line.file.size != 0 &&
@@ -206,9 +209,9 @@ Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split
     return {};
   }));
   if (used != bodies.size()) {
-    return make_error(ErrorCode::kCorruptInput,
-                      "tar-split uses " + std::to_string(used) + " of the " +
-                          std::to_string(bodies.size()) + " content bytes the TOC describes");
+    return make_error(ErrorCode::kCorruptInput, "tar-split uses " + std::to_string(used) +
+                                                    " of the " + std::to_string(bodies.size()) +
+                                                    " content bytes the TOC describes");
   }
   return tar;
 }

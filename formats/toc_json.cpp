@@ -2,22 +2,19 @@
 // fields and a writer in c/storage's field order (shared/specs/layer-formats.md §1.2, §2 "TOC"),
 // plus base64 (xattr values, tar-split payloads). nlohmann-json parses without exceptions; every
 // field is type-checked before use, so hostile TOCs end in an error naming the entry.
+#include "formats/toc_json.h"
+
 #include <array>
 #include <limits>
 #include <nlohmann/json.hpp>
-
-#include "formats/toc_json.h"
 
 namespace strata::fastpull {
 
 std::string_view chunked_format_name(ChunkedFormat format) noexcept {
   switch (format) {
-    case ChunkedFormat::kZstdChunked:
-      return "zstd:chunked";
-    case ChunkedFormat::kZstdChunkedV1:
-      return "zstd:chunked-v1";
-    case ChunkedFormat::kEstargz:
-      return "estargz";
+    case ChunkedFormat::kZstdChunked: return "zstd:chunked";
+    case ChunkedFormat::kZstdChunkedV1: return "zstd:chunked-v1";
+    case ChunkedFormat::kEstargz: return "estargz";
   }
   return "unknown";
 }
@@ -60,7 +57,8 @@ Result<std::int64_t> get_signed(const json& object, const char* key, std::size_t
     return entry_error(index, std::string("'") + key + "' is not an integer");
   }
   if (it->is_number_unsigned() &&
-      it->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      it->get<std::uint64_t>() >
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
     return entry_error(index, std::string("'") + key + "' is out of range");
   }
   return it->get<std::int64_t>();
@@ -165,9 +163,9 @@ Result<Toc> parse_toc_json(ByteSpan json_bytes, std::size_t max_entries) {
     return make_error(ErrorCode::kCorruptInput, "TOC has no 'entries' array");
   }
   if (entries->size() > max_entries) {
-    return make_error(ErrorCode::kLimitExceeded,
-                      "TOC has " + std::to_string(entries->size()) + " entries, more than " +
-                          std::to_string(max_entries));
+    return make_error(ErrorCode::kLimitExceeded, "TOC has " + std::to_string(entries->size()) +
+                                                     " entries, more than " +
+                                                     std::to_string(max_entries));
   }
   Toc toc;
   toc.entries.reserve(entries->size());
@@ -233,8 +231,8 @@ std::string base64_encode(ByteSpan bytes) {
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    const std::uint32_t v = (std::uint32_t{bytes[i]} << 16U) | (std::uint32_t{bytes[i + 1]} << 8U) |
-                            bytes[i + 2];
+    const std::uint32_t v =
+        (std::uint32_t{bytes[i]} << 16U) | (std::uint32_t{bytes[i + 1]} << 8U) | bytes[i + 2];
     out += kBase64Alphabet[(v >> 18U) & 63U];
     out += kBase64Alphabet[(v >> 12U) & 63U];
     out += kBase64Alphabet[(v >> 6U) & 63U];

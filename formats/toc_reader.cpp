@@ -21,9 +21,9 @@ Result<std::vector<std::uint8_t>> fetch_exact(const RangeFetcher& fetch, std::ui
                                               std::uint64_t length, std::uint64_t blob_size,
                                               const std::string& what) {
   if (offset > blob_size || length > blob_size - offset) {
-    return make_error(ErrorCode::kCorruptInput,
-                      what + " at " + std::to_string(offset) + "+" + std::to_string(length) +
-                          " lies outside the " + std::to_string(blob_size) + "-byte blob");
+    return make_error(ErrorCode::kCorruptInput, what + " at " + std::to_string(offset) + "+" +
+                                                    std::to_string(length) + " lies outside the " +
+                                                    std::to_string(blob_size) + "-byte blob");
   }
   auto bytes = fetch(offset, length);
   if (!bytes) return std::move(bytes).error();
@@ -52,9 +52,9 @@ Result<std::vector<std::uint64_t>> parse_position(const std::string& text, std::
     p = next + 1;
   }
   if (p != end + 1 || values.size() != fields) {
-    return make_error(ErrorCode::kCorruptInput, what + " '" + text + "' is not " +
-                                                    std::to_string(fields) +
-                                                    " colon-separated numbers");
+    return make_error(
+        ErrorCode::kCorruptInput,
+        what + " '" + text + "' is not " + std::to_string(fields) + " colon-separated numbers");
   }
   return values;
 }
@@ -149,9 +149,9 @@ Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size, const Annotat
   if (where.toc_compressed_size > options.max_toc_bytes || where.toc_size > options.max_toc_bytes ||
       where.tar_split_compressed_size > options.max_toc_bytes ||
       where.tar_split_size > options.max_toc_bytes) {
-    return make_error(ErrorCode::kLimitExceeded,
-                      "zstd:chunked TOC or tar-split larger than the " +
-                          std::to_string(options.max_toc_bytes) + "-byte cap");
+    return make_error(ErrorCode::kLimitExceeded, "zstd:chunked TOC or tar-split larger than the " +
+                                                     std::to_string(options.max_toc_bytes) +
+                                                     "-byte cap");
   }
   if (where.toc_offset < 8) {
     return make_error(ErrorCode::kCorruptInput, "zstd:chunked TOC offset before its frame header");
@@ -223,8 +223,9 @@ Result<ChunkedLayerToc> read_estargz(std::uint64_t blob_size, const Annotations&
   auto toc_offset = parse_estargz_footer(*footer);
   if (!toc_offset) return std::move(toc_offset).error();
   if (*toc_offset >= footer_at) {
-    return make_error(ErrorCode::kCorruptInput, "eStargz TOC offset " + std::to_string(*toc_offset) +
-                                                    " is not before the footer");
+    return make_error(
+        ErrorCode::kCorruptInput,
+        "eStargz TOC offset " + std::to_string(*toc_offset) + " is not before the footer");
   }
   if (footer_at - *toc_offset > options.max_toc_bytes) {
     return make_error(ErrorCode::kLimitExceeded, "eStargz TOC member larger than the cap");
@@ -285,16 +286,15 @@ Result<ChunkedLayerToc> read_estargz(std::uint64_t blob_size, const Annotations&
 }  // namespace
 
 Result<ChunkedLayerToc> read_chunked_toc(std::uint64_t blob_size, const Annotations& annotations,
-                                         const RangeFetcher& fetch,
-                                         const TocReadOptions& options) {
+                                         const RangeFetcher& fetch, const TocReadOptions& options) {
   const auto format = chunked_format_of(annotations);
   if (!format) {
     if (!options.allow_unverified) {
       return make_error(ErrorCode::kUnsupported, "layer has no zstd:chunked or eStargz annotation");
     }
     // No annotations (a local file): the footer says which format it is.
-    auto zstd = read_zstd_chunked(blob_size, annotations, ChunkedFormat::kZstdChunked, fetch,
-                                  options);
+    auto zstd =
+        read_zstd_chunked(blob_size, annotations, ChunkedFormat::kZstdChunked, fetch, options);
     if (zstd) return zstd;
     return read_estargz(blob_size, annotations, fetch, options);
   }

@@ -57,23 +57,15 @@ std::string rfc3339(std::int64_t seconds) {
 
 std::string toc_type_of(TarEntryType type) {
   switch (type) {
-    case TarEntryType::kRegular:
-      return "reg";
-    case TarEntryType::kHardLink:
-      return "hardlink";
-    case TarEntryType::kSymlink:
-      return "symlink";
-    case TarEntryType::kCharDevice:
-      return "char";
-    case TarEntryType::kBlockDevice:
-      return "block";
-    case TarEntryType::kDirectory:
-      return "dir";
-    case TarEntryType::kFifo:
-      return "fifo";
+    case TarEntryType::kRegular: return "reg";
+    case TarEntryType::kHardLink: return "hardlink";
+    case TarEntryType::kSymlink: return "symlink";
+    case TarEntryType::kCharDevice: return "char";
+    case TarEntryType::kBlockDevice: return "block";
+    case TarEntryType::kDirectory: return "dir";
+    case TarEntryType::kFifo: return "fifo";
     case TarEntryType::kGlobalHeader:
-    case TarEntryType::kOther:
-      break;
+    case TarEntryType::kOther: break;
   }
   return {};
 }
@@ -135,8 +127,8 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
   BlobOutput out(sink);
   Toc toc;
   detail::TarSplitWriter tar_split;
-  std::vector<std::uint8_t> pending;     // tar bytes waiting for their frame
-  std::vector<std::uint8_t> pending_ts;  // raw bytes of the next tar-split segment
+  std::vector<std::uint8_t> pending;      // tar bytes waiting for their frame
+  std::vector<std::uint8_t> pending_ts;   // raw bytes of the next tar-split segment
   std::vector<std::uint8_t> trailing_ts;  // bytes after the end blocks: tar-split's last segment
   std::size_t next_chunk = 0;
 
@@ -210,11 +202,11 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
             digest = chunks[next_chunk].digest;
             ++next_chunk;
           } else {
-            const std::uint64_t limit = next_chunk < chunks.size() &&
-                                                chunks[next_chunk].tar_offset > at &&
-                                                chunks[next_chunk].tar_offset < content_start + entry.size
-                                            ? chunks[next_chunk].tar_offset
-                                            : content_start + entry.size;
+            const std::uint64_t limit =
+                next_chunk < chunks.size() && chunks[next_chunk].tar_offset > at &&
+                        chunks[next_chunk].tar_offset < content_start + entry.size
+                    ? chunks[next_chunk].tar_offset
+                    : content_start + entry.size;
             length = limit - at;
             digest = sha256_of(tar.subspan(at, length));
           }
@@ -259,8 +251,7 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
         pending.insert(pending.end(), event->bytes.begin(), event->bytes.end());
         trailing_ts.insert(trailing_ts.end(), event->bytes.begin(), event->bytes.end());
         break;
-      case TarEventKind::kDone:
-        break;
+      case TarEventKind::kDone: break;
     }
   }
   STRATA_TRY(flush_pending());
@@ -317,9 +308,11 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
     put_u64le(footer, tar_split_offset);
     put_u64le(footer, tar_split_frame.size());
     put_u64le(footer, tar_split.text().size());
-    for (const char c : std::string_view("GNUlInUx")) footer.push_back(static_cast<std::uint8_t>(c));
+    for (const char c : std::string_view("GNUlInUx"))
+      footer.push_back(static_cast<std::uint8_t>(c));
   } else {
-    for (const char c : std::string_view("GnUlInUx")) footer.push_back(static_cast<std::uint8_t>(c));
+    for (const char c : std::string_view("GnUlInUx"))
+      footer.push_back(static_cast<std::uint8_t>(c));
   }
   auto footer_at = write_skippable(footer);
   if (!footer_at) return std::move(footer_at).error();

@@ -62,12 +62,12 @@ LoadedLayer load_layer(const std::string& directory, const std::string& tag) {
 }
 
 Result<ChunkedLayerToc> read_toc(const LoadedLayer& layer, const std::vector<std::uint8_t>& blob) {
-  return read_chunked_toc(blob.size(), layer.descriptor.annotations,
-                          [&](std::uint64_t offset, std::uint64_t length) {
-                            return Result<std::vector<std::uint8_t>>(std::vector<std::uint8_t>(
-                                blob.begin() + static_cast<std::ptrdiff_t>(offset),
-                                blob.begin() + static_cast<std::ptrdiff_t>(offset + length)));
-                          });
+  return read_chunked_toc(
+      blob.size(), layer.descriptor.annotations, [&](std::uint64_t offset, std::uint64_t length) {
+        return Result<std::vector<std::uint8_t>>(
+            std::vector<std::uint8_t>(blob.begin() + static_cast<std::ptrdiff_t>(offset),
+                                      blob.begin() + static_cast<std::ptrdiff_t>(offset + length)));
+      });
 }
 
 TEST_F(ConvertCli, EveryTargetKeepsTheDiffIdsOfEveryGzipImage) {
@@ -75,11 +75,10 @@ TEST_F(ConvertCli, EveryTargetKeepsTheDiffIdsOfEveryGzipImage) {
     const LoadedLayer source = load_layer(layout(name), tag);
     for (const std::string target : {"tar", "gzip", "zstd", "zstd:chunked", "zstd:chunked-v1"}) {
       SCOPED_TRACE(std::string(name) + " -> " + target);
-      const std::string out = path(std::string(name) + "-" + target.substr(0, 4) +
-                                   std::to_string(target.size()));
+      const std::string out =
+          path(std::string(name) + "-" + target.substr(0, 4) + std::to_string(target.size()));
       const auto result = test::run_tool("convert " + layout(name) + ":" + tag + " --to " + target +
-                                         " --layout " + out + " --tag t --store " +
-                                         path("store"));
+                                         " --layout " + out + " --tag t --store " + path("store"));
       ASSERT_EQ(result.exit_code, 0) << "convert " << result.err;
       auto converted = oci::OciLayout::open(out);
       ASSERT_TRUE(converted.ok());
@@ -153,7 +152,8 @@ TEST_F(ConvertCli, OldVariantHasTheOldFooterAndKeysAndNoTarSplit) {
                 .exit_code,
             0);
   const LoadedLayer layer = load_layer(path("out"), "v1");
-  EXPECT_TRUE(layer.descriptor.annotations.contains(std::string(kZstdChunkedV1ManifestPositionKey)));
+  EXPECT_TRUE(
+      layer.descriptor.annotations.contains(std::string(kZstdChunkedV1ManifestPositionKey)));
   EXPECT_FALSE(layer.descriptor.annotations.contains(std::string(kZstdChunkedManifestPositionKey)));
   const auto blob = test::read_file(layer.blob_path);
   auto footer = parse_zstd_chunked_footer(blob);
@@ -168,10 +168,10 @@ TEST_F(ConvertCli, OldVariantHasTheOldFooterAndKeysAndNoTarSplit) {
 
 TEST_F(ConvertCli, ConversionIsDeterministic) {
   for (const std::string out : {"a", "b"}) {
-    ASSERT_EQ(test::run_tool("convert " + layout("gzip-v2") + ":v2 --layout " + path(out) +
-                             " --tag v2")
-                  .exit_code,
-              0);
+    ASSERT_EQ(
+        test::run_tool("convert " + layout("gzip-v2") + ":v2 --layout " + path(out) + " --tag v2")
+            .exit_code,
+        0);
   }
   EXPECT_EQ(load_layer(path("a"), "v2").descriptor.digest,
             load_layer(path("b"), "v2").descriptor.digest);
@@ -186,8 +186,8 @@ TEST_F(ConvertCli, PullOfV2WithV1InTheStoreFetchesOnlyTheChangedChunks) {
                            " --tag v2 --store " + path("other"))
                 .exit_code,
             0);
-  const auto plan = test::run_tool("pull-plan " + path("out") + ":v2 --store " + path("store") +
-                                   " --json");
+  const auto plan =
+      test::run_tool("pull-plan " + path("out") + ":v2 --store " + path("store") + " --json");
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   const auto json = nlohmann::json::parse(plan.out);
   const auto& layer = json["layers"][0];
@@ -197,8 +197,8 @@ TEST_F(ConvertCli, PullOfV2WithV1InTheStoreFetchesOnlyTheChangedChunks) {
   const LoadedLayer v2 = load_layer(path("out"), "v2");
   EXPECT_LT(layer["total_bytes"].get<std::uint64_t>(), v2.descriptor.size / 10);
 
-  const auto pull = test::run_tool("pull --from " + path("out") + ":v2 --store " + path("store") +
-                                   " --json");
+  const auto pull =
+      test::run_tool("pull --from " + path("out") + ":v2 --store " + path("store") + " --json");
   ASSERT_EQ(pull.exit_code, 0) << pull.err;
   EXPECT_EQ(nlohmann::json::parse(pull.out)["bytes_read"], layer["total_bytes"]);
   const auto again = nlohmann::json::parse(
@@ -208,10 +208,10 @@ TEST_F(ConvertCli, PullOfV2WithV1InTheStoreFetchesOnlyTheChangedChunks) {
 }
 
 TEST_F(ConvertCli, PullRefusesATamperedChunk) {
-  ASSERT_EQ(test::run_tool("convert " + layout("gzip-v1") + ":v1 --layout " + path("out") +
-                           " --tag v1")
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      test::run_tool("convert " + layout("gzip-v1") + ":v1 --layout " + path("out") + " --tag v1")
+          .exit_code,
+      0);
   const LoadedLayer layer = load_layer(path("out"), "v1");
   auto blob = test::read_file(layer.blob_path);
   auto toc = read_toc(layer, blob);
@@ -228,9 +228,9 @@ TEST_F(ConvertCli, PullRefusesATamperedChunk) {
   auto bad = rebuild_chunked_layer(
       *toc, *plan,
       [&](std::uint64_t offset, std::uint64_t length) {
-        return Result<std::vector<std::uint8_t>>(std::vector<std::uint8_t>(
-            blob.begin() + static_cast<std::ptrdiff_t>(offset),
-            blob.begin() + static_cast<std::ptrdiff_t>(offset + length)));
+        return Result<std::vector<std::uint8_t>>(
+            std::vector<std::uint8_t>(blob.begin() + static_cast<std::ptrdiff_t>(offset),
+                                      blob.begin() + static_cast<std::ptrdiff_t>(offset + length)));
       },
       {}, layer.diff_id, *std::make_unique<std::vector<std::uint8_t>>());
   EXPECT_FALSE(bad.ok());

@@ -72,8 +72,8 @@ TEST(ChunkedReader, FormatsAndTocCountsMatchTheReference) {
   const auto expected = nlohmann::json::parse(expected_bytes.begin(), expected_bytes.end());
   for (const FixtureLayer& layer : load_chunked_fixtures()) {
     SCOPED_TRACE(layer.key);
-    auto toc = read_chunked_toc(layer.blob.size(), layer.annotations,
-                                memory_fetcher(layer.blob, nullptr));
+    auto toc =
+        read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob, nullptr));
     ASSERT_TRUE(toc.ok()) << toc.error().to_string();
     EXPECT_TRUE(toc->toc_digest_verified);
     const auto& reference = expected[layer.key];
@@ -106,8 +106,8 @@ TEST(ChunkedReader, TarSplitCrcMatchesTheReferenceWriter) {
   // "./bin/tool.sh" (20 bytes) has payload z9g6sYgSixw= in the c/storage fixture's tar-split.
   for (const FixtureLayer& layer : load_chunked_fixtures()) {
     if (layer.key != "zstd-chunked-cstorage-v2format:v1") continue;
-    auto toc = read_chunked_toc(layer.blob.size(), layer.annotations,
-                                memory_fetcher(layer.blob, nullptr));
+    auto toc =
+        read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob, nullptr));
     ASSERT_TRUE(toc.ok());
     const std::string text(toc->tar_split.begin(), toc->tar_split.end());
     EXPECT_NE(text.find("\"name\":\"./bin/tool.sh\",\"size\":20,\"payload\":\"z9g6sYgSixw=\""),
@@ -152,8 +152,8 @@ TEST(ChunkedReader, PositionsOutsideTheBlobAndHugeTocsAreRefused) {
 TEST(ChunkedReader, ContentThatDisagreesWithTheTocIsRefused) {
   for (FixtureLayer layer : load_chunked_fixtures()) {
     if (layer.key != "zstd-chunked-cstorage-v2format:v1") continue;
-    auto toc = read_chunked_toc(layer.blob.size(), layer.annotations,
-                                memory_fetcher(layer.blob, nullptr));
+    auto toc =
+        read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob, nullptr));
     ASSERT_TRUE(toc.ok());
     // A TOC that renames a file: the rebuilt tar (and tar-split) say otherwise.
     auto renamed = *toc;
@@ -211,9 +211,9 @@ TEST(ChunkedReader, PlanWithV1PresentFetchesOnlyTheChangedChunks) {
     auto plan = plan_pull(*toc1, {});
     ASSERT_TRUE(plan.ok());
     std::vector<std::uint8_t> tar;
-    ASSERT_TRUE(rebuild_chunked_layer(*toc1, *plan, memory_fetcher(v1->blob, nullptr), {},
-                                      v1->diff_id, tar)
-                    .ok());
+    ASSERT_TRUE(
+        rebuild_chunked_layer(*toc1, *plan, memory_fetcher(v1->blob, nullptr), {}, v1->diff_id, tar)
+            .ok());
     // The plan only asks whether a digest is present.
     for (const BlobPiece& piece : plan->pieces) {
       if (piece.is_chunk) have[piece.digest] = {};
@@ -221,7 +221,8 @@ TEST(ChunkedReader, PlanWithV1PresentFetchesOnlyTheChangedChunks) {
   }
   PullPlanOptions options;
   options.gap_bridge_bytes = 1024;
-  auto plan = plan_pull(*toc2, [&](const Digest& d) { return have.contains(d); }, options);
+  auto plan = plan_pull(
+      *toc2, [&](const Digest& d) { return have.contains(d); }, options);
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->missing_chunks, 2U);  // hello.txt and the changed random-hex.txt chunk
   EXPECT_LT(plan->fetch_bytes, v2->blob.size() / 10);

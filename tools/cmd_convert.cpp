@@ -49,7 +49,8 @@ int run_convert(const ConvertCommandOptions& options) {
   auto target = fastpull::parse_convert_target(options.to);
   if (!target) return report_error(target.error());
   if (!oci::is_valid_tag(options.tag)) {
-    return report_error(make_error(ErrorCode::kInvalidArgument, "invalid --tag '" + options.tag + "'"));
+    return report_error(
+        make_error(ErrorCode::kInvalidArgument, "invalid --tag '" + options.tag + "'"));
   }
   TemporaryDirectory temporary;
   std::string store_path = options.store;
@@ -92,8 +93,8 @@ int run_convert(const ConvertCommandOptions& options) {
                 << format_bytes(layer.size) << ", " << layer.reused_frames
                 << " chunk frames reused)\n";
     }
-    std::cout << options.layout << ":" << options.tag << " "
-              << report->manifest_digest.to_string() << "\n";
+    std::cout << options.layout << ":" << options.tag << " " << report->manifest_digest.to_string()
+              << "\n";
   }
   return kExitOk;
 }

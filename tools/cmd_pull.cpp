@@ -99,7 +99,8 @@ int run_pull(const PullCommandOptions& options) {
   auto store = ChunkStore::open(options.store, store_options);
   if (!store) return report_error(store.error());
   const auto reference = oci::parse_layout_reference(options.source);
-  auto report = fastpull::pull_image(*store, reference.layout, reference.tag, plan_options(options));
+  auto report =
+      fastpull::pull_image(*store, reference.layout, reference.tag, plan_options(options));
   if (!report) return report_error(report.error());
   if (options.json) {
     nlohmann::json out;
@@ -118,8 +119,8 @@ int run_pull(const PullCommandOptions& options) {
 void add_plan_options(CLI::App* command, PullCommandOptions& options) {
   command->add_option("--store", options.store, "Chunk store directory (created)")->required();
   command->add_option("--gap", options.gap, "Gaps smaller than this are fetched (default 4096)");
-  command->add_option("--max-ranges", options.max_ranges,
-                      "Ranges per request at most (default 1024)")
+  command
+      ->add_option("--max-ranges", options.max_ranges, "Ranges per request at most (default 1024)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20U));
   command->add_flag("--json", options.json, "Machine-readable output");
 }

@@ -124,10 +124,9 @@ struct ChunkedWriteReport {
 // chunk of each regular file in its own frame (content not covered by `chunks` becomes one chunk
 // per uncovered run), then the TOC, the tar-split (current variant) and the footer in skippable
 // frames. `chunks` must be sorted by tar_offset and lie inside file contents.
-Result<ChunkedWriteReport> write_zstd_chunked_layer(ByteSpan tar, std::span<const TarChunk> chunks,
-                                                    const ChunkFrameProvider& frames,
-                                                    const ChunkedWriteOptions& options,
-                                                    const std::function<Result<void>(ByteSpan)>& sink);
+Result<ChunkedWriteReport> write_zstd_chunked_layer(
+    ByteSpan tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
+    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
 
 // ---- 3. reading -------------------------------------------------------------------------------
 
