@@ -62,12 +62,10 @@ Result<ConvertTarget> parse_convert_target(std::string_view name) {
   if (name == "zstd") return ConvertTarget::kZstd;
   if (name == "zstd:chunked") return ConvertTarget::kZstdChunked;
   if (name == "zstd:chunked-v1") return ConvertTarget::kZstdChunkedV1;
-  if (name == "estargz") {
-    return make_error(ErrorCode::kUnsupported, "--to estargz: the eStargz writer is not built yet");
-  }
+  if (name == "estargz") return ConvertTarget::kEstargz;
   return make_error(ErrorCode::kInvalidArgument,
                     "unknown target '" + std::string(name) +
-                        "' (tar, gzip, zstd, zstd:chunked, zstd:chunked-v1)");
+                        "' (tar, gzip, zstd, zstd:chunked, zstd:chunked-v1, estargz)");
 }
 
 Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source,
@@ -84,6 +82,7 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
 
   ConvertReport report;
   oci::Manifest manifest = image->manifest;
+  std::vector<Digest> new_diff_ids = image->config.diff_ids;
   for (std::size_t i = 0; i < image->manifest.layers.size(); ++i) {
     const oci::Descriptor& layer = image->manifest.layers[i];
     const Digest& diff_id = image->config.diff_ids[i];
@@ -123,6 +122,17 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
       descriptor = std::move(*committed);
       descriptor.annotations = written->annotations;
       converted.reused_frames = written->reused_frames;
+    } else if (options.target == ConvertTarget::kEstargz) {
+      ChunkedWriteOptions write;
+      write.format = ChunkedFormat::kEstargz;
+      write.level = options.level.value_or(3);
+      auto written = write_estargz_layer(replayed->tar, replayed->chunks, write, sink);
+      if (!written) return std::move(written).error();
+      auto committed = blob->commit(written->media_type);
+      if (!committed) return std::move(committed).error();
+      descriptor = std::move(*committed);
+      descriptor.annotations = written->annotations;
+      new_diff_ids[i] = written->diff_id;
     } else {
       oci::LayerWriterOptions write;
       write.compression = options.target == ConvertTarget::kTar    ? oci::LayerCompression::kNone
@@ -140,7 +150,7 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
     }
     converted.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count();
-    converted.diff_id = diff_id;
+    converted.diff_id = new_diff_ids[i];
     converted.source_digest = layer.digest;
     converted.source_size = layer.size;
     converted.digest = descriptor.digest;
@@ -149,11 +159,24 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
     report.layers.push_back(converted);
     manifest.layers[i] = std::move(descriptor);
   }
-  // The config is unchanged (same diff_ids, same history): copied byte for byte.
+  // The config is unchanged (same diff_ids, same history) and copied byte for byte, unless the
+  // layers' tars changed (eStargz): then only its diff_ids are replaced.
   auto config = input->read_blob(image->manifest.config);
   if (!config) return std::move(config).error();
-  auto config_descriptor = output->write_blob(image->manifest.config.media_type, *config);
+  std::string rewritten;
+  if (new_diff_ids != image->config.diff_ids) {
+    oci::ImageConfig changed = image->config;
+    changed.diff_ids = new_diff_ids;
+    rewritten = oci::write_image_config(changed);
+  }
+  const ByteSpan config_bytes =
+      rewritten.empty()
+          ? ByteSpan(*config)
+          : ByteSpan(reinterpret_cast<const std::uint8_t*>(rewritten.data()), rewritten.size());
+  auto config_descriptor = output->write_blob(image->manifest.config.media_type, config_bytes);
   if (!config_descriptor) return std::move(config_descriptor).error();
+  manifest.config.digest = config_descriptor->digest;
+  manifest.config.size = config_descriptor->size;
   const std::string manifest_json = oci::write_manifest(manifest);
   auto manifest_descriptor = output->write_blob(
       manifest.media_type,

@@ -1,6 +1,7 @@
 // `strata convert LAYOUT:TAG --to FORMAT --layout OUT --tag T [--store DIR] [--level N]`: rewrites
 // every layer of an image through the chunk store into tar, gzip, zstd or zstd:chunked (current
-// or old variant, shared/specs/layer-formats.md §1), keeping diff_ids and the config. Without
+// or old variant, shared/specs/layer-formats.md §1) or eStargz (§2: its tar gains a landmark and
+// the TOC entry, so the config gets new diff_ids), keeping the diff_ids otherwise. Without
 // --store a temporary store under $TMPDIR is used and removed afterwards (nothing is left behind;
 // pass --store to keep the chunks for later dedup and pull planning).
 #include <cstdlib>
@@ -107,7 +108,7 @@ void register_convert_command(CLI::App& app, int& exit_code) {
       "convert", "Rewrite an image's layers through the chunk store into another layer format");
   command->add_option("source", options->source, "LAYOUT:TAG of the image to convert")->required();
   command->add_option("--to", options->to,
-                      "Target: tar, gzip, zstd, zstd:chunked (default), zstd:chunked-v1");
+                      "Target: tar, gzip, zstd, zstd:chunked (default), zstd:chunked-v1, estargz");
   command->add_option("--layout", options->layout, "Output OCI layout (created)")->required();
   command->add_option("--tag", options->tag, "Tag of the converted image")->required();
   command->add_option("--store", options->store,

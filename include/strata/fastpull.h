@@ -128,6 +128,15 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
     ByteSpan tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
     const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
 
+// Writes `tar` as an eStargz blob (layer-formats.md §2): a `.no.prefetch.landmark` entry first,
+// a new gzip member (ISA-L, level 0..3) at the first byte of every chunk of every regular file,
+// the original entries (its end blocks and trailing bytes are replaced), the TOC as the last tar
+// entry `stargz.index.json` in a member of its own, then the 51-byte footer. The tar changes, so
+// the report's diff_id is the new one. Chunks as for write_zstd_chunked_layer.
+Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
+                                               const ChunkedWriteOptions& options,
+                                               const std::function<Result<void>(ByteSpan)>& sink);
+
 // ---- 3. reading -------------------------------------------------------------------------------
 
 struct ZstdChunkedFooter {
@@ -261,7 +270,14 @@ Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& anno
 
 // ---- 5. images through a store ----------------------------------------------------------------
 
-enum class ConvertTarget : std::uint8_t { kTar, kGzip, kZstd, kZstdChunked, kZstdChunkedV1 };
+enum class ConvertTarget : std::uint8_t {
+  kTar,
+  kGzip,
+  kZstd,
+  kZstdChunked,
+  kZstdChunkedV1,
+  kEstargz
+};
 Result<ConvertTarget> parse_convert_target(std::string_view name);
 
 struct ConvertOptions {
@@ -288,7 +304,8 @@ struct ConvertReport {
 
 // Converts image `tag` of the layout at `source` into `destination` (created if needed) tagged
 // `destination_tag`: every layer is ingested into `store`, then written from its recipe in the
-// target format. diff_ids and history stay; the manifest gets the new descriptors.
+// target format. diff_ids and history stay (eStargz adds its landmark and TOC entries to each tar:
+// the config then gets the new diff_ids); the manifest gets the new descriptors.
 Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source,
                                     std::string_view tag, const std::string& destination,
                                     std::string_view destination_tag,
