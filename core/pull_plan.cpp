@@ -439,6 +439,9 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
         }
       }
     }
+    if (plan.headers_from_tar_split && (piece.is_chunk || piece.chunk_prefix)) {
+      out.resize(piece.chunk_size);  // only file bodies: the tar-split holds everything else
+    }
     if (out.size() > room) {
       return make_error(ErrorCode::kLimitExceeded, "rebuilt tar larger than the cap");
     }

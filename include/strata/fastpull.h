@@ -1,4 +1,4 @@
-// Fast pulls: lazy-pull layer formats (zstd:chunked, both variants, and eStargz reading), the
+// Fast pulls: lazy-pull layer formats (zstd:chunked, both variants, and eStargz), the
 // planner that turns a layer's table of contents (TOC) plus a chunk store into the byte ranges a
 // pull must fetch, the rebuild that turns those ranges plus local chunks back into the exact tar,
 // and image conversion through the chunk store. Byte layouts: shared/specs/layer-formats.md §1
@@ -6,7 +6,8 @@
 //
 // Staged like the rest of strata:
 //   1. vocabulary: formats, annotation keys, TOC entries
-//   2. writing: write_zstd_chunked_layer() (tar + chunk cut points -> blob, TOC, tar-split)
+//   2. writing: write_zstd_chunked_layer() (tar + chunk cut points -> blob, TOC, tar-split),
+//      write_estargz_layer()
 //   3. reading: footers, TOC JSON, read_chunked_toc() through a range fetcher
 //   4. planning and rebuilding: plan_pull(), rebuild_chunked_layer(), verify_chunked_layer()
 //   5. images through a store: convert_image(), plan_image_pull(), pull_image()
