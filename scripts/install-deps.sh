@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev
   skopeo umoci docker-registry oci-image-tool
   zstd gzip tar python3
+  tar-split
 )
 if [ "${STRATA_EXTRA_PACKAGES:-}" != "" ]; then
   read -r -a extra <<<"$STRATA_EXTRA_PACKAGES"

@@ -90,10 +90,18 @@ int run_registry_pull(const RegistryPullOptions& options) {
 void register_registry_commands(CLI::App& app, int& exit_code) {
   register_push_command(app, exit_code);
   auto options = std::make_shared<RegistryPullOptions>();
+  auto from = std::make_shared<std::string>();
+  auto gap = std::make_shared<std::uint64_t>(4096);
+  auto max_ranges = std::make_shared<std::size_t>(1024);
   CLI::App* command = app.add_subcommand(
-      "pull", "Pull an image from a registry into a chunk store and/or an OCI layout");
-  command->add_option("reference", options->reference, "REGISTRY/REPOSITORY[:TAG][@DIGEST]")
-      ->required();
+      "pull",
+      "Pull an image from a registry (REFERENCE) or, fetching only the chunks the store lacks, "
+      "from a local layout (--from LAYOUT:TAG) into a chunk store");
+  command->add_option("reference", options->reference, "REGISTRY/REPOSITORY[:TAG][@DIGEST]");
+  command->add_option("--from", *from, "LAYOUT:TAG: lazy pull from a local OCI layout");
+  command->add_option("--gap", *gap, "--from: gaps smaller than this are fetched (default 4096)");
+  command->add_option("--max-ranges", *max_ranges, "--from: ranges per request at most")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20U));
   command->add_option("--store", options->store, "Chunk store directory (created)");
   command->add_option("--layout", options->layout, "Also write the image into this OCI layout");
   command->add_option("--tag", options->tag, "Tag in --layout (default: the reference's tag)");
@@ -101,7 +109,24 @@ void register_registry_commands(CLI::App& app, int& exit_code) {
   command->add_option("--arch", options->architecture,
                       "Platform picked from an index (default amd64)");
   add_registry_flags(*command, options->flags);
-  command->callback([options, &exit_code] { exit_code = run_registry_pull(*options); });
+  command->callback([options, from, gap, max_ranges, &exit_code] {
+    if (!from->empty() && !options->reference.empty()) {
+      exit_code = report_error(
+          make_error(ErrorCode::kInvalidArgument, "give a registry reference or --from, not both"));
+    } else if (!from->empty()) {
+      if (options->store.empty()) {
+        exit_code =
+            report_error(make_error(ErrorCode::kInvalidArgument, "pull --from needs --store DIR"));
+        return;
+      }
+      exit_code = run_layout_pull(*from, options->store, *gap, *max_ranges, options->flags.json);
+    } else if (options->reference.empty()) {
+      exit_code = report_error(make_error(ErrorCode::kInvalidArgument,
+                                          "pull needs a registry reference or --from LAYOUT:TAG"));
+    } else {
+      exit_code = run_registry_pull(*options);
+    }
+  });
 }
 
 }  // namespace strata::tool

@@ -16,6 +16,13 @@ void register_kernels_command(CLI::App& app, int& exit_code);
 void register_store_commands(CLI::App& app, int& exit_code);
 void register_build_command(CLI::App& app, int& exit_code);
 void register_inspect_command(CLI::App& app, int& exit_code);
+void register_convert_command(CLI::App& app, int& exit_code);
+// pull-plan, pull
+void register_pull_commands(CLI::App& app, int& exit_code);
+// `strata pull --from LAYOUT:TAG`: a lazy pull from a local layout (the `pull` front end is shared
+// with the registry pull in cmd_registry_pull.cpp).
+int run_layout_pull(const std::string& source, const std::string& store, std::uint64_t gap,
+                    std::size_t max_ranges, bool json);
 
 // Registry transport (tools/cmd_push.cpp, tools/cmd_registry_pull.cpp): `push` and `pull`.
 struct RegistryFlags {

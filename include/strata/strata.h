@@ -13,6 +13,7 @@
 #include "strata/chunker.h"
 #include "strata/digest.h"
 #include "strata/engine.h"
+#include "strata/fastpull.h"
 #include "strata/kernels.h"
 #include "strata/recipe.h"
 #include "strata/registry.h"

@@ -1,0 +1,268 @@
+// eStargz writer (shared/specs/layer-formats.md §2): the layer stays a valid tar+gzip blob, a
+// concatenation of gzip members, with a new member at the first payload byte of every chunk of
+// every regular file so each chunk can be fetched and inflated alone; padding and the following
+// headers ride in the member of the file's last chunk (as ctr-remote writes it). The tar gains a
+// first entry `.no.prefetch.landmark` (one byte 0x0f: nothing is prioritized) and a last entry
+// `stargz.index.json` (the TOC, in its own member), then the 51-byte footer member whose "SG"
+// extra field holds the TOC offset. Annotations: toc.digest = sha256 of the uncompressed TOC JSON,
+// uncompressed-size = the new tar's length.
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "formats/byte_source.h"
+#include "formats/layer_writer_codecs.h"
+#include "formats/tar_reader.h"
+#include "formats/toc_json.h"
+
+namespace strata::fastpull {
+namespace {
+
+constexpr std::size_t kBlock = 512;
+
+void put_octal(std::uint8_t* field, std::size_t width, std::uint64_t value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%0*llo", static_cast<int>(width - 1),
+                static_cast<unsigned long long>(value));
+  std::memcpy(field, text, width - 1);
+  field[width - 1] = 0;
+}
+
+// A ustar header of a regular file owned by root with mode 0644 and mtime 0.
+std::vector<std::uint8_t> ustar_file_header(std::string_view name, std::uint64_t size) {
+  std::vector<std::uint8_t> block(kBlock, 0);
+  std::memcpy(block.data(), name.data(), std::min<std::size_t>(name.size(), 100));
+  put_octal(block.data() + 100, 8, 0644);
+  put_octal(block.data() + 108, 8, 0);
+  put_octal(block.data() + 116, 8, 0);
+  put_octal(block.data() + 124, 12, size);
+  put_octal(block.data() + 136, 12, 0);
+  block[156] = '0';
+  std::memcpy(block.data() + 257,
+              "ustar\0"
+              "00",
+              8);
+  std::memset(block.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (const std::uint8_t b : block) sum += b;
+  put_octal(block.data() + 148, 7, sum);
+  block[155] = ' ';
+  return block;
+}
+
+std::string rfc3339(std::int64_t seconds) {
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return {};
+  char text[40];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(text, n);
+}
+
+std::string toc_type_of(TarEntryType type) {
+  switch (type) {
+    case TarEntryType::kRegular: return "reg";
+    case TarEntryType::kHardLink: return "hardlink";
+    case TarEntryType::kSymlink: return "symlink";
+    case TarEntryType::kCharDevice: return "char";
+    case TarEntryType::kBlockDevice: return "block";
+    case TarEntryType::kDirectory: return "dir";
+    case TarEntryType::kFifo: return "fifo";
+    case TarEntryType::kGlobalHeader:
+    case TarEntryType::kOther: break;
+  }
+  return {};
+}
+
+class MemberWriter {
+ public:
+  MemberWriter(int level, const std::function<Result<void>(ByteSpan)>& sink)
+      : level_(level), sink_(sink) {}
+  // Tar bytes for the current member.
+  void add(ByteSpan bytes) {
+    pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+    tar_hash_.update(bytes);
+    tar_size_ += bytes.size();
+  }
+  // Ends the current member (if it holds anything); the next bytes start a new one.
+  Result<void> close_member() {
+    if (pending_.empty()) return {};
+    auto encoder = oci::detail::make_isal_gzip_encoder(level_);
+    if (!encoder) return std::move(encoder).error();
+    STRATA_TRY((*encoder)->encode(pending_, true, [&](ByteSpan out) { return write_raw(out); }));
+    pending_.clear();
+    return {};
+  }
+  Result<void> write_raw(ByteSpan bytes) {
+    blob_hash_.update(bytes);
+    offset_ += bytes.size();
+    return sink_(bytes);
+  }
+  [[nodiscard]] std::uint64_t offset() const noexcept { return offset_; }
+  [[nodiscard]] std::uint64_t tar_size() const noexcept { return tar_size_; }
+  Digest finish_tar() { return tar_hash_.finish(); }
+  Digest finish_blob() { return blob_hash_.finish(); }
+
+ private:
+  int level_;
+  const std::function<Result<void>(ByteSpan)>& sink_;
+  std::vector<std::uint8_t> pending_;
+  Sha256 tar_hash_;
+  Sha256 blob_hash_;
+  std::uint64_t offset_ = 0;
+  std::uint64_t tar_size_ = 0;
+};
+
+}  // namespace
+
+Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
+                                               const ChunkedWriteOptions& options,
+                                               const std::function<Result<void>(ByteSpan)>& sink) {
+  if (options.level < 0 || options.level > 3) {
+    return make_error(ErrorCode::kInvalidArgument, "eStargz: gzip level must be 0..3 (ISA-L)");
+  }
+  ChunkedWriteReport report;
+  MemberWriter out(options.level, sink);
+  Toc toc;
+
+  // The landmark: header in the first member, its byte in a member of its own.
+  constexpr std::string_view kLandmark = ".no.prefetch.landmark";
+  const std::uint8_t landmark_byte[1] = {0x0f};
+  const std::vector<std::uint8_t> padding(kBlock - 1, 0);
+  out.add(ustar_file_header(kLandmark, 1));
+  STRATA_TRY(out.close_member());
+  TocEntry landmark;
+  landmark.type = "reg";
+  landmark.name = std::string(kLandmark);
+  landmark.size = 1;
+  landmark.offset = out.offset();
+  landmark.digest = sha256_of(landmark_byte);
+  landmark.chunk_digest = landmark.digest;
+  toc.entries.push_back(std::move(landmark));
+  out.add(landmark_byte);
+  out.add(padding);
+
+  MemoryByteSource source(tar);
+  TarReader reader(source);
+  std::size_t next_chunk = 0;
+  bool skip_content = false;
+  for (;;) {
+    auto event = reader.next();
+    if (!event) return std::move(event).error();
+    if (event->kind == TarEventKind::kDone || event->kind == TarEventKind::kEndOfArchive) break;
+    if (event->kind == TarEventKind::kContent) {
+      if (!skip_content) out.add(event->bytes);
+      continue;
+    }
+    if (event->kind == TarEventKind::kPadding) {
+      out.add(event->bytes);
+      continue;
+    }
+    if (event->kind != TarEventKind::kHeader) continue;
+    const TarEntry& entry = *event->entry;
+    if (entry.path == "stargz.index.json" || entry.path == "./stargz.index.json") {
+      return make_error(ErrorCode::kUnsupported,
+                        "eStargz: the layer already holds a stargz.index.json entry");
+    }
+    out.add(event->bytes);
+    TocEntry file;
+    file.type = toc_type_of(entry.type);
+    file.name = entry.path;
+    file.link_name = entry.link_path;
+    file.mode = entry.mode & 07777;
+    file.uid = entry.uid;
+    file.gid = entry.gid;
+    file.modtime = rfc3339(entry.mtime);
+    file.dev_major = entry.dev_major;
+    file.dev_minor = entry.dev_minor;
+    for (const auto& [key, value] : entry.xattrs) {
+      file.xattrs[key] = detail::base64_encode(
+          ByteSpan(reinterpret_cast<const std::uint8_t*>(value.data()), value.size()));
+    }
+    skip_content = entry.type == TarEntryType::kRegular && entry.size != 0;
+    if (entry.type == TarEntryType::kRegular) {
+      file.size = entry.size;
+      file.digest = sha256_of(ByteSpan());
+    }
+    if (!skip_content) {
+      if (!file.type.empty()) toc.entries.push_back(std::move(file));
+      continue;
+    }
+    const std::uint64_t content_start = event->offset + event->bytes.size();
+    file.digest = sha256_of(tar.subspan(content_start, entry.size));
+    while (next_chunk < chunks.size() && chunks[next_chunk].tar_offset < content_start)
+      ++next_chunk;
+    std::uint64_t done = 0;
+    std::size_t file_index = toc.entries.size();
+    toc.entries.push_back(std::move(file));
+    while (done < entry.size) {
+      const std::uint64_t at = content_start + done;
+      std::uint64_t length = 0;
+      if (next_chunk < chunks.size() && chunks[next_chunk].tar_offset == at &&
+          chunks[next_chunk].length != 0 && chunks[next_chunk].length <= entry.size - done) {
+        length = chunks[next_chunk].length;
+        ++next_chunk;
+      } else {
+        const std::uint64_t end = content_start + entry.size;
+        const bool bounded = next_chunk < chunks.size() && chunks[next_chunk].tar_offset > at &&
+                             chunks[next_chunk].tar_offset < end;
+        length = (bounded ? chunks[next_chunk].tar_offset : end) - at;
+      }
+      const ByteSpan raw = tar.subspan(at, length);
+      STRATA_TRY(out.close_member());
+      const bool last = done + length == entry.size;
+      if (done == 0) {
+        toc.entries[file_index].offset = out.offset();
+        toc.entries[file_index].chunk_digest = sha256_of(raw);
+        if (!last) toc.entries[file_index].chunk_size = length;
+      } else {
+        TocEntry chunk;
+        chunk.type = "chunk";
+        chunk.name = entry.path;
+        chunk.offset = out.offset();
+        chunk.chunk_offset = done;
+        chunk.chunk_size = last ? 0 : length;  // 0: to the end of the file
+        chunk.chunk_digest = sha256_of(raw);
+        toc.entries.push_back(std::move(chunk));
+      }
+      out.add(raw);
+      done += length;
+    }
+  }
+  STRATA_TRY(out.close_member());
+
+  // The TOC entry, then the end blocks, in a member of its own.
+  const std::string json = detail::write_toc_json(toc);
+  const ByteSpan json_bytes(reinterpret_cast<const std::uint8_t*>(json.data()), json.size());
+  const std::uint64_t toc_offset = out.offset();
+  out.add(ustar_file_header("stargz.index.json", json.size()));
+  out.add(json_bytes);
+  const std::vector<std::uint8_t> zeros(kBlock * 2 + (kBlock - json.size() % kBlock) % kBlock, 0);
+  out.add(zeros);
+  STRATA_TRY(out.close_member());
+
+  // Footer: an empty gzip member whose extra field "SG" says where the TOC member starts.
+  std::vector<std::uint8_t> footer = {0x1f, 0x8b, 0x08, 0x04, 0,   0,   0,  0,
+                                      0,    0xff, 26,   0,    'S', 'G', 22, 0};
+  char offset_text[17];
+  std::snprintf(offset_text, sizeof offset_text, "%016llx",
+                static_cast<unsigned long long>(toc_offset));
+  footer.insert(footer.end(), offset_text, offset_text + 16);
+  for (const char c : std::string_view("STARGZ")) footer.push_back(static_cast<std::uint8_t>(c));
+  const std::uint8_t stored_empty_block[5] = {0x01, 0x00, 0x00, 0xff, 0xff};
+  footer.insert(footer.end(), stored_empty_block, stored_empty_block + 5);
+  footer.insert(footer.end(), 8, 0);
+  STRATA_TRY(out.write_raw(footer));
+
+  report.media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+  report.size = out.offset();
+  report.digest = out.finish_blob();
+  report.uncompressed_size = out.tar_size();
+  report.diff_id = out.finish_tar();
+  report.toc_entries = toc.entries.size();
+  report.annotations[std::string(kEstargzTocDigestKey)] = sha256_of(json_bytes).to_string();
+  report.annotations[std::string(kEstargzUncompressedSizeKey)] = std::to_string(out.tar_size());
+  return report;
+}
+
+}  // namespace strata::fastpull

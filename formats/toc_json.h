@@ -1,0 +1,50 @@
+// Internal helpers shared by the zstd:chunked writer and the chunked-layer reader: the TOC JSON
+// writer (c/storage minimal.TOC field names and order, shared/specs/layer-formats.md §1.2), the
+// tar-split writer and checker (vbatts/tar-split JSONPacker lines, §1.3) with Go's CRC-64/ISO, and
+// base64.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strata/fastpull.h"
+
+namespace strata::fastpull::detail {
+
+// {"version":1,"entries":[...],"tarSplitDigest":...}: compact, fields in c/storage's order.
+std::string write_toc_json(const Toc& toc);
+
+std::string base64_encode(ByteSpan bytes);
+Result<std::vector<std::uint8_t>> base64_decode(std::string_view text);
+
+// Go hash/crc64 with the ISO table (what tar-split stores per file body).
+std::uint64_t crc64_iso(std::uint64_t crc, ByteSpan bytes);
+
+// Builds tar-split JSON lines in stream order.
+class TarSplitWriter {
+ public:
+  void add_segment(ByteSpan raw);  // type 2: raw bytes kept verbatim
+  void add_file(const std::string& name, std::uint64_t size, ByteSpan content);  // type 1
+  [[nodiscard]] const std::string& text() const noexcept { return text_; }
+
+ private:
+  std::string text_;
+  std::uint64_t position_ = 0;
+};
+
+struct TarSplitFile {
+  std::string name;
+  std::uint64_t size = 0;
+};
+
+// Checks that `tar_split` rebuilds `tar` byte for byte (segments equal, file bodies' CRC-64
+// equal, nothing left over) and returns its file entries in order.
+Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan tar);
+
+// Rebuilds a tar from tar-split lines and the concatenated bodies of its file entries (what
+// `tar-split asm` does with a directory); every body's CRC-64 is checked, all bodies must be used.
+Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split, ByteSpan bodies,
+                                                              std::uint64_t max_tar_bytes);
+
+}  // namespace strata::fastpull::detail

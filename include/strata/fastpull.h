@@ -1,0 +1,339 @@
+// Fast pulls: lazy-pull layer formats (zstd:chunked, both variants, and eStargz), the
+// planner that turns a layer's table of contents (TOC) plus a chunk store into the byte ranges a
+// pull must fetch, the rebuild that turns those ranges plus local chunks back into the exact tar,
+// and image conversion through the chunk store. Byte layouts: shared/specs/layer-formats.md §1
+// (zstd:chunked blob, footer, TOC, tar-split, annotations) and §2 (eStargz footer, TOC).
+//
+// Staged like the rest of strata:
+//   1. vocabulary: formats, annotation keys, TOC entries
+//   2. writing: write_zstd_chunked_layer() (tar + chunk cut points -> blob, TOC, tar-split),
+//      write_estargz_layer()
+//   3. reading: footers, TOC JSON, read_chunked_toc() through a range fetcher
+//   4. planning and rebuilding: plan_pull(), rebuild_chunked_layer(), verify_chunked_layer()
+//   5. images through a store: convert_image(), plan_image_pull(), pull_image()
+// The registry client plugs in through RangeFetcher: fetch(offset, length) -> bytes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "strata/buffer.h"
+#include "strata/digest.h"
+#include "strata/result.h"
+
+namespace strata {
+class ChunkStore;
+}
+
+namespace strata::fastpull {
+
+// ---- 1. vocabulary ----------------------------------------------------------------------------
+
+enum class ChunkedFormat : std::uint8_t {
+  kZstdChunked,    // current variant: 64-byte footer "GNUlInUx", tar-split, io.github.* keys
+  kZstdChunkedV1,  // old variant: 40-byte footer "GnUlInUx", io.containers.* keys, no tar-split
+  kEstargz,        // gzip members, stargz.index.json, 51-byte footer
+};
+std::string_view chunked_format_name(ChunkedFormat format) noexcept;
+
+inline constexpr std::string_view kZstdChunkedManifestChecksumKey =
+    "io.github.containers.zstd-chunked.manifest-checksum";
+inline constexpr std::string_view kZstdChunkedManifestPositionKey =
+    "io.github.containers.zstd-chunked.manifest-position";
+inline constexpr std::string_view kZstdChunkedTarSplitPositionKey =
+    "io.github.containers.zstd-chunked.tarsplit-position";
+inline constexpr std::string_view kZstdChunkedV1ManifestChecksumKey =
+    "io.containers.zstd-chunked.manifest-checksum";
+inline constexpr std::string_view kZstdChunkedV1ManifestPositionKey =
+    "io.containers.zstd-chunked.manifest-position";
+inline constexpr std::string_view kEstargzTocDigestKey = "containerd.io/snapshot/stargz/toc.digest";
+inline constexpr std::string_view kEstargzUncompressedSizeKey =
+    "io.containers.estargz.uncompressed-size";
+
+// c/storage's maxTocSize (layer-formats.md §1.6): a bigger TOC or tar-split is refused.
+inline constexpr std::uint64_t kDefaultMaxTocBytes = std::uint64_t{150} << 20U;
+
+using Annotations = std::map<std::string, std::string>;
+
+// One TOC entry (zstd:chunked minimal.FileMetadata / eStargz TOCEntry); absent fields are 0/empty.
+struct TocEntry {
+  std::string type;  // reg, hardlink, symlink, dir, char, block, fifo, chunk
+  std::string name;
+  std::string link_name;
+  std::int64_t mode = 0;
+  std::uint64_t size = 0;
+  std::int64_t uid = 0;
+  std::int64_t gid = 0;
+  std::string modtime;  // RFC 3339 as written
+  std::int64_t dev_major = 0;
+  std::int64_t dev_minor = 0;
+  std::map<std::string, std::string> xattrs;  // name -> base64 value, as written
+  std::optional<Digest> digest;               // whole file
+  std::uint64_t offset = 0;                   // compressed offset of the (first) payload frame
+  std::uint64_t end_offset = 0;               // zstd:chunked only; 0: absent
+  std::uint64_t chunk_size = 0;
+  std::uint64_t chunk_offset = 0;
+  std::optional<Digest> chunk_digest;
+  std::string chunk_type;  // "" data, "zeros"
+  std::uint64_t inner_offset = 0;
+};
+
+struct Toc {
+  std::vector<TocEntry> entries;
+  std::optional<Digest> tar_split_digest;
+};
+
+// ---- 2. writing -------------------------------------------------------------------------------
+
+// A chunk of file content at a position of the tar stream (as a recipe's chunk segments give it).
+struct TarChunk {
+  std::uint64_t tar_offset = 0;
+  std::uint64_t length = 0;
+  Digest digest;
+};
+
+// Returns a ready zstd frame of a chunk (e.g. the store's stored frame) or an empty vector when
+// there is none; the writer then compresses the chunk itself. A frame that is not exactly one
+// zstd frame declaring the chunk's length is not used.
+using ChunkFrameProvider =
+    std::function<Result<std::vector<std::uint8_t>>(const Digest& digest, ByteSpan raw)>;
+
+struct ChunkedWriteOptions {
+  ChunkedFormat format = ChunkedFormat::kZstdChunked;
+  int level = 3;  // zstd level for frames the writer compresses (and the TOC, tar-split)
+};
+
+struct ChunkedWriteReport {
+  std::string media_type;  // application/vnd.oci.image.layer.v1.tar+zstd
+  Digest digest;           // of the blob
+  std::uint64_t size = 0;
+  Digest diff_id;  // of the tar (unchanged for zstd:chunked)
+  std::uint64_t uncompressed_size = 0;
+  Annotations annotations;
+  std::uint64_t toc_entries = 0;
+  std::uint64_t reused_frames = 0;      // chunk frames copied from the provider
+  std::uint64_t compressed_frames = 0;  // frames compressed here (headers, chunks without a frame)
+};
+
+// Writes `tar` as a zstd:chunked blob to `sink`: tar headers and padding in their own frames, each
+// chunk of each regular file in its own frame (content not covered by `chunks` becomes one chunk
+// per uncovered run), then the TOC, the tar-split (current variant) and the footer in skippable
+// frames. `chunks` must be sorted by tar_offset and lie inside file contents.
+Result<ChunkedWriteReport> write_zstd_chunked_layer(
+    ByteSpan tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
+    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
+
+// Writes `tar` as an eStargz blob (layer-formats.md §2): a `.no.prefetch.landmark` entry first,
+// a new gzip member (ISA-L, level 0..3) at the first byte of every chunk of every regular file,
+// the original entries (its end blocks and trailing bytes are replaced), the TOC as the last tar
+// entry `stargz.index.json` in a member of its own, then the 51-byte footer. The tar changes, so
+// the report's diff_id is the new one. Chunks as for write_zstd_chunked_layer.
+Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
+                                               const ChunkedWriteOptions& options,
+                                               const std::function<Result<void>(ByteSpan)>& sink);
+
+// ---- 3. reading -------------------------------------------------------------------------------
+
+struct ZstdChunkedFooter {
+  ChunkedFormat format = ChunkedFormat::kZstdChunked;
+  std::uint64_t toc_offset = 0;
+  std::uint64_t toc_compressed_size = 0;
+  std::uint64_t toc_size = 0;
+  std::uint64_t tar_split_offset = 0;  // current variant only
+  std::uint64_t tar_split_compressed_size = 0;
+  std::uint64_t tar_split_size = 0;
+};
+inline constexpr std::size_t kZstdChunkedFooterBytes = 72;    // 8-byte frame header + 64
+inline constexpr std::size_t kZstdChunkedV1FooterBytes = 48;  // 8-byte frame header + 40
+inline constexpr std::size_t kEstargzFooterBytes = 51;
+
+// Parses the last bytes of a blob (at least 48; the last 72 are looked at for the current
+// variant) as a zstd:chunked footer of either variant.
+Result<ZstdChunkedFooter> parse_zstd_chunked_footer(ByteSpan tail);
+// Parses the 51-byte eStargz footer; returns the TOC offset.
+Result<std::uint64_t> parse_estargz_footer(ByteSpan footer);
+// Parses TOC JSON (either format's fields). Entries over `max_entries` are refused.
+Result<Toc> parse_toc_json(ByteSpan json, std::size_t max_entries = 10'000'000);
+
+// Reads `length` bytes at `offset` of the blob; fewer bytes is an error the reader reports.
+using RangeFetcher =
+    std::function<Result<std::vector<std::uint8_t>>(std::uint64_t offset, std::uint64_t length)>;
+
+struct TocReadOptions {
+  std::uint64_t max_toc_bytes = kDefaultMaxTocBytes;
+  // No TOC digest annotation: read the footer and accept the TOC unverified (for local files).
+  bool allow_unverified = false;
+};
+
+// A chunked layer's TOC, read and checked.
+struct ChunkedLayerToc {
+  ChunkedFormat format = ChunkedFormat::kZstdChunked;
+  Toc toc;
+  std::uint64_t blob_size = 0;
+  std::uint64_t data_end = 0;  // the tar data occupies [0, data_end) of the blob
+  std::uint64_t toc_offset = 0;
+  std::uint64_t toc_compressed_size = 0;
+  std::vector<std::uint8_t> tar_split;  // decompressed tar-split JSON lines; empty: none
+  bool toc_digest_verified = false;     // against the layer's annotation
+  std::uint64_t metadata_bytes = 0;     // bytes fetched to get here (footer, TOC, tar-split)
+  // eStargz: the TOC's gzip member [toc_offset, data_end) is part of the tar; kept from the fetch.
+  std::vector<std::uint8_t> tail_member;
+};
+
+// Finds the chunked format from the layer annotations (nullopt: not a chunked layer).
+std::optional<ChunkedFormat> chunked_format_of(const Annotations& annotations);
+
+Result<ChunkedLayerToc> read_chunked_toc(std::uint64_t blob_size, const Annotations& annotations,
+                                         const RangeFetcher& fetch,
+                                         const TocReadOptions& options = {});
+
+// ---- 4. planning and rebuilding ---------------------------------------------------------------
+
+// A piece of the blob's data region, in blob order; the pieces tile [0, data_end).
+struct BlobPiece {
+  std::uint64_t offset = 0;
+  std::uint64_t end = 0;
+  bool is_chunk = false;      // decompresses to exactly one chunk of file content
+  bool chunk_prefix = false;  // decompresses to a chunk followed by tar bytes (eStargz style)
+  Digest digest;              // chunk only
+  std::uint64_t chunk_size = 0;
+  bool zeros = false;
+  bool local = false;  // the chunk is taken from the local store (or made, for zeros)
+  std::string name;
+  std::uint64_t chunk_offset = 0;
+  std::optional<Digest> file_digest;  // set on a file's last chunk
+  std::uint64_t file_size = 0;
+};
+
+struct ByteRange {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+
+struct PullPlanOptions {
+  std::uint64_t gap_bridge_bytes = 4096;      // gaps smaller than this are fetched, not split
+  std::size_t max_ranges_per_request = 1024;  // c/storage's limit per multi-range GET
+  // With a tar-split (current zstd:chunked), tar headers and padding come from it: only chunk
+  // frames are fetched, as c/storage does.
+  bool headers_from_tar_split = true;
+};
+
+struct PullPlan {
+  ChunkedFormat format = ChunkedFormat::kZstdChunked;
+  std::vector<BlobPiece> pieces;
+  std::vector<ByteRange> ranges;                 // merged, in blob order
+  std::vector<std::vector<ByteRange>> requests;  // ranges grouped per request
+  std::uint64_t blob_size = 0;
+  std::uint64_t metadata_bytes = 0;  // footer / TOC / tar-split fetched before planning
+  std::uint64_t fetch_bytes = 0;     // sum of ranges (bridged gaps included)
+  std::uint64_t chunks = 0;
+  std::uint64_t local_chunks = 0;
+  std::uint64_t local_chunk_bytes = 0;  // uncompressed
+  std::uint64_t missing_chunks = 0;
+  bool headers_from_tar_split = false;  // gap pieces are not fetched: the tar-split has them
+  [[nodiscard]] std::uint64_t total_bytes() const noexcept { return metadata_bytes + fetch_bytes; }
+};
+
+using HaveChunk = std::function<bool(const Digest& digest)>;
+Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
+                           const PullPlanOptions& options = {});
+
+using LocalChunkReader = std::function<Result<std::vector<std::uint8_t>>(const Digest& digest)>;
+
+struct RebuildReport {
+  Digest diff_id;
+  std::uint64_t tar_bytes = 0;
+  std::uint64_t fetched_bytes = 0;  // by the ranges (metadata not included)
+  std::uint64_t local_chunks = 0;
+  std::uint64_t entries_checked = 0;
+};
+
+// Fetches the plan's ranges, decompresses and verifies every piece (chunk and file digests), and
+// rebuilds the tar into `tar` (at most max_tar_bytes). Then checks: sha256(tar) = expected_diff_id
+// (when given), the TOC describes the tar's entries, and the tar-split (when present) rebuilds the
+// tar byte for byte with the same entries.
+Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const PullPlan& plan,
+                                            const RangeFetcher& fetch,
+                                            const LocalChunkReader& local,
+                                            const std::optional<Digest>& expected_diff_id,
+                                            std::vector<std::uint8_t>& tar,
+                                            std::uint64_t max_tar_bytes = std::uint64_t{8} << 30U);
+
+// Reads the TOC of a whole blob held in memory and rebuilds it with nothing local.
+Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& annotations,
+                                          const std::optional<Digest>& expected_diff_id);
+
+// ---- 5. images through a store ----------------------------------------------------------------
+
+enum class ConvertTarget : std::uint8_t {
+  kTar,
+  kGzip,
+  kZstd,
+  kZstdChunked,
+  kZstdChunkedV1,
+  kEstargz
+};
+Result<ConvertTarget> parse_convert_target(std::string_view name);
+
+struct ConvertOptions {
+  ConvertTarget target = ConvertTarget::kZstdChunked;
+  std::optional<int> level;
+};
+
+struct ConvertedLayer {
+  Digest diff_id;
+  Digest source_digest;
+  Digest digest;
+  std::uint64_t source_size = 0;
+  std::uint64_t size = 0;
+  std::uint64_t tar_bytes = 0;
+  std::uint64_t reused_frames = 0;
+  double seconds = 0;  // write of the new blob (after ingest)
+};
+
+struct ConvertReport {
+  Digest manifest_digest;
+  std::vector<ConvertedLayer> layers;
+  double seconds = 0;
+};
+
+// Converts image `tag` of the layout at `source` into `destination` (created if needed) tagged
+// `destination_tag`: every layer is ingested into `store`, then written from its recipe in the
+// target format. diff_ids and history stay (eStargz adds its landmark and TOC entries to each tar:
+// the config then gets the new diff_ids); the manifest gets the new descriptors.
+Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source,
+                                    std::string_view tag, const std::string& destination,
+                                    std::string_view destination_tag,
+                                    const ConvertOptions& options);
+
+struct LayerPullPlan {
+  Digest layer_digest;
+  Digest diff_id;
+  bool chunked = false;  // false: a plain layer, fetched whole
+  PullPlan plan;         // chunked only
+  std::uint64_t size = 0;
+};
+
+// Plans the pull of every layer of `tag` in the layout at `source` against `store`.
+Result<std::vector<LayerPullPlan>> plan_image_pull(const ChunkStore& store,
+                                                   const std::string& source, std::string_view tag,
+                                                   const PullPlanOptions& options = {});
+
+struct PullReport {
+  std::vector<LayerPullPlan> layers;
+  std::uint64_t bytes_read = 0;  // blob bytes read from the source, metadata included
+  std::uint64_t tar_bytes = 0;
+};
+
+// Applies the plans against the local layout (reading only the planned ranges), rebuilds each
+// layer, checks its diff_id and ingests it into `store`.
+Result<PullReport> pull_image(ChunkStore& store, const std::string& source, std::string_view tag,
+                              const PullPlanOptions& options = {});
+
+}  // namespace strata::fastpull
