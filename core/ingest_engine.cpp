@@ -15,6 +15,7 @@
 #include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -249,6 +250,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   std::vector<Digest> referenced;
   const int level = options.zstd_level;
   const bool trust_local = options.trust == TrustMode::kLocal;
+  const bool verify_frames = options.verify_frames;
   std::atomic<std::uint64_t> fingerprint_hits{0};
   ByteGroupOptions grouping;
   grouping.level = level;
@@ -315,6 +317,20 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                       auto compressed = compress_chunk_zstd_into(bytes, level, batch->scratch);
                       if (!compressed.ok()) {
                         batch->status = std::move(compressed).error();
+                        return batch;
+                      }
+                    }
+                    if (verify_frames) {
+                      // Decode what will be stored and compare it with the input, here in the
+                      // parallel stage (reliability.md §3.8 P3), so the serial writer need not.
+                      auto decoded = decompress_chunk(item.codec, batch->scratch, bytes.size());
+                      if (!decoded.ok() || !std::equal(decoded->begin(), decoded->end(),
+                                                       bytes.begin(), bytes.end())) {
+                        batch->status =
+                            make_error(ErrorCode::kInternal,
+                                       "chunk " + item.digest.to_string() +
+                                           " does not decode back to its bytes after " +
+                                           std::string(codec_name(item.codec)) + " compression");
                         return batch;
                       }
                     }

@@ -25,6 +25,9 @@ struct StoreCommandOptions {
 Result<ChunkStore> open_store(const std::string& path, bool create) {
   StoreOptions options;
   options.create_if_missing = create;
+  // Ingest decodes and compares every new chunk in its parallel stage (IngestOptions::
+  // verify_frames); the store's serial re-check would only repeat it.
+  options.verify_puts = !create;
   return ChunkStore::open(path, options);
 }
 

@@ -41,6 +41,10 @@ struct IngestOptions {
   TrustMode trust = TrustMode::kVerify;
   // Bomb protection: the uncompressed tar may not exceed this.
   std::uint64_t max_uncompressed_bytes = std::uint64_t{64} << 30U;
+  // Decode every new chunk's stored form and compare it with the chunk before storing it. This
+  // runs in the parallel stage; a store opened for ingest can then leave StoreOptions::verify_puts
+  // off (the tool does), which would repeat the check in the serial writer.
+  bool verify_frames = true;
   // Bytes of tar stream per pipeline token; live tokens are 3 x threads.
   std::size_t batch_bytes = std::size_t{4} << 20U;
   // Regular files recognised as safetensors or GGUF are chunked with every tensor boundary as a
