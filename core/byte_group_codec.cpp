@@ -137,7 +137,9 @@ bool looks_incompressible(ByteSpan plane) {
 // of real and synthetic weights, level 1 measured both smaller and faster than levels 2-3 (the
 // match finder finds short matches that cost more than Huffman-coded literals), so the fast levels
 // all map to 1; from 4 up the caller's level is kept.
-int plane_level(int level) { return level >= 1 && level <= 3 ? 1 : level; }
+int plane_level(int level) {
+  return level >= 1 && level <= 3 ? 1 : level;
+}
 
 // memcpy that accepts empty ranges (whose pointers may be null, which memcpy does not allow).
 void copy_bytes(std::uint8_t* destination, const std::uint8_t* source, std::size_t count) {

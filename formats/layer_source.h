@@ -1,9 +1,9 @@
 // A layer blob opened for reading as its uncompressed tar stream. The compression is detected
 // from magic bytes (gzip 1f 8b, zstd 28 b5 2f fd or a skippable
-// frame 5x 2a 4d 18; xz, bzip2 and lz4 magic are refused as unsupported; anything else is read as plain tar), gzip is
-// inflated with ISA-L (every concatenated member, each member's CRC32 and ISIZE checked, as Go
-// and containerd do), zstd with libzstd streaming (every frame; skippable frames, which
-// zstd:chunked uses for its TOC, are skipped). Trailing bytes that are not another member or
+// frame 5x 2a 4d 18; xz, bzip2 and lz4 magic are refused as unsupported; anything else is read as
+// plain tar), gzip is inflated with ISA-L (every concatenated member, each member's CRC32 and ISIZE
+// checked, as Go and containerd do), zstd with libzstd streaming (every frame; skippable frames,
+// which zstd:chunked uses for its TOC, are skipped). Trailing bytes that are not another member or
 // frame are an error. Decompressed output is capped (bombs, shared/specs/reliability.md §1c,
 // §5.2 items 1-15) and the SHA-256 of the compressed bytes (the blob digest) is kept on the side.
 #pragma once
