@@ -50,30 +50,6 @@ std::vector<std::uint8_t> ustar_file_header(std::string_view name, std::uint64_t
   return block;
 }
 
-std::string rfc3339(std::int64_t seconds) {
-  const auto t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) return {};
-  char text[40];
-  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(text, n);
-}
-
-std::string toc_type_of(TarEntryType type) {
-  switch (type) {
-    case TarEntryType::kRegular: return "reg";
-    case TarEntryType::kHardLink: return "hardlink";
-    case TarEntryType::kSymlink: return "symlink";
-    case TarEntryType::kCharDevice: return "char";
-    case TarEntryType::kBlockDevice: return "block";
-    case TarEntryType::kDirectory: return "dir";
-    case TarEntryType::kFifo: return "fifo";
-    case TarEntryType::kGlobalHeader:
-    case TarEntryType::kOther: break;
-  }
-  return {};
-}
-
 class MemberWriter {
  public:
   MemberWriter(int level, const std::function<Result<void>(ByteSpan)>& sink)
@@ -166,13 +142,13 @@ Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const Tar
     }
     out.add(event->bytes);
     TocEntry file;
-    file.type = toc_type_of(entry.type);
+    file.type = detail::toc_type_of(entry.type);
     file.name = entry.path;
     file.link_name = entry.link_path;
     file.mode = entry.mode & 07777;
     file.uid = entry.uid;
     file.gid = entry.gid;
-    file.modtime = rfc3339(entry.mtime);
+    file.modtime = detail::rfc3339(entry.mtime);
     file.dev_major = entry.dev_major;
     file.dev_minor = entry.dev_minor;
     for (const auto& [key, value] : entry.xattrs) {

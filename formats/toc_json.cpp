@@ -5,6 +5,7 @@
 #include "formats/toc_json.h"
 
 #include <array>
+#include <ctime>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -191,6 +192,30 @@ Result<Toc> parse_toc_json(ByteSpan json_bytes, std::size_t max_entries) {
 }
 
 namespace detail {
+
+std::string rfc3339(std::int64_t seconds) {
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return {};
+  char text[40];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(text, n);
+}
+
+std::string toc_type_of(TarEntryType type) {
+  switch (type) {
+    case TarEntryType::kRegular: return "reg";
+    case TarEntryType::kHardLink: return "hardlink";
+    case TarEntryType::kSymlink: return "symlink";
+    case TarEntryType::kCharDevice: return "char";
+    case TarEntryType::kBlockDevice: return "block";
+    case TarEntryType::kDirectory: return "dir";
+    case TarEntryType::kFifo: return "fifo";
+    case TarEntryType::kGlobalHeader:
+    case TarEntryType::kOther: break;
+  }
+  return {};
+}
 
 std::string write_toc_json(const Toc& toc) {
   using ordered = nlohmann::ordered_json;

@@ -8,12 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "formats/tar_reader.h"
 #include "strata/fastpull.h"
 
 namespace strata::fastpull::detail {
 
 // {"version":1,"entries":[...],"tarSplitDigest":...}: compact, fields in c/storage's order.
 std::string write_toc_json(const Toc& toc);
+// TOC "modtime": RFC 3339 in UTC, whole seconds (what containers/storage and stargz write).
+std::string rfc3339(std::int64_t seconds);
+// TOC "type" of a tar entry ("reg", "dir", ...); empty for entries a TOC does not list.
+std::string toc_type_of(TarEntryType type);
 
 std::string base64_encode(ByteSpan bytes);
 Result<std::vector<std::uint8_t>> base64_decode(std::string_view text);

@@ -46,39 +46,15 @@ bool is_single_frame_of(ByteSpan frame, std::uint64_t raw_length) {
   return ZSTD_getFrameContentSize(frame.data(), frame.size()) == raw_length;
 }
 
-std::string rfc3339(std::int64_t seconds) {
-  const auto t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) return {};
-  char text[40];
-  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(text, n);
-}
-
-std::string toc_type_of(TarEntryType type) {
-  switch (type) {
-    case TarEntryType::kRegular: return "reg";
-    case TarEntryType::kHardLink: return "hardlink";
-    case TarEntryType::kSymlink: return "symlink";
-    case TarEntryType::kCharDevice: return "char";
-    case TarEntryType::kBlockDevice: return "block";
-    case TarEntryType::kDirectory: return "dir";
-    case TarEntryType::kFifo: return "fifo";
-    case TarEntryType::kGlobalHeader:
-    case TarEntryType::kOther: break;
-  }
-  return {};
-}
-
 TocEntry toc_entry_of(const TarEntry& tar) {
   TocEntry entry;
-  entry.type = toc_type_of(tar.type);
+  entry.type = detail::toc_type_of(tar.type);
   entry.name = tar.path;
   entry.link_name = tar.link_path;
   entry.mode = tar.mode;
   entry.uid = tar.uid;
   entry.gid = tar.gid;
-  entry.modtime = rfc3339(tar.mtime);
+  entry.modtime = detail::rfc3339(tar.mtime);
   entry.dev_major = tar.dev_major;
   entry.dev_minor = tar.dev_minor;
   for (const auto& [key, value] : tar.xattrs) {
