@@ -33,8 +33,11 @@ test: build
 	@$(MAKE) --no-print-directory test-asan
 
 # The unit suites and fuzz-corpus replays again under AddressSanitizer + UBSan (separate tree).
+# -O1 -g1: sanitizer reports keep function names and line numbers, and the tree builds in about
+# half the time of -O2 -g on 2 cores.
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" \
 	  -DSTRATA_WERROR=ON -DSTRATA_BUILD_BENCH=OFF -DSTRATA_INSTALL=OFF $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

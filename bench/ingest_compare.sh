@@ -105,4 +105,12 @@ print(f"ratios: strata v2 / zstd -T{threads} speed {speed['strata_v2'] / speed['
       f"{speed['strata_v2'] / speed['casync_v2']:.2f}x, strata v1 / zstd -T{threads} "
       f"{speed['strata_v1'] / speed['zstd_v1']:.2f}x; v2 bytes strata / casync "
       f"{strata_v2_bytes / max(ca2 - ca1, 1):.2f}")
+print()
+print("strata thread-seconds per GB of tar, by step (reliability.md §5: the cost of P3 is 'verify'):")
+steps = ["read_and_cut", "cut", "hash", "compress", "verify", "write", "commit"]
+print(f"{'run':<18}" + "".join(f"{s:>14}" for s in steps))
+for label in ("strata_v1", "strata_v2", "strata_v2_trust"):
+    r = json.loads(open(f"{work}/{label}.out").read())
+    gb = r["tar_bytes"] / 1e9
+    print(f"{label:<18}" + "".join(f"{r['stage_seconds'][s] / gb:14.3f}" for s in steps))
 PY

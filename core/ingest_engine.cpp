@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -37,6 +38,35 @@ namespace {
 constexpr std::string_view kMediaTypeTar = "application/vnd.oci.image.layer.v1.tar";
 constexpr std::string_view kMediaTypeTarGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
 constexpr std::string_view kMediaTypeTarZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+// Thread time of one pipeline step, accumulated from any thread.
+class StepClock {
+ public:
+  class Scope {
+   public:
+    explicit Scope(StepClock& clock) : clock_(clock), started_(std::chrono::steady_clock::now()) {}
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+    ~Scope() {
+      const auto elapsed = std::chrono::steady_clock::now() - started_;
+      clock_.nanoseconds_.fetch_add(
+          static_cast<std::uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()),
+          std::memory_order_relaxed);
+    }
+
+   private:
+    StepClock& clock_;
+    std::chrono::steady_clock::time_point started_;
+  };
+
+  [[nodiscard]] double seconds() const noexcept {
+    return static_cast<double>(nanoseconds_.load(std::memory_order_relaxed)) / 1e9;
+  }
+
+ private:
+  std::atomic<std::uint64_t> nanoseconds_{0};
+};
 
 struct BatchItem {
   bool is_chunk = false;
@@ -96,8 +126,12 @@ struct Batch {
 // build_recipe_from_tar event by event.
 class LayerSegmenter {
  public:
-  LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits)
-      : reader_(tar, limits.tar), chunker_(std::move(chunker)), limits_(limits) {}
+  LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits,
+                 StepClock& cut_clock)
+      : reader_(tar, limits.tar),
+        chunker_(std::move(chunker)),
+        limits_(limits),
+        cut_clock_(cut_clock) {}
 
   // Fills `batch` with at least `target` bytes unless the stream ends first. Returns false once
   // the stream is finished and nothing was added.
@@ -115,11 +149,13 @@ class LayerSegmenter {
           chunker_.begin_entry(content_left_, event->entry->type == TarEntryType::kRegular);
           STRATA_TRY(add_raw(batch, event->bytes));
           break;
-        case TarEventKind::kContent:
+        case TarEventKind::kContent: {
+          const StepClock::Scope timing(cut_clock_);
           STRATA_TRY(chunker_.feed(event->bytes, sink));
           content_left_ -= event->bytes.size();
           if (content_left_ == 0) STRATA_TRY(chunker_.finish(sink));
           break;
+        }
         case TarEventKind::kPadding:
         case TarEventKind::kEndOfArchive: STRATA_TRY(add_raw(batch, event->bytes)); break;
         case TarEventKind::kTrailingBytes:
@@ -167,6 +203,7 @@ class LayerSegmenter {
   TarReader reader_;
   EntryContentChunker chunker_;
   LayerRecipeLimits limits_;
+  StepClock& cut_clock_;
   std::uint64_t content_left_ = 0;
   std::uint64_t raw_bytes_ = 0;
   std::uint64_t entries_ = 0;
@@ -219,7 +256,13 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   auto writer = store.writer();
   if (!writer.ok()) return std::move(writer).error();
 
-  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{});
+  StepClock read_clock;
+  StepClock cut_clock;
+  StepClock hash_clock;
+  StepClock compress_clock;
+  StepClock verify_clock;
+  StepClock write_clock;
+  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{}, cut_clock);
   const unsigned threads = resolve_pipeline_threads(options.threads);
   const std::size_t tokens = std::max<std::size_t>(4, std::size_t{3} * threads);
   const std::size_t batch_bytes = std::max<std::size_t>(options.batch_bytes, 64U << 10U);
@@ -269,6 +312,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                                            control.stop();
                                            return nullptr;
                                          }
+                                         const StepClock::Scope timing(read_clock);
                                          Batch* batch = take_batch();
                                          auto filled = segmenter.fill(*batch, batch_bytes);
                                          if (!filled.ok()) {
@@ -289,18 +333,22 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   for (BatchItem& item : batch->items) {
                     if (!item.is_chunk) continue;
                     const ByteSpan bytes = batch->bytes_of(item);
-                    if (trust_local) {
-                      // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
-                      if (auto known = store.find_by_fingerprint(fingerprint_of(bytes))) {
-                        item.digest = *known;
-                        ++fingerprint_hits;
+                    {
+                      const StepClock::Scope timing(hash_clock);
+                      if (trust_local) {
+                        // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
+                        if (auto known = store.find_by_fingerprint(fingerprint_of(bytes))) {
+                          item.digest = *known;
+                          ++fingerprint_hits;
+                          continue;
+                        }
+                      }
+                      item.digest = sha256_of(bytes);
+                      if (store.contains(item.digest) || !claimed.insert(item.digest).second) {
                         continue;
                       }
                     }
-                    item.digest = sha256_of(bytes);
-                    if (store.contains(item.digest) || !claimed.insert(item.digest).second) {
-                      continue;
-                    }
+                    std::optional<StepClock::Scope> compress_timing(std::in_place, compress_clock);
                     item.codec = Codec::kZstd;
                     if (byte_grouping && item.element_width != 0) {
                       auto encoded =
@@ -320,7 +368,9 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                         return batch;
                       }
                     }
+                    compress_timing.reset();
                     if (verify_frames) {
+                      const StepClock::Scope timing(verify_clock);
                       // Decode what will be stored and compare it with the input, here in the
                       // parallel stage (reliability.md §3.8 P3), so the serial writer need not.
                       auto decoded = decompress_chunk(item.codec, batch->scratch, bytes.size());
@@ -343,6 +393,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   return batch;
                 }) &
             tbb::make_filter<Batch*, void>(tbb::filter_mode::serial_in_order, [&](Batch* batch) {
+              const StepClock::Scope timing(write_clock);
               if (!failed && !batch->status.ok()) {
                 failure = std::move(batch->status);
                 failed = true;
@@ -408,7 +459,16 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   record.recipe = recipe_bytes;
   record.size = report.tar_bytes;
   const std::vector<Digest> chunks = recipe.distinct_chunks();
+  const auto commit_started = std::chrono::steady_clock::now();
   auto committed = writer->commit_layer(record, chunks);
+  report.stage_seconds.commit =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started).count();
+  report.stage_seconds.read_and_cut = read_clock.seconds();
+  report.stage_seconds.cut = cut_clock.seconds();
+  report.stage_seconds.hash = hash_clock.seconds();
+  report.stage_seconds.compress = compress_clock.seconds();
+  report.stage_seconds.verify = verify_clock.seconds();
+  report.stage_seconds.write = write_clock.seconds();
   if (!committed.ok()) return std::move(committed).error();
   report.already_present = committed->already_present;
   if (committed->already_present) {

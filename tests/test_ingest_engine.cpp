@@ -142,6 +142,38 @@ TEST(IngestEngine, ReingestAddsNothingAndSmallChangeAddsLittle) {
   EXPECT_EQ(export_bytes(store, first->diff_id), tar);
 }
 
+// The per-step times account for the work actually done: a verify time only when frames were
+// decoded again, no compression time when nothing new was stored.
+TEST(IngestEngine, StageTimesFollowTheWorkDone) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  auto tar = make_random_tar(dir, 11, 12);
+  IngestOptions options;
+  options.verify_frames = false;
+  auto unverified = ingest_layer_bytes(store, tar, options);
+  ASSERT_TRUE(unverified.ok()) << unverified.error().to_string();
+  ASSERT_GT(unverified->new_chunks, 0U);
+  EXPECT_GT(unverified->stage_seconds.compress, 0.0);
+  EXPECT_GT(unverified->stage_seconds.hash, 0.0);
+  EXPECT_GT(unverified->stage_seconds.cut, 0.0);
+  EXPECT_GE(unverified->stage_seconds.read_and_cut, unverified->stage_seconds.cut);
+  EXPECT_GT(unverified->stage_seconds.write, 0.0);
+  EXPECT_GT(unverified->stage_seconds.commit, 0.0);
+  EXPECT_EQ(unverified->stage_seconds.verify, 0.0);
+
+  auto other = make_random_tar(dir, 12, 12);
+  options.verify_frames = true;
+  auto verified = ingest_layer_bytes(store, other, options);
+  ASSERT_TRUE(verified.ok()) << verified.error().to_string();
+  ASSERT_GT(verified->new_chunks, 0U);
+  EXPECT_GT(verified->stage_seconds.verify, 0.0);
+
+  auto again = ingest_layer_bytes(store, other, options);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->stage_seconds.compress, 0.0);
+  EXPECT_EQ(again->stage_seconds.verify, 0.0);
+}
+
 TEST(IngestEngine, TrustLocalNamesKnownChunksByFingerprint) {
   test::ScratchDir dir;
   const auto tar = make_random_tar(dir, 11, 30);

@@ -61,6 +61,14 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
           {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
           {"already_present", report.already_present},
           {"seconds", report.seconds},
+          {"stage_seconds",
+           {{"read_and_cut", report.stage_seconds.read_and_cut},
+            {"cut", report.stage_seconds.cut},
+            {"hash", report.stage_seconds.hash},
+            {"compress", report.stage_seconds.compress},
+            {"verify", report.stage_seconds.verify},
+            {"write", report.stage_seconds.write},
+            {"commit", report.stage_seconds.commit}}},
           {"mb_per_second", ratio(report.tar_bytes, 1) / 1e6 / std::max(report.seconds, 1e-9)}};
 }
 
@@ -100,6 +108,12 @@ int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>
                   static_cast<unsigned long long>(report->byte_grouped_chunks),
                   format_bytes(report->byte_grouped_stored_bytes).c_str());
     }
+    const IngestStageSeconds& steps = report->stage_seconds;
+    std::printf(
+        "  time        %.2f s: read+cut %.2f (cut %.2f), hash %.2f, compress %.2f, verify "
+        "%.2f, write %.2f, commit %.2f (thread-seconds)\n",
+        report->seconds, steps.read_and_cut, steps.cut, steps.hash, steps.compress, steps.verify,
+        steps.write, steps.commit);
     std::printf("  dedup ratio %.2fx (tar bytes / bytes added)   %.1f MB/s\n",
                 ratio(report->tar_bytes, report->new_stored_bytes + report->recipe_bytes),
                 static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));

@@ -59,6 +59,19 @@ struct IngestProgress {
   std::uint64_t tar_bytes = 0;    // uncompressed bytes done
 };
 
+// Where an ingest spent its time, in seconds of thread time summed over the threads that ran each
+// step (so parallel steps may add up to more than the wall time). reliability.md §5 asks for the
+// cost of hashing, CDC, compression and verify-before-commit separately.
+struct IngestStageSeconds {
+  double read_and_cut = 0;  // stage 1 (serial): read, decompress, parse the tar, cut, batch
+  double cut = 0;           // of which: the content-defined chunker (and tensor cuts)
+  double hash = 0;          // stage 2 (parallel): SHA-256 (or XXH3-128 lookups) of each chunk
+  double compress = 0;      // stage 2: zstd / byte-grouped encoding of new chunks
+  double verify = 0;        // stage 2: decoding each new chunk's stored form again (P3)
+  double write = 0;         // stage 3 (serial): diff_id hashing, pack appends, recipe
+  double commit = 0;        // after the pipeline: fsync of packs, the index transaction
+};
+
 struct IngestReport {
   Digest diff_id;       // SHA-256 of the uncompressed tar
   Digest layer_digest;  // SHA-256 of the blob as read (equals diff_id for a plain tar)
@@ -79,6 +92,7 @@ struct IngestReport {
   std::uint64_t fingerprint_hits = 0;  // TrustMode::kLocal: chunks named by XXH3-128, not hashed
   bool already_present = false;        // the store had this layer already
   double seconds = 0;
+  IngestStageSeconds stage_seconds;
 };
 
 using IngestProgressFn = std::function<void(const IngestProgress&)>;
