@@ -34,7 +34,7 @@ test: build
 
 # The unit suites and fuzz-corpus replays again under AddressSanitizer + UBSan (separate tree).
 # -O1 -g1: sanitizer reports keep function names and line numbers, and the tree builds in about
-# half the time of -O2 -g on 2 cores.
+# under half the time of -O2 -g (test_bad_inputs.cpp: 34 s of CPU instead of 87 s).
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" \
