@@ -1,6 +1,7 @@
 // libcurl underneath RegistryClient: pooled easy handles, time-outs, capped bodies and bounded
 // retries with exponential backoff (RFC 9110 §10.2.3 Retry-After honoured up to a cap). A retried
-// request starts over: the body reader is read again from offset 0 and the sink is told to reset.
+// request starts over: the body reader is read again from offset 0 and the sink is told to reset
+// (or, for a resuming download, the attempt's own Range header says where to pick up).
 // Only http and https are allowed, for requests and for redirects.
 #include "registry/http_transport.h"
 
@@ -38,6 +39,7 @@ struct Attempt {
   std::optional<Error> failure;  // why a callback stopped the transfer
   std::uint64_t sent = 0;
   std::uint64_t received = 0;
+  bool answer_seen = false;  // on_response ran for this attempt
 };
 
 long response_code(CURL* handle) {
@@ -80,6 +82,15 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   const long status = response_code(attempt.handle);
   const ByteSpan bytes(reinterpret_cast<const std::uint8_t*>(data), length);
   const bool success = status >= 200 && status < 300;
+  if (success && attempt.request->on_response && !attempt.answer_seen) {
+    attempt.answer_seen = true;
+    attempt.response.status = status;
+    auto accepted = attempt.request->on_response(attempt.response);
+    if (!accepted.ok()) {
+      attempt.failure = std::move(accepted).error();
+      return 0;
+    }
+  }
   if (success && attempt.request->sink) {
     auto consumed = attempt.request->sink(status, bytes);
     if (!consumed.ok()) {
@@ -241,6 +252,11 @@ Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, boo
 
   for (const std::string& header : request.headers) {
     releaser.headers = curl_slist_append(releaser.headers, header.c_str());
+  }
+  if (request.attempt_header) {
+    if (const std::string header = request.attempt_header(); !header.empty()) {
+      releaser.headers = curl_slist_append(releaser.headers, header.c_str());
+    }
   }
   if (request.method == "HEAD") {
     curl_easy_setopt(handle, CURLOPT_NOBODY, 1L);

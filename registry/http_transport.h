@@ -17,6 +17,8 @@
 
 namespace strata::registry::detail {
 
+struct HttpResponse;
+
 struct HttpRequest {
   std::string method = "GET";
   std::string url;
@@ -30,6 +32,12 @@ struct HttpRequest {
   // every attempt so a sink can start over. Error answers keep at most 64 KiB for the message.
   std::function<Result<void>(long status, ByteSpan bytes)> sink;
   std::function<void()> begin_attempt;
+  // A header for this attempt only ("" for none), asked after begin_attempt: a download that
+  // resumes sends a Range starting where the bytes it already holds end.
+  std::function<std::string()> attempt_header;
+  // Sees a 2xx answer's status and headers before its first body byte reaches `sink`; an error
+  // ends the transfer (not retried).
+  std::function<Result<void>(const HttpResponse& response)> on_response;
   std::size_t max_body = oci::kMaxJsonBytes;
 };
 

@@ -3,7 +3,9 @@
 // blobs, so blobs go first): push = HEAD each blob (skip what is there), mount from named
 // repositories, upload the rest, then PUT the manifest; pull = manifest (an index resolved to one
 // platform), config, layers fetched in parallel and each verified before it is ingested into the
-// store (engine.h) or written into a layout, and its diff_id checked against the config.
+// store (engine.h) or written into a layout, and its diff_id checked against the config. Chunked
+// layers (zstd:chunked, eStargz) going into a store fetch only the chunks it lacks
+// (registry/chunked_layer_pull.h); the others, and those whose TOC cannot be used, come whole.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -14,7 +16,9 @@
 #include <mutex>
 #include <thread>
 
+#include "registry/chunked_layer_pull.h"
 #include "strata/engine.h"
+#include "strata/fastpull.h"
 #include "strata/registry.h"
 #include "strata/store.h"
 
@@ -272,6 +276,24 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
             return {};
           }
         }
+        // Chunked layers into a store: only the chunks the store lacks cross the wire. With a
+        // layout the exact blob is wanted, so it is fetched whole.
+        if (!fastpull::chunked_format_of(descriptor.annotations)) {
+          layer.whole_reason = "not a chunked layer";
+        } else if (store != nullptr && layout == nullptr && options.partial) {
+          auto partial = detail::pull_chunked_layer(
+              client, repository, descriptor, config->diff_ids[i], *store, store_mutex, layer);
+          if (!partial.ok()) return std::move(partial).error();
+          if (*partial) {
+            const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
+            if (progress) progress(TransferProgress{now, total});
+            return {};
+          }
+        } else if (store == nullptr || layout != nullptr) {
+          layer.whole_reason = "the layout needs the whole blob";
+        } else {
+          layer.whole_reason = "partial pull turned off";
+        }
         // With a layout, the download lands in its blobs/ directly (renamed into place only once
         // verified); otherwise in the work directory, removed at the end.
         const std::string path = layout != nullptr ? layout->blob_path(descriptor.digest)
@@ -287,6 +309,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
               }
             });
         if (!size.ok()) return std::move(size).error();
+        layer.bytes_fetched += *size;
         if (*size != descriptor.size) {
           return make_error(ErrorCode::kCorruptInput,
                             descriptor.digest.to_string() + ": blob has " + std::to_string(*size) +

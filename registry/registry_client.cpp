@@ -2,9 +2,11 @@
 // Authentication follows the registry's 401 challenge: Basic with the configured credentials, or
 // Bearer (RFC 6750; Docker token protocol: GET realm?service=&scope= with Basic credentials when
 // there are any) with one token cached per scope. Whole blobs are hashed while they arrive and
-// only become visible (renamed into place / returned) when they match their digest. Range GETs
-// cannot be checked against the blob digest (their callers hold per-chunk digests); a registry
-// that answers a range request with the whole blob (200) gets that blob checked instead.
+// only become visible (renamed into place / returned) when they match their digest; a download
+// to a file resumes its "<path>.partial" of N bytes with "Range: bytes=N-1-" (RFC 9110 §14.2: a
+// 206 must start there; a 200 means the registry ignored the Range, and the file starts over).
+// Range GETs cannot be checked against the blob digest (their callers hold per-chunk digests); a
+// registry that answers a range request with the whole blob (200) gets that blob checked instead.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -338,33 +340,101 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_blob(const std::string& 
   return last;
 }
 
+namespace {
+
+// A download to a file that may resume: the hash of the bytes held so far and the last of them.
+struct FileDownload {
+  Sha256 hasher;
+  std::uint64_t size = 0;
+  std::uint8_t last_byte = 0;
+  bool overlap_pending = false;  // the answer's first byte repeats last_byte (see below)
+
+  void add(ByteSpan bytes) {
+    if (bytes.empty()) return;
+    hasher.update(bytes);
+    size += bytes.size();
+    last_byte = bytes.back();
+  }
+};
+
+// Feeds the bytes already in `fd` (a partial download) to the hasher and leaves the file offset
+// at their end, so the download goes on from there.
+Result<void> resume_from_file(int fd, const std::string& path, FileDownload& download) {
+  std::vector<std::uint8_t> buffer(std::size_t{1} << 20U);
+  while (true) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return make_error(ErrorCode::kIo, path + ": read failed: " + std::strerror(errno));
+    if (n == 0) return {};
+    download.add(ByteSpan(buffer).first(static_cast<std::size_t>(n)));
+  }
+}
+
+}  // namespace
+
 Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
     const std::string& repository, const Digest& digest, const std::string& path,
     const std::function<void(std::uint64_t)>& progress) {
   const std::string what = repository + "@" + digest.to_string();
   const std::string partial = path + ".partial";
   Error last = make_error(ErrorCode::kInternal, "no attempt");
+  // A digest mismatch may be corruption in transit or a stale partial file: one more try from 0.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-      return make_error(ErrorCode::kIo, partial + ": cannot create: " + std::strerror(errno));
+      return make_error(ErrorCode::kIo, partial + ": cannot open: " + std::strerror(errno));
     }
     struct Closer {
       int fd;
       ~Closer() { ::close(fd); }
     } closer{fd};
-    auto download = std::make_unique<BlobDownload>();
+    auto download = std::make_unique<FileDownload>();
+    STRATA_TRY(resume_from_file(fd, partial, *download));
+    const auto restart = [&]() -> Result<void> {
+      download = std::make_unique<FileDownload>();
+      if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+        return make_error(ErrorCode::kIo, partial + ": cannot truncate");
+      }
+      return {};
+    };
+    bool disagreed = false;
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
-    Result<void> reset_result;
-    request.begin_attempt = [&] {
-      download = std::make_unique<BlobDownload>();
-      if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
-        reset_result = make_error(ErrorCode::kIo, partial + ": cannot truncate");
+    // Every attempt (this call's first, and the transport's retries after a dropped connection)
+    // asks for the bytes after those in the file, starting one byte early: the range is then
+    // never empty (docker-registry 2.8 answers "bytes=<size>-" with a 416 whose body is shorter
+    // than its Content-Length), and the repeated byte checks that the file and the blob agree.
+    request.attempt_header = [&]() -> std::string {
+      download->overlap_pending = download->size != 0;
+      if (download->size == 0) return {};
+      return "Range: bytes=" + std::to_string(download->size - 1) + "-";
+    };
+    request.on_response = [&](const HttpResponse& response) -> Result<void> {
+      if (response.status == 206) {
+        auto range = parse_content_range(response.header("content-range"));
+        if (!download->overlap_pending || !range.ok() || range->first != download->size - 1) {
+          return make_error(ErrorCode::kCorruptInput,
+                            "GET " + what + ": resumed at byte " + std::to_string(download->size) +
+                                ", answer has Content-Range '" +
+                                response.header("content-range").substr(0, 100) + "'");
+        }
+        return {};
       }
+      // 200: the registry ignored the Range (or none was sent) and sends the blob from byte 0.
+      download->overlap_pending = false;
+      if (download->size != 0) return restart();
+      return {};
     };
     request.sink = [&](long, ByteSpan data) -> Result<void> {
-      STRATA_TRY(reset_result);
+      if (download->overlap_pending && !data.empty()) {
+        download->overlap_pending = false;
+        if (data.front() != download->last_byte) {
+          disagreed = true;
+          return make_error(ErrorCode::kDigestMismatch,
+                            "GET " + what + ": resumed bytes disagree with " + partial);
+        }
+        data = data.subspan(1);
+      }
       std::size_t written = 0;
       while (written < data.size()) {
         const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
@@ -374,15 +444,20 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
         }
         written += static_cast<std::size_t>(n);
       }
-      download->hasher.update(data);
-      download->size += data.size();
+      download->add(data);
       if (progress) progress(download->size);
       return {};
     };
     auto response = impl_->send(request, pull_scope(repository));
-    if (!response.ok() || response->status != 200) {
+    if (!response.ok() && disagreed) {
       std::filesystem::remove(partial);
-      if (!response.ok()) return std::move(response).error();
+      last = std::move(response).error();
+      continue;
+    }
+    // A transfer that failed keeps its partial file: the next call resumes from it.
+    if (!response.ok()) return std::move(response).error();
+    if (response->status != 200 && response->status != 206) {
+      std::filesystem::remove(partial);
       return status_error(*response, "GET " + what);
     }
     const Digest got = download->hasher.finish();

@@ -5,10 +5,12 @@
 // are the test's own random blobs, so every check compares against data the registry never saw
 // in any other form. Facts: shared/specs/layer-formats.md §3 (docker-registry 2.8.2 behaviour).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "strata/registry.h"
@@ -214,6 +216,98 @@ TEST_F(RegistryLive, ProxyFaultsAreSurvivedOrRefused) {
   auto singles = singles_client->fetch_ranges("live/faults", digest, ranges);
   ASSERT_TRUE(singles.ok()) << singles.error().to_string();
   EXPECT_EQ(*singles, *many);
+}
+
+std::string scratch_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("strata-live-" + name + "-" + std::to_string(::getpid())))
+      .string();
+}
+
+void write_bytes(const std::string& path, ByteSpan bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST_F(RegistryLive, DroppedDownloadResumesWithoutFetchingTwice) {
+  auto [bytes, digest] = push_random_blob("live/resume", 400000, unique_seed());
+  auto client = RegistryClient::create(proxy_, fast_options());
+  ASSERT_TRUE(client.ok());
+  const std::string path = scratch_path("resume");
+  // The proxy cuts the first whole-blob GET after half the body; the retry asks for the rest.
+  auto size = client->fetch_blob_to_file("live/resume", digest, path);
+  ASSERT_TRUE(size.ok()) << size.error().to_string();
+  EXPECT_EQ(*size, bytes.size());
+  EXPECT_EQ(strata::test::read_file(path), bytes);
+  EXPECT_GE(client->counters().retries, 1U);
+  // Restarting from 0 would receive about 1.5 times the blob.
+  EXPECT_LE(client->counters().bytes_received, bytes.size() + bytes.size() / 20);
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  std::filesystem::remove(path);
+}
+
+TEST_F(RegistryLive, RegistryIgnoringRangeRestartsTheDownloadFromZero) {
+  auto [bytes, digest] = push_random_blob("live/norange", 300000, unique_seed());
+  auto client = RegistryClient::create(proxy_, fast_options());
+  ASSERT_TRUE(client.ok());
+  const std::string path = scratch_path("norange");
+  // Dropped half-way, then the resuming Range is answered 200 with the whole blob.
+  auto size = client->fetch_blob_to_file("live/norange", digest, path);
+  ASSERT_TRUE(size.ok()) << size.error().to_string();
+  EXPECT_EQ(strata::test::read_file(path), bytes);
+  EXPECT_GE(client->counters().retries, 1U);
+  EXPECT_GE(client->counters().bytes_received, bytes.size() + bytes.size() / 4);
+  std::filesystem::remove(path);
+}
+
+TEST_F(RegistryLive, ExistingPartialFileIsResumedOrDiscarded) {
+  auto [bytes, digest] = push_random_blob("live/partial", 250000, unique_seed());
+  const std::string path = scratch_path("partial");
+  const std::size_t held = 100000;
+  {  // the first bytes already there: only the rest crosses the wire
+    auto client = RegistryClient::create(registry_, fast_options());
+    ASSERT_TRUE(client.ok());
+    write_bytes(path + ".partial", ByteSpan(bytes).first(held));
+    auto size = client->fetch_blob_to_file("live/partial", digest, path);
+    ASSERT_TRUE(size.ok()) << size.error().to_string();
+    EXPECT_EQ(strata::test::read_file(path), bytes);
+    // The resuming range starts one byte early (a check that file and blob agree).
+    EXPECT_EQ(client->counters().bytes_received, bytes.size() - held + 1);
+  }
+  {  // the whole blob already there: one byte fetched, the digest matches
+    auto client = RegistryClient::create(registry_, fast_options());
+    ASSERT_TRUE(client.ok());
+    write_bytes(path + ".partial", bytes);
+    auto size = client->fetch_blob_to_file("live/partial", digest, path);
+    ASSERT_TRUE(size.ok()) << size.error().to_string();
+    EXPECT_EQ(strata::test::read_file(path), bytes);
+    EXPECT_EQ(client->counters().bytes_received, 1U);
+  }
+  {  // a stale partial with other bytes: the digest fails, the file starts over from 0
+
+    auto client = RegistryClient::create(registry_, fast_options());
+    ASSERT_TRUE(client.ok());
+    std::vector<std::uint8_t> stale(bytes.begin(), bytes.begin() + held);
+    stale[held / 2] ^= 0x5AU;
+    write_bytes(path + ".partial", stale);
+    auto size = client->fetch_blob_to_file("live/partial", digest, path);
+    ASSERT_TRUE(size.ok()) << size.error().to_string();
+    EXPECT_EQ(strata::test::read_file(path), bytes);
+    EXPECT_EQ(client->counters().bytes_received, bytes.size() - held + 1 + bytes.size());
+  }
+  {  // a partial whose last byte is not the blob's: discarded at the first byte, fetched anew
+    auto client = RegistryClient::create(registry_, fast_options());
+    ASSERT_TRUE(client.ok());
+    std::vector<std::uint8_t> stale(bytes.begin(), bytes.begin() + held);
+    stale.back() ^= 0x5AU;
+    write_bytes(path + ".partial", stale);
+    auto size = client->fetch_blob_to_file("live/partial", digest, path);
+    ASSERT_TRUE(size.ok()) << size.error().to_string();
+    EXPECT_EQ(strata::test::read_file(path), bytes);
+    EXPECT_LT(client->counters().bytes_received, 2 * bytes.size() - held);
+  }
+  std::filesystem::remove(path);
 }
 
 TEST_F(RegistryLive, CorruptBlobIsRefusedWithDigestMismatch) {

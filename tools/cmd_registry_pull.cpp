@@ -1,8 +1,11 @@
 // `strata pull REGISTRY/REPO:TAG --store DIR [--layout OUT]`: fetches an image from a registry
 // (manifest, config, every layer blob, in parallel, each verified against its digest and its
 // diff_id), ingests the layers into a chunk store and optionally writes the image into an OCI
-// layout. Reports blob bytes fetched against the layers' sizes. Also registers `push`
-// (tools/cmd_push.cpp): register_registry_commands() is the one entry point of both.
+// layout. Chunked layers (zstd:chunked, eStargz) fetch only the chunks the store lacks. Reports
+// the bytes received on the wire against the layers' sizes, and per layer how it came. Also
+// registers `push` (tools/cmd_push.cpp): register_registry_commands() is the one entry point of
+// both.
+#include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -42,6 +45,7 @@ int run_registry_pull(const RegistryPullOptions& options) {
   pull_options.jobs = options.flags.jobs;
   pull_options.os = options.os;
   pull_options.architecture = options.architecture;
+  pull_options.partial = !options.whole_layers;
   std::mutex progress_mutex;
   std::unique_ptr<ProgressBar> bar;
   auto report = registry::pull_image(
@@ -55,6 +59,10 @@ int run_registry_pull(const RegistryPullOptions& options) {
       });
   bar.reset();
   if (!report.ok()) return report_error(report.error());
+  const double fetched_percent = report->layer_bytes == 0
+                                     ? 0.0
+                                     : 100.0 * static_cast<double>(report->bytes_fetched) /
+                                           static_cast<double>(report->layer_bytes);
   if (options.flags.json) {
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& layer : report->layers) {
@@ -63,12 +71,19 @@ int run_registry_pull(const RegistryPullOptions& options) {
                         {"diff_id", layer.diff_id.to_string()},
                         {"new_chunks", layer.new_chunks},
                         {"new_stored_bytes", layer.new_stored_bytes},
-                        {"already_present", layer.already_present}});
+                        {"already_present", layer.already_present},
+                        {"chunked", layer.chunked},
+                        {"chunked_format", layer.chunked_format},
+                        {"whole_reason", layer.whole_reason},
+                        {"bytes_fetched", layer.bytes_fetched},
+                        {"chunks_local", layer.chunks_local},
+                        {"chunks_fetched", layer.chunks_fetched}});
     }
     const nlohmann::json json = {{"source", source->to_string()},
                                  {"manifest_digest", report->manifest_digest.to_string()},
                                  {"layer_bytes", report->layer_bytes},
                                  {"bytes_fetched", report->bytes_fetched},
+                                 {"fetched_percent", fetched_percent},
                                  {"wire_bytes_sent", report->wire.bytes_sent},
                                  {"requests", report->wire.requests},
                                  {"retries", report->wire.retries},
@@ -77,12 +92,23 @@ int run_registry_pull(const RegistryPullOptions& options) {
   } else {
     for (const auto& layer : report->layers) {
       std::cout << "layer " << layer.descriptor.digest.to_string() << " "
-                << format_bytes(layer.descriptor.size)
-                << (layer.already_present ? " (already in the store)" : "") << '\n';
+                << format_bytes(layer.descriptor.size);
+      if (layer.already_present) {
+        std::cout << " (already in the store)";
+      } else if (layer.chunked) {
+        std::cout << " " << layer.chunked_format << ": fetched "
+                  << format_bytes(layer.bytes_fetched) << ", chunks " << layer.chunks_local
+                  << " local / " << layer.chunks_fetched << " fetched";
+      } else {
+        std::cout << " whole (" << layer.whole_reason << ")";
+      }
+      std::cout << '\n';
     }
+    char percent[32];
+    std::snprintf(percent, sizeof percent, "%.1f", fetched_percent);
     std::cout << "pulled " << source->to_string() << " " << report->manifest_digest.to_string()
-              << ": fetched " << format_bytes(report->bytes_fetched) << " for "
-              << format_bytes(report->layer_bytes) << " of layers\n";
+              << ": fetched " << report->bytes_fetched << " of " << report->layer_bytes
+              << " bytes (" << percent << "%)\n";
   }
   return kExitOk;
 }
@@ -108,6 +134,8 @@ void register_registry_commands(CLI::App& app, int& exit_code) {
   command->add_option("--os", options->os, "Platform picked from an index (default linux)");
   command->add_option("--arch", options->architecture,
                       "Platform picked from an index (default amd64)");
+  command->add_flag("--whole-layers", options->whole_layers,
+                    "Fetch chunked layers whole instead of only the chunks the store lacks");
   add_registry_flags(*command, options->flags);
   command->callback([options, from, gap, max_ranges, &exit_code] {
     if (!from->empty() && !options->reference.empty()) {

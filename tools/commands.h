@@ -44,6 +44,7 @@ struct RegistryPullOptions {
   std::string tag;
   std::string os = "linux";
   std::string architecture = "amd64";
+  bool whole_layers = false;  // no partial pull of chunked layers
   RegistryFlags flags;
 };
 int run_registry_pull(const RegistryPullOptions& options);

@@ -195,7 +195,10 @@ class RegistryClient {
   Result<std::vector<std::uint8_t>> fetch_blob(const std::string& repository, const Digest& digest,
                                                std::uint64_t max_bytes);
   // The whole blob into the file `path`: written to "<path>.partial", verified, then renamed.
-  // `progress` gets the bytes received so far. Returns the size.
+  // An existing "<path>.partial" (an earlier call that failed) and a connection dropped mid-blob
+  // resume with a Range request for the rest; a registry answering 200 restarts from byte 0; a
+  // final digest mismatch discards the file and tries once more from 0. `progress` gets the
+  // bytes held so far. Returns the size.
   Result<std::uint64_t> fetch_blob_to_file(const std::string& repository, const Digest& digest,
                                            const std::string& path,
                                            const std::function<void(std::uint64_t)>& progress = {});
@@ -274,6 +277,9 @@ struct PullOptions {
   // The platform picked from an index (multi-platform image).
   std::string os = "linux";
   std::string architecture = "amd64";
+  // Layers annotated as zstd:chunked or eStargz are pulled by range requests: TOC first, then
+  // only the chunks the store lacks (store only, no layout: a layout needs the exact blob).
+  bool partial = true;
 };
 
 struct PulledLayer {
@@ -282,6 +288,13 @@ struct PulledLayer {
   std::uint64_t new_chunks = 0;
   std::uint64_t new_stored_bytes = 0;
   bool already_present = false;
+  // Partial pull (chunked layers): which format, or why the layer was fetched whole instead.
+  bool chunked = false;
+  std::string chunked_format;       // "zstd:chunked", "zstd:chunked-v1", "estargz"; empty: whole
+  std::string whole_reason;         // set when fetched whole ("not a chunked layer", "TOC: ...")
+  std::uint64_t bytes_fetched = 0;  // blob bytes received for this layer (TOC and ranges included)
+  std::uint64_t chunks_local = 0;   // chunks taken from the store
+  std::uint64_t chunks_fetched = 0;
 };
 
 struct PullReport {

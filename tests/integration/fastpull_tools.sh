@@ -4,32 +4,16 @@
 # `tar -t` lists it; Debian's `tar-split asm` rebuilds the diff_id tar from strata's tar-split
 # frame plus the extracted files; `skopeo copy` of the converted image into a private
 # docker-registry on 127.0.0.1 works and `skopeo inspect --raw` shows the zstd:chunked
-# annotations unchanged. Same registry setup as oci_tools.sh (fresh root, free port, empty
+# annotations unchanged. Registry setup from registry_env.sh (fresh root, free port, empty
 # registries.conf). A missing tool makes the test skip (exit 77) with its name.
 set -euo pipefail
 
 strata=${1:?usage: fastpull_tools.sh PATH_TO_STRATA TESTDATA_OCI_LAYOUTS}
 layouts=${2:?usage: fastpull_tools.sh PATH_TO_STRATA TESTDATA_OCI_LAYOUTS}
-for tool in skopeo docker-registry curl python3 zstd tar-split gzip tar; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "SKIP: $tool is not installed (scripts/install-deps.sh installs it)"
-    exit 77
-  fi
-done
-
-work=$(mktemp -d /tmp/strata-fastpull-tools.XXXXXX)
-registry_pid=""
-cleanup() {
-  if [ -n "$registry_pid" ]; then
-    kill "$registry_pid" 2>/dev/null || true
-    wait "$registry_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/xdg" TMPDIR="$work/tmp" CONTAINERS_REGISTRIES_CONF="$work/registries.conf"
-mkdir -p "$XDG_DATA_HOME" "$TMPDIR"
-: >"$CONTAINERS_REGISTRIES_CONF"
+# shellcheck source=registry_env.sh
+. "$(cd "$(dirname "$0")" && pwd)/registry_env.sh"
+registry_env_require skopeo docker-registry curl python3 zstd tar-split gzip tar
+registry_env_init strata-fastpull-tools
 
 out="$work/out"
 "$strata" convert "$layouts/gzip-v1:v1" --to zstd:chunked --layout "$out" --tag v1 >/dev/null
@@ -69,20 +53,7 @@ got=$(sha256sum <"$work/asm.tar" | cut -c1-64)
 [ "$got" = "$diff_id" ] || { echo "FAIL: tar-split asm gives $got"; cat "$work/asm.log"; exit 1; }
 echo "ok: tar-split asm rebuilds the diff_id tar from strata's tar-split"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/v2/" >/dev/null || { cat "$work/registry.log"; exit 1; }
+start_registry registry
 
 skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
   "oci:$out:v1" "docker://127.0.0.1:$port/strata/fastpull:v1"

@@ -12,26 +12,10 @@
 set -euo pipefail
 
 strata=${1:?usage: oci_tools.sh PATH_TO_STRATA}
-for tool in skopeo umoci docker-registry curl python3; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "SKIP: $tool is not installed (scripts/install-deps.sh installs it)"
-    exit 77
-  fi
-done
-
-work=$(mktemp -d /tmp/strata-oci-tools.XXXXXX)
-registry_pid=""
-cleanup() {
-  if [ -n "$registry_pid" ]; then
-    kill "$registry_pid" 2>/dev/null || true
-    wait "$registry_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/xdg" TMPDIR="$work/tmp" CONTAINERS_REGISTRIES_CONF="$work/registries.conf"
-mkdir -p "$XDG_DATA_HOME" "$TMPDIR"
-: >"$CONTAINERS_REGISTRIES_CONF"  # no search registries, no mirrors: only what the test names
+# shellcheck source=registry_env.sh
+. "$(cd "$(dirname "$0")" && pwd)/registry_env.sh"
+registry_env_require skopeo umoci docker-registry curl python3
+registry_env_init strata-oci-tools
 
 # The source tree: modes, an empty directory, a symlink, a hard link, a name over 100 bytes.
 src="$work/src"
@@ -53,22 +37,7 @@ layout="$work/layout"
 "$strata" build "$src" --layout "$layout" --tag gz --format gzip --json >"$work/gz.json"
 "$strata" build "$src" --layout "$layout" --tag zs --format zstd --level 5 --json >"$work/zs.json"
 
-json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/v2/" >/dev/null || { cat "$work/registry.log"; exit 1; }
+start_registry registry
 
 for tag in gz zs; do
   manifest=$(json_field "$work/$tag.json" 'd["manifest_digest"]')
@@ -100,7 +69,4 @@ if command -v oci-image-tool >/dev/null; then
 else
   echo "SKIP (oci-image-tool only): not installed"
 fi
-kill "$registry_pid"
-wait "$registry_pid" 2>/dev/null || true
-registry_pid=""
 echo "PASS"

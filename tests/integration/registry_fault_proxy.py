@@ -6,7 +6,12 @@ It forwards every request to the registry and injects the faults a client must s
   * a multi-range GET (Range with a ',') is sent upstream without Range and answered 200 with
     the whole blob, as registries without multi-range support do;
   * the first whole-blob GET of each blob is cut off after half its body (connection dropped);
-  * every whole-blob GET from a repository whose name holds "/corrupt" gets one byte flipped;
+  * in a repository whose name holds "/corrupt", blobs over 64 KiB get one byte flipped: a quarter
+    into a whole answer (inside the half that a dropped answer delivers), mid-way into a range
+    answer that starts in the blob's first half (a chunked layer's TOC at the end stays intact,
+    the damage lands in layer data);
+  * a repository whose name holds "/norange" ignores Range headers (answers 200, whole blob), as
+    registries without range support do;
   * GET .../tags/list?n=N[&last=T] is paginated here (docker-registry 2.8 ignores n): sorted
     tags after T, at most N, and a Link rel="next" header when more follow.
 Each request is logged to the log file as "METHOD PATH range=... -> STATUS fault".
@@ -41,6 +46,17 @@ lock = threading.Lock()
 def log(line):
     with lock, open(LOG_FILE, "a") as out:
         out.write(line + "\n")
+
+
+def corruptible(response, data):
+    """Whether a blob answer gets a flipped byte in a /corrupt repository (see the docstring)."""
+    if response.status == 200:
+        return len(data) > 65536
+    if response.status != 206 or not data:
+        return False
+    span, _, total = response.getheader("Content-Range", "").partition(" ")[2].partition("/")
+    first = span.partition("-")[0]
+    return first.isdigit() and total.isdigit() and int(total) > 65536 and int(first) < int(total) // 2
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -133,7 +149,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 headers[key] = headers[key] + ", " + value if key in headers else value
         wanted = self.headers.get("Range", "")
         multi = "," in wanted
-        if multi and not BEARER:
+        no_range = "/norange" in self.path and not BEARER
+        if (multi or no_range) and not BEARER:
             headers.pop("Range", None)
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=30)
         upstream.request(self.command, self.path, body=body if body or self.command in
@@ -142,17 +159,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = response.read() if self.command != "HEAD" else b""
         is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path and not BEARER
         fault = ""
-        if is_blob_get and response.status == 200 and "/corrupt" in self.path and data:
-            middle = len(data) // 2
-            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+        if is_blob_get and "/corrupt" in self.path and corruptible(response, data):
+            # A whole answer is cut at half when dropped: the flip must be in what still arrives.
+            at = len(data) // 4 if response.status == 200 else len(data) // 2
+            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
             fault = "corrupt"
         drop = False
-        if is_blob_get and response.status == 200 and not wanted and len(data) > 1:
+        if is_blob_get and response.status == 200 and (not wanted or no_range) and len(data) > 1:
             with lock:
                 drop = self.path not in seen_blobs
                 seen_blobs.add(self.path)
         if multi and not BEARER:
             fault += " multi-range-as-200"
+        elif no_range and wanted:
+            fault += " range-as-200"
         self.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP:

@@ -19,54 +19,10 @@ set -euo pipefail
 strata=${1:?usage: registry_push_pull.sh STRATA LIVE_TEST_BINARY}
 live_test=${2:?usage: registry_push_pull.sh STRATA LIVE_TEST_BINARY}
 here=$(cd "$(dirname "$0")" && pwd)
-for tool in skopeo docker-registry curl python3 gzip zstd; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "SKIP: $tool is not installed (scripts/install-deps.sh installs it)"
-    exit 77
-  fi
-done
-
-work=$(mktemp -d /tmp/strata-registry.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export XDG_DATA_HOME="$work/xdg" TMPDIR="$work/tmp" CONTAINERS_REGISTRIES_CONF="$work/registries.conf"
-export HOME="$work/home" XDG_RUNTIME_DIR="$work/run"
-unset REGISTRY_AUTH_FILE http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
-mkdir -p "$XDG_DATA_HOME" "$TMPDIR" "$HOME" "$XDG_RUNTIME_DIR"
-: >"$CONTAINERS_REGISTRIES_CONF"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
-now() { python3 -c 'import time; print(time.monotonic())'; }
-elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
-
-# start_registry NAME [AUTH_YAML]: starts a registry, sets $port.
-start_registry() {
-  local name=$1 auth=${2:-}
-  port=$(free_port)
-  cat >"$work/$name.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage: {filesystem: {rootdirectory: $work/$name}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port}
-$auth
-YML
-  docker-registry serve "$work/$name.yml" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && return 0
-    sleep 0.1
-  done
-  cat "$work/$name.log"
-  exit 1
-}
+# shellcheck source=registry_env.sh
+. "$here/registry_env.sh"
+registry_env_require skopeo docker-registry curl python3 gzip zstd
+registry_env_init strata-registry
 
 # ---- images -------------------------------------------------------------------------------------
 src="$work/src"
@@ -166,10 +122,8 @@ else
 fi
 
 # ---- 5. fault proxy -------------------------------------------------------------------------------
-python3 "$here/registry_fault_proxy.py" "${reg#*:}" "$work/proxy.port" "$work/proxy.log" &
-pids+=($!)
-for _ in $(seq 1 100); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
-proxy="127.0.0.1:$(cat "$work/proxy.port")"
+start_fault_proxy "${reg#*:}" proxy
+faults=$proxy
 "$strata" pull "$proxy/strata/app:gz" --store "$work/store-proxy" --insecure --json >"$work/pull-proxy.json"
 [ "$(json_field "$work/pull-proxy.json" 'd["retries"]')" -ge 1 ] || { echo "FAIL no retry through the proxy"; exit 1; }
 grep -q dropped "$work/proxy.log" || { echo "FAIL proxy dropped nothing"; exit 1; }
@@ -181,10 +135,8 @@ fi
 grep -q "hash to" "$work/corrupt.err" || { cat "$work/corrupt.err"; echo "FAIL corrupt message"; exit 1; }
 echo "ok: pull through the proxy survives dropped connections; corrupt blob refused: $(head -c 200 "$work/corrupt.err")"
 # Bearer tokens: the proxy in "bearer" mode plays a token-authenticated registry.
-python3 "$here/registry_fault_proxy.py" "${reg#*:}" "$work/bearer.port" "$work/bearer.log" bearer &
-pids+=($!)
-for _ in $(seq 1 100); do [ -s "$work/bearer.port" ] && break; sleep 0.1; done
-bearer="127.0.0.1:$(cat "$work/bearer.port")"
+start_fault_proxy "${reg#*:}" bearer bearer
+bearer=$proxy
 if "$strata" push "$layout:gz" "$bearer/strata/bearer:gz" --insecure 2>"$work/bearer.err"; then
   echo "FAIL push to the bearer registry without credentials succeeded"; exit 1
 fi
@@ -194,7 +146,7 @@ grep -q "token scopes=\['repository:strata/bearer:pull,push'\]" "$work/bearer.lo
 check_store_layers "$work/store-bearer" v2
 skopeo inspect --tls-verify=false --creds tester:s3cret "docker://$bearer/strata/bearer:v2" >/dev/null
 echo "ok: bearer-token registry: refused without creds; push and pull with a token; skopeo agrees"
-STRATA_TEST_REGISTRY="$reg" STRATA_TEST_PROXY="$proxy" "$live_test" --gtest_brief=1
+STRATA_TEST_REGISTRY="$reg" STRATA_TEST_PROXY="$faults" "$live_test" --gtest_brief=1
 grep -q "multi-range-as-200" "$work/proxy.log" || { echo "FAIL live tests sent no multi-range through the proxy"; exit 1; }
 
 # ---- 6. figures: strata vs skopeo, same registry, same run ---------------------------------------
