@@ -33,7 +33,7 @@ test: build
 	@$(MAKE) --no-print-directory test-asan
 
 # The unit suites and fuzz-corpus replays again under AddressSanitizer + UBSan (separate tree).
-# -O1 -g1: sanitizer reports keep function names and line numbers, and the tree builds in about
+# -O1 -g1: sanitizer reports keep function names and line numbers, and the tree builds in
 # under half the time of -O2 -g (test_bad_inputs.cpp: 34 s of CPU instead of 87 s).
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON \
