@@ -373,8 +373,11 @@ Result<ChunkStore> ChunkStore::open(const std::string& path, const StoreOptions&
   // Packs are only written into a store whose index already holds its schema, so an index that
   // is missing or empty (its WAL too) beside non-empty packs was lost or truncated. Opening it
   // would show an empty store, and the next gc would delete every pack as an orphan: refuse.
-  if (file_size_or_zero(impl->index_path) == 0 &&
-      file_size_or_zero(impl->index_path + "-wal") == 0 && path_exists(impl->packs_dir)) {
+  // The WAL is looked at before the main file: another process closing the store checkpoints
+  // the WAL into index.db and only then deletes it, so in this order a live index never looks
+  // empty (the other order raced with that checkpoint: main file read empty, WAL read deleted).
+  const std::uint64_t wal_bytes = file_size_or_zero(impl->index_path + "-wal");
+  if (wal_bytes == 0 && file_size_or_zero(impl->index_path) == 0 && path_exists(impl->packs_dir)) {
     const std::size_t packs = count_nonempty_packs(impl->packs_dir);
     if (packs > 0) {
       return make_error(ErrorCode::kCorruptInput,
