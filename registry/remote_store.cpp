@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/pack_record.h"
@@ -166,6 +167,9 @@ struct RemoteStore::Impl {
   std::string cache_directory;
   ChunkStore cache;
   StoreCatalogue catalogue;
+  // Digest of the blob `catalogue` was decoded from (or encoded to): a sync that finds the same
+  // blob in the newest generation does not download it again.
+  std::optional<Digest> catalogue_blob;
 
   Result<std::optional<ManifestResponse>> fetch_tag(const std::string& tag) {
     auto response = client.fetch_manifest(location.repository, tag);
@@ -199,26 +203,36 @@ struct RemoteStore::Impl {
   Result<void> sync() {
     auto latest = fetch_tag(std::string(kRemoteStoreLatestTag));
     if (!latest.ok()) return std::move(latest).error();
-    std::optional<std::pair<oci::Manifest, std::uint64_t>> newest;
+    std::uint64_t hint = 0;
     if (latest->has_value()) {
       auto parsed = parse_generation(**latest, std::string(kRemoteStoreLatestTag));
       if (!parsed.ok()) return std::move(parsed).error();
-      newest = std::move(*parsed);
+      hint = parsed->second;
     }
-    // The latest tag is a hint that may lag (a slower publisher may move it back): probe upward.
-    for (std::uint64_t probes = 0;; ++probes) {
-      if (probes == kMaxGenerationProbes) {
+    // Generation tags are authoritative; the latest tag only says where to start. It may lag (a
+    // slower publisher moved it back) or name a manifest whose generation tag another publisher
+    // overwrote, so the hint's own tag is read again and later tags are probed.
+    std::optional<std::pair<oci::Manifest, std::uint64_t>> newest;
+    for (std::uint64_t generation = std::max<std::uint64_t>(hint, 1);; ++generation) {
+      if (generation - std::max<std::uint64_t>(hint, 1) == kMaxGenerationProbes) {
         return make_error(ErrorCode::kLimitExceeded,
                           "more than " + std::to_string(kMaxGenerationProbes) +
                               " generation tags above strata-store-latest");
       }
-      const std::string tag = generation_tag(newest ? newest->second + 1 : 1);
+      const std::string tag = generation_tag(generation);
       auto next = fetch_tag(tag);
       if (!next.ok()) return std::move(next).error();
-      if (!next->has_value()) break;
+      if (!next->has_value()) {
+        if (generation == hint) {
+          return make_error(ErrorCode::kCorruptInput, "strata-store-latest names generation " +
+                                                          std::to_string(hint) + " but tag " + tag +
+                                                          " does not exist");
+        }
+        break;
+      }
       auto parsed = parse_generation(**next, tag);
       if (!parsed.ok()) return std::move(parsed).error();
-      if (newest && parsed->second != newest->second + 1) {
+      if (parsed->second != generation) {
         return make_error(ErrorCode::kCorruptInput,
                           "tag " + tag + " holds generation " + std::to_string(parsed->second));
       }
@@ -226,9 +240,11 @@ struct RemoteStore::Impl {
     }
     if (!newest) {
       catalogue = StoreCatalogue{};
+      catalogue_blob.reset();
       return {};
     }
     const oci::Descriptor& blob = newest->first.layers.front();
+    if (catalogue_blob == blob.digest && catalogue.generation == newest->second) return {};
     if (blob.size > kMaxCatalogueBlobBytes) {
       return make_error(
           ErrorCode::kLimitExceeded,
@@ -254,6 +270,7 @@ struct RemoteStore::Impl {
       }
     }
     catalogue = std::move(*decoded);
+    catalogue_blob = blob.digest;
     return {};
   }
 
@@ -487,6 +504,8 @@ struct RemoteStore::Impl {
     auto moved = client.push_manifest(location.repository, std::string(kRemoteStoreLatestTag),
                                       oci::kMediaTypeImageManifest, bytes_of(json));
     if (!moved.ok()) return std::move(moved).error();
+    catalogue = std::move(next);
+    catalogue_blob = sha256_of(*blob);
     return true;
   }
 
@@ -569,8 +588,8 @@ Result<RemoteStore> RemoteStore::open(RegistryClient client, const RemoteStoreLo
   cache_options.create_if_missing = true;
   auto cache = ChunkStore::open(directory, cache_options);
   if (!cache.ok()) return std::move(cache).error();
-  auto impl = std::make_unique<Impl>(
-      Impl{std::move(client), location, options, directory, std::move(*cache), StoreCatalogue{}});
+  auto impl = std::make_unique<Impl>(Impl{std::move(client), location, options, directory,
+                                          std::move(*cache), StoreCatalogue{}, std::nullopt});
   STRATA_TRY(impl->sync());
   return RemoteStore(std::move(impl));
 }
