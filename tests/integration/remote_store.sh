@@ -107,6 +107,22 @@ if "$strata" ls --store "registry://127.0.0.1:$port/../x" --insecure 2>"$work/ba
 fi
 grep -q "registry://HOST" "$work/bad.err" || fail "bad store error: $(cat "$work/bad.err")"
 
+# A repository whose strata-store-latest tag is some other image is refused, not misread.
+api="http://127.0.0.1:$port/v2/team/other"
+empty_digest="sha256:$(printf '{}' | sha256sum | cut -d' ' -f1)"
+upload=$(curl -fsS -X POST -D - -o /dev/null "$api/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+case "$upload" in http*) ;; *) upload="http://127.0.0.1:$port$upload" ;; esac
+curl -fsS -X PUT -H "Content-Type: application/octet-stream" --data-binary '{}' \
+  "$upload&digest=$empty_digest" >/dev/null
+curl -fsS -X PUT -H "Content-Type: application/vnd.oci.image.manifest.v1+json" --data-binary \
+  "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"$empty_digest\",\"size\":2},\"layers\":[]}" \
+  "$api/manifests/strata-store-latest" >/dev/null
+if "$strata" ls --store "registry://127.0.0.1:$port/team/other" --insecure --cache "$work/machine-H" \
+  2>"$work/other.err"; then
+  fail "a repository that is not a strata store was read as one"
+fi
+grep -q "not a strata store generation" "$work/other.err" || fail "other repo: $(cat "$work/other.err")"
+
 # Flip one byte inside the first chunk record of every pack blob on the registry's disk.
 python3 - "$work/registry" <<'PY'
 import os, sys
