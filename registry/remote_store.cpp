@@ -10,11 +10,15 @@
 #include "strata/remote_store.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
+#include <thread>
 
 #include "core/pack_record.h"
 #include "strata/recipe.h"
@@ -31,6 +35,8 @@ constexpr std::uint64_t kMaxRunBytes = std::uint64_t{16} << 20U;
 constexpr std::uint64_t kMaxBatchBytes = std::uint64_t{64} << 20U;
 // More generation tags than this above the latest tag is not a store strata wrote.
 constexpr std::uint64_t kMaxGenerationProbes = 4096;
+constexpr std::size_t kMaxRememberedCatalogues = 8;
+constexpr unsigned kManifestPutAttempts = 5;
 
 // Path components of [a-z0-9._-], each starting and ending with a letter or digit (the
 // distribution spec's repository grammar, a little stricter): no "..", no empty components.
@@ -59,6 +65,29 @@ bool valid_host(std::string_view host) {
 
 std::string generation_tag(std::uint64_t generation) {
   return std::string(kRemoteStoreGenerationTagPrefix) + std::to_string(generation);
+}
+
+// "strata-store-pub-<generation>-<16 hex digits>", the hex random so no two publishers share it.
+std::string publication_tag(std::uint64_t generation) {
+  std::random_device random;
+  const std::uint64_t nonce = (std::uint64_t{random()} << 32U) ^ random();
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(nonce));
+  return std::string(kRemoteStorePublicationTagPrefix) + std::to_string(generation) + "-" + hex;
+}
+
+// The generation number of a publication tag; nullopt for any other tag.
+std::optional<std::uint64_t> publication_number(std::string_view tag) {
+  if (!tag.starts_with(kRemoteStorePublicationTagPrefix)) return std::nullopt;
+  tag.remove_prefix(kRemoteStorePublicationTagPrefix.size());
+  std::uint64_t number = 0;
+  std::size_t digits = 0;
+  while (digits < tag.size() && tag[digits] >= '0' && tag[digits] <= '9' && digits < 18) {
+    number = number * 10 + static_cast<std::uint64_t>(tag[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0 || digits >= tag.size() || tag[digits] != '-') return std::nullopt;
+  return number;
 }
 
 ByteSpan bytes_of(std::string_view text) {
@@ -167,9 +196,14 @@ struct RemoteStore::Impl {
   std::string cache_directory;
   ChunkStore cache;
   StoreCatalogue catalogue;
-  // Digest of the blob `catalogue` was decoded from (or encoded to): a sync that finds the same
-  // blob in the newest generation does not download it again.
-  std::optional<Digest> catalogue_blob;
+  // Catalogues already decoded, by blob digest: a sync that finds the same blob again (the publish
+  // loop, publications equal to a generation) does not download it again.
+  std::map<Digest, StoreCatalogue> decoded_catalogues;
+  // The layers of the newest generation tag's own catalogue (publications not merged). Content
+  // that a generation tag has held is durable (docs/remote-store.md); content only in
+  // publications is not until some publisher claims a generation with it, so publish() decides
+  // what is still missing from this set alone.
+  std::set<Digest> generation_layers;
 
   Result<std::optional<ManifestResponse>> fetch_tag(const std::string& tag) {
     auto response = client.fetch_manifest(location.repository, tag);
@@ -213,6 +247,7 @@ struct RemoteStore::Impl {
     // slower publisher moved it back) or name a manifest whose generation tag another publisher
     // overwrote, so the hint's own tag is read again and later tags are probed.
     std::optional<std::pair<oci::Manifest, std::uint64_t>> newest;
+    std::optional<Digest> newest_digest;
     for (std::uint64_t generation = std::max<std::uint64_t>(hint, 1);; ++generation) {
       if (generation - std::max<std::uint64_t>(hint, 1) == kMaxGenerationProbes) {
         return make_error(ErrorCode::kLimitExceeded,
@@ -237,14 +272,59 @@ struct RemoteStore::Impl {
                           "tag " + tag + " holds generation " + std::to_string(parsed->second));
       }
       newest = std::move(*parsed);
+      newest_digest = (**next).digest;
     }
-    if (!newest) {
-      catalogue = StoreCatalogue{};
-      catalogue_blob.reset();
-      return {};
+    StoreCatalogue view;
+    const std::uint64_t generation = newest ? newest->second : 0;
+    if (newest) {
+      auto loaded = load_catalogue(newest->first, generation);
+      if (!loaded.ok()) return std::move(loaded).error();
+      view = std::move(*loaded);
     }
-    const oci::Descriptor& blob = newest->first.layers.front();
-    if (catalogue_blob == blob.digest && catalogue.generation == newest->second) return {};
+    generation_layers.clear();
+    for (const CatalogueLayer& layer : view.layers) generation_layers.insert(layer.diff_id);
+    // A generation tag can be overwritten by a racing publisher; its publication tag cannot.
+    // Every publication numbered at or above the newest generation is merged in (one below it is
+    // already in that generation: its publisher saw that generation's tag free after tagging it,
+    // so whoever wrote the generation after it listed it).
+    auto tags = client.list_tags(location.repository);
+    // A repository nobody has pushed to yet is unknown to the registry (404 NAME_UNKNOWN).
+    if (!tags.ok() && tags.error().code == ErrorCode::kNotFound) tags = std::vector<std::string>();
+    if (!tags.ok()) return std::move(tags).error();
+    std::uint64_t merged = 0;
+    for (const std::string& tag : *tags) {
+      const std::optional<std::uint64_t> number = publication_number(tag);
+      if (!number || *number < generation) continue;
+      if (++merged > kMaxGenerationProbes) {
+        return make_error(ErrorCode::kLimitExceeded,
+                          "more than " + std::to_string(kMaxGenerationProbes) +
+                              " publications above generation " + std::to_string(generation));
+      }
+      auto response = fetch_tag(tag);
+      if (!response.ok()) return std::move(response).error();
+      if (!response->has_value() || (**response).digest == newest_digest) continue;
+      auto parsed = parse_generation(**response, tag);
+      if (!parsed.ok()) return std::move(parsed).error();
+      if (parsed->second != *number) {
+        return make_error(ErrorCode::kCorruptInput,
+                          "tag " + tag + " holds generation " + std::to_string(parsed->second));
+      }
+      auto loaded = load_catalogue(parsed->first, parsed->second);
+      if (!loaded.ok()) return std::move(loaded).error();
+      STRATA_TRY(merge_store_catalogue(view, *loaded));
+    }
+    view.generation = generation;
+    catalogue = std::move(view);
+    return {};
+  }
+
+  // The catalogue of a generation manifest (decoded once per blob digest in this process).
+  Result<StoreCatalogue> load_catalogue(const oci::Manifest& manifest, std::uint64_t generation) {
+    const oci::Descriptor& blob = manifest.layers.front();
+    if (const auto known = decoded_catalogues.find(blob.digest);
+        known != decoded_catalogues.end()) {
+      return known->second;
+    }
     if (blob.size > kMaxCatalogueBlobBytes) {
       return make_error(
           ErrorCode::kLimitExceeded,
@@ -254,24 +334,24 @@ struct RemoteStore::Impl {
     if (!bytes.ok()) return std::move(bytes).error();
     auto decoded = decode_store_catalogue(*bytes);
     if (!decoded.ok()) return std::move(decoded).error();
-    if (decoded->generation != newest->second) {
+    if (decoded->generation != generation) {
       return make_error(ErrorCode::kCorruptInput,
-                        "catalogue of generation " + std::to_string(newest->second) +
+                        "catalogue of generation " + std::to_string(generation) +
                             " says it is generation " + std::to_string(decoded->generation));
     }
     // The manifest must reference every pack, or the registry's own gc could drop one.
     std::set<Digest> listed;
-    for (const oci::Descriptor& layer : newest->first.layers) listed.insert(layer.digest);
+    for (const oci::Descriptor& layer : manifest.layers) listed.insert(layer.digest);
     for (const CataloguePack& pack : decoded->packs) {
       if (listed.count(pack.digest) == 0) {
-        return make_error(ErrorCode::kCorruptInput, "generation " + std::to_string(newest->second) +
+        return make_error(ErrorCode::kCorruptInput, "generation " + std::to_string(generation) +
                                                         " does not reference its pack " +
                                                         pack.digest.to_string());
       }
     }
-    catalogue = std::move(*decoded);
-    catalogue_blob = blob.digest;
-    return {};
+    if (decoded_catalogues.size() >= kMaxRememberedCatalogues) decoded_catalogues.clear();
+    decoded_catalogues.emplace(blob.digest, *decoded);
+    return std::move(*decoded);
   }
 
   // Fetches the records of `chunks` (all in pack `pack_index`) and hands each one to `use`.
@@ -374,6 +454,22 @@ struct RemoteStore::Impl {
     return report;
   }
 
+  // PUT of a manifest, tried again a few times when the registry refuses it for a blob it cannot
+  // read yet: docker-registry's filesystem backend rewrites a blob's link file in place when
+  // several clients push the same blob (the empty config) at once, and a manifest PUT verifying
+  // the blob meanwhile reads it half-written (400 DIGEST_INVALID / MANIFEST_BLOB_UNKNOWN).
+  Result<Digest> put_manifest(const std::string& tag, std::string_view json) {
+    for (unsigned attempt = 1;; ++attempt) {
+      auto pushed = client.push_manifest(location.repository, tag, oci::kMediaTypeImageManifest,
+                                         bytes_of(json));
+      const bool blob_race = !pushed.ok() && attempt < kManifestPutAttempts &&
+                             (pushed.error().message.find("DIGEST_INVALID") != std::string::npos ||
+                              pushed.error().message.find("BLOB_UNKNOWN") != std::string::npos);
+      if (!blob_race) return pushed;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50U << attempt));
+    }
+  }
+
   Result<void> push_blob_bytes(const Digest& digest, ByteSpan bytes, std::uint64_t& pushed) {
     auto present = client.stat_blob(location.repository, digest);
     if (!present.ok()) return std::move(present).error();
@@ -455,6 +551,8 @@ struct RemoteStore::Impl {
           new_chunks.insert(chunk);
         }
       }
+      // A layer merged in from another publication is claimed again with this generation.
+      if (next.find_layer(layer->diff_id) != nullptr) continue;
       next.layers.push_back(CatalogueLayer{layer->diff_id, layer->layer_digest, layer->media_type,
                                            layer->size, layer->created_unix_seconds,
                                            std::move(layer->recipe)});
@@ -492,20 +590,18 @@ struct RemoteStore::Impl {
     report.chunks_deduplicated = deduplicated;
     report.layers_published = layers.size();
 
+    // The publication tag first, then the claim: the order the argument in docs/remote-store.md
+    // rests on.
+    auto published = put_manifest(publication_tag(next.generation), json);
+    if (!published.ok()) return std::move(published).error();
     auto taken = fetch_tag(tag);
     if (!taken.ok()) return std::move(taken).error();
     if (taken->has_value()) return false;
-    auto pushed = client.push_manifest(location.repository, tag, oci::kMediaTypeImageManifest,
-                                       bytes_of(json));
+    auto pushed = put_manifest(tag, json);
     if (!pushed.ok()) return std::move(pushed).error();
-    auto read_back = fetch_tag(tag);
-    if (!read_back.ok()) return std::move(read_back).error();
-    if (!read_back->has_value() || (*read_back)->digest != *pushed) return false;
-    auto moved = client.push_manifest(location.repository, std::string(kRemoteStoreLatestTag),
-                                      oci::kMediaTypeImageManifest, bytes_of(json));
+    auto moved = put_manifest(std::string(kRemoteStoreLatestTag), json);
     if (!moved.ok()) return std::move(moved).error();
-    catalogue = std::move(next);
-    catalogue_blob = sha256_of(*blob);
+    report.generation = next.generation;
     return true;
   }
 
@@ -517,10 +613,8 @@ struct RemoteStore::Impl {
       if (!cached.ok()) return std::move(cached).error();
       std::vector<LayerRecord> missing;
       for (LayerRecord& layer : *cached) {
-        if (catalogue.find_layer(layer.diff_id) == nullptr) missing.push_back(std::move(layer));
+        if (generation_layers.count(layer.diff_id) == 0) missing.push_back(std::move(layer));
       }
-      // Done once the newest generation holds every cached layer: this check after our own
-      // generation is what notices a tag another publisher overwrote after our read-back.
       if (missing.empty()) {
         report.generation = catalogue.generation;
         return report;
@@ -534,6 +628,7 @@ struct RemoteStore::Impl {
       report.attempts += 1;
       auto won = publish_generation(missing, report);
       if (!won.ok()) return std::move(won).error();
+      if (*won) return report;
     }
   }
 
@@ -588,8 +683,14 @@ Result<RemoteStore> RemoteStore::open(RegistryClient client, const RemoteStoreLo
   cache_options.create_if_missing = true;
   auto cache = ChunkStore::open(directory, cache_options);
   if (!cache.ok()) return std::move(cache).error();
-  auto impl = std::make_unique<Impl>(Impl{std::move(client), location, options, directory,
-                                          std::move(*cache), StoreCatalogue{}, std::nullopt});
+  auto impl = std::make_unique<Impl>(Impl{std::move(client),
+                                          location,
+                                          options,
+                                          directory,
+                                          std::move(*cache),
+                                          StoreCatalogue{},
+                                          {},
+                                          {}});
   STRATA_TRY(impl->sync());
   return RemoteStore(std::move(impl));
 }

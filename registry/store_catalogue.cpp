@@ -14,7 +14,9 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "core/pack_record.h"
 #include "strata/recipe.h"
@@ -191,6 +193,39 @@ Result<void> canonicalize_catalogue(StoreCatalogue& catalogue) {
     }
   }
   return {};
+}
+
+Result<void> merge_store_catalogue(StoreCatalogue& into, const StoreCatalogue& from) {
+  std::map<Digest, std::uint32_t> pack_index;
+  for (std::size_t i = 0; i < into.packs.size(); ++i) {
+    pack_index.emplace(into.packs[i].digest, static_cast<std::uint32_t>(i));
+  }
+  std::vector<std::uint32_t> remap(from.packs.size());
+  for (std::size_t i = 0; i < from.packs.size(); ++i) {
+    const auto [entry, added] =
+        pack_index.emplace(from.packs[i].digest, static_cast<std::uint32_t>(into.packs.size()));
+    if (added) into.packs.push_back(from.packs[i]);
+    remap[i] = entry->second;
+  }
+  std::vector<CatalogueChunk> new_chunks;
+  for (const CatalogueChunk& chunk : from.chunks) {
+    if (chunk.pack >= remap.size()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "catalogue chunk " + chunk.digest.to_string() + " names a missing pack");
+    }
+    if (into.find_chunk(chunk.digest) != nullptr) continue;
+    CatalogueChunk moved = chunk;
+    moved.pack = remap[chunk.pack];
+    new_chunks.push_back(moved);
+  }
+  into.chunks.insert(into.chunks.end(), new_chunks.begin(), new_chunks.end());
+  std::set<Digest> layers;
+  for (const CatalogueLayer& layer : into.layers) layers.insert(layer.diff_id);
+  for (const CatalogueLayer& layer : from.layers) {
+    if (layers.insert(layer.diff_id).second) into.layers.push_back(layer);
+  }
+  into.generation = std::max(into.generation, from.generation);
+  return canonicalize_catalogue(into);
 }
 
 Result<std::vector<std::uint8_t>> encode_store_catalogue(const StoreCatalogue& catalogue) {

@@ -49,6 +49,10 @@ inline constexpr std::string_view kMediaTypeStoreCatalogue =
 inline constexpr std::string_view kMediaTypeStorePack = "application/vnd.strata.store.pack.v1";
 inline constexpr std::string_view kRemoteStoreLatestTag = "strata-store-latest";
 inline constexpr std::string_view kRemoteStoreGenerationTagPrefix = "strata-store-gen-";
+// Every publication also tags its manifest "strata-store-pub-<N>-<nonce>", a tag nobody else
+// writes, so a generation tag overwritten by a racing publisher loses nothing
+// (docs/remote-store.md).
+inline constexpr std::string_view kRemoteStorePublicationTagPrefix = "strata-store-pub-";
 
 // Caps on what a catalogue blob may make us hold (hostile registries).
 inline constexpr std::uint64_t kMaxCatalogueBlobBytes = std::uint64_t{256} << 20U;
@@ -97,6 +101,10 @@ struct StoreCatalogue {
 // Sorts chunks and layers into canonical order; kInvalidArgument on a repeated digest or a chunk
 // naming a pack that does not exist.
 Result<void> canonicalize_catalogue(StoreCatalogue& catalogue);
+// Adds to `into` (canonical) every pack, chunk and layer of `from` it lacks (a chunk held by both
+// keeps `into`'s copy); the generation becomes the larger one. Union is what makes concurrent
+// publications commute: the store only grows between gc's.
+Result<void> merge_store_catalogue(StoreCatalogue& into, const StoreCatalogue& from);
 // The blob: one zstd frame (content size declared) of the binary form in docs/remote-store.md.
 Result<std::vector<std::uint8_t>> encode_store_catalogue(const StoreCatalogue& catalogue);
 // Refuses (kCorruptInput / kLimitExceeded / kUnsupported, naming the field) anything but a
