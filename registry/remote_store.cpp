@@ -1,12 +1,12 @@
 // RemoteStore: a local cache ChunkStore kept in step with a registry repository
-// (docs/remote-store.md). Reads find the newest generation tag, fetch its catalogue blob, and fill
-// the cache with range GETs of pack records (each record checksum-, decode- and SHA-256-verified
-// before use). Publishing packs the chunks the registry lacks into new pack blobs (the pack file
-// format of docs/STORE.md, so a blob is a valid pack file), pushes them and a merged catalogue,
-// then claims generation N+1: check the tag is free, PUT it, read it back. Registries offer no
-// compare-and-swap on tags (distribution-spec v1.1, shared/specs/layer-formats.md §3), so the
-// read-back and the next sync's "are my layers in the newest catalogue?" check are what catch a
-// lost race; the loser merges again on top of the winner.
+// (docs/remote-store.md). Reads find the newest generation tag, merge in the publications at or
+// above it, and fill the cache with range GETs of pack records (each record checksum-, decode-
+// and SHA-256-verified before use). Publishing packs the chunks the registry lacks into new pack
+// blobs (the pack file format of docs/STORE.md, so a blob is a valid pack file), pushes them and a
+// merged catalogue, tags it with its own publication tag, then claims generation N+1 if that tag
+// is free. Registries offer no compare-and-swap on tags (distribution-spec v1.1,
+// shared/specs/layer-formats.md §3): a claim can be overwritten, and the publication tag written
+// before the claim is what keeps the overwritten content visible (the argument is in the doc).
 #include "strata/remote_store.h"
 
 #include <algorithm>

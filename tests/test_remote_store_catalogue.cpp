@@ -252,6 +252,85 @@ TEST(StoreCatalogue, InconsistentEntriesAreRefused) {
   EXPECT_NE(recipe.message.find(garbled.layers[1].diff_id.to_string()), std::string::npos);
 }
 
+// Two publications that started from the same generation: each added a pack and a layer, and
+// both packed chunk-3 (each in its own pack).
+void make_concurrent_publications(StoreCatalogue& left, StoreCatalogue& right) {
+  const StoreCatalogue base = sample_catalogue();
+  left = base;
+  right = base;
+  const auto add = [](StoreCatalogue& catalogue, std::string_view pack, std::string_view chunk,
+                      std::string_view layer_name) {
+    const auto pack_index = static_cast<std::uint32_t>(catalogue.packs.size());
+    catalogue.packs.push_back({digest_of(pack), 16 + 56 + 10 + 56 + 10});
+    catalogue.chunks.push_back({digest_of(chunk), pack_index, 16, 10, 10, Codec::kRaw});
+    catalogue.chunks.push_back({digest_of("chunk-3"), pack_index, 16 + 66, 10, 10, Codec::kRaw});
+    RecipeBuilder builder;
+    builder.add_chunk(digest_of(chunk), 10);
+    const Recipe recipe = builder.finish();
+    catalogue.layers.push_back({digest_of(layer_name), digest_of(layer_name), "tar",
+                                recipe.total_size(), 1, serialize_recipe(recipe)});
+    catalogue.generation += 1;
+  };
+  // chunk-3 lives only in the new packs here.
+  const auto is_chunk_3 = [](const CatalogueChunk& chunk) {
+    return chunk.digest == digest_of("chunk-3");
+  };
+  ASSERT_EQ(std::erase_if(left.chunks, is_chunk_3), 1U);
+  ASSERT_EQ(std::erase_if(right.chunks, is_chunk_3), 1U);
+  left.layers.clear();
+  right.layers.clear();
+  add(left, "pack-left", "chunk-left", "layer left");
+  add(right, "pack-right", "chunk-right", "layer right");
+  EXPECT_TRUE(canonicalize_catalogue(left).ok());
+  EXPECT_TRUE(canonicalize_catalogue(right).ok());
+}
+
+TEST(StoreCatalogue, MergeIsAUnionInEitherOrder) {
+  StoreCatalogue left;
+  StoreCatalogue right;
+  make_concurrent_publications(left, right);
+  ASSERT_FALSE(HasFatalFailure());
+  StoreCatalogue left_first = left;
+  ASSERT_TRUE(merge_store_catalogue(left_first, right).ok());
+  StoreCatalogue right_first = right;
+  ASSERT_TRUE(merge_store_catalogue(right_first, left).ok());
+  for (const StoreCatalogue* merged : {&left_first, &right_first}) {
+    EXPECT_EQ(merged->packs.size(), 4U);  // pack-a and pack-b once, both new packs
+    EXPECT_EQ(merged->layers.size(), 2U);
+    EXPECT_NE(merged->find_layer(digest_of("layer left")), nullptr);
+    EXPECT_NE(merged->find_layer(digest_of("layer right")), nullptr);
+    // Every chunk points into a pack that holds it, at the offset that pack recorded.
+    for (const CatalogueChunk& chunk : merged->chunks) {
+      const Digest& pack = merged->packs[chunk.pack].digest;
+      const StoreCatalogue& source = merged == &left_first ? left : right;
+      const StoreCatalogue& other = merged == &left_first ? right : left;
+      const CatalogueChunk* original = source.find_chunk(chunk.digest);
+      if (original == nullptr) original = other.find_chunk(chunk.digest);
+      ASSERT_NE(original, nullptr);
+      const StoreCatalogue& owner = source.find_chunk(chunk.digest) != nullptr ? source : other;
+      EXPECT_EQ(owner.packs[original->pack].digest, pack);
+      EXPECT_EQ(original->offset, chunk.offset);
+    }
+    // The union encodes and decodes (every layer's chunks are present).
+    auto blob = encode_store_catalogue(*merged);
+    ASSERT_TRUE(blob.ok());
+    auto decoded = decode_store_catalogue(*blob);
+    ASSERT_TRUE(decoded.ok()) << decoded.error().to_string();
+    EXPECT_EQ(*decoded, *merged);
+  }
+  // The same chunks and layers whichever came first (pack numbering may differ).
+  std::vector<Digest> left_chunks;
+  std::vector<Digest> right_chunks;
+  for (const CatalogueChunk& chunk : left_first.chunks) left_chunks.push_back(chunk.digest);
+  for (const CatalogueChunk& chunk : right_first.chunks) right_chunks.push_back(chunk.digest);
+  EXPECT_EQ(left_chunks, right_chunks);
+  EXPECT_EQ(left_first.layers, right_first.layers);
+  // Merging again changes nothing.
+  StoreCatalogue twice = left_first;
+  ASSERT_TRUE(merge_store_catalogue(twice, right).ok());
+  EXPECT_EQ(twice, left_first);
+}
+
 TEST(RemoteStoreLocation, ParsesRegistryUrls) {
   auto location = parse_remote_store_location("registry://127.0.0.1:5000/team/store");
   ASSERT_TRUE(location.ok()) << location.error().to_string();

@@ -4,10 +4,11 @@
 // the catalogue (which chunk lives in which pack at which offset, and every layer's recipe) is a
 // zstd-compressed binary blob; both are the layers of an OCI artifact manifest tagged
 // `strata-store-gen-<N>` and `strata-store-latest` (distribution-spec v1.1,
-// shared/specs/layer-formats.md §3). Registries have no compare-and-swap on tags: a publisher
-// checks the next generation tag is free, puts it, reads it back, and merges again when another
-// machine won; docs/remote-store.md states what the race window can and cannot lose. Readers
-// trust a chunk only after its record checksum and SHA-256 verify.
+// shared/specs/layer-formats.md §3), and also `strata-store-pub-<N>-<random>`. Registries have
+// no compare-and-swap on tags: a publisher tags its publication, then claims the next generation
+// if its tag is free, and merges again when another machine was first; readers merge every
+// publication at or above the newest generation, so an overwritten claim loses nothing
+// (docs/remote-store.md). Readers trust a chunk only after its record checksum and SHA-256 verify.
 //
 // Staged: 1. locations ("registry://HOST[:PORT]/REPO"), 2. the catalogue format (pure functions,
 // fuzzed), 3. RemoteStore (sync, fetch a layer into the cache, publish, verify).
@@ -159,14 +160,15 @@ class RemoteStore {
   [[nodiscard]] const StoreCatalogue& catalogue() const;  // as of the last sync
   [[nodiscard]] TransferCounters counters() const;
 
-  // Reads the newest generation (the latest tag is a hint: later generation tags are probed).
+  // Reads the newest generation (the latest tag is a hint: later generation tags are probed) and
+  // merges in the publications numbered at or above it.
   Result<void> sync();
   // Puts the layer (diff_id or layer digest) and the chunks it needs into the cache: the chunks
   // the cache lacks are fetched with range GETs from their packs, each verified (record checksum,
   // decode, SHA-256) before it is stored.
   Result<RemoteFetchReport> fetch_layer(const Digest& layer);
-  // Publishes every cached layer the registry's newest catalogue lacks: new chunks as new packs,
-  // then a merged catalogue as generation N+1 (retrying on a lost race).
+  // Publishes every cached layer the newest generation's catalogue lacks: new chunks as new
+  // packs, then a merged catalogue as a publication and generation N+1 (again on a lost race).
   Result<RemotePublishReport> publish();
   // Re-reads every pack record named by the catalogue (range GETs) and checks checksum, decoding,
   // length and SHA-256; checks every pack blob exists with its recorded size.
