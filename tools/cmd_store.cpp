@@ -1,6 +1,7 @@
 // The store commands of the tool: `strata ingest`, `export`, `ls`, `stats`, `verify`, `gc`. Each
-// opens the store directory given by --store (ingest creates it), prints a human summary or, with
-// --json, one JSON object, and turns library errors into one line on stderr and an exit code.
+// opens the store directory given by --store (ingest creates it), or a remote store
+// (registry://HOST/REPO, tools/remote_store_commands.h), prints a human summary or, with --json,
+// one JSON object, and turns library errors into one line on stderr and an exit code.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "strata/engine.h"
 #include "tools/cli_support.h"
 #include "tools/commands.h"
+#include "tools/remote_store_commands.h"
 
 namespace strata::tool {
 namespace {
@@ -20,15 +22,25 @@ namespace {
 struct StoreCommandOptions {
   std::string store;
   bool json = false;
+  RemoteStoreFlags remote;
 };
 
-Result<ChunkStore> open_store(const std::string& path, bool create) {
-  StoreOptions options;
-  options.create_if_missing = create;
-  // Ingest decodes and compares every new chunk in its parallel stage (IngestOptions::
-  // verify_frames); the store's serial re-check would only repeat it.
-  options.verify_puts = !create;
-  return ChunkStore::open(path, options);
+Result<StoreHandle> open_store(const StoreCommandOptions& common, bool create) {
+  return StoreHandle::open(common.store, common.remote, create);
+}
+
+nlohmann::json publish_json(const registry::RemotePublishReport& report,
+                            const registry::TransferCounters& wire) {
+  return {{"generation", report.generation},
+          {"layers_published", report.layers_published},
+          {"chunks_pushed", report.chunks_pushed},
+          {"chunks_deduplicated", report.chunks_deduplicated},
+          {"packs_pushed", report.packs_pushed},
+          {"pack_bytes_pushed", report.pack_bytes_pushed},
+          {"catalogue_bytes_pushed", report.catalogue_bytes_pushed},
+          {"attempts", report.attempts},
+          {"wire_bytes_sent", wire.bytes_sent},
+          {"wire_bytes_received", wire.bytes_received}};
 }
 
 void print_json(const nlohmann::json& value) {
@@ -74,8 +86,9 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
 
 int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>& layers,
                const IngestOptions& options) {
-  auto store = open_store(common.store, true);
-  if (!store.ok()) return report_error(store.error());
+  auto handle = open_store(common, true);
+  if (!handle.ok()) return report_error(handle.error());
+  ChunkStore* store = &handle->store();
   nlohmann::json results = nlohmann::json::array();
   for (const std::string& path : layers) {
     std::error_code size_error;
@@ -118,16 +131,50 @@ int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>
                 ratio(report->tar_bytes, report->new_stored_bytes + report->recipe_bytes),
                 static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));
   }
+  if (registry::RemoteStore* remote = handle->remote(); remote != nullptr) {
+    auto published = remote->publish();
+    if (!published.ok()) return report_error(published.error());
+    if (common.json) {
+      print_json({{"layers", results}, {"publish", publish_json(*published, remote->counters())}});
+      return kExitOk;
+    }
+    std::printf(
+        "published generation %llu: %llu layers, %llu new chunks in %llu packs (%s), "
+        "%llu chunks already in the registry, catalogue %s, %llu attempts\n",
+        static_cast<unsigned long long>(published->generation),
+        static_cast<unsigned long long>(published->layers_published),
+        static_cast<unsigned long long>(published->chunks_pushed),
+        static_cast<unsigned long long>(published->packs_pushed),
+        format_bytes(published->pack_bytes_pushed).c_str(),
+        static_cast<unsigned long long>(published->chunks_deduplicated),
+        format_bytes(published->catalogue_bytes_pushed).c_str(),
+        static_cast<unsigned long long>(published->attempts));
+    return kExitOk;
+  }
   if (common.json) print_json(results.size() == 1 ? results[0] : results);
   return kExitOk;
 }
 
 int run_export(const StoreCommandOptions& common, const std::string& layer,
                const std::string& output) {
-  auto store = open_store(common.store, false);
-  if (!store.ok()) return report_error(store.error());
   auto digest = Digest::parse(layer);
   if (!digest.ok()) return report_error(digest.error());
+  auto handle = open_store(common, false);
+  if (!handle.ok()) return report_error(handle.error());
+  ChunkStore* store = &handle->store();
+  registry::RemoteFetchReport fetched;
+  if (registry::RemoteStore* remote = handle->remote(); remote != nullptr) {
+    auto fetch = remote->fetch_layer(*digest);
+    if (!fetch.ok()) return report_error(fetch.error());
+    fetched = *fetch;
+    if (!common.json) {
+      std::fprintf(stderr, "fetched %llu chunks (%s in %llu ranges) from the registry%s\n",
+                   static_cast<unsigned long long>(fetched.chunks_fetched),
+                   format_bytes(fetched.stored_bytes_fetched).c_str(),
+                   static_cast<unsigned long long>(fetched.range_requests),
+                   fetched.already_cached ? "; the layer was cached" : "");
+    }
+  }
   int fd = STDOUT_FILENO;
   std::string temp_path;
   if (output != "-") {
@@ -168,7 +215,10 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
   if (common.json) {
     print_json({{"diff_id", report->diff_id.to_string()},
                 {"tar_bytes", report->tar_bytes},
-                {"seconds", report->seconds}});
+                {"seconds", report->seconds},
+                {"chunks_fetched", fetched.chunks_fetched},
+                {"stored_bytes_fetched", fetched.stored_bytes_fetched},
+                {"range_requests", fetched.range_requests}});
   } else if (output != "-") {
     std::printf("exported %s (%s) to %s, %.1f MB/s\n", report->diff_id.to_string().c_str(),
                 format_bytes(report->tar_bytes).c_str(), output.c_str(),
@@ -178,8 +228,10 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
 }
 
 int run_ls(const StoreCommandOptions& common) {
-  auto store = open_store(common.store, false);
-  if (!store.ok()) return report_error(store.error());
+  auto handle = open_store(common, false);
+  if (!handle.ok()) return report_error(handle.error());
+  if (handle->remote() != nullptr) return run_remote_ls(*handle->remote(), common.json);
+  ChunkStore* store = &handle->store();
   auto layers = store->list_layers();
   if (!layers.ok()) return report_error(layers.error());
   nlohmann::json list = nlohmann::json::array();
@@ -200,8 +252,10 @@ int run_ls(const StoreCommandOptions& common) {
 }
 
 int run_stats(const StoreCommandOptions& common) {
-  auto store = open_store(common.store, false);
-  if (!store.ok()) return report_error(store.error());
+  auto handle = open_store(common, false);
+  if (!handle.ok()) return report_error(handle.error());
+  if (handle->remote() != nullptr) return run_remote_stats(*handle->remote(), common.json);
+  ChunkStore* store = &handle->store();
   auto stats = store->stats();
   if (!stats.ok()) return report_error(stats.error());
   auto layers = store->list_layers();
@@ -237,8 +291,10 @@ int run_stats(const StoreCommandOptions& common) {
 }
 
 int run_verify(const StoreCommandOptions& common) {
-  auto store = open_store(common.store, false);
-  if (!store.ok()) return report_error(store.error());
+  auto handle = open_store(common, false);
+  if (!handle.ok()) return report_error(handle.error());
+  if (handle->remote() != nullptr) return run_remote_verify(*handle->remote(), common.json);
+  ChunkStore* store = &handle->store();
   auto report = store->verify();
   if (!report.ok()) return report_error(report.error());
   if (common.json) {
@@ -264,8 +320,14 @@ int run_verify(const StoreCommandOptions& common) {
 }
 
 int run_gc(const StoreCommandOptions& common) {
-  auto store = open_store(common.store, false);
-  if (!store.ok()) return report_error(store.error());
+  if (registry::names_remote_store(common.store)) {
+    return report_error(make_error(
+        ErrorCode::kUnsupported,
+        "gc is not supported on a remote store (docs/remote-store.md); run it on a local store"));
+  }
+  auto handle = open_store(common, false);
+  if (!handle.ok()) return report_error(handle.error());
+  ChunkStore* store = &handle->store();
   auto report = store->gc();
   if (!report.ok()) return report_error(report.error());
   if (common.json) {
@@ -289,8 +351,10 @@ int run_gc(const StoreCommandOptions& common) {
 CLI::App* add_store_command(CLI::App& app, const char* name, const char* description,
                             const std::shared_ptr<StoreCommandOptions>& common) {
   CLI::App* command = app.add_subcommand(name, description);
-  command->add_option("--store", common->store, "Chunk store directory")->required();
+  command->add_option("--store", common->store, "Chunk store directory, or registry://HOST/REPO")
+      ->required();
   command->add_flag("--json", common->json, "Machine-readable output");
+  add_remote_store_flags(*command, common->remote);
   return command;
 }
 

@@ -6,7 +6,7 @@
 //   5. the chunk store (packs + SQLite index) and the engine that ingests and exports layers
 //   6. OCI: image JSON, the image layout, layer writers, deterministic directory tars
 //   7. model weights: safetensors/GGUF layouts and tensor-aware chunking (models.h)
-//   8. registry: the OCI distribution client, image push and pull
+//   8. registry: the OCI distribution client, image push and pull, remote stores
 #pragma once
 
 #include "strata/buffer.h"
@@ -19,6 +19,7 @@
 #include "strata/oci.h"
 #include "strata/recipe.h"
 #include "strata/registry.h"
+#include "strata/remote_store.h"
 #include "strata/result.h"
 #include "strata/store.h"
 #include "strata/version.h"

@@ -1,5 +1,6 @@
 # Sourced by the integration scripts that need a registry on loopback (registry_push_pull.sh,
-# registry_partial_pull.sh, oci_tools.sh, fastpull_tools.sh, bench/registry_pull_compare.sh):
+# registry_partial_pull.sh, remote_store.sh, oci_tools.sh, fastpull_tools.sh,
+# bench/registry_pull_compare.sh):
 # one definition of the sandbox (a temp dir holding HOME, XDG dirs, TMPDIR and an empty
 # registries.conf, so skopeo sees only what a script names), of starting docker-registry 2.8
 # (filesystem backend in the sandbox, free port, waits for /v2/) and the fault proxy
@@ -35,10 +36,11 @@ registry_env_cleanup() {
 registry_env_init() {
   work=$(mktemp -d "/tmp/$1.XXXXXX")
   trap registry_env_cleanup EXIT
-  export XDG_DATA_HOME="$work/xdg" TMPDIR="$work/tmp" CONTAINERS_REGISTRIES_CONF="$work/registries.conf"
+  export XDG_DATA_HOME="$work/xdg" XDG_CACHE_HOME="$work/cache" TMPDIR="$work/tmp"
+  export CONTAINERS_REGISTRIES_CONF="$work/registries.conf"
   export HOME="$work/home" XDG_RUNTIME_DIR="$work/run"
   unset REGISTRY_AUTH_FILE http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
-  mkdir -p "$XDG_DATA_HOME" "$TMPDIR" "$HOME" "$XDG_RUNTIME_DIR"
+  mkdir -p "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$TMPDIR" "$HOME" "$XDG_RUNTIME_DIR"
   : >"$CONTAINERS_REGISTRIES_CONF"  # no search registries, no mirrors
 }
 
