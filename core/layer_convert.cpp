@@ -1,8 +1,8 @@
 // Image conversion through the chunk store (project issue 5, `strata convert`): every layer blob
 // is ingested (so its chunks are deduplicated and its recipe recorded), then written again from
 // the recipe in the target format. For zstd:chunked the store's zstd frames are copied as the
-// chunk frames, so conversion mostly copies (DESIGN.md §1.6). Every target but eStargz streams
-// from the store: memory does not grow with the layer. The tar is unchanged, so diff_ids,
+// chunk frames, so conversion mostly copies (DESIGN.md §1.6). Every target streams from the
+// store: memory does not grow with the layer. The tar is unchanged, so diff_ids,
 // the config and its history stay byte for byte; the manifest gets the new layer descriptors
 // (shared/specs/layer-formats.md §1.4 annotations, §3 manifest).
 #include <algorithm>
@@ -59,9 +59,12 @@ class RecipeTarReader {
     }
     const std::size_t n = std::min(out.size(), current_.size() - used_);
     if (n != 0) std::copy_n(current_.begin() + static_cast<std::ptrdiff_t>(used_), n, out.begin());
+    hash_.update(ByteSpan(out.data(), n));
     used_ += n;
     return n;
   }
+  // SHA-256 of the bytes read so far (the layer's diff_id once all are read).
+  Digest finish() { return hash_.finish(); }
 
  private:
   const ChunkStore& store_;
@@ -70,18 +73,8 @@ class RecipeTarReader {
   std::vector<std::uint8_t> chunk_;
   ByteSpan current_;
   std::size_t used_ = 0;
+  Sha256 hash_;
 };
-
-// eStargz's writer still takes the whole tar (see convert_image).
-Result<std::vector<std::uint8_t>> replay_tar(const ChunkStore& store, const Digest& diff_id) {
-  std::vector<std::uint8_t> tar;
-  auto exported = export_layer_tar(store, diff_id, [&](ByteSpan bytes) -> Result<void> {
-    tar.insert(tar.end(), bytes.begin(), bytes.end());
-    return {};
-  });
-  if (!exported) return std::move(exported).error();
-  return tar;
-}
 
 Result<void> check_diff_id(const Digest& written, const Digest& diff_id) {
   if (written == diff_id) return {};
@@ -165,14 +158,23 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
       descriptor.annotations = written->annotations;
       converted.reused_frames = written->reused_frames;
     } else if (options.target == ConvertTarget::kEstargz) {
-      // The eStargz writer takes the tar whole: this target holds the layer in memory.
-      auto tar = replay_tar(store, diff_id);
-      if (!tar) return std::move(tar).error();
       ChunkedWriteOptions write;
       write.format = ChunkedFormat::kEstargz;
       write.level = options.level.value_or(3);
-      auto written = write_estargz_layer(*tar, chunks_of(*recipe), write, sink);
+      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      RecipeTarReader reader(store, *recipe);
+      auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
+                                          chunks, write, sink);
       if (!written) return std::move(written).error();
+      // The eStargz tar is a new one (it drops what follows the end blocks); the tar read from
+      // the store must still be the layer's, so the rest is read and hashed too.
+      std::vector<std::uint8_t> rest(std::size_t{1} << 16U);
+      for (;;) {
+        auto got = reader.read(rest);
+        if (!got) return std::move(got).error();
+        if (*got == 0) break;
+      }
+      STRATA_TRY(check_diff_id(reader.finish(), diff_id));
       auto committed = blob->commit(written->media_type);
       if (!committed) return std::move(committed).error();
       descriptor = std::move(*committed);

@@ -157,6 +157,11 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer(
 Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
                                                const ChunkedWriteOptions& options,
                                                const std::function<Result<void>(ByteSpan)>& sink);
+// The same writer reading the tar as a stream (memory bounded by the largest chunk plus the TOC).
+Result<ChunkedWriteReport> stream_estargz_layer(const TarStreamReader& tar,
+                                                std::span<const TarChunk> chunks,
+                                                const ChunkedWriteOptions& options,
+                                                const std::function<Result<void>(ByteSpan)>& sink);
 
 // ---- 3. reading -------------------------------------------------------------------------------
 
