@@ -6,8 +6,8 @@
 #                                                                       so ingest is included)
 #   skopeo copy --dest-compress-format zstd / gzip / zstd:chunked      (oci: layout to oci: layout)
 #   gzip -d | zstd -3 -T2   and   zstd -d | gzip                      (plain pipelines, same blobs)
-# MB/s are of the uncompressed tar; ratios are strata over the others. Peak RSS comes from
-# /usr/bin/time. Set STRATA_BENCH_BASELINE=/path/to/an/older/strata to measure its convert too.
+# MB/s are of the uncompressed tar; ratios are strata over the others (wall clock). CPU seconds
+# and peak RSS come from /usr/bin/time (CPU time is the steadier figure on a shared machine). Set STRATA_BENCH_BASELINE=/path/to/an/older/strata to measure its convert too.
 # Usage: bench/convert_compare.sh [PATH_TO_STRATA] [WORK_DIR]   (STRATA_BENCH_MIB=1024 by default)
 # Not run by `make test`: it takes minutes and needs about 4 x the layer size of disk.
 set -euo pipefail
@@ -42,10 +42,10 @@ PY
 gzip_blob=$(blob_of "$work/src" v1)
 tar_bytes=$(gzip -dc "$gzip_blob" | wc -c)
 
-measure() {  # label, command...: runs it under /usr/bin/time, records "seconds peak_kib"
+measure() {  # label, command...: runs it under /usr/bin/time, records "seconds peak_kib cpu_s"
   local label=$1; shift
   sync
-  /usr/bin/time -f '%e %M' -o "$work/$label.time" "$@" >"$work/$label.out" 2>"$work/$label.err" ||
+  /usr/bin/time -f '%e %M %U %S' -o "$work/$label.time" "$@" >"$work/$label.out" 2>"$work/$label.err" ||
     { echo "$label failed:" >&2; cat "$work/$label.err" >&2; exit 1; }
   echo "$label $(cat "$work/$label.time")" >>"$work/results.txt"
 }
@@ -80,13 +80,13 @@ python3 - "$work/results.txt" "$tar_bytes" "$gzip_blob" <<'PY'
 import os, sys
 rows = {}
 for line in open(sys.argv[1]):
-    label, seconds, kib = line.split()
-    rows[label] = (float(seconds), int(kib))
+    label, seconds, kib, user, system = line.split()
+    rows[label] = (float(seconds), int(kib), float(user) + float(system))
 tar_bytes = int(sys.argv[2])
 print(f"layer: {tar_bytes / 2**20:.0f} MiB of tar, gzip blob {os.path.getsize(sys.argv[3]) / 2**20:.0f} MiB")
-print(f"{'run':<32} {'seconds':>8} {'MB/s':>8} {'peak RSS MiB':>13}")
-for label, (seconds, kib) in rows.items():
-    print(f"{label:<32} {seconds:>8.1f} {tar_bytes / 1e6 / max(seconds, 1e-3):>8.1f} {kib / 1024:>13.0f}")
+print(f"{'run':<32} {'seconds':>8} {'MB/s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
+for label, (seconds, kib, cpu) in rows.items():
+    print(f"{label:<32} {seconds:>8.1f} {tar_bytes / 1e6 / max(seconds, 1e-3):>8.1f} {cpu:>8.1f} {kib / 1024:>13.0f}")
 def ratio(a, b):
     if a in rows and b in rows:
         print(f"speed {a} / {b}: {rows[b][0] / max(rows[a][0], 1e-3):.2f}x")
