@@ -1,9 +1,11 @@
 // Image conversion through the chunk store (project issue 5, `strata convert`): every layer blob
 // is ingested (so its chunks are deduplicated and its recipe recorded), then written again from
 // the recipe in the target format. For zstd:chunked the store's zstd frames are copied as the
-// chunk frames, so conversion mostly copies (DESIGN.md §1.6). The tar is unchanged, so diff_ids,
+// chunk frames, so conversion mostly copies (DESIGN.md §1.6). Every target streams from the
+// store: memory does not grow with the layer. The tar is unchanged, so diff_ids,
 // the config and its history stay byte for byte; the manifest gets the new layer descriptors
 // (shared/specs/layer-formats.md §1.4 annotations, §3 manifest).
+#include <algorithm>
 #include <chrono>
 
 #include "strata/engine.h"
@@ -15,43 +17,70 @@
 namespace strata::fastpull {
 namespace {
 
-struct ReplayedLayer {
-  std::vector<std::uint8_t> tar;
+// The recipe's chunk segments as positions in the tar (the zstd:chunked writer's cut points).
+std::vector<TarChunk> chunks_of(const Recipe& recipe) {
   std::vector<TarChunk> chunks;
-};
-
-Result<ReplayedLayer> replay_layer(const ChunkStore& store, const Digest& diff_id) {
-  auto record = store.find_layer(diff_id);
-  if (!record) return std::move(record).error();
-  auto recipe = parse_recipe(record->recipe);
-  if (!recipe) return std::move(recipe).error();
-  ReplayedLayer layer;
-  layer.tar.reserve(recipe->total_size());
   std::uint64_t offset = 0;
-  for (const RecipeSegment& segment : recipe->segments()) {
+  for (const RecipeSegment& segment : recipe.segments()) {
     if (segment.kind == RecipeSegmentKind::kChunk) {
-      layer.chunks.push_back(TarChunk{offset, segment.length, segment.digest});
+      chunks.push_back(TarChunk{offset, segment.length, segment.digest});
     }
     offset += segment.length;
   }
-  std::vector<std::uint8_t> chunk;
-  STRATA_TRY(replay(
-      *recipe,
-      [&](const Digest& digest, std::uint64_t) -> Result<ByteSpan> {
-        auto bytes = store.read_chunk(digest);
-        if (!bytes) return std::move(bytes).error();
-        chunk = std::move(*bytes);
-        return ByteSpan(chunk);
-      },
-      [&](ByteSpan bytes) -> Result<void> {
-        layer.tar.insert(layer.tar.end(), bytes.begin(), bytes.end());
-        return {};
-      }));
-  if (sha256_of(layer.tar) != diff_id) {
-    return make_error(ErrorCode::kDigestMismatch,
-                      "replayed layer differs from its diff_id " + diff_id.to_string());
+  return chunks;
+}
+
+// Pulls the tar out of a recipe one segment at a time: at most one chunk is held, whatever the
+// layer size. Chunks are checked by length here and by the store's record checksum; the writer's
+// diff_id is compared with the recipe's afterwards.
+class RecipeTarReader {
+ public:
+  RecipeTarReader(const ChunkStore& store, const Recipe& recipe) : store_(store), recipe_(recipe) {}
+
+  Result<std::size_t> read(MutableByteSpan out) {
+    const auto& segments = recipe_.segments();
+    while (segment_ < segments.size() && used_ == current_.size()) {
+      const RecipeSegment& segment = segments[segment_++];
+      used_ = 0;
+      if (segment.kind == RecipeSegmentKind::kRaw) {
+        current_ = recipe_.raw_of(segment);
+        continue;
+      }
+      auto bytes = store_.read_chunk(segment.digest);
+      if (!bytes) return std::move(bytes).error();
+      if (bytes->size() != segment.length) {
+        return make_error(ErrorCode::kCorruptInput, "chunk " + segment.digest.to_string() +
+                                                        " has " + std::to_string(bytes->size()) +
+                                                        " bytes, the recipe says " +
+                                                        std::to_string(segment.length));
+      }
+      chunk_ = std::move(*bytes);
+      current_ = chunk_;
+    }
+    const std::size_t n = std::min(out.size(), current_.size() - used_);
+    if (n != 0) std::copy_n(current_.begin() + static_cast<std::ptrdiff_t>(used_), n, out.begin());
+    hash_.update(ByteSpan(out.data(), n));
+    used_ += n;
+    return n;
   }
-  return layer;
+  // SHA-256 of the bytes read so far (the layer's diff_id once all are read).
+  Digest finish() { return hash_.finish(); }
+
+ private:
+  const ChunkStore& store_;
+  const Recipe& recipe_;
+  std::size_t segment_ = 0;
+  std::vector<std::uint8_t> chunk_;
+  ByteSpan current_;
+  std::size_t used_ = 0;
+  Sha256 hash_;
+};
+
+Result<void> check_diff_id(const Digest& written, const Digest& diff_id) {
+  if (written == diff_id) return {};
+  return make_error(ErrorCode::kDigestMismatch, "layer written from the store has diff_id " +
+                                                    written.to_string() + ", expected " +
+                                                    diff_id.to_string());
 }
 
 }  // namespace
@@ -94,13 +123,16 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
                                                         ingested->diff_id.to_string() +
                                                         ", the config says " + diff_id.to_string());
     }
-    auto replayed = replay_layer(store, diff_id);
-    if (!replayed) return std::move(replayed).error();
+    auto record = store.find_layer(diff_id);
+    if (!record) return std::move(record).error();
+    auto recipe = parse_recipe(record->recipe);
+    if (!recipe) return std::move(recipe).error();
     const auto write_started = std::chrono::steady_clock::now();
     auto blob = output->begin_blob();
     if (!blob) return std::move(blob).error();
     const auto sink = [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); };
     ConvertedLayer converted;
+    converted.tar_bytes = recipe->total_size();
     oci::Descriptor descriptor;
     if (options.target == ConvertTarget::kZstdChunked ||
         options.target == ConvertTarget::kZstdChunkedV1) {
@@ -108,8 +140,10 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
       write.format = options.target == ConvertTarget::kZstdChunked ? ChunkedFormat::kZstdChunked
                                                                    : ChunkedFormat::kZstdChunkedV1;
       write.level = options.level.value_or(3);
-      auto written = write_zstd_chunked_layer(
-          replayed->tar, replayed->chunks,
+      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      RecipeTarReader reader(store, *recipe);
+      auto written = stream_zstd_chunked_layer(
+          [&](MutableByteSpan out) { return reader.read(out); }, chunks,
           [&](const Digest& digest, ByteSpan) -> Result<std::vector<std::uint8_t>> {
             auto stored = store.read_stored_chunk(digest);
             if (!stored || stored->codec != Codec::kZstd) return std::vector<std::uint8_t>();
@@ -117,6 +151,7 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
           },
           write, sink);
       if (!written) return std::move(written).error();
+      STRATA_TRY(check_diff_id(written->diff_id, diff_id));
       auto committed = blob->commit(written->media_type);
       if (!committed) return std::move(committed).error();
       descriptor = std::move(*committed);
@@ -126,8 +161,20 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
       ChunkedWriteOptions write;
       write.format = ChunkedFormat::kEstargz;
       write.level = options.level.value_or(3);
-      auto written = write_estargz_layer(replayed->tar, replayed->chunks, write, sink);
+      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      RecipeTarReader reader(store, *recipe);
+      auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
+                                          chunks, write, sink);
       if (!written) return std::move(written).error();
+      // The eStargz tar is a new one (it drops what follows the end blocks); the tar read from
+      // the store must still be the layer's, so the rest is read and hashed too.
+      std::vector<std::uint8_t> rest(std::size_t{1} << 16U);
+      for (;;) {
+        auto got = reader.read(rest);
+        if (!got) return std::move(got).error();
+        if (*got == 0) break;
+      }
+      STRATA_TRY(check_diff_id(reader.finish(), diff_id));
       auto committed = blob->commit(written->media_type);
       if (!committed) return std::move(committed).error();
       descriptor = std::move(*committed);
@@ -141,9 +188,13 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
       write.level = options.level;
       auto writer = oci::LayerWriter::create(write, sink);
       if (!writer) return std::move(writer).error();
-      STRATA_TRY(writer->write(replayed->tar));
+      // The store's export streams (parallel chunk reads, bounded batches) into the encoder.
+      auto exported = export_layer_tar(
+          store, diff_id, [&](ByteSpan bytes) -> Result<void> { return writer->write(bytes); });
+      if (!exported) return std::move(exported).error();
       auto digests = writer->finish();
       if (!digests) return std::move(digests).error();
+      STRATA_TRY(check_diff_id(digests->diff_id, diff_id));
       auto committed = blob->commit(digests->media_type);
       if (!committed) return std::move(committed).error();
       descriptor = std::move(*committed);
@@ -155,7 +206,6 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
     converted.source_size = layer.size;
     converted.digest = descriptor.digest;
     converted.size = descriptor.size;
-    converted.tar_bytes = replayed->tar.size();
     report.layers.push_back(converted);
     manifest.layers[i] = std::move(descriptor);
   }

@@ -5,12 +5,14 @@
 // first entry `.no.prefetch.landmark` (one byte 0x0f: nothing is prioritized) and a last entry
 // `stargz.index.json` (the TOC, in its own member), then the 51-byte footer member whose "SG"
 // extra field holds the TOC offset. Annotations: toc.digest = sha256 of the uncompressed TOC JSON,
-// uncompressed-size = the new tar's length.
+// uncompressed-size = the new tar's length. The tar is read as a stream and each member written as
+// it closes: memory is bounded by the largest chunk (content_unit_assembler.h) and the TOC.
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 
 #include "formats/byte_source.h"
+#include "formats/content_unit_assembler.h"
 #include "formats/layer_writer_codecs.h"
 #include "formats/tar_reader.h"
 #include "formats/toc_json.h"
@@ -89,14 +91,40 @@ class MemberWriter {
   std::uint64_t tar_size_ = 0;
 };
 
+// Adapts a TarStreamReader to the tar reader's ByteSource.
+class FunctionByteSource final : public ByteSource {
+ public:
+  explicit FunctionByteSource(const TarStreamReader& read) : read_(read) {}
+  Result<std::size_t> read(MutableByteSpan out) override {
+    auto got = read_(out);
+    if (got && *got > out.size()) {
+      return make_error(ErrorCode::kInvalidArgument, "tar reader returned more than asked");
+    }
+    return got;
+  }
+
+ private:
+  const TarStreamReader& read_;
+};
+
 }  // namespace
 
 Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
                                                const ChunkedWriteOptions& options,
                                                const std::function<Result<void>(ByteSpan)>& sink) {
+  MemoryByteSource memory(tar);
+  return stream_estargz_layer([&](MutableByteSpan out) { return memory.read(out); }, chunks,
+                              options, sink);
+}
+
+Result<ChunkedWriteReport> stream_estargz_layer(const TarStreamReader& tar,
+                                                std::span<const TarChunk> chunks,
+                                                const ChunkedWriteOptions& options,
+                                                const std::function<Result<void>(ByteSpan)>& sink) {
   if (options.level < 0 || options.level > 3) {
     return make_error(ErrorCode::kInvalidArgument, "eStargz: gzip level must be 0..3 (ISA-L)");
   }
+  if (!tar) return make_error(ErrorCode::kInvalidArgument, "eStargz writer needs a tar");
   ChunkedWriteReport report;
   MemberWriter out(options.level, sink);
   Toc toc;
@@ -118,16 +146,46 @@ Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const Tar
   out.add(landmark_byte);
   out.add(padding);
 
-  MemoryByteSource source(tar);
+  FunctionByteSource source(tar);
   TarReader reader(source);
-  std::size_t next_chunk = 0;
-  bool skip_content = false;
+  detail::ContentUnitAssembler units(chunks);
+  bool in_file = false;
+  std::size_t file_index = 0;
+  Sha256 file_hash;
+  std::string file_path;
+  // Each unit starts a member; its bytes, then the padding and the next headers, ride in it.
+  const auto write_unit = [&](const detail::ContentUnit& unit) -> Result<void> {
+    STRATA_TRY(out.close_member());
+    file_hash.update(unit.raw);
+    const Digest digest = sha256_of(unit.raw);
+    if (unit.file_offset == 0) {
+      toc.entries[file_index].offset = out.offset();
+      toc.entries[file_index].chunk_digest = digest;
+      if (!unit.last) toc.entries[file_index].chunk_size = unit.raw.size();
+    } else {
+      TocEntry chunk;
+      chunk.type = "chunk";
+      chunk.name = file_path;
+      chunk.offset = out.offset();
+      chunk.chunk_offset = unit.file_offset;
+      chunk.chunk_size = unit.last ? 0 : unit.raw.size();  // 0: to the end of the file
+      chunk.chunk_digest = digest;
+      toc.entries.push_back(std::move(chunk));
+    }
+    out.add(unit.raw);
+    if (unit.last) toc.entries[file_index].digest = file_hash.finish();
+    return {};
+  };
   for (;;) {
     auto event = reader.next();
     if (!event) return std::move(event).error();
     if (event->kind == TarEventKind::kDone || event->kind == TarEventKind::kEndOfArchive) break;
     if (event->kind == TarEventKind::kContent) {
-      if (!skip_content) out.add(event->bytes);
+      if (in_file) {
+        STRATA_TRY(units.add(event->bytes, write_unit));
+      } else {
+        out.add(event->bytes);
+      }
       continue;
     }
     if (event->kind == TarEventKind::kPadding) {
@@ -155,55 +213,19 @@ Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const Tar
       file.xattrs[key] = detail::base64_encode(
           ByteSpan(reinterpret_cast<const std::uint8_t*>(value.data()), value.size()));
     }
-    skip_content = entry.type == TarEntryType::kRegular && entry.size != 0;
+    in_file = entry.type == TarEntryType::kRegular && entry.size != 0;
     if (entry.type == TarEntryType::kRegular) {
       file.size = entry.size;
       file.digest = sha256_of(ByteSpan());
     }
-    if (!skip_content) {
+    if (!in_file) {
       if (!file.type.empty()) toc.entries.push_back(std::move(file));
       continue;
     }
-    const std::uint64_t content_start = event->offset + event->bytes.size();
-    file.digest = sha256_of(tar.subspan(content_start, entry.size));
-    while (next_chunk < chunks.size() && chunks[next_chunk].tar_offset < content_start)
-      ++next_chunk;
-    std::uint64_t done = 0;
-    std::size_t file_index = toc.entries.size();
+    file_index = toc.entries.size();
+    file_path = entry.path;
     toc.entries.push_back(std::move(file));
-    while (done < entry.size) {
-      const std::uint64_t at = content_start + done;
-      std::uint64_t length = 0;
-      if (next_chunk < chunks.size() && chunks[next_chunk].tar_offset == at &&
-          chunks[next_chunk].length != 0 && chunks[next_chunk].length <= entry.size - done) {
-        length = chunks[next_chunk].length;
-        ++next_chunk;
-      } else {
-        const std::uint64_t end = content_start + entry.size;
-        const bool bounded = next_chunk < chunks.size() && chunks[next_chunk].tar_offset > at &&
-                             chunks[next_chunk].tar_offset < end;
-        length = (bounded ? chunks[next_chunk].tar_offset : end) - at;
-      }
-      const ByteSpan raw = tar.subspan(at, length);
-      STRATA_TRY(out.close_member());
-      const bool last = done + length == entry.size;
-      if (done == 0) {
-        toc.entries[file_index].offset = out.offset();
-        toc.entries[file_index].chunk_digest = sha256_of(raw);
-        if (!last) toc.entries[file_index].chunk_size = length;
-      } else {
-        TocEntry chunk;
-        chunk.type = "chunk";
-        chunk.name = entry.path;
-        chunk.offset = out.offset();
-        chunk.chunk_offset = done;
-        chunk.chunk_size = last ? 0 : length;  // 0: to the end of the file
-        chunk.chunk_digest = sha256_of(raw);
-        toc.entries.push_back(std::move(chunk));
-      }
-      out.add(raw);
-      done += length;
-    }
+    units.begin_file(event->offset + event->bytes.size(), entry.size);
   }
   STRATA_TRY(out.close_member());
 

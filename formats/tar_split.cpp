@@ -27,8 +27,7 @@ constexpr std::array<std::uint64_t, 256> make_crc64_table() {
 }
 constexpr std::array<std::uint64_t, 256> kCrc64Table = make_crc64_table();
 
-std::string crc64_payload(ByteSpan content) {
-  const std::uint64_t crc = crc64_iso(0, content);
+std::string crc64_payload(std::uint64_t crc) {
   std::array<std::uint8_t, 8> be{};
   for (std::size_t i = 0; i < 8; ++i) be[i] = static_cast<std::uint8_t>(crc >> (56U - 8U * i));
   return base64_encode(be);
@@ -57,6 +56,10 @@ void TarSplitWriter::add_segment(ByteSpan raw) {
 }
 
 void TarSplitWriter::add_file(const std::string& name, std::uint64_t size, ByteSpan content) {
+  add_file_crc(name, size, crc64_iso(0, content));
+}
+
+void TarSplitWriter::add_file_crc(const std::string& name, std::uint64_t size, std::uint64_t crc) {
   std::string line = "{\"type\":1,";
   if (is_utf8(name)) {
     line += "\"name\":" + nlohmann::json(name).dump() + ",";
@@ -67,7 +70,7 @@ void TarSplitWriter::add_file(const std::string& name, std::uint64_t size, ByteS
         "\",";
   }
   if (size != 0) line += "\"size\":" + std::to_string(size) + ",";
-  line += size != 0 ? "\"payload\":\"" + crc64_payload(content) + "\"" : "\"payload\":null";
+  line += size != 0 ? "\"payload\":\"" + crc64_payload(crc) + "\"" : "\"payload\":null";
   line += ",\"position\":" + std::to_string(position_++) + "}\n";
   text_ += line;
 }
@@ -166,8 +169,8 @@ Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan t
     if (line.file.size > tar.size() - position) {
       return make_error(ErrorCode::kCorruptInput, line.where + "file body runs past the tar's end");
     }
-    if (line.file.size != 0 &&
-        crc64_payload(tar.subspan(position, line.file.size)) != base64_encode(line.payload)) {
+    if (line.file.size != 0 && crc64_payload(crc64_iso(0, tar.subspan(position, line.file.size))) !=
+                                   base64_encode(line.payload)) {
       return make_error(ErrorCode::kCorruptInput, line.where + "CRC-64 of '" + line.file.name +
                                                       "' differs from the tar's content");
     }
@@ -196,7 +199,7 @@ Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split
     }
     const ByteSpan body = line.type == 1 ? bodies.subspan(used, line.file.size) : ByteSpan();
     if (line.type == 1 && line.file.size != 0 &&
-        crc64_payload(body) != base64_encode(line.payload)) {
+        crc64_payload(crc64_iso(0, body)) != base64_encode(line.payload)) {
       return make_error(ErrorCode::kCorruptInput,
                         line.where + "CRC-64 of '" + line.file.name + "' differs from its content");
     }

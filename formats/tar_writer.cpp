@@ -5,11 +5,14 @@
 // optional fixed mtime, hard links as typeflag '1' to the first name of the inode in that order,
 // and a PAX 'x' header only where a value does not fit its ustar field (path or linkpath over
 // 100 bytes, size over 8 GiB, ids over 0o7777777, mtime outside 0..0o77777777777). The archive
-// ends with two zero blocks and no record padding, so equal trees give equal bytes.
+// ends with two zero blocks and no record padding, so equal trees give equal bytes. Extended
+// attributes (security.capability, user.*, ...) go into PAX 'SCHILY.xattr.<name>' records, the
+// key GNU tar, Go's archive/tar and containerd use, sorted by name.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,6 +63,7 @@ struct Entry {
   std::string linkname;
   std::uint32_t dev_major = 0;
   std::uint32_t dev_minor = 0;
+  std::vector<std::pair<std::string, std::string>> xattrs;  // sorted by name
 };
 
 void put_octal(Block& block, std::size_t offset, std::size_t width, std::uint64_t value) {
@@ -136,6 +140,9 @@ class TarEmitter {
     if (entry.gid > kMaxOctal7) append_pax_record(records, "gid", std::to_string(entry.gid));
     if (entry.mtime < 0 || static_cast<std::uint64_t>(entry.mtime) > kMaxOctal11) {
       append_pax_record(records, "mtime", std::to_string(entry.mtime));
+    }
+    for (const auto& [name, value] : entry.xattrs) {
+      append_pax_record(records, "SCHILY.xattr." + name, value);
     }
     if (!records.empty()) {
       const std::string base = entry.name.substr(0, kNameField - 11);
@@ -220,6 +227,12 @@ class DirectoryWalker {
         return emitter_.emit_header(entry);
       }
     }
+    // A hard link entry names its target; the attributes travel with the target's entry.
+    if (options_.xattrs) {
+      auto xattrs = read_xattrs(path);
+      if (!xattrs.ok()) return std::move(xattrs).error();
+      entry.xattrs = std::move(*xattrs);
+    }
     if (S_ISREG(info.st_mode)) {
       entry.typeflag = '0';
       entry.size = static_cast<std::uint64_t>(info.st_size);
@@ -254,6 +267,33 @@ class DirectoryWalker {
     }
     return make_error(ErrorCode::kUnsupported,
                       path + ": sockets and other special files cannot be stored in a tar layer");
+  }
+
+  // The entry's extended attributes, not following a symlink; none where the file system has
+  // none. Names and values are bounded by the kernel (XATTR_LIST_MAX, XATTR_SIZE_MAX: 64 KiB).
+  static Result<std::vector<std::pair<std::string, std::string>>> read_xattrs(
+      const std::string& path) {
+    std::vector<std::pair<std::string, std::string>> xattrs;
+    std::vector<char> names(std::size_t{64} << 10U);
+    const ssize_t listed = ::llistxattr(path.c_str(), names.data(), names.size());
+    if (listed < 0) {
+      if (errno == ENOTSUP || errno == ENODATA) return xattrs;
+      return io_error("cannot list extended attributes of", path);
+    }
+    std::vector<char> value(std::size_t{64} << 10U);
+    for (std::size_t at = 0; at < static_cast<std::size_t>(listed);) {
+      const std::string name(names.data() + at);
+      at += name.size() + 1;
+      if (name.empty()) continue;
+      const ssize_t got = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+      if (got < 0) {
+        if (errno == ENODATA) continue;  // removed since the listing
+        return io_error("cannot read extended attribute " + name + " of", path);
+      }
+      xattrs.emplace_back(name, std::string(value.data(), static_cast<std::size_t>(got)));
+    }
+    std::sort(xattrs.begin(), xattrs.end());
+    return xattrs;
   }
 
   static Result<std::string> read_link(const std::string& path, const struct stat& info) {

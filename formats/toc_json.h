@@ -31,6 +31,8 @@ class TarSplitWriter {
  public:
   void add_segment(ByteSpan raw);  // type 2: raw bytes kept verbatim
   void add_file(const std::string& name, std::uint64_t size, ByteSpan content);  // type 1
+  // Type 1 with the body's CRC-64 already computed (crc64_iso over the body, for streaming).
+  void add_file_crc(const std::string& name, std::uint64_t size, std::uint64_t crc);
   [[nodiscard]] const std::string& text() const noexcept { return text_; }
 
  private:

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <functional>
@@ -216,6 +217,45 @@ TEST(TarWriter, NotADirectoryIsRefused) {
   written = oci::write_directory_tar(temp / "missing", {}, sink);
   ASSERT_FALSE(written.ok());
   EXPECT_EQ(written.error().code, ErrorCode::kIo);
+}
+
+// Extended attributes become PAX SCHILY.xattr records that GNU tar restores byte for byte
+// (a binary value with NUL, '=' and newline included) and that can be turned off.
+TEST(TarWriter, ExtendedAttributesTravelAsSchilyXattrRecords) {
+  TempDir temp;
+  std::filesystem::create_directories(temp / "src");
+  test::write_text(temp / "src/tool", "x");
+  const std::string value("cap\0=\n\xff", 7);
+  if (::setxattr((temp / "src/tool").c_str(), "user.strata.test", value.data(), value.size(), 0) !=
+      0) {
+    GTEST_SKIP() << "no user extended attributes on this file system";
+  }
+  ASSERT_EQ(::setxattr((temp / "src/tool").c_str(), "user.a", "1", 1, 0), 0);
+  const std::vector<std::uint8_t> tar = tar_of(temp / "src", {});
+  const std::string text(tar.begin(), tar.end());
+  // Sorted by name: user.a before user.strata.test.
+  const auto first = text.find("SCHILY.xattr.user.a=1\n");
+  const auto second = text.find("SCHILY.xattr.user.strata.test=" + value + "\n");
+  ASSERT_NE(first, std::string::npos);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_LT(first, second);
+
+  test::write_bytes(temp / "layer.tar", tar);
+  std::filesystem::create_directories(temp / "out");
+  ASSERT_EQ(test::shell("tar --xattrs --xattrs-include='user.*' -xf " + (temp / "layer.tar") +
+                        " -C " + (temp / "out")),
+            0);
+  std::string restored(64, '\0');
+  const ssize_t got =
+      ::getxattr((temp / "out/tool").c_str(), "user.strata.test", restored.data(), restored.size());
+  ASSERT_EQ(got, static_cast<ssize_t>(value.size()));
+  restored.resize(static_cast<std::size_t>(got));
+  EXPECT_EQ(restored, value);
+
+  oci::DirectoryTarOptions without;
+  without.xattrs = false;
+  const std::vector<std::uint8_t> plain = tar_of(temp / "src", without);
+  EXPECT_EQ(std::string(plain.begin(), plain.end()).find("SCHILY.xattr"), std::string::npos);
 }
 
 }  // namespace

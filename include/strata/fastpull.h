@@ -107,6 +107,13 @@ using ChunkFrameProvider =
 struct ChunkedWriteOptions {
   ChunkedFormat format = ChunkedFormat::kZstdChunked;
   int level = 3;  // zstd level for frames the writer compresses (and the TOC, tar-split)
+  // zstd:chunked "zeros" chunks (layer-formats.md §1.2: c/storage makes every run of >= 1 KiB of
+  // zeros a chunk of its own). Content no caller's chunk covers is always split that way. The
+  // caller's chunks are split at zero runs only when this is set: otherwise a chunk is kept whole
+  // (so a store that holds it by its digest still dedups it on a pull) and becomes a zeros chunk
+  // only when it is all zeros (consecutive ones merged). The zero bytes are in the blob either
+  // way, in a tiny frame, so splitting saves a puller almost no bytes.
+  bool split_chunks_at_zero_runs = false;
 };
 
 struct ChunkedWriteReport {
@@ -122,11 +129,24 @@ struct ChunkedWriteReport {
 };
 
 // Writes `tar` as a zstd:chunked blob to `sink`: tar headers and padding in their own frames, each
-// chunk of each regular file in its own frame (content not covered by `chunks` becomes one chunk
-// per uncovered run), then the TOC, the tar-split (current variant) and the footer in skippable
-// frames. `chunks` must be sorted by tar_offset and lie inside file contents.
+// chunk of each regular file in its own frame (content not covered by `chunks` becomes chunks of
+// at most 8 MiB per uncovered run, and so does a chunk longer than that), then the TOC, the
+// tar-split (current variant) and the footer in skippable frames. Runs of >= 1 KiB of zeros
+// become "zeros" chunks (tiny frames a puller makes instead of fetching) as
+// ChunkedWriteOptions::split_chunks_at_zero_runs says. `chunks` must be sorted by tar_offset and
+// lie inside file contents.
 Result<ChunkedWriteReport> write_zstd_chunked_layer(
     ByteSpan tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
+    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
+
+// Pulls the next tar bytes into `out`; returns how many, 0 only at the end of the tar.
+using TarStreamReader = std::function<Result<std::size_t>(MutableByteSpan out)>;
+
+// The same writer reading the tar as a stream: memory is bounded by the largest chunk plus the
+// TOC and tar-split (which grow with the number of entries, not with the content), and every
+// frame goes to `sink` as soon as it is made. The blob is byte-identical to the one above.
+Result<ChunkedWriteReport> stream_zstd_chunked_layer(
+    const TarStreamReader& tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
     const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
 
 // Writes `tar` as an eStargz blob (layer-formats.md §2): a `.no.prefetch.landmark` entry first,
@@ -137,6 +157,11 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
 Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
                                                const ChunkedWriteOptions& options,
                                                const std::function<Result<void>(ByteSpan)>& sink);
+// The same writer reading the tar as a stream (memory bounded by the largest chunk plus the TOC).
+Result<ChunkedWriteReport> stream_estargz_layer(const TarStreamReader& tar,
+                                                std::span<const TarChunk> chunks,
+                                                const ChunkedWriteOptions& options,
+                                                const std::function<Result<void>(ByteSpan)>& sink);
 
 // ---- 3. reading -------------------------------------------------------------------------------
 

@@ -288,6 +288,8 @@ struct DirectoryTarOptions {
   // Owner ids written for every entry. Unset: the file's own numeric ids.
   std::optional<std::uint32_t> uid;
   std::optional<std::uint32_t> gid;
+  // Extended attributes (security.capability, user.*, ...) as PAX SCHILY.xattr.<name> records.
+  bool xattrs = true;
 };
 
 struct DirectoryTarStats {
@@ -297,8 +299,9 @@ struct DirectoryTarStats {
 
 // A deterministic PAX tar of a directory's contents (the directory itself is not an entry):
 // names relative and sorted bytewise per directory, directories ending in '/', numeric owners
-// only, hard links as typeflag '1' to the first name in that order, symlinks, fifos and devices;
-// sockets are refused. Ends with two zero blocks and no record padding.
+// only, hard links as typeflag '1' to the first name in that order, symlinks, fifos and devices,
+// extended attributes as PAX SCHILY.xattr records; sockets are refused. Ends with two zero blocks
+// and no record padding.
 Result<DirectoryTarStats> write_directory_tar(const std::string& directory,
                                               const DirectoryTarOptions& options,
                                               const ByteSink& sink);

@@ -1,0 +1,75 @@
+// Content units for the chunked-layer writers (content_unit_assembler.h): the next unit is the
+// caller's chunk starting exactly where the last unit ended, or else uncovered content up to the
+// next chunk, the file's end or kMaxContentUnitBytes, whichever comes first.
+#include "formats/content_unit_assembler.h"
+
+#include <algorithm>
+
+namespace strata::fastpull::detail {
+
+void ContentUnitAssembler::begin_file(std::uint64_t tar_offset, std::uint64_t size) {
+  file_start_ = tar_offset;
+  file_size_ = size;
+  done_ = 0;
+  buffer_.clear();
+  plan_unit();
+}
+
+void ContentUnitAssembler::plan_unit() {
+  const std::uint64_t at = file_start_ + done_;
+  const std::uint64_t remaining = file_size_ - done_;
+  unit_digest_ = nullptr;
+  for (;;) {
+    while (next_chunk_ < chunks_.size() && chunks_[next_chunk_].tar_offset < at) ++next_chunk_;
+    if (next_chunk_ == chunks_.size() || chunks_[next_chunk_].tar_offset != at) break;
+    const TarChunk& chunk = chunks_[next_chunk_];
+    ++next_chunk_;
+    if (chunk.length != 0 && chunk.length <= remaining && chunk.length <= kMaxContentUnitBytes) {
+      unit_length_ = chunk.length;
+      unit_digest_ = &chunk.digest;
+      return;
+    }
+  }
+  std::uint64_t limit = std::min(remaining, kMaxContentUnitBytes);
+  if (next_chunk_ < chunks_.size() && chunks_[next_chunk_].tar_offset - at < limit) {
+    limit = chunks_[next_chunk_].tar_offset - at;
+  }
+  unit_length_ = limit;
+}
+
+Result<void> ContentUnitAssembler::hand_out(ByteSpan raw, const ContentUnitHandler& handler) {
+  ContentUnit unit;
+  unit.raw = raw;
+  unit.file_offset = done_;
+  unit.digest = unit_digest_;
+  unit.last = done_ + raw.size() == file_size_;
+  STRATA_TRY(handler(unit));
+  done_ += raw.size();
+  if (done_ < file_size_) plan_unit();
+  return {};
+}
+
+Result<void> ContentUnitAssembler::add(ByteSpan content, const ContentUnitHandler& handler) {
+  if (content.size() > file_size_ - done_ - buffer_.size()) {
+    return make_error(ErrorCode::kInvalidArgument, "content runs past the file's size");
+  }
+  while (!content.empty()) {
+    if (buffer_.empty() && content.size() >= unit_length_) {
+      const auto length = static_cast<std::size_t>(unit_length_);
+      STRATA_TRY(hand_out(content.first(length), handler));
+      content = content.subspan(length);
+      continue;
+    }
+    const std::size_t take = std::min<std::uint64_t>(content.size(), unit_length_ - buffer_.size());
+    buffer_.insert(buffer_.end(), content.begin(),
+                   content.begin() + static_cast<std::ptrdiff_t>(take));
+    content = content.subspan(take);
+    if (buffer_.size() == unit_length_) {
+      STRATA_TRY(hand_out(buffer_, handler));
+      buffer_.clear();
+    }
+  }
+  return {};
+}
+
+}  // namespace strata::fastpull::detail
