@@ -115,6 +115,24 @@ TEST(ChunkedReader, TarSplitCrcMatchesTheReferenceWriter) {
   }
 }
 
+// Go's hash/crc64 with the ISO table: the catalogued check value of "123456789", and chaining
+// over pieces (how the streaming writers feed a body) equals one pass, also across the
+// 8/16/64-byte boundaries where a folding implementation changes method.
+TEST(ChunkedReader, Crc64IsoMatchesGoAndChains) {
+  const std::string check = "123456789";
+  EXPECT_EQ(detail::crc64_iso(0, ByteSpan(reinterpret_cast<const std::uint8_t*>(check.data()),
+                                          check.size())),
+            0xb90956c775a41001ULL);
+  EXPECT_EQ(detail::crc64_iso(0, ByteSpan()), 0U);
+  const std::vector<std::uint8_t> data = test::splitmix64_bytes(7, 4099);
+  const std::uint64_t whole = detail::crc64_iso(0, data);
+  for (std::size_t cut : {1U, 7U, 8U, 15U, 16U, 63U, 64U, 65U, 2048U, 4098U}) {
+    const ByteSpan all(data);
+    EXPECT_EQ(detail::crc64_iso(detail::crc64_iso(0, all.first(cut)), all.subspan(cut)), whole)
+        << "cut at " << cut;
+  }
+}
+
 TEST(ChunkedReader, WrongTocDigestAnnotationIsRefused) {
   for (FixtureLayer layer : load_chunked_fixtures()) {
     SCOPED_TRACE(layer.key);
