@@ -21,4 +21,5 @@
 #include "strata/registry.h"
 #include "strata/result.h"
 #include "strata/store.h"
+#include "strata/unpack.h"
 #include "strata/version.h"
