@@ -3,11 +3,12 @@
 // failures so a later put heals them (P5); it also cross-checks the index against itself (SQLite
 // quick_check; every recipe parses, names only chunks the index holds, the same set layer_chunks
 // lists, and adds up to the layer's size; refcounts agree with layer_chunks) and replays every
-// layer to re-derive its diff_id, so a bit flip in index.db is reported, not only one in a pack. gc follows restic's order (specs/reliability.md §4):
-// drop index rows first, then files; rewrite a mostly-dead pack by writing the new pack (temp +
-// fsync + rename + directory fsync), switching rows in one transaction, then deleting the old one.
-// gc is lease-aware (P8): while any ingest session is open it deletes no chunk row, since a
-// session may have decided to reuse an unreferenced chunk without writing it again.
+// layer to re-derive its diff_id, so a bit flip in index.db is reported, not only one in a pack. gc
+// follows restic's order (specs/reliability.md §4): drop index rows first, then files; rewrite a
+// mostly-dead pack by writing the new pack (temp + fsync + rename + directory fsync), switching
+// rows in one transaction, then deleting the old one. gc is lease-aware (P8): while any ingest
+// session is open it deletes no chunk row, since a session may have decided to reuse an
+// unreferenced chunk without writing it again.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -221,7 +222,8 @@ Result<VerifyReport> ChunkStore::verify() {
       if (!row.ok()) return std::move(row).error();
       if (!*row) break;
       const ByteSpan recipe = layers->column_blob(3);
-      layer_rows.push_back(LayerRow{layers->column_int(0), digest_from_blob(layers->column_blob(1)),
+      layer_rows.push_back(LayerRow{layers->column_int(0),
+                                    digest_from_blob(layers->column_blob(1)),
                                     layers->column_int(2),
                                     std::vector<std::uint8_t>(recipe.begin(), recipe.end()),
                                     {}});
@@ -340,8 +342,8 @@ Result<VerifyReport> ChunkStore::verify() {
                                 " bytes, the index records " + std::to_string(layer.size));
     }
     // Replaying the recipe re-derives the diff_id from the chunks (each re-hashed on read).
-    auto replayed =
-        export_layer_tar(*this, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 1);
+    auto replayed = export_layer_tar(
+        *this, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 1);
     if (!replayed.ok()) report.problems.push_back(name + ": replay: " + replayed.error().message);
   }
   return report;
