@@ -7,6 +7,7 @@
 // "/." replaced by a link) inside the destination.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -14,13 +15,17 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "core/safe_path.h"
+#include "formats/byte_source.h"
 #include "formats/layer_source.h"
 #include "formats/tar_reader.h"
+#include "strata/engine.h"
 #include "strata/unpack.h"
 
 namespace strata {
@@ -81,7 +86,8 @@ class LayerApplier {
   LayerApplier(const RootDirectory& root, const UnpackOptions& options, UnpackReport& report)
       : root_(root), options_(options), report_(report), as_root_(is_running_as_root()) {}
 
-  Result<void> apply_layer(const std::string& layer_path);
+  // One layer's uncompressed tar stream.
+  Result<void> apply_tar(ByteSource& tar);
   // Modes and mtimes of every directory, deepest first.
   Result<void> finish_directories();
 
@@ -381,14 +387,9 @@ Result<void> LayerApplier::apply_entry(const TarEntry& entry) {
   return {};
 }
 
-Result<void> LayerApplier::apply_layer(const std::string& layer_path) {
+Result<void> LayerApplier::apply_tar(ByteSource& tar) {
   created_.clear();
-  LayerSourceOptions source_options;
-  source_options.max_uncompressed_bytes = options_.max_uncompressed_bytes;
-  source_options.hash_compressed = false;
-  auto source = LayerSource::open_path(layer_path, source_options);
-  if (!source.ok()) return std::move(source).error();
-  TarReader reader(**source);
+  TarReader reader(tar);
   while (true) {
     auto event = reader.next();
     if (!event.ok()) return std::move(event).error();
@@ -433,16 +434,16 @@ Result<void> LayerApplier::finish_directories() {
   return {};
 }
 
-}  // namespace
-
-Result<UnpackReport> unpack_layers(const std::vector<std::string>& layer_paths,
-                                   const std::string& directory, const UnpackOptions& options) {
+// Runs `apply(applier, i)` for layers 0..count-1 under one root, then fixes up directories.
+Result<UnpackReport> unpack_each(
+    std::size_t count, const std::string& directory, const UnpackOptions& options,
+    const std::function<Result<void>(LayerApplier&, std::size_t)>& apply) {
   auto root = RootDirectory::open(directory, true);
   if (!root.ok()) return std::move(root).error();
   UnpackReport report;
   LayerApplier applier(*root, options, report);
-  for (std::size_t i = 0; i < layer_paths.size(); ++i) {
-    auto applied = applier.apply_layer(layer_paths[i]);
+  for (std::size_t i = 0; i < count; ++i) {
+    auto applied = apply(applier, i);
     if (!applied.ok()) {
       return make_error(applied.error().code,
                         "layer " + std::to_string(i) + ": " + applied.error().message);
@@ -451,6 +452,70 @@ Result<UnpackReport> unpack_layers(const std::vector<std::string>& layer_paths,
   }
   STRATA_TRY(applier.finish_directories());
   return report;
+}
+
+// A store layer's tar, replayed by export_layer_tar on a thread into a socket pair the applier
+// reads: streaming, so memory stays bounded whatever the layer's size. A socket rather than a
+// pipe so that a reader that stops early gives the writer EPIPE (MSG_NOSIGNAL), not SIGPIPE.
+Result<void> apply_store_layer(LayerApplier& applier, const ChunkStore& store,
+                               const Digest& layer) {
+  int sockets[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
+    return io_error("cannot create a socket pair for layer", layer.to_string(), errno);
+  }
+  Result<ExportReport> exported = make_error(ErrorCode::kInternal, "export did not run");
+  std::thread producer([&store, &layer, &exported, writer = sockets[1]] {
+    exported = export_layer_tar(
+        store, layer,
+        [writer](ByteSpan bytes) -> Result<void> {
+          std::size_t done = 0;
+          while (done < bytes.size()) {
+            const ssize_t sent =
+                ::send(writer, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+            if (sent < 0) {
+              if (errno == EINTR) continue;
+              return make_error(ErrorCode::kIo, "unpack stopped reading");
+            }
+            done += static_cast<std::size_t>(sent);
+          }
+          return {};
+        },
+        1);
+    ::close(writer);
+  });
+  Result<void> applied;
+  {
+    FdByteSource reader(sockets[0], true);
+    applied = applier.apply_tar(reader);
+  }  // closing the reader ends an export still writing
+  producer.join();
+  // The export's own error (a chunk that fails its hash, a diff_id mismatch) says more.
+  if (!exported.ok()) return std::move(exported).error();
+  return applied;
+}
+
+}  // namespace
+
+Result<UnpackReport> unpack_layers(const std::vector<std::string>& layer_paths,
+                                   const std::string& directory, const UnpackOptions& options) {
+  return unpack_each(layer_paths.size(), directory, options,
+                     [&](LayerApplier& applier, std::size_t i) -> Result<void> {
+                       LayerSourceOptions source_options;
+                       source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
+                       source_options.hash_compressed = false;
+                       auto source = LayerSource::open_path(layer_paths[i], source_options);
+                       if (!source.ok()) return std::move(source).error();
+                       return applier.apply_tar(**source);
+                     });
+}
+
+Result<UnpackReport> unpack_store_layers(const ChunkStore& store, const std::vector<Digest>& layers,
+                                         const std::string& directory,
+                                         const UnpackOptions& options) {
+  for (const Digest& layer : layers) STRATA_TRY(store.find_layer(layer));
+  return unpack_each(layers.size(), directory, options, [&](LayerApplier& applier, std::size_t i) {
+    return apply_store_layer(applier, store, layers[i]);
+  });
 }
 
 Result<UnpackReport> unpack_image(const oci::OciLayout& layout, std::string_view tag,

@@ -283,6 +283,35 @@ TEST_F(UnpackFixture, MalformedWhiteoutsAndHardLinksAreErrors) {
   expect_outside_untouched();
 }
 
+TEST_F(UnpackFixture, StoreLayersUnpackLikeTheirFiles) {
+  const Bytes lower = tar_of({file_entry("a/x", std::string(200000, 'x')), file_entry("b", "b"),
+                              make_header("l", '2', 0, outside_)});
+  const Bytes upper = tar_of({make_header(".wh.b", '0'), file_entry("l/secret", "pwned")});
+  StoreOptions store_options;
+  store_options.create_if_missing = true;
+  auto store = ChunkStore::open(scratch_.file("store"), store_options);
+  ASSERT_TRUE(store.ok()) << store.error().to_string();
+  std::vector<Digest> layers;
+  for (const Bytes* layer : {&lower, &upper}) {
+    auto ingested = ingest_layer_bytes(*store, *layer, IngestOptions{});
+    ASSERT_TRUE(ingested.ok()) << ingested.error().to_string();
+    layers.push_back(ingested->diff_id);
+  }
+  before_ = snapshot_outside(scratch_.path(), dest_);
+  auto report = unpack_store_layers(*store, layers, dest_);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(report->layers, 2U);
+  EXPECT_EQ(report->whiteouts, 1U);
+  EXPECT_EQ(read_text(dest_ + "/a/x"), std::string(200000, 'x'));
+  EXPECT_FALSE(std::filesystem::exists(dest_ + "/b"));
+  EXPECT_EQ(read_text(dest_ + outside_ + "/secret"), "pwned");
+  expect_outside_untouched();
+
+  auto missing = unpack_store_layers(*store, {sha256_of(Bytes{1, 2, 3})}, dest_);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound) << missing.error().to_string();
+}
+
 TEST(SafePath, SplitsCleanPathsAndRefusesEscapes) {
   auto clean = safe_path::split_relative_path("./a//b/./c/", "path");
   ASSERT_TRUE(clean.ok());

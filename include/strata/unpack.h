@@ -21,8 +21,10 @@
 #include <string_view>
 #include <vector>
 
+#include "strata/digest.h"
 #include "strata/oci.h"
 #include "strata/result.h"
+#include "strata/store.h"
 
 namespace strata {
 
@@ -53,5 +55,12 @@ Result<UnpackReport> unpack_layers(const std::vector<std::string>& layer_paths,
 // sizes, diff_ids: OciLayout::verify_image), then its layers are unpacked in order.
 Result<UnpackReport> unpack_image(const oci::OciLayout& layout, std::string_view tag,
                                   const std::string& directory, const UnpackOptions& options = {});
+
+// Layers of a chunk store (each named by diff_id or by a blob digest it was ingested from), first =
+// bottom: each is replayed from its recipe, every chunk re-hashed as it is read, straight into the
+// unpacker; a chunk or diff_id that fails its check ends the unpack with that error.
+Result<UnpackReport> unpack_store_layers(const ChunkStore& store, const std::vector<Digest>& layers,
+                                         const std::string& directory,
+                                         const UnpackOptions& options = {});
 
 }  // namespace strata
