@@ -192,8 +192,11 @@ Result<void> LayerApplier::apply_whiteout(const std::vector<std::string>& compon
   target.back() = name;
   auto parent = root_.resolve_parent(target, false);
   if (!parent.ok()) {
-    // Nothing below a missing directory to delete.
-    if (parent.error().code == ErrorCode::kNotFound) return {};
+    // Nothing to delete below a missing directory, or below a file in the way.
+    if (parent.error().code == ErrorCode::kNotFound ||
+        parent.error().code == ErrorCode::kCorruptInput) {
+      return {};
+    }
     return std::move(parent).error();
   }
   const std::string path = child_path(parent->directory_path, name);
