@@ -7,9 +7,9 @@
 // empty sentinel directory: afterwards nothing outside the store may have changed, the sentinel
 // must be empty, and the store must verify clean with exactly its earlier layers. Cases whose
 // expected code is "ok" are inputs strata must accept byte-exact (absolute paths, "..", symlink
-// then write through it, hard links out of the tree): no strata command writes a root file system
-// yet, so the defence is that ingest keeps them verbatim and the tar reader flags them
-// (TarEntry::unsafe_path / unsafe_link) for whoever unpacks later.
+// then write through it, hard links out of the tree): ingest keeps them verbatim, the tar reader
+// flags them (TarEntry::unsafe_path / unsafe_link), and each is also unpacked (unpack_layers) into
+// a scratch directory, which must refuse it with the expected error or keep every write inside.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
