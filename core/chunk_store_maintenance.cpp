@@ -1,10 +1,14 @@
 // Maintenance of the chunk store: remove_layer, verify and gc (docs/STORE.md "Maintenance").
 // verify re-reads every record and re-hashes every chunk (reliability.md §3.8 P4) and marks
-// failures so a later put heals them (P5). gc follows restic's order (specs/reliability.md §4):
-// drop index rows first, then files; rewrite a mostly-dead pack by writing the new pack (temp +
-// fsync + rename + directory fsync), switching rows in one transaction, then deleting the old one.
-// gc is lease-aware (P8): while any ingest session is open it deletes no chunk row, since a
-// session may have decided to reuse an unreferenced chunk without writing it again.
+// failures so a later put heals them (P5); it also cross-checks the index against itself (SQLite
+// quick_check; every recipe parses, names only chunks the index holds, the same set layer_chunks
+// lists, and adds up to the layer's size; refcounts agree with layer_chunks) and replays every
+// layer to re-derive its diff_id, so a bit flip in index.db is reported, not only one in a pack. gc
+// follows restic's order (specs/reliability.md §4): drop index rows first, then files; rewrite a
+// mostly-dead pack by writing the new pack (temp + fsync + rename + directory fsync), switching
+// rows in one transaction, then deleting the old one. gc is lease-aware (P8): while any ingest
+// session is open it deletes no chunk row, since a session may have decided to reuse an
+// unreferenced chunk without writing it again.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -15,9 +19,14 @@
 
 #include "core/chunk_store_impl.h"
 #include "core/pack_record.h"
+#include "strata/engine.h"
+#include "strata/recipe.h"
 
 namespace strata {
 namespace {
+
+// The first bytes of a serialized engine recipe (core/recipe.cpp).
+constexpr std::string_view kRecipeMagic = "STRATARC";
 
 ByteSpan blob_of(const Digest& digest) {
   return ByteSpan(digest.bytes().data(), digest.bytes().size());
@@ -149,6 +158,14 @@ Result<VerifyReport> ChunkStore::verify() {
   };
   std::vector<Row> rows;
   std::map<Digest, std::int64_t> references;
+  struct LayerRow {
+    std::int64_t id = 0;
+    Digest diff_id;
+    std::int64_t size = 0;
+    std::vector<std::uint8_t> recipe;
+    std::set<Digest> listed_chunks;  // from layer_chunks
+  };
+  std::vector<LayerRow> layer_rows;
   {
     std::lock_guard lock(impl_->db_mutex);
     store_index::Database& db = impl_->db;
@@ -198,11 +215,38 @@ Result<VerifyReport> ChunkStore::verify() {
           "layer " + digest_from_blob(missing->column_blob(0)).to_string() + " references chunk " +
           digest_from_blob(missing->column_blob(1)).to_string() + ", which is not in the store");
     }
-    auto layers = db.prepare("SELECT COUNT(*) FROM layers");
+    auto layers = db.prepare("SELECT id, diff_id, size, recipe FROM layers ORDER BY id");
     if (!layers.ok()) return std::move(layers).error();
-    auto row = layers->step();
-    if (!row.ok()) return std::move(row).error();
-    report.layers_checked = static_cast<std::uint64_t>(layers->column_int(0));
+    while (true) {
+      auto row = layers->step();
+      if (!row.ok()) return std::move(row).error();
+      if (!*row) break;
+      const ByteSpan recipe = layers->column_blob(3);
+      layer_rows.push_back(LayerRow{layers->column_int(0),
+                                    digest_from_blob(layers->column_blob(1)),
+                                    layers->column_int(2),
+                                    std::vector<std::uint8_t>(recipe.begin(), recipe.end()),
+                                    {}});
+    }
+    auto listed = db.prepare("SELECT layer_id, digest FROM layer_chunks");
+    if (!listed.ok()) return std::move(listed).error();
+    std::map<std::int64_t, LayerRow*> by_id;
+    for (LayerRow& layer : layer_rows) by_id[layer.id] = &layer;
+    while (true) {
+      auto row = listed->step();
+      if (!row.ok()) return std::move(row).error();
+      if (!*row) break;
+      const auto layer = by_id.find(listed->column_int(0));
+      if (layer == by_id.end()) {
+        report.problems.push_back("layer_chunks lists chunk " +
+                                  digest_from_blob(listed->column_blob(1)).to_string() +
+                                  " for layer id " + std::to_string(listed->column_int(0)) +
+                                  ", which the index does not hold");
+        continue;
+      }
+      layer->second->listed_chunks.insert(digest_from_blob(listed->column_blob(1)));
+    }
+    report.layers_checked = layer_rows.size();
   }
 
   std::vector<const Row*> newly_corrupt;
@@ -261,6 +305,47 @@ Result<VerifyReport> ChunkStore::verify() {
     STRATA_TRY(transaction.commit());
   }
   for (const Digest& digest : report.corrupt_chunks) impl_->forget_known(digest);
+
+  std::set<Digest> indexed;
+  for (const Row& entry : rows) indexed.insert(entry.digest);
+  for (const LayerRow& layer : layer_rows) {
+    // The store keeps recipes opaque (store.h); only the engine's own are checked and replayed.
+    if (layer.recipe.size() < kRecipeMagic.size() ||
+        !std::equal(kRecipeMagic.begin(), kRecipeMagic.end(), layer.recipe.begin())) {
+      continue;
+    }
+    const std::string name = "layer " + layer.diff_id.to_string();
+    auto recipe = parse_recipe(layer.recipe);
+    if (!recipe.ok()) {
+      report.problems.push_back(name + ": recipe: " + recipe.error().message);
+      continue;
+    }
+    std::set<Digest> referenced;
+    std::uint64_t length = 0;
+    for (const RecipeSegment& segment : recipe->segments()) {
+      length += segment.length;
+      if (segment.kind == RecipeSegmentKind::kChunk) referenced.insert(segment.digest);
+    }
+    for (const Digest& digest : referenced) {
+      if (!indexed.count(digest)) {
+        report.problems.push_back(name + ": recipe names chunk " + digest.to_string() +
+                                  ", which is not in the store");
+      }
+    }
+    if (referenced != layer.listed_chunks) {
+      report.problems.push_back(name + ": recipe references " + std::to_string(referenced.size()) +
+                                " chunks, layer_chunks lists " +
+                                std::to_string(layer.listed_chunks.size()) + " (not the same set)");
+    }
+    if (layer.size < 0 || length != static_cast<std::uint64_t>(layer.size)) {
+      report.problems.push_back(name + ": recipe adds up to " + std::to_string(length) +
+                                " bytes, the index records " + std::to_string(layer.size));
+    }
+    // Replaying the recipe re-derives the diff_id from the chunks (each re-hashed on read).
+    auto replayed = export_layer_tar(
+        *this, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 1);
+    if (!replayed.ok()) report.problems.push_back(name + ": replay: " + replayed.error().message);
+  }
   return report;
 }
 

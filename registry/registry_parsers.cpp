@@ -467,10 +467,11 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view header,
   stream.imbue(std::locale::classic());
   stream >> std::get_time(&parts, "%a, %d %b %Y %H:%M:%S GMT");
   if (stream.fail()) return std::nullopt;
-  const std::time_t when = timegm(&parts);
-  const auto delta = std::chrono::duration_cast<std::chrono::seconds>(
-      std::chrono::system_clock::from_time_t(when) - now);
-  return std::max(delta, std::chrono::seconds(0));
+  // In whole seconds: a far-future date (year 9395) overflows system_clock's nanoseconds.
+  const std::int64_t delta = static_cast<std::int64_t>(timegm(&parts)) -
+                             static_cast<std::int64_t>(std::chrono::system_clock::to_time_t(now));
+  constexpr std::int64_t kOneDay = 86400;
+  return std::chrono::seconds(std::clamp<std::int64_t>(delta, 0, kOneDay));
 }
 
 // ---- auth.json --------------------------------------------------------------------------------

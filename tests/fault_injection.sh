@@ -13,8 +13,11 @@
 #       new becomes visible, the same ingest then succeeds.
 #   (d) bit flips in pack files and in index.db of a copy of the store: verify reports every
 #       pack flip, and export either refuses (no output file) or writes the exact source bytes.
+#   (e) index.db flips on a small store, classified live (SQLite reads something else) or dead:
+#       counts of each and of those verify reported; no export is ever wrong.
 # Iterations: 20 kills by default, STRATA_LONG_FAULTS=1 for 100 (STRATA_FAULT_ITERATIONS=N sets
-# any count); STRATA_FAULT_NO_MOUNT=1 forces the ulimit fallback for (b).
+# any count; STRATA_INDEX_FLIPS=N the flips of (e), 60 by default, 300 long);
+# STRATA_FAULT_NO_MOUNT=1 forces the ulimit fallback for (b).
 # Usage: fault_injection.sh <strata tool> <work dir>
 set -euo pipefail
 
@@ -242,5 +245,56 @@ for ((k = 0; k < 8; k++)); do
 done
 echo "bit flips: $pack_flips in packs (all reported by verify, $pack_refusals exports refused," \
   "none wrong); $index_flips in index.db ($index_detected reported by verify, no export wrong)"
+
+# ---- (e) index.db flips, classified ---------------------------------------------------------
+# A small two-layer store, so each flip costs little. A flip either changes what SQLite reads
+# (the `.dump` of the flipped copy differs from the original's, or SQLite refuses the file) or
+# lands in dead space (free pages, gaps in a page): verify must report every flip that changes a
+# recipe, a digest or a chunk location; exports must never be wrong whatever verify said. The
+# undetected live flips are listed with the first dump line they changed.
+small="$work/small"
+make_layer s1 0 30
+make_layer s2 15 30
+for name in s1 s2; do
+  source_of["sha256:$(sha256sum "$work/src/$name.tar" | cut -d' ' -f1)"]=$work/src/$name.tar
+  "$strata" ingest --store "$small" "$work/src/$name.tar" >/dev/null
+done
+"$strata" gc --store "$small" >/dev/null
+"$strata" verify --store "$small" >/dev/null || fail "the small store does not verify"
+"$strata" ls --store "$small" >"$work/flip.layers"
+dump_index() { # index.db -> its SQL dump on stdout (from a private copy: sqlite3 writes -shm)
+  rm -rf "$work/dump" && mkdir "$work/dump" && cp "$1" "$work/dump/index.db"
+  sqlite3 "$work/dump/index.db" .dump 2>&1 || echo "sqlite3 refused the file"
+}
+dump_index "$small/index.db" >"$work/index.original.sql"
+index_rounds=${STRATA_INDEX_FLIPS:-60}
+[[ ${STRATA_LONG_FAULTS:-0} == 1 ]] && index_rounds=300
+live=0 live_detected=0 dead=0 dead_detected=0 index_refusals=0
+: >"$work/undetected"
+for ((k = 0; k < index_rounds; k++)); do
+  rm -rf "$work/flipped" && cp -a "$small" "$work/flipped"
+  size=$(stat -c %s "$work/flipped/index.db")
+  offset=$(((RANDOM * 32768 + RANDOM) % size))
+  flip_byte "$work/flipped/index.db" "$offset"
+  dump_index "$work/flipped/index.db" >"$work/index.flipped.sql"
+  detected=0
+  "$strata" verify --store "$work/flipped" >/dev/null 2>&1 || detected=1
+  if cmp -s "$work/index.original.sql" "$work/index.flipped.sql"; then
+    dead=$((dead + 1)) dead_detected=$((dead_detected + detected))
+  else
+    live=$((live + 1)) live_detected=$((live_detected + detected))
+    if ((detected == 0)); then
+      echo "offset $offset: $(diff "$work/index.original.sql" "$work/index.flipped.sql" |
+        grep '^>' | head -1 | cut -c1-160)" >>"$work/undetected"
+    fi
+  fi
+  index_refusals=$((index_refusals + $(exports_never_wrong "$work/flipped")))
+done
+echo "index.db flips: $index_rounds; $live changed what SQLite reads ($live_detected reported by" \
+  "verify), $dead in dead space ($dead_detected reported); $index_refusals exports refused, none wrong"
+if [[ -s $work/undetected ]]; then
+  echo "live flips verify did not report:"
+  cat "$work/undetected"
+fi
 rm -rf "$work"
 echo "fault injection passed"

@@ -7,9 +7,9 @@
 // empty sentinel directory: afterwards nothing outside the store may have changed, the sentinel
 // must be empty, and the store must verify clean with exactly its earlier layers. Cases whose
 // expected code is "ok" are inputs strata must accept byte-exact (absolute paths, "..", symlink
-// then write through it, hard links out of the tree): no strata command writes a root file system
-// yet, so the defence is that ingest keeps them verbatim and the tar reader flags them
-// (TarEntry::unsafe_path / unsafe_link) for whoever unpacks later.
+// then write through it, hard links out of the tree): ingest keeps them verbatim, the tar reader
+// flags them (TarEntry::unsafe_path / unsafe_link), and each is also unpacked (unpack_layers) into
+// a scratch directory, which must refuse it with the expected error or keep every write inside.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -429,7 +429,7 @@ const std::map<std::string, Generator>& generators() {
       return concat({block, Bytes(1024, 0)});
     });
 
-    // Accepted byte-exact and flagged (no strata command writes a root file system yet).
+    // Accepted byte-exact and flagged by ingest; `unpack` refuses or confines them.
     bytes("accept_absolute_path", [] {
       Bytes tar = make_header("/etc/passwd", '0', 5);
       append_content(tar, "root\n");
@@ -452,6 +452,50 @@ const std::map<std::string, Generator>& generators() {
     bytes("accept_hardlink_out_of_tree", [] {
       Bytes tar = make_header("shadow", '1', 0, "/etc/shadow");
       append(tar, make_header("up", '1', 0, "../x"));
+      append_end(tar);
+      return tar;
+    });
+    // Unpack breakouts (reliability.md §1a), unpacked by the test into <scratch>/u/n/unpack, so
+    // "../../.." from a link there resolves, unconfined, to the scratch root itself.
+    bytes("accept_symlink_to_root_then_write", [] {
+      Bytes tar = make_header("l", '2', 0, "/");
+      append(tar, make_header("l/input.bin", '0', 4));
+      append_content(tar, "pwn\n");
+      append_end(tar);
+      return tar;
+    });
+    bytes("accept_whiteout_through_symlink", [] {
+      Bytes tar = make_header("l", '2', 0, "../../..");
+      append(tar, make_header("l/.wh.sentinel", '0', 0));
+      append(tar, make_header("l/.wh.input.bin", '0', 0));
+      append_end(tar);
+      return tar;
+    });
+    bytes("accept_opaque_whiteout_through_symlink", [] {
+      Bytes tar = make_header("l", '2', 0, "../../..");
+      append(tar, make_header("l/sentinel/.wh..wh..opq", '0', 0));
+      append_end(tar);
+      return tar;
+    });
+    bytes("accept_directory_over_symlink", [] {
+      Bytes tar = make_header("d", '2', 0, "../../../sentinel");
+      Bytes directory = make_header("d/", '5');
+      test::set_octal(directory, 100, 8, 0777);
+      test::set_checksum(directory);
+      append(tar, directory);
+      append_end(tar);
+      return tar;
+    });
+    bytes("accept_hardlink_through_symlink", [] {
+      Bytes tar = make_header("l", '2', 0, "../../..");
+      append(tar, make_header("stolen", '1', 0, "l/input.bin"));
+      append_end(tar);
+      return tar;
+    });
+    bytes("accept_root_replaced_by_symlink", [] {
+      Bytes tar = make_header("./", '2', 0, "/");
+      append(tar, make_header("input.bin", '0', 4));
+      append_content(tar, "pwn\n");
       append_end(tar);
       return tar;
     });
@@ -666,6 +710,8 @@ struct Case {
   std::string fragment;  // must appear in the message (or, for "ok", a TarEntry flag)
   bool cli = false;      // also run through the strata tool
   std::uint64_t max_uncompressed_bytes = 0;  // ingest cap for bomb cases (0: default)
+  std::string unpack;           // accepted layers: "ok" or the error code unpack_layers gives
+  std::string unpack_fragment;  // and what its message must contain
 };
 
 // gtest prints a failing parameter by its id.
@@ -686,6 +732,8 @@ std::vector<Case> load_cases() {
     c.fragment = item.at("fragment").get<std::string>();
     c.cli = item.value("cli", false);
     c.max_uncompressed_bytes = item.value("max_uncompressed_bytes", std::uint64_t{0});
+    c.unpack = item.value("unpack", std::string());
+    c.unpack_fragment = item.value("unpack_fragment", std::string());
     cases.push_back(c);
   }
   return cases;
@@ -693,16 +741,16 @@ std::vector<Case> load_cases() {
 
 // ---- the oracle -----------------------------------------------------------------------------
 
-// Every path under `root` (but not under `skip` or `also_skip`) with its size and mode: what
+// Every path under `root` (but not under one of `skips`) with its size and mode: what
 // "nothing else was written" is checked against.
-std::map<std::string, std::pair<std::uintmax_t, unsigned>> snapshot(const std::string& root,
-                                                                    const std::string& skip,
-                                                                    const std::string& also_skip) {
+std::map<std::string, std::pair<std::uintmax_t, unsigned>> snapshot(
+    const std::string& root, const std::vector<std::string>& skips) {
   std::map<std::string, std::pair<std::uintmax_t, unsigned>> files;
   for (auto it = std::filesystem::recursive_directory_iterator(root);
        it != std::filesystem::recursive_directory_iterator(); ++it) {
     const std::string path = it->path().string();
-    if (path.rfind(skip, 0) == 0 || path.rfind(also_skip, 0) == 0) {
+    if (std::any_of(skips.begin(), skips.end(),
+                    [&path](const std::string& skip) { return path.rfind(skip, 0) == 0; })) {
       it.disable_recursion_pending();
       continue;
     }
@@ -800,7 +848,11 @@ TEST_P(BadInput, FailsWithTheExpectedErrorAndTouchesNothing) {
   test::write_file(input_path, input.bytes);
   // The store and, for store-open cases, the damaged copy are destinations strata may write.
   const std::string writable = c.entry == "store-open" ? layout_dir : store_dir;
-  const auto files_before = snapshot(scratch.path(), store_dir, writable);
+  // Accepted layers are also unpacked, deep enough that "../../.." from there is the scratch root.
+  const std::string unpack_dir = scratch.file("u/n/unpack");
+  std::filesystem::create_directories(unpack_dir);
+  const std::vector<std::string> destinations = {store_dir, writable, unpack_dir};
+  const auto files_before = snapshot(scratch.path(), destinations);
   if (c.max_uncompressed_bytes != 0) options.max_uncompressed_bytes = c.max_uncompressed_bytes;
 
   bool accepted_layer = false;
@@ -821,6 +873,17 @@ TEST_P(BadInput, FailsWithTheExpectedErrorAndTouchesNothing) {
     if (c.fragment != "none") {
       EXPECT_TRUE(tar_flags(input.bytes).count(c.fragment))
           << "tar reader must flag " << c.fragment;
+    }
+    ASSERT_FALSE(c.unpack.empty()) << "accepted cases name their unpack outcome";
+    auto unpacked = unpack_layers({input_path}, unpack_dir);
+    if (c.unpack == "ok") {
+      EXPECT_TRUE(unpacked.ok()) << unpacked.error().to_string();
+    } else if (unpacked.ok()) {
+      ADD_FAILURE() << c.id << " was unpacked";
+    } else {
+      EXPECT_EQ(error_code_name(unpacked.error().code), c.unpack) << unpacked.error().to_string();
+      EXPECT_NE(unpacked.error().message.find(c.unpack_fragment), std::string::npos)
+          << unpacked.error().message;
     }
   } else if (c.entry == "ingest") {
     expect_result(ingest_layer_file(*store, input_path, options), c);
@@ -861,7 +924,7 @@ TEST_P(BadInput, FailsWithTheExpectedErrorAndTouchesNothing) {
     FAIL() << "unknown entry point " << c.entry;
   }
 
-  EXPECT_EQ(snapshot(scratch.path(), store_dir, writable), files_before)
+  EXPECT_EQ(snapshot(scratch.path(), destinations), files_before)
       << "files outside the store changed";
   EXPECT_TRUE(std::filesystem::is_empty(sentinel));
   auto verified = store->verify();

@@ -16,6 +16,7 @@ void register_kernels_command(CLI::App& app, int& exit_code);
 void register_store_commands(CLI::App& app, int& exit_code);
 void register_build_command(CLI::App& app, int& exit_code);
 void register_inspect_command(CLI::App& app, int& exit_code);
+void register_unpack_command(CLI::App& app, int& exit_code);
 void register_convert_command(CLI::App& app, int& exit_code);
 // pull-plan, pull
 void register_pull_commands(CLI::App& app, int& exit_code);

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   register_store_commands(app, exit_code);
   register_build_command(app, exit_code);
   register_inspect_command(app, exit_code);
+  register_unpack_command(app, exit_code);
   register_registry_commands(app, exit_code);
   register_convert_command(app, exit_code);
   register_pull_commands(app, exit_code);

@@ -111,7 +111,7 @@ Result<std::vector<BytePart>> parse_multipart_byteranges(ByteSpan body, std::str
 Result<std::vector<std::vector<std::uint8_t>>> extract_ranges(std::span<const BytePart> parts,
                                                               std::span<const ByteRange> ranges);
 
-// Retry-After as delay-seconds or an HTTP-date, relative to `now` (never negative).
+// Retry-After as delay-seconds or an HTTP-date, relative to `now` (clamped to 0 .. one day).
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view header,
                                                       std::chrono::system_clock::time_point now);
 

@@ -22,4 +22,5 @@
 #include "strata/remote_store.h"
 #include "strata/result.h"
 #include "strata/store.h"
+#include "strata/unpack.h"
 #include "strata/version.h"
