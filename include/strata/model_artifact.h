@@ -114,7 +114,6 @@ struct ChunkIndex {
   ChunkerOptions chunker;
   bool tensor_aware = false;
   std::vector<ChunkIndexEntry> chunks;
-  friend bool operator==(const ChunkIndex&, const ChunkIndex&) = default;
 };
 
 std::vector<std::uint8_t> serialize_chunk_index(const ChunkIndex& index);
