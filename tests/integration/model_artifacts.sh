@@ -9,7 +9,8 @@
 #   3. `strata model pull` of the base into an empty store, then of the fine-tune into that store:
 #      the files equal the source (cmp), every blob digest matches (sha256sum), and the fine-tune
 #      moves far fewer bytes than its size; a pull into a fresh store moves everything;
-#   4. a manifest whose file-path annotation climbs out ("../escape") is refused, nothing written.
+#   4. a manifest whose file-path annotation climbs out ("../escape") is refused, nothing written;
+#   5. a byte flipped in a registry blob is caught by the chunk digest of the range that holds it.
 # Prints the figures (bytes fetched vs full size vs plain pull, packaging MB/s); asserts only
 # the byte counts. A missing tool makes the test skip (exit 77).
 set -euo pipefail
@@ -158,3 +159,19 @@ fi
 grep -q "'..' component" "$work/evil.err" || { cat "$work/evil.err"; echo "FAIL evil path message"; exit 1; }
 [ ! -e "$work/out-evil/escape" ] || { echo "FAIL a file was written outside --out"; exit 1; }
 echo "ok: '../escape' refused: $(head -c 160 "$work/evil.err")"
+
+# ---- 5. a corrupted blob in the registry: the range of a changed chunk fails its chunk digest -----
+shard=$(json_field "$work/pkg-tuned.json" '[f["digest"] for f in d["files"] if f["path"] == "model-00002-of-00002.safetensors"][0]')
+hex=${shard#sha256:}
+data="$work/registry/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data"
+[ -f "$data" ] || { echo "FAIL registry blob file not found: $data"; exit 1; }
+size=$(stat -c %s "$data")
+# A byte inside the changed k_proj tensor (the second-to-last tensor of the shard).
+printf '\xff' | dd of="$data" bs=1 seek=$((size - 393216 - 1000)) conv=notrunc status=none
+"$strata" model pull "$reg/models/tiny:base" --store "$work/store-corrupt" --insecure >/dev/null
+if "$strata" model pull "$reg/models/tiny:tuned" --store "$work/store-corrupt" --out "$work/out-corrupt" --insecure 2>"$work/corrupt.err"; then
+  echo "FAIL a corrupted chunk was accepted"; exit 1
+fi
+grep -q "as its chunk index says" "$work/corrupt.err" || { cat "$work/corrupt.err"; echo "FAIL corrupt chunk message"; exit 1; }
+[ ! -e "$work/out-corrupt/model-00002-of-00002.safetensors" ] || { echo "FAIL corrupt file written"; exit 1; }
+echo "ok: corrupted chunk refused: $(head -c 200 "$work/corrupt.err")"
