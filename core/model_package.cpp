@@ -17,7 +17,6 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -100,6 +99,37 @@ Result<void> walk_directory(const fs::path& directory, const std::string& prefix
   return {};
 }
 
+bool is_digits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// "PREFIX-0000k-of-0000n.gguf" (or .safetensors), the shard names llama.cpp's gguf-split and
+// Hugging Face use (five digits each).
+struct ShardName {
+  std::string prefix;
+  int count = 0;
+  std::string extension;
+};
+std::optional<ShardName> parse_shard_name(const std::string& name) {
+  constexpr std::size_t kSuffix = 15;  // "-00001-of-00003"
+  const auto dot = name.rfind('.');
+  if (dot == std::string::npos) return std::nullopt;
+  ShardName shard;
+  shard.extension = name.substr(dot + 1);
+  if (shard.extension != "gguf" && shard.extension != "safetensors") return std::nullopt;
+  const std::string_view stem = std::string_view(name).substr(0, dot);
+  if (stem.size() <= kSuffix) return std::nullopt;
+  const std::string_view tail = stem.substr(stem.size() - kSuffix);
+  if (tail[0] != '-' || !is_digits(tail.substr(1, 5)) || tail.substr(6, 4) != "-of-" ||
+      !is_digits(tail.substr(10, 5))) {
+    return std::nullopt;
+  }
+  shard.prefix = std::string(stem.substr(0, stem.size() - kSuffix));
+  shard.count = std::stoi(std::string(tail.substr(10, 5)));
+  return shard;
+}
+
 // A directory, or one GGUF/safetensors file with its "-0000k-of-0000n" shard siblings.
 Result<std::vector<SourceFile>> list_source_files(const std::string& source) {
   std::error_code error;
@@ -118,17 +148,15 @@ Result<std::vector<SourceFile>> list_source_files(const std::string& source) {
     return make_error(ErrorCode::kInvalidArgument,
                       source + " is neither a directory nor a .gguf/.safetensors file");
   }
-  static const std::regex kShard(R"(^(.+)-(\d{5})-of-(\d{5})\.(gguf|safetensors)$)");
-  std::smatch match;
-  if (!std::regex_match(name, match, kShard)) {
+  const std::optional<ShardName> shard_set = parse_shard_name(name);
+  if (!shard_set) {
     files.push_back(SourceFile{name, source});
     return files;
   }
-  const int count = std::stoi(match[3].str());
-  for (int i = 1; i <= count; ++i) {
+  for (int i = 1; i <= shard_set->count; ++i) {
     char shard[32];
-    std::snprintf(shard, sizeof shard, "-%05d-of-%05d.", i, count);
-    const std::string shard_name = match[1].str() + shard + match[4].str();
+    std::snprintf(shard, sizeof shard, "-%05d-of-%05d.", i, shard_set->count);
+    const std::string shard_name = shard_set->prefix + shard + shard_set->extension;
     const fs::path shard_path = path.parent_path() / shard_name;
     if (!fs::is_regular_file(shard_path, error)) {
       return make_error(ErrorCode::kNotFound,
@@ -359,9 +387,18 @@ Result<oci::Descriptor> copy_file_to_blob(const oci::OciLayout& layout, const st
   return writer->commit(media_type);
 }
 
+// "YYYY-MM-DDTHH:MM:SS[.fraction]Z".
 bool is_valid_rfc3339_utc(const std::string& text) {
-  static const std::regex kTime(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$)");
-  return std::regex_match(text, kTime);
+  const std::string_view view(text);
+  if (view.size() < 20 || view.size() > 30 || view.back() != 'Z') return false;
+  if (!is_digits(view.substr(0, 4)) || view[4] != '-' || !is_digits(view.substr(5, 2)) ||
+      view[7] != '-' || !is_digits(view.substr(8, 2)) || view[10] != 'T' ||
+      !is_digits(view.substr(11, 2)) || view[13] != ':' || !is_digits(view.substr(14, 2)) ||
+      view[16] != ':' || !is_digits(view.substr(17, 2))) {
+    return false;
+  }
+  const std::string_view fraction = view.substr(19, view.size() - 20);
+  return fraction.empty() || (fraction[0] == '.' && is_digits(fraction.substr(1)));
 }
 
 }  // namespace
