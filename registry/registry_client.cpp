@@ -819,6 +819,22 @@ Result<Digest> RegistryClient::push_manifest(const std::string& repository,
   return digest;
 }
 
+Result<std::optional<oci::Index>> RegistryClient::fetch_referrers(const std::string& repository,
+                                                                  const Digest& digest) {
+  const std::string what = "GET referrers of " + repository + "@" + digest.to_string();
+  HttpRequest request;
+  request.url = impl_->url("/v2/" + repository + "/referrers/" + digest.to_string());
+  request.headers.push_back("Accept: " + std::string(oci::kMediaTypeImageIndex));
+  request.max_body = impl_->options.max_json_bytes;
+  auto response = impl_->send(request, pull_scope(repository));
+  if (!response.ok()) return std::move(response).error();
+  if (response->status == 404) return std::optional<oci::Index>();
+  if (response->status != 200) return status_error(*response, what);
+  auto index = oci::parse_index(response->body);
+  if (!index.ok()) return make_error(index.error().code, what + ": " + index.error().message);
+  return std::optional<oci::Index>(std::move(*index));
+}
+
 Result<std::vector<std::string>> RegistryClient::list_tags(const std::string& repository,
                                                            std::size_t page_size) {
   std::vector<std::string> tags;

@@ -52,5 +52,6 @@ int run_registry_pull(const RegistryPullOptions& options);
 void register_push_command(CLI::App& app, int& exit_code);
 // Registers `push` and `pull REGISTRY/REPO:TAG`.
 void register_registry_commands(CLI::App& app, int& exit_code);
+void register_model_commands(CLI::App& app, int& exit_code);
 
 }  // namespace strata::tool

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   register_registry_commands(app, exit_code);
   register_convert_command(app, exit_code);
   register_pull_commands(app, exit_code);
+  register_model_commands(app, exit_code);
   CLI::App* help_command = app.add_subcommand("help", "Show this help");
   const std::string main_help = app.help();
   help_command->callback([&main_help] { std::fputs(main_help.c_str(), stdout); });

@@ -230,6 +230,12 @@ class RegistryClient {
   Result<Digest> push_manifest(const std::string& repository, const std::string& reference,
                                std::string_view media_type, ByteSpan bytes);
 
+  // GET /v2/<repo>/referrers/<digest> (distribution-spec v1.1): the image index of manifests
+  // whose subject is `digest`, or nullopt when the registry has no referrers API (404), in which
+  // case clients use the tag-schema fallback tag "sha256-<hex>".
+  Result<std::optional<oci::Index>> fetch_referrers(const std::string& repository,
+                                                    const Digest& digest);
+
   // GET /v2/<repo>/tags/list (?n=page_size when not 0), following rel="next" Links (bounded
   // pages).
   Result<std::vector<std::string>> list_tags(const std::string& repository,

@@ -15,6 +15,7 @@
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/kernels.h"
+#include "strata/model_artifact.h"
 #include "strata/models.h"
 #include "strata/oci.h"
 #include "strata/recipe.h"
