@@ -134,11 +134,14 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
     ConvertedLayer converted;
     converted.tar_bytes = recipe->total_size();
     oci::Descriptor descriptor;
+    const bool from_store_frames =
+        options.target == ConvertTarget::kZstd && options.reuse_store_frames;
     if (options.target == ConvertTarget::kZstdChunked ||
-        options.target == ConvertTarget::kZstdChunkedV1) {
+        options.target == ConvertTarget::kZstdChunkedV1 || from_store_frames) {
       ChunkedWriteOptions write;
-      write.format = options.target == ConvertTarget::kZstdChunked ? ChunkedFormat::kZstdChunked
-                                                                   : ChunkedFormat::kZstdChunkedV1;
+      write.format = options.target == ConvertTarget::kZstdChunkedV1 ? ChunkedFormat::kZstdChunkedV1
+                                                                     : ChunkedFormat::kZstdChunked;
+      write.frames_only = from_store_frames;
       write.level = options.level.value_or(3);
       const std::vector<TarChunk> chunks = chunks_of(*recipe);
       RecipeTarReader reader(store, *recipe);

@@ -234,7 +234,7 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer(
   if (!tar) return make_error(ErrorCode::kInvalidArgument, "zstd:chunked writer needs a tar");
   const std::unique_ptr<ZSTD_CCtx, ContextDeleter> context(ZSTD_createCCtx());
   if (!context) return make_error(ErrorCode::kInternal, "zstd: cannot create a context");
-  const bool with_tar_split = options.format == ChunkedFormat::kZstdChunked;
+  const bool with_tar_split = !options.frames_only && options.format == ChunkedFormat::kZstdChunked;
 
   ChunkedWriteReport report;
   BlobOutput out(sink);
@@ -480,6 +480,15 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer(
     tar_split.add_segment(trailing_ts);
   }
 
+  report.media_type = std::string(oci::kMediaTypeLayerTarZstd);
+  if (options.frames_only) {
+    report.size = out.offset();
+    report.digest = out.finish();
+    report.diff_id = source.finish();
+    report.uncompressed_size = source.bytes();
+    return report;
+  }
+
   // Skippable frames: TOC, tar-split, footer.
   const auto write_skippable = [&](ByteSpan payload) -> Result<std::uint64_t> {
     std::vector<std::uint8_t> header;
@@ -549,7 +558,6 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer(
     report.annotations[std::string(kZstdChunkedV1ManifestChecksumKey)] = toc_digest.to_string();
     report.annotations[std::string(kZstdChunkedV1ManifestPositionKey)] = position;
   }
-  report.media_type = std::string(oci::kMediaTypeLayerTarZstd);
   report.size = out.offset();
   report.digest = out.finish();
   report.diff_id = source.finish();

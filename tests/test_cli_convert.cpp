@@ -166,6 +166,29 @@ TEST_F(ConvertCli, OldVariantHasTheOldFooterAndKeysAndNoTarSplit) {
   EXPECT_TRUE(verify_chunked_blob(blob, layer.descriptor.annotations, layer.diff_id).ok());
 }
 
+// --to zstd --store-frames: the store's chunk frames reused, no skippable frames, and the plain
+// `zstd` tool decodes the blob to the exact tar (sha256sum of its output = the config diff_id).
+TEST_F(ConvertCli, ZstdFromStoreFramesIsAPlainZstdLayerOfTheSameTar) {
+  const auto result = test::run_tool("convert " + layout("gzip-v2") +
+                                     ":v2 --to zstd --store-frames --json --layout " + path("out") +
+                                     " --tag v2 --store " + path("store"));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto report = nlohmann::json::parse(result.out);
+  ASSERT_EQ(report["layers"].size(), 1U);
+  EXPECT_GT(report["layers"][0]["reused_frames"].get<std::uint64_t>(), 0U);
+  const LoadedLayer layer = load_layer(path("out"), "v2");
+  EXPECT_EQ(layer.descriptor.media_type, oci::kMediaTypeLayerTarZstd);
+  EXPECT_TRUE(layer.descriptor.annotations.empty());
+  const auto blob = test::read_file(layer.blob_path);
+  EXPECT_FALSE(parse_zstd_chunked_footer(blob).ok());
+  const std::string decoded_sha =
+      shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64");
+  EXPECT_EQ("sha256:" + decoded_sha.substr(0, 64), layer.diff_id.to_string());
+  EXPECT_EQ(layer.diff_id, load_layer(layout("gzip-v2"), "v2").diff_id);
+  // No skippable frame anywhere: `zstd -l` lists only regular frames.
+  EXPECT_EQ(shell_output("zstd -lv " + layer.blob_path + " | grep -ci skippable"), "0\n");
+}
+
 TEST_F(ConvertCli, ConversionIsDeterministic) {
   for (const std::string out : {"a", "b"}) {
     ASSERT_EQ(

@@ -114,6 +114,10 @@ struct ChunkedWriteOptions {
   // only when it is all zeros (consecutive ones merged). The zero bytes are in the blob either
   // way, in a tiny frame, so splitting saves a puller almost no bytes.
   bool split_chunks_at_zero_runs = false;
+  // zstd formats: write only the frames (no TOC, tar-split or footer), which is a plain multi-frame
+  // tar+zstd layer (layer-formats.md §3: any zstd stream that decodes to the tar) made from the
+  // same reusable chunk frames; the report then has no annotations.
+  bool frames_only = false;
 };
 
 struct ChunkedWriteReport {
@@ -309,6 +313,11 @@ Result<ConvertTarget> parse_convert_target(std::string_view name);
 struct ConvertOptions {
   ConvertTarget target = ConvertTarget::kZstdChunked;
   std::optional<int> level;
+  // kZstd: build the layer from the store's per-chunk zstd frames (tar headers compressed in
+  // frames of their own) instead of compressing the whole tar again: no compression work for
+  // chunks the store holds, at the price of a blob a few per cent larger than one whole-stream
+  // frame (each ~64 KiB chunk is compressed alone).
+  bool reuse_store_frames = false;
 };
 
 struct ConvertedLayer {
