@@ -490,6 +490,7 @@ Result<IngestReport> ingest_layer_file(ChunkStore& store, const std::string& pat
                                        const IngestProgressFn& progress) {
   LayerSourceOptions source_options;
   source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
+  source_options.hash_plain_tar = false;  // its blob digest is the diff_id, hashed in stage 3
   auto source = LayerSource::open_path(path, source_options);
   if (!source.ok()) return std::move(source).error();
   return ingest_from_source(store, std::move(source).value(), options, progress);
@@ -500,6 +501,7 @@ Result<IngestReport> ingest_layer_bytes(ChunkStore& store, ByteSpan blob,
                                         const IngestProgressFn& progress) {
   LayerSourceOptions source_options;
   source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
+  source_options.hash_plain_tar = false;  // its blob digest is the diff_id, hashed in stage 3
   auto source = LayerSource::open(std::make_unique<MemoryByteSource>(blob), source_options);
   if (!source.ok()) return std::move(source).error();
   return ingest_from_source(store, std::move(source).value(), options, progress);

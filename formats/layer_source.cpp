@@ -298,6 +298,9 @@ Result<std::unique_ptr<LayerSource>> LayerSource::open(std::unique_ptr<ByteSourc
       return make_error(ErrorCode::kInternal, "zstd: cannot allocate a decompression context");
     }
   }
+  if (state->compression == LayerCompression::kNone && !state->options.hash_plain_tar) {
+    state->options.hash_compressed = false;
+  }
   return std::unique_ptr<LayerSource>(new LayerSource(std::move(state)));
 }
 

@@ -26,6 +26,10 @@ std::string_view layer_compression_name(LayerCompression compression) noexcept;
 struct LayerSourceOptions {
   std::uint64_t max_uncompressed_bytes = 64ULL << 30U;  // 64 GiB
   bool hash_compressed = true;                          // keep the compressed SHA-256
+  // Also for a plain (uncompressed) tar, whose blob digest is the SHA-256 of the very bytes read.
+  // A reader that hashes the tar anyway (the ingest engine's diff_id) turns this off and saves a
+  // second full SHA-256 pass; compressed_digest() then refuses for plain tars.
+  bool hash_plain_tar = true;
 };
 
 class LayerSource final : public ByteSource {

@@ -146,6 +146,25 @@ TEST_F(LayerSourceTools, GzipBadCrcIsRefused) {
   expect_error(decompress(blob), ErrorCode::kCorruptInput, "CRC32 or ISIZE");
 }
 
+// hash_plain_tar off: no blob hash for a plain tar (its digest is the diff_id the reader computes),
+// but a compressed blob is still hashed, and to the gzip tool's bytes.
+TEST_F(LayerSourceTools, PlainTarHashingCanBeLeftToTheReader) {
+  LayerSourceOptions options;
+  options.hash_plain_tar = false;
+  const auto data = test::splitmix64_bytes(15, 5000);
+  auto plain = open_bytes(data, options);
+  ASSERT_TRUE(plain.ok());
+  ASSERT_TRUE(test::read_all(**plain).ok());
+  EXPECT_EQ((*plain)->compression(), LayerCompression::kNone);
+  EXPECT_FALSE((*plain)->compressed_digest().ok());
+  const auto blob = make(data, "gzip -n -c data > e.gz", "e.gz");
+  auto gzip = open_bytes(blob, options);
+  ASSERT_TRUE(gzip.ok());
+  ASSERT_TRUE(test::read_all(**gzip).ok());
+  ASSERT_TRUE((*gzip)->compressed_digest().ok());
+  EXPECT_EQ(*(*gzip)->compressed_digest(), sha256_of(blob));
+}
+
 TEST_F(LayerSourceTools, GzipBadIsizeIsRefused) {
   auto blob = make(test::splitmix64_bytes(13, 5000), "gzip -n -c data > d.gz", "d.gz");
   blob[blob.size() - 4] ^= 0x01;
