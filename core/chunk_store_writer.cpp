@@ -74,13 +74,8 @@ struct StoreWriter::Session {
     OpenPack& pack = packs.back();
     auto written =
         pack_file::write_all(pack.file, ByteSpan(buffer.data(), buffer.size()), pack_path(pack));
-    if (!written.ok()) {
-      buffer.clear();
-      return poison(std::move(written).error());
-    }
-    // The buffer ends at the pack's logical size (records are appended to both together).
-    pack_file::start_writeback(pack.file, pack.size - buffer.size(), buffer.size());
     buffer.clear();
+    if (!written.ok()) return poison(std::move(written).error());
     return {};
   }
 

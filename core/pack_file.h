@@ -47,11 +47,6 @@ Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, Mut
                            const std::string& path);
 
 Result<void> sync_file(const FileDescriptor& file, const std::string& path);
-// Asks the kernel to start writing [offset, offset + length) back now, without waiting, so the
-// fsync at commit finds most pages already on disk instead of flushing a whole layer at the end.
-// Only a hint: nothing is promised until sync_file succeeds, so failures are ignored here.
-void start_writeback(const FileDescriptor& file, std::uint64_t offset,
-                     std::uint64_t length) noexcept;
 Result<void> sync_directory(const std::string& path);
 
 // Creates `path` as a directory unless it exists; kIo when it cannot.
