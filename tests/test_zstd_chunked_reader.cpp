@@ -120,8 +120,8 @@ TEST(ChunkedReader, TarSplitCrcMatchesTheReferenceWriter) {
 // 8/16/64-byte boundaries where a folding implementation changes method.
 TEST(ChunkedReader, Crc64IsoMatchesGoAndChains) {
   const std::string check = "123456789";
-  EXPECT_EQ(detail::crc64_iso(0, ByteSpan(reinterpret_cast<const std::uint8_t*>(check.data()),
-                                          check.size())),
+  EXPECT_EQ(detail::crc64_iso(
+                0, ByteSpan(reinterpret_cast<const std::uint8_t*>(check.data()), check.size())),
             0xb90956c775a41001ULL);
   EXPECT_EQ(detail::crc64_iso(0, ByteSpan()), 0U);
   const std::vector<std::uint8_t> data = test::splitmix64_bytes(7, 4099);
