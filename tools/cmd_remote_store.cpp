@@ -116,32 +116,4 @@ int run_remote_stats(registry::RemoteStore& remote, bool json) {
   return kExitOk;
 }
 
-int run_remote_verify(registry::RemoteStore& remote, bool json) {
-  auto report = remote.verify();
-  if (!report.ok()) return report_error(report.error());
-  if (json) {
-    nlohmann::json corrupt = nlohmann::json::array();
-    for (const Digest& digest : report->corrupt_chunks) corrupt.push_back(digest.to_string());
-    std::cout << nlohmann::json{{"clean", report->clean()},
-                                {"generation", remote.catalogue().generation},
-                                {"chunks_checked", report->chunks_checked},
-                                {"layers_checked", report->layers_checked},
-                                {"bytes_read", report->bytes_read},
-                                {"corrupt_chunks", corrupt},
-                                {"problems", report->problems}}
-                     .dump(2)
-              << '\n';
-  } else {
-    for (const std::string& problem : report->problems) {
-      std::fprintf(stderr, "problem: %s\n", problem.c_str());
-    }
-    std::printf("%s: %llu chunks and %llu layers checked, %s fetched, %zu problems\n",
-                report->clean() ? "clean" : "NOT CLEAN",
-                static_cast<unsigned long long>(report->chunks_checked),
-                static_cast<unsigned long long>(report->layers_checked),
-                format_bytes(report->bytes_read).c_str(), report->problems.size());
-  }
-  return report->clean() ? kExitOk : kExitFailure;
-}
-
 }  // namespace strata::tool

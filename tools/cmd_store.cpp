@@ -293,28 +293,31 @@ int run_stats(const StoreCommandOptions& common) {
 int run_verify(const StoreCommandOptions& common) {
   auto handle = open_store(common, false);
   if (!handle.ok()) return report_error(handle.error());
-  if (handle->remote() != nullptr) return run_remote_verify(*handle->remote(), common.json);
-  ChunkStore* store = &handle->store();
-  auto report = store->verify();
+  // A remote store's report also names the catalogue generation it checked; its bytes were fetched.
+  registry::RemoteStore* remote = handle->remote();
+  auto report = remote != nullptr ? remote->verify() : handle->store().verify();
   if (!report.ok()) return report_error(report.error());
   if (common.json) {
     nlohmann::json corrupt = nlohmann::json::array();
     for (const Digest& digest : report->corrupt_chunks) corrupt.push_back(digest.to_string());
-    print_json({{"clean", report->clean()},
-                {"chunks_checked", report->chunks_checked},
-                {"layers_checked", report->layers_checked},
-                {"bytes_read", report->bytes_read},
-                {"corrupt_chunks", corrupt},
-                {"problems", report->problems}});
+    nlohmann::json out = {{"clean", report->clean()},
+                          {"chunks_checked", report->chunks_checked},
+                          {"layers_checked", report->layers_checked},
+                          {"bytes_read", report->bytes_read},
+                          {"corrupt_chunks", corrupt},
+                          {"problems", report->problems}};
+    if (remote != nullptr) out["generation"] = remote->catalogue().generation;
+    print_json(out);
   } else {
     for (const std::string& problem : report->problems) {
       std::fprintf(stderr, "problem: %s\n", problem.c_str());
     }
-    std::printf("%s: %llu chunks and %llu layers checked, %s read, %zu problems\n",
+    std::printf("%s: %llu chunks and %llu layers checked, %s %s, %zu problems\n",
                 report->clean() ? "clean" : "NOT CLEAN",
                 static_cast<unsigned long long>(report->chunks_checked),
                 static_cast<unsigned long long>(report->layers_checked),
-                format_bytes(report->bytes_read).c_str(), report->problems.size());
+                format_bytes(report->bytes_read).c_str(), remote != nullptr ? "fetched" : "read",
+                report->problems.size());
   }
   return report->clean() ? kExitOk : kExitFailure;
 }

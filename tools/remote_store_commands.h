@@ -37,6 +37,5 @@ class StoreHandle {
 
 int run_remote_ls(registry::RemoteStore& remote, bool json);
 int run_remote_stats(registry::RemoteStore& remote, bool json);
-int run_remote_verify(registry::RemoteStore& remote, bool json);
 
 }  // namespace strata::tool
