@@ -402,6 +402,14 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                 for (const BatchItem& item : batch->items) {
                   const ByteSpan bytes = batch->bytes_of(item);
                   diff_id.update(bytes);
+                  if (options.tar_observer) {
+                    auto observed = options.tar_observer(bytes);
+                    if (!observed.ok()) {
+                      failure = std::move(observed);
+                      failed = true;
+                      break;
+                    }
+                  }
                   if (!item.is_chunk) {
                     builder.add_raw(bytes);
                     continue;

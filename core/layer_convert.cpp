@@ -7,6 +7,10 @@
 // (shared/specs/layer-formats.md §1.4 annotations, §3 manifest).
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <future>
+#include <memory>
+#include <utility>
 
 #include "strata/engine.h"
 #include "strata/fastpull.h"
@@ -30,57 +34,318 @@ std::vector<TarChunk> chunks_of(const Recipe& recipe) {
   return chunks;
 }
 
-// Pulls the tar out of a recipe one segment at a time: at most one chunk is held, whatever the
-// layer size. Chunks are checked by length here and by the store's record checksum; the writer's
-// diff_id is compared with the recipe's afterwards.
-class RecipeTarReader {
+constexpr std::uint64_t kReadAheadBatchBytes = std::uint64_t{4} << 20U;
+
+// One batch of recipe segments read ahead: each chunk's stored frame and its decoded bytes.
+struct ReadAheadBatch {
+  std::size_t first_segment = 0;
+  std::size_t end_segment = 0;
+  std::vector<std::vector<std::uint8_t>> raw;     // one per segment (empty for raw segments)
+  std::vector<std::vector<std::uint8_t>> frames;  // the stored zstd frame, when the codec is zstd
+  Result<void> status;
+};
+
+// Pulls the tar out of a recipe for the chunked writers while worker threads read and decode the
+// next batches (about 4 MiB each, `depth` of them ahead): the writer's thread only hashes and
+// writes. Memory is bounded by the batches in flight, whatever the layer size. Each stored record
+// is read once: its frame is kept for the writer to reuse. Chunks are checked by the record
+// checksum and their length; their content as a whole by the diff_id the writer computes, which
+// the caller compares with the recipe's before committing (a per-chunk SHA-256 would repeat it).
+class ReadAheadRecipeReader {
  public:
-  RecipeTarReader(const ChunkStore& store, const Recipe& recipe) : store_(store), recipe_(recipe) {}
+  ReadAheadRecipeReader(const ChunkStore& store, const Recipe& recipe, unsigned depth,
+                        bool hash_tar)
+      : store_(store), recipe_(recipe), depth_(std::max(1U, depth)), hash_tar_(hash_tar) {}
+  ReadAheadRecipeReader(const ReadAheadRecipeReader&) = delete;
+  ReadAheadRecipeReader& operator=(const ReadAheadRecipeReader&) = delete;
+  ~ReadAheadRecipeReader() {
+    for (auto& pending : pending_) pending.wait();
+  }
 
   Result<std::size_t> read(MutableByteSpan out) {
     const auto& segments = recipe_.segments();
-    while (segment_ < segments.size() && used_ == current_.size()) {
-      const RecipeSegment& segment = segments[segment_++];
+    while (used_ == current_.size()) {
+      if (current_batch_ && segment_ == current_batch_->end_segment) {
+        retired_.push_back(std::move(current_batch_));
+        if (retired_.size() > 2) retired_.pop_front();
+      }
+      if (!current_batch_) {
+        fill_pipeline();
+        if (pending_.empty()) return std::size_t{0};
+        current_batch_ = pending_.front().get();
+        pending_.pop_front();
+        fill_pipeline();
+        if (!current_batch_->status.ok()) return std::move(current_batch_->status).error();
+        segment_ = current_batch_->first_segment;
+      }
+      const RecipeSegment& segment = segments[segment_];
+      current_ = segment.kind == RecipeSegmentKind::kRaw
+                     ? recipe_.raw_of(segment)
+                     : ByteSpan(current_batch_->raw[segment_ - current_batch_->first_segment]);
+      ++segment_;
       used_ = 0;
-      if (segment.kind == RecipeSegmentKind::kRaw) {
-        current_ = recipe_.raw_of(segment);
-        continue;
-      }
-      auto bytes = store_.read_chunk(segment.digest);
-      if (!bytes) return std::move(bytes).error();
-      if (bytes->size() != segment.length) {
-        return make_error(ErrorCode::kCorruptInput, "chunk " + segment.digest.to_string() +
-                                                        " has " + std::to_string(bytes->size()) +
-                                                        " bytes, the recipe says " +
-                                                        std::to_string(segment.length));
-      }
-      chunk_ = std::move(*bytes);
-      current_ = chunk_;
     }
     const std::size_t n = std::min(out.size(), current_.size() - used_);
-    if (n != 0) std::copy_n(current_.begin() + static_cast<std::ptrdiff_t>(used_), n, out.begin());
-    hash_.update(ByteSpan(out.data(), n));
+    std::copy_n(current_.begin() + static_cast<std::ptrdiff_t>(used_), n, out.begin());
+    if (hash_tar_) hash_.update(ByteSpan(out.data(), n));
     used_ += n;
     return n;
   }
-  // SHA-256 of the bytes read so far (the layer's diff_id once all are read).
+
+  // The stored zstd frame of a chunk read lately (the writer asks right after reading it), or
+  // nothing: the writer then compresses the chunk itself.
+  std::vector<std::uint8_t> frame_of(const Digest& digest) const {
+    const auto search = [&](const ReadAheadBatch& batch) -> const std::vector<std::uint8_t>* {
+      for (std::size_t i = batch.first_segment; i < batch.end_segment; ++i) {
+        const RecipeSegment& segment = recipe_.segments()[i];
+        if (segment.kind == RecipeSegmentKind::kChunk && segment.digest == digest) {
+          return &batch.frames[i - batch.first_segment];
+        }
+      }
+      return nullptr;
+    };
+    if (current_batch_) {
+      if (const auto* frame = search(*current_batch_)) return *frame;
+    }
+    for (auto batch = retired_.rbegin(); batch != retired_.rend(); ++batch) {
+      if (const auto* frame = search(**batch)) return *frame;
+    }
+    return {};
+  }
+
+  // SHA-256 of the bytes read so far (the layer's diff_id once all are read; hash_tar only).
   Digest finish() { return hash_.finish(); }
 
  private:
+  void fill_pipeline() {
+    const auto& segments = recipe_.segments();
+    while (pending_.size() < depth_ && next_segment_ < segments.size()) {
+      auto batch = std::make_unique<ReadAheadBatch>();
+      batch->first_segment = next_segment_;
+      std::uint64_t bytes = 0;
+      while (next_segment_ < segments.size() && bytes < kReadAheadBatchBytes) {
+        bytes += segments[next_segment_].length;
+        ++next_segment_;
+      }
+      batch->end_segment = next_segment_;
+      pending_.push_back(std::async(std::launch::async, [this, batch = std::move(batch)]() mutable {
+        read_batch(*batch);
+        return std::move(batch);
+      }));
+    }
+  }
+
+  void read_batch(ReadAheadBatch& batch) const {
+    const std::size_t count = batch.end_segment - batch.first_segment;
+    batch.raw.resize(count);
+    batch.frames.resize(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      const RecipeSegment& segment = recipe_.segments()[batch.first_segment + i];
+      if (segment.kind != RecipeSegmentKind::kChunk) continue;
+      auto stored = store_.read_stored_chunk(segment.digest);
+      if (!stored) {
+        batch.status = std::move(stored).error();
+        return;
+      }
+      auto raw = decompress_chunk(stored->codec, stored->bytes, segment.length);
+      if (!raw || raw->size() != segment.length) {
+        batch.status =
+            make_error(ErrorCode::kCorruptInput,
+                       "chunk " + segment.digest.to_string() + " does not decode to the " +
+                           std::to_string(segment.length) + " bytes the recipe expects" +
+                           (raw ? std::string() : ": " + raw.error().message));
+        return;
+      }
+      batch.raw[i] = std::move(*raw);
+      if (stored->codec == Codec::kZstd) batch.frames[i] = std::move(stored->bytes);
+    }
+  }
+
   const ChunkStore& store_;
   const Recipe& recipe_;
-  std::size_t segment_ = 0;
-  std::vector<std::uint8_t> chunk_;
+  const std::size_t depth_;
+  const bool hash_tar_;
+  std::size_t next_segment_ = 0;  // first segment not yet handed to a worker
+  std::deque<std::future<std::unique_ptr<ReadAheadBatch>>> pending_;
+  std::unique_ptr<ReadAheadBatch> current_batch_;
+  std::deque<std::unique_ptr<ReadAheadBatch>> retired_;  // the last two, for frame_of
+  std::size_t segment_ = 0;  // next segment of current_batch_ to hand out
   ByteSpan current_;
   std::size_t used_ = 0;
   Sha256 hash_;
 };
 
+// Batches read ahead of the chunked writers: enough to keep every other thread decoding.
+unsigned read_ahead_depth(const ConvertOptions& options) {
+  return std::max(2U, 2 * resolve_pipeline_threads(options.threads));
+}
+
 Result<void> check_diff_id(const Digest& written, const Digest& diff_id) {
   if (written == diff_id) return {};
-  return make_error(ErrorCode::kDigestMismatch, "layer written from the store has diff_id " +
-                                                    written.to_string() + ", expected " +
-                                                    diff_id.to_string());
+  return make_error(ErrorCode::kDigestMismatch,
+                    "layer written from the store has diff_id " + written.to_string() +
+                        ", expected " + diff_id.to_string() +
+                        " (a damaged chunk in the store: verifying the store names it)");
+}
+
+struct LayerConversion {
+  ConvertedLayer layer;
+  oci::Descriptor descriptor;
+};
+
+// Ingests one layer blob of the source image and checks it against the config's diff_id.
+Result<void> ingest_checked(ChunkStore& store, const oci::OciLayout& input,
+                            const oci::Descriptor& layer, const Digest& diff_id,
+                            const IngestOptions& ingest) {
+  auto ingested = ingest_layer_file(store, input.blob_path(layer.digest), ingest);
+  if (!ingested) return std::move(ingested).error();
+  if (ingested->diff_id != diff_id) {
+    return make_error(ErrorCode::kDigestMismatch, "layer " + layer.digest.to_string() +
+                                                      " decompresses to " +
+                                                      ingested->diff_id.to_string() +
+                                                      ", the config says " + diff_id.to_string());
+  }
+  return {};
+}
+
+// The plain targets (tar, tar+gzip, tar+zstd) compress the whole tar stream again.
+bool is_plain_target(const ConvertOptions& options) {
+  return options.target == ConvertTarget::kTar || options.target == ConvertTarget::kGzip ||
+         (options.target == ConvertTarget::kZstd && !options.reuse_store_frames);
+}
+
+oci::LayerWriterOptions plain_writer_options(const ConvertOptions& options) {
+  oci::LayerWriterOptions write;
+  write.compression = options.target == ConvertTarget::kTar    ? oci::LayerCompression::kNone
+                      : options.target == ConvertTarget::kGzip ? oci::LayerCompression::kGzip
+                                                               : oci::LayerCompression::kZstd;
+  write.level = options.level;
+  // zstd's multi-threaded format is the same for every worker count, so the blob does not depend
+  // on the machine; at least two workers keep it that format on a one-core machine too.
+  write.threads = std::max(2U, resolve_pipeline_threads(options.threads));
+  return write;
+}
+
+// A plain target written while the source is ingested: the serial stage of the ingest hands the
+// tar bytes (the ones the recipe records and the diff_id hashes) straight to the encoder, so the
+// layer is neither decoded from the store nor hashed a second time. zstd compresses in its own
+// worker threads beside the ingest pipeline. Nothing is committed unless both succeed.
+Result<std::pair<oci::Descriptor, std::uint64_t>> convert_while_ingesting(
+    ChunkStore& store, const oci::OciLayout& input, const oci::OciLayout& output,
+    const oci::Descriptor& layer, const Digest& diff_id, const ConvertOptions& options) {
+  auto blob = output.begin_blob();
+  if (!blob) return std::move(blob).error();
+  oci::LayerWriterOptions write = plain_writer_options(options);
+  write.hash_tar = false;  // the ingest hashes the same bytes for the diff_id
+  auto writer = oci::LayerWriter::create(
+      write, [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); });
+  if (!writer) return std::move(writer).error();
+  IngestOptions ingest;
+  ingest.threads = options.threads;
+  ingest.tar_observer = [&](ByteSpan bytes) -> Result<void> { return writer->write(bytes); };
+  STRATA_TRY(ingest_checked(store, input, layer, diff_id, ingest));
+  auto digests = writer->finish();
+  if (!digests) return std::move(digests).error();
+  auto committed = blob->commit(digests->media_type);
+  if (!committed) return std::move(committed).error();
+  return std::make_pair(std::move(*committed), digests->uncompressed_size);
+}
+
+// One layer of the image in the target format, as a descriptor for the new manifest.
+Result<LayerConversion> convert_layer(ChunkStore& store, const oci::OciLayout& input,
+                                      const oci::OciLayout& output, const oci::Descriptor& layer,
+                                      const Digest& diff_id, const ConvertOptions& options) {
+  const auto write_started = std::chrono::steady_clock::now();
+  ConvertedLayer converted;
+  converted.diff_id = diff_id;  // eStargz writes a new tar: replaced below
+  oci::Descriptor descriptor;
+  if (is_plain_target(options) && !options.from_store) {
+    auto written = convert_while_ingesting(store, input, output, layer, diff_id, options);
+    if (!written) return std::move(written).error();
+    descriptor = std::move(written->first);
+    converted.tar_bytes = written->second;
+  } else {
+    IngestOptions ingest;
+    ingest.threads = options.threads;
+    STRATA_TRY(ingest_checked(store, input, layer, diff_id, ingest));
+    auto record = store.find_layer(diff_id);
+    if (!record) return std::move(record).error();
+    auto recipe = parse_recipe(record->recipe);
+    if (!recipe) return std::move(recipe).error();
+    auto blob = output.begin_blob();
+    if (!blob) return std::move(blob).error();
+    const auto sink = [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); };
+    converted.tar_bytes = recipe->total_size();
+    const bool from_store_frames =
+        options.target == ConvertTarget::kZstd && options.reuse_store_frames;
+    if (options.target == ConvertTarget::kZstdChunked ||
+        options.target == ConvertTarget::kZstdChunkedV1 || from_store_frames) {
+      ChunkedWriteOptions write;
+      write.format = options.target == ConvertTarget::kZstdChunkedV1 ? ChunkedFormat::kZstdChunkedV1
+                                                                     : ChunkedFormat::kZstdChunked;
+      write.frames_only = from_store_frames;
+      write.level = options.level.value_or(3);
+      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      ReadAheadRecipeReader reader(store, *recipe, read_ahead_depth(options), false);
+      auto written = stream_zstd_chunked_layer(
+          [&](MutableByteSpan out) { return reader.read(out); }, chunks,
+          [&](const Digest& digest, ByteSpan) -> Result<std::vector<std::uint8_t>> {
+            return reader.frame_of(digest);
+          },
+          write, sink);
+      if (!written) return std::move(written).error();
+      STRATA_TRY(check_diff_id(written->diff_id, diff_id));
+      auto committed = blob->commit(written->media_type);
+      if (!committed) return std::move(committed).error();
+      descriptor = std::move(*committed);
+      descriptor.annotations = written->annotations;
+      converted.reused_frames = written->reused_frames;
+    } else if (options.target == ConvertTarget::kEstargz) {
+      ChunkedWriteOptions write;
+      write.format = ChunkedFormat::kEstargz;
+      write.level = options.level.value_or(3);
+      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      ReadAheadRecipeReader reader(store, *recipe, read_ahead_depth(options), true);
+      auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
+                                          chunks, write, sink);
+      if (!written) return std::move(written).error();
+      // The eStargz tar is a new one (it drops what follows the end blocks); the tar read from
+      // the store must still be the layer's, so the rest is read and hashed too.
+      std::vector<std::uint8_t> rest(std::size_t{1} << 16U);
+      for (;;) {
+        auto got = reader.read(rest);
+        if (!got) return std::move(got).error();
+        if (*got == 0) break;
+      }
+      STRATA_TRY(check_diff_id(reader.finish(), diff_id));
+      auto committed = blob->commit(written->media_type);
+      if (!committed) return std::move(committed).error();
+      descriptor = std::move(*committed);
+      descriptor.annotations = written->annotations;
+      converted.diff_id = written->diff_id;
+    } else {
+      auto writer = oci::LayerWriter::create(plain_writer_options(options), sink);
+      if (!writer) return std::move(writer).error();
+      // The store's export streams (parallel chunk reads, bounded batches) into the encoder.
+      auto exported = export_layer_tar(
+          store, diff_id, [&](ByteSpan bytes) -> Result<void> { return writer->write(bytes); },
+          options.threads);
+      if (!exported) return std::move(exported).error();
+      auto digests = writer->finish();
+      if (!digests) return std::move(digests).error();
+      STRATA_TRY(check_diff_id(digests->diff_id, diff_id));
+      auto committed = blob->commit(digests->media_type);
+      if (!committed) return std::move(committed).error();
+      descriptor = std::move(*committed);
+    }
+  }
+  converted.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count();
+  converted.source_digest = layer.digest;
+  converted.source_size = layer.size;
+  converted.digest = descriptor.digest;
+  converted.size = descriptor.size;
+  return LayerConversion{std::move(converted), std::move(descriptor)};
 }
 
 }  // namespace
@@ -115,102 +380,11 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
   for (std::size_t i = 0; i < image->manifest.layers.size(); ++i) {
     const oci::Descriptor& layer = image->manifest.layers[i];
     const Digest& diff_id = image->config.diff_ids[i];
-    auto ingested = ingest_layer_file(store, input->blob_path(layer.digest), IngestOptions{});
-    if (!ingested) return std::move(ingested).error();
-    if (ingested->diff_id != diff_id) {
-      return make_error(ErrorCode::kDigestMismatch, "layer " + layer.digest.to_string() +
-                                                        " decompresses to " +
-                                                        ingested->diff_id.to_string() +
-                                                        ", the config says " + diff_id.to_string());
-    }
-    auto record = store.find_layer(diff_id);
-    if (!record) return std::move(record).error();
-    auto recipe = parse_recipe(record->recipe);
-    if (!recipe) return std::move(recipe).error();
-    const auto write_started = std::chrono::steady_clock::now();
-    auto blob = output->begin_blob();
-    if (!blob) return std::move(blob).error();
-    const auto sink = [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); };
-    ConvertedLayer converted;
-    converted.tar_bytes = recipe->total_size();
-    oci::Descriptor descriptor;
-    const bool from_store_frames =
-        options.target == ConvertTarget::kZstd && options.reuse_store_frames;
-    if (options.target == ConvertTarget::kZstdChunked ||
-        options.target == ConvertTarget::kZstdChunkedV1 || from_store_frames) {
-      ChunkedWriteOptions write;
-      write.format = options.target == ConvertTarget::kZstdChunkedV1 ? ChunkedFormat::kZstdChunkedV1
-                                                                     : ChunkedFormat::kZstdChunked;
-      write.frames_only = from_store_frames;
-      write.level = options.level.value_or(3);
-      const std::vector<TarChunk> chunks = chunks_of(*recipe);
-      RecipeTarReader reader(store, *recipe);
-      auto written = stream_zstd_chunked_layer(
-          [&](MutableByteSpan out) { return reader.read(out); }, chunks,
-          [&](const Digest& digest, ByteSpan) -> Result<std::vector<std::uint8_t>> {
-            auto stored = store.read_stored_chunk(digest);
-            if (!stored || stored->codec != Codec::kZstd) return std::vector<std::uint8_t>();
-            return std::move(stored->bytes);
-          },
-          write, sink);
-      if (!written) return std::move(written).error();
-      STRATA_TRY(check_diff_id(written->diff_id, diff_id));
-      auto committed = blob->commit(written->media_type);
-      if (!committed) return std::move(committed).error();
-      descriptor = std::move(*committed);
-      descriptor.annotations = written->annotations;
-      converted.reused_frames = written->reused_frames;
-    } else if (options.target == ConvertTarget::kEstargz) {
-      ChunkedWriteOptions write;
-      write.format = ChunkedFormat::kEstargz;
-      write.level = options.level.value_or(3);
-      const std::vector<TarChunk> chunks = chunks_of(*recipe);
-      RecipeTarReader reader(store, *recipe);
-      auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
-                                          chunks, write, sink);
-      if (!written) return std::move(written).error();
-      // The eStargz tar is a new one (it drops what follows the end blocks); the tar read from
-      // the store must still be the layer's, so the rest is read and hashed too.
-      std::vector<std::uint8_t> rest(std::size_t{1} << 16U);
-      for (;;) {
-        auto got = reader.read(rest);
-        if (!got) return std::move(got).error();
-        if (*got == 0) break;
-      }
-      STRATA_TRY(check_diff_id(reader.finish(), diff_id));
-      auto committed = blob->commit(written->media_type);
-      if (!committed) return std::move(committed).error();
-      descriptor = std::move(*committed);
-      descriptor.annotations = written->annotations;
-      new_diff_ids[i] = written->diff_id;
-    } else {
-      oci::LayerWriterOptions write;
-      write.compression = options.target == ConvertTarget::kTar    ? oci::LayerCompression::kNone
-                          : options.target == ConvertTarget::kGzip ? oci::LayerCompression::kGzip
-                                                                   : oci::LayerCompression::kZstd;
-      write.level = options.level;
-      auto writer = oci::LayerWriter::create(write, sink);
-      if (!writer) return std::move(writer).error();
-      // The store's export streams (parallel chunk reads, bounded batches) into the encoder.
-      auto exported = export_layer_tar(
-          store, diff_id, [&](ByteSpan bytes) -> Result<void> { return writer->write(bytes); });
-      if (!exported) return std::move(exported).error();
-      auto digests = writer->finish();
-      if (!digests) return std::move(digests).error();
-      STRATA_TRY(check_diff_id(digests->diff_id, diff_id));
-      auto committed = blob->commit(digests->media_type);
-      if (!committed) return std::move(committed).error();
-      descriptor = std::move(*committed);
-    }
-    converted.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count();
-    converted.diff_id = new_diff_ids[i];
-    converted.source_digest = layer.digest;
-    converted.source_size = layer.size;
-    converted.digest = descriptor.digest;
-    converted.size = descriptor.size;
-    report.layers.push_back(converted);
-    manifest.layers[i] = std::move(descriptor);
+    auto converted = convert_layer(store, *input, *output, layer, diff_id, options);
+    if (!converted) return std::move(converted).error();
+    new_diff_ids[i] = converted->layer.diff_id;
+    report.layers.push_back(converted->layer);
+    manifest.layers[i] = std::move(converted->descriptor);
   }
   // The config is unchanged (same diff_ids, same history) and copied byte for byte, unless the
   // layers' tars changed (eStargz): then only its diff_ids are replaced.

@@ -78,7 +78,7 @@ Result<LayerWriter> LayerWriter::create(const LayerWriterOptions& options, ByteS
 Result<void> LayerWriter::write(ByteSpan tar_bytes) {
   State& state = *state_;
   if (state.finished) return make_error(ErrorCode::kInvalidArgument, "layer writer finished");
-  state.tar_hasher.update(tar_bytes);
+  if (state.options.hash_tar) state.tar_hasher.update(tar_bytes);
   state.tar_bytes += tar_bytes.size();
   if (!state.encoder) return state.counting_sink(tar_bytes);
   while (!tar_bytes.empty()) {
@@ -106,7 +106,7 @@ Result<LayerDigests> LayerWriter::finish() {
   digests.media_type = std::string(layer_media_type(state.options.compression));
   digests.digest = state.blob_hasher.finish();
   digests.size = state.blob_bytes;
-  digests.diff_id = state.tar_hasher.finish();
+  if (state.options.hash_tar) digests.diff_id = state.tar_hasher.finish();
   digests.uncompressed_size = state.tar_bytes;
   return digests;
 }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "formats/toc_json.h"
@@ -198,6 +199,68 @@ TEST_F(ConvertCli, ConversionIsDeterministic) {
   }
   EXPECT_EQ(load_layer(path("a"), "v2").descriptor.digest,
             load_layer(path("b"), "v2").descriptor.digest);
+}
+
+// Plain targets are written from the tar stream while it is ingested; exporting the recipe
+// from the store afterwards (--from-store) must give the very same blob, and so must any number
+// of threads (zstd's multi-threaded format does not depend on the worker count).
+TEST_F(ConvertCli, PlainTargetsWrittenWhileIngestingEqualTheStoreExport) {
+  for (const std::string target : {"tar", "gzip", "zstd"}) {
+    SCOPED_TRACE(target);
+    std::vector<std::string> digests;
+    for (const std::string options : {"--threads 1", "--threads 2", "--from-store --threads 2"}) {
+      const std::string out = path(target + std::to_string(digests.size()));
+      const auto result =
+          test::run_tool("convert " + layout("gzip-v2") + ":v2 --to " + target + " --layout " +
+                         out + " --tag t --store " + path("store-" + target) + " " + options);
+      ASSERT_EQ(result.exit_code, 0) << options << ": " << result.err;
+      const LoadedLayer layer = load_layer(out, "t");
+      digests.push_back(layer.descriptor.digest.to_string());
+      EXPECT_EQ(sha256_of(test::read_file(layer.blob_path)), layer.descriptor.digest);
+    }
+    EXPECT_EQ(digests[0], digests[1]);
+    EXPECT_EQ(digests[1], digests[2]);
+  }
+  // The zstd blob decodes, with the zstd tool, to the config's tar.
+  const LoadedLayer zstd_layer = load_layer(path("zstd0"), "t");
+  EXPECT_EQ(shell_output("zstd -dc " + zstd_layer.blob_path + " | sha256sum | cut -c1-64"),
+            zstd_layer.diff_id.hex() + "\n");
+}
+
+// The chunked writers read the store ahead of the writer; a damaged pack record must still stop
+// the conversion with an error naming the chunk, and leave no tag behind.
+TEST_F(ConvertCli, DamagedStoreStopsAChunkedConversion) {
+  const std::string store = path("store");
+  ASSERT_EQ(test::run_tool("convert " + layout("gzip-v1") + ":v1 --to zstd:chunked --layout " +
+                           path("first") + " --tag t --store " + store)
+                .exit_code,
+            0);
+  std::vector<fs::path> packs;
+  for (const auto& entry : fs::recursive_directory_iterator(store)) {
+    if (entry.is_regular_file() && entry.path().parent_path().filename() == "packs") {
+      packs.push_back(entry.path());
+    }
+  }
+  ASSERT_FALSE(packs.empty());
+  for (const fs::path& pack : packs) {
+    auto bytes = test::read_file(pack.string());
+    for (std::size_t at = 4096; at < bytes.size(); at += 8192) bytes[at] ^= 0x5A;
+    std::ofstream(pack, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
+  }
+  for (const std::string target : {"zstd:chunked", "estargz"}) {
+    SCOPED_TRACE(target);
+    const std::string out = path("second-" + target.substr(0, 4));
+    const auto result = test::run_tool("convert " + layout("gzip-v1") + ":v1 --to " + target +
+                                       " --layout " + out + " --tag t --store " + store);
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_NE(result.err.find("chunk sha256:"), std::string::npos) << result.err;
+    auto converted = oci::OciLayout::open(out);
+    if (converted.ok()) {
+      EXPECT_FALSE(converted->load_image("t").ok());
+    }
+  }
 }
 
 TEST_F(ConvertCli, PullOfV2WithV1InTheStoreFetchesOnlyTheChangedChunks) {

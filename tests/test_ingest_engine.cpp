@@ -237,6 +237,45 @@ TEST(IngestEngine, BadInputLeavesStoreUntouched) {
   EXPECT_TRUE(verified->clean());
 }
 
+TEST(IngestEngine, TarObserverSeesExactlyTheTarAndCanStopTheIngest) {
+  test::ScratchDir dir;
+  ChunkStore store = open_store(dir);
+  const auto tar = make_random_tar(dir, 11, 12);
+  std::vector<std::uint8_t> seen;
+  IngestOptions options;
+  options.threads = 2;
+  options.batch_bytes = 64U << 10U;  // many batches, so order across them is exercised
+  options.tar_observer = [&](ByteSpan bytes) -> Result<void> {
+    seen.insert(seen.end(), bytes.begin(), bytes.end());
+    return {};
+  };
+  auto report = ingest_layer_bytes(store, tar, options);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(seen, tar);
+  EXPECT_EQ(sha256_of(seen), report->diff_id);
+
+  // An observer that fails part-way stops the ingest: nothing of that layer is committed.
+  test::ScratchDir other_dir;
+  ChunkStore other = open_store(other_dir);
+  std::uint64_t observed = 0;
+  options.tar_observer = [&](ByteSpan bytes) -> Result<void> {
+    observed += bytes.size();
+    if (observed > tar.size() / 2) return make_error(ErrorCode::kIo, "disk full (test)");
+    return {};
+  };
+  auto stopped = ingest_layer_bytes(other, tar, options);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().code, ErrorCode::kIo);
+  EXPECT_NE(stopped.error().message.find("disk full"), std::string::npos);
+  auto stats = other.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_FALSE(other.find_layer(report->diff_id).ok());
+  auto verified = other.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
 TEST(IngestEngine, DecompressionBombStopsAtTheCap) {
   test::ScratchDir dir;
   ChunkStore store = open_store(dir);

@@ -23,6 +23,8 @@ struct ConvertCommandOptions {
   std::string store;
   std::optional<int> level;
   bool store_frames = false;
+  bool from_store = false;
+  unsigned threads = 0;
   bool json = false;
 };
 
@@ -71,6 +73,8 @@ int run_convert(const ConvertCommandOptions& options) {
   convert.target = *target;
   convert.level = options.level;
   convert.reuse_store_frames = options.store_frames;
+  convert.from_store = options.from_store;
+  convert.threads = options.threads;
   auto report = fastpull::convert_image(*store, reference.layout, reference.tag, options.layout,
                                         options.tag, convert);
   if (!report) return report_error(report.error());
@@ -120,6 +124,12 @@ void register_convert_command(CLI::App& app, int& exit_code) {
   command->add_flag("--store-frames", options->store_frames,
                     "--to zstd: build the layer from the store's per-chunk zstd frames instead of "
                     "compressing the tar again (much faster; the blob is a few % larger)");
+  command->add_flag(
+      "--from-store", options->from_store,
+      "--to tar|gzip|zstd: write each layer by exporting it from the store after "
+      "the ingest, not from the tar stream while it is ingested (slower, same bytes)");
+  command->add_option("--threads", options->threads,
+                      "Ingest and zstd worker threads (default: one per hardware thread)");
   command->add_flag("--json", options->json, "Machine-readable output");
   command->callback([options, &exit_code] { exit_code = run_convert(*options); });
 }

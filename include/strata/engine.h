@@ -52,6 +52,11 @@ struct IngestOptions {
   // not parse is chunked plainly. Export is unaffected: the layer's bytes are the same either way.
   bool model_aware = true;
   ByteGrouping byte_grouping = ByteGrouping::kSmaller;
+  // Called from the serial writer stage with every byte of the uncompressed tar, in order (the
+  // bytes the diff_id hashes and the recipe replays). A layer converter writes its output from
+  // here instead of exporting the recipe again afterwards. An error stops the ingest and nothing
+  // of the layer is committed.
+  std::function<Result<void>(ByteSpan)> tar_observer;
 };
 
 struct IngestProgress {

@@ -318,6 +318,11 @@ struct ConvertOptions {
   // chunks the store holds, at the price of a blob a few per cent larger than one whole-stream
   // frame (each ~64 KiB chunk is compressed alone).
   bool reuse_store_frames = false;
+  // tar, gzip and zstd targets are written from the tar stream while it is ingested (the same
+  // bytes the recipe records, checked by the same diff_id). true: ingest first, then write the
+  // layer by exporting its recipe from the store (slower; the output is byte-identical).
+  bool from_store = false;
+  unsigned threads = 0;  // ingest pipeline and zstd workers; 0: one per hardware thread
 };
 
 struct ConvertedLayer {

@@ -241,6 +241,9 @@ struct LayerWriterOptions {
   // zstd only: > 1 uses that many zstd worker threads. zstd's multi-threaded output does not
   // depend on the worker count (jobs are cut by size), but differs from the single-threaded one.
   unsigned threads = 1;
+  // false: the caller hashes the tar itself (an ingest that sees the same bytes), so the writer
+  // does not spend a second SHA-256 pass on it; LayerDigests::diff_id is then left empty.
+  bool hash_tar = true;
 };
 
 struct LayerDigests {
