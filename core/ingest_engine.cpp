@@ -499,6 +499,7 @@ Result<IngestReport> ingest_layer_file(ChunkStore& store, const std::string& pat
   LayerSourceOptions source_options;
   source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
   source_options.hash_plain_tar = false;  // its blob digest is the diff_id, hashed in stage 3
+  source_options.decode_ahead = true;     // inflating overlaps with stage 1's parsing and cutting
   auto source = LayerSource::open_path(path, source_options);
   if (!source.ok()) return std::move(source).error();
   return ingest_from_source(store, std::move(source).value(), options, progress);
@@ -510,6 +511,7 @@ Result<IngestReport> ingest_layer_bytes(ChunkStore& store, ByteSpan blob,
   LayerSourceOptions source_options;
   source_options.max_uncompressed_bytes = options.max_uncompressed_bytes;
   source_options.hash_plain_tar = false;  // its blob digest is the diff_id, hashed in stage 3
+  source_options.decode_ahead = true;     // inflating overlaps with stage 1's parsing and cutting
   auto source = LayerSource::open(std::make_unique<MemoryByteSource>(blob), source_options);
   if (!source.ok()) return std::move(source).error();
   return ingest_from_source(store, std::move(source).value(), options, progress);

@@ -12,8 +12,12 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace strata {
@@ -153,6 +157,17 @@ struct LayerSource::State {
     return produced(*got);
   }
 
+  // The next decoded bytes, whatever the compression.
+  Result<std::size_t> read_decoded(MutableByteSpan out) {
+    if (out.empty() || finished) return std::size_t{0};
+    switch (compression) {
+      case LayerCompression::kNone: return read_plain(out);
+      case LayerCompression::kGzip: return read_gzip(out);
+      case LayerCompression::kZstd: return read_zstd(out);
+    }
+    return make_error(ErrorCode::kInternal, "unknown layer compression");
+  }
+
   Result<std::size_t> read_gzip(MutableByteSpan out) {
     while (true) {
       if (between_members) {
@@ -254,6 +269,111 @@ struct LayerSource::State {
   }
 };
 
+// LayerSourceOptions::decode_ahead: a worker thread runs the decoder into blocks while the
+// reader's thread takes the previous ones, so inflating overlaps with whatever the reader does
+// with the bytes. The worker owns the State until it has pushed its last block; the reader sees
+// only the blocks and the counters they carry. Memory: kDecodeAheadDepth blocks plus the one
+// being read.
+constexpr std::size_t kDecodeAheadBlockBytes = std::size_t{1} << 20U;
+constexpr std::size_t kDecodeAheadDepth = 4;
+
+class DecodeAhead {
+ public:
+  explicit DecodeAhead(LayerSource::State& state) : state_(state), worker_([this] { run(); }) {}
+  DecodeAhead(const DecodeAhead&) = delete;
+  DecodeAhead& operator=(const DecodeAhead&) = delete;
+  ~DecodeAhead() {
+    {
+      const std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    room_.notify_all();
+    worker_.join();
+  }
+
+  Result<std::size_t> read(MutableByteSpan out) {
+    if (out.empty()) return std::size_t{0};
+    while (used_ == current_.size) {
+      if (current_.last) {
+        if (!current_.status.ok()) return current_.status.error();
+        finished_ = true;
+        return std::size_t{0};
+      }
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return !full_.empty(); });
+        current_ = std::move(full_.front());
+        full_.pop_front();
+      }
+      room_.notify_one();
+      used_ = 0;
+      compressed_ = current_.compressed_after;
+    }
+    const std::size_t n = std::min(out.size(), current_.size - used_);
+    std::memcpy(out.data(), current_.bytes.data() + used_, n);
+    used_ += n;
+    uncompressed_ += n;
+    return n;
+  }
+
+  [[nodiscard]] std::uint64_t compressed() const noexcept { return compressed_; }
+  [[nodiscard]] std::uint64_t uncompressed() const noexcept { return uncompressed_; }
+  [[nodiscard]] bool finished() const noexcept { return finished_; }
+
+ private:
+  struct Block {
+    std::vector<std::uint8_t> bytes;
+    std::size_t size = 0;
+    std::uint64_t compressed_after = 0;  // blob bytes read once this block was decoded
+    bool last = false;                   // the end of the layer, or the error in `status`
+    Result<void> status;
+  };
+
+  void run() {
+    for (;;) {
+      Block block;
+      block.bytes.resize(kDecodeAheadBlockBytes);
+      while (block.size < block.bytes.size()) {
+        auto got = state_.read_decoded(MutableByteSpan(block.bytes).subspan(block.size));
+        if (!got.ok()) {
+          block.status = std::move(got).error();
+          block.last = true;
+          break;
+        }
+        if (*got == 0) {
+          block.last = true;
+          break;
+        }
+        block.size += *got;
+      }
+      block.compressed_after = state_.compressed;
+      const bool last = block.last;
+      {
+        std::unique_lock lock(mutex_);
+        room_.wait(lock, [this] { return stop_ || full_.size() < kDecodeAheadDepth; });
+        if (stop_) return;
+        full_.push_back(std::move(block));
+      }
+      ready_.notify_one();
+      if (last) return;
+    }
+  }
+
+  LayerSource::State& state_;
+  std::mutex mutex_;
+  std::condition_variable ready_;  // a block was pushed
+  std::condition_variable room_;   // a block was taken, or stop_
+  std::deque<Block> full_;
+  bool stop_ = false;
+  // The reader's side.
+  Block current_;
+  std::size_t used_ = 0;
+  std::uint64_t compressed_ = 0;
+  std::uint64_t uncompressed_ = 0;
+  bool finished_ = false;
+  std::thread worker_;  // last: started once everything above exists
+};
+
 std::string_view layer_compression_name(LayerCompression compression) noexcept {
   switch (compression) {
     case LayerCompression::kNone: return "none";
@@ -263,8 +383,14 @@ std::string_view layer_compression_name(LayerCompression compression) noexcept {
   return "unknown";
 }
 
-LayerSource::LayerSource(std::unique_ptr<State> state) : state_(std::move(state)) {}
-LayerSource::~LayerSource() = default;
+LayerSource::LayerSource(std::unique_ptr<State> state) : state_(std::move(state)) {
+  if (state_->options.decode_ahead && state_->compression != LayerCompression::kNone) {
+    decode_ahead_ = std::make_unique<DecodeAhead>(*state_);
+  }
+}
+LayerSource::~LayerSource() {
+  decode_ahead_.reset();  // joins the worker before the state it uses goes
+}
 
 Result<std::unique_ptr<LayerSource>> LayerSource::open_path(const std::string& path,
                                                             const LayerSourceOptions& options) {
@@ -305,33 +431,28 @@ Result<std::unique_ptr<LayerSource>> LayerSource::open(std::unique_ptr<ByteSourc
 }
 
 Result<std::size_t> LayerSource::read(MutableByteSpan out) {
-  if (out.empty() || state_->finished) return std::size_t{0};
-  switch (state_->compression) {
-    case LayerCompression::kNone: return state_->read_plain(out);
-    case LayerCompression::kGzip: return state_->read_gzip(out);
-    case LayerCompression::kZstd: return state_->read_zstd(out);
-  }
-  return make_error(ErrorCode::kInternal, "unknown layer compression");
+  if (decode_ahead_) return decode_ahead_->read(out);
+  return state_->read_decoded(out);
 }
 
 LayerCompression LayerSource::compression() const noexcept {
   return state_->compression;
 }
 std::uint64_t LayerSource::compressed_bytes() const noexcept {
-  return state_->compressed;
+  return decode_ahead_ ? decode_ahead_->compressed() : state_->compressed;
 }
 std::uint64_t LayerSource::uncompressed_bytes() const noexcept {
-  return state_->uncompressed;
+  return decode_ahead_ ? decode_ahead_->uncompressed() : state_->uncompressed;
 }
 bool LayerSource::finished() const noexcept {
-  return state_->finished;
+  return decode_ahead_ ? decode_ahead_->finished() : state_->finished;
 }
 
 Result<Digest> LayerSource::compressed_digest() const {
   if (!state_->options.hash_compressed) {
     return make_error(ErrorCode::kInvalidArgument, "compressed hashing was turned off");
   }
-  if (!state_->finished) {
+  if (!finished()) {
     return make_error(ErrorCode::kInvalidArgument,
                       "compressed digest asked for before the end of the layer");
   }

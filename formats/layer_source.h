@@ -30,7 +30,12 @@ struct LayerSourceOptions {
   // A reader that hashes the tar anyway (the ingest engine's diff_id) turns this off and saves a
   // second full SHA-256 pass; compressed_digest() then refuses for plain tars.
   bool hash_plain_tar = true;
+  // gzip / zstd: decode on a thread of its own, up to 4 MiB ahead of the reader, so decoding
+  // overlaps with the reader's work (the ingest's tar parsing and chunking).
+  bool decode_ahead = false;
 };
+
+class DecodeAhead;
 
 class LayerSource final : public ByteSource {
  public:
@@ -57,6 +62,7 @@ class LayerSource final : public ByteSource {
  private:
   explicit LayerSource(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
+  std::unique_ptr<DecodeAhead> decode_ahead_;
 };
 
 // SHA-256 and length of everything left in `source` (e.g. a diff_id of a LayerSource).

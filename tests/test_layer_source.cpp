@@ -290,6 +290,59 @@ TEST_F(LayerSourceTools, GzipThroughAPipeInSmallWrites) {
   EXPECT_EQ((*source)->compressed_bytes(), blob.size());
 }
 
+// decode_ahead moves decoding to a worker thread: the bytes, the counters, the blob digest and
+// every error must be what the reader's own thread would have produced; a reader that stops
+// early must not leave the worker blocked.
+TEST_F(LayerSourceTools, DecodeAheadGivesTheSameBytesCountersAndErrors) {
+  LayerSourceOptions ahead;
+  ahead.decode_ahead = true;
+  for (const auto& layer : test::reference_layers()) {
+    SCOPED_TRACE(layer.name);
+    auto source = LayerSource::open_path(layer.blob_path, ahead);
+    ASSERT_TRUE(source.ok()) << source.error().to_string();
+    Sha256 hash;
+    std::vector<std::uint8_t> piece(777);  // pieces that straddle the worker's blocks
+    std::uint64_t total = 0;
+    for (;;) {
+      auto got = (*source)->read(piece);
+      ASSERT_TRUE(got.ok()) << got.error().to_string();
+      if (*got == 0) break;
+      hash.update(ByteSpan(piece.data(), *got));
+      total += *got;
+      EXPECT_LE((*source)->uncompressed_bytes(), total);
+    }
+    EXPECT_EQ(hash.finish().to_string(), layer.diff_id);
+    EXPECT_TRUE((*source)->finished());
+    EXPECT_EQ((*source)->uncompressed_bytes(), layer.uncompressed_size);
+    EXPECT_EQ((*source)->compressed_bytes(), layer.layer_size);
+    auto blob_digest = (*source)->compressed_digest();
+    ASSERT_TRUE(blob_digest.ok());
+    EXPECT_EQ(blob_digest->to_string(), layer.layer_digest);
+  }
+  const auto data = test::splitmix64_bytes(21, 3U << 20U);
+  const auto blob = make(data, "gzip -n -c data > a.gz", "a.gz");
+  auto whole = decompress(blob, ahead);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(*whole, data);
+  auto bad_crc = blob;
+  bad_crc[bad_crc.size() - 8] ^= 0x01;
+  expect_error(decompress(bad_crc, ahead), ErrorCode::kCorruptInput, "CRC32 or ISIZE");
+  const std::vector<std::uint8_t> cut(blob.begin(), blob.begin() + blob.size() / 2);
+  expect_error(decompress(cut, ahead), ErrorCode::kCorruptInput, "truncated");
+  LayerSourceOptions capped = ahead;
+  capped.max_uncompressed_bytes = 1U << 20U;
+  expect_error(decompress(blob, capped), ErrorCode::kLimitExceeded, "1048576");
+  // Stopping after one read: the worker has blocks queued and must still be joined.
+  for (int round = 0; round < 20; ++round) {
+    auto source = open_bytes(blob, ahead);
+    ASSERT_TRUE(source.ok());
+    std::vector<std::uint8_t> head(4096);
+    auto got = (*source)->read(head);
+    ASSERT_TRUE(got.ok());
+    EXPECT_GT(*got, 0U);
+  }
+}
+
 TEST(LayerSource, MissingFileIsAnIoError) {
   auto source = LayerSource::open_path("/nonexistent/strata/layer.tar");
   ASSERT_FALSE(source.ok());
