@@ -175,9 +175,10 @@ class ReadAheadRecipeReader {
   Sha256 hash_;
 };
 
-// Batches read ahead of the chunked writers: enough to keep every other thread decoding.
+// Batches read ahead of the chunked writers: one per thread and one more, so every core can decode
+// while the writer works (decoding a batch takes about half as long as writing it).
 unsigned read_ahead_depth(const ConvertOptions& options) {
-  return std::max(2U, 2 * resolve_pipeline_threads(options.threads));
+  return std::max(2U, resolve_pipeline_threads(options.threads) + 1);
 }
 
 Result<void> check_diff_id(const Digest& written, const Digest& diff_id) {
