@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/recipe_tar_chunks.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
@@ -16,19 +17,6 @@
 
 namespace strata::fastpull {
 namespace {
-
-// The recipe's chunk segments as positions in the tar (the zstd:chunked writer's cut points).
-std::vector<TarChunk> chunks_of(const Recipe& recipe) {
-  std::vector<TarChunk> chunks;
-  std::uint64_t offset = 0;
-  for (const RecipeSegment& segment : recipe.segments()) {
-    if (segment.kind == RecipeSegmentKind::kChunk) {
-      chunks.push_back(TarChunk{offset, segment.length, segment.digest});
-    }
-    offset += segment.length;
-  }
-  return chunks;
-}
 
 // Pulls the tar out of a recipe one segment at a time: at most one chunk is held, whatever the
 // layer size. Chunks are checked by length here and by the store's record checksum; the writer's
@@ -143,7 +131,7 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
                                                                      : ChunkedFormat::kZstdChunked;
       write.frames_only = from_store_frames;
       write.level = options.level.value_or(3);
-      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      const std::vector<TarChunk> chunks = tar_chunks_of(*recipe);
       RecipeTarReader reader(store, *recipe);
       auto written = stream_zstd_chunked_layer(
           [&](MutableByteSpan out) { return reader.read(out); }, chunks,
@@ -164,7 +152,7 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
       ChunkedWriteOptions write;
       write.format = ChunkedFormat::kEstargz;
       write.level = options.level.value_or(3);
-      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      const std::vector<TarChunk> chunks = tar_chunks_of(*recipe);
       RecipeTarReader reader(store, *recipe);
       auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
                                           chunks, write, sink);

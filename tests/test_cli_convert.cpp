@@ -12,6 +12,7 @@
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "test_support.h"
+#include "tests/oci_test_helpers.h"
 
 namespace strata::fastpull {
 namespace {
@@ -34,17 +35,6 @@ class ConvertCli : public ::testing::Test {
   }
   fs::path root_;
 };
-
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
 
 struct LoadedLayer {
   oci::Descriptor descriptor;
@@ -101,9 +91,9 @@ TEST_F(ConvertCli, ZstdChunkedBlobIsReadByZstdAndTarAndMatchesUpstreamTarSplitAn
   const LoadedLayer reference_layer = load_layer(layout("zstd-chunked-cstorage-v2format"), "v1");
   EXPECT_EQ(layer.descriptor.media_type, oci::kMediaTypeLayerTarZstd);
   // Independent tools: zstd skips the skippable frames and yields the exact tar.
-  EXPECT_EQ(shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
+  EXPECT_EQ(test::shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
             layer.diff_id.hex() + "\n");
-  EXPECT_NE(shell_output("zstd -dc " + layer.blob_path + " | tar -t").find("./etc/hello.txt"),
+  EXPECT_NE(test::shell_output("zstd -dc " + layer.blob_path + " | tar -t").find("./etc/hello.txt"),
             std::string::npos);
 
   const auto blob = test::read_file(layer.blob_path);
@@ -182,11 +172,11 @@ TEST_F(ConvertCli, ZstdFromStoreFramesIsAPlainZstdLayerOfTheSameTar) {
   const auto blob = test::read_file(layer.blob_path);
   EXPECT_FALSE(parse_zstd_chunked_footer(blob).ok());
   const std::string decoded_sha =
-      shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64");
+      test::shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64");
   EXPECT_EQ("sha256:" + decoded_sha.substr(0, 64), layer.diff_id.to_string());
   EXPECT_EQ(layer.diff_id, load_layer(layout("gzip-v2"), "v2").diff_id);
   // No skippable frame anywhere: `zstd -l` lists only regular frames.
-  EXPECT_EQ(shell_output("zstd -lv " + layer.blob_path + " | grep -ci skippable"), "0\n");
+  EXPECT_EQ(test::shell_output("zstd -lv " + layer.blob_path + " | grep -ci skippable"), "0\n");
 }
 
 TEST_F(ConvertCli, ConversionIsDeterministic) {
