@@ -249,6 +249,19 @@ TEST_F(ConvertCli, PullRefusesATamperedChunk) {
   EXPECT_FALSE(bad.ok());
 }
 
+TEST_F(ConvertCli, StoreFramesWithAnotherTargetIsAUsageError) {
+  for (const std::string target : {"zstd:chunked", "gzip", "estargz"}) {
+    SCOPED_TRACE(target);
+    const auto result = test::run_tool("convert " + layout("gzip-v1") + ":v1 --to " + target +
+                                       " --store-frames --layout " + path("out") + " --tag v1");
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.err.find("--store-frames applies to --to zstd only, not --to '" + target),
+              std::string::npos)
+        << result.err;
+    EXPECT_FALSE(fs::exists(path("out")));
+  }
+}
+
 TEST_F(ConvertCli, UnknownTargetIsAUsageError) {
   const auto result = test::run_tool("convert " + layout("gzip-v1") + ":v1 --to lz4 --layout " +
                                      path("out") + " --tag v1");
