@@ -6,6 +6,8 @@
 // same tree (the same cuts as an ingest, the same frames): with or without --store.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "strata/store.h"
@@ -84,6 +86,11 @@ TEST(CliBuildChunked, EveryFormatIsReadByStandardToolsAndVerifiedChunkByChunk) {
     EXPECT_GE(verified->entries_checked, 4U);
     const auto inspected = test::run_tool_json("inspect " + (temp / out) + ":t --json --verify");
     EXPECT_EQ(inspected["verified"], true);
+    // The tar spooled into the layout is gone.
+    for (const auto& entry : std::filesystem::directory_iterator(temp / out)) {
+      EXPECT_FALSE(entry.path().filename().string().starts_with(".strata-build-tar"))
+          << entry.path();
+    }
   }
 }
 
