@@ -12,6 +12,7 @@
 #include <memory>
 #include <utility>
 
+#include "core/recipe_tar_chunks.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
@@ -20,19 +21,6 @@
 
 namespace strata::fastpull {
 namespace {
-
-// The recipe's chunk segments as positions in the tar (the zstd:chunked writer's cut points).
-std::vector<TarChunk> chunks_of(const Recipe& recipe) {
-  std::vector<TarChunk> chunks;
-  std::uint64_t offset = 0;
-  for (const RecipeSegment& segment : recipe.segments()) {
-    if (segment.kind == RecipeSegmentKind::kChunk) {
-      chunks.push_back(TarChunk{offset, segment.length, segment.digest});
-    }
-    offset += segment.length;
-  }
-  return chunks;
-}
 
 constexpr std::uint64_t kReadAheadBatchBytes = std::uint64_t{4} << 20U;
 
@@ -286,7 +274,7 @@ Result<LayerConversion> convert_layer(ChunkStore& store, const oci::OciLayout& i
                                                                      : ChunkedFormat::kZstdChunked;
       write.frames_only = from_store_frames;
       write.level = options.level.value_or(3);
-      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      const std::vector<TarChunk> chunks = tar_chunks_of(*recipe);
       ReadAheadRecipeReader reader(store, *recipe, read_ahead_depth(options), false);
       auto written = stream_zstd_chunked_layer(
           [&](MutableByteSpan out) { return reader.read(out); }, chunks,
@@ -305,7 +293,7 @@ Result<LayerConversion> convert_layer(ChunkStore& store, const oci::OciLayout& i
       ChunkedWriteOptions write;
       write.format = ChunkedFormat::kEstargz;
       write.level = options.level.value_or(3);
-      const std::vector<TarChunk> chunks = chunks_of(*recipe);
+      const std::vector<TarChunk> chunks = tar_chunks_of(*recipe);
       ReadAheadRecipeReader reader(store, *recipe, read_ahead_depth(options), true);
       auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
                                           chunks, write, sink);

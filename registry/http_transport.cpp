@@ -282,7 +282,10 @@ Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, boo
   bytes_received_.fetch_add(attempt.received);
   bytes_sent_.fetch_add(attempt.sent);
   if (attempt.failure) return std::move(*attempt.failure);
-  if (code != CURLE_OK) {
+  // An error answer whose body ends before its Content-Length is still that answer: its status is
+  // what the caller acts on (docker-registry 2.8 answers an unsatisfiable Range so, with a 416).
+  const bool cut_error_answer = code == CURLE_PARTIAL_FILE && response_code(handle) >= 400;
+  if (code != CURLE_OK && !cut_error_answer) {
     retryable = is_retryable_curl_error(code);
     return make_error(ErrorCode::kIo,
                       request.method + " " + request.url + ": " + curl_easy_strerror(code));

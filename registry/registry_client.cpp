@@ -4,7 +4,8 @@
 // there are any) with one token cached per scope. Whole blobs are hashed while they arrive and
 // only become visible (renamed into place / returned) when they match their digest; a download
 // to a file resumes its "<path>.partial" of N bytes with "Range: bytes=N-1-" (RFC 9110 §14.2: a
-// 206 must start there; a 200 means the registry ignored the Range, and the file starts over).
+// 206 must start there; a 200 means the registry ignored the Range, and the file starts over; a
+// 416 means the file is longer than the blob, and it starts over too).
 // Range GETs cannot be checked against the blob digest (their callers hold per-chunk digests); a
 // registry that answers a range request with the whole blob (200) gets that blob checked instead.
 #include <fcntl.h>
@@ -456,6 +457,14 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
     }
     // A transfer that failed keeps its partial file: the next call resumes from it.
     if (!response.ok()) return std::move(response).error();
+    // The resuming range starts past the blob's end: the partial file is longer than the blob
+    // (which it then cannot be a prefix of), so it is discarded and the blob fetched from 0.
+    if (response->status == 416 && download->size != 0) {
+      std::filesystem::remove(partial);
+      last = status_error(
+          *response, "GET " + what + " (resuming at byte " + std::to_string(download->size) + ")");
+      continue;
+    }
     if (response->status != 200 && response->status != 206) {
       std::filesystem::remove(partial);
       return status_error(*response, "GET " + what);

@@ -1,10 +1,12 @@
 // Small helpers shared by the OCI, layer-writer, tar-writer and build tests: a temporary directory
-// removed at the end of a test, whole-file writes, running a shell command, and string bytes.
+// removed at the end of a test, whole-file writes, running a shell command (for its status or its
+// output), and string bytes.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +64,18 @@ inline ByteSpan bytes_of(std::string_view text) {
 inline int shell(const std::string& command) {
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs `command` with /bin/sh and returns what it wrote to stdout.
+inline std::string shell_output(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buffer[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  ::pclose(pipe);
+  return out;
 }
 
 }  // namespace strata::test

@@ -6,37 +6,23 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/oci_test_helpers.h"
-#include "tests/test_support.h"
+#include "tests/cli_build_helpers.h"
 
 namespace strata {
 namespace {
 
 using test::TempDir;
 
-void make_source(const std::string& root) {
-  std::filesystem::create_directories(root + "/etc/empty");
-  std::filesystem::create_directories(root + "/bin");
-  test::write_text(root + "/etc/hello.txt", "hello\n");
-  test::write_bytes(root + "/bin/data.bin", test::splitmix64_bytes(3, 200000));
-  std::filesystem::create_symlink("../etc/hello.txt", root + "/bin/hello");
-}
-
-nlohmann::json run_json(const std::string& arguments, const std::string& environment = "") {
-  const auto result = test::run_tool(arguments, environment);
-  EXPECT_EQ(result.exit_code, 0) << result.err;
-  const auto parsed = nlohmann::json::parse(result.out, nullptr, false);
-  EXPECT_FALSE(parsed.is_discarded()) << result.out;
-  return parsed;
-}
+using test::make_build_source;
+using test::run_tool_json;
 
 TEST(CliBuild, BuildThenInspectAgree) {
   TempDir temp;
-  make_source(temp / "src");
-  const auto built = run_json("build " + (temp / "src") + " " + (temp / "src") + " --layout " +
-                              (temp / "layout") + " --tag v1 --format zstd --json");
+  make_build_source(temp / "src");
+  const auto built = run_tool_json("build " + (temp / "src") + " " + (temp / "src") + " --layout " +
+                                   (temp / "layout") + " --tag v1 --format zstd --json");
   ASSERT_EQ(built["layers"].size(), 2U);
-  const auto inspected = run_json("inspect " + (temp / "layout") + ":v1 --json --verify");
+  const auto inspected = run_tool_json("inspect " + (temp / "layout") + ":v1 --json --verify");
   EXPECT_EQ(inspected["manifest"]["digest"], built["manifest_digest"]);
   EXPECT_EQ(inspected["config"]["digest"], built["config_digest"]);
   EXPECT_EQ(inspected["os"], "linux");
@@ -64,18 +50,18 @@ TEST(CliBuild, BuildThenInspectAgree) {
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_NE(text.out.find("2 layers"), std::string::npos) << text.out;
   // A layout holding one image needs no tag.
-  const auto untagged = run_json("inspect " + (temp / "layout") + " --json");
+  const auto untagged = run_tool_json("inspect " + (temp / "layout") + " --json");
   EXPECT_EQ(untagged["manifest"]["digest"], built["manifest_digest"]);
 }
 
 TEST(CliBuild, SameInputSameDigests) {
   TempDir temp;
-  make_source(temp / "src");
+  make_build_source(temp / "src");
   for (const std::string format : {"tar", "gzip", "gzip-zlib", "zstd"}) {
     SCOPED_TRACE(format);
     const std::string common = "build " + (temp / "src") + " --tag t --json --format " + format;
-    const auto first = run_json(common + " --layout " + (temp / ("a-" + format)));
-    const auto second = run_json(common + " --layout " + (temp / ("b-" + format)));
+    const auto first = run_tool_json(common + " --layout " + (temp / ("a-" + format)));
+    const auto second = run_tool_json(common + " --layout " + (temp / ("b-" + format)));
     EXPECT_EQ(first["manifest_digest"], second["manifest_digest"]);
     EXPECT_EQ(first["layers"][0]["digest"], second["layers"][0]["digest"]);
     if (format == "tar") {
@@ -83,19 +69,20 @@ TEST(CliBuild, SameInputSameDigests) {
     }
   }
   const auto base =
-      run_json("build " + (temp / "src") + " --tag t --json --layout " + (temp / "base"));
+      run_tool_json("build " + (temp / "src") + " --tag t --json --layout " + (temp / "base"));
   const auto epoch =
-      run_json("build " + (temp / "src") + " --tag t --json --layout " + (temp / "epoch"),
-               "SOURCE_DATE_EPOCH=1700000000");
-  const auto option = run_json("build " + (temp / "src") + " --tag t --json --mtime 1700000000 " +
-                               "--layout " + (temp / "option"));
+      run_tool_json("build " + (temp / "src") + " --tag t --json --layout " + (temp / "epoch"),
+                    "SOURCE_DATE_EPOCH=1700000000");
+  const auto option =
+      run_tool_json("build " + (temp / "src") + " --tag t --json --mtime 1700000000 " +
+                    "--layout " + (temp / "option"));
   EXPECT_NE(base["layers"][0]["diff_id"], epoch["layers"][0]["diff_id"]);
   EXPECT_EQ(epoch["manifest_digest"], option["manifest_digest"]);
 }
 
 TEST(CliBuild, TarInputsKeepTheirDiffId) {
   TempDir temp;
-  make_source(temp / "src");
+  make_build_source(temp / "src");
   ASSERT_EQ(test::shell("tar --sort=name --format=pax -C " + (temp / "src") + " -cf " +
                         (temp / "layer.tar") + " . && gzip -kn " + (temp / "layer.tar") +
                         " && zstd -q " + (temp / "layer.tar")),
@@ -103,8 +90,8 @@ TEST(CliBuild, TarInputsKeepTheirDiffId) {
   const std::string diff_id = sha256_of(test::read_file(temp / "layer.tar")).to_string();
   for (const std::string name : {"layer.tar", "layer.tar.gz", "layer.tar.zst"}) {
     SCOPED_TRACE(name);
-    const auto built =
-        run_json("build " + (temp / name) + " --layout " + (temp / "layout") + " --tag t --json");
+    const auto built = run_tool_json("build " + (temp / name) + " --layout " + (temp / "layout") +
+                                     " --tag t --json");
     EXPECT_EQ(built["layers"][0]["diff_id"], diff_id);
     EXPECT_EQ(built["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
   }
@@ -112,7 +99,7 @@ TEST(CliBuild, TarInputsKeepTheirDiffId) {
 
 TEST(CliBuild, ErrorsAreClear) {
   TempDir temp;
-  make_source(temp / "src");
+  make_build_source(temp / "src");
   auto result = test::run_tool("build " + (temp / "src") + " --layout " + (temp / "l") +
                                " --tag t --format lz4");
   EXPECT_EQ(result.exit_code, 2);
@@ -129,7 +116,7 @@ TEST(CliBuild, ErrorsAreClear) {
   EXPECT_NE(result.err.find("not a valid tag"), std::string::npos) << result.err;
 
   const auto built =
-      run_json("build " + (temp / "src") + " --layout " + (temp / "l") + " --tag t --json");
+      run_tool_json("build " + (temp / "src") + " --layout " + (temp / "l") + " --tag t --json");
   result = test::run_tool("inspect " + (temp / "l") + ":missing");
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("tag 'missing' not found"), std::string::npos) << result.err;

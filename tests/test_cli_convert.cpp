@@ -13,6 +13,7 @@
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "test_support.h"
+#include "tests/oci_test_helpers.h"
 
 namespace strata::fastpull {
 namespace {
@@ -35,17 +36,6 @@ class ConvertCli : public ::testing::Test {
   }
   fs::path root_;
 };
-
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
 
 struct LoadedLayer {
   oci::Descriptor descriptor;
@@ -102,9 +92,9 @@ TEST_F(ConvertCli, ZstdChunkedBlobIsReadByZstdAndTarAndMatchesUpstreamTarSplitAn
   const LoadedLayer reference_layer = load_layer(layout("zstd-chunked-cstorage-v2format"), "v1");
   EXPECT_EQ(layer.descriptor.media_type, oci::kMediaTypeLayerTarZstd);
   // Independent tools: zstd skips the skippable frames and yields the exact tar.
-  EXPECT_EQ(shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
+  EXPECT_EQ(test::shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
             layer.diff_id.hex() + "\n");
-  EXPECT_NE(shell_output("zstd -dc " + layer.blob_path + " | tar -t").find("./etc/hello.txt"),
+  EXPECT_NE(test::shell_output("zstd -dc " + layer.blob_path + " | tar -t").find("./etc/hello.txt"),
             std::string::npos);
 
   const auto blob = test::read_file(layer.blob_path);
@@ -183,11 +173,11 @@ TEST_F(ConvertCli, ZstdFromStoreFramesIsAPlainZstdLayerOfTheSameTar) {
   const auto blob = test::read_file(layer.blob_path);
   EXPECT_FALSE(parse_zstd_chunked_footer(blob).ok());
   const std::string decoded_sha =
-      shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64");
+      test::shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64");
   EXPECT_EQ("sha256:" + decoded_sha.substr(0, 64), layer.diff_id.to_string());
   EXPECT_EQ(layer.diff_id, load_layer(layout("gzip-v2"), "v2").diff_id);
   // No skippable frame anywhere: `zstd -l` lists only regular frames.
-  EXPECT_EQ(shell_output("zstd -lv " + layer.blob_path + " | grep -ci skippable"), "0\n");
+  EXPECT_EQ(test::shell_output("zstd -lv " + layer.blob_path + " | grep -ci skippable"), "0\n");
 }
 
 TEST_F(ConvertCli, ConversionIsDeterministic) {
@@ -223,7 +213,7 @@ TEST_F(ConvertCli, PlainTargetsWrittenWhileIngestingEqualTheStoreExport) {
   }
   // The zstd blob decodes, with the zstd tool, to the config's tar.
   const LoadedLayer zstd_layer = load_layer(path("zstd0"), "t");
-  EXPECT_EQ(shell_output("zstd -dc " + zstd_layer.blob_path + " | sha256sum | cut -c1-64"),
+  EXPECT_EQ(test::shell_output("zstd -dc " + zstd_layer.blob_path + " | sha256sum | cut -c1-64"),
             zstd_layer.diff_id.hex() + "\n");
 }
 
@@ -320,6 +310,19 @@ TEST_F(ConvertCli, PullRefusesATamperedChunk) {
       },
       {}, layer.diff_id, *std::make_unique<std::vector<std::uint8_t>>());
   EXPECT_FALSE(bad.ok());
+}
+
+TEST_F(ConvertCli, StoreFramesWithAnotherTargetIsAUsageError) {
+  for (const std::string target : {"zstd:chunked", "gzip", "estargz"}) {
+    SCOPED_TRACE(target);
+    const auto result = test::run_tool("convert " + layout("gzip-v1") + ":v1 --to " + target +
+                                       " --store-frames --layout " + path("out") + " --tag v1");
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.err.find("--store-frames applies to --to zstd only, not --to '" + target),
+              std::string::npos)
+        << result.err;
+    EXPECT_FALSE(fs::exists(path("out")));
+  }
 }
 
 TEST_F(ConvertCli, UnknownTargetIsAUsageError) {

@@ -10,22 +10,12 @@
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "test_support.h"
+#include "tests/oci_test_helpers.h"
 
 namespace strata::fastpull {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
 
 struct Converted {
   oci::Descriptor layer;
@@ -66,13 +56,13 @@ TEST(EstargzCli, ConvertedImageIsValidGzipAndMatchesCtrRemotesToc) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const Converted layer = load(out, "v1");
   EXPECT_EQ(layer.layer.media_type, oci::kMediaTypeLayerTarGzip);
-  EXPECT_EQ(shell_output("gzip -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
+  EXPECT_EQ(test::shell_output("gzip -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
             layer.diff_id.hex() + "\n");
-  const std::string listing = shell_output("gzip -dc " + layer.blob_path + " | tar -t");
+  const std::string listing = test::shell_output("gzip -dc " + layer.blob_path + " | tar -t");
   EXPECT_TRUE(listing.starts_with(".no.prefetch.landmark\n"));
   EXPECT_TRUE(listing.ends_with("stargz.index.json\n"));
   EXPECT_EQ(layer.layer.annotations.at(std::string(kEstargzUncompressedSizeKey)),
-            shell_output("gzip -dc " + layer.blob_path + " | wc -c | tr -d ' \\n'"));
+            test::shell_output("gzip -dc " + layer.blob_path + " | wc -c | tr -d ' \\n'"));
 
   const auto blob = test::read_file(layer.blob_path);
   auto verified = verify_chunked_blob(blob, layer.layer.annotations, layer.diff_id);

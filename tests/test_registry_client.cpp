@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -139,6 +141,35 @@ TEST(RegistryClient, StalledServerTimesOut) {
   ASSERT_FALSE(pinged.ok());
   EXPECT_EQ(pinged.error().code, ErrorCode::kIo);
   EXPECT_EQ(server.request_lines().size(), 2U);
+}
+
+TEST(RegistryClient, PartialFileLongerThanTheBlobIsDiscardedOn416) {
+  const std::string blob = "the whole blob, 32 bytes of it..";
+  const Digest digest =
+      sha256_of(ByteSpan(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()));
+  // docker-registry 2.8 answers a range past the end with a 416 whose body is shorter than its
+  // Content-Length; then the whole blob from byte 0.
+  ScriptedServer server(
+      {"HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Length: 100\r\n"
+       "Connection: close\r\n\r\nshort",
+       response("200 OK", "", blob)});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  const std::string path =
+      ::testing::TempDir() + "strata-partial-416-" + std::to_string(::getpid());
+  std::ofstream(path + ".partial", std::ios::binary) << blob << "and 21 bytes too many";
+  auto size = client->fetch_blob_to_file("app", digest, path);
+  ASSERT_TRUE(size.ok()) << size.error().to_string();
+  EXPECT_EQ(*size, blob.size());
+  const auto requests = server.request_lines();
+  ASSERT_EQ(requests.size(), 2U);
+  // The resume keeps its range one byte early; the retry from 0 sends none.
+  EXPECT_NE(requests[0].find("Range: bytes=52-"), std::string::npos) << requests[0];
+  EXPECT_EQ(requests[1].find("Range:"), std::string::npos) << requests[1];
+  std::ifstream written(path, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(written), {}), blob);
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  std::filesystem::remove(path);
 }
 
 TEST(RegistryClient, OversizedManifestIsRefused) {

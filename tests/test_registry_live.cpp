@@ -296,6 +296,23 @@ TEST_F(RegistryLive, ExistingPartialFileIsResumedOrDiscarded) {
     EXPECT_EQ(strata::test::read_file(path), bytes);
     EXPECT_EQ(client->counters().bytes_received, bytes.size() - held + 1 + bytes.size());
   }
+  // A partial longer than the blob (a blob that was replaced, a bad copy): its resuming range
+  // starts past the end, the registry answers 416 (docker-registry 2.8: with a body shorter than
+  // its Content-Length), and the file is discarded and fetched from 0 in the same call.
+  for (const std::size_t extra : {std::size_t{1}, std::size_t{5000}}) {
+    SCOPED_TRACE(extra);
+    auto client = RegistryClient::create(registry_, fast_options());
+    ASSERT_TRUE(client.ok());
+    std::vector<std::uint8_t> longer = bytes;
+    longer.resize(bytes.size() + extra, 0x5AU);
+    write_bytes(path + ".partial", longer);
+    auto size = client->fetch_blob_to_file("live/partial", digest, path);
+    ASSERT_TRUE(size.ok()) << size.error().to_string();
+    EXPECT_EQ(*size, bytes.size());
+    EXPECT_EQ(strata::test::read_file(path), bytes);
+    EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+    EXPECT_LE(client->counters().bytes_received, bytes.size() + 1000);
+  }
   {  // a partial whose last byte is not the blob's: discarded at the first byte, fetched anew
     auto client = RegistryClient::create(registry_, fast_options());
     ASSERT_TRUE(client.ok());

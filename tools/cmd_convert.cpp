@@ -52,6 +52,11 @@ class TemporaryDirectory {
 int run_convert(const ConvertCommandOptions& options) {
   auto target = fastpull::parse_convert_target(options.to);
   if (!target) return report_error(target.error());
+  if (options.store_frames && *target != fastpull::ConvertTarget::kZstd) {
+    return report_error(
+        make_error(ErrorCode::kInvalidArgument,
+                   "--store-frames applies to --to zstd only, not --to '" + options.to + "'"));
+  }
   if (!oci::is_valid_tag(options.tag)) {
     return report_error(
         make_error(ErrorCode::kInvalidArgument, "invalid --tag '" + options.tag + "'"));

@@ -10,7 +10,8 @@
 //      write_estargz_layer()
 //   3. reading: footers, TOC JSON, read_chunked_toc() through a range fetcher
 //   4. planning and rebuilding: plan_pull(), rebuild_chunked_layer(), verify_chunked_layer()
-//   5. images through a store: convert_image(), plan_image_pull(), pull_image()
+//   5. images through a store: convert_image(), write_chunked_layer_from_tar_file(),
+//      plan_image_pull(), pull_image()
 // The registry client plugs in through RangeFetcher: fetch(offset, length) -> bytes.
 #pragma once
 
@@ -350,6 +351,19 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
                                     std::string_view tag, const std::string& destination,
                                     std::string_view destination_tag,
                                     const ConvertOptions& options);
+
+// Writes the layer tar held in the file at `tar_path` as a chunked layer (options.format:
+// zstd:chunked of either variant, or eStargz) to `sink`, its file content cut exactly where an
+// ingest cuts it (the store's FastCDC parameters, tensor cuts in model files), so a later pull
+// into a store dedups against chunks ingested there. Without a store (nullptr) one pass over the
+// file finds the cuts and a second writes the blob, the writer compressing every frame; with one
+// the tar is first ingested into `store` and its stored zstd frames are copied into the blob. The
+// file is read, never held: memory is bounded by the largest chunk plus the TOC. Both passes must
+// read the same tar (checked by its sha256); the report's diff_id is the written layer's (new for
+// eStargz, whose tar gains its landmark and TOC entries).
+Result<ChunkedWriteReport> write_chunked_layer_from_tar_file(
+    const std::string& tar_path, ChunkStore* store, const ChunkedWriteOptions& options,
+    const std::function<Result<void>(ByteSpan)>& sink);
 
 struct LayerPullPlan {
   Digest layer_digest;

@@ -197,8 +197,8 @@ class RegistryClient {
   // The whole blob into the file `path`: written to "<path>.partial", verified, then renamed.
   // An existing "<path>.partial" (an earlier call that failed) and a connection dropped mid-blob
   // resume with a Range request for the rest; a registry answering 200 restarts from byte 0; a
-  // final digest mismatch discards the file and tries once more from 0. `progress` gets the
-  // bytes held so far. Returns the size.
+  // partial longer than the blob (answered 416) and a final digest mismatch discard the file and
+  // try once more from 0. `progress` gets the bytes held so far. Returns the size.
   Result<std::uint64_t> fetch_blob_to_file(const std::string& repository, const Digest& digest,
                                            const std::string& path,
                                            const std::function<void(std::uint64_t)>& progress = {});

@@ -4,7 +4,8 @@
 # `tar -t` lists it; Debian's `tar-split asm` rebuilds the diff_id tar from strata's tar-split
 # frame plus the extracted files; `skopeo copy` of the converted image into a private
 # docker-registry on 127.0.0.1 works and `skopeo inspect --raw` shows the zstd:chunked
-# annotations unchanged. Registry setup from registry_env.sh (fresh root, free port, empty
+# annotations unchanged; `strata build --format zstd:chunked|estargz` layers carry their
+# annotations as `skopeo inspect --raw` of the layout shows them. Registry setup from registry_env.sh (fresh root, free port, empty
 # registries.conf). A missing tool makes the test skip (exit 77) with its name.
 set -euo pipefail
 
@@ -52,6 +53,27 @@ tar-split asm --input "$work/ts.json.gz" --path "$work/rootfs" --output "$work/a
 got=$(sha256sum <"$work/asm.tar" | cut -c1-64)
 [ "$got" = "$diff_id" ] || { echo "FAIL: tar-split asm gives $got"; cat "$work/asm.log"; exit 1; }
 echo "ok: tar-split asm rebuilds the diff_id tar from strata's tar-split"
+
+# `strata build` straight into the chunked formats: skopeo reads the layout and sees each format's
+# annotations on the layer descriptor (skopeo inspect of an oci: layout needs no registry).
+for format in zstd:chunked estargz; do
+  "$strata" build "$work/rootfs" --layout "$work/built" --tag "${format%%:*}" --format "$format" >/dev/null
+  skopeo inspect --raw "oci:$work/built:${format%%:*}" >"$work/built-raw.json"
+  python3 - "$work/built-raw.json" "$format" <<'PY'
+import json, sys
+layer = json.load(open(sys.argv[1]))["layers"][0]
+annotations = layer.get("annotations", {})
+keys = {"zstd:chunked": ["io.github.containers.zstd-chunked.manifest-checksum",
+                         "io.github.containers.zstd-chunked.manifest-position",
+                         "io.github.containers.zstd-chunked.tarsplit-position"],
+        "estargz": ["containerd.io/snapshot/stargz/toc.digest",
+                    "io.containers.estargz.uncompressed-size"]}[sys.argv[2]]
+missing = [k for k in keys if k not in annotations]
+if missing:
+    sys.exit(f"FAIL: skopeo sees no {missing} on the {sys.argv[2]} layer built by strata")
+PY
+  echo "ok: skopeo inspect --raw shows the $format annotations of strata build"
+done
 
 start_registry registry
 
