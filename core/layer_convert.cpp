@@ -148,8 +148,8 @@ class TreeConverter {
       if (done->second.source_diff_id != diff_id) {
         return make_error(ErrorCode::kDigestMismatch,
                           "layer " + layer.digest.to_string() + " has diff_id " +
-                              done->second.source_diff_id.to_string() +
-                              " in one config and " + diff_id.to_string() + " in another");
+                              done->second.source_diff_id.to_string() + " in one config and " +
+                              diff_id.to_string() + " in another");
       }
       return done->second;
     }
@@ -299,8 +299,8 @@ class TreeConverter {
   Result<void> copy_blob(const oci::Descriptor& descriptor) {
     auto blob = output_.begin_blob();
     if (!blob) return std::move(blob).error();
-    STRATA_TRY(input_.stream_blob(descriptor,
-                                  [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); }));
+    STRATA_TRY(input_.stream_blob(
+        descriptor, [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); }));
     auto committed = blob->commit(descriptor.media_type);
     if (!committed) return std::move(committed).error();
     return {};

@@ -22,10 +22,9 @@ Result<Manifest> read_manifest(const Descriptor& descriptor, const BlobFetcher& 
   auto manifest = parse_manifest(*bytes);
   if (!manifest.ok()) return in_blob(descriptor, manifest.error());
   if (!manifest->media_type.empty() && manifest->media_type != descriptor.media_type) {
-    return make_error(ErrorCode::kCorruptInput, "blob " + descriptor.digest.to_string() +
-                                                    " is a '" + manifest->media_type +
-                                                    "' but its descriptor says '" +
-                                                    descriptor.media_type + "'");
+    return make_error(ErrorCode::kCorruptInput,
+                      "blob " + descriptor.digest.to_string() + " is a '" + manifest->media_type +
+                          "' but its descriptor says '" + descriptor.media_type + "'");
   }
   return manifest;
 }
@@ -72,9 +71,10 @@ class TreeWalk {
 
   Result<ImageTree> load(const Descriptor& descriptor, std::size_t depth) {
     if (++nodes_ > limits_.max_nodes) {
-      return make_error(ErrorCode::kLimitExceeded,
-                        "blob " + descriptor.digest.to_string() + ": the image tree holds more than " +
-                            std::to_string(limits_.max_nodes) + " manifests and indexes");
+      return make_error(ErrorCode::kLimitExceeded, "blob " + descriptor.digest.to_string() +
+                                                       ": the image tree holds more than " +
+                                                       std::to_string(limits_.max_nodes) +
+                                                       " manifests and indexes");
     }
     ImageTree node;
     node.descriptor = descriptor;
@@ -103,26 +103,25 @@ class TreeWalk {
                                                       " lists itself below itself (a cycle)");
     }
     if (depth >= limits_.max_depth) {
-      return make_error(ErrorCode::kLimitExceeded, "index blob " + descriptor.digest.to_string() +
-                                                       " is nested deeper than " +
-                                                       std::to_string(limits_.max_depth) +
-                                                       " indexes");
+      return make_error(ErrorCode::kLimitExceeded,
+                        "index blob " + descriptor.digest.to_string() + " is nested deeper than " +
+                            std::to_string(limits_.max_depth) + " indexes");
     }
     auto bytes = fetch_(descriptor);
     if (!bytes.ok()) return std::move(bytes).error();
     auto index = parse_index(*bytes);
     if (!index.ok()) return in_blob(descriptor, index.error());
     if (!index->media_type.empty() && index->media_type != descriptor.media_type) {
-      return make_error(ErrorCode::kCorruptInput, "blob " + descriptor.digest.to_string() +
-                                                      " is a '" + index->media_type +
-                                                      "' but its descriptor says '" +
-                                                      descriptor.media_type + "'");
+      return make_error(ErrorCode::kCorruptInput,
+                        "blob " + descriptor.digest.to_string() + " is a '" + index->media_type +
+                            "' but its descriptor says '" + descriptor.media_type + "'");
     }
     if (index->manifests.size() > limits_.max_nodes - nodes_) {
       return make_error(ErrorCode::kLimitExceeded,
                         "index blob " + descriptor.digest.to_string() + " lists " +
-                            std::to_string(index->manifests.size()) + " entries, more than the " +
-                            std::to_string(limits_.max_nodes) + " an image tree may hold");
+                            std::to_string(index->manifests.size()) +
+                            " entries: the image tree would hold more than " +
+                            std::to_string(limits_.max_nodes) + " manifests and indexes");
     }
     path_.push_back(descriptor.digest);
     for (const Descriptor& entry : index->manifests) {
@@ -206,12 +205,11 @@ Result<Platform> parse_platform_name(std::string_view text) {
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
-  const bool empty_part = std::any_of(parts.begin(), parts.end(),
-                                      [](const std::string& part) { return part.empty(); });
+  const bool empty_part =
+      std::any_of(parts.begin(), parts.end(), [](const std::string& part) { return part.empty(); });
   if (parts.size() < 2 || parts.size() > 3 || empty_part) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "platform '" + std::string(text.substr(0, 200)) +
-                          "' is not os/arch or os/arch/variant");
+    return make_error(ErrorCode::kInvalidArgument, "platform '" + std::string(text.substr(0, 200)) +
+                                                       "' is not os/arch or os/arch/variant");
   }
   Platform platform;
   platform.os = parts[0];

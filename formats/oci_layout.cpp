@@ -364,8 +364,7 @@ Result<Descriptor> OciLayout::resolve(std::string_view tag) const {
 Result<Image> OciLayout::load_image(std::string_view tag) const {
   auto descriptor = resolve(tag);
   if (!descriptor.ok()) return std::move(descriptor).error();
-  return load_image_from(*descriptor,
-                         [this](const Descriptor& blob) { return read_blob(blob); });
+  return load_image_from(*descriptor, [this](const Descriptor& blob) { return read_blob(blob); });
 }
 
 Result<ImageTree> OciLayout::load_tree(std::string_view tag, const ImageTreeLimits& limits) const {
@@ -411,8 +410,7 @@ Result<void> OciLayout::verify_layers(const Image& image) const {
       return make_error(ErrorCode::kDigestMismatch,
                         "layer " + std::to_string(i) + " (blob " + layer.digest.to_string() +
                             ") decompresses to " + decoded->diff_id.to_string() +
-                            " but the config's diff_id is " +
-                            image.config.diff_ids[i].to_string());
+                            " but the config's diff_id is " + image.config.diff_ids[i].to_string());
     }
   }
   return {};

@@ -343,10 +343,10 @@ struct ConvertedManifest {
 };
 
 struct ConvertReport {
-  Digest manifest_digest;  // what the output tag names: an image manifest or an index
-  std::string media_type;  // of that blob
-  std::vector<ConvertedLayer> layers;           // each distinct source layer once
-  std::vector<ConvertedManifest> manifests;     // bottom-up, each distinct blob once
+  Digest manifest_digest;              // what the output tag names: an image manifest or an index
+  std::string media_type;              // of that blob
+  std::vector<ConvertedLayer> layers;  // each distinct source layer once
+  std::vector<ConvertedManifest> manifests;  // bottom-up, each distinct blob once
   double seconds = 0;
 };
 

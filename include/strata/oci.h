@@ -71,10 +71,10 @@ using Annotations = std::map<std::string, std::string>;
 struct Platform {
   std::string architecture;
   std::string os;
-  std::string variant;     // empty: absent
-  std::string os_version;  // empty: absent
+  std::string variant;                   // empty: absent
+  std::string os_version;                // empty: absent
   std::vector<std::string> os_features;  // "os.features"; empty: absent
-  std::string unknown_fields;             // as in Descriptor
+  std::string unknown_fields;            // as in Descriptor
   friend bool operator==(const Platform&, const Platform&) = default;
 };
 
