@@ -343,6 +343,17 @@ TEST_F(ImageIndexCli, HostileIndexesFailWithTheBlobNamed) {
                               std::to_string(amd64_.size) + " bytes but its descriptor says " +
                               std::to_string(amd64_.size + 1));
 
+  // A blob whose content is not what its name says (same size, other bytes).
+  oci::Descriptor forged = amd64_;
+  forged.digest = sha256_of(test::bytes_of("forged"));
+  std::string other_bytes = test::read_text(layout->blob_path(amd64_.digest));
+  other_bytes.back() = other_bytes.back() == ' ' ? '\t' : ' ';
+  test::write_text(layout->blob_path(forged.digest), other_bytes);
+  oci::Index forging;
+  forging.manifests = {forged};
+  ASSERT_TRUE(layout->set_tag("forged", write_index_blob(*layout, forging)).ok());
+  expect_failure("forged", "blob " + forged.digest.to_string() + " does not hash to its name");
+
   oci::Descriptor strange = amd64_;
   strange.media_type = "application/x-strange";
   oci::Index unknown;
@@ -422,6 +433,27 @@ TEST(ImageTree, CycleAndDiamondsAreBounded) {
   auto walked = oci::load_image_tree(level, fetch, roomy);
   ASSERT_TRUE(walked.ok()) << walked.error().to_string();
   EXPECT_EQ(walked->children.size(), 4U);
+}
+
+TEST(ImageTree, PlatformFeaturesAndUnknownFieldsSurviveARoundTrip) {
+  const std::string json =
+      R"({"manifests":[{"digest":"sha256:)" + std::string(64, 'a') +
+      R"(","mediaType":"application/vnd.oci.image.manifest.v1+json","platform":{"architecture":)"
+      R"("amd64","features":["sse4"],"os":"windows","os.features":["win32k"],)"
+      R"("os.version":"10.0.17763.1040"},"size":7}],"schemaVersion":2})";
+  auto index = oci::parse_index(test::bytes_of(json));
+  ASSERT_TRUE(index.ok()) << index.error().to_string();
+  const oci::Platform& parsed = *index->manifests.at(0).platform;
+  EXPECT_EQ(parsed.os_features, std::vector<std::string>{"win32k"});
+  EXPECT_EQ(parsed.os_version, "10.0.17763.1040");
+  EXPECT_EQ(parsed.unknown_fields, R"({"features":["sse4"]})");
+  EXPECT_EQ(oci::write_index(*index), json);  // the input is already canonical
+  const auto bad = R"({"manifests":[{"digest":"sha256:)" + std::string(64, 'a') +
+                   R"(","mediaType":"m","platform":{"architecture":"a","os":"o",)"
+                   R"("os.features":"win32k"},"size":7}],"schemaVersion":2})";
+  auto refused = oci::parse_index(test::bytes_of(bad));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("\"os.features\" is not an array"), std::string::npos);
 }
 
 TEST(ImageTree, PlatformNames) {
