@@ -1,14 +1,18 @@
 // Image conversion through the chunk store (project issue 5, `strata convert`): every layer blob
-// is ingested (so its chunks are deduplicated and its recipe recorded), then written again from
-// the recipe in the target format. For zstd:chunked the store's zstd frames are copied as the
-// chunk frames, so conversion mostly copies (DESIGN.md §1.6). Every target streams from the
-// store: memory does not grow with the layer. The tar is unchanged, so diff_ids,
-// the config and its history stay byte for byte; the manifest gets the new layer descriptors
-// (shared/specs/layer-formats.md §1.4 annotations, §3 manifest).
+// is ingested (so its chunks are deduplicated and its recipe recorded) and written in the target
+// format. tar, tar+gzip and tar+zstd are encoded from the tar stream as the ingest records it (the
+// bytes its recipe replays, checked by the same diff_id); with ConvertOptions::from_store, and for
+// the chunked formats, the layer is written from its recipe afterwards, with the store's zstd
+// frames copied as zstd:chunked chunk frames (DESIGN.md §1.6), read ahead by worker threads.
+// Memory does not grow with the layer. The tar is unchanged, so diff_ids, the config and its
+// history stay byte for byte; the manifest gets the new layer descriptors
+// (shared/specs/layer-formats.md §1.4 annotations, §3 manifest). A tag naming an index converts
+// the tree below it bottom-up: layers, then manifests, then the indexes listing them (§3 index).
 #include <algorithm>
 #include <chrono>
 #include <deque>
 #include <future>
+#include <map>
 #include <memory>
 #include <utility>
 
@@ -241,9 +245,9 @@ Result<std::pair<oci::Descriptor, std::uint64_t>> convert_while_ingesting(
 }
 
 // One layer of the image in the target format, as a descriptor for the new manifest.
-Result<LayerConversion> convert_layer(ChunkStore& store, const oci::OciLayout& input,
-                                      const oci::OciLayout& output, const oci::Descriptor& layer,
-                                      const Digest& diff_id, const ConvertOptions& options) {
+Result<LayerConversion> write_layer(ChunkStore& store, const oci::OciLayout& input,
+                                    const oci::OciLayout& output, const oci::Descriptor& layer,
+                                    const Digest& diff_id, const ConvertOptions& options) {
   const auto write_started = std::chrono::steady_clock::now();
   ConvertedLayer converted;
   converted.diff_id = diff_id;  // eStargz writes a new tar: replaced below
@@ -351,6 +355,148 @@ Result<ConvertTarget> parse_convert_target(std::string_view name) {
                         "' (tar, gzip, zstd, zstd:chunked, zstd:chunked-v1, estargz)");
 }
 
+namespace {
+
+// One conversion: remembers what it has written, so a layer, image or index listed more than
+// once in a tree (platforms sharing a base layer, an image in two nested indexes) is written
+// once and its new descriptor reused.
+class TreeConverter {
+ public:
+  TreeConverter(ChunkStore& store, const oci::OciLayout& input, const oci::OciLayout& output,
+                const ConvertOptions& options, ConvertReport& report)
+      : store_(store), input_(input), output_(output), options_(options), report_(report) {}
+
+  // The new blob of `node` (media type as in the source; no platform or annotations).
+  Result<oci::Descriptor> convert(const oci::ImageTree& node) {
+    const auto done = converted_.find(node.descriptor.digest);
+    if (done != converted_.end()) return done->second;
+    ConvertedManifest entry;
+    entry.source_digest = node.descriptor.digest;
+    Result<oci::Descriptor> written = oci::Descriptor{};
+    if (node.kind == oci::ImageTreeKind::kImage) {
+      entry.kind = "image";
+      entry.platform = oci::platform_name(oci::platform_of(node));
+      written = convert_image(*node.image);
+    } else if (node.kind == oci::ImageTreeKind::kIndex) {
+      entry.kind = "index";
+      written = convert_index(node);
+    } else {
+      entry.kind = "artifact";
+      written = copy_artifact(node);
+    }
+    if (!written) return std::move(written).error();
+    entry.digest = written->digest;
+    report_.manifests.push_back(std::move(entry));
+    converted_.emplace(node.descriptor.digest, *written);
+    return written;
+  }
+
+ private:
+  struct LayerResult {
+    Digest source_diff_id;
+    Digest diff_id;
+    oci::Descriptor descriptor;
+  };
+
+  Result<LayerResult> convert_layer(const oci::Descriptor& layer, const Digest& diff_id) {
+    const auto done = layers_.find(layer.digest);
+    if (done != layers_.end()) {
+      if (done->second.source_diff_id != diff_id) {
+        return make_error(ErrorCode::kDigestMismatch,
+                          "layer " + layer.digest.to_string() + " has diff_id " +
+                              done->second.source_diff_id.to_string() + " in one config and " +
+                              diff_id.to_string() + " in another");
+      }
+      return done->second;
+    }
+    auto written = write_layer(store_, input_, output_, layer, diff_id, options_);
+    if (!written) return std::move(written).error();
+    LayerResult result{diff_id, written->layer.diff_id, std::move(written->descriptor)};
+    report_.layers.push_back(written->layer);
+    layers_.emplace(layer.digest, result);
+    return result;
+  }
+
+  Result<oci::Descriptor> convert_image(const oci::Image& image) {
+    oci::Manifest manifest = image.manifest;
+    std::vector<Digest> new_diff_ids = image.config.diff_ids;
+    for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
+      auto converted = convert_layer(image.manifest.layers[i], image.config.diff_ids[i]);
+      if (!converted) return std::move(converted).error();
+      manifest.layers[i] = converted->descriptor;
+      new_diff_ids[i] = converted->diff_id;
+    }
+    // The config is unchanged (same diff_ids, same history) and copied byte for byte, unless the
+    // layers' tars changed (eStargz): then only its diff_ids are replaced.
+    auto config = input_.read_blob(image.manifest.config);
+    if (!config) return std::move(config).error();
+    std::string rewritten;
+    if (new_diff_ids != image.config.diff_ids) {
+      oci::ImageConfig changed = image.config;
+      changed.diff_ids = new_diff_ids;
+      rewritten = oci::write_image_config(changed);
+    }
+    const ByteSpan config_bytes = rewritten.empty() ? ByteSpan(*config) : bytes_of(rewritten);
+    auto config_descriptor = output_.write_blob(image.manifest.config.media_type, config_bytes);
+    if (!config_descriptor) return std::move(config_descriptor).error();
+    manifest.config.digest = config_descriptor->digest;
+    manifest.config.size = config_descriptor->size;
+    return output_.write_blob(image.manifest_descriptor.media_type,
+                              bytes_of(oci::write_manifest(manifest)));
+  }
+
+  // An artifact is not an image: its manifest and every blob it names are copied as they are.
+  Result<oci::Descriptor> copy_artifact(const oci::ImageTree& node) {
+    STRATA_TRY(copy_blob(node.artifact->config));
+    for (const oci::Descriptor& layer : node.artifact->layers) STRATA_TRY(copy_blob(layer));
+    STRATA_TRY(copy_blob(node.descriptor));
+    oci::Descriptor copied = node.descriptor;
+    copied.platform.reset();
+    copied.annotations.clear();
+    copied.artifact_type.clear();
+    copied.urls.clear();
+    copied.unknown_fields.clear();
+    return copied;
+  }
+
+  Result<void> copy_blob(const oci::Descriptor& descriptor) {
+    auto blob = output_.begin_blob();
+    if (!blob) return std::move(blob).error();
+    STRATA_TRY(input_.stream_blob(
+        descriptor, [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); }));
+    auto committed = blob->commit(descriptor.media_type);
+    if (!committed) return std::move(committed).error();
+    return {};
+  }
+
+  // Children first, so every entry can carry its new digest and size; everything else an entry
+  // says (platform, annotations, artifactType, urls, unknown fields) is kept.
+  Result<oci::Descriptor> convert_index(const oci::ImageTree& node) {
+    oci::Index index = *node.index;
+    for (std::size_t i = 0; i < node.children.size(); ++i) {
+      auto written = convert(node.children[i]);
+      if (!written) return std::move(written).error();
+      index.manifests[i].digest = written->digest;
+      index.manifests[i].size = written->size;
+    }
+    return output_.write_blob(node.descriptor.media_type, bytes_of(oci::write_index(index)));
+  }
+
+  static ByteSpan bytes_of(const std::string& text) {
+    return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+  }
+
+  ChunkStore& store_;
+  const oci::OciLayout& input_;
+  const oci::OciLayout& output_;
+  const ConvertOptions& options_;
+  ConvertReport& report_;
+  std::map<Digest, oci::Descriptor> converted_;  // by source digest
+  std::map<Digest, LayerResult> layers_;         // by source layer digest
+};
+
+}  // namespace
+
 Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source,
                                     std::string_view tag, const std::string& destination,
                                     std::string_view destination_tag,
@@ -358,49 +504,33 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
   const auto started = std::chrono::steady_clock::now();
   auto input = oci::OciLayout::open(source);
   if (!input) return std::move(input).error();
-  auto image = input->load_image(tag);
-  if (!image) return std::move(image).error();
+  auto tree = input->load_tree(tag);
+  if (!tree) return std::move(tree).error();
+  const oci::ImageTree* root = &*tree;
+  if (!options.platform.empty()) {
+    auto wanted = oci::parse_platform_name(options.platform);
+    if (!wanted) return std::move(wanted).error();
+    auto selected = oci::select_platform(*tree, *wanted);
+    if (!selected) return std::move(selected).error();
+    root = *selected;
+  }
+  if (root->kind == oci::ImageTreeKind::kArtifact) {
+    return make_error(ErrorCode::kUnsupported,
+                      "blob " + root->descriptor.digest.to_string() + " is an artifact (config '" +
+                          root->artifact->config.media_type + "'), not an image or an index");
+  }
   auto output = oci::OciLayout::open_or_create(destination);
   if (!output) return std::move(output).error();
 
   ConvertReport report;
-  oci::Manifest manifest = image->manifest;
-  std::vector<Digest> new_diff_ids = image->config.diff_ids;
-  for (std::size_t i = 0; i < image->manifest.layers.size(); ++i) {
-    const oci::Descriptor& layer = image->manifest.layers[i];
-    const Digest& diff_id = image->config.diff_ids[i];
-    auto converted = convert_layer(store, *input, *output, layer, diff_id, options);
-    if (!converted) return std::move(converted).error();
-    new_diff_ids[i] = converted->layer.diff_id;
-    report.layers.push_back(converted->layer);
-    manifest.layers[i] = std::move(converted->descriptor);
-  }
-  // The config is unchanged (same diff_ids, same history) and copied byte for byte, unless the
-  // layers' tars changed (eStargz): then only its diff_ids are replaced.
-  auto config = input->read_blob(image->manifest.config);
-  if (!config) return std::move(config).error();
-  std::string rewritten;
-  if (new_diff_ids != image->config.diff_ids) {
-    oci::ImageConfig changed = image->config;
-    changed.diff_ids = new_diff_ids;
-    rewritten = oci::write_image_config(changed);
-  }
-  const ByteSpan config_bytes =
-      rewritten.empty()
-          ? ByteSpan(*config)
-          : ByteSpan(reinterpret_cast<const std::uint8_t*>(rewritten.data()), rewritten.size());
-  auto config_descriptor = output->write_blob(image->manifest.config.media_type, config_bytes);
-  if (!config_descriptor) return std::move(config_descriptor).error();
-  manifest.config.digest = config_descriptor->digest;
-  manifest.config.size = config_descriptor->size;
-  const std::string manifest_json = oci::write_manifest(manifest);
-  auto manifest_descriptor = output->write_blob(
-      manifest.media_type,
-      ByteSpan(reinterpret_cast<const std::uint8_t*>(manifest_json.data()), manifest_json.size()));
-  if (!manifest_descriptor) return std::move(manifest_descriptor).error();
-  manifest_descriptor->platform = image->manifest_descriptor.platform;
-  STRATA_TRY(output->set_tag(destination_tag, *manifest_descriptor));
-  report.manifest_digest = manifest_descriptor->digest;
+  TreeConverter converter(store, *input, *output, options, report);
+  auto written = converter.convert(*root);
+  if (!written) return std::move(written).error();
+  oci::Descriptor tagged = *written;
+  tagged.platform = root->descriptor.platform;
+  STRATA_TRY(output->set_tag(destination_tag, tagged));
+  report.manifest_digest = tagged.digest;
+  report.media_type = tagged.media_type;
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;

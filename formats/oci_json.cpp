@@ -112,17 +112,29 @@ Result<Platform> parse_platform(Json value, const std::string& where) {
   if (!variant.ok()) return std::move(variant).error();
   auto os_version = take_string(value, "os.version", where + ".platform", false);
   if (!os_version.ok()) return std::move(os_version).error();
+  Json features = take(value, "os.features");
+  if (!features.is_null()) {
+    if (!features.is_array()) return json_error(where, "\"os.features\" is not an array");
+    for (const Json& feature : features) {
+      if (!feature.is_string()) return json_error(where, "\"os.features\" holds a non-string");
+      platform.os_features.push_back(feature.get<std::string>());
+    }
+  }
   platform.architecture = std::move(*architecture);
   platform.os = std::move(*os);
   platform.variant = std::move(*variant);
   platform.os_version = std::move(*os_version);
+  platform.unknown_fields = leftover_fields(value);
   return platform;
 }
 
 Json platform_to_json(const Platform& platform) {
-  Json json = {{"architecture", platform.architecture}, {"os", platform.os}};
+  Json json = object_with_unknown(platform.unknown_fields);
+  json["architecture"] = platform.architecture;
+  json["os"] = platform.os;
   if (!platform.variant.empty()) json["variant"] = platform.variant;
   if (!platform.os_version.empty()) json["os.version"] = platform.os_version;
+  if (!platform.os_features.empty()) json["os.features"] = platform.os_features;
   return json;
 }
 
@@ -238,6 +250,18 @@ Result<LayerCompression> layer_compression_of(std::string_view media_type) {
   if (media_type == kMediaTypeLayerTarZstd) return LayerCompression::kZstd;
   return make_error(ErrorCode::kUnsupported,
                     "unknown layer media type '" + std::string(media_type.substr(0, 200)) + "'");
+}
+
+bool is_manifest_media_type(std::string_view media_type) noexcept {
+  return media_type == kMediaTypeImageManifest || media_type == kMediaTypeDockerManifest;
+}
+
+bool is_index_media_type(std::string_view media_type) noexcept {
+  return media_type == kMediaTypeImageIndex || media_type == kMediaTypeDockerManifestList;
+}
+
+bool is_image_config_media_type(std::string_view media_type) noexcept {
+  return media_type == kMediaTypeImageConfig || media_type == kMediaTypeDockerConfig;
 }
 
 Descriptor describe_bytes(std::string_view media_type, ByteSpan bytes) {

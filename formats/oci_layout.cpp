@@ -104,14 +104,6 @@ ByteSpan as_bytes(std::string_view text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
-bool is_manifest_type(std::string_view media_type) {
-  return media_type == kMediaTypeImageManifest || media_type == kMediaTypeDockerManifest;
-}
-
-bool is_config_type(std::string_view media_type) {
-  return media_type == kMediaTypeImageConfig || media_type == kMediaTypeDockerConfig;
-}
-
 // Opens a blob and checks its length against the descriptor before anything is read.
 Result<int> open_blob(const std::string& path, const Descriptor& descriptor) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -372,59 +364,25 @@ Result<Descriptor> OciLayout::resolve(std::string_view tag) const {
 Result<Image> OciLayout::load_image(std::string_view tag) const {
   auto descriptor = resolve(tag);
   if (!descriptor.ok()) return std::move(descriptor).error();
-  if (!is_manifest_type(descriptor->media_type)) {
-    return make_error(ErrorCode::kUnsupported, "blob " + descriptor->digest.to_string() +
-                                                   " has media type '" + descriptor->media_type +
-                                                   "', not an image manifest");
-  }
-  Image image;
-  image.manifest_descriptor = *descriptor;
-  auto manifest_bytes = read_blob(*descriptor);
-  if (!manifest_bytes.ok()) return std::move(manifest_bytes).error();
-  auto manifest = parse_manifest(*manifest_bytes);
-  if (!manifest.ok()) {
-    return make_error(manifest.error().code,
-                      "blob " + descriptor->digest.to_string() + ": " + manifest.error().message);
-  }
-  image.manifest = std::move(*manifest);
-  const Descriptor& config_descriptor = image.manifest.config;
-  if (!is_config_type(config_descriptor.media_type)) {
-    return make_error(ErrorCode::kUnsupported,
-                      "config blob " + config_descriptor.digest.to_string() +
-                          " has unknown media type '" + config_descriptor.media_type + "'");
-  }
-  for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
-    const Descriptor& layer = image.manifest.layers[i];
-    auto compression = layer_compression_of(layer.media_type);
-    if (!compression.ok()) {
-      return make_error(compression.error().code, "layer " + std::to_string(i) + " (blob " +
-                                                      layer.digest.to_string() +
-                                                      "): " + compression.error().message);
-    }
-  }
-  auto config_bytes = read_blob(config_descriptor);
-  if (!config_bytes.ok()) return std::move(config_bytes).error();
-  auto config = parse_image_config(*config_bytes);
-  if (!config.ok()) {
-    return make_error(config.error().code, "blob " + config_descriptor.digest.to_string() + ": " +
-                                               config.error().message);
-  }
-  image.config = std::move(*config);
-  if (image.config.diff_ids.size() != image.manifest.layers.size()) {
-    return make_error(ErrorCode::kCorruptInput,
-                      "config blob " + config_descriptor.digest.to_string() + " lists " +
-                          std::to_string(image.config.diff_ids.size()) +
-                          " diff_ids but the manifest has " +
-                          std::to_string(image.manifest.layers.size()) + " layers");
-  }
-  return image;
+  return load_image_from(*descriptor, [this](const Descriptor& blob) { return read_blob(blob); });
+}
+
+Result<ImageTree> OciLayout::load_tree(std::string_view tag, const ImageTreeLimits& limits) const {
+  auto descriptor = resolve(tag);
+  if (!descriptor.ok()) return std::move(descriptor).error();
+  return load_image_tree(
+      *descriptor, [this](const Descriptor& blob) { return read_blob(blob); }, limits);
 }
 
 Result<void> OciLayout::verify_image(std::string_view tag) const {
   auto image = load_image(tag);
   if (!image.ok()) return std::move(image).error();
-  for (std::size_t i = 0; i < image->manifest.layers.size(); ++i) {
-    const Descriptor& layer = image->manifest.layers[i];
+  return verify_layers(*image);
+}
+
+Result<void> OciLayout::verify_layers(const Image& image) const {
+  for (std::size_t i = 0; i < image.manifest.layers.size(); ++i) {
+    const Descriptor& layer = image.manifest.layers[i];
     const std::string path = blob_path(layer.digest);
     auto fd = open_blob(path, layer);
     if (!fd.ok()) return std::move(fd).error();
@@ -448,12 +406,11 @@ Result<void> OciLayout::verify_image(std::string_view tag) const {
                                                   "): " + decoded.error().message);
     }
     if (decoded->digest != layer.digest) return digest_mismatch(layer, decoded->digest);
-    if (decoded->diff_id != image->config.diff_ids[i]) {
+    if (decoded->diff_id != image.config.diff_ids[i]) {
       return make_error(ErrorCode::kDigestMismatch,
                         "layer " + std::to_string(i) + " (blob " + layer.digest.to_string() +
                             ") decompresses to " + decoded->diff_id.to_string() +
-                            " but the config's diff_id is " +
-                            image->config.diff_ids[i].to_string());
+                            " but the config's diff_id is " + image.config.diff_ids[i].to_string());
     }
   }
   return {};
@@ -461,8 +418,11 @@ Result<void> OciLayout::verify_image(std::string_view tag) const {
 
 Result<void> OciLayout::set_tag(std::string_view tag, const Descriptor& manifest) {
   if (!is_valid_tag(tag)) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "'" + std::string(tag.substr(0, 200)) + "' is not a valid tag");
+    // Built by appending: GCC 12 warns falsely (-Wrestrict) on literal + std::string here.
+    std::string message = "'";
+    message += tag.substr(0, 200);
+    message += "' is not a valid tag";
+    return make_error(ErrorCode::kInvalidArgument, std::move(message));
   }
   // Another process (or another OciLayout of this directory) may have tagged since this one read
   // index.json: re-read it under an exclusive lock on the layout directory, so no tag is lost.

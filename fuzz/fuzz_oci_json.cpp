@@ -1,10 +1,14 @@
 // OCI JSON parsers on arbitrary bytes: the same input goes to the manifest, index and config
 // parsers; whatever one accepts must write canonically and parse back to an equal value whose
 // canonical form is the same bytes (parse -> write -> parse is stable). A parser must never
-// crash or throw on any input. Any disagreement aborts (how libFuzzer reports a finding).
+// crash or throw on any input. The input is also walked as an image index whose every entry is
+// served the same bytes (so nested indexes recurse into themselves under other digests): the
+// walk must end, within its depth and node caps, in a tree or an error with a message. Any
+// disagreement aborts (how libFuzzer reports a finding).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "strata/strata.h"
 
@@ -34,5 +38,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_round_trip(input, strata::oci::parse_manifest, strata::oci::write_manifest);
   check_round_trip(input, strata::oci::parse_index, strata::oci::write_index);
   check_round_trip(input, strata::oci::parse_image_config, strata::oci::write_image_config);
+
+  const std::vector<std::uint8_t> served(input.begin(), input.end());
+  const strata::oci::BlobFetcher fetch = [&served](const strata::oci::Descriptor&) {
+    return strata::Result<std::vector<std::uint8_t>>(served);
+  };
+  strata::oci::ImageTreeLimits limits;
+  limits.max_depth = 4;
+  limits.max_nodes = 64;
+  const auto root = strata::oci::describe_bytes(strata::oci::kMediaTypeImageIndex, input);
+  auto tree = strata::oci::load_image_tree(root, fetch, limits);
+  if (!tree.ok() && tree.error().message.empty()) std::abort();
   return 0;
 }

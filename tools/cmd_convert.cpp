@@ -3,7 +3,8 @@
 // or old variant, shared/specs/layer-formats.md §1) or eStargz (§2: its tar gains a landmark and
 // the TOC entry, so the config gets new diff_ids), keeping the diff_ids otherwise. Without
 // --store a temporary store under $TMPDIR is used and removed afterwards (nothing is left behind;
-// pass --store to keep the chunks for later dedup and pull planning).
+// pass --store to keep the chunks for later dedup and pull planning). A tag naming an image index
+// converts the whole tree (or, with --platform, one image of it).
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -26,6 +27,7 @@ struct ConvertCommandOptions {
   bool from_store = false;
   unsigned threads = 0;
   bool json = false;
+  std::string platform;
 };
 
 // A temporary store directory removed when the command ends.
@@ -80,6 +82,7 @@ int run_convert(const ConvertCommandOptions& options) {
   convert.reuse_store_frames = options.store_frames;
   convert.from_store = options.from_store;
   convert.threads = options.threads;
+  convert.platform = options.platform;
   auto report = fastpull::convert_image(*store, reference.layout, reference.tag, options.layout,
                                         options.tag, convert);
   if (!report) return report_error(report.error());
@@ -98,12 +101,27 @@ int run_convert(const ConvertCommandOptions& options) {
                                {"reused_frames", layer.reused_frames},
                                {"write_seconds", layer.seconds}});
     }
+    out["mediaType"] = report->media_type;
+    out["manifests"] = nlohmann::json::array();
+    for (const auto& written : report->manifests) {
+      out["manifests"].push_back({{"kind", written.kind},
+                                  {"platform", written.platform},
+                                  {"source_digest", written.source_digest.to_string()},
+                                  {"digest", written.digest.to_string()}});
+    }
     std::cout << out.dump(2) << "\n";
   } else {
     for (const auto& layer : report->layers) {
       std::cout << layer.source_digest.to_string() << " -> " << layer.digest.to_string() << " ("
                 << format_bytes(layer.size) << ", " << layer.reused_frames
                 << " chunk frames reused)\n";
+    }
+    if (report->manifests.size() > 1) {
+      for (const auto& written : report->manifests) {
+        std::cout << written.kind << (written.platform.empty() ? "" : " " + written.platform) << " "
+                  << written.source_digest.to_string() << " -> " << written.digest.to_string()
+                  << "\n";
+      }
     }
     std::cout << options.layout << ":" << options.tag << " " << report->manifest_digest.to_string()
               << "\n";
@@ -116,7 +134,11 @@ int run_convert(const ConvertCommandOptions& options) {
 void register_convert_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ConvertCommandOptions>();
   CLI::App* command = app.add_subcommand(
-      "convert", "Rewrite an image's layers through the chunk store into another layer format");
+      "convert",
+      "Rewrite an image's layers through the chunk store into another layer format. A tag naming "
+      "an index (also nested, also a Docker manifest list) converts every image below it, each "
+      "shared layer once, and writes new indexes with the new digests; entries that are not images "
+      "(attestations, other artifacts) are copied unchanged, not converted");
   command->add_option("source", options->source, "LAYOUT:TAG of the image to convert")->required();
   command->add_option("--to", options->to,
                       "Target: tar, gzip, zstd, zstd:chunked (default), zstd:chunked-v1, estargz");
@@ -135,6 +157,9 @@ void register_convert_command(CLI::App& app, int& exit_code) {
       "the ingest, not from the tar stream while it is ingested (slower, same bytes)");
   command->add_option("--threads", options->threads,
                       "Ingest and zstd worker threads (default: one per hardware thread)");
+  command->add_option("--platform", options->platform,
+                      "os/arch[/variant]: when the tag names an index, convert only that image "
+                      "and tag its new manifest");
   command->add_flag("--json", options->json, "Machine-readable output");
   command->callback([options, &exit_code] { exit_code = run_convert(*options); });
 }

@@ -324,6 +324,9 @@ struct ConvertOptions {
   // layer by exporting its recipe from the store (slower; the output is byte-identical).
   bool from_store = false;
   unsigned threads = 0;  // ingest pipeline and zstd workers; 0: one per hardware thread
+  // "os/arch[/variant]": when the tag names an index, convert only that image of it and tag the
+  // new image manifest. Empty: convert every image of the index (and of the indexes it nests).
+  std::string platform;
 };
 
 struct ConvertedLayer {
@@ -337,16 +340,30 @@ struct ConvertedLayer {
   double seconds = 0;  // write of the new blob (after ingest)
 };
 
+// A manifest or index written (or, for an artifact, copied) into the output layout.
+struct ConvertedManifest {
+  std::string kind;      // "image", "index" or "artifact" (copied unchanged)
+  std::string platform;  // images: os/arch[/variant]
+  Digest source_digest;
+  Digest digest;
+};
+
 struct ConvertReport {
-  Digest manifest_digest;
-  std::vector<ConvertedLayer> layers;
+  Digest manifest_digest;              // what the output tag names: an image manifest or an index
+  std::string media_type;              // of that blob
+  std::vector<ConvertedLayer> layers;  // each distinct source layer once
+  std::vector<ConvertedManifest> manifests;  // bottom-up, each distinct blob once
   double seconds = 0;
 };
 
 // Converts image `tag` of the layout at `source` into `destination` (created if needed) tagged
 // `destination_tag`: every layer is ingested into `store`, then written from its recipe in the
 // target format. diff_ids and history stay (eStargz adds its landmark and TOC entries to each tar:
-// the config then gets the new diff_ids); the manifest gets the new descriptors.
+// the config then gets the new diff_ids); the manifest gets the new descriptors. When `tag` names
+// an index, every image below it is converted (a layer shared by several images once), and new
+// indexes are written bottom-up with the new digests and sizes (platform, annotations and
+// artifactType kept); artifacts in it (manifests whose config is not an image config, e.g.
+// attestations) are copied unchanged, blobs included.
 Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source,
                                     std::string_view tag, const std::string& destination,
                                     std::string_view destination_tag,

@@ -9,7 +9,8 @@
 //      and written back) and write_*() (canonical: compact, object keys sorted bytewise, so the
 //      same value always gives the same bytes and digest)
 //   3. OciLayout: a layout directory (blobs written atomically and verified on read, tags in
-//      index.json), LAYOUT:TAG references
+//      index.json), LAYOUT:TAG references; image trees (a tag naming an index of images and
+//      further indexes) and platform selection
 //   4. layers: LayerWriter (uncompressed tar bytes in, compressed blob out, with digest, size and
 //      diff_id), decode_layer() (a layer blob back to its tar), write_directory_tar()
 #pragma once
@@ -60,14 +61,20 @@ enum class LayerCompression : std::uint8_t { kNone, kGzip, kZstd };
 std::string_view layer_media_type(LayerCompression compression) noexcept;
 // The compression of a layer media type; kUnsupported for anything that is not a tar layer.
 Result<LayerCompression> layer_compression_of(std::string_view media_type);
+// OCI or Docker schema 2 media types of an image manifest, an index, an image config.
+bool is_manifest_media_type(std::string_view media_type) noexcept;
+bool is_index_media_type(std::string_view media_type) noexcept;
+bool is_image_config_media_type(std::string_view media_type) noexcept;
 
 using Annotations = std::map<std::string, std::string>;
 
 struct Platform {
   std::string architecture;
   std::string os;
-  std::string variant;     // empty: absent
-  std::string os_version;  // empty: absent
+  std::string variant;                   // empty: absent
+  std::string os_version;                // empty: absent
+  std::vector<std::string> os_features;  // "os.features"; empty: absent
+  std::string unknown_fields;            // as in Descriptor
   friend bool operator==(const Platform&, const Platform&) = default;
 };
 
@@ -184,6 +191,51 @@ struct Image {
   ImageConfig config;
 };
 
+// Reads the blob a descriptor names, checked against the descriptor's size and digest
+// (OciLayout::read_blob does; a registry fetch may).
+using BlobFetcher = std::function<Result<std::vector<std::uint8_t>>(const Descriptor&)>;
+
+// Loads and checks an image manifest and its config: digests, sizes, media types, diff_ids count.
+Result<Image> load_image_from(const Descriptor& manifest, const BlobFetcher& fetch);
+
+enum class ImageTreeKind : std::uint8_t {
+  kImage,     // an image manifest whose config is an image config
+  kIndex,     // an image index (or Docker manifest list); children are its entries, in order
+  kArtifact,  // a manifest whose config is something else (attestations, other artifacts)
+};
+
+// What a tag names, read to the bottom: an image, an artifact, or an index of further trees.
+struct ImageTree {
+  ImageTreeKind kind = ImageTreeKind::kImage;
+  Descriptor descriptor;             // as its parent lists it (platform, annotations, ...)
+  std::optional<Image> image;        // kImage
+  std::optional<Index> index;        // kIndex
+  std::optional<Manifest> artifact;  // kArtifact
+  std::vector<ImageTree> children;   // kIndex: one per entry of index->manifests
+};
+
+struct ImageTreeLimits {
+  std::size_t max_depth = 8;     // indexes on the way down (the top one counts)
+  std::size_t max_nodes = 4096;  // manifests and indexes read in all
+};
+
+// Reads the tree below `root`. Every entry of an index must be a manifest or an index; images in
+// an index with several images must name their platform. Errors name the offending blob: unknown
+// media types, cycles (an index listing one of its ancestors), nesting deeper than max_depth, more
+// than max_nodes blobs (fan-out, or a diamond repeated at every level), and whatever the fetcher
+// reports (size or digest mismatch, missing blob).
+Result<ImageTree> load_image_tree(const Descriptor& root, const BlobFetcher& fetch,
+                                  const ImageTreeLimits& limits = {});
+
+// "os/arch[/variant]" both ways.
+Result<Platform> parse_platform_name(std::string_view text);
+std::string platform_name(const Platform& platform);
+// The platform an image node runs on: its descriptor's platform, else its config's.
+Platform platform_of(const ImageTree& node);
+// The one image in `tree` whose os and architecture (and variant, when `wanted` names one)
+// match; an error when none or several do.
+Result<const ImageTree*> select_platform(const ImageTree& tree, const Platform& wanted);
+
 class OciLayout {
  public:
   // Opens an existing layout: oci-layout must say 1.0.0 and index.json must parse.
@@ -210,6 +262,10 @@ class OciLayout {
   Result<Image> load_image(std::string_view tag) const;
   // Additionally decompresses every layer and checks it against its diff_id.
   Result<void> verify_image(std::string_view tag) const;
+  // Decompresses every layer of a loaded image and checks it against its diff_id.
+  Result<void> verify_layers(const Image& image) const;
+  // The tree `tag` names (an image, or an index read to the bottom), blobs read with read_blob.
+  Result<ImageTree> load_tree(std::string_view tag, const ImageTreeLimits& limits = {}) const;
   // Points `tag` at `manifest` (replacing an older entry of that tag) and rewrites index.json
   // atomically. index.json is re-read under an exclusive lock of the layout directory first, so
   // tags set meanwhile by other processes are kept; index() then shows the merged index.
