@@ -89,6 +89,43 @@ Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
   return batches;
 }
 
+// The store's zstd codec wants the content size in the frame header; streaming encoders (c/storage,
+// ctr-remote) leave it out. RFC 8878 §3.1.1.1: the header is magic, descriptor, window descriptor
+// (present when Single_Segment_flag is 0, as it is without a content size), dictionary id, then
+// Frame_Content_Size (2 bytes holding size - 256, 4 or 8, as FCS_Field_Size says). Inserting it
+// leaves the blocks as they were fetched: no recompression. False when the frame is not one to
+// rewrite (a dictionary or reserved bit, a size field already there).
+bool with_content_size(ByteSpan frame, std::uint64_t size, std::vector<std::uint8_t>& out) {
+  constexpr std::size_t kMagicBytes = 4;
+  if (frame.size() < kMagicBytes + 2) return false;
+  const std::uint8_t descriptor = frame[kMagicBytes];
+  const bool single_segment = (descriptor & 0x20U) != 0;
+  const unsigned size_flag = descriptor >> 6U;
+  const unsigned dictionary_flag = descriptor & 0x03U;
+  if (single_segment || size_flag != 0 || dictionary_flag != 0 || (descriptor & 0x08U) != 0) {
+    return false;
+  }
+  unsigned new_flag = 3;
+  std::size_t field_bytes = 8;
+  std::uint64_t value = size;
+  if (size >= 256 && size <= 65535 + 256) {
+    new_flag = 1;
+    field_bytes = 2;
+    value = size - 256;
+  } else if (size <= 0xFFFFFFFFU) {
+    new_flag = 2;
+    field_bytes = 4;
+  }
+  const std::size_t header = kMagicBytes + 2;  // magic, descriptor, window descriptor
+  out.assign(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(header));
+  out[kMagicBytes] = static_cast<std::uint8_t>(descriptor | (new_flag << 6U));
+  for (std::size_t i = 0; i < field_bytes; ++i) {
+    out.push_back(static_cast<std::uint8_t>(value >> (8U * i)));
+  }
+  out.insert(out.end(), frame.begin() + static_cast<std::ptrdiff_t>(header), frame.end());
+  return true;
+}
+
 // Serves the bytes of fetched pieces, fetching the next batch when a piece lies past the current
 // one (pieces are asked for in blob order, so each batch is fetched once and then dropped).
 class BatchedBlob {
@@ -391,6 +428,7 @@ class StorePull {
     if (piece.local) {
       auto chunk = store_.read_chunk(piece.digest);
       if (!chunk) return std::move(chunk).error();
+      chunk_verified_ = true;  // read_chunk checked its SHA-256 against the digest
       STRATA_TRY(feed_chunk(*chunk));
       ++report_.local_chunks;
       return finish_chunk({});
@@ -403,18 +441,26 @@ class StorePull {
     };
     if (layer_.format != ChunkedFormat::kEstargz) {
       // The first frame is the chunk's own when it declares the chunk's size: it is decoded in
-      // one call, checked, and stored as fetched.
+      // one call, checked, and stored as fetched. A frame without a size gets it in its header
+      // and is tried the same way; when it turns out to hold more or less than the chunk (some
+      // writers put the next tar headers in the chunk's frame) the piece takes the general path.
       const std::size_t frame = ZSTD_findFrameCompressedSize(bytes.data(), bytes.size());
       const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
-      if (ZSTD_isError(frame) == 0U && declared == piece.chunk_size &&
-          piece.chunk_size <= kMaxStoredChunkBytes) {
-        const ByteSpan frame_bytes = bytes.first(frame);
-        auto raw = decompress_chunk(Codec::kZstd, frame_bytes, piece.chunk_size);
-        if (!raw) {
+      const bool sized = declared == piece.chunk_size;
+      Result<std::vector<std::uint8_t>> raw = make_error(ErrorCode::kUnsupported, "not tried");
+      if (ZSTD_isError(frame) == 0U && piece.chunk_size <= kMaxStoredChunkBytes &&
+          (sized || (declared == ZSTD_CONTENTSIZE_UNKNOWN &&
+                     with_content_size(bytes.first(frame), piece.chunk_size, sized_frame_)))) {
+        raw = decompress_chunk(Codec::kZstd, sized ? bytes.first(frame) : ByteSpan(sized_frame_),
+                               piece.chunk_size);
+        if (!raw && sized) {
           return make_error(raw.error().code, "chunk of '" + piece.name + "' at chunkOffset " +
                                                   std::to_string(piece.chunk_offset) + ": " +
                                                   raw.error().message);
         }
+      }
+      if (raw) {
+        const ByteSpan frame_bytes = sized ? bytes.first(frame) : ByteSpan(sized_frame_);
         STRATA_TRY(feed_chunk(*raw));
         STRATA_TRY(finish_chunk(frame_bytes));
         // Whatever follows the chunk's frame in its piece: tar headers (prefix piece) or nothing.
@@ -445,6 +491,7 @@ class StorePull {
     chunk_ = &piece;
     chunk_seen_ = 0;
     chunk_finished_ = false;
+    chunk_verified_ = false;
     chunk_hash_ = Sha256();
     chunk_bytes_.clear();
     split_ = piece.chunk_size > kMaxStoredChunkBytes;
@@ -464,7 +511,7 @@ class StorePull {
                                     std::to_string(chunk_->chunk_size) + " bytes"));
     }
     chunk_seen_ += bytes.size();
-    chunk_hash_.update(bytes);
+    if (!chunk_verified_) chunk_hash_.update(bytes);
     if (hash_file_) file_hash_.update(bytes);
     diff_id_.update(bytes);
     chunk_bytes_.insert(chunk_bytes_.end(), bytes.begin(), bytes.end());
@@ -487,7 +534,7 @@ class StorePull {
                         chunk_error("decompresses to " + std::to_string(chunk_seen_) +
                                     " bytes, not " + std::to_string(piece.chunk_size)));
     }
-    if (chunk_hash_.finish() != piece.digest) {
+    if (!chunk_verified_ && chunk_hash_.finish() != piece.digest) {
       return make_error(ErrorCode::kDigestMismatch,
                         chunk_error("does not match its digest " + piece.digest.to_string()));
     }
@@ -547,10 +594,12 @@ class StorePull {
   const BlobPiece* chunk_ = nullptr;
   std::uint64_t chunk_seen_ = 0;
   bool chunk_finished_ = false;
+  bool chunk_verified_ = false;
   bool split_ = false;
   Sha256 chunk_hash_;
   std::vector<std::uint8_t> chunk_bytes_;
   std::vector<std::uint8_t> compressed_;
+  std::vector<std::uint8_t> sized_frame_;
   Sha256 file_hash_;
   bool hash_file_ = true;
 };
