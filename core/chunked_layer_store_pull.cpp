@@ -21,6 +21,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <future>
 
 #include "core/chunked_pull_checks.h"
 #include "formats/toc_json.h"
@@ -127,12 +128,24 @@ bool with_content_size(ByteSpan frame, std::uint64_t size, std::vector<std::uint
 }
 
 // Serves the bytes of fetched pieces, fetching the next batch when a piece lies past the current
-// one (pieces are asked for in blob order, so each batch is fetched once and then dropped).
+// one (pieces are asked for in blob order, so each batch is fetched once and then dropped). With
+// `prefetch`, the batch after the current one is fetched on another thread while this one is
+// decoded, so at most two batches are held. Fetcher calls never overlap: each starts after the
+// previous one's result was taken.
 class BatchedBlob {
  public:
   BatchedBlob(const RangeBatchFetcher& fetch, std::vector<std::vector<ByteRange>> batches,
-              std::uint64_t blob_size, StorePullReport& report)
-      : fetch_(fetch), batches_(std::move(batches)), blob_size_(blob_size), report_(report) {}
+              std::uint64_t blob_size, bool prefetch, StorePullReport& report)
+      : fetch_(fetch),
+        batches_(std::move(batches)),
+        blob_size_(blob_size),
+        prefetch_(prefetch),
+        report_(report) {}
+  BatchedBlob(const BatchedBlob&) = delete;
+  BatchedBlob& operator=(const BatchedBlob&) = delete;
+  ~BatchedBlob() {
+    if (pending_.valid()) pending_.wait();
+  }
 
   Result<ByteSpan> bytes_of(std::uint64_t offset, std::uint64_t end) {
     for (;;) {
@@ -156,28 +169,37 @@ class BatchedBlob {
   }
 
  private:
+  using Fetched = Result<std::vector<std::vector<std::uint8_t>>>;
+
   Result<void> fetch_next() {
-    units_ = std::move(batches_[next_++]);
+    const std::size_t index = next_++;
+    units_.clear();
     bytes_.clear();
     std::uint64_t total = 0;
-    for (const ByteRange& unit : units_) {
+    for (const ByteRange& unit : batches_[index]) {
       if (unit.offset > blob_size_ || unit.length > blob_size_ - unit.offset) {
         return make_error(ErrorCode::kInvalidArgument, "plan range outside the blob");
       }
       total += unit.length;
     }
-    auto fetched = fetch_(units_);
+    Fetched fetched = pending_.valid() ? pending_.get() : fetch_(batches_[index]);
+    if (prefetch_ && next_ < batches_.size()) {
+      const std::span<const ByteRange> following = batches_[next_];
+      pending_ = std::async(std::launch::async, [this, following] { return fetch_(following); });
+    }
     if (!fetched) return std::move(fetched).error();
-    if (fetched->size() != units_.size()) {
+    const std::vector<ByteRange>& units = batches_[index];
+    if (fetched->size() != units.size()) {
       return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
     }
-    for (std::size_t i = 0; i < units_.size(); ++i) {
-      if ((*fetched)[i].size() != units_[i].length) {
-        return make_error(ErrorCode::kIo, "range at " + std::to_string(units_[i].offset) +
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      if ((*fetched)[i].size() != units[i].length) {
+        return make_error(ErrorCode::kIo, "range at " + std::to_string(units[i].offset) +
                                               ": fetched " + std::to_string((*fetched)[i].size()) +
-                                              " of " + std::to_string(units_[i].length) + " bytes");
+                                              " of " + std::to_string(units[i].length) + " bytes");
       }
     }
+    units_ = units;
     bytes_ = std::move(*fetched);
     ++report_.batches;
     report_.fetched_bytes += total;
@@ -186,12 +208,14 @@ class BatchedBlob {
   }
 
   const RangeBatchFetcher& fetch_;
-  std::vector<std::vector<ByteRange>> batches_;
+  const std::vector<std::vector<ByteRange>> batches_;
   std::size_t next_ = 0;
   std::uint64_t blob_size_ = 0;
+  bool prefetch_ = true;
   StorePullReport& report_;
   std::vector<ByteRange> units_;
   std::vector<std::vector<std::uint8_t>> bytes_;
+  std::future<Fetched> pending_;
 };
 
 // Replays a recipe's shape for the tar reader: inline bytes as recorded, chunk content as zeros
@@ -621,7 +645,7 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   auto writer = store.writer();
   if (!writer) return std::move(writer).error();
   StorePullReport report;
-  BatchedBlob blob(fetch, std::move(*batches), layer.blob_size, report);
+  BatchedBlob blob(fetch, std::move(*batches), layer.blob_size, options.prefetch, report);
   StorePull pull(store, std::move(*writer), layer, plan, options, blob, report);
   STRATA_TRY(pull.run(expected_diff_id));
   return report;
