@@ -393,5 +393,37 @@ TEST(ChunkedStorePull, OtherFormatsAndHeadersFromTheBlob) {
   }
 }
 
+TEST(ChunkedStorePull, AChunkOverTheStoreLimitIsStoredInPieces) {
+  // One file of 72 MiB of zeros: the writer merges its 8 MiB chunks into one zeros chunk, larger
+  // than the store takes as one chunk.
+  const std::size_t file_bytes = std::size_t{72} << 20U;
+  const std::size_t cut = std::size_t{8} << 20U;
+  MadeTar made;
+  test::append(made.tar, test::make_header("zeros.bin", '0', file_bytes));
+  const Digest zeros = sha256_of(std::vector<std::uint8_t>(cut, 0));
+  for (std::size_t at = 0; at < file_bytes; at += cut) {
+    made.chunks.push_back(TarChunk{512 + at, cut, zeros});
+  }
+  made.tar.resize(512 + file_bytes, 0);
+  test::append_end(made.tar);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  const Pulled pulled = pull(store, layer);
+  ASSERT_TRUE(pulled.report.ok()) << pulled.report.error().to_string();
+  const BlobPiece* largest = &pulled.plan.pieces.front();
+  for (const BlobPiece& piece : pulled.plan.pieces) {
+    if (piece.chunk_size > largest->chunk_size) largest = &piece;
+  }
+  ASSERT_GT(largest->chunk_size, kMaxStoredChunkBytes);
+  // Stored as 8 MiB pieces (docs/PULL.md), under their own digest, not the TOC's.
+  EXPECT_FALSE(store.contains(largest->digest));
+  EXPECT_TRUE(store.contains(zeros));
+  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
 }  // namespace
 }  // namespace strata::fastpull
