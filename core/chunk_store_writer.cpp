@@ -348,6 +348,16 @@ bool StoreWriter::contains(const Digest& digest) const {
 
 Result<void> StoreWriter::put_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
                                     Codec codec) {
+  return put_chunk_checked(digest, raw, stored, codec, session_->store->options.verify_puts);
+}
+
+Result<void> StoreWriter::put_verified_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                             Codec codec) {
+  return put_chunk_checked(digest, raw, stored, codec, false);
+}
+
+Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                            Codec codec, bool verify) {
   Session& session = *session_;
   if (session.poisoned) return *session.poisoned;
   if (session.pending.count(digest) != 0) return {};
@@ -369,7 +379,7 @@ Result<void> StoreWriter::put_chunk(const Digest& digest, ByteSpan raw, ByteSpan
     return make_error(ErrorCode::kInvalidArgument,
                       "chunk " + digest.to_string() + " is not in the store: its bytes are needed");
   }
-  if (session.store->options.verify_puts) {
+  if (verify) {
     if (sha256_of(raw) != digest) {
       return make_error(ErrorCode::kDigestMismatch, "chunk announced as " + digest.to_string() +
                                                         " hashes to " + sha256_of(raw).to_string());

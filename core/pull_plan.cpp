@@ -10,6 +10,7 @@
 
 #include <algorithm>
 
+#include "core/chunked_pull_checks.h"
 #include "formats/byte_source.h"
 #include "formats/tar_reader.h"
 #include "formats/toc_json.h"
@@ -119,49 +120,10 @@ bool is_zeros_digest(const Digest& digest, std::uint64_t size, std::vector<std::
 Result<std::vector<std::uint8_t>> decompress_piece(ChunkedFormat format, ByteSpan bytes,
                                                    std::uint64_t cap, std::uint64_t at) {
   std::vector<std::uint8_t> out;
-  const std::string where = "blob piece at offset " + std::to_string(at);
-  if (format == ChunkedFormat::kEstargz) {
-    std::size_t consumed = 0;
-    auto decoded = oci::decode_layer(
-        oci::LayerCompression::kGzip,
-        [&](MutableByteSpan buffer) -> Result<std::size_t> {
-          const std::size_t n = std::min(buffer.size(), bytes.size() - consumed);
-          std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(consumed), n, buffer.begin());
-          consumed += n;
-          return n;
-        },
-        [&](ByteSpan piece) -> Result<void> {
-          out.insert(out.end(), piece.begin(), piece.end());
-          return {};
-        },
-        cap);
-    if (!decoded) return make_error(decoded.error().code, where + ": " + decoded.error().message);
-    return out;
-  }
-  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  if (!context) return make_error(ErrorCode::kInternal, "zstd: cannot create a context");
-  std::vector<std::uint8_t> block(ZSTD_DStreamOutSize());
-  ZSTD_inBuffer input{bytes.data(), bytes.size(), 0};
-  std::size_t last = 0;
-  bool output_full = true;  // the decoder may still hold output while the buffer came back full
-  while (input.pos < input.size || output_full) {
-    ZSTD_outBuffer output{block.data(), block.size(), 0};
-    const std::size_t read_before = input.pos;
-    const std::size_t hint = ZSTD_decompressStream(context.get(), &output, &input);
-    if (ZSTD_isError(hint) != 0U) {
-      return make_error(ErrorCode::kCorruptInput, where + ": zstd: " + ZSTD_getErrorName(hint));
-    }
-    // A call that neither reads nor writes only asks for the next frame's header.
-    if (input.pos == read_before && output.pos == 0) break;
-    last = hint;
-    if (out.size() + output.pos > cap) {
-      return make_error(ErrorCode::kLimitExceeded,
-                        where + " decompresses to more than " + std::to_string(cap) + " bytes");
-    }
-    out.insert(out.end(), block.begin(), block.begin() + static_cast<std::ptrdiff_t>(output.pos));
-    output_full = output.pos == output.size;
-  }
-  if (last != 0) return make_error(ErrorCode::kCorruptInput, where + ": ends inside a zstd frame");
+  STRATA_TRY(detail::decode_blob_piece(format, bytes, cap, at, [&](ByteSpan piece) -> Result<void> {
+    out.insert(out.end(), piece.begin(), piece.end());
+    return {};
+  }));
   return out;
 }
 
@@ -172,30 +134,50 @@ std::string normalized_name(std::string name) {
   return name;
 }
 
-std::string toc_type_of(TarEntryType type) {
-  switch (type) {
-    case TarEntryType::kRegular: return "reg";
-    case TarEntryType::kHardLink: return "hardlink";
-    case TarEntryType::kSymlink: return "symlink";
-    case TarEntryType::kCharDevice: return "char";
-    case TarEntryType::kBlockDevice: return "block";
-    case TarEntryType::kDirectory: return "dir";
-    case TarEntryType::kFifo: return "fifo";
-    default: return "";
-  }
-}
-
 // The TOC must describe exactly the tar's entries, and the tar-split must rebuild the tar.
 Result<std::uint64_t> check_toc_against_tar(const ChunkedLayerToc& layer, ByteSpan tar) {
-  std::vector<TarEntry> entries;
   MemoryByteSource source(tar);
-  TarReader reader(source);
+  auto entries = detail::read_tar_entries(source);
+  if (!entries) return std::move(entries).error();
+  auto described = detail::check_toc_against_entries(layer, *entries);
+  if (!described) return std::move(described).error();
+  if (!layer.tar_split.empty()) {
+    auto files = detail::check_tar_split(layer.tar_split, tar);
+    if (!files) return std::move(files).error();
+    if (files->size() != entries->size()) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "tar-split lists " + std::to_string(files->size()) +
+                            " entries, the tar has " + std::to_string(entries->size()));
+    }
+    for (std::size_t i = 0; i < entries->size(); ++i) {
+      if ((*files)[i].name != (*entries)[i].path) {
+        return make_error(ErrorCode::kCorruptInput, "tar-split entry '" + (*files)[i].name +
+                                                        "' disagrees with the tar entry '" +
+                                                        (*entries)[i].path + "'");
+      }
+    }
+  }
+  return *described;
+}
+
+}  // namespace
+
+namespace detail {
+
+Result<std::vector<TarEntry>> read_tar_entries(ByteSource& tar) {
+  std::vector<TarEntry> entries;
+  TarReader reader(tar);
   for (;;) {
     auto event = reader.next();
     if (!event) return make_error(event.error().code, "rebuilt tar: " + event.error().message);
     if (event->kind == TarEventKind::kDone) break;
     if (event->kind == TarEventKind::kHeader) entries.push_back(*event->entry);
   }
+  return entries;
+}
+
+Result<std::uint64_t> check_toc_against_entries(const ChunkedLayerToc& layer,
+                                                std::span<const TarEntry> entries) {
   std::vector<const TarEntry*> described;
   for (const TarEntry& entry : entries) {
     if (entry.type == TarEntryType::kGlobalHeader) continue;
@@ -233,28 +215,61 @@ Result<std::uint64_t> check_toc_against_tar(const ChunkedLayerToc& layer, ByteSp
       return mismatch("mode/uid/gid");
     }
   }
-  if (!layer.tar_split.empty()) {
-    auto files = detail::check_tar_split(layer.tar_split, tar);
-    if (!files) return std::move(files).error();
-    std::vector<const TarEntry*> all;
-    for (const TarEntry& entry : entries) all.push_back(&entry);
-    if (files->size() != all.size()) {
-      return make_error(ErrorCode::kCorruptInput,
-                        "tar-split lists " + std::to_string(files->size()) +
-                            " entries, the tar has " + std::to_string(all.size()));
-    }
-    for (std::size_t i = 0; i < all.size(); ++i) {
-      if ((*files)[i].name != all[i]->path) {
-        return make_error(ErrorCode::kCorruptInput, "tar-split entry '" + (*files)[i].name +
-                                                        "' disagrees with the tar entry '" +
-                                                        all[i]->path + "'");
-      }
-    }
-  }
   return static_cast<std::uint64_t>(described.size());
 }
 
-}  // namespace
+Result<void> decode_blob_piece(ChunkedFormat format, ByteSpan bytes, std::uint64_t cap,
+                               std::uint64_t at,
+                               const std::function<Result<void>(ByteSpan)>& sink) {
+  std::uint64_t produced = 0;
+  const std::string where = "blob piece at offset " + std::to_string(at);
+  if (format == ChunkedFormat::kEstargz) {
+    std::size_t consumed = 0;
+    auto decoded = oci::decode_layer(
+        oci::LayerCompression::kGzip,
+        [&](MutableByteSpan buffer) -> Result<std::size_t> {
+          const std::size_t n = std::min(buffer.size(), bytes.size() - consumed);
+          std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(consumed), n, buffer.begin());
+          consumed += n;
+          return n;
+        },
+        [&](ByteSpan piece) -> Result<void> {
+          produced += piece.size();
+          return sink(piece);
+        },
+        cap);
+    if (!decoded) return make_error(decoded.error().code, where + ": " + decoded.error().message);
+    return {};
+  }
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!context) return make_error(ErrorCode::kInternal, "zstd: cannot create a context");
+  std::vector<std::uint8_t> block(ZSTD_DStreamOutSize());
+  ZSTD_inBuffer input{bytes.data(), bytes.size(), 0};
+  std::size_t last = 0;
+  bool output_full = true;  // the decoder may still hold output while the buffer came back full
+  while (input.pos < input.size || output_full) {
+    ZSTD_outBuffer output{block.data(), block.size(), 0};
+    const std::size_t read_before = input.pos;
+    const std::size_t hint = ZSTD_decompressStream(context.get(), &output, &input);
+    if (ZSTD_isError(hint) != 0U) {
+      return make_error(ErrorCode::kCorruptInput, where + ": zstd: " + ZSTD_getErrorName(hint));
+    }
+    // A call that neither reads nor writes only asks for the next frame's header.
+    if (input.pos == read_before && output.pos == 0) break;
+    last = hint;
+    if (output.pos > cap - produced) {
+      return make_error(ErrorCode::kLimitExceeded,
+                        where + " decompresses to more than " + std::to_string(cap) + " bytes");
+    }
+    produced += output.pos;
+    STRATA_TRY(sink(ByteSpan(block).first(output.pos)));
+    output_full = output.pos == output.size;
+  }
+  if (last != 0) return make_error(ErrorCode::kCorruptInput, where + ": ends inside a zstd frame");
+  return {};
+}
+
+}  // namespace detail
 
 Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
                            const PullPlanOptions& options) {

@@ -2,8 +2,9 @@
 // TOC is read through a file-backed range fetcher (so every byte read is counted, as a registry
 // would bill it), planned against the chunk store (its chunk digests are SHA-256 of the
 // uncompressed chunk, what zstd:chunked and eStargz TOCs name, shared/specs/layer-formats.md §1.5),
-// rebuilt, checked against the config's diff_id and ingested. A registry client plugs into the
-// same planner and rebuild with its own RangeFetcher.
+// and pulled straight into the store (fastpull::pull_chunked_layer_into_store: batches of ranges,
+// every chunk checked, the TOC's chunks and frames kept, the diff_id checked before the commit).
+// A registry client plugs into the same planner and store pull with its own fetchers.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -139,15 +140,29 @@ Result<PullReport> pull_image(ChunkStore& store, const std::string& source, std:
     auto planned = plan_pull(
         *toc, [&](const Digest& digest) { return store.contains(digest); }, options);
     if (!planned) return std::move(planned).error();
-    std::vector<std::uint8_t> tar;
-    auto rebuilt = rebuild_chunked_layer(
-        *toc, *planned, reader->fetcher(),
-        [&](const Digest& digest) { return store.read_chunk(digest); }, plan.diff_id, tar);
-    if (!rebuilt) return std::move(rebuilt).error();
-    auto ingested = ingest_layer_bytes(store, tar, IngestOptions{});
-    if (!ingested) return std::move(ingested).error();
+    const RangeFetcher fetch_range = reader->fetcher();
+    const RangeBatchFetcher fetch_batch =
+        [&](std::span<const ByteRange> ranges) -> Result<std::vector<std::vector<std::uint8_t>>> {
+      std::vector<std::vector<std::uint8_t>> out;
+      out.reserve(ranges.size());
+      for (const ByteRange& range : ranges) {
+        auto bytes = fetch_range(range.offset, range.length);
+        if (!bytes) return std::move(bytes).error();
+        out.push_back(std::move(*bytes));
+      }
+      return out;
+    };
+    StorePullOptions store_options;
+    store_options.layer_digest = layers[i].digest;
+    store_options.media_type = layers[i].media_type;
+    auto pulled = pull_chunked_layer_into_store(store, *toc, *planned, fetch_batch, plan.diff_id,
+                                                store_options);
+    if (!pulled) {
+      return make_error(pulled.error().code,
+                        "layer " + plan.layer_digest.to_string() + ": " + pulled.error().message);
+    }
     report.bytes_read += reader->bytes();
-    report.tar_bytes += tar.size();
+    report.tar_bytes += pulled->tar_bytes;
     plan.chunked = true;
     plan.plan = std::move(*planned);
     report.layers.push_back(std::move(plan));

@@ -65,16 +65,6 @@ void TarSplitWriter::add_file_crc(const std::string& name, std::uint64_t size, s
   text_ += line;
 }
 
-namespace {
-
-struct TarSplitLine {
-  std::int64_t type = 0;
-  std::vector<std::uint8_t> payload;
-  TarSplitFile file;
-  std::string where;  // "tar-split line N: "
-};
-
-// Parses every line and hands it to `visit` in order.
 Result<void> for_each_tar_split_line(ByteSpan tar_split,
                                      const std::function<Result<void>(TarSplitLine&)>& visit) {
   std::size_t line_start = 0;
@@ -138,8 +128,6 @@ Result<void> for_each_tar_split_line(ByteSpan tar_split,
   }
   return {};
 }
-
-}  // namespace
 
 Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan tar) {
   std::vector<TarSplitFile> files;

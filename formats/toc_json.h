@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,19 @@ struct TarSplitFile {
   std::string name;
   std::uint64_t size = 0;
 };
+
+// One tar-split line: type 2 a segment (`payload` its raw bytes), type 1 a file (`file`, and
+// `payload` the 8-byte CRC-64 of its body when it has one).
+struct TarSplitLine {
+  std::int64_t type = 0;
+  std::vector<std::uint8_t> payload;
+  TarSplitFile file;
+  std::string where;  // "tar-split line N: "
+};
+
+// Parses every line and hands it to `visit` in order (malformed lines are kCorruptInput).
+Result<void> for_each_tar_split_line(ByteSpan tar_split,
+                                     const std::function<Result<void>(TarSplitLine&)>& visit);
 
 // Checks that `tar_split` rebuilds `tar` byte for byte (segments equal, file bodies' CRC-64
 // equal, nothing left over) and returns its file entries in order.

@@ -77,7 +77,10 @@ int run_registry_pull(const RegistryPullOptions& options) {
                         {"whole_reason", layer.whole_reason},
                         {"bytes_fetched", layer.bytes_fetched},
                         {"chunks_local", layer.chunks_local},
-                        {"chunks_fetched", layer.chunks_fetched}});
+                        {"chunks_fetched", layer.chunks_fetched},
+                        {"frames_adopted", layer.frames_adopted},
+                        {"fetch_batches", layer.fetch_batches},
+                        {"max_batch_bytes", layer.max_batch_bytes}});
     }
     const nlohmann::json json = {{"source", source->to_string()},
                                  {"manifest_digest", report->manifest_digest.to_string()},

@@ -295,6 +295,62 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
                                             std::vector<std::uint8_t>& tar,
                                             std::uint64_t max_tar_bytes = std::uint64_t{8} << 30U);
 
+// ---- 4b. pulling straight into a chunk store --------------------------------------------------
+
+// Fetches a batch of ranges of the blob (in blob order); returns each range's bytes, exactly its
+// length, in the same order. Called once per batch: a registry answers it with multi-range GETs.
+using RangeBatchFetcher = std::function<Result<std::vector<std::vector<std::uint8_t>>>(
+    std::span<const ByteRange> ranges)>;
+
+struct StorePullOptions {
+  // Fetched bytes held at once: the plan's ranges are cut at piece boundaries into batches of at
+  // most this much (a single piece larger than this is a batch of its own).
+  std::uint64_t batch_bytes = std::uint64_t{32} << 20U;
+  std::size_t max_ranges_per_batch = 1024;  // c/storage's limit per multi-range GET
+  // Fetch the next batch on another thread while this one is decoded (two batches held at most).
+  // The fetcher is then called from that thread, never two calls at once.
+  bool prefetch = true;
+  int zstd_level = 3;  // for chunks that cannot keep their fetched frame
+  // Recorded with the layer: the blob it was pulled from (find_layer then knows it by that digest
+  // too) and its media type; unset: the diff_id and a plain tar.
+  std::optional<Digest> layer_digest;
+  std::string media_type;
+};
+
+struct StorePullReport {
+  Digest diff_id;
+  std::uint64_t tar_bytes = 0;
+  std::uint64_t fetched_bytes = 0;      // by the ranges (metadata not included)
+  std::uint64_t batches = 0;            // fetch batches (each one RangeBatchFetcher call)
+  std::uint64_t max_batch_bytes = 0;    // the largest batch (two are held at most)
+  std::uint64_t adopted_frames = 0;     // chunks stored with their fetched zstd frame as-is
+  std::uint64_t compressed_chunks = 0;  // chunks compressed here (eStargz gzip, odd frames, splits)
+  std::uint64_t local_chunks = 0;       // chunks taken from the store (or zeros made)
+  std::uint64_t new_chunks = 0;         // chunks the commit added to the store
+  std::uint64_t new_stored_bytes = 0;
+  std::uint64_t entries_checked = 0;
+  bool already_present = false;  // the store had this layer already
+};
+
+// Pulls a planned chunked layer into `store` without holding the layer: the plan's ranges are
+// fetched batch by batch in blob order (the next batch while this one is decoded), each piece
+// decoded and checked (chunk digest, file digest) as it comes, and the layer recorded as a recipe
+// whose chunks are the TOC's chunks, so the next pull of that image plans against exactly the
+// digests the store now holds. A zstd:chunked chunk whose fetched bytes are one zstd frame of
+// exactly that chunk is stored as that frame (no recompression; a frame without a content size
+// gets it inserted in its header, blocks untouched); other chunks (eStargz gzip members, frames
+// holding more than the chunk, chunks over the store's kMaxStoredChunkBytes, which are split) are
+// compressed here. Tar headers and padding (from the tar-split, or the decoded gap pieces) become
+// inline recipe bytes. The tar's SHA-256 is computed on the way and must equal
+// `expected_diff_id`, and the TOC (and tar-split) must describe the tar, before the one commit:
+// on any error nothing becomes visible in the store.
+Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
+                                                      const ChunkedLayerToc& layer,
+                                                      const PullPlan& plan,
+                                                      const RangeBatchFetcher& fetch,
+                                                      const Digest& expected_diff_id,
+                                                      const StorePullOptions& options = {});
+
 // Reads the TOC of a whole blob held in memory and rebuilds it with nothing local.
 Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& annotations,
                                           const std::optional<Digest>& expected_diff_id);

@@ -301,6 +301,9 @@ struct PulledLayer {
   std::uint64_t bytes_fetched = 0;  // blob bytes received for this layer (TOC and ranges included)
   std::uint64_t chunks_local = 0;   // chunks taken from the store
   std::uint64_t chunks_fetched = 0;
+  std::uint64_t frames_adopted = 0;   // fetched zstd frames stored as they came (no recompression)
+  std::uint64_t fetch_batches = 0;    // range batches fetched (one multi-range GET each)
+  std::uint64_t max_batch_bytes = 0;  // the largest batch: fetched bytes held at once
 };
 
 struct PullReport {

@@ -145,6 +145,10 @@ class StoreWriter {
   // Idempotent: a chunk already in the store or in this session is not written again (raw and
   // stored may then be empty). Appends to this writer's own pack through a buffer; no fsync here.
   Result<void> put_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec);
+  // The same for a caller that has itself decoded `stored` to `raw` and hashed `raw` to `digest`
+  // (P3 done by the caller, e.g. a puller adopting a fetched zstd:chunked frame it just checked):
+  // StoreOptions::verify_puts does not repeat it. Size limits still apply.
+  Result<void> put_verified_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec);
 
   // True when put_chunk would not need the bytes: the chunk is known good in the store or was
   // already put in this session. Lets the engine skip compressing a repeat within one layer.
@@ -163,6 +167,8 @@ class StoreWriter {
   friend class ChunkStore;
   struct Session;
   explicit StoreWriter(std::unique_ptr<Session> session);
+  Result<void> put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec,
+                                 bool verify);
   std::unique_ptr<Session> session_;
 };
 
