@@ -403,7 +403,16 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   const ByteSpan bytes = batch->bytes_of(item);
                   diff_id.update(bytes);
                   if (options.tar_observer) {
-                    auto observed = options.tar_observer(bytes);
+                    IngestedSegment segment;
+                    segment.bytes = bytes;
+                    segment.tar_offset = builder.total_size();
+                    if (item.is_chunk) segment.chunk = &item.digest;
+                    if (item.is_chunk && item.store_it) {
+                      segment.new_frame =
+                          ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
+                      segment.codec = item.codec;
+                    }
+                    auto observed = options.tar_observer(segment);
                     if (!observed.ok()) {
                       failure = std::move(observed);
                       failed = true;

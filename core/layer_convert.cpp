@@ -10,10 +10,13 @@
 // the tree below it bottom-up: layers, then manifests, then the indexes listing them (§3 index).
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <utility>
 
 #include "core/recipe_tar_chunks.h"
@@ -207,6 +210,14 @@ bool is_plain_target(const ConvertOptions& options) {
          (options.target == ConvertTarget::kZstd && !options.reuse_store_frames);
 }
 
+// The targets made of the store's zstd frames: zstd:chunked (both variants), and zstd with
+// reuse_store_frames.
+bool is_frame_target(const ConvertOptions& options) {
+  return options.target == ConvertTarget::kZstdChunked ||
+         options.target == ConvertTarget::kZstdChunkedV1 ||
+         (options.target == ConvertTarget::kZstd && options.reuse_store_frames);
+}
+
 oci::LayerWriterOptions plain_writer_options(const ConvertOptions& options) {
   oci::LayerWriterOptions write;
   write.compression = options.target == ConvertTarget::kTar    ? oci::LayerCompression::kNone
@@ -235,13 +246,180 @@ Result<std::pair<oci::Descriptor, std::uint64_t>> convert_while_ingesting(
   if (!writer) return std::move(writer).error();
   IngestOptions ingest;
   ingest.threads = options.threads;
-  ingest.tar_observer = [&](ByteSpan bytes) -> Result<void> { return writer->write(bytes); };
+  ingest.tar_observer = [&](const IngestedSegment& segment) -> Result<void> {
+    return writer->write(segment.bytes);
+  };
   STRATA_TRY(ingest_checked(store, input, layer, diff_id, ingest));
   auto digests = writer->finish();
   if (!digests) return std::move(digests).error();
   auto committed = blob->commit(digests->media_type);
   if (!committed) return std::move(committed).error();
   return std::make_pair(std::move(*committed), digests->uncompressed_size);
+}
+
+// The tar of an ingest handed to a zstd:chunked writer running on a thread of its own: the
+// ingest's serial stage pushes each piece (and announces its chunk, with the frame it stores), the
+// writer pulls bytes, looks chunks up and takes frames. At most kFeedBytes wait in the queue; the
+// writer never needs to know chunks more than one content unit (8 MiB) ahead of what it has read,
+// so with a larger queue the two cannot wait on each other. Either side stopping with an error
+// wakes the other, which then fails with that error.
+class StreamedLayerFeed {
+ public:
+  static constexpr std::size_t kFeedBytes = std::size_t{32} << 20U;
+
+  // Producer side (the ingest's serial stage).
+  Result<void> push(const IngestedSegment& segment) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return writer_stopped_ || queued_bytes_ < kFeedBytes; });
+    if (writer_stopped_) return writer_error_;
+    if (segment.chunk != nullptr) {
+      chunks_.push_back(TarChunk{segment.tar_offset, segment.bytes.size(), *segment.chunk});
+      if (!segment.new_frame.empty() && segment.codec == Codec::kZstd) {
+        keep_frame(*segment.chunk, segment.new_frame);
+      }
+    }
+    // Small pieces (tar headers, padding) join the last queued piece.
+    if (pieces_.empty() || pieces_.back().size() >= kCoalesceBytes) pieces_.emplace_back();
+    pieces_.back().insert(pieces_.back().end(), segment.bytes.begin(), segment.bytes.end());
+    queued_bytes_ += segment.bytes.size();
+    produced_ = segment.tar_offset + segment.bytes.size();
+    lock.unlock();
+    changed_.notify_all();
+    return {};
+  }
+  // The end of the tar (ok), or the ingest's error.
+  void finish(Result<void> status) {
+    {
+      const std::lock_guard lock(mutex_);
+      ended_ = true;
+      producer_status_ = std::move(status);
+    }
+    changed_.notify_all();
+  }
+
+  // Writer side.
+  Result<std::size_t> read(MutableByteSpan out) {
+    while (used_ == current_.size()) {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [this] { return !pieces_.empty() || ended_; });
+      if (pieces_.empty()) {
+        if (!producer_status_.ok()) return producer_status_.error();
+        return std::size_t{0};
+      }
+      current_ = std::move(pieces_.front());
+      pieces_.pop_front();
+      queued_bytes_ -= current_.size();
+      used_ = 0;
+      lock.unlock();
+      changed_.notify_all();
+    }
+    const std::size_t n = std::min(out.size(), current_.size() - used_);
+    std::copy_n(current_.begin() + static_cast<std::ptrdiff_t>(used_), n, out.begin());
+    used_ += n;
+    return n;
+  }
+  const TarChunk* chunk(std::size_t index, std::uint64_t horizon) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return index < chunks_.size() || produced_ >= horizon || ended_; });
+    if (index >= chunks_.size() || chunks_[index].tar_offset >= horizon) return nullptr;
+    return &chunks_[index];  // a deque keeps its elements in place as it grows
+  }
+  std::vector<std::uint8_t> frame_of(const Digest& digest) {
+    const std::lock_guard lock(mutex_);
+    const auto found = frames_.find(digest);
+    if (found == frames_.end()) return {};
+    return found->second;
+  }
+  void stop_writer(Error error) {
+    {
+      const std::lock_guard lock(mutex_);
+      writer_stopped_ = true;
+      writer_error_ = std::move(error);
+    }
+    changed_.notify_all();
+  }
+
+ private:
+  static constexpr std::size_t kCoalesceBytes = std::size_t{256} << 10U;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::vector<std::uint8_t>> pieces_;
+  std::size_t queued_bytes_ = 0;
+  std::deque<TarChunk> chunks_;
+  // The frames of the chunks this ingest stores, the newest kFrameBytes of them: a chunk that
+  // comes again in the same layer (not in the store until the ingest commits) finds its frame here.
+  static constexpr std::size_t kFrameBytes = std::size_t{16} << 20U;
+  void keep_frame(const Digest& digest, ByteSpan frame) {
+    const auto [entry, added] =
+        frames_.try_emplace(digest, std::vector<std::uint8_t>(frame.begin(), frame.end()));
+    if (!added) return;
+    frame_order_.push_back(digest);
+    frame_bytes_ += frame.size();
+    while (frame_bytes_ > kFrameBytes && frame_order_.size() > 1) {
+      const auto oldest = frames_.find(frame_order_.front());
+      frame_bytes_ -= oldest->second.size();
+      frames_.erase(oldest);
+      frame_order_.pop_front();
+    }
+  }
+  std::map<Digest, std::vector<std::uint8_t>> frames_;
+  std::deque<Digest> frame_order_;
+  std::size_t frame_bytes_ = 0;
+  std::uint64_t produced_ = 0;  // every chunk before this is announced
+  bool ended_ = false;
+  Result<void> producer_status_;
+  bool writer_stopped_ = false;
+  Error writer_error_;
+  // The writer's current piece.
+  std::vector<std::uint8_t> current_;
+  std::size_t used_ = 0;
+};
+
+// zstd:chunked (or a plain zstd layer of chunk frames) written while the source is ingested: the
+// writer takes the tar, the chunk cuts and the frames of new chunks from the ingest as it goes
+// (frames of chunks the store held before come from the store), so the layer is not read back
+// and decoded afterwards, and its diff_id is hashed once, by the ingest.
+Result<std::pair<oci::Descriptor, ChunkedWriteReport>> convert_chunked_while_ingesting(
+    ChunkStore& store, const oci::OciLayout& input, const oci::OciLayout& output,
+    const oci::Descriptor& layer, const Digest& diff_id, const ConvertOptions& options) {
+  auto blob = output.begin_blob();
+  if (!blob) return std::move(blob).error();
+  ChunkedWriteOptions write;
+  write.format = options.target == ConvertTarget::kZstdChunkedV1 ? ChunkedFormat::kZstdChunkedV1
+                                                                 : ChunkedFormat::kZstdChunked;
+  write.frames_only = options.target == ConvertTarget::kZstd;
+  write.level = options.level.value_or(3);
+  write.hash_tar = false;  // the ingest hashes the same bytes for the diff_id
+  StreamedLayerFeed feed;
+  Result<ChunkedWriteReport> written = make_error(ErrorCode::kInternal, "writer did not run");
+  std::thread writer_thread([&] {
+    written = stream_zstd_chunked_layer_as_cut(
+        [&](MutableByteSpan out) { return feed.read(out); },
+        [&](std::size_t index, std::uint64_t horizon) { return feed.chunk(index, horizon); },
+        [&](const Digest& digest, ByteSpan) -> Result<std::vector<std::uint8_t>> {
+          std::vector<std::uint8_t> frame = feed.frame_of(digest);
+          if (!frame.empty()) return frame;
+          auto stored = store.read_stored_chunk(digest);  // a chunk the store held before
+          if (!stored || stored->codec != Codec::kZstd) return std::vector<std::uint8_t>();
+          return std::move(stored->bytes);
+        },
+        write, [&](ByteSpan bytes) -> Result<void> { return blob->write(bytes); });
+    feed.stop_writer(
+        written ? make_error(ErrorCode::kInternal, "zstd:chunked writer ended before the tar did")
+                : written.error());
+  });
+  IngestOptions ingest;
+  ingest.threads = options.threads;
+  ingest.tar_observer = [&](const IngestedSegment& segment) { return feed.push(segment); };
+  Result<void> ingested = ingest_checked(store, input, layer, diff_id, ingest);
+  feed.finish(ingested.ok() ? Result<void>() : Result<void>(ingested.error()));
+  writer_thread.join();
+  if (!ingested) return std::move(ingested).error();
+  if (!written) return std::move(written).error();
+  auto committed = blob->commit(written->media_type);
+  if (!committed) return std::move(committed).error();
+  return std::make_pair(std::move(*committed), std::move(*written));
 }
 
 // One layer of the image in the target format, as a descriptor for the new manifest.
@@ -257,6 +435,13 @@ Result<LayerConversion> write_layer(ChunkStore& store, const oci::OciLayout& inp
     if (!written) return std::move(written).error();
     descriptor = std::move(written->first);
     converted.tar_bytes = written->second;
+  } else if (is_frame_target(options) && !options.from_store) {
+    auto written = convert_chunked_while_ingesting(store, input, output, layer, diff_id, options);
+    if (!written) return std::move(written).error();
+    descriptor = std::move(written->first);
+    descriptor.annotations = written->second.annotations;
+    converted.tar_bytes = written->second.uncompressed_size;
+    converted.reused_frames = written->second.reused_frames;
   } else {
     IngestOptions ingest;
     ingest.threads = options.threads;

@@ -4,8 +4,15 @@
 #include "formats/content_unit_assembler.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace strata::fastpull::detail {
+
+ContentUnitAssembler::ContentUnitAssembler(std::span<const TarChunk> chunks)
+    : chunks_([chunks](std::size_t index, std::uint64_t horizon) -> const TarChunk* {
+        if (index >= chunks.size() || chunks[index].tar_offset >= horizon) return nullptr;
+        return &chunks[index];
+      }) {}
 
 void ContentUnitAssembler::begin_file(std::uint64_t tar_offset, std::uint64_t size) {
   file_start_ = tar_offset;
@@ -18,22 +25,28 @@ void ContentUnitAssembler::begin_file(std::uint64_t tar_offset, std::uint64_t si
 void ContentUnitAssembler::plan_unit() {
   const std::uint64_t at = file_start_ + done_;
   const std::uint64_t remaining = file_size_ - done_;
+  std::uint64_t limit = std::min(remaining, kMaxContentUnitBytes);
+  // Only chunks starting before the horizon can shape this unit, so a streaming lookup need not
+  // know anything further ahead.
+  const std::uint64_t horizon = at + limit;
   unit_digest_ = nullptr;
+  const TarChunk* next = nullptr;
   for (;;) {
-    while (next_chunk_ < chunks_.size() && chunks_[next_chunk_].tar_offset < at) ++next_chunk_;
-    if (next_chunk_ == chunks_.size() || chunks_[next_chunk_].tar_offset != at) break;
-    const TarChunk& chunk = chunks_[next_chunk_];
+    next = chunks_(next_chunk_, horizon);
+    if (next == nullptr) break;
+    if (next->tar_offset < at) {
+      ++next_chunk_;
+      continue;
+    }
+    if (next->tar_offset != at) break;
     ++next_chunk_;
-    if (chunk.length != 0 && chunk.length <= remaining && chunk.length <= kMaxContentUnitBytes) {
-      unit_length_ = chunk.length;
-      unit_digest_ = &chunk.digest;
+    if (next->length != 0 && next->length <= remaining && next->length <= kMaxContentUnitBytes) {
+      unit_length_ = next->length;
+      unit_digest_ = &next->digest;
       return;
     }
   }
-  std::uint64_t limit = std::min(remaining, kMaxContentUnitBytes);
-  if (next_chunk_ < chunks_.size() && chunks_[next_chunk_].tar_offset - at < limit) {
-    limit = chunks_[next_chunk_].tar_offset - at;
-  }
+  if (next != nullptr && next->tar_offset - at < limit) limit = next->tar_offset - at;
   unit_length_ = limit;
 }
 

@@ -29,7 +29,9 @@ class ContentUnitAssembler {
  public:
   // `chunks` sorted by tar_offset; chunks that overlap, cross a file's end or are too long are
   // ignored (their bytes become uncovered content).
-  explicit ContentUnitAssembler(std::span<const TarChunk> chunks) : chunks_(chunks) {}
+  explicit ContentUnitAssembler(std::span<const TarChunk> chunks);
+  // The same chunks, looked up as the tar streams in.
+  explicit ContentUnitAssembler(TarChunkLookup chunks) : chunks_(std::move(chunks)) {}
 
   // Starts a regular file whose `size` (> 0) content bytes begin at `tar_offset`.
   void begin_file(std::uint64_t tar_offset, std::uint64_t size);
@@ -40,7 +42,7 @@ class ContentUnitAssembler {
   void plan_unit();
   Result<void> hand_out(ByteSpan raw, const ContentUnitHandler& handler);
 
-  std::span<const TarChunk> chunks_;
+  TarChunkLookup chunks_;
   std::size_t next_chunk_ = 0;
   std::uint64_t file_start_ = 0;
   std::uint64_t file_size_ = 0;

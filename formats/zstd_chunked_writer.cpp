@@ -141,22 +141,23 @@ std::vector<ZeroRun> find_zero_runs(ByteSpan bytes) {
 // Hashes and counts the tar bytes as the tar reader pulls them (the diff_id).
 class HashingByteSource final : public ByteSource {
  public:
-  explicit HashingByteSource(const TarStreamReader& read) : read_(read) {}
+  HashingByteSource(const TarStreamReader& read, bool hash) : read_(read), hash_tar_(hash) {}
   Result<std::size_t> read(MutableByteSpan out) override {
     auto got = read_(out);
     if (!got) return got;
     if (*got > out.size()) {
       return make_error(ErrorCode::kInvalidArgument, "tar reader returned more than asked");
     }
-    hash_.update(ByteSpan(out.data(), *got));
+    if (hash_tar_) hash_.update(ByteSpan(out.data(), *got));
     bytes_ += *got;
     return got;
   }
-  Digest finish() { return hash_.finish(); }
+  Digest finish() { return hash_tar_ ? hash_.finish() : Digest(); }
   [[nodiscard]] std::uint64_t bytes() const noexcept { return bytes_; }
 
  private:
   const TarStreamReader& read_;
+  const bool hash_tar_;
   Sha256 hash_;
   std::uint64_t bytes_ = 0;
 };
@@ -228,6 +229,19 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
 Result<ChunkedWriteReport> stream_zstd_chunked_layer(
     const TarStreamReader& tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
     const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink) {
+  return stream_zstd_chunked_layer_as_cut(
+      tar,
+      [chunks](std::size_t index, std::uint64_t horizon) -> const TarChunk* {
+        if (index >= chunks.size() || chunks[index].tar_offset >= horizon) return nullptr;
+        return &chunks[index];
+      },
+      frames, options, sink);
+}
+
+Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(
+    const TarStreamReader& tar, const TarChunkLookup& chunks, const ChunkFrameProvider& frames,
+    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink) {
+  if (!chunks) return make_error(ErrorCode::kInvalidArgument, "zstd:chunked writer needs chunks");
   if (options.format == ChunkedFormat::kEstargz) {
     return make_error(ErrorCode::kInvalidArgument, "write_zstd_chunked_layer: not a zstd format");
   }
@@ -394,7 +408,7 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer(
     return {};
   };
 
-  HashingByteSource source(tar);
+  HashingByteSource source(tar, options.hash_tar);
   TarReader reader(source);
   detail::ContentUnitAssembler units(chunks);
   bool in_file = false;

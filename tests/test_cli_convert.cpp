@@ -217,9 +217,11 @@ TEST_F(ConvertCli, PlainTargetsWrittenWhileIngestingEqualTheStoreExport) {
             zstd_layer.diff_id.hex() + "\n");
 }
 
-// The chunked writers read the store ahead of the writer; a damaged pack record must still stop
-// the conversion with an error naming the chunk, and leave no tag behind.
-TEST_F(ConvertCli, DamagedStoreStopsAChunkedConversion) {
+// Written from the store (--from-store, and eStargz always), a chunked layer is read ahead by
+// worker threads; a damaged pack record must still stop the conversion with an error naming the
+// chunk, and leave no tag behind. Written while ingesting, zstd:chunked takes the bytes from the
+// source: a damaged stored frame is not copied, the writer compresses that chunk itself.
+TEST_F(ConvertCli, DamagedStoreStopsAConversionFromTheStoreOnly) {
   const std::string store = path("store");
   ASSERT_EQ(test::run_tool("convert " + layout("gzip-v1") + ":v1 --to zstd:chunked --layout " +
                            path("first") + " --tag t --store " + store)
@@ -239,10 +241,10 @@ TEST_F(ConvertCli, DamagedStoreStopsAChunkedConversion) {
         .write(reinterpret_cast<const char*>(bytes.data()),
                static_cast<std::streamsize>(bytes.size()));
   }
-  for (const std::string target : {"zstd:chunked", "estargz"}) {
-    SCOPED_TRACE(target);
-    const std::string out = path("second-" + target.substr(0, 4));
-    const auto result = test::run_tool("convert " + layout("gzip-v1") + ":v1 --to " + target +
+  for (const std::string options : {"--to zstd:chunked --from-store", "--to estargz"}) {
+    SCOPED_TRACE(options);
+    const std::string out = path("second-" + std::to_string(options.size()));
+    const auto result = test::run_tool("convert " + layout("gzip-v1") + ":v1 " + options +
                                        " --layout " + out + " --tag t --store " + store);
     EXPECT_NE(result.exit_code, 0);
     EXPECT_NE(result.err.find("chunk sha256:"), std::string::npos) << result.err;
@@ -250,6 +252,49 @@ TEST_F(ConvertCli, DamagedStoreStopsAChunkedConversion) {
     if (converted.ok()) {
       EXPECT_FALSE(converted->load_image("t").ok());
     }
+  }
+  const auto result = test::run_tool("convert " + layout("gzip-v1") +
+                                     ":v1 --to zstd:chunked --layout " + path("third") +
+                                     " --tag t --store " + store);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const LoadedLayer layer = load_layer(path("third"), "t");
+  EXPECT_EQ(test::shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
+            layer.diff_id.hex() + "\n");
+  const auto blob = test::read_file(layer.blob_path);
+  auto verified = verify_chunked_blob(blob, layer.descriptor.annotations, layer.diff_id);
+  EXPECT_TRUE(verified.ok()) << verified.error().to_string();
+  // And the same bytes as from the intact first conversion.
+  EXPECT_EQ(layer.descriptor.digest, load_layer(path("first"), "t").descriptor.digest);
+}
+
+// zstd:chunked written while ingesting (the writer fed chunk by chunk by the ingest) must be the
+// very blob written from the store's recipe afterwards, into an empty store and a full one, and
+// with frames of a plain zstd layer (--store-frames) too.
+TEST_F(ConvertCli, ChunkedTargetsWrittenWhileIngestingEqualTheStoreExport) {
+  for (const std::string target : {"zstd:chunked", "zstd:chunked-v1", "zstd --store-frames"}) {
+    SCOPED_TRACE(target);
+    const std::string store = path("store-" + std::to_string(target.size()));
+    std::vector<Digest> digests;
+    std::vector<std::uint64_t> reused;
+    for (const std::string options : {"", "", " --from-store"}) {  // cold, warm, from the store
+      const std::string out = path("out" + std::to_string(digests.size()) + "-" +
+                                   std::to_string(target.size()));
+      const auto result =
+          test::run_tool("convert " + layout("gzip-v2") + ":v2 --to " + target + options +
+                         " --layout " + out + " --tag t --json --store " + store);
+      ASSERT_EQ(result.exit_code, 0) << result.err;
+      const auto report = nlohmann::json::parse(result.out);
+      reused.push_back(report["layers"][0]["reused_frames"].get<std::uint64_t>());
+      const LoadedLayer layer = load_layer(out, "t");
+      digests.push_back(layer.descriptor.digest);
+      EXPECT_EQ(sha256_of(test::read_file(layer.blob_path)), layer.descriptor.digest);
+    }
+    EXPECT_EQ(digests[0], digests[1]);
+    EXPECT_EQ(digests[1], digests[2]);
+    // Cold, the frames the ingest just made are the ones written: nothing compressed twice.
+    EXPECT_GT(reused[0], 0U);
+    EXPECT_EQ(reused[0], reused[1]);
+    EXPECT_EQ(reused[1], reused[2]);
   }
 }
 

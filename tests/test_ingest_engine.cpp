@@ -245,21 +245,38 @@ TEST(IngestEngine, TarObserverSeesExactlyTheTarAndCanStopTheIngest) {
   IngestOptions options;
   options.threads = 2;
   options.batch_bytes = 64U << 10U;  // many batches, so order across them is exercised
-  options.tar_observer = [&](ByteSpan bytes) -> Result<void> {
-    seen.insert(seen.end(), bytes.begin(), bytes.end());
+  std::uint64_t chunk_bytes = 0;
+  std::uint64_t new_frames = 0;
+  options.tar_observer = [&](const IngestedSegment& segment) -> Result<void> {
+    EXPECT_EQ(segment.tar_offset, seen.size());
+    seen.insert(seen.end(), segment.bytes.begin(), segment.bytes.end());
+    if (segment.chunk != nullptr) {
+      EXPECT_EQ(*segment.chunk, sha256_of(segment.bytes));
+      chunk_bytes += segment.bytes.size();
+      if (!segment.new_frame.empty()) {
+        ++new_frames;
+        auto decoded = decompress_chunk(segment.codec, segment.new_frame, segment.bytes.size());
+        EXPECT_TRUE(decoded.ok() && ByteSpan(*decoded).size() == segment.bytes.size() &&
+                    std::equal(decoded->begin(), decoded->end(), segment.bytes.begin()));
+      }
+    } else {
+      EXPECT_TRUE(segment.new_frame.empty());
+    }
     return {};
   };
   auto report = ingest_layer_bytes(store, tar, options);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   EXPECT_EQ(seen, tar);
   EXPECT_EQ(sha256_of(seen), report->diff_id);
+  EXPECT_EQ(chunk_bytes, report->chunked_bytes);
+  EXPECT_EQ(new_frames, report->new_chunks);  // every chunk stored came with its frame
 
   // An observer that fails part-way stops the ingest: nothing of that layer is committed.
   test::ScratchDir other_dir;
   ChunkStore other = open_store(other_dir);
   std::uint64_t observed = 0;
-  options.tar_observer = [&](ByteSpan bytes) -> Result<void> {
-    observed += bytes.size();
+  options.tar_observer = [&](const IngestedSegment& segment) -> Result<void> {
+    observed += segment.bytes.size();
     if (observed > tar.size() / 2) return make_error(ErrorCode::kIo, "disk full (test)");
     return {};
   };

@@ -34,6 +34,15 @@ enum class ByteGrouping : std::uint8_t {
   kGroupingFirst,  // byte-grouped when it saves >= 1/32 of the raw bytes; else also try plain
 };
 
+// One piece of a layer's tar as the ingest records it, in tar order.
+struct IngestedSegment {
+  ByteSpan bytes;                 // the tar bytes
+  std::uint64_t tar_offset = 0;   // where they start in the tar
+  const Digest* chunk = nullptr;  // a chunk's digest; nullptr for raw bytes (headers, padding)
+  ByteSpan new_frame;             // a chunk this ingest stores: its stored form (codec below)
+  Codec codec = Codec::kRaw;
+};
+
 struct IngestOptions {
   ChunkerOptions chunker;
   int zstd_level = 3;
@@ -52,11 +61,11 @@ struct IngestOptions {
   // not parse is chunked plainly. Export is unaffected: the layer's bytes are the same either way.
   bool model_aware = true;
   ByteGrouping byte_grouping = ByteGrouping::kSmaller;
-  // Called from the serial writer stage with every byte of the uncompressed tar, in order (the
-  // bytes the diff_id hashes and the recipe replays). A layer converter writes its output from
-  // here instead of exporting the recipe again afterwards. An error stops the ingest and nothing
-  // of the layer is committed.
-  std::function<Result<void>(ByteSpan)> tar_observer;
+  // Called from the serial writer stage with every piece of the uncompressed tar, in order (the
+  // bytes the diff_id hashes and the recipe replays, with their chunk digests and new frames). A
+  // layer converter writes its output from here instead of exporting the recipe again afterwards.
+  // An error stops the ingest and nothing of the layer is committed.
+  std::function<Result<void>(const IngestedSegment&)> tar_observer;
 };
 
 struct IngestProgress {

@@ -119,6 +119,9 @@ struct ChunkedWriteOptions {
   // tar+zstd layer (layer-formats.md §3: any zstd stream that decodes to the tar) made from the
   // same reusable chunk frames; the report then has no annotations.
   bool frames_only = false;
+  // false: the caller hashes the tar itself (an ingest feeding the writer), so the writer skips
+  // that SHA-256 pass; the report's diff_id is then left empty.
+  bool hash_tar = true;
 };
 
 struct ChunkedWriteReport {
@@ -147,11 +150,21 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
 // Pulls the next tar bytes into `out`; returns how many, 0 only at the end of the tar.
 using TarStreamReader = std::function<Result<std::size_t>(MutableByteSpan out)>;
 
+// The caller's chunks handed to a streaming writer one by one, for chunks that are found while
+// the tar streams in (a writer fed by an ingest): returns chunk number `index` (in tar_offset
+// order) when it starts before tar offset `horizon`, else nullptr; it may wait until it knows.
+// The pointer stays valid until the writer returns.
+using TarChunkLookup = std::function<const TarChunk*(std::size_t index, std::uint64_t horizon)>;
+
 // The same writer reading the tar as a stream: memory is bounded by the largest chunk plus the
 // TOC and tar-split (which grow with the number of entries, not with the content), and every
 // frame goes to `sink` as soon as it is made. The blob is byte-identical to the one above.
 Result<ChunkedWriteReport> stream_zstd_chunked_layer(
     const TarStreamReader& tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
+    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
+// The same, with the chunks looked up as the tar streams (see TarChunkLookup).
+Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(
+    const TarStreamReader& tar, const TarChunkLookup& chunks, const ChunkFrameProvider& frames,
     const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
 
 // Writes `tar` as an eStargz blob (layer-formats.md §2): a `.no.prefetch.landmark` entry first,
