@@ -265,7 +265,9 @@ Result<std::pair<oci::Descriptor, std::uint64_t>> convert_while_ingesting(
 // wakes the other, which then fails with that error.
 class StreamedLayerFeed {
  public:
-  static constexpr std::size_t kFeedBytes = std::size_t{32} << 20U;
+  // More than the writer's largest content unit (8 MiB): a producer blocked on a full queue has
+  // then always announced every chunk the writer may wait for.
+  static constexpr std::size_t kFeedBytes = std::size_t{16} << 20U;
 
   // Producer side (the ingest's serial stage).
   Result<void> push(const IngestedSegment& segment) {
