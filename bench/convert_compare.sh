@@ -78,6 +78,7 @@ convert strata-gzip-to-zstd-chunked "$work/src" zstd:chunked "$work/strata-chunk
 convert strata-gzip-to-zstd-frames "$work/src" zstd "$work/strata-zstd-frames" "" --store-frames
 convert_warm strata-warm-gzip-to-zstd-frames "$work/src" zstd "$work/strata-zstd-warm" --store-frames
 convert_warm strata-warm-gzip-to-zstd-chunked "$work/src" zstd:chunked "$work/strata-chunked-warm"
+convert_warm strata-warm-gzip-to-zstd "$work/src" zstd "$work/strata-zstd-warm-plain"
 if [[ -n "${STRATA_BENCH_BASELINE:-}" ]]; then
   convert baseline-gzip-to-zstd "$work/src" zstd "$work/baseline-zstd" "$STRATA_BENCH_BASELINE"
   convert baseline-gzip-to-zstd-chunked "$work/src" zstd:chunked "$work/baseline-chunked" \
@@ -114,6 +115,10 @@ for label in ("strata-gzip-to-zstd-frames", "strata-warm-gzip-to-zstd-frames"):
     ratio(label, "skopeo-gzip-to-zstd")
     ratio(label, "pipe-gzip-to-zstd")
 ratio("strata-warm-gzip-to-zstd-chunked", "skopeo-gzip-to-zstd-chunked")
+ratio("strata-warm-gzip-to-zstd", "skopeo-gzip-to-zstd")
+# Issue "Fast pulls": zstd:chunked made faster than skopeo's plain gzip -> zstd.
+ratio("strata-gzip-to-zstd-chunked", "skopeo-gzip-to-zstd")
+ratio("strata-warm-gzip-to-zstd-chunked", "skopeo-gzip-to-zstd")
 sizes = {}
 for label, layout in (("strata zstd (whole stream)", "strata-zstd"),
                       ("strata zstd --store-frames", "strata-zstd-frames"),
