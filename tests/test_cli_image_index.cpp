@@ -19,17 +19,6 @@ namespace {
 
 using test::TempDir;
 
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-  ::pclose(pipe);
-  return out;
-}
-
 nlohmann::json run_json(const std::string& arguments) {
   const auto result = test::run_tool(arguments);
   EXPECT_EQ(result.exit_code, 0) << arguments << ": " << result.err;
@@ -135,7 +124,8 @@ void expect_blobs_hash_to_their_names(const std::string& layout) {
   std::size_t blobs = 0;
   for (const auto& entry : std::filesystem::directory_iterator(layout + "/blobs/sha256")) {
     const std::string name = entry.path().filename().string();
-    EXPECT_EQ(shell_output("sha256sum " + entry.path().string() + " | cut -c1-64"), name + "\n");
+    EXPECT_EQ(test::shell_output("sha256sum " + entry.path().string() + " | cut -c1-64"),
+              name + "\n");
     ++blobs;
   }
   EXPECT_GT(blobs, 0U);
@@ -270,7 +260,7 @@ TEST_F(ImageIndexCli, ConvertWithPlatformWritesOneImageManifest) {
 }
 
 TEST_F(ImageIndexCli, SkopeoReadsAndCopiesTheConvertedIndex) {
-  if (shell_output("command -v skopeo").empty()) GTEST_SKIP() << "skopeo is not installed";
+  if (test::shell_output("command -v skopeo").empty()) GTEST_SKIP() << "skopeo is not installed";
   // skopeo's caches and configuration stay inside the test's directory (as root, skopeo 1.9.3
   // still keeps its blob-info cache in /var/lib/containers/cache: it has no option for it).
   const std::string sandbox = temp_ / "skopeo";
@@ -287,7 +277,7 @@ TEST_F(ImageIndexCli, SkopeoReadsAndCopiesTheConvertedIndex) {
                   .exit_code,
               0);
     const auto raw = nlohmann::json::parse(
-        shell_output(environment + "skopeo inspect --raw oci:" + out + ":t"), nullptr, false);
+        test::shell_output(environment + "skopeo inspect --raw oci:" + out + ":t"), nullptr, false);
     ASSERT_FALSE(raw.is_discarded());
     EXPECT_EQ(raw["mediaType"], std::string(oci::kMediaTypeImageIndex));
     ASSERT_EQ(raw["manifests"].size(), entries);

@@ -89,4 +89,13 @@ void ProgressBar::update(std::uint64_t done) {
   std::fflush(stderr);
 }
 
+Result<std::optional<ChunkStore>> open_optional_store(const std::string& path) {
+  if (path.empty()) return std::optional<ChunkStore>();
+  StoreOptions options;
+  options.create_if_missing = true;
+  auto opened = ChunkStore::open(path, options);
+  if (!opened.ok()) return std::move(opened).error();
+  return std::optional<ChunkStore>(std::move(*opened));
+}
+
 }  // namespace strata::tool

@@ -1,11 +1,12 @@
 // Shared helpers of the strata tool: turning library errors into one line on stderr and an exit
-// code, reading files in blocks, a terminal progress bar, and human-readable sizes.
+// code, reading files in blocks, a terminal progress bar, human-readable sizes, opening --store.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "strata/strata.h"
@@ -29,6 +30,9 @@ Result<std::uint64_t> read_file_blocks(const std::string& path, std::size_t bloc
 
 // "12.3 MiB"
 std::string format_bytes(std::uint64_t bytes);
+
+// The store at `path` (created if missing), or none for an empty path (an optional --store).
+Result<std::optional<ChunkStore>> open_optional_store(const std::string& path);
 
 // A one-line progress bar on stderr, drawn only when stderr is a terminal.
 class ProgressBar {

@@ -233,14 +233,9 @@ int run_build(const BuildCommandOptions& options) {
   tar_options.mtime = *mtime;
   auto layout = oci::OciLayout::open_or_create(options.layout);
   if (!layout.ok()) return report_error(layout.error());
-  std::optional<ChunkStore> store;
-  if (!options.store.empty()) {
-    StoreOptions store_options;
-    store_options.create_if_missing = true;
-    auto opened = ChunkStore::open(options.store, store_options);
-    if (!opened.ok()) return report_error(opened.error());
-    store.emplace(std::move(*opened));
-  }
+  auto opened_store = open_optional_store(options.store);
+  if (!opened_store.ok()) return report_error(opened_store.error());
+  std::optional<ChunkStore>& store = *opened_store;
 
   const std::string created = rfc3339_utc(*mtime);
   oci::ImageConfig config;

@@ -23,14 +23,9 @@ int run_registry_pull(const RegistryPullOptions& options) {
     return report_error(
         make_error(ErrorCode::kInvalidArgument, "pull needs --store and/or --layout"));
   }
-  std::optional<ChunkStore> store;
-  if (!options.store.empty()) {
-    StoreOptions store_options;
-    store_options.create_if_missing = true;
-    auto opened = ChunkStore::open(options.store, store_options);
-    if (!opened.ok()) return report_error(opened.error());
-    store.emplace(std::move(*opened));
-  }
+  auto opened_store = open_optional_store(options.store);
+  if (!opened_store.ok()) return report_error(opened_store.error());
+  std::optional<ChunkStore>& store = *opened_store;
   std::optional<oci::OciLayout> layout;
   std::string tag = options.tag.empty() ? source->tag : options.tag;
   if (tag.empty()) tag = "latest";
