@@ -58,6 +58,7 @@ class ReadAheadRecipeReader {
   }
 
   Result<std::size_t> read(MutableByteSpan out) {
+    if (!failure_.ok()) return failure_.error();
     const auto& segments = recipe_.segments();
     while (used_ == current_.size()) {
       if (current_batch_ && segment_ == current_batch_->end_segment) {
@@ -70,7 +71,12 @@ class ReadAheadRecipeReader {
         current_batch_ = pending_.front().get();
         pending_.pop_front();
         fill_pipeline();
-        if (!current_batch_->status.ok()) return std::move(current_batch_->status).error();
+        if (!current_batch_->status.ok()) {
+          failure_ = current_batch_->status.error();  // every later read fails the same way
+          current_batch_.reset();
+          pending_.clear();
+        }
+        if (!failure_.ok()) return failure_.error();
         segment_ = current_batch_->first_segment;
       }
       const RecipeSegment& segment = segments[segment_];
@@ -165,6 +171,7 @@ class ReadAheadRecipeReader {
   std::unique_ptr<ReadAheadBatch> current_batch_;
   std::deque<std::unique_ptr<ReadAheadBatch>> retired_;  // the last two, for frame_of
   std::size_t segment_ = 0;  // next segment of current_batch_ to hand out
+  Result<void> failure_;
   ByteSpan current_;
   std::size_t used_ = 0;
   Sha256 hash_;
