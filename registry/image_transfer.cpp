@@ -281,8 +281,8 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         if (!fastpull::chunked_format_of(descriptor.annotations)) {
           layer.whole_reason = "not a chunked layer";
         } else if (store != nullptr && layout == nullptr && options.partial) {
-          auto partial = detail::pull_chunked_layer(
-              client, repository, descriptor, config->diff_ids[i], *store, layer);
+          auto partial = detail::pull_chunked_layer(client, repository, descriptor,
+                                                    config->diff_ids[i], *store, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;

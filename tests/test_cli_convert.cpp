@@ -253,9 +253,9 @@ TEST_F(ConvertCli, DamagedStoreStopsAConversionFromTheStoreOnly) {
       EXPECT_FALSE(converted->load_image("t").ok());
     }
   }
-  const auto result = test::run_tool("convert " + layout("gzip-v1") +
-                                     ":v1 --to zstd:chunked --layout " + path("third") +
-                                     " --tag t --store " + store);
+  const auto result =
+      test::run_tool("convert " + layout("gzip-v1") + ":v1 --to zstd:chunked --layout " +
+                     path("third") + " --tag t --store " + store);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const LoadedLayer layer = load_layer(path("third"), "t");
   EXPECT_EQ(test::shell_output("zstd -dc " + layer.blob_path + " | sha256sum | cut -c1-64"),
@@ -277,8 +277,8 @@ TEST_F(ConvertCli, ChunkedTargetsWrittenWhileIngestingEqualTheStoreExport) {
     std::vector<Digest> digests;
     std::vector<std::uint64_t> reused;
     for (const std::string options : {"", "", " --from-store"}) {  // cold, warm, from the store
-      const std::string out = path("out" + std::to_string(digests.size()) + "-" +
-                                   std::to_string(target.size()));
+      const std::string out =
+          path("out" + std::to_string(digests.size()) + "-" + std::to_string(target.size()));
       const auto result =
           test::run_tool("convert " + layout("gzip-v2") + ":v2 --to " + target + options +
                          " --layout " + out + " --tag t --json --store " + store);
