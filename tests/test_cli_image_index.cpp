@@ -260,7 +260,9 @@ TEST_F(ImageIndexCli, ConvertWithPlatformWritesOneImageManifest) {
 }
 
 TEST_F(ImageIndexCli, SkopeoReadsAndCopiesTheConvertedIndex) {
-  if (test::shell_output("command -v skopeo").empty()) GTEST_SKIP() << "skopeo is not installed";
+  // scripts/install-deps.sh installs skopeo: without it this check must fail, not vanish.
+  ASSERT_FALSE(test::shell_output("command -v skopeo").empty())
+      << "skopeo is not installed (scripts/install-deps.sh)";
   // skopeo's caches and configuration stay inside the test's directory (as root, skopeo 1.9.3
   // still keeps its blob-info cache in /var/lib/containers/cache: it has no option for it).
   const std::string sandbox = temp_ / "skopeo";

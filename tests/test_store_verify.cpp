@@ -35,7 +35,8 @@ struct Damage {
 };
 
 TEST(StoreVerify, ReportsIndexRowsThatDisagreeWithTheRecipes) {
-  if (!sqlite3_installed()) GTEST_SKIP() << "sqlite3 is not installed";
+  // scripts/install-deps.sh installs sqlite3: without it this check must fail, not vanish.
+  ASSERT_TRUE(sqlite3_installed()) << "sqlite3 is not installed (scripts/install-deps.sh)";
   const std::vector<Damage> damages = {
       {"layer size", "UPDATE layers SET size = size + 1", "recipe adds up to"},
       {"layer_chunks row lost",

@@ -56,19 +56,16 @@ Result<StoreHandle> StoreHandle::open(const std::string& store, const RemoteStor
 }
 
 int run_remote_ls(registry::RemoteStore& remote, bool json) {
-  nlohmann::json list = nlohmann::json::array();
+  std::vector<LayerRecord> layers;
   for (const registry::CatalogueLayer& layer : remote.catalogue().layers) {
-    if (json) {
-      list.push_back({{"diff_id", layer.diff_id.to_string()},
-                      {"layer_digest", layer.layer_digest.to_string()},
-                      {"media_type", layer.media_type},
-                      {"size", layer.size},
-                      {"created", layer.created_unix_seconds}});
-    } else {
-      std::printf("%s  %10s  %s\n", layer.diff_id.to_string().c_str(),
-                  format_bytes(layer.size).c_str(), layer.media_type.c_str());
-    }
+    layers.push_back(LayerRecord{layer.diff_id,
+                                 layer.layer_digest,
+                                 layer.media_type,
+                                 {},
+                                 layer.size,
+                                 layer.created_unix_seconds});
   }
+  const nlohmann::json list = list_layers_output(layers, json);
   if (json) {
     std::cout
         << nlohmann::json{{"generation", remote.catalogue().generation}, {"layers", list}}.dump(2)

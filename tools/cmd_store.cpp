@@ -227,16 +227,12 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
   return kExitOk;
 }
 
-int run_ls(const StoreCommandOptions& common) {
-  auto handle = open_store(common, false);
-  if (!handle.ok()) return report_error(handle.error());
-  if (handle->remote() != nullptr) return run_remote_ls(*handle->remote(), common.json);
-  ChunkStore* store = &handle->store();
-  auto layers = store->list_layers();
-  if (!layers.ok()) return report_error(layers.error());
+}  // namespace
+
+nlohmann::json list_layers_output(const std::vector<LayerRecord>& layers, bool json) {
   nlohmann::json list = nlohmann::json::array();
-  for (const LayerRecord& layer : *layers) {
-    if (common.json) {
+  for (const LayerRecord& layer : layers) {
+    if (json) {
       list.push_back({{"diff_id", layer.diff_id.to_string()},
                       {"layer_digest", layer.layer_digest.to_string()},
                       {"media_type", layer.media_type},
@@ -247,6 +243,19 @@ int run_ls(const StoreCommandOptions& common) {
                   format_bytes(layer.size).c_str(), layer.media_type.c_str());
     }
   }
+  return list;
+}
+
+namespace {
+
+int run_ls(const StoreCommandOptions& common) {
+  auto handle = open_store(common, false);
+  if (!handle.ok()) return report_error(handle.error());
+  if (handle->remote() != nullptr) return run_remote_ls(*handle->remote(), common.json);
+  ChunkStore* store = &handle->store();
+  auto layers = store->list_layers();
+  if (!layers.ok()) return report_error(layers.error());
+  const nlohmann::json list = list_layers_output(*layers, common.json);
   if (common.json) print_json({{"layers", list}});
   return kExitOk;
 }

@@ -5,8 +5,10 @@
 
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "strata/remote_store.h"
 
@@ -34,6 +36,9 @@ class StoreHandle {
   std::optional<ChunkStore> local_;
   std::optional<registry::RemoteStore> remote_;
 };
+
+// `ls` output for local and remote stores alike: one line per layer, or (json) the list returned.
+nlohmann::json list_layers_output(const std::vector<LayerRecord>& layers, bool json);
 
 int run_remote_ls(registry::RemoteStore& remote, bool json);
 int run_remote_stats(registry::RemoteStore& remote, bool json);
