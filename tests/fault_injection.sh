@@ -116,7 +116,9 @@ for ((i = 1; i <= iterations; i++)); do
   fi
   [[ $status == 0 || $status == 137 ]] || fail "round $i: ingest exited $status: $(cat "$work/ingest.err")"
   ((status == 0)) && finished=$((finished + 1))
-  [[ -d $store ]] || continue
+  # A kill before the store's index.db exists leaves a directory that is not a store yet (verify
+  # says so; the next ingest creates the store in it), so only a store with an index is checked.
+  [[ -f $store/index.db ]] || continue
   check_store "$store" "$work/seen" "$work/listing"
   cp "$work/listing" "$work/seen"
   # Once all three layers are in, ingests only dedup: every seventh round starts a fresh store
