@@ -519,6 +519,22 @@ Result<LayerRecord> ChunkStore::find_layer(const Digest& digest) const {
   return layer_from_row(*statement, true);
 }
 
+Result<LayerRecord> ChunkStore::find_layer_by_diff_id(const Digest& diff_id) const {
+  std::lock_guard lock(impl_->db_mutex);
+  auto statement = impl_->db.prepare(
+      "SELECT diff_id, layer_digest, media_type, size, created, recipe FROM layers "
+      "WHERE diff_id = ?1");
+  if (!statement.ok()) return std::move(statement).error();
+  statement->bind_blob(1, blob_of(diff_id));
+  auto row = statement->step();
+  if (!row.ok()) return std::move(row).error();
+  if (!*row) {
+    return make_error(ErrorCode::kNotFound,
+                      "layer with diff_id " + diff_id.to_string() + " is not in the store");
+  }
+  return layer_from_row(*statement, true);
+}
+
 Result<std::vector<LayerRecord>> ChunkStore::list_layers() const {
   std::lock_guard lock(impl_->db_mutex);
   auto statement = impl_->db.prepare(

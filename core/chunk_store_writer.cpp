@@ -248,15 +248,24 @@ struct StoreWriter::Session {
   }
 
   // Remembers which blob a layer arrived in, so find_layer answers to every blob digest of it.
+  // Callers pass only a blob digest they hashed (docs/THREAT_MODEL.md), so it replaces whatever
+  // an older strata filed under that digest without checking it (a partial pull recorded the
+  // manifest's word): a whole, verified pull of the honest blob heals such a store.
   Result<void> record_blob_locked(const LayerRecord& layer) {
     if (layer.layer_digest == layer.diff_id || layer.layer_digest == Digest()) return {};
     auto insert = store->db.prepare(
-        "INSERT OR IGNORE INTO layer_blobs(blob_digest, diff_id, media_type) VALUES(?, ?, ?)");
+        "INSERT OR REPLACE INTO layer_blobs(blob_digest, diff_id, media_type) VALUES(?, ?, ?)");
     if (!insert.ok()) return std::move(insert).error();
     insert->bind_blob(1, blob_of(layer.layer_digest));
     insert->bind_blob(2, blob_of(layer.diff_id));
     insert->bind_text(3, layer.media_type);
-    return insert->run();
+    STRATA_TRY(insert->run());
+    auto demote = store->db.prepare(
+        "UPDATE layers SET layer_digest = diff_id WHERE layer_digest = ? AND diff_id != ?");
+    if (!demote.ok()) return std::move(demote).error();
+    demote->bind_blob(1, blob_of(layer.layer_digest));
+    demote->bind_blob(2, blob_of(layer.diff_id));
+    return demote->run();
   }
 
   // Best effort on destruction: seal registered packs, delete the lease, and remove a pack file no

@@ -347,7 +347,7 @@ class StorePull {
     }
     LayerRecord record;
     record.diff_id = diff_id;
-    record.layer_digest = options_.layer_digest.value_or(diff_id);
+    record.layer_digest = diff_id;  // the blob's digest is unverified here (StorePullOptions)
     record.media_type =
         options_.media_type.empty() ? std::string(oci::kMediaTypeLayerTar) : options_.media_type;
     record.recipe = serialize_recipe(recipe);
@@ -639,6 +639,24 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   if (options.zstd_level < 1 || options.zstd_level > 19) {
     return make_error(ErrorCode::kInvalidArgument,
                       "zstd level " + std::to_string(options.zstd_level) + " is outside 1..19");
+  }
+  // The plan's sizes come from the TOC: held to the planner's limits again here (a plan built with
+  // other options, or by hand) before a byte is fetched or a zero generated.
+  const PullPlanOptions limits;
+  std::uint64_t chunk_bytes = 0;
+  for (const BlobPiece& piece : plan.pieces) {
+    if (!piece.is_chunk && !piece.chunk_prefix) continue;
+    if (piece.zeros && piece.chunk_size > limits.max_zeros_chunk_bytes) {
+      return make_error(ErrorCode::kLimitExceeded, "zeros chunk of '" + piece.name.substr(0, 256) +
+                                                       "' is " + std::to_string(piece.chunk_size) +
+                                                       " bytes, over the limit");
+    }
+    if (piece.chunk_size > limits.max_tar_bytes - chunk_bytes) {
+      return make_error(
+          ErrorCode::kLimitExceeded,
+          "TOC chunks add up to more than " + std::to_string(limits.max_tar_bytes) + " bytes");
+    }
+    chunk_bytes += piece.chunk_size;
   }
   auto batches = batches_of(plan, options);
   if (!batches) return std::move(batches).error();

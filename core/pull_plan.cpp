@@ -41,8 +41,10 @@ struct PlannedChunk {
   std::uint64_t file_size = 0;
 };
 
-Result<std::vector<PlannedChunk>> chunks_of(const ChunkedLayerToc& layer) {
+Result<std::vector<PlannedChunk>> chunks_of(const ChunkedLayerToc& layer,
+                                            const PullPlanOptions& options) {
   std::vector<PlannedChunk> chunks;
+  std::uint64_t content_bytes = 0;  // file content the TOC claims, checked before anything runs
   const TocEntry* file = nullptr;
   std::size_t file_first = 0;
   std::uint64_t file_done = 0;
@@ -79,6 +81,13 @@ Result<std::vector<PlannedChunk>> chunks_of(const ChunkedLayerToc& layer) {
     const bool is_chunk = entry.type == "chunk";
     if (!is_chunk) STRATA_TRY(close_file());
     if (entry.type == "reg" && entry.size != 0) {
+      if (entry.size > options.max_tar_bytes - content_bytes) {
+        return make_error(ErrorCode::kLimitExceeded,
+                          "TOC files add up to more than " + std::to_string(options.max_tar_bytes) +
+                              " bytes (at '" + entry.name.substr(0, 256) + "', " +
+                              std::to_string(entry.size) + " bytes)");
+      }
+      content_bytes += entry.size;
       file = &entry;
       file_first = chunks.size();
       file_done = 0;
@@ -105,6 +114,12 @@ Result<std::vector<PlannedChunk>> chunks_of(const ChunkedLayerToc& layer) {
     }
     chunk.digest = entry.chunk_digest;
     chunk.zeros = entry.chunk_type == "zeros";
+    if (chunk.zeros && chunk.size > options.max_zeros_chunk_bytes) {
+      return make_error(ErrorCode::kLimitExceeded,
+                        "TOC zeros chunk of '" + entry.name.substr(0, 256) + "' is " +
+                            std::to_string(chunk.size) + " bytes, over the " +
+                            std::to_string(options.max_zeros_chunk_bytes) + "-byte limit");
+    }
     file_done += chunk.size;
     chunks.push_back(std::move(chunk));
   }
@@ -273,7 +288,7 @@ Result<void> decode_blob_piece(ChunkedFormat format, ByteSpan bytes, std::uint64
 
 Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
                            const PullPlanOptions& options) {
-  auto chunks = chunks_of(layer);
+  auto chunks = chunks_of(layer, options);
   if (!chunks) return std::move(chunks).error();
   PullPlan plan;
   plan.format = layer.format;

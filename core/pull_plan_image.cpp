@@ -153,7 +153,6 @@ Result<PullReport> pull_image(ChunkStore& store, const std::string& source, std:
       return out;
     };
     StorePullOptions store_options;
-    store_options.layer_digest = layers[i].digest;
     store_options.media_type = layers[i].media_type;
     auto pulled = pull_chunked_layer_into_store(store, *toc, *planned, fetch_batch, plan.diff_id,
                                                 store_options);

@@ -6,7 +6,8 @@
 // single ranges where a registry does not do multi-range), verifies every chunk, every file and
 // the diff_id as the pieces stream by, and commits the layer from the TOC's chunks (zstd:chunked
 // frames stored as fetched). Range answers cannot be checked against the blob digest; the
-// per-chunk digests and the diff_id are what make them safe to use.
+// per-chunk digests and the diff_id are what make them safe to use, and the layer is filed under
+// its diff_id only: the blob digest the manifest names is never recorded (docs/THREAT_MODEL.md).
 #include "registry/chunked_layer_pull.h"
 
 #include "strata/fastpull.h"
@@ -62,7 +63,6 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
     return fetched;
   };
   fastpull::StorePullOptions options;
-  options.layer_digest = descriptor.digest;
   options.media_type = descriptor.media_type;
   auto pulled =
       fastpull::pull_chunked_layer_into_store(store, *toc, *plan, fetch_batch, diff_id, options);

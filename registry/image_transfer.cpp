@@ -269,7 +269,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         // Layers the store already holds are not fetched again (unless a layout wants the blob).
         if (store != nullptr && layout == nullptr) {
           std::lock_guard lock(store_mutex);
-          if (auto known = store->find_layer(config->diff_ids[i]); known.ok()) {
+          if (auto known = store->find_layer_by_diff_id(config->diff_ids[i]); known.ok()) {
             layer.already_present = true;
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
             if (progress) progress(TransferProgress{now, total});

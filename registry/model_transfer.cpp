@@ -558,14 +558,26 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
     } cleanup{partial};
 
     const auto index = indexes->by_blob.find(layer.digest);
-    if (store.find_layer(layer.digest).ok()) {
+    // A weight file is stored as a layer whose diff_id is the file's own digest (it is not
+    // compressed), so only a layer filed under that diff_id can stand for it, and what the store
+    // gives back is hashed again before it lands under the manifest's name.
+    if (store.find_layer_by_diff_id(layer.digest).ok()) {
       file.already_stored = true;
       const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd < 0) return make_error(ErrorCode::kIo, "cannot create " + partial);
       Fd out(fd);
-      auto exported = export_layer_tar(
-          store, layer.digest, [&](ByteSpan bytes) { return write_all(fd, bytes, partial); });
+      Sha256 exported_hash;
+      auto exported = export_layer_tar(store, layer.digest, [&](ByteSpan bytes) {
+        exported_hash.update(bytes);
+        return write_all(fd, bytes, partial);
+      });
       if (!exported.ok()) return std::move(exported).error();
+      if (const Digest got = exported_hash.finish(); got != layer.digest) {
+        return make_error(ErrorCode::kDigestMismatch,
+                          "model file '" + file.path + "': the store's copy of " +
+                              layer.digest.to_string() + " hashes to " + got.to_string() +
+                              " (run strata verify on the store)");
+      }
     } else if (index != indexes->by_blob.end() && index->second.blob_size == layer.size) {
       file.indexed = true;
       file.chunks = index->second.chunks.size();

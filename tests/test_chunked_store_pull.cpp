@@ -188,18 +188,21 @@ TEST(ChunkedStorePull, EveryFixtureLayerExportsItsDiffIdAndVerifies) {
     SCOPED_TRACE(layer.key);
     StoreDir dir;
     ChunkStore store = dir.open();
-    StorePullOptions options;
-    options.layer_digest = sha256_of(layer.blob);
-    const Pulled pulled = pull(store, layer, options);
+    const Pulled pulled = pull(store, layer);
     ASSERT_TRUE(pulled.report.ok()) << pulled.report.error().to_string();
     EXPECT_EQ(pulled.report->diff_id, layer.diff_id);
     EXPECT_GT(pulled.report->entries_checked, 10U);
     EXPECT_EQ(pulled.report->fetched_bytes, pulled.plan.fetch_bytes);
     EXPECT_EQ(pulled.log.bytes, pulled.plan.fetch_bytes);
     EXPECT_EQ(exported_diff_id(store, layer.diff_id), layer.diff_id);
-    auto by_blob = store.find_layer(*options.layer_digest);
-    ASSERT_TRUE(by_blob.ok()) << by_blob.error().to_string();
-    EXPECT_EQ(by_blob->diff_id, layer.diff_id);
+    // Only some of the blob's bytes were fetched, so its digest was never checked: the layer is
+    // filed under its diff_id alone, never under the blob digest (docs/THREAT_MODEL.md).
+    auto by_blob = store.find_layer(sha256_of(layer.blob));
+    ASSERT_FALSE(by_blob.ok());
+    EXPECT_EQ(by_blob.error().code, ErrorCode::kNotFound);
+    auto by_diff_id = store.find_layer_by_diff_id(layer.diff_id);
+    ASSERT_TRUE(by_diff_id.ok()) << by_diff_id.error().to_string();
+    EXPECT_EQ(by_diff_id->layer_digest, layer.diff_id);
     auto verified = store.verify();
     ASSERT_TRUE(verified.ok()) << verified.error().to_string();
     EXPECT_TRUE(verified->clean());
@@ -423,6 +426,70 @@ TEST(ChunkedStorePull, AChunkOverTheStoreLimitIsStoredInPieces) {
   auto verified = store.verify();
   ASSERT_TRUE(verified.ok());
   EXPECT_TRUE(verified->clean());
+}
+
+// A hostile TOC (issue 20, hole 5): sizes come only from the TOC, and "zeros" chunks are made
+// locally, so a TOC claiming a 2^50-byte file of zeros made the store pull generate zeros for
+// days. The planner now refuses it before anything is fetched or generated (the registry pull then
+// fetches the layer whole, under the decompression cap), and so does the store pull when handed
+// such a plan directly.
+TEST(ChunkedStorePull, AHostileTocWithPetabytesOfZerosIsRefusedBeforeAnythingRuns) {
+  const MadeTar made = make_tar(17, 1, 70'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok()) << toc.error().to_string();
+  const std::uint64_t huge = std::uint64_t{1} << 50U;
+  TocEntry zeros;
+  zeros.type = "reg";
+  zeros.name = "dir/huge-zeros";
+  zeros.size = huge;
+  zeros.chunk_type = "zeros";
+  zeros.digest = sha256_of(std::vector<std::uint8_t>(16, 0));
+  ChunkedLayerToc hostile = *toc;
+  hostile.toc.entries.push_back(zeros);
+  auto planned = plan_pull(hostile, {});
+  ASSERT_FALSE(planned.ok());
+  EXPECT_EQ(planned.error().code, ErrorCode::kLimitExceeded);
+  EXPECT_NE(planned.error().message.find("dir/huge-zeros"), std::string::npos)
+      << planned.error().message;
+
+  // One zeros chunk over the per-chunk limit, in a file the total allows, is refused too.
+  PullPlanOptions small;
+  small.max_zeros_chunk_bytes = 4096;
+  ChunkedLayerToc hole = *toc;
+  zeros.size = 8192;
+  zeros.digest = sha256_of(std::vector<std::uint8_t>(8192, 0));
+  hole.toc.entries.insert(hole.toc.entries.begin(), zeros);
+  auto hole_plan = plan_pull(hole, {}, small);
+  ASSERT_FALSE(hole_plan.ok());
+  EXPECT_EQ(hole_plan.error().code, ErrorCode::kLimitExceeded);
+  auto default_plan = plan_pull(hole, {});  // 8 KiB of zeros is fine under the default limits
+  EXPECT_TRUE(default_plan.ok()) << default_plan.error().to_string();
+
+  // A plan made by hand with the same shape: the store pull refuses it before fetching anything.
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  BlobPiece forged;
+  forged.is_chunk = true;
+  forged.zeros = true;
+  forged.local = true;
+  forged.chunk_size = huge;
+  forged.name = "dir/huge-zeros";
+  forged.digest = *zeros.digest;
+  PullPlan hostile_plan = *plan;
+  hostile_plan.pieces.push_back(forged);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  BatchLog log;
+  auto pulled = pull_chunked_layer_into_store(store, *toc, hostile_plan,
+                                              batch_fetcher(layer.blob, log), layer.diff_id, {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.error().code, ErrorCode::kLimitExceeded) << pulled.error().to_string();
+  EXPECT_EQ(log.calls, 0U);
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
 }
 
 }  // namespace

@@ -265,6 +265,12 @@ struct PullPlanOptions {
   // With a tar-split (current zstd:chunked), tar headers and padding come from it: only chunk
   // frames are fetched, as c/storage does.
   bool headers_from_tar_split = true;
+  // Sizes in a TOC are the registry's word, not facts (docs/THREAT_MODEL.md): a TOC whose files
+  // add up to more than this, or with a "zeros" chunk (bytes made locally, never fetched) larger
+  // than max_zeros_chunk_bytes, is refused before anything is fetched or generated. The caller
+  // then fetches the layer whole, where the decompression cap (LayerSourceOptions) applies.
+  std::uint64_t max_tar_bytes = std::uint64_t{64} << 30U;         // as a whole layer's cap
+  std::uint64_t max_zeros_chunk_bytes = std::uint64_t{1} << 30U;  // a 1 GiB hole per chunk
 };
 
 struct PullPlan {
@@ -324,9 +330,11 @@ struct StorePullOptions {
   // The fetcher is then called from that thread, never two calls at once.
   bool prefetch = true;
   int zstd_level = 3;  // for chunks that cannot keep their fetched frame
-  // Recorded with the layer: the blob it was pulled from (find_layer then knows it by that digest
-  // too) and its media type; unset: the diff_id and a plain tar.
-  std::optional<Digest> layer_digest;
+  // Recorded with the layer: the media type of the blob it was pulled from (unset: a plain tar).
+  // The blob's own digest is never recorded: a partial pull sees only some of the blob's bytes, so
+  // that digest is unverified and must not become a key the store answers to (a hostile registry
+  // could otherwise file its content under another image's blob digest; docs/THREAT_MODEL.md).
+  // The layer is known by its diff_id, which the pull hashed.
   std::string media_type;
 };
 

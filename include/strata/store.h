@@ -206,6 +206,10 @@ class ChunkStore {
   // Finds a layer by diff_id, or by the digest of any blob it was ingested from (a gzip and a
   // zstd:chunked blob of the same tar are the same layer).
   Result<LayerRecord> find_layer(const Digest& digest) const;
+  // Finds a layer by its diff_id only (the SHA-256 of the tar, hashed by whoever stored it). Pulls
+  // use this: a digest named by a manifest or config must match what the store hashed, never a
+  // blob digest row (docs/THREAT_MODEL.md).
+  Result<LayerRecord> find_layer_by_diff_id(const Digest& diff_id) const;
   Result<std::vector<LayerRecord>> list_layers() const;  // recipes left empty, by creation order
   Result<StoreStats> stats() const;
 
