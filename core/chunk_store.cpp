@@ -13,6 +13,7 @@
 // writes replacement packs as temp + fsync + rename + directory fsync before switching rows.
 // Reads never trust the index alone: every record is checksummed, decoded, length-checked and
 // re-hashed (P4).
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 
@@ -297,11 +299,74 @@ Result<ChunkLocation> ChunkStore::Impl::lookup_chunk(const Digest& digest) const
   return location;
 }
 
+Result<std::string> ChunkStore::Impl::pack_path(const std::string& name) const {
+  if (!pack_file::is_pack_file_name(name, true)) {
+    std::string shown = name.substr(0, 200);
+    std::replace(shown.begin(), shown.end(), '\0', '?');
+    return make_error(ErrorCode::kCorruptInput,
+                      "'" + shown + "' is not a pack file name this store makes (packs/" +
+                          "<16 hex>-<n>.pack or packs/gc-<16 hex>.pack)");
+  }
+  return packs_dir + "/" + name;
+}
+
+namespace {
+
+Error pack_io_error(const std::string& what, const std::string& path, int error_number) {
+  return make_error(error_number == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                    what + " '" + path + "': " + std::strerror(error_number));
+}
+
+}  // namespace
+
+Result<pack_file::FileDescriptor> ChunkStore::Impl::open_pack(const std::string& name) const {
+  auto path = pack_path(name);
+  if (!path.ok()) return std::move(path).error();
+  const int fd = ::openat(packs_fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return make_error(ErrorCode::kNotFound, "file '" + *path + "' does not exist");
+    }
+    return pack_io_error("cannot open", *path, errno);
+  }
+  return pack_file::FileDescriptor(fd);
+}
+
+Result<pack_file::FileDescriptor> ChunkStore::Impl::create_pack(const std::string& name) const {
+  auto path = pack_path(name);
+  if (!path.ok()) return std::move(path).error();
+  const int fd = ::openat(packs_fd.get(), name.c_str(),
+                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return make_error(ErrorCode::kIo, "cannot create '" + *path + "': " + std::strerror(errno));
+  return pack_file::FileDescriptor(fd);
+}
+
+Result<bool> ChunkStore::Impl::unlink_pack(const std::string& name) const {
+  auto path = pack_path(name);
+  if (!path.ok()) return std::move(path).error();
+  if (::unlinkat(packs_fd.get(), name.c_str(), 0) == 0) return true;
+  if (errno == ENOENT) return false;
+  return make_error(ErrorCode::kIo, "cannot remove '" + *path + "': " + std::strerror(errno));
+}
+
+Result<void> ChunkStore::Impl::rename_pack(const std::string& from, const std::string& to) const {
+  auto from_path = pack_path(from);
+  if (!from_path.ok()) return std::move(from_path).error();
+  auto to_path = pack_path(to);
+  if (!to_path.ok()) return std::move(to_path).error();
+  if (::renameat(packs_fd.get(), from.c_str(), packs_fd.get(), to.c_str()) != 0) {
+    return make_error(ErrorCode::kIo, "cannot rename '" + *from_path + "' to '" + *to_path +
+                                          "': " + std::strerror(errno));
+  }
+  return {};
+}
+
 Result<std::shared_ptr<pack_file::FileDescriptor>> ChunkStore::Impl::pack_reader(
     const std::string& name) const {
   std::lock_guard lock(pack_fd_mutex);
   if (auto found = pack_fds.find(name); found != pack_fds.end()) return found->second;
-  auto opened = pack_file::open_for_reading(pack_path(name));
+  auto opened = open_pack(name);
   if (!opened.ok()) return std::move(opened).error();
   if (pack_fds.size() >= kMaxCachedPackReaders) pack_fds.clear();
   auto reader = std::make_shared<pack_file::FileDescriptor>(std::move(*opened));
@@ -328,7 +393,7 @@ Result<std::vector<std::uint8_t>> ChunkStore::Impl::read_record(
   std::vector<std::uint8_t> record(pack_record::record_size(location.stored_length));
   auto read = pack_file::read_exact_at(**reader, location.offset,
                                        MutableByteSpan(record.data(), record.size()),
-                                       pack_path(location.pack_name));
+                                       packs_dir + "/" + location.pack_name);
   if (!read.ok()) {
     return make_error(read.error().code,
                       describe_chunk(digest, location) + ": " + read.error().message);
@@ -396,6 +461,12 @@ Result<ChunkStore> ChunkStore::open(const std::string& path, const StoreOptions&
   } else if (!path_exists(impl->packs_dir)) {
     return make_error(ErrorCode::kCorruptInput, "chunk store '" + path + "' has no packs/ folder");
   }
+  const int packs_fd = ::open(impl->packs_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (packs_fd < 0) {
+    return make_error(ErrorCode::kIo,
+                      "cannot open '" + impl->packs_dir + "': " + std::strerror(errno));
+  }
+  impl->packs_fd = pack_file::FileDescriptor(packs_fd);
 
   auto database = store_index::Database::open(impl->index_path, options.create_if_missing,
                                               options.busy_timeout_ms);

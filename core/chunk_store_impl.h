@@ -79,9 +79,18 @@ struct ChunkStore::Impl {
   mutable std::mutex pack_fd_mutex;
   mutable std::unordered_map<std::string, std::shared_ptr<pack_file::FileDescriptor>> pack_fds;
 
-  [[nodiscard]] std::string pack_path(const std::string& name) const {
-    return packs_dir + "/" + name;
-  }
+  // packs/, opened once (O_PATH): every pack file is reached relative to it.
+  pack_file::FileDescriptor packs_fd;
+
+  // The one door from a pack file name (a packs row, a packs/ entry, or one just generated) to a
+  // file: kCorruptInput unless pack_file::is_pack_file_name accepts it (".tmp" allowed), so a row
+  // named "../x" never becomes a path. The operations act relative to packs_fd and never follow
+  // a symlink. pack_path is the checked path, for messages and fsync bookkeeping.
+  [[nodiscard]] Result<std::string> pack_path(const std::string& name) const;
+  Result<pack_file::FileDescriptor> open_pack(const std::string& name) const;    // read-only
+  Result<pack_file::FileDescriptor> create_pack(const std::string& name) const;  // O_EXCL
+  Result<bool> unlink_pack(const std::string& name) const;  // false: it did not exist
+  Result<void> rename_pack(const std::string& from, const std::string& to) const;
 
   // Reloads `known` (all rows when the generation moved, else rows newer than known_max_id).
   // Caller holds db_mutex.

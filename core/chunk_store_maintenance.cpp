@@ -97,7 +97,7 @@ Result<void> check_pack_header(const ChunkStore::Impl& store, const std::string&
   if (!reader.ok()) return {};
   std::array<std::uint8_t, pack_record::kFileHeaderSize> header{};
   auto read = pack_file::read_exact_at(**reader, 0, MutableByteSpan(header.data(), header.size()),
-                                       store.pack_path(name));
+                                       store.packs_dir + "/" + name);
   Result<void> checked =
       read.ok() ? pack_record::check_file_header(ByteSpan(header.data(), header.size()))
                 : std::move(read);
@@ -194,6 +194,18 @@ Result<VerifyReport> ChunkStore::verify() {
       Row entry{digest_from_blob(chunks->column_blob(0)), location_from_row(*chunks, 1), true};
       entry.pack_known = !entry.location.pack_name.empty();
       rows.push_back(std::move(entry));
+    }
+    auto named = db.prepare("SELECT id, name FROM packs ORDER BY id");
+    if (!named.ok()) return std::move(named).error();
+    while (true) {
+      auto row = named->step();
+      if (!row.ok()) return std::move(row).error();
+      if (!*row) break;
+      auto path = impl_->pack_path(named->column_text(1));
+      if (!path.ok()) {
+        report.problems.push_back("packs row " + std::to_string(named->column_int(0)) + ": " +
+                                  path.error().message);
+      }
     }
     auto counted = db.prepare("SELECT digest, COUNT(*) FROM layer_chunks GROUP BY digest");
     if (!counted.ok()) return std::move(counted).error();
@@ -422,13 +434,9 @@ class PackCompactor {
 
   Result<void> finish() {
     if (!output_.valid()) return {};
-    const std::string temporary = output_path_ + ".tmp";
-    STRATA_TRY(pack_file::sync_file(output_, temporary));
+    STRATA_TRY(pack_file::sync_file(output_, output_path_ + ".tmp"));
     output_ = pack_file::FileDescriptor();
-    if (::rename(temporary.c_str(), output_path_.c_str()) != 0) {
-      return make_error(ErrorCode::kIo,
-                        "cannot rename '" + temporary + "': " + std::strerror(errno));
-    }
+    STRATA_TRY(store_.rename_pack(output_name_ + ".tmp", output_name_));
     STRATA_TRY(pack_file::sync_directory(store_.packs_dir));
 
     std::vector<const PackRow*> emptied;
@@ -484,7 +492,8 @@ class PackCompactor {
     std::uint64_t released = 0;
     for (const PackRow* source : emptied) {
       store_.drop_pack_reader(source->name);
-      if (::unlink(store_.pack_path(source->name).c_str()) == 0) {
+      // As before the names were checked: a file that cannot be removed stays for the next gc.
+      if (auto unlinked = store_.unlink_pack(source->name); unlinked.ok() && *unlinked) {
         released += file_sizes_[source->name];
       }
     }
@@ -505,8 +514,10 @@ class PackCompactor {
 
   Result<void> start_output() {
     output_name_ = "gc-" + pack_file::random_hex_token() + ".pack";
-    output_path_ = store_.pack_path(output_name_);
-    auto created = pack_file::create_exclusive(output_path_ + ".tmp");
+    auto path = store_.pack_path(output_name_);
+    if (!path.ok()) return std::move(path).error();
+    output_path_ = std::move(*path);
+    auto created = store_.create_pack(output_name_ + ".tmp");
     if (!created.ok()) return std::move(created).error();
     output_ = std::move(*created);
     const std::vector<std::uint8_t> header = pack_record::encode_file_header();
@@ -582,6 +593,22 @@ Result<GcReport> ChunkStore::gc() {
       pack.live_stored_bytes = static_cast<std::uint64_t>(select->column_int(5));
       packs.push_back(std::move(pack));
     }
+    // A name that is not one the store makes ("../victim.pack": a damaged or planted row) would
+    // turn an unlink into one outside packs/: refuse the whole run, rolling back what it did.
+    std::string refused;
+    for (const PackRow& pack : packs) {
+      if (pack_file::is_pack_file_name(pack.name, false)) continue;
+      std::string shown = pack.name.substr(0, 200);
+      std::replace(shown.begin(), shown.end(), '\0', '?');
+      refused +=
+          (refused.empty() ? "row " : ", row ") + std::to_string(pack.id) + " '" + shown + "'";
+    }
+    if (!refused.empty()) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "index.db: packs " + refused +
+                            ": not pack file names this store makes; gc changed nothing "
+                            "(strata store verify lists the damage)");
+    }
     auto drop_pack = db.prepare("DELETE FROM packs WHERE id = ?");
     if (!drop_pack.ok()) return std::move(drop_pack).error();
     for (const PackRow& pack : packs) {
@@ -604,6 +631,8 @@ Result<GcReport> ChunkStore::gc() {
   for (const PackRow& pack : packs) indexed.insert(pack.name);
   for (const auto& file : *listing) {
     if (indexed.count(file.name) != 0) continue;
+    // Files the store did not make are not its to delete.
+    if (!pack_file::is_pack_file_name(file.name, true)) continue;
     const bool temporary = ends_with(file.name, ".tmp");
     if (!temporary && live_leases.count(lease_of_pack_name(file.name)) != 0) continue;
     unlink_names.push_back(file.name);
@@ -612,7 +641,7 @@ Result<GcReport> ChunkStore::gc() {
   bool removed_any = false;
   for (const std::string& name : unlink_names) {
     store.drop_pack_reader(name);
-    if (::unlink(store.pack_path(name).c_str()) == 0) {
+    if (auto unlinked = store.unlink_pack(name); unlinked.ok() && *unlinked) {
       removed_any = true;
       report.bytes_freed += file_sizes[name];
     }

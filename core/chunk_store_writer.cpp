@@ -41,6 +41,7 @@ struct StoreWriter::Session {
   // A pack this session writes. Its row is inserted by the first commit that references it.
   struct OpenPack {
     std::string name;
+    std::string path;  // store->pack_path(name), for messages
     pack_file::FileDescriptor file;
     std::uint64_t size = 0;    // bytes appended (buffered or written)
     std::uint64_t synced = 0;  // bytes known durable
@@ -67,7 +68,7 @@ struct StoreWriter::Session {
     return error;
   }
 
-  std::string pack_path(const OpenPack& pack) const { return store->pack_path(pack.name); }
+  static const std::string& pack_path(const OpenPack& pack) { return pack.path; }
 
   Result<void> flush_buffer() {
     if (buffer.empty()) return {};
@@ -82,7 +83,10 @@ struct StoreWriter::Session {
   Result<void> start_pack() {
     OpenPack pack;
     pack.name = lease_id + "-" + std::to_string(next_pack_number++) + ".pack";
-    auto created = pack_file::create_exclusive(store->pack_path(pack.name));
+    auto path = store->pack_path(pack.name);
+    if (!path.ok()) return poison(std::move(path).error());
+    pack.path = std::move(*path);
+    auto created = store->create_pack(pack.name);
     if (!created.ok()) return poison(std::move(created).error());
     pack.file = std::move(*created);
     buffer = pack_record::encode_file_header();
@@ -294,7 +298,7 @@ struct StoreWriter::Session {
     if (!remove->run().ok()) return;
     if (!transaction.commit().ok()) return;
     for (const OpenPack& pack : packs) {
-      if (!pack.registered) ::unlink(pack_path(pack).c_str());
+      if (!pack.registered) (void)store->unlink_pack(pack.name);
     }
   }
 };

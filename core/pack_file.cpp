@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -157,6 +158,33 @@ std::string random_hex_token() {
     std::memcpy(bytes.data(), &mix, bytes.size());
   }
   return to_hex(ByteSpan(bytes.data(), bytes.size()));
+}
+
+namespace {
+
+bool is_lower_hex(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+bool is_pack_file_name(std::string_view name, bool allow_temporary) {
+  if (allow_temporary && name.ends_with(".tmp")) name.remove_suffix(4);
+  if (!name.ends_with(".pack")) return false;
+  name.remove_suffix(5);
+  constexpr std::size_t kTokenSize = 16;
+  if (name.starts_with("gc-")) {
+    name.remove_prefix(3);
+    return name.size() == kTokenSize && is_lower_hex(name);
+  }
+  // "<lease>-<n>": n is a session's pack counter (an int).
+  if (name.size() < kTokenSize + 2 || name.size() > kTokenSize + 11 || name[kTokenSize] != '-') {
+    return false;
+  }
+  const std::string_view number = name.substr(kTokenSize + 1);
+  return is_lower_hex(name.substr(0, kTokenSize)) &&
+         std::all_of(number.begin(), number.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 }  // namespace strata::pack_file

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "strata/buffer.h"
@@ -61,5 +62,11 @@ Result<std::vector<DirectoryEntry>> list_directory(const std::string& path);
 
 // 16 random lowercase hex characters from the OS entropy source, for names no process repeats.
 std::string random_hex_token();
+
+// Whether `name` is a pack file name the store makes (docs/STORE.md): "<lease>-<n>.pack" (an
+// ingest session's; lease = 16 lowercase hex digits, n decimal) or "gc-<16 hex>.pack" (gc's), and
+// with `allow_temporary` also gc's "<that>.tmp" being written. Anything else, "../x" included,
+// is never turned into a path under packs/.
+bool is_pack_file_name(std::string_view name, bool allow_temporary);
 
 }  // namespace strata::pack_file

@@ -148,14 +148,14 @@ Result<RootDirectory> RootDirectory::open(const std::string& directory, bool cre
 }
 
 Result<ResolvedParent> RootDirectory::resolve_parent(const std::vector<std::string>& components,
-                                                     bool create_missing) const {
+                                                     bool create_missing, Symlinks symlinks) const {
   if (components.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "the root directory has no parent");
   }
   std::vector<FileDescriptor> opened;  // opened[i]: the directory named by names[0..i]
   std::vector<std::string> names;
   std::deque<std::string> pending(components.begin(), components.end() - 1);
-  int symlinks = 0;
+  int followed = 0;
   const auto current = [&] { return opened.empty() ? root_.get() : opened.back().get(); };
   const auto where = [&](const std::string& name) {
     std::string path = join_components(names);
@@ -197,7 +197,11 @@ Result<ResolvedParent> RootDirectory::resolve_parent(const std::vector<std::stri
       return make_error(ErrorCode::kCorruptInput,
                         quoted(where(name)) + " is in the way: not a directory");
     }
-    if (++symlinks > kMaxSymlinks) {
+    if (symlinks == Symlinks::kRefuse) {
+      return make_error(ErrorCode::kUnsafePath, quoted(where(name)) + " under '" + path_ +
+                                                    "' is a symbolic link (refused)");
+    }
+    if (++followed > kMaxSymlinks) {
       return make_error(ErrorCode::kUnsafePath,
                         "too many symbolic links resolving '" + join_components(components) + "'");
     }
@@ -223,6 +227,50 @@ Result<ResolvedParent> RootDirectory::resolve_parent(const std::vector<std::stri
   parent.directory_path = join_components(names);
   parent.name = components.back();
   return parent;
+}
+
+Result<PrivateDirectory> PrivateDirectory::create(const std::string& parent,
+                                                  std::string_view prefix) {
+  const int parent_fd = ::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (parent_fd < 0) return io_error("cannot open directory", parent, errno);
+  PrivateDirectory made;
+  made.parent_ = FileDescriptor(parent_fd);
+  // 64 random bits per try: a clash means someone is guessing; a few more tries, then give up.
+  constexpr int kAttempts = 8;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    std::string name(prefix);
+    name += pack_file::random_hex_token();
+    if (::mkdirat(parent_fd, name.c_str(), 0700) != 0) {
+      if (errno == EEXIST) continue;
+      return io_error("cannot create directory", parent + "/" + name, errno);
+    }
+    made.name_ = name;
+    made.path_ = parent + "/" + name;
+    const int fd =
+        ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return io_error("cannot open directory", made.path_, errno);
+    made.directory_ = FileDescriptor(fd);
+    return made;
+  }
+  return make_error(ErrorCode::kIo, "cannot create a fresh directory in '" + parent + "': " +
+                                        std::to_string(kAttempts) + " random names all taken");
+}
+
+PrivateDirectory::~PrivateDirectory() {
+  if (parent_.valid() && !name_.empty()) (void)remove_tree_at(parent_.get(), name_);
+}
+
+Result<void> rename_into(int from_directory, const std::string& from_name, const ResolvedParent& to,
+                         const std::string& shown) {
+  struct stat info {};
+  if (::fstatat(to.directory.get(), to.name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0 &&
+      !S_ISREG(info.st_mode)) {
+    return make_error(ErrorCode::kUnsafePath, quoted(shown) + " exists and is not a regular file");
+  }
+  if (::renameat(from_directory, from_name.c_str(), to.directory.get(), to.name.c_str()) != 0) {
+    return io_error("cannot move a file into place at", shown, errno);
+  }
+  return {};
 }
 
 Result<void> remove_tree_at(int directory_fd, const std::string& name) {

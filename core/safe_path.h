@@ -27,6 +27,12 @@ Result<std::vector<std::string>> split_relative_path(std::string_view path, std:
 // Components joined with '/' ("" for the root).
 std::string join_components(const std::vector<std::string>& components);
 
+// What resolve_parent does with a symbolic link met on the way.
+enum class Symlinks {
+  kResolveInRoot,  // follow it, as if the root were "/" (layer unpack: links are content)
+  kRefuse,         // kUnsafePath (model pull: a link in --out is never part of a file path)
+};
+
 // The directory that holds a path's last component, resolved under the root.
 struct ResolvedParent {
   FileDescriptor directory;    // opened O_PATH | O_DIRECTORY
@@ -43,17 +49,50 @@ class RootDirectory {
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
   // Resolves every component but the last of a non-empty `components` under the root, following
-  // symlinks inside it (at most 255 of them) and creating missing directories (mode 0755) when
-  // `create_missing` is set. A component that exists and is neither a directory nor a symlink is
-  // kUnsafePath when it is a file in the way, kNotFound when missing and not created.
+  // symlinks inside it (at most 255 of them; with Symlinks::kRefuse any symlink is kUnsafePath)
+  // and creating missing directories (mode 0755) when `create_missing` is set. A component that
+  // exists and is neither a directory nor a symlink is kCorruptInput (a file in the way),
+  // kNotFound when missing and not created.
   Result<ResolvedParent> resolve_parent(const std::vector<std::string>& components,
-                                        bool create_missing) const;
+                                        bool create_missing,
+                                        Symlinks symlinks = Symlinks::kResolveInRoot) const;
 
  private:
   RootDirectory() = default;
   FileDescriptor root_;
   std::string path_;
 };
+
+// A directory no one else can have prepared, for files in flight (downloads): created under
+// `parent` with a random name and mode 0700 the way mkdtemp(3) does (never an existing one, so a
+// name planted in a shared directory such as /tmp cannot be reused), held by descriptor, and
+// removed with all it holds when destroyed.
+class PrivateDirectory {
+ public:
+  // `parent` must exist; the name is `prefix` followed by 16 random hex digits.
+  static Result<PrivateDirectory> create(const std::string& parent, std::string_view prefix);
+  PrivateDirectory(PrivateDirectory&&) noexcept = default;
+  PrivateDirectory& operator=(PrivateDirectory&&) = delete;
+  PrivateDirectory(const PrivateDirectory&) = delete;
+  PrivateDirectory& operator=(const PrivateDirectory&) = delete;
+  ~PrivateDirectory();
+
+  [[nodiscard]] int fd() const noexcept { return directory_.get(); }
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+ private:
+  PrivateDirectory() = default;
+  FileDescriptor parent_;
+  FileDescriptor directory_;
+  std::string name_;
+  std::string path_;
+};
+
+// Moves the file `from_name` in `from_directory` to `to` (renameat: a symlink at either end is
+// never followed; an existing regular file is replaced). A target that exists and is not a
+// regular file is kUnsafePath. `shown` names the target in errors.
+Result<void> rename_into(int from_directory, const std::string& from_name, const ResolvedParent& to,
+                         const std::string& shown);
 
 // Removes `name` in `directory_fd`, recursing into directories, never following a symlink.
 // A name that does not exist is not an error.

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/safe_path.h"
 #include "registry/chunked_layer_pull.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
@@ -232,23 +233,18 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                           std::to_string(manifest->layers.size()) + " layers");
   }
 
+  // Downloads in flight go to a fresh private directory (mode 0700, a random name made like
+  // mkdtemp's, never one that already exists: another user cannot have planted it, or a symlink
+  // in it), removed with its contents when the pull ends.
   std::error_code fs_error;
-  const std::filesystem::path work =
-      std::filesystem::path(options.work_directory.empty()
-                                ? std::filesystem::temp_directory_path(fs_error).string()
-                                : options.work_directory) /
-      ("strata-pull-" + std::to_string(::getpid()) + "-" + resolved->digest.hex().substr(0, 12));
-  std::filesystem::create_directories(work, fs_error);
-  if (fs_error) {
-    return make_error(ErrorCode::kIo, work.string() + ": cannot create: " + fs_error.message());
-  }
-  struct Cleanup {
-    std::filesystem::path path;
-    ~Cleanup() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  } cleanup{work};
+  const std::string work_parent = options.work_directory.empty()
+                                      ? std::filesystem::temp_directory_path(fs_error).string()
+                                      : options.work_directory;
+  if (fs_error) return make_error(ErrorCode::kIo, "no temporary directory: " + fs_error.message());
+  std::filesystem::create_directories(work_parent, fs_error);
+  auto work_directory = safe_path::PrivateDirectory::create(work_parent, "strata-pull-");
+  if (!work_directory.ok()) return std::move(work_directory).error();
+  const std::filesystem::path work = work_directory->path();
 
   PullReport report;
   report.manifest_digest = resolved->digest;

@@ -14,10 +14,11 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <random>
+#include <optional>
 #include <set>
 
 #include "core/model_weight_ingest.h"
+#include "core/safe_path.h"
 #include "strata/engine.h"
 #include "strata/model_artifact.h"
 #include "strata/recipe.h"
@@ -188,38 +189,27 @@ Result<void> check_relative_path(const std::string& path) {
   return {};
 }
 
-// Creates the parent directories of `relative` under `root`, refusing symbolic links on the way
-// (a link planted in the output directory must not redirect a write).
-Result<std::string> prepare_output_path(const std::string& root, const std::string& relative) {
-  std::string current = root;
-  std::size_t start = 0;
-  while (true) {
-    const auto slash = relative.find('/', start);
-    if (slash == std::string::npos) break;
-    current.push_back('/');
-    current.append(relative, start, slash - start);
-    struct stat info {};
-    if (::lstat(current.c_str(), &info) == 0) {
-      if (!S_ISDIR(info.st_mode)) {
-        return make_error(ErrorCode::kUnsafePath,
-                          current + " exists and is not a directory (symbolic links refused)");
-      }
-    } else if (::mkdir(current.c_str(), 0755) != 0 && errno != EEXIST) {
-      return make_error(ErrorCode::kIo, "cannot create " + current + ": " + std::strerror(errno));
-    }
-    start = slash + 1;
+// The directory under --out that will hold `relative` (checked by check_relative_path), created
+// as needed and resolved from a descriptor of --out one component at a time with O_NOFOLLOW: a
+// symbolic link anywhere on the way is refused (core/safe_path.h), so a link planted in --out,
+// or a directory swapped for one while the pull runs, cannot redirect a write.
+Result<safe_path::ResolvedParent> output_parent(const safe_path::RootDirectory& root,
+                                                const std::string& relative) {
+  auto components = safe_path::split_relative_path(relative, "model file path");
+  if (!components.ok()) return std::move(components).error();
+  auto parent = root.resolve_parent(*components, true, safe_path::Symlinks::kRefuse);
+  if (!parent.ok()) {
+    return make_error(parent.error().code,
+                      "model file '" + relative + "': " + parent.error().message);
   }
-  const std::string target = root + "/" + relative;
   struct stat info {};
-  if (::lstat(target.c_str(), &info) == 0 && !S_ISREG(info.st_mode)) {
-    return make_error(ErrorCode::kUnsafePath, target + " exists and is not a regular file");
+  if (::fstatat(parent->directory.get(), parent->name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0 &&
+      !S_ISREG(info.st_mode)) {
+    return make_error(ErrorCode::kUnsafePath, "model file '" + relative + "' under '" +
+                                                  root.path() +
+                                                  "' exists and is not a regular file");
   }
-  return target;
-}
-
-std::string temporary_path(const std::string& directory, const std::string& stem) {
-  std::random_device device;
-  return directory + "/." + stem + "." + std::to_string(device()) + ".partial";
+  return parent;
 }
 
 struct FoundIndexes {
@@ -511,16 +501,24 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
   if (!indexes.ok()) return std::move(indexes).error();
   report.referrers = indexes->source;
 
-  const std::string work_directory =
-      options.out_directory.empty() ? fs::temp_directory_path().string() : options.out_directory;
+  // Files are assembled in a fresh private directory (core/safe_path.h PrivateDirectory: never a
+  // name planted in advance), inside --out so that moving them into place is a rename on one file
+  // system, else in the temp directory; it goes, with anything left in it, when the pull ends.
+  std::optional<safe_path::RootDirectory> out_root;
+  std::string work_parent = options.out_directory;
   if (!options.out_directory.empty()) {
+    auto root = safe_path::RootDirectory::open(options.out_directory, true);
+    if (!root.ok()) return std::move(root).error();
+    out_root.emplace(std::move(*root));
+  } else {
     std::error_code error;
-    fs::create_directories(options.out_directory, error);
+    work_parent = fs::temp_directory_path(error).string();
     if (error) {
-      return make_error(ErrorCode::kIo,
-                        "cannot create " + options.out_directory + ": " + error.message());
+      return make_error(ErrorCode::kIo, "no temporary directory: " + error.message());
     }
   }
+  auto work = safe_path::PrivateDirectory::create(work_parent, ".strata-model-pull-");
+  if (!work.ok()) return std::move(work).error();
   // Check every path before writing anything.
   std::vector<std::string> paths;
   std::set<std::string> seen;
@@ -540,15 +538,13 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
     PulledModelFile file;
     file.path = paths[l];
     file.descriptor = layer;
-    std::string target;
-    if (!options.out_directory.empty()) {
-      auto prepared = prepare_output_path(options.out_directory, file.path);
-      if (!prepared.ok()) return std::move(prepared).error();
-      target = std::move(*prepared);
+    if (out_root) {
+      // Refused before the download, and again (the directory may have changed) before the move.
+      auto parent = output_parent(*out_root, file.path);
+      if (!parent.ok()) return std::move(parent).error();
     }
-    const std::string partial = temporary_path(
-        options.out_directory.empty() ? work_directory : fs::path(target).parent_path().string(),
-        layer.digest.hex().substr(0, 16));
+    const std::string partial_name = "file-" + std::to_string(l);
+    const std::string partial = work->path() + "/" + partial_name;
     struct Cleanup {
       std::string path;
       ~Cleanup() {
@@ -563,7 +559,8 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
     // gives back is hashed again before it lands under the manifest's name.
     if (store.find_layer_by_diff_id(layer.digest).ok()) {
       file.already_stored = true;
-      const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      const int fd = ::openat(work->fd(), partial_name.c_str(),
+                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
       if (fd < 0) return make_error(ErrorCode::kIo, "cannot create " + partial);
       Fd out(fd);
       Sha256 exported_hash;
@@ -598,11 +595,11 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
       }
     }
     report.bytes_fetched += file.bytes_fetched;
-    if (!target.empty()) {
-      if (::rename(partial.c_str(), target.c_str()) != 0) {
-        return make_error(ErrorCode::kIo, "cannot rename " + partial + " to " + target + ": " +
-                                              std::strerror(errno));
-      }
+    if (out_root) {
+      auto parent = output_parent(*out_root, file.path);
+      if (!parent.ok()) return std::move(parent).error();
+      STRATA_TRY(safe_path::rename_into(work->fd(), partial_name, *parent,
+                                        options.out_directory + "/" + file.path));
     }
     report.files.push_back(std::move(file));
   }
