@@ -1,18 +1,14 @@
-// Where image and model pulls put files, against a small registry in this process (raw sockets on
-// 127.0.0.1, one request per connection, answers looked up by path; Range is ignored, so every
-// blob comes whole with a 200). Image pull: the download directory is a fresh private one, never
+// Where image and model pulls put files, against a small registry in this process (the
+// hostile-registry fixture, answers looked up by path; Range is ignored, so every blob comes
+// whole with a 200). Image pull: the download directory is a fresh private one, never
 // a predictable name another user could have planted a symlink in, and it is gone afterwards.
 // Model pull: file paths that leave --out ('..', absolute, through a symlinked directory, or
 // through a directory swapped for a symlink while the pull runs) never get a byte written
 // outside --out. Rests on registry/image_transfer.cpp and registry/model_transfer.cpp using
 // core/safe_path.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -20,11 +16,11 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include "strata/model_artifact.h"
 #include "strata/registry.h"
 #include "strata/strata.h"
+#include "tests/hostile_registry.h"
 #include "tests/layer_fixtures.h"
 
 namespace strata {
@@ -33,6 +29,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // Answers GET and HEAD by path; `before` runs in the server thread before the answer is sent.
+// Answers GET and HEAD by path over the shared fixture (tests/hostile_registry.h); `before` runs
+// in the server thread before a GET is answered.
 class LoopbackRegistry {
  public:
   struct Route {
@@ -41,26 +39,14 @@ class LoopbackRegistry {
     std::function<void()> before;
   };
 
-  LoopbackRegistry() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener_, 16);
-    socklen_t length = sizeof address;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-  }
-  ~LoopbackRegistry() {
-    ::shutdown(listener_, SHUT_RDWR);
-    ::close(listener_);
-    if (thread_.joinable()) thread_.join();
-  }
+  LoopbackRegistry() = default;
   LoopbackRegistry(const LoopbackRegistry&) = delete;
   LoopbackRegistry& operator=(const LoopbackRegistry&) = delete;
 
-  void add(const std::string& path, Route route) { routes_[path] = std::move(route); }
+  void add(const std::string& path, Route route) {
+    std::lock_guard lock(mutex_);
+    routes_[path] = std::move(route);
+  }
   // A blob under /v2/<repository>/blobs/<digest>; returns its digest.
   Digest add_blob(const std::string& repository, const std::string& bytes,
                   std::function<void()> before = {}) {
@@ -70,59 +56,40 @@ class LoopbackRegistry {
     return digest;
   }
   void start() {
-    thread_ = std::thread([this] { serve(); });
+    server_ = std::make_unique<testing::HostileRegistry>(
+        [this](const testing::SeenRequest& request) { return answer(request); });
   }
-  [[nodiscard]] std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] std::string host() const { return server_->host(); }
 
   static ByteSpan as_bytes(const std::string& text) {
     return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
   }
 
  private:
-  void serve() {
-    while (true) {
-      const int connection = ::accept(listener_, nullptr, nullptr);
-      if (connection < 0) break;
-      std::string request;
-      char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        const ssize_t n = ::recv(connection, buffer, sizeof buffer, 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<std::size_t>(n));
-      }
-      const std::size_t space = request.find(' ');
-      const std::string method = request.substr(0, space);
-      const std::size_t end = request.find(' ', space + 1);
-      const std::string path =
-          space == std::string::npos ? std::string() : request.substr(space + 1, end - space - 1);
-      std::string answer;
-      const auto found = routes_.find(path);
+  testing::Reply answer(const testing::SeenRequest& request) {
+    Route route;
+    {
+      std::lock_guard lock(mutex_);
+      const auto found = routes_.find(request.target);
       if (found == routes_.end()) {
-        const std::string body = R"({"errors":[{"code":"NOT_FOUND","message":"no"}]})";
-        answer = "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: " +
-                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-      } else {
-        if (found->second.before && method == "GET") found->second.before();
-        answer = "HTTP/1.1 200 OK\r\nContent-Type: " + found->second.content_type +
-                 "\r\nContent-Length: " + std::to_string(found->second.body.size()) +
-                 "\r\nConnection: close\r\n\r\n";
-        if (method != "HEAD") answer += found->second.body;
+        testing::Reply missing;
+        missing.status = 404;
+        missing.headers = {{"Content-Type", "application/json"}};
+        missing.body = R"({"errors":[{"code":"NOT_FOUND","message":"no"}]})";
+        return missing;
       }
-      std::size_t sent = 0;
-      while (sent < answer.size()) {
-        const ssize_t n =
-            ::send(connection, answer.data() + sent, answer.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        sent += static_cast<std::size_t>(n);
-      }
-      ::close(connection);
+      route = found->second;
     }
+    if (route.before && request.method == "GET") route.before();
+    testing::Reply reply;
+    reply.headers = {{"Content-Type", route.content_type}};
+    reply.body = std::move(route.body);
+    return reply;
   }
 
+  std::mutex mutex_;
   std::map<std::string, Route> routes_;
-  int listener_ = -1;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
+  std::unique_ptr<testing::HostileRegistry> server_;  // last: stops before the routes go
 };
 
 registry::ClientOptions quick_options() {
