@@ -178,8 +178,15 @@ int run_export(const StoreCommandOptions& common, const std::string& layer,
   int fd = STDOUT_FILENO;
   std::string temp_path;
   if (output != "-") {
-    temp_path = output + ".strata-tmp";
-    fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // A fresh name opened O_EXCL (mkostemp): never a file or symlink someone planted beside the
+    // output (docs/THREAT_MODEL.md); mode as a plain create would give it.
+    temp_path = output + ".strata-tmp-XXXXXX";
+    fd = ::mkostemp(temp_path.data(), O_CLOEXEC);
+    if (fd >= 0) {
+      const mode_t mask = ::umask(0);
+      ::umask(mask);
+      ::fchmod(fd, 0644 & ~mask);
+    }
     if (fd < 0) {
       return report_error(
           make_error(ErrorCode::kIo, "cannot create '" + temp_path + "': " + std::strerror(errno)));
