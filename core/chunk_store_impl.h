@@ -14,18 +14,11 @@
 #include <vector>
 
 #include "core/chunk_store_index.h"
+#include "core/digest_hash.h"
 #include "core/pack_file.h"
 #include "strata/store.h"
 
 namespace strata {
-
-struct DigestHash {
-  std::size_t operator()(const Digest& digest) const noexcept {
-    std::size_t value = 0;
-    std::memcpy(&value, digest.bytes().data(), sizeof(value));
-    return value;
-  }
-};
 
 struct ChunkFingerprintHash {
   std::size_t operator()(const ChunkFingerprint& fingerprint) const noexcept {

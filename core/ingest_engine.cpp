@@ -24,20 +24,18 @@
 #include <vector>
 
 #include "core/byte_group_codec.h"
+#include "core/digest_hash.h"
 #include "core/entry_content_chunker.h"
 #include "core/layer_recipe_builder.h"
 #include "formats/byte_source.h"
 #include "formats/layer_source.h"
 #include "formats/tar_reader.h"
 #include "strata/engine.h"
+#include "strata/oci.h"
 #include "strata/recipe.h"
 
 namespace strata {
 namespace {
-
-constexpr std::string_view kMediaTypeTar = "application/vnd.oci.image.layer.v1.tar";
-constexpr std::string_view kMediaTypeTarGzip = "application/vnd.oci.image.layer.v1.tar+gzip";
-constexpr std::string_view kMediaTypeTarZstd = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 // Thread time of one pipeline step, accumulated from any thread.
 class StepClock {
@@ -212,14 +210,6 @@ class LayerSegmenter {
   bool done_ = false;
 };
 
-struct DigestHash {
-  std::size_t operator()(const Digest& digest) const noexcept {
-    std::size_t value = 0;
-    std::memcpy(&value, digest.bytes().data(), sizeof value);
-    return value;
-  }
-};
-
 }  // namespace
 
 unsigned resolve_pipeline_threads(unsigned requested) {
@@ -233,11 +223,11 @@ namespace {
 
 std::string media_type_for(LayerCompression compression) {
   switch (compression) {
-    case LayerCompression::kGzip: return std::string(kMediaTypeTarGzip);
-    case LayerCompression::kZstd: return std::string(kMediaTypeTarZstd);
+    case LayerCompression::kGzip: return std::string(oci::kMediaTypeLayerTarGzip);
+    case LayerCompression::kZstd: return std::string(oci::kMediaTypeLayerTarZstd);
     case LayerCompression::kNone: break;
   }
-  return std::string(kMediaTypeTar);
+  return std::string(oci::kMediaTypeLayerTar);
 }
 
 Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<LayerSource> source,

@@ -3,7 +3,8 @@
 // format. tar, tar+gzip and tar+zstd are encoded from the tar stream as the ingest records it (the
 // bytes its recipe replays, checked by the same diff_id); with ConvertOptions::from_store, and for
 // the chunked formats, the layer is written from its recipe afterwards, with the store's zstd
-// frames copied as zstd:chunked chunk frames (DESIGN.md §1.6), read ahead by worker threads.
+// frames copied as zstd:chunked chunk frames (DESIGN.md §1.6), read ahead by worker threads
+// through the one recipe reader (core/recipe_reader.h).
 // Memory does not grow with the layer. The tar is unchanged, so diff_ids, the config and its
 // history stay byte for byte; the manifest gets the new layer descriptors
 // (shared/specs/layer-formats.md §1.4 annotations, §3 manifest). A tag naming an index converts
@@ -12,13 +13,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <future>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 
+#include "core/recipe_reader.h"
 #include "core/recipe_tar_chunks.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
@@ -29,158 +29,15 @@
 namespace strata::fastpull {
 namespace {
 
-constexpr std::uint64_t kReadAheadBatchBytes = std::uint64_t{4} << 20U;
-
-// One batch of recipe segments read ahead: each chunk's stored frame and its decoded bytes.
-struct ReadAheadBatch {
-  std::size_t first_segment = 0;
-  std::size_t end_segment = 0;
-  std::vector<std::vector<std::uint8_t>> raw;     // one per segment (empty for raw segments)
-  std::vector<std::vector<std::uint8_t>> frames;  // the stored zstd frame, when the codec is zstd
-  Result<void> status;
-};
-
-// Pulls the tar out of a recipe for the chunked writers while worker threads read and decode the
-// next batches (about 4 MiB each, `depth` of them ahead): the writer's thread only hashes and
-// writes. Memory is bounded by the batches in flight, whatever the layer size. Each stored record
-// is read once: its frame is kept for the writer to reuse. Chunks are checked by the record
+// The recipe read for the chunked writers: batches read ahead by worker threads, one per thread
+// and one more, so every core can decode while the writer's thread only hashes and writes
+// (decoding a batch takes about half as long as writing it). Chunks are checked by the record
 // checksum and their length; their content as a whole by the diff_id the writer computes, which
-// the caller compares with the recipe's before committing (a per-chunk SHA-256 would repeat it).
-class ReadAheadRecipeReader {
- public:
-  ReadAheadRecipeReader(const ChunkStore& store, const Recipe& recipe, unsigned depth,
-                        bool hash_tar)
-      : store_(store), recipe_(recipe), depth_(std::max(1U, depth)), hash_tar_(hash_tar) {}
-  ReadAheadRecipeReader(const ReadAheadRecipeReader&) = delete;
-  ReadAheadRecipeReader& operator=(const ReadAheadRecipeReader&) = delete;
-  ~ReadAheadRecipeReader() {
-    for (auto& pending : pending_) pending.wait();
-  }
-
-  Result<std::size_t> read(MutableByteSpan out) {
-    if (!failure_.ok()) return failure_.error();
-    const auto& segments = recipe_.segments();
-    while (used_ == current_.size()) {
-      if (current_batch_ && segment_ == current_batch_->end_segment) {
-        retired_.push_back(std::move(current_batch_));
-        if (retired_.size() > 2) retired_.pop_front();
-      }
-      if (!current_batch_) {
-        fill_pipeline();
-        if (pending_.empty()) return std::size_t{0};
-        current_batch_ = pending_.front().get();
-        pending_.pop_front();
-        fill_pipeline();
-        if (!current_batch_->status.ok()) {
-          failure_ = current_batch_->status.error();  // every later read fails the same way
-          current_batch_.reset();
-          pending_.clear();
-        }
-        if (!failure_.ok()) return failure_.error();
-        segment_ = current_batch_->first_segment;
-      }
-      const RecipeSegment& segment = segments[segment_];
-      current_ = segment.kind == RecipeSegmentKind::kRaw
-                     ? recipe_.raw_of(segment)
-                     : ByteSpan(current_batch_->raw[segment_ - current_batch_->first_segment]);
-      ++segment_;
-      used_ = 0;
-    }
-    const std::size_t n = std::min(out.size(), current_.size() - used_);
-    std::copy_n(current_.begin() + static_cast<std::ptrdiff_t>(used_), n, out.begin());
-    if (hash_tar_) hash_.update(ByteSpan(out.data(), n));
-    used_ += n;
-    return n;
-  }
-
-  // The stored zstd frame of a chunk read lately (the writer asks right after reading it), or
-  // nothing: the writer then compresses the chunk itself.
-  std::vector<std::uint8_t> frame_of(const Digest& digest) const {
-    const auto search = [&](const ReadAheadBatch& batch) -> const std::vector<std::uint8_t>* {
-      for (std::size_t i = batch.first_segment; i < batch.end_segment; ++i) {
-        const RecipeSegment& segment = recipe_.segments()[i];
-        if (segment.kind == RecipeSegmentKind::kChunk && segment.digest == digest) {
-          return &batch.frames[i - batch.first_segment];
-        }
-      }
-      return nullptr;
-    };
-    if (current_batch_) {
-      if (const auto* frame = search(*current_batch_)) return *frame;
-    }
-    for (auto batch = retired_.rbegin(); batch != retired_.rend(); ++batch) {
-      if (const auto* frame = search(**batch)) return *frame;
-    }
-    return {};
-  }
-
-  // SHA-256 of the bytes read so far (the layer's diff_id once all are read; hash_tar only).
-  Digest finish() { return hash_.finish(); }
-
- private:
-  void fill_pipeline() {
-    const auto& segments = recipe_.segments();
-    while (pending_.size() < depth_ && next_segment_ < segments.size()) {
-      auto batch = std::make_unique<ReadAheadBatch>();
-      batch->first_segment = next_segment_;
-      std::uint64_t bytes = 0;
-      while (next_segment_ < segments.size() && bytes < kReadAheadBatchBytes) {
-        bytes += segments[next_segment_].length;
-        ++next_segment_;
-      }
-      batch->end_segment = next_segment_;
-      pending_.push_back(std::async(std::launch::async, [this, batch = std::move(batch)]() mutable {
-        read_batch(*batch);
-        return std::move(batch);
-      }));
-    }
-  }
-
-  void read_batch(ReadAheadBatch& batch) const {
-    const std::size_t count = batch.end_segment - batch.first_segment;
-    batch.raw.resize(count);
-    batch.frames.resize(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      const RecipeSegment& segment = recipe_.segments()[batch.first_segment + i];
-      if (segment.kind != RecipeSegmentKind::kChunk) continue;
-      auto stored = store_.read_stored_chunk(segment.digest);
-      if (!stored) {
-        batch.status = std::move(stored).error();
-        return;
-      }
-      auto raw = decompress_chunk(stored->codec, stored->bytes, segment.length);
-      if (!raw || raw->size() != segment.length) {
-        batch.status =
-            make_error(ErrorCode::kCorruptInput,
-                       "chunk " + segment.digest.to_string() + " does not decode to the " +
-                           std::to_string(segment.length) + " bytes the recipe expects" +
-                           (raw ? std::string() : ": " + raw.error().message));
-        return;
-      }
-      batch.raw[i] = std::move(*raw);
-      if (stored->codec == Codec::kZstd) batch.frames[i] = std::move(stored->bytes);
-    }
-  }
-
-  const ChunkStore& store_;
-  const Recipe& recipe_;
-  const std::size_t depth_;
-  const bool hash_tar_;
-  std::size_t next_segment_ = 0;  // first segment not yet handed to a worker
-  std::deque<std::future<std::unique_ptr<ReadAheadBatch>>> pending_;
-  std::unique_ptr<ReadAheadBatch> current_batch_;
-  std::deque<std::unique_ptr<ReadAheadBatch>> retired_;  // the last two, for frame_of
-  std::size_t segment_ = 0;  // next segment of current_batch_ to hand out
-  Result<void> failure_;
-  ByteSpan current_;
-  std::size_t used_ = 0;
-  Sha256 hash_;
-};
-
-// Batches read ahead of the chunked writers: one per thread and one more, so every core can decode
-// while the writer works (decoding a batch takes about half as long as writing it).
-unsigned read_ahead_depth(const ConvertOptions& options) {
-  return std::max(2U, resolve_pipeline_threads(options.threads) + 1);
+// is compared with the recipe's before committing.
+RecipeReaderOptions read_ahead_options(const ConvertOptions& options) {
+  RecipeReaderOptions read;
+  read.read_ahead = std::max(2U, resolve_pipeline_threads(options.threads) + 1);
+  return read;
 }
 
 Result<void> check_diff_id(const Digest& written, const Digest& diff_id) {
@@ -473,7 +330,8 @@ Result<LayerConversion> write_layer(ChunkStore& store, const oci::OciLayout& inp
       write.frames_only = from_store_frames;
       write.level = options.level.value_or(3);
       const std::vector<TarChunk> chunks = tar_chunks_of(*recipe);
-      ReadAheadRecipeReader reader(store, *recipe, read_ahead_depth(options), false);
+      RecipeReader reader(*recipe, store_chunks(store, StoreChunkCheck::kDecodeWithFrame),
+                          read_ahead_options(options));
       auto written = stream_zstd_chunked_layer(
           [&](MutableByteSpan out) { return reader.read(out); }, chunks,
           [&](const Digest& digest, ByteSpan) -> Result<std::vector<std::uint8_t>> {
@@ -492,19 +350,25 @@ Result<LayerConversion> write_layer(ChunkStore& store, const oci::OciLayout& inp
       write.format = ChunkedFormat::kEstargz;
       write.level = options.level.value_or(3);
       const std::vector<TarChunk> chunks = tar_chunks_of(*recipe);
-      ReadAheadRecipeReader reader(store, *recipe, read_ahead_depth(options), true);
-      auto written = stream_estargz_layer([&](MutableByteSpan out) { return reader.read(out); },
-                                          chunks, write, sink);
+      RecipeReader reader(*recipe, store_chunks(store, StoreChunkCheck::kDecodeWithFrame),
+                          read_ahead_options(options));
+      Sha256 tar_hash;
+      const auto read_hashed = [&](MutableByteSpan out) -> Result<std::size_t> {
+        auto got = reader.read(out);
+        if (got) tar_hash.update(ByteSpan(out.data(), *got));
+        return got;
+      };
+      auto written = stream_estargz_layer(read_hashed, chunks, write, sink);
       if (!written) return std::move(written).error();
       // The eStargz tar is a new one (it drops what follows the end blocks); the tar read from
       // the store must still be the layer's, so the rest is read and hashed too.
       std::vector<std::uint8_t> rest(std::size_t{1} << 16U);
       for (;;) {
-        auto got = reader.read(rest);
+        auto got = read_hashed(rest);
         if (!got) return std::move(got).error();
         if (*got == 0) break;
       }
-      STRATA_TRY(check_diff_id(reader.finish(), diff_id));
+      STRATA_TRY(check_diff_id(tar_hash.finish(), diff_id));
       auto committed = blob->commit(written->media_type);
       if (!committed) return std::move(committed).error();
       descriptor = std::move(*committed);

@@ -14,13 +14,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <thread>
 
+#include "core/file_io.h"
 #include "core/safe_path.h"
 #include "formats/byte_source.h"
 #include "formats/layer_source.h"
@@ -37,11 +37,6 @@ using safe_path::RootDirectory;
 
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueWhiteout = ".wh..wh..opq";
-
-Error io_error(std::string_view what, const std::string& path, int error_number) {
-  return make_error(ErrorCode::kIo,
-                    std::string(what) + " '" + path + "': " + std::strerror(error_number));
-}
 
 std::string child_path(const std::string& directory, const std::string& name) {
   return directory.empty() ? name : directory + "/" + name;
@@ -235,15 +230,7 @@ Result<void> LayerApplier::apply_opaque(const std::vector<std::string>& componen
 
 Result<void> LayerApplier::write_content(ByteSpan bytes) {
   if (!file_.fd.valid()) return {};
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t written = ::write(file_.fd.get(), bytes.data() + done, bytes.size() - done);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot write", file_.path, errno);
-    }
-    done += static_cast<std::size_t>(written);
-  }
+  STRATA_TRY(write_all(file_.fd.get(), bytes, file_.path));
   report_.bytes_written += bytes.size();
   return {};
 }

@@ -10,12 +10,11 @@
 #include <sys/stat.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
-#include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "core/byte_group_codec.h"
+#include "core/file_io.h"
 #include "strata/engine.h"
 #include "strata/recipe.h"
 
@@ -27,48 +26,13 @@ constexpr std::size_t kBatchBytes = std::size_t{16} << 20U;
 constexpr std::size_t kFirstPrefixBytes = std::size_t{1} << 20U;
 constexpr std::size_t kMaxPrefixBytes = std::size_t{256} << 20U;
 
-class File {
- public:
-  explicit File(int fd) : fd_(fd) {}
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-  ~File() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  [[nodiscard]] int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-Error io_error(const std::string& what, const std::string& path) {
-  return make_error(ErrorCode::kIo, what + " " + path + ": " + std::strerror(errno));
-}
-
-// Reads up to out.size() bytes at `offset`, fewer only at the end of the file.
-Result<std::size_t> read_at(int fd, std::uint64_t offset, MutableByteSpan out,
-                            const std::string& path) {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot read", path);
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  return done;
-}
-
 std::optional<ModelLayout> parse_header(int fd, std::uint64_t file_size, const std::string& path) {
   std::size_t prefix_size =
       static_cast<std::size_t>(std::min<std::uint64_t>(file_size, kFirstPrefixBytes));
   std::vector<std::uint8_t> prefix;
   while (true) {
     prefix.resize(prefix_size);
-    auto got = read_at(fd, 0, prefix, path);
+    auto got = pread_all(fd, 0, prefix, path, PathQuoting::kBare);
     if (!got.ok() || *got != prefix_size) return std::nullopt;
     auto layout = parse_model_layout(prefix, file_size);
     if (layout.ok()) return std::move(*layout);
@@ -99,7 +63,7 @@ struct PendingChunk {
 std::optional<ModelLayout> read_model_header(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
-  File file(fd);
+  const FileDescriptor file(fd);
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
   return parse_header(fd, static_cast<std::uint64_t>(info.st_size), path);
@@ -114,10 +78,10 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
                       "zstd level " + std::to_string(options.zstd_level) + " is outside 1..19");
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error("cannot open", path);
-  File file(fd);
+  if (fd < 0) return io_error("cannot open", path, errno, PathQuoting::kBare);
+  const FileDescriptor file(fd);
   struct stat info {};
-  if (::fstat(fd, &info) != 0) return io_error("cannot stat", path);
+  if (::fstat(fd, &info) != 0) return io_error("cannot stat", path, errno, PathQuoting::kBare);
   if (!S_ISREG(info.st_mode)) {
     return make_error(ErrorCode::kInvalidArgument, path + " is not a regular file");
   }
@@ -221,7 +185,7 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
   std::vector<std::uint8_t> block(kReadBlockBytes);
   std::uint64_t offset = 0;
   while (offset < file_size) {
-    auto got = read_at(fd, offset, block, path);
+    auto got = pread_all(fd, offset, block, path, PathQuoting::kBare);
     if (!got.ok()) return std::move(got).error();
     if (*got == 0) {
       return make_error(ErrorCode::kIo,

@@ -17,25 +17,6 @@
 #include "strata/digest.h"
 
 namespace strata::pack_file {
-namespace {
-
-Error io_error(const std::string& what, const std::string& path, int error_number) {
-  return make_error(ErrorCode::kIo, what + " '" + path + "': " + std::strerror(error_number));
-}
-
-}  // namespace
-
-FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-FileDescriptor::~FileDescriptor() {
-  if (fd_ >= 0) ::close(fd_);
-}
 
 Result<FileDescriptor> open_for_reading(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -64,36 +45,18 @@ Result<void> write_all(const FileDescriptor& file, ByteSpan data, const std::str
     }
     return io_error("cannot write (injected fault)", path, EIO);
   }
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t written = ::write(file.get(), data.data() + done, data.size() - done);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot write", path, errno);
-    }
-    if (written == 0) return io_error("cannot write", path, EIO);
-    done += static_cast<std::size_t>(written);
-  }
-  return {};
+  return strata::write_all(file.get(), data, path);
 }
 
 Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, MutableByteSpan buffer,
                            const std::string& path) {
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    const ssize_t got = ::pread(file.get(), buffer.data() + done, buffer.size() - done,
-                                static_cast<off_t>(offset + done));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot read", path, errno);
-    }
-    if (got == 0) {
-      return make_error(ErrorCode::kCorruptInput,
-                        "file '" + path + "' ends at " + std::to_string(offset + done) +
-                            ", before the " + std::to_string(buffer.size()) +
-                            "-byte record at offset " + std::to_string(offset));
-    }
-    done += static_cast<std::size_t>(got);
+  auto done = pread_all(file.get(), offset, buffer, path);
+  if (!done.ok()) return std::move(done).error();
+  if (*done < buffer.size()) {
+    return make_error(ErrorCode::kCorruptInput,
+                      "file '" + path + "' ends at " + std::to_string(offset + *done) +
+                          ", before the " + std::to_string(buffer.size()) +
+                          "-byte record at offset " + std::to_string(offset));
   }
   return {};
 }

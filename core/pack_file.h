@@ -1,6 +1,6 @@
-// POSIX file helpers for pack files and the store directory: an owning descriptor, writes and
-// reads that loop over short transfers and EINTR (reliability.md §5.3 F3), fsync of files and
-// directories that goes through the fault-injection hook, and unique file names. Every failure
+// POSIX file helpers for pack files and the store directory, on core/file_io.h (the one owning
+// descriptor, looping writes and reads): writes, exact reads of records and fsync of files and
+// directories that go through the fault-injection hook, and unique file names. Every failure
 // comes back as a kIo error naming the path and the errno text.
 #pragma once
 
@@ -9,39 +9,21 @@
 #include <string_view>
 #include <vector>
 
+#include "core/file_io.h"
 #include "strata/buffer.h"
 #include "strata/result.h"
 
 namespace strata::pack_file {
 
-class FileDescriptor {
- public:
-  FileDescriptor() = default;
-  explicit FileDescriptor(int fd) noexcept : fd_(fd) {}
-  FileDescriptor(FileDescriptor&& other) noexcept : fd_(other.release()) {}
-  FileDescriptor& operator=(FileDescriptor&& other) noexcept;
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor();
-
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  [[nodiscard]] bool valid() const noexcept { return fd_ >= 0; }
-  int release() noexcept {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using strata::FileDescriptor;
 
 // Opens for reading; kNotFound when the file does not exist.
 Result<FileDescriptor> open_for_reading(const std::string& path);
 // Creates a new file that must not exist yet (O_EXCL), opened for writing.
 Result<FileDescriptor> create_exclusive(const std::string& path);
 
-// Writes all of `data` at the current position (append for pack files).
+// Writes all of `data` at the current position (append for pack files); the kPackWrite fault
+// point tears the write.
 Result<void> write_all(const FileDescriptor& file, ByteSpan data, const std::string& path);
 // Reads exactly `buffer.size()` bytes at `offset`; a short file is kCorruptInput.
 Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, MutableByteSpan buffer,

@@ -1,5 +1,6 @@
-// Layer recipes (include/strata/recipe.h): building, replaying with chunk verification, and the
-// binary form. Layout, version 1 (varints are unsigned LEB128, shortest form only):
+// Layer recipes (include/strata/recipe.h): building, replaying (through the one recipe reader,
+// core/recipe_reader.h, each chunk checked by length and SHA-256), and the binary form.
+// Layout, version 1 (varints are unsigned LEB128, shortest form only):
 //   "STRATARC" | u8 version=1 | varint total_size | diff_id[32] | varint raw_size |
 //   varint segment_count | segment_count x (u8 kind | varint length | kind 1: digest[32]) |
 //   raw bytes[raw_size] | u64le XXH3-64 of every byte before it
@@ -13,6 +14,8 @@
 #include <algorithm>
 #include <cstring>
 #include <string_view>
+
+#include "core/recipe_reader.h"
 
 namespace strata {
 namespace {
@@ -113,27 +116,10 @@ Recipe RecipeBuilder::finish() {
 }
 
 Result<void> replay(const Recipe& recipe, const ChunkProvider& provider, const ByteSink& sink) {
-  for (const RecipeSegment& segment : recipe.segments()) {
-    if (segment.kind == RecipeSegmentKind::kRaw) {
-      STRATA_TRY(sink(recipe.raw_of(segment)));
-      continue;
-    }
-    auto chunk = provider(segment.digest, segment.length);
-    if (!chunk.ok()) return std::move(chunk).error();
-    if (chunk->size() != segment.length) {
-      return make_error(ErrorCode::kCorruptInput, "chunk " + segment.digest.to_string() + " has " +
-                                                      std::to_string(chunk->size()) +
-                                                      " bytes, the recipe expects " +
-                                                      std::to_string(segment.length));
-    }
-    const Digest actual = sha256_of(*chunk);
-    if (actual != segment.digest) {
-      return make_error(ErrorCode::kDigestMismatch,
-                        "chunk " + segment.digest.to_string() + " hashes to " + actual.to_string());
-    }
-    STRATA_TRY(sink(*chunk));
-  }
-  return {};
+  RecipeReaderOptions options;
+  options.batch_bytes = 0;  // one segment a batch: the provider's span lives until its next call
+  RecipeReader reader(recipe, provided_chunks(provider), options);
+  return reader.write_to(sink);
 }
 
 std::vector<std::uint8_t> serialize_recipe(const Recipe& recipe) {

@@ -11,11 +11,11 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "core/file_io.h"
 #include "strata/oci.h"
 
 namespace strata::oci {
@@ -23,34 +23,18 @@ namespace {
 
 constexpr std::size_t kReadBlockBytes = std::size_t{1} << 20U;
 
-Error io_error(const std::string& what, const std::string& path) {
-  return make_error(ErrorCode::kIo, what + " " + path + ": " + std::strerror(errno));
-}
-
 std::string unique_temp_name(const std::string& directory, const std::string& stem) {
   static std::atomic<std::uint64_t> counter{0};
   return directory + "/." + stem + ".tmp-" + std::to_string(::getpid()) + "-" +
          std::to_string(counter.fetch_add(1));
 }
 
-Result<void> write_all(int fd, ByteSpan bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot write", path);
-    }
-    bytes = bytes.subspan(static_cast<std::size_t>(written));
-  }
-  return {};
-}
-
 Result<void> sync_directory(const std::string& directory) {
   const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("cannot open directory", directory);
+  if (fd < 0) return io_error("cannot open directory", directory, errno, PathQuoting::kBare);
   const int status = ::fsync(fd);
   ::close(fd);
-  if (status != 0) return io_error("cannot fsync directory", directory);
+  if (status != 0) return io_error("cannot fsync directory", directory, errno, PathQuoting::kBare);
   return {};
 }
 
@@ -59,13 +43,15 @@ Result<void> write_file_atomically(const std::string& path, std::string_view con
   const std::string temp =
       unique_temp_name(directory, std::filesystem::path(path).filename().string());
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error("cannot create", temp);
-  auto written = write_all(
-      fd, ByteSpan(reinterpret_cast<const std::uint8_t*>(content.data()), content.size()), temp);
+  if (fd < 0) return io_error("cannot create", temp, errno, PathQuoting::kBare);
+  auto written =
+      write_all(fd, ByteSpan(reinterpret_cast<const std::uint8_t*>(content.data()), content.size()),
+                temp, PathQuoting::kBare);
   const bool synced = written.ok() && ::fsync(fd) == 0;
   ::close(fd);
   if (!written.ok() || !synced || ::rename(temp.c_str(), path.c_str()) != 0) {
-    Error error = written.ok() ? io_error("cannot commit", path) : std::move(written).error();
+    Error error = written.ok() ? io_error("cannot commit", path, errno, PathQuoting::kBare)
+                               : std::move(written).error();
     ::unlink(temp.c_str());
     return error;
   }
@@ -76,7 +62,7 @@ Result<std::string> read_small_file(const std::string& path, std::size_t max_byt
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return make_error(ErrorCode::kNotFound, path + " does not exist");
-    return io_error("cannot open", path);
+    return io_error("cannot open", path, errno, PathQuoting::kBare);
   }
   std::string content;
   char block[65536];
@@ -84,7 +70,7 @@ Result<std::string> read_small_file(const std::string& path, std::size_t max_byt
     const ssize_t got = ::read(fd, block, sizeof block);
     if (got < 0) {
       if (errno == EINTR) continue;
-      Error error = io_error("cannot read", path);
+      Error error = io_error("cannot read", path, errno, PathQuoting::kBare);
       ::close(fd);
       return error;
     }
@@ -112,7 +98,7 @@ Result<int> open_blob(const std::string& path, const Descriptor& descriptor) {
       return make_error(ErrorCode::kNotFound,
                         "blob " + descriptor.digest.to_string() + " is missing (" + path + ")");
     }
-    return io_error("cannot open blob", path);
+    return io_error("cannot open blob", path, errno, PathQuoting::kBare);
   }
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
@@ -184,7 +170,7 @@ Result<void> BlobWriter::write(ByteSpan bytes) {
   if (!state_ || state_->fd < 0) {
     return make_error(ErrorCode::kInvalidArgument, "blob writer already committed");
   }
-  STRATA_TRY(write_all(state_->fd, bytes, state_->temp_path));
+  STRATA_TRY(write_all(state_->fd, bytes, state_->temp_path, PathQuoting::kBare));
   state_->hasher.update(bytes);
   state_->size += bytes.size();
   return {};
@@ -204,7 +190,7 @@ Result<Descriptor> BlobWriter::commit(std::string_view media_type) {
   state.fd = -1;
   const std::string final_path = state.blob_directory + "/" + descriptor.digest.hex();
   if (!synced || ::rename(state.temp_path.c_str(), final_path.c_str()) != 0) {
-    Error error = io_error("cannot commit blob", final_path);
+    Error error = io_error("cannot commit blob", final_path, errno, PathQuoting::kBare);
     ::unlink(state.temp_path.c_str());
     return error;
   }
@@ -272,7 +258,7 @@ Result<BlobWriter> OciLayout::begin_blob() const {
   }
   state->temp_path = unique_temp_name(state->blob_directory, "blob");
   state->fd = ::open(state->temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (state->fd < 0) return io_error("cannot create", state->temp_path);
+  if (state->fd < 0) return io_error("cannot create", state->temp_path, errno, PathQuoting::kBare);
   return BlobWriter(std::move(state));
 }
 
@@ -312,7 +298,7 @@ Result<void> OciLayout::stream_blob(const Descriptor& descriptor,
     const ssize_t got = ::read(*fd, block.data(), block.size());
     if (got < 0) {
       if (errno == EINTR) continue;
-      Error error = io_error("cannot read blob", path);
+      Error error = io_error("cannot read blob", path, errno, PathQuoting::kBare);
       ::close(*fd);
       return error;
     }
@@ -391,7 +377,7 @@ Result<void> OciLayout::verify_layers(const Image& image) const {
       for (;;) {
         const ssize_t got = ::read(descriptor_fd, into.data(), into.size());
         if (got >= 0) return static_cast<std::size_t>(got);
-        if (errno != EINTR) return io_error("cannot read blob", path);
+        if (errno != EINTR) return io_error("cannot read blob", path, errno, PathQuoting::kBare);
       }
     };
     auto decoded = decode_layer(*layer_compression_of(layer.media_type), source, ByteSink());
@@ -427,9 +413,9 @@ Result<void> OciLayout::set_tag(std::string_view tag, const Descriptor& manifest
   // Another process (or another OciLayout of this directory) may have tagged since this one read
   // index.json: re-read it under an exclusive lock on the layout directory, so no tag is lost.
   const int lock_fd = ::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (lock_fd < 0) return io_error("cannot open layout", directory_);
+  if (lock_fd < 0) return io_error("cannot open layout", directory_, errno, PathQuoting::kBare);
   if (::flock(lock_fd, LOCK_EX) != 0) {
-    Error error = io_error("cannot lock layout", directory_);
+    Error error = io_error("cannot lock layout", directory_, errno, PathQuoting::kBare);
     ::close(lock_fd);
     return error;
   }

@@ -22,6 +22,7 @@
 #include <map>
 #include <vector>
 
+#include "core/file_io.h"
 #include "strata/oci.h"
 
 namespace strata::oci {
@@ -166,10 +167,6 @@ class TarEmitter {
   DirectoryTarStats& stats_;
 };
 
-Error io_error(const std::string& what, const std::string& path) {
-  return make_error(ErrorCode::kIo, what + " " + path + ": " + std::strerror(errno));
-}
-
 class DirectoryWalker {
  public:
   DirectoryWalker(const DirectoryTarOptions& options, TarEmitter& emitter)
@@ -182,7 +179,8 @@ class DirectoryWalker {
       const std::string path = absolute + "/" + name;
       const std::string member = relative + name;
       struct stat info {};
-      if (::lstat(path.c_str(), &info) != 0) return io_error("cannot stat", path);
+      if (::lstat(path.c_str(), &info) != 0)
+        return io_error("cannot stat", path, errno, PathQuoting::kBare);
       STRATA_TRY(add_entry(path, member, info));
       if (S_ISDIR(info.st_mode)) STRATA_TRY(walk(path, member + "/"));
     }
@@ -192,7 +190,8 @@ class DirectoryWalker {
  private:
   static Result<std::vector<std::string>> list_directory(const std::string& path) {
     DIR* directory = ::opendir(path.c_str());
-    if (directory == nullptr) return io_error("cannot open directory", path);
+    if (directory == nullptr)
+      return io_error("cannot open directory", path, errno, PathQuoting::kBare);
     std::vector<std::string> names;
     errno = 0;
     while (const dirent* item = ::readdir(directory)) {
@@ -203,7 +202,7 @@ class DirectoryWalker {
     ::closedir(directory);
     if (read_errno != 0) {
       errno = read_errno;
-      return io_error("cannot read directory", path);
+      return io_error("cannot read directory", path, errno, PathQuoting::kBare);
     }
     std::sort(names.begin(), names.end());  // char_traits<char> compares as unsigned bytes
     return names;
@@ -278,7 +277,7 @@ class DirectoryWalker {
     const ssize_t listed = ::llistxattr(path.c_str(), names.data(), names.size());
     if (listed < 0) {
       if (errno == ENOTSUP || errno == ENODATA) return xattrs;
-      return io_error("cannot list extended attributes of", path);
+      return io_error("cannot list extended attributes of", path, errno, PathQuoting::kBare);
     }
     std::vector<char> value(std::size_t{64} << 10U);
     for (std::size_t at = 0; at < static_cast<std::size_t>(listed);) {
@@ -288,7 +287,8 @@ class DirectoryWalker {
       const ssize_t got = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
       if (got < 0) {
         if (errno == ENODATA) continue;  // removed since the listing
-        return io_error("cannot read extended attribute " + name + " of", path);
+        return io_error("cannot read extended attribute " + name + " of", path, errno,
+                        PathQuoting::kBare);
       }
       xattrs.emplace_back(name, std::string(value.data(), static_cast<std::size_t>(got)));
     }
@@ -299,7 +299,7 @@ class DirectoryWalker {
   static Result<std::string> read_link(const std::string& path, const struct stat& info) {
     std::string target(static_cast<std::size_t>(info.st_size) + 1, '\0');
     const ssize_t length = ::readlink(path.c_str(), target.data(), target.size());
-    if (length < 0) return io_error("cannot read symlink", path);
+    if (length < 0) return io_error("cannot read symlink", path, errno, PathQuoting::kBare);
     if (static_cast<std::size_t>(length) >= target.size()) {
       return make_error(ErrorCode::kIo, path + ": symlink changed while being read");
     }
@@ -309,7 +309,7 @@ class DirectoryWalker {
 
   Result<void> copy_file(const std::string& path, std::uint64_t size) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return io_error("cannot open", path);
+    if (fd < 0) return io_error("cannot open", path, errno, PathQuoting::kBare);
     std::uint64_t copied = 0;
     Result<void> status;
     while (copied < size) {
@@ -318,7 +318,7 @@ class DirectoryWalker {
       const ssize_t got = ::read(fd, buffer_.data(), want);
       if (got < 0 && errno == EINTR) continue;
       if (got < 0) {
-        status = io_error("cannot read", path);
+        status = io_error("cannot read", path, errno, PathQuoting::kBare);
         break;
       }
       if (got == 0) {
@@ -346,7 +346,8 @@ Result<DirectoryTarStats> write_directory_tar(const std::string& directory,
                                               const DirectoryTarOptions& options,
                                               const ByteSink& sink) {
   struct stat info {};
-  if (::stat(directory.c_str(), &info) != 0) return io_error("cannot stat", directory);
+  if (::stat(directory.c_str(), &info) != 0)
+    return io_error("cannot stat", directory, errno, PathQuoting::kBare);
   if (!S_ISDIR(info.st_mode)) {
     return make_error(ErrorCode::kInvalidArgument, directory + " is not a directory");
   }
