@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 
+#include "core/file_io.h"
 #include "core/model_weight_ingest.h"
 #include "core/safe_path.h"
 #include "strata/engine.h"
@@ -38,43 +39,11 @@ ByteSpan as_span(const std::string& text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  [[nodiscard]] int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-Result<void> write_all(int fd, ByteSpan bytes, const std::string& path) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(ErrorCode::kIo, "cannot write " + path + ": " + std::strerror(errno));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return {};
-}
-
 Result<void> read_all_at(int fd, std::uint64_t offset, MutableByteSpan out,
                          const std::string& path) {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return make_error(ErrorCode::kIo, "cannot read back " + path);
-    done += static_cast<std::size_t>(n);
-  }
+  auto read = pread_all(fd, offset, out, path);
+  if (!read.ok()) return std::move(read).error();
+  if (*read != out.size()) return make_error(ErrorCode::kIo, "cannot read back " + path);
   return {};
 }
 
@@ -93,7 +62,7 @@ Result<void> push_layout_blob(RegistryClient& client, const oci::OciLayout& layo
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return make_error(ErrorCode::kIo, "cannot open " + path + ": " + std::strerror(errno));
-  Fd file(fd);
+  FileDescriptor file(fd);
   const registry::BlobReader reader = [fd, &path](std::uint64_t offset,
                                                   MutableByteSpan out) -> Result<std::size_t> {
     const ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
@@ -301,7 +270,7 @@ Result<void> pull_indexed_blob(RegistryClient& client, const std::string& reposi
   if (fd < 0) {
     return make_error(ErrorCode::kIo, "cannot create " + assembly + ": " + std::strerror(errno));
   }
-  Fd out(fd);
+  FileDescriptor out(fd);
   Sha256 blob_hash;
   std::map<Digest, std::uint64_t> written_at;  // chunks fetched earlier: where the file holds them
   const auto& chunks = index.chunks;
@@ -562,7 +531,7 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
       const int fd = ::openat(work->fd(), partial_name.c_str(),
                               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
       if (fd < 0) return make_error(ErrorCode::kIo, "cannot create " + partial);
-      Fd out(fd);
+      FileDescriptor out(fd);
       Sha256 exported_hash;
       auto exported = export_layer_tar(store, layer.digest, [&](ByteSpan bytes) {
         exported_hash.update(bytes);

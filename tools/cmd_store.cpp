@@ -3,6 +3,7 @@
 // (registry://HOST/REPO, tools/remote_store_commands.h), prints a human summary or, with --json,
 // one JSON object, and turns library errors into one line on stderr and an exit code.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
