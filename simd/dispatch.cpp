@@ -5,14 +5,26 @@
 // interleaved rounds and the best round of each counts. Every kernel is exact, so the pick changes
 // speed only, never output; no CPU model is hard-coded.
 //
-// Why each kernel is in the table (bench/bench_chunker, ratio to scalar, cold 256 MiB rows):
-// - scalar: the reference. Zen 4 measured it fastest for fastcdc2020 (interleaved 0.81-1.02x,
-//   avx512 0.80-0.82x, avx2 0.30-0.49x): the strip kernels pay a warm-up per strip and the work
-//   past a hit for every chunk, as borg found (shared/specs/chunking.md §3.3).
-// - interleaved: three scalar strips; 2.16x on Sapphire Rapids (Xeon, AVX-512 VBMI/FP16),
-//   1.00-1.27x for fastcdc2016 and 1.09-1.34x for xet on Zen 4.
-// - avx512 (strips, byte-plane lookups): 1.74x on Sapphire Rapids.
-// - avx2 (strips, gathers): 1.07x on Sapphire Rapids; kept as the only AVX2-only vector kernel.
+// Why each kernel is in the table (bench/bench_chunker fastcdc2020, ratio to scalar in the same
+// run; "SPR" = Sapphire Rapids Xeon with AVX-512 VBMI/FP16, 2 shared vCPUs; "Zen 4" = EPYC, KVM):
+// - scalar: the reference, and Zen 4's fastest fastcdc2020 kernel before avx512_seq_* existed
+//   (interleaved 0.81-1.02x, avx512 0.80-0.82x, avx2 0.30-0.49x there).
+// - interleaved: three scalar strips; SPR 2.0-2.2x cold, 1.5x warm; Zen 4 1.00-1.27x fastcdc2016
+//   and 1.09-1.34x xet.
+// - avx512 (eight strips, byte-plane lookups): SPR 1.7x cold. avx2 (four strips, gathers): SPR
+//   1.1x cold. Neither wins a row measured so far; kept until Zen 4 is measured again.
+// - avx512_seq_gather (consecutive positions, simd/gear_scan_avx512_seq.cpp, vpgatherqq): SPR
+//   2.3x cold and file, 1.5-1.6x warm, the fastest there. A zmm gather costs 3.1 cycles (load
+//   ports) plus ~5 vector-port uops on SPR, so lookups and arithmetic share ports 0 and 5.
+// - avx512_seq_planes (the same with vpermi2b byte planes): SPR 1.8x cold: vpermi2b zmm is two
+//   port-5 uops there, and the unpack transpose adds 22 more per 64 bytes. Zen 4 runs vpermi2b in
+//   one uop and gathers slowly (shared/specs/chunking.md §8), so this is the candidate there; not
+//   measured on Zen 4 yet.
+// Tried and dropped (SPR, same runs): strips with gathers instead of planes (256/512/1024-byte
+// strips, 1.24-1.27x warm, 1.74-1.81x cold); vpmadd52luq for the shift-adds of the consecutive
+// kernel (1.21x warm, 1.79x cold: port 0 only, latency 4); recomputing the hashes by the add
+// recurrence from the carry instead of carry shifts (1.42x vs 1.47x warm); a 1 KiB software
+// prefetch distance (2.16x cold vs 2.31x at 4 KiB).
 #include "simd/dispatch.h"
 
 #include <algorithm>
@@ -36,6 +48,10 @@ constexpr std::array kKernels = {
     GearKernel{"avx512", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi, &scan_gear_avx512,
                &scan_gear_pairs_avx512},
     GearKernel{"avx2", kCpuAvx2, &scan_gear_avx2, &scan_gear_pairs_avx2},
+    GearKernel{"avx512_seq_gather", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi,
+               &scan_gear_avx512_seq_gather, &scan_gear_pairs_avx512_seq_gather},
+    GearKernel{"avx512_seq_planes", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi,
+               &scan_gear_avx512_seq_planes, &scan_gear_pairs_avx512_seq_planes},
 };
 
 struct Selection {
