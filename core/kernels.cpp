@@ -26,12 +26,26 @@ std::string describe_features(unsigned features) {
 
 std::vector<KernelInfo> list_kernels() {
   const simd::GearKernel& active = simd::active_kernel();
+  const simd::GearKernel& fastest = simd::measured_fastest();
+  const auto built = simd::built_kernels();
+  const auto rates = simd::measured_rates();
   std::vector<KernelInfo> kernels;
-  for (const simd::GearKernel& kernel : simd::built_kernels()) {
+  for (std::size_t k = 0; k < built.size(); ++k) {
+    const simd::GearKernel& kernel = built[k];
     kernels.push_back(KernelInfo{kernel.name, describe_features(kernel.required_features),
-                                 simd::kernel_usable(kernel), &kernel == &active});
+                                 simd::kernel_usable(kernel), &kernel == &active,
+                                 k < rates.size() ? rates[k] : 0.0, &kernel == &fastest});
   }
   return kernels;
+}
+
+std::string_view active_kernel_choice() {
+  switch (simd::active_choice()) {
+    case simd::Choice::kMeasured: return "measured";
+    case simd::Choice::kEnvironment: return "STRATA_KERNEL";
+    case simd::Choice::kSelected: return "select_kernel";
+  }
+  return "measured";
 }
 
 std::string_view active_kernel_name() {

@@ -1,35 +1,62 @@
 // The kernel table and the process-wide choice. Modelled on simdjson's implementation list: a
-// constant table in preference order, a check of each entry against the detected CPU, and an
-// environment override (STRATA_KERNEL=<name>). The default is the first usable entry, so the table
-// order encodes what measurement found fastest on each CPU class (see bench/bench_chunker.cpp).
+// constant table, a check of each entry against the detected CPU, and an environment override
+// (STRATA_KERNEL=<name>). The default is picked by measurement, once per process: every usable
+// kernel chunks the same 256 KiB of pseudo-random bytes (FastCDC v2020, default sizes) in three
+// interleaved rounds and the best round of each counts. Every kernel is exact, so the pick changes
+// speed only, never output; no CPU model is hard-coded.
+//
+// Why each kernel is in the table (bench/bench_chunker fastcdc2020, ratio to scalar in the same
+// run; "SPR" = Sapphire Rapids Xeon with AVX-512 VBMI/FP16, 2 shared vCPUs; "Zen 4" = EPYC, KVM):
+// - scalar: the reference, and Zen 4's fastest fastcdc2020 kernel before avx512_seq_* existed
+//   (interleaved 0.81-1.02x, avx512 0.80-0.82x, avx2 0.30-0.49x there).
+// - interleaved: three scalar strips; SPR 2.0-2.2x cold, 1.5x warm; Zen 4 1.00-1.27x fastcdc2016
+//   and 1.09-1.34x xet.
+// - avx512 (eight strips, byte-plane lookups): SPR 1.7x cold. avx2 (four strips, gathers): SPR
+//   1.1x cold. Neither wins a row measured so far; kept until Zen 4 is measured again.
+// - avx512_seq_gather (consecutive positions, simd/gear_scan_avx512_seq.cpp, vpgatherqq): SPR
+//   2.3x cold and file, 1.5-1.6x warm, the fastest there. A zmm gather costs 3.1 cycles (load
+//   ports) plus ~5 vector-port uops on SPR, so lookups and arithmetic share ports 0 and 5.
+// - avx512_seq_planes (the same with vpermi2b byte planes): SPR 1.8x cold: vpermi2b zmm is two
+//   port-5 uops there, and the unpack transpose adds 22 more per 64 bytes. Zen 4 runs vpermi2b in
+//   one uop and gathers slowly (shared/specs/chunking.md §8), so this is the candidate there; not
+//   measured on Zen 4 yet.
+// Tried and dropped (SPR, same runs): strips with gathers instead of planes (256/512/1024-byte
+// strips, 1.24-1.27x warm, 1.74-1.81x cold); vpmadd52luq for the shift-adds of the consecutive
+// kernel (1.21x warm, 1.79x cold: port 0 only, latency 4); recomputing the hashes by the add
+// recurrence from the carry instead of carry shifts (1.42x vs 1.47x warm); a 1 KiB software
+// prefetch distance (2.16x cold vs 2.31x at 4 KiB).
 #include "simd/dispatch.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <memory>
+#include <new>
 #include <string>
 
+#include "core/fastcdc_tables.h"
 #include "simd/cpu_features.h"
 
 namespace strata::simd {
 namespace {
 
-// Preference order, from bench/bench_chunker.cpp on AMD Zen 4 (EPYC, 2 vCPUs; default sizes,
-// whole chunker, ratio to scalar over warm/cold/file data): fastcdc2020 interleaved 0.81-1.02x,
-// avx512 0.80-0.82x, avx2 0.30-0.49x; fastcdc2016 interleaved 1.00-1.27x; xet interleaved
-// 1.09-1.34x. The strip kernels pay a warm-up per strip and the work past a hit for every chunk,
-// which eats most of their raw-scan gain, so the plain scalar loop stays the default here, as borg
-// found (shared/specs/chunking.md §3.3).
 constexpr std::array kKernels = {
     GearKernel{"scalar", 0U, &scan_gear_scalar, &scan_gear_pairs_scalar},
     GearKernel{"interleaved", 0U, &scan_gear_interleaved, &scan_gear_pairs_interleaved},
     GearKernel{"avx512", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi, &scan_gear_avx512,
                &scan_gear_pairs_avx512},
     GearKernel{"avx2", kCpuAvx2, &scan_gear_avx2, &scan_gear_pairs_avx2},
+    GearKernel{"avx512_seq_gather", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi,
+               &scan_gear_avx512_seq_gather, &scan_gear_pairs_avx512_seq_gather},
+    GearKernel{"avx512_seq_planes", kCpuAvx512F | kCpuAvx512Bw | kCpuAvx512Vbmi,
+               &scan_gear_avx512_seq_planes, &scan_gear_pairs_avx512_seq_planes},
 };
 
 struct Selection {
   std::atomic<const GearKernel*> active{nullptr};
+  std::atomic<Choice> choice{Choice::kMeasured};
   OverrideStatus status = OverrideStatus::kNone;
   std::string requested;
 };
@@ -39,11 +66,82 @@ Selection& selection() noexcept {
   return instance;
 }
 
-const GearKernel* choose_default() noexcept {
-  for (const GearKernel& kernel : kKernels) {
-    if (kernel_usable(kernel)) return &kernel;
+// The probe: FastCDC v2020 with the default sizes (16/64/256 KiB, level 1), the chunker's own
+// loop, over a buffer larger than L1 so the rate includes streaming from L2.
+constexpr std::size_t kProbeBytes = std::size_t{256} << 10U;
+constexpr std::size_t kProbeMin = std::size_t{16} << 10U;
+constexpr std::size_t kProbeAvg = std::size_t{64} << 10U;
+constexpr std::size_t kProbeMax = std::size_t{256} << 10U;
+constexpr int kProbeRounds = 3;
+
+struct Measurements {
+  std::array<double, kKernels.size()> rates{};
+  const GearKernel* fastest = kKernels.data();
+};
+
+// Seconds for one pass of `kernel` over the probe buffer, chunk by chunk as Chunker::cut does.
+double time_probe(const GearKernel& kernel, const std::uint8_t* data,
+                  const std::uint64_t* gear_shifted) {
+  GearScanRequest request;
+  request.mask_small = fastcdc::kMasks[17];
+  request.mask_large = fastcdc::kMasks[15];
+  request.gear = fastcdc::kGearTable.data();
+  request.gear_shifted = gear_shifted;
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t position = 0;
+  while (kProbeBytes - position > kProbeMin) {
+    const std::size_t remaining = kProbeBytes - position;
+    request.data = data + position;
+    request.begin = kProbeMin;
+    request.center = std::min(kProbeAvg, remaining);
+    request.limit = std::min(kProbeMax, remaining);
+    position += std::max<std::size_t>(kernel.scan_pairs(request).position, 1);
   }
-  return kKernels.data();  // scalar needs nothing
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+Measurements measure_kernels() noexcept {
+  Measurements result;
+  const std::unique_ptr<std::uint8_t[]> data(new (std::nothrow) std::uint8_t[kProbeBytes]);
+  if (data == nullptr) return result;  // no memory to measure with: the scalar reference
+  std::uint64_t state = 0x5EED5EED5EED5EEDULL;
+  for (std::size_t at = 0; at < kProbeBytes; ++at) {  // splitmix64, one byte per output
+    state += 0x9E3779B97F4A7C15ULL;
+    std::uint64_t mixed = state;
+    mixed = (mixed ^ (mixed >> 30U)) * 0xBF58476D1CE4E5B9ULL;
+    mixed = (mixed ^ (mixed >> 27U)) * 0x94D049BB133111EBULL;
+    data[at] = static_cast<std::uint8_t>(mixed ^ (mixed >> 31U));
+  }
+  std::array<std::uint64_t, 256> gear_shifted{};
+  for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = fastcdc::kGearTable[i] << 1U;
+  std::array<double, kKernels.size()> best{};
+  // Rounds run every kernel once each, so a burst of load from other processes hits all of them.
+  for (int round = 0; round < kProbeRounds; ++round) {
+    for (std::size_t k = 0; k < kKernels.size(); ++k) {
+      if (!kernel_usable(kKernels[k])) continue;
+      const double seconds = time_probe(kKernels[k], data.get(), gear_shifted.data());
+      if (seconds > 0 && (best[k] == 0 || seconds < best[k])) best[k] = seconds;
+    }
+  }
+  double fastest_rate = 0;
+  for (std::size_t k = 0; k < kKernels.size(); ++k) {
+    if (best[k] <= 0) continue;
+    result.rates[k] = static_cast<double>(kProbeBytes) / best[k];
+    if (result.rates[k] > fastest_rate) {
+      fastest_rate = result.rates[k];
+      result.fastest = &kKernels[k];
+    }
+  }
+  return result;
+}
+
+const Measurements& measurements() noexcept {
+  static const Measurements instance = measure_kernels();
+  return instance;
+}
+
+const GearKernel* choose_default() noexcept {
+  return measurements().fastest;
 }
 
 const GearKernel* initial_choice() noexcept {
@@ -61,6 +159,7 @@ const GearKernel* initial_choice() noexcept {
     return choose_default();
   }
   state.status = OverrideStatus::kHonoured;
+  state.choice.store(Choice::kEnvironment, std::memory_order_relaxed);
   return kernel;
 }
 
@@ -68,6 +167,14 @@ const GearKernel* initial_choice() noexcept {
 
 std::span<const GearKernel> built_kernels() noexcept {
   return kKernels;
+}
+
+std::span<const double> measured_rates() noexcept {
+  return measurements().rates;
+}
+
+const GearKernel& measured_fastest() noexcept {
+  return *measurements().fastest;
 }
 
 const GearKernel* find_kernel(std::string_view name) noexcept {
@@ -96,7 +203,13 @@ const GearKernel& active_kernel() noexcept {
 
 void set_active_kernel(const GearKernel& kernel) noexcept {
   (void)active_kernel();  // settle the initial choice first so it cannot overwrite this one
+  selection().choice.store(Choice::kSelected, std::memory_order_relaxed);
   selection().active.store(&kernel, std::memory_order_release);
+}
+
+Choice active_choice() noexcept {
+  (void)active_kernel();
+  return selection().choice.load(std::memory_order_relaxed);
 }
 
 OverrideStatus override_status() noexcept {

@@ -64,4 +64,11 @@ GearScanResult scan_gear_pairs_avx2(const GearScanRequest& request);
 GearScanResult scan_gear_avx512(const GearScanRequest& request);
 GearScanResult scan_gear_pairs_avx512(const GearScanRequest& request);
 
+// Consecutive-position kernels (simd/gear_scan_avx512_seq.cpp): exact from hash_in, no strips; the
+// table lookup by gathers or by byte planes.
+GearScanResult scan_gear_avx512_seq_gather(const GearScanRequest& request);
+GearScanResult scan_gear_pairs_avx512_seq_gather(const GearScanRequest& request);
+GearScanResult scan_gear_avx512_seq_planes(const GearScanRequest& request);
+GearScanResult scan_gear_pairs_avx512_seq_planes(const GearScanRequest& request);
+
 }  // namespace strata::simd

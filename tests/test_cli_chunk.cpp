@@ -85,9 +85,32 @@ TEST(CliChunk, KernelOverride) {
     if (kernel["name"] == "scalar") scalar_active = kernel["active"];
   }
   EXPECT_TRUE(scalar_active);
+  EXPECT_EQ(json["choice"], "STRATA_KERNEL");
   result = test::run_tool("kernels", "STRATA_KERNEL=warp9");
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("STRATA_KERNEL=warp9"), std::string::npos) << result.err;
+}
+
+TEST(CliChunk, KernelsShowsMeasuredRatesAndThePick) {
+  const auto result = test::run_tool("kernels --json", "STRATA_KERNEL=");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["choice"], "measured");
+  int fastest = 0;
+  for (const auto& kernel : json["kernels"]) {
+    const double rate = kernel["measured_gb_per_s"];
+    if (kernel["usable"].get<bool>()) {
+      EXPECT_GT(rate, 0.0) << kernel["name"];
+    } else {
+      EXPECT_EQ(rate, 0.0) << kernel["name"];
+    }
+    if (kernel["fastest"].get<bool>()) {
+      ++fastest;
+      EXPECT_TRUE(kernel["usable"].get<bool>());
+      EXPECT_TRUE(kernel["active"].get<bool>()) << "without STRATA_KERNEL the pick is active";
+    }
+  }
+  EXPECT_EQ(fastest, 1);
 }
 
 TEST(CliChunk, VersionAndHelp) {

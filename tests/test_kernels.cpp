@@ -1,5 +1,7 @@
 // Kernel dispatch: the scalar reference is always built and usable, exactly one kernel is active,
-// select_kernel() switches and refuses unknown names, and every usable kernel gives the scalar
+// the start-up probe measures every usable kernel and picks one of them (whose chunks equal the
+// scalar reference's), select_kernel() switches and refuses unknown names, and every usable kernel
+// gives the scalar
 // reference's positions and hashes on random data for both scan forms: random and FastCDC masks,
 // any hash_in, begin/center/limit anywhere (odd ones too), data flush against a guard page on
 // either side, and chunk-level cuts in [min, min+47] where the hash still carries its start.
@@ -28,6 +30,63 @@ TEST(Kernels, ScalarIsAlwaysThere) {
   }
   EXPECT_TRUE(has_scalar);
   EXPECT_EQ(active, 1);
+}
+
+TEST(Kernels, ProbeMeasuresEveryUsableKernelAndPicksOne) {
+  const auto built = simd::built_kernels();
+  const auto rates = simd::measured_rates();
+  ASSERT_EQ(rates.size(), built.size());
+  const simd::GearKernel& fastest = simd::measured_fastest();
+  EXPECT_TRUE(simd::kernel_usable(fastest));
+  bool in_table = false;
+  for (std::size_t k = 0; k < built.size(); ++k) {
+    in_table = in_table || &built[k] == &fastest;
+    if (simd::kernel_usable(built[k])) {
+      EXPECT_GT(rates[k], 0.0) << built[k].name;
+    } else {
+      EXPECT_EQ(rates[k], 0.0) << built[k].name;
+    }
+  }
+  ASSERT_TRUE(in_table);
+  int picked = 0;
+  for (const KernelInfo& kernel : list_kernels()) {
+    if (!kernel.fastest) continue;
+    ++picked;
+    EXPECT_EQ(kernel.name, fastest.name);
+    EXPECT_TRUE(kernel.usable);
+    for (const KernelInfo& other : list_kernels()) {
+      EXPECT_LE(other.measured_bytes_per_second, kernel.measured_bytes_per_second) << other.name;
+    }
+  }
+  EXPECT_EQ(picked, 1);
+}
+
+TEST(Kernels, PickedKernelChunksLikeScalar) {
+  const auto data = test::splitmix64_bytes(41, 3U << 20U);
+  const std::string picked = simd::measured_fastest().name;
+  for (const ChunkAlgorithm algorithm :
+       {ChunkAlgorithm::kFastCdc2016, ChunkAlgorithm::kFastCdc2020, ChunkAlgorithm::kXet}) {
+    for (std::uint32_t level = 0; level <= 3; ++level) {
+      ChunkerOptions options = default_chunker_options(algorithm);
+      if (algorithm != ChunkAlgorithm::kXet) {
+        options.min_size = 2048;
+        options.avg_size = 8192;
+        options.max_size = 65536;
+        options.level = level;
+      } else if (level > 0) {
+        continue;
+      }
+      ASSERT_TRUE(select_kernel("scalar").ok());
+      const auto expected = chunk_buffer(data, options);
+      ASSERT_TRUE(expected.ok());
+      ASSERT_TRUE(select_kernel(picked).ok());
+      const auto got = chunk_buffer(data, options);
+      ASSERT_TRUE(got.ok());
+      EXPECT_EQ(*got, *expected) << picked << " " << chunk_algorithm_name(algorithm) << " level "
+                                 << level;
+    }
+  }
+  ASSERT_TRUE(select_kernel(picked).ok());
 }
 
 TEST(Kernels, SelectSwitchesAndRefusesUnknown) {
