@@ -1,0 +1,255 @@
+// The hostile-registry fixture checked against RegistryClient: serve_layout answers manifests by
+// tag and digest, blobs, single ranges (206), multi-range requests (200, whole blob), HEAD and
+// 404s as a distribution registry does, over http and over its TLS mode; pull_image copies a real
+// image through it; the reply modes (drip, endless, stall) deliver what they promise and the
+// fixture stops while clients are mid-answer. No timing assertions: a hang is ctest's to catch.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "strata/registry.h"
+#include "tests/hostile_registry.h"
+#include "tests/oci_test_helpers.h"
+#include "tests/test_support.h"
+
+namespace strata::registry {
+namespace {
+
+using strata::testing::HostileRegistry;
+using strata::testing::Reply;
+using strata::testing::SeenRequest;
+using strata::testing::serve_layout;
+
+ClientOptions quick_options() {
+  ClientOptions options;
+  options.plain_http = true;
+  options.retry.initial_backoff = std::chrono::milliseconds(10);
+  options.retry.max_attempts = 2;
+  options.connect_timeout = std::chrono::seconds(5);
+  options.stall_timeout = std::chrono::seconds(2);
+  return options;
+}
+
+std::string text_of(const std::vector<std::uint8_t>& bytes) {
+  return {bytes.begin(), bytes.end()};
+}
+
+// A layout with one image tagged "v1": a 300-byte "layer" (not a real tar: the fixture does not
+// care), an image config and the manifest.
+struct SmallLayout {
+  test::TempDir directory;
+  std::string layer_bytes;
+  oci::Descriptor layer;
+  oci::Descriptor manifest;
+  std::string manifest_bytes;
+
+  SmallLayout() {
+    for (int i = 0; i < 300; ++i) layer_bytes.push_back(static_cast<char>('a' + i % 26));
+    auto layout = oci::OciLayout::open_or_create(directory.path());
+    EXPECT_TRUE(layout.ok());
+    layer = *layout->write_blob(oci::kMediaTypeLayerTarGzip, test::bytes_of(layer_bytes));
+    oci::ImageConfig config;
+    config.diff_ids.push_back(layer.digest);
+    const std::string config_bytes = oci::write_image_config(config);
+    oci::Manifest image;
+    image.config = *layout->write_blob(oci::kMediaTypeImageConfig, test::bytes_of(config_bytes));
+    image.layers.push_back(layer);
+    manifest_bytes = oci::write_manifest(image);
+    manifest = *layout->write_blob(oci::kMediaTypeImageManifest, test::bytes_of(manifest_bytes));
+    EXPECT_TRUE(layout->set_tag("v1", manifest).ok());
+  }
+};
+
+TEST(HostileRegistry, ServesManifestsBlobsAndRangesOfALayout) {
+  SmallLayout layout;
+  HostileRegistry server(serve_layout(layout.directory.path()));
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client->ping().ok());
+
+  auto by_tag = client->fetch_manifest("any/repo", "v1");
+  ASSERT_TRUE(by_tag.ok()) << by_tag.error().to_string();
+  EXPECT_EQ(by_tag->digest, layout.manifest.digest);
+  EXPECT_EQ(by_tag->media_type, oci::kMediaTypeImageManifest);
+  EXPECT_EQ(text_of(by_tag->bytes), layout.manifest_bytes);
+  auto by_digest = client->fetch_manifest("other", layout.manifest.digest.to_string());
+  ASSERT_TRUE(by_digest.ok()) << by_digest.error().to_string();
+  EXPECT_EQ(text_of(by_digest->bytes), layout.manifest_bytes);
+
+  auto blob = client->fetch_blob("any/repo", layout.layer.digest, 1 << 20);
+  ASSERT_TRUE(blob.ok()) << blob.error().to_string();
+  EXPECT_EQ(text_of(*blob), layout.layer_bytes);
+  auto info = client->stat_blob("any/repo", layout.layer.digest);
+  ASSERT_TRUE(info.ok() && info->has_value());
+  EXPECT_EQ((*info)->size, 300U);
+  EXPECT_EQ((*info)->digest, layout.layer.digest);
+
+  auto range = client->fetch_range("any/repo", layout.layer.digest, 100, 50);
+  ASSERT_TRUE(range.ok()) << range.error().to_string();
+  EXPECT_EQ(text_of(*range), layout.layer_bytes.substr(100, 50));
+  // Several ranges in one request: answered with the whole blob, cut up by the client.
+  const std::vector<ByteRange> wanted{{0, 10}, {290, 10}};
+  auto ranges = client->fetch_ranges("any/repo", layout.layer.digest, wanted);
+  ASSERT_TRUE(ranges.ok()) << ranges.error().to_string();
+  ASSERT_EQ(ranges->size(), 2U);
+  EXPECT_EQ(text_of((*ranges)[0]), layout.layer_bytes.substr(0, 10));
+  EXPECT_EQ(text_of((*ranges)[1]), layout.layer_bytes.substr(290, 10));
+
+  const auto requests = server.requests();
+  const auto multi = std::find_if(requests.begin(), requests.end(), [](const SeenRequest& seen) {
+    const auto range_header = seen.headers.find("range");
+    return range_header != seen.headers.end() &&
+           range_header->second.find(',') != std::string::npos;
+  });
+  ASSERT_NE(multi, requests.end());
+  EXPECT_EQ(multi->method, "GET");
+  EXPECT_EQ(multi->target, "/v2/any/repo/blobs/" + layout.layer.digest.to_string());
+  EXPECT_EQ(multi->headers.at("range"), "bytes=0-9,290-299");
+}
+
+TEST(HostileRegistry, AnswersUnknownThingsWithDistributionErrors) {
+  SmallLayout layout;
+  HostileRegistry server(serve_layout(layout.directory.path()));
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto missing_tag = client->fetch_manifest("r", "nope");
+  ASSERT_FALSE(missing_tag.ok());
+  EXPECT_EQ(missing_tag.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(missing_tag.error().message.find("MANIFEST_UNKNOWN"), std::string::npos)
+      << missing_tag.error().message;
+  const Digest absent = sha256_of(test::bytes_of("absent"));
+  auto stat = client->stat_blob("r", absent);
+  ASSERT_TRUE(stat.ok());
+  EXPECT_FALSE(stat->has_value());
+  auto blob = client->fetch_blob("r", absent, 100);
+  ASSERT_FALSE(blob.ok());
+  EXPECT_NE(blob.error().message.find("BLOB_UNKNOWN"), std::string::npos) << blob.error().message;
+  auto referrers = client->fetch_referrers("r", layout.manifest.digest);
+  ASSERT_TRUE(referrers.ok());
+  EXPECT_FALSE(referrers->has_value());
+  auto past_end = client->fetch_range("r", layout.layer.digest, 300, 5);
+  ASSERT_FALSE(past_end.ok());
+  EXPECT_NE(past_end.error().message.find("not satisfiable"), std::string::npos)
+      << past_end.error().message;
+}
+
+TEST(HostileRegistry, OverridesMakeARegistryThatLies) {
+  SmallLayout layout;
+  const std::string other_manifest = R"({"schemaVersion":2,"lie":true})";
+  HostileRegistry server(
+      serve_layout(layout.directory.path(), {{layout.layer.digest.to_string(), "not the layer"}},
+                   {{"v9", {"application/vnd.oci.image.manifest.v1+json", other_manifest}}}));
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto blob = client->fetch_blob("r", layout.layer.digest, 1 << 20);
+  ASSERT_FALSE(blob.ok());
+  EXPECT_EQ(blob.error().code, ErrorCode::kDigestMismatch);
+  auto manifest = client->fetch_manifest("r", "v9");
+  ASSERT_TRUE(manifest.ok()) << manifest.error().to_string();
+  EXPECT_EQ(text_of(manifest->bytes), other_manifest);
+}
+
+TEST(HostileRegistry, PullImageCopiesAReferenceImageThroughIt) {
+  const std::string source = test::testdata_path("oci/layouts/gzip-v1");
+  HostileRegistry server(serve_layout(source));
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  test::TempDir out;
+  auto layout = oci::OciLayout::open_or_create(out / "layout");
+  ASSERT_TRUE(layout.ok());
+  auto reference = parse_image_reference(server.host() + "/mirror/gzip:v1");
+  ASSERT_TRUE(reference.ok());
+  PullOptions options;
+  options.work_directory = out.path();
+  auto pulled = pull_image(*client, *reference, nullptr, &*layout, "copy", options);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  EXPECT_TRUE(layout->verify_image("copy").ok());
+  auto original = oci::OciLayout::open(source);
+  ASSERT_TRUE(original.ok());
+  EXPECT_EQ(pulled->manifest_digest, original->resolve("v1")->digest);
+}
+
+TEST(HostileRegistry, TlsModeServesHttpsToAClientThatSkipsVerification) {
+  SmallLayout layout;
+  HostileRegistry server(serve_layout(layout.directory.path()), strata::testing::UseTls{});
+  ClientOptions options = quick_options();
+  options.plain_http = false;
+  options.tls_verify = false;
+  auto client = RegistryClient::create(server.host(), options);
+  ASSERT_TRUE(client.ok());
+  auto blob = client->fetch_blob("r", layout.layer.digest, 1 << 20);
+  ASSERT_TRUE(blob.ok()) << blob.error().to_string();
+  EXPECT_EQ(text_of(*blob), layout.layer_bytes);
+  // A client checking certificates refuses the self-signed one.
+  options.tls_verify = true;
+  options.retry.max_attempts = 1;
+  auto strict = RegistryClient::create(server.host(), options);
+  ASSERT_TRUE(strict.ok());
+  EXPECT_FALSE(strict->ping().ok());
+}
+
+TEST(HostileRegistry, DripDeliversTheWholeBody) {
+  const std::string body = "twelve bytes";
+  HostileRegistry server([&](const SeenRequest&) {
+    Reply reply;
+    reply.body = body;
+    reply.mode = Reply::Mode::kDrip;
+    reply.drip_bytes = 5;
+    reply.drip_interval = std::chrono::milliseconds(20);
+    return reply;
+  });
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto blob = client->fetch_blob("r", sha256_of(test::bytes_of(body)), 100);
+  ASSERT_TRUE(blob.ok()) << blob.error().to_string();
+  EXPECT_EQ(text_of(*blob), body);
+}
+
+TEST(HostileRegistry, EndlessZerosGoOnUntilTheClientGivesUp) {
+  for (const bool omit_length : {false, true}) {
+    HostileRegistry server([&](const SeenRequest&) {
+      Reply reply;
+      reply.body = "start";
+      reply.mode = Reply::Mode::kEndless;
+      reply.omit_length = omit_length;
+      if (!omit_length) reply.headers.emplace_back("Content-Length", "1099511627776");
+      return reply;
+    });
+    auto client = RegistryClient::create(server.host(), quick_options());
+    ASSERT_TRUE(client.ok());
+    auto blob = client->fetch_blob("r", sha256_of(test::bytes_of("start")), 1 << 20);
+    ASSERT_FALSE(blob.ok());
+    EXPECT_EQ(blob.error().code, ErrorCode::kLimitExceeded) << blob.error().to_string();
+    EXPECT_GT(client->counters().bytes_received, std::uint64_t{1} << 20U);
+  }
+}
+
+TEST(HostileRegistry, StopsWhileClientsAreMidAnswer) {
+  // Clients stuck in a stall and a slow drip; the fixture's destructor must end both.
+  for (const auto mode : {Reply::Mode::kStall, Reply::Mode::kDrip, Reply::Mode::kEndless}) {
+    std::thread client_thread;
+    {
+      HostileRegistry server([&](const SeenRequest&) {
+        Reply reply;
+        reply.body = std::string(1000, 'x');
+        reply.mode = mode;
+        reply.drip_interval = std::chrono::milliseconds(60000);
+        return reply;
+      });
+      ClientOptions options = quick_options();
+      options.retry.max_attempts = 1;
+      options.stall_timeout = std::chrono::seconds(600);
+      auto client = RegistryClient::create(server.host(), options);
+      ASSERT_TRUE(client.ok());
+      client_thread = std::thread([&, c = std::move(*client)]() mutable {
+        auto blob = c.fetch_blob("r", Digest{}, 1 << 20);
+        EXPECT_FALSE(blob.ok());
+      });
+      while (server.requests().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }  // the server stops here, with the client mid-answer
+    client_thread.join();
+  }
+}
+
+}  // namespace
+}  // namespace strata::registry
