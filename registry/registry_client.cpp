@@ -9,6 +9,7 @@
 // Range GETs cannot be checked against the blob digest (their callers hold per-chunk digests); a
 // registry that answers a range request with the whole blob (200) gets that blob checked instead.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -374,23 +375,29 @@ Result<void> resume_from_file(int fd, const std::string& path, FileDownload& dow
 }  // namespace
 
 Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
-    const std::string& repository, const Digest& digest, const std::string& path,
-    const std::function<void(std::uint64_t)>& progress) {
+    const std::string& repository, const Digest& digest, std::uint64_t size,
+    const std::string& path, const std::function<void(std::uint64_t)>& progress) {
   const std::string what = repository + "@" + digest.to_string();
   const std::string partial = path + ".partial";
+  const std::string too_long = "GET " + what + ": the registry sends more than the " +
+                               std::to_string(size) + " bytes its descriptor says";
   Error last = make_error(ErrorCode::kInternal, "no attempt");
   // A digest mismatch may be corruption in transit or a stale partial file: one more try from 0.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    // O_NOFOLLOW: a symbolic link planted at the partial path is never written through.
+    const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
-      return make_error(ErrorCode::kIo, partial + ": cannot open: " + std::strerror(errno));
+      const int error = errno;
+      return make_error(ErrorCode::kIo,
+                        partial + ": cannot open" +
+                            (error == ELOOP ? " (a symbolic link, not followed)" : "") + ": " +
+                            std::strerror(error));
     }
     struct Closer {
       int fd;
       ~Closer() { ::close(fd); }
     } closer{fd};
     auto download = std::make_unique<FileDownload>();
-    STRATA_TRY(resume_from_file(fd, partial, *download));
     const auto restart = [&]() -> Result<void> {
       download = std::make_unique<FileDownload>();
       if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
@@ -398,7 +405,18 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       }
       return {};
     };
+    // A partial longer than the blob cannot be a prefix of it: discarded without asking.
+    struct stat held {};
+    if (::fstat(fd, &held) != 0) {
+      return make_error(ErrorCode::kIo, partial + ": cannot stat: " + std::strerror(errno));
+    }
+    if (static_cast<std::uint64_t>(held.st_size) > size) {
+      STRATA_TRY(restart());
+    } else {
+      STRATA_TRY(resume_from_file(fd, partial, *download));
+    }
     bool disagreed = false;
+    bool overran = false;
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
     // Every attempt (this call's first, and the transport's retries after a dropped connection)
@@ -423,6 +441,12 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       }
       // 200: the registry ignored the Range (or none was sent) and sends the blob from byte 0.
       download->overlap_pending = false;
+      if (const auto length = parse_length(response.header("content-length"));
+          length && *length > size) {
+        overran = true;
+        return make_error(ErrorCode::kCorruptInput,
+                          too_long + " (Content-Length " + std::to_string(*length) + ")");
+      }
       if (download->size != 0) return restart();
       return {};
     };
@@ -435,6 +459,10 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
                             "GET " + what + ": resumed bytes disagree with " + partial);
         }
         data = data.subspan(1);
+      }
+      if (data.size() > size - download->size) {
+        overran = true;
+        return make_error(ErrorCode::kCorruptInput, too_long);
       }
       std::size_t written = 0;
       while (written < data.size()) {
@@ -454,6 +482,11 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       std::filesystem::remove(partial);
       last = std::move(response).error();
       continue;
+    }
+    // Bytes from a registry that sends more than the blob are not worth resuming from.
+    if (!response.ok() && overran) {
+      std::filesystem::remove(partial);
+      return std::move(response).error();
     }
     // A transfer that failed keeps its partial file: the next call resumes from it.
     if (!response.ok()) return std::move(response).error();
@@ -475,6 +508,12 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       last = make_error(ErrorCode::kDigestMismatch,
                         "GET " + what + ": received bytes hash to " + got.to_string());
       continue;
+    }
+    if (download->size != size) {  // the digest matched: the descriptor's size is wrong
+      std::filesystem::remove(partial);
+      return make_error(ErrorCode::kCorruptInput,
+                        "GET " + what + ": blob has " + std::to_string(download->size) +
+                            " bytes, its descriptor says " + std::to_string(size));
     }
     if (::fsync(fd) != 0) {
       return make_error(ErrorCode::kIo, partial + ": fsync failed: " + std::strerror(errno));

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,8 @@
 #include <thread>
 
 #include "strata/registry.h"
+#include "tests/hostile_registry.h"
+#include "tests/oci_test_helpers.h"
 
 namespace strata::registry {
 namespace {
@@ -143,12 +146,13 @@ TEST(RegistryClient, StalledServerTimesOut) {
   EXPECT_EQ(server.request_lines().size(), 2U);
 }
 
-TEST(RegistryClient, PartialFileLongerThanTheBlobIsDiscardedOn416) {
+TEST(RegistryClient, ResumeAnswered416StartsOverFromByteZero) {
   const std::string blob = "the whole blob, 32 bytes of it..";
   const Digest digest =
       sha256_of(ByteSpan(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()));
   // docker-registry 2.8 answers a range past the end with a 416 whose body is shorter than its
-  // Content-Length; then the whole blob from byte 0.
+  // Content-Length; then the whole blob from byte 0. (A partial file longer than the expected
+  // size is discarded before asking: RegistryClientBlobSize below.)
   ScriptedServer server(
       {"HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Length: 100\r\n"
        "Connection: close\r\n\r\nshort",
@@ -157,14 +161,14 @@ TEST(RegistryClient, PartialFileLongerThanTheBlobIsDiscardedOn416) {
   ASSERT_TRUE(client.ok());
   const std::string path =
       ::testing::TempDir() + "strata-partial-416-" + std::to_string(::getpid());
-  std::ofstream(path + ".partial", std::ios::binary) << blob << "and 21 bytes too many";
-  auto size = client->fetch_blob_to_file("app", digest, path);
+  std::ofstream(path + ".partial", std::ios::binary) << blob.substr(0, 20);
+  auto size = client->fetch_blob_to_file("app", digest, blob.size(), path);
   ASSERT_TRUE(size.ok()) << size.error().to_string();
   EXPECT_EQ(*size, blob.size());
   const auto requests = server.request_lines();
   ASSERT_EQ(requests.size(), 2U);
   // The resume keeps its range one byte early; the retry from 0 sends none.
-  EXPECT_NE(requests[0].find("Range: bytes=52-"), std::string::npos) << requests[0];
+  EXPECT_NE(requests[0].find("Range: bytes=19-"), std::string::npos) << requests[0];
   EXPECT_EQ(requests[1].find("Range:"), std::string::npos) << requests[1];
   std::ifstream written(path, std::ios::binary);
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(written), {}), blob);
@@ -256,6 +260,103 @@ TEST(RegistryClient, CredentialsAreNotSentToAnotherHostNamedByLocation) {
   ASSERT_EQ(other_requests.size(), 1U);
   EXPECT_EQ(other_requests[0].rfind("PUT /upload/1?digest=sha256%3A", 0), 0U) << other_requests[0];
   EXPECT_EQ(other_requests[0].find("Authorization"), std::string::npos);
+}
+
+// ---- against the hostile-registry fixture -------------------------------------------------------
+
+using strata::testing::HostileRegistry;
+using strata::testing::Reply;
+using strata::testing::SeenRequest;
+
+std::string blob_text(std::size_t size) {
+  std::string text;
+  for (std::size_t i = 0; i < size; ++i) text.push_back(static_cast<char>('A' + i % 23));
+  return text;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(RegistryClientBlobSize, EndlessZerosStopAtTheDescriptorSize) {
+  const std::string blob = blob_text(151);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  for (const bool omit_length : {false, true}) {
+    SCOPED_TRACE(omit_length ? "no Content-Length" : "Content-Length: 1 TiB");
+    HostileRegistry server([&](const SeenRequest&) {
+      Reply reply;
+      reply.body = blob;
+      reply.mode = Reply::Mode::kEndless;
+      reply.omit_length = omit_length;
+      if (!omit_length) reply.headers.emplace_back("Content-Length", "1099511627776");
+      return reply;
+    });
+    auto client = RegistryClient::create(server.host(), quick_options());
+    ASSERT_TRUE(client.ok());
+    test::TempDir directory;
+    const std::string path = directory / "layer";
+    std::uint64_t most = 0;
+    auto size = client->fetch_blob_to_file(
+        "r", digest, blob.size(), path, [&](std::uint64_t held) { most = std::max(most, held); });
+    ASSERT_FALSE(size.ok());
+    EXPECT_NE(size.error().message.find(digest.to_string()), std::string::npos)
+        << size.error().message;
+    EXPECT_LE(most, 152U);
+    EXPECT_FALSE(std::filesystem::exists(path));
+    if (std::filesystem::exists(path + ".partial")) {
+      EXPECT_LE(std::filesystem::file_size(path + ".partial"), 152U);
+    }
+  }
+}
+
+TEST(RegistryClientBlobSize, StalePartialLongerThanTheBlobIsDiscardedBeforeAsking) {
+  const std::string blob = blob_text(151);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  HostileRegistry server([&](const SeenRequest& seen) {
+    if (seen.headers.contains("range")) return strata::testing::error_reply(416, "X", "range");
+    Reply reply;
+    reply.body = blob;
+    return reply;
+  });
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  test::TempDir directory;
+  const std::string path = directory / "layer";
+  test::write_text(path + ".partial", blob + std::string(4096, 'z'));
+  auto size = client->fetch_blob_to_file("r", digest, blob.size(), path);
+  ASSERT_TRUE(size.ok()) << size.error().to_string();
+  EXPECT_EQ(*size, blob.size());
+  EXPECT_EQ(file_text(path), blob);
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  for (const SeenRequest& seen : server.requests()) {
+    EXPECT_FALSE(seen.headers.contains("range")) << seen.headers.at("range");
+  }
+}
+
+TEST(RegistryClientBlobSize, SymlinkPlantedAtThePartialPathIsNotWrittenThrough) {
+  const std::string blob = blob_text(151);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  HostileRegistry server([&](const SeenRequest&) {
+    Reply reply;
+    reply.body = blob;
+    return reply;
+  });
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  test::TempDir directory;
+  const std::string path = directory / "layer";
+  const std::string victim = directory / "victim";
+  const std::string precious = blob.substr(0, 20);  // looks like a download to resume
+  test::write_text(victim, precious);
+  std::filesystem::create_symlink(victim, path + ".partial");
+  auto size = client->fetch_blob_to_file("r", digest, blob.size(), path);
+  ASSERT_FALSE(size.ok());
+  EXPECT_NE(size.error().message.find(path + ".partial"), std::string::npos)
+      << size.error().message;
+  EXPECT_EQ(file_text(victim), precious);
+  EXPECT_TRUE(std::filesystem::is_symlink(path + ".partial"));
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 }  // namespace

@@ -194,13 +194,18 @@ class RegistryClient {
   // The whole blob in memory (at most max_bytes), verified against its digest.
   Result<std::vector<std::uint8_t>> fetch_blob(const std::string& repository, const Digest& digest,
                                                std::uint64_t max_bytes);
-  // The whole blob into the file `path`: written to "<path>.partial", verified, then renamed.
-  // An existing "<path>.partial" (an earlier call that failed) and a connection dropped mid-blob
-  // resume with a Range request for the rest; a registry answering 200 restarts from byte 0; a
-  // partial longer than the blob (answered 416) and a final digest mismatch discard the file and
-  // try once more from 0. `progress` gets the bytes held so far. Returns the size.
+  // The whole blob, of `size` bytes (its descriptor's), into the file `path`: written to
+  // "<path>.partial", verified, then renamed. An existing "<path>.partial" (an earlier call that
+  // failed) and a connection dropped mid-blob resume with a Range request for the rest; a
+  // registry answering 200 restarts from byte 0; a partial answered 416 and a final digest
+  // mismatch discard the file and try once more from 0. A partial longer than `size` is
+  // discarded before asking; a registry sending more than `size` bytes (a Content-Length above
+  // it, or a body running past it) is cut off there with kCorruptInput, the partial discarded, so
+  // the file never holds more than `size` bytes. "<path>.partial" is opened without following a
+  // symbolic link (one planted there is an error naming the path). `progress` gets the bytes held
+  // so far. Returns the size.
   Result<std::uint64_t> fetch_blob_to_file(const std::string& repository, const Digest& digest,
-                                           const std::string& path,
+                                           std::uint64_t size, const std::string& path,
                                            const std::function<void(std::uint64_t)>& progress = {});
   // Bytes [offset, offset + length) of a blob (Range GET). Cannot be checked against the blob
   // digest: callers check them against their own (TOC / chunk) digests.
