@@ -322,6 +322,7 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_blob(const std::string& 
     std::vector<std::uint8_t> bytes;
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
+    request.expected_bytes = max_bytes;
     request.begin_attempt = [&bytes] { bytes.clear(); };
     request.sink = [&](long, ByteSpan data) -> Result<void> {
       if (bytes.size() + data.size() > max_bytes) {
@@ -419,6 +420,7 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
     bool overran = false;
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
+    request.expected_bytes = size;
     // Every attempt (this call's first, and the transport's retries after a dropped connection)
     // asks for the bytes after those in the file, starting one byte early: the range is then
     // never empty (docker-registry 2.8 answers "bytes=<size>-" with a 416 whose body is shorter
@@ -543,6 +545,7 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_range(const std::string&
   request.url = impl_->url(blob_path(repository, digest));
   request.headers.push_back("Range: bytes=" + std::to_string(offset) + "-" +
                             std::to_string(last_byte));
+  request.expected_bytes = length;
   request.begin_attempt = [&] {
     bytes.clear();
     whole.reset();
@@ -653,6 +656,7 @@ Result<std::vector<std::vector<std::uint8_t>>> RegistryClient::fetch_ranges(
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
     request.headers.push_back(header);
+    request.expected_bytes = std::max(cap_206, cap_200);
     request.begin_attempt = [&] {
       body.clear();
       too_big_whole = false;
@@ -740,6 +744,7 @@ Result<void> RegistryClient::push_blob(const std::string& repository, const Dige
           "Content-Type: application/octet-stream",
           "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + length - 1)};
       patch.body_size = length;
+      patch.expected_bytes = length;
       const std::uint64_t base = offset;
       patch.body = [&reader, base](std::uint64_t at, MutableByteSpan out) {
         return reader(base + at, out);
@@ -762,6 +767,7 @@ Result<void> RegistryClient::push_blob(const std::string& repository, const Dige
                "digest=" + percent_encode(digest.to_string());
   finish.headers = {"Content-Type: application/octet-stream"};
   finish.body_size = size - offset;
+  finish.expected_bytes = size - offset;
   const std::uint64_t base = offset;
   finish.body = [&reader, base](std::uint64_t at, MutableByteSpan out) {
     return reader(base + at, out);
@@ -811,6 +817,7 @@ Result<ManifestResponse> RegistryClient::fetch_manifest(const std::string& repos
   request.url = impl_->url("/v2/" + repository + "/manifests/" + reference);
   request.headers.emplace_back(kManifestAccept);
   request.max_body = impl_->options.max_json_bytes;
+  request.expected_bytes = impl_->options.max_json_bytes;
   auto response = impl_->send(request, pull_scope(repository));
   if (!response.ok()) {
     Error error = std::move(response).error();
@@ -848,6 +855,7 @@ Result<Digest> RegistryClient::push_manifest(const std::string& repository,
   request.url = impl_->url("/v2/" + repository + "/manifests/" + reference);
   request.headers.push_back("Content-Type: " + std::string(media_type));
   request.body_size = bytes.size();
+  request.expected_bytes = bytes.size();
   request.body = [bytes](std::uint64_t offset, MutableByteSpan out) -> Result<std::size_t> {
     const auto n =
         std::min<std::size_t>(out.size(), bytes.size() - static_cast<std::size_t>(offset));
@@ -874,6 +882,7 @@ Result<std::optional<oci::Index>> RegistryClient::fetch_referrers(const std::str
   request.url = impl_->url("/v2/" + repository + "/referrers/" + digest.to_string());
   request.headers.push_back("Accept: " + std::string(oci::kMediaTypeImageIndex));
   request.max_body = impl_->options.max_json_bytes;
+  request.expected_bytes = impl_->options.max_json_bytes;
   auto response = impl_->send(request, pull_scope(repository));
   if (!response.ok()) return std::move(response).error();
   if (response->status == 404) return std::optional<oci::Index>();
@@ -892,6 +901,7 @@ Result<std::vector<std::string>> RegistryClient::list_tags(const std::string& re
     HttpRequest request;
     request.url = url;
     request.max_body = impl_->options.max_json_bytes;
+    request.expected_bytes = impl_->options.max_json_bytes;
     auto response = impl_->send(request, pull_scope(repository));
     if (!response.ok()) return std::move(response).error();
     if (response->status != 200) return status_error(*response, "GET tags of " + repository);

@@ -279,6 +279,32 @@ std::string file_text(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+TEST(RegistryClientDeadline, ADrippingBlobEndsAtItsDeadline) {
+  const std::string blob = blob_text(40);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  HostileRegistry server([&](const SeenRequest&) {
+    Reply reply;
+    reply.body = blob;
+    reply.mode = Reply::Mode::kDrip;  // 2 bytes a second: above the 1 B/s stall rule
+    reply.drip_bytes = 2;
+    reply.drip_interval = std::chrono::milliseconds(1000);
+    return reply;
+  });
+  ClientOptions options = quick_options();
+  options.stall_timeout = std::chrono::seconds(30);
+  options.retry.max_total = std::chrono::seconds(1);
+  auto client = RegistryClient::create(server.host(), options);
+  ASSERT_TRUE(client.ok());
+  test::TempDir directory;
+  const std::string path = directory / "blob";
+  auto size = client->fetch_blob_to_file("slow/repo", digest, blob.size(), path);
+  ASSERT_FALSE(size.ok());
+  EXPECT_NE(size.error().message.find("deadline"), std::string::npos) << size.error().message;
+  EXPECT_NE(size.error().message.find(digest.to_string()), std::string::npos)
+      << size.error().message;
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
 TEST(RegistryClientBlobSize, EndlessZerosStopAtTheDescriptorSize) {
   const std::string blob = blob_text(151);
   const Digest digest = sha256_of(test::bytes_of(blob));

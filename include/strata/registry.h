@@ -128,8 +128,13 @@ struct RetryPolicy {
   unsigned max_attempts = 5;  // per request, the first included
   std::chrono::milliseconds initial_backoff{200};
   std::chrono::milliseconds max_backoff{5000};
-  std::chrono::milliseconds max_total{
-      std::chrono::seconds(120)};            // for all attempts of one request
+  // The deadline of one request, all its attempts and the waits between them included:
+  // max_total + (the bytes it is expected to move) / min_bytes_per_second. It is enforced inside
+  // an attempt too (a server dripping bytes just fast enough to dodge stall_timeout is cut off
+  // there), and the error says the request ran past its deadline. The default rate (16 KiB/s,
+  // 128 kbit/s) gives a 1 GiB blob about 18 hours: a slow link is never cut, an endless one is.
+  std::chrono::milliseconds max_total{std::chrono::seconds(120)};
+  std::uint64_t min_bytes_per_second = std::uint64_t{16} << 10U;  // 0 counts as 1
   std::chrono::seconds max_retry_after{30};  // a longer Retry-After is cut to this
 };
 
