@@ -1,13 +1,18 @@
 // RegistryClient: the OCI distribution API (shared/specs/layer-formats.md §3) over HttpTransport.
 // Authentication follows the registry's 401 challenge: Basic with the configured credentials, or
 // Bearer (RFC 6750; Docker token protocol: GET realm?service=&scope= with Basic credentials when
-// there are any) with one token cached per scope. Whole blobs are hashed while they arrive and
-// only become visible (renamed into place / returned) when they match their digest; a download
-// to a file resumes its "<path>.partial" of N bytes with "Range: bytes=N-1-" (RFC 9110 §14.2: a
-// 206 must start there; a 200 means the registry ignored the Range, and the file starts over; a
-// 416 means the file is longer than the blob, and it starts over too).
-// Range GETs cannot be checked against the blob digest (their callers hold per-chunk digests); a
-// registry that answers a range request with the whole blob (200) gets that blob checked instead.
+// there are any) with one token cached per scope. The realm must be https unless the client is
+// --insecure (plain_http): an https registry never makes us send a password in clear. A realm on
+// another host is used, credentials included (Docker Hub's registry-1.docker.io names
+// auth.docker.io; docker and skopeo do the same): the registry chose it over TLS, and TLS checks
+// that host in turn. Errors about the token request name the realm's host when it is another. Whole
+// blobs are hashed while they arrive and only become visible (renamed into place / returned) when
+// they match their digest; a download to a file resumes its "<path>.partial" of N bytes with
+// "Range: bytes=N-1-" (RFC 9110 §14.2: a 206 must start there; a 200 means the registry ignored the
+// Range, and the file starts over; a 416 means the file is longer than the blob, and it starts over
+// too). Range GETs cannot be checked against the blob digest (their callers hold per-chunk
+// digests); a registry that answers a range request with the whole blob (200) gets that blob
+// checked instead.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -150,6 +155,21 @@ struct RegistryClient::Impl {
       return make_error(ErrorCode::kCorruptInput,
                         registry + ": Bearer challenge without an http(s) realm");
     }
+    const std::string shown_realm = realm->second.substr(0, 200);
+    if (realm->second.starts_with("http://") && !options.plain_http) {
+      return make_error(ErrorCode::kUnsupported,
+                        registry + ": Bearer realm '" + shown_realm +
+                            "' is not https: no token request (it would carry the credentials in "
+                            "clear) to a realm of an https registry without --insecure");
+    }
+    // host[:port] of the realm (userinfo dropped), for errors when it is not the registry.
+    std::string realm_host = realm->second.substr(realm->second.find("://") + 3);
+    realm_host = realm_host.substr(0, realm_host.find_first_of("/?#"));
+    if (const auto at = realm_host.rfind('@'); at != std::string::npos) {
+      realm_host = realm_host.substr(at + 1);
+    }
+    const std::string where =
+        registry + ": token request" + (realm_host == registry ? "" : " to " + realm_host);
     std::string token_url = realm->second;
     char separator = token_url.find('?') == std::string::npos ? '?' : '&';
     if (const auto service = challenge.params.find("service"); service != challenge.params.end()) {
@@ -183,12 +203,16 @@ struct RegistryClient::Impl {
           base64_encode(options.credentials->username + ":" + options.credentials->password));
     }
     auto response = transport.perform(request);
-    if (!response.ok()) return std::move(response).error();
-    if (response->status != 200) return status_error(*response, registry + ": token request");
+    if (!response.ok()) {
+      Error error = std::move(response).error();
+      error.message = where + ": " + error.message;
+      return error;
+    }
+    if (response->status != 200) return status_error(*response, where);
     const auto document =
         nlohmann::json::parse(response->body.begin(), response->body.end(), nullptr, false);
     if (document.is_discarded() || !document.is_object()) {
-      return make_error(ErrorCode::kCorruptInput, registry + ": token response is not JSON");
+      return make_error(ErrorCode::kCorruptInput, where + ": the answer is not JSON");
     }
     std::string token;
     for (const char* key : {"token", "access_token"}) {
@@ -200,8 +224,7 @@ struct RegistryClient::Impl {
     const bool clean =
         std::all_of(token.begin(), token.end(), [](char c) { return c > ' ' && c < 127; });
     if (token.empty() || token.size() > kMaxTokenBytes || !clean) {
-      return make_error(ErrorCode::kCorruptInput,
-                        registry + ": token response without a usable token");
+      return make_error(ErrorCode::kCorruptInput, where + ": the answer has no usable token");
     }
     std::lock_guard lock(auth_mutex);
     tokens[scope] = "Authorization: Bearer " + token;

@@ -268,6 +268,95 @@ using strata::testing::HostileRegistry;
 using strata::testing::Reply;
 using strata::testing::SeenRequest;
 
+bool carries_basic_credentials(const std::vector<SeenRequest>& requests) {
+  return std::any_of(requests.begin(), requests.end(), [](const SeenRequest& seen) {
+    const auto authorization = seen.headers.find("authorization");
+    return authorization != seen.headers.end() && authorization->second.starts_with("Basic ");
+  });
+}
+
+// A registry that answers everything with a Bearer challenge naming `realm`, and 200 to requests
+// carrying a Bearer token.
+strata::testing::Handler challenging_registry(std::string realm) {
+  return [realm = std::move(realm)](const SeenRequest& seen) {
+    Reply reply;
+    const auto authorization = seen.headers.find("authorization");
+    if (authorization == seen.headers.end() || !authorization->second.starts_with("Bearer ")) {
+      reply.status = 401;
+      reply.headers.emplace_back("WWW-Authenticate",
+                                 "Bearer realm=\"" + realm + "\",service=\"svc\"");
+    }
+    return reply;
+  };
+}
+
+strata::testing::Handler token_server(int status = 200) {
+  return [status](const SeenRequest&) {
+    Reply reply;
+    reply.status = status;
+    reply.headers.emplace_back("Content-Type", "application/json");
+    reply.body = status == 200 ? R"({"token":"abc.def"})" : R"({"errors":[]})";
+    return reply;
+  };
+}
+
+ClientOptions tls_options() {
+  ClientOptions options = quick_options();
+  options.plain_http = false;
+  options.tls_verify = false;
+  options.credentials = Credentials{"user", "pass"};
+  return options;
+}
+
+TEST(RegistryClientRealm, HttpsRegistryRefusesAPlainHttpRealmBeforeSendingCredentials) {
+  HostileRegistry tokens(token_server());
+  const std::string realm = "http://" + tokens.host() + "/token";
+  HostileRegistry registry(challenging_registry(realm), strata::testing::UseTls{});
+  auto client = RegistryClient::create(registry.host(), tls_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_NE(pinged.error().message.find(realm), std::string::npos) << pinged.error().message;
+  EXPECT_NE(pinged.error().message.find("https"), std::string::npos) << pinged.error().message;
+  EXPECT_FALSE(carries_basic_credentials(tokens.requests()));
+  EXPECT_TRUE(tokens.requests().empty());
+}
+
+TEST(RegistryClientRealm, InsecureRegistryMayUseAPlainHttpRealm) {
+  HostileRegistry tokens(token_server());
+  HostileRegistry registry(challenging_registry("http://" + tokens.host() + "/token"));
+  ClientOptions options = quick_options();
+  options.credentials = Credentials{"user", "pass"};
+  auto client = RegistryClient::create(registry.host(), options);
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_TRUE(pinged.ok()) << pinged.error().to_string();
+  EXPECT_TRUE(carries_basic_credentials(tokens.requests()));
+}
+
+TEST(RegistryClientRealm, HttpsRealmOnAnotherHostGetsCredentialsAndIsNamedInErrors) {
+  // Docker Hub's realm is auth.docker.io for registry-1.docker.io: a foreign https realm is used
+  // (with the credentials); when it refuses, the error names it, not only the registry.
+  HostileRegistry tokens(token_server(401), strata::testing::UseTls{});
+  HostileRegistry registry(challenging_registry("https://" + tokens.host() + "/token"),
+                           strata::testing::UseTls{});
+  auto client = RegistryClient::create(registry.host(), tls_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_NE(pinged.error().message.find(tokens.host()), std::string::npos)
+      << pinged.error().message;
+  EXPECT_TRUE(carries_basic_credentials(tokens.requests()));
+
+  HostileRegistry working_tokens(token_server(), strata::testing::UseTls{});
+  HostileRegistry working(challenging_registry("https://" + working_tokens.host() + "/token"),
+                          strata::testing::UseTls{});
+  auto second = RegistryClient::create(working.host(), tls_options());
+  ASSERT_TRUE(second.ok());
+  auto ok = second->ping();
+  EXPECT_TRUE(ok.ok()) << ok.error().to_string();
+}
+
 std::string blob_text(std::size_t size) {
   std::string text;
   for (std::size_t i = 0; i < size; ++i) text.push_back(static_cast<char>('A' + i % 23));

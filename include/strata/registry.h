@@ -141,6 +141,9 @@ struct RetryPolicy {
 struct ClientOptions {
   bool plain_http = false;  // --insecure: http:// instead of https://
   bool tls_verify = true;   // --tls-verify=false: https without certificate checks
+  // Sent to the registry when it asks for Basic, and to the token realm its Bearer challenge
+  // names: that realm may be another host (Docker Hub: auth.docker.io) but must be https unless
+  // plain_http (an http realm of an https registry is refused, credentials or not).
   std::optional<Credentials> credentials;
   RetryPolicy retry;
   std::chrono::seconds connect_timeout{15};
