@@ -1,5 +1,8 @@
 // libcurl underneath RegistryClient: pooled easy handles, time-outs, capped bodies and bounded
-// retries with exponential backoff (RFC 9110 §10.2.3 Retry-After honoured up to a cap). A retried
+// retries with exponential backoff (RFC 9110 §10.2.3 Retry-After honoured up to a cap). Each
+// request has one deadline (RetryPolicy::max_total plus its expected bytes at the policy's
+// minimum average rate): every attempt runs with CURLOPT_TIMEOUT_MS = the time left, and no
+// retry starts that would begin past it. A retried
 // request starts over: the body reader is read again from offset 0 and the sink is told to reset
 // (or, for a resuming download, the attempt's own Range header says where to pick up).
 // Only http and https are allowed, for requests and for redirects.
@@ -210,8 +213,16 @@ TransferCounters HttpTransport::counters() const {
                           retries_.load()};
 }
 
-Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, bool& retryable) {
+Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, bool& retryable,
+                                                 std::chrono::steady_clock::time_point deadline,
+                                                 const std::string& deadline_text) {
   retryable = false;
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) {
+    return make_error(ErrorCode::kIo, request.method + " " + request.url +
+                                          ": ran past its deadline (" + deadline_text + ")");
+  }
   CURL* handle = static_cast<CURL*>(acquire_handle());
   if (handle == nullptr) return make_error(ErrorCode::kInternal, "curl_easy_init failed");
   struct Releaser {
@@ -240,6 +251,7 @@ Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, boo
   curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME,
                    static_cast<long>(options_.stall_timeout.count()));
+  curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
   curl_easy_setopt(handle, CURLOPT_USERAGENT, "strata-registry-client");
   if (!options_.tls_verify) {
     curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -285,6 +297,12 @@ Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, boo
   // An error answer whose body ends before its Content-Length is still that answer: its status is
   // what the caller acts on (docker-registry 2.8 answers an unsatisfiable Range so, with a 416).
   const bool cut_error_answer = code == CURLE_PARTIAL_FILE && response_code(handle) >= 400;
+  // Timed out at (or within a hair of) the request's deadline: its time is up, no retry.
+  if (code == CURLE_OPERATION_TIMEDOUT &&
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(20) >= deadline) {
+    return make_error(ErrorCode::kIo, request.method + " " + request.url +
+                                          ": ran past its deadline (" + deadline_text + ")");
+  }
   if (code != CURLE_OK && !cut_error_answer) {
     retryable = is_retryable_curl_error(code);
     return make_error(ErrorCode::kIo,
@@ -300,11 +318,24 @@ Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, boo
 
 Result<HttpResponse> HttpTransport::perform(const HttpRequest& request) {
   const RetryPolicy& policy = options_.retry;
-  const auto deadline = std::chrono::steady_clock::now() + policy.max_total;
+  const std::uint64_t rate = std::max<std::uint64_t>(1, policy.min_bytes_per_second);
+  // Milliseconds for the expected bytes, saturating (a huge expectation: no practical deadline).
+  const std::uint64_t transfer_ms = request.expected_bytes > UINT64_MAX / 1000
+                                        ? UINT64_MAX / 1000
+                                        : request.expected_bytes * 1000 / rate;
+  const auto budget = policy.max_total + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                             std::min<std::uint64_t>(transfer_ms, 1ULL << 50U)));
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  const std::string deadline_text =
+      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(budget).count()) +
+      " s: retry max_total " +
+      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(policy.max_total).count()) +
+      " s + " + std::to_string(request.expected_bytes) + " bytes at " + std::to_string(rate) +
+      " B/s";
   auto backoff = policy.initial_backoff;
   for (unsigned attempt = 1;; ++attempt) {
     bool retryable = false;
-    auto response = perform_once(request, retryable);
+    auto response = perform_once(request, retryable, deadline, deadline_text);
     const bool last = attempt >= std::max(1U, policy.max_attempts);
     if (!retryable || last) return response;
     auto wait = backoff;
@@ -315,7 +346,12 @@ Result<HttpResponse> HttpTransport::perform(const HttpRequest& request) {
             std::min(*retry_after, policy.max_retry_after));
       }
     }
-    if (std::chrono::steady_clock::now() + wait > deadline) return response;
+    if (std::chrono::steady_clock::now() + wait >= deadline) {
+      if (response.ok()) return response;  // the caller reports the status it got
+      Error error = std::move(response).error();
+      error.message += "; not retried: the request's deadline (" + deadline_text + ") is near";
+      return error;
+    }
     retries_.fetch_add(1);
     std::this_thread::sleep_for(wait);
     backoff = std::min(backoff * 2, policy.max_backoff);

@@ -1,11 +1,13 @@
 // The HTTP layer under RegistryClient (internal, not installed): one libcurl easy handle per
 // request taken from a small pool (so connections are reused across requests and threads),
-// time-outs on connect and on stalled transfers, http/https only, capped response bodies, and
+// time-outs on connect and on stalled transfers, a deadline per request scaled to the bytes it
+// moves (enforced inside attempts and between them), http/https only, capped response bodies, and
 // retries with exponential backoff on dropped connections, 429 and 5xx (Retry-After honoured up to
 // a bound). Facts: RFC 9110 (status codes, Retry-After), shared/specs/layer-formats.md §3.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,6 +41,9 @@ struct HttpRequest {
   // ends the transfer (not retried).
   std::function<Result<void>(const HttpResponse& response)> on_response;
   std::size_t max_body = oci::kMaxJsonBytes;
+  // The bytes this request is expected to move (response body, or request body; an upper bound
+  // is fine): its deadline is RetryPolicy::max_total + expected_bytes / min_bytes_per_second.
+  std::uint64_t expected_bytes = 0;
 };
 
 struct HttpResponse {
@@ -66,7 +71,9 @@ class HttpTransport {
   [[nodiscard]] TransferCounters counters() const;
 
  private:
-  Result<HttpResponse> perform_once(const HttpRequest& request, bool& retryable);
+  Result<HttpResponse> perform_once(const HttpRequest& request, bool& retryable,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    const std::string& deadline_text);
   void* acquire_handle();
   void release_handle(void* handle);
 

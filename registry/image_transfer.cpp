@@ -296,7 +296,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                                                    : (work / descriptor.digest.hex()).string();
         std::uint64_t reported = 0;
         auto size = client.fetch_blob_to_file(
-            repository, descriptor.digest, path, [&](std::uint64_t received) {
+            repository, descriptor.digest, descriptor.size, path, [&](std::uint64_t received) {
               if (received > reported) {
                 const std::uint64_t now =
                     done.fetch_add(received - reported) + (received - reported);

@@ -550,7 +550,7 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
       STRATA_TRY(pull_indexed_blob(client, repository, layer, index->second, store, options,
                                    partial, file));
     } else {
-      auto fetched = client.fetch_blob_to_file(repository, layer.digest, partial);
+      auto fetched = client.fetch_blob_to_file(repository, layer.digest, layer.size, partial);
       if (!fetched.ok()) return std::move(fetched).error();
       file.bytes_fetched += *fetched;
       if (is_weight_media_type(layer.media_type)) {

@@ -1,14 +1,20 @@
 // RegistryClient: the OCI distribution API (shared/specs/layer-formats.md §3) over HttpTransport.
 // Authentication follows the registry's 401 challenge: Basic with the configured credentials, or
 // Bearer (RFC 6750; Docker token protocol: GET realm?service=&scope= with Basic credentials when
-// there are any) with one token cached per scope. Whole blobs are hashed while they arrive and
-// only become visible (renamed into place / returned) when they match their digest; a download
-// to a file resumes its "<path>.partial" of N bytes with "Range: bytes=N-1-" (RFC 9110 §14.2: a
-// 206 must start there; a 200 means the registry ignored the Range, and the file starts over; a
-// 416 means the file is longer than the blob, and it starts over too).
-// Range GETs cannot be checked against the blob digest (their callers hold per-chunk digests); a
-// registry that answers a range request with the whole blob (200) gets that blob checked instead.
+// there are any) with one token cached per scope. The realm must be https unless the client is
+// --insecure (plain_http): an https registry never makes us send a password in clear. A realm on
+// another host is used, credentials included (Docker Hub's registry-1.docker.io names
+// auth.docker.io; docker and skopeo do the same): the registry chose it over TLS, and TLS checks
+// that host in turn. Errors about the token request name the realm's host when it is another. Whole
+// blobs are hashed while they arrive and only become visible (renamed into place / returned) when
+// they match their digest; a download to a file resumes its "<path>.partial" of N bytes with
+// "Range: bytes=N-1-" (RFC 9110 §14.2: a 206 must start there; a 200 means the registry ignored the
+// Range, and the file starts over; a 416 means the file is longer than the blob, and it starts over
+// too). Range GETs cannot be checked against the blob digest (their callers hold per-chunk
+// digests); a registry that answers a range request with the whole blob (200) gets that blob
+// checked instead.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -149,6 +155,21 @@ struct RegistryClient::Impl {
       return make_error(ErrorCode::kCorruptInput,
                         registry + ": Bearer challenge without an http(s) realm");
     }
+    const std::string shown_realm = realm->second.substr(0, 200);
+    if (realm->second.starts_with("http://") && !options.plain_http) {
+      return make_error(ErrorCode::kUnsupported,
+                        registry + ": Bearer realm '" + shown_realm +
+                            "' is not https: no token request (it would carry the credentials in "
+                            "clear) to a realm of an https registry without --insecure");
+    }
+    // host[:port] of the realm (userinfo dropped), for errors when it is not the registry.
+    std::string realm_host = realm->second.substr(realm->second.find("://") + 3);
+    realm_host = realm_host.substr(0, realm_host.find_first_of("/?#"));
+    if (const auto at = realm_host.rfind('@'); at != std::string::npos) {
+      realm_host = realm_host.substr(at + 1);
+    }
+    const std::string where =
+        registry + ": token request" + (realm_host == registry ? "" : " to " + realm_host);
     std::string token_url = realm->second;
     char separator = token_url.find('?') == std::string::npos ? '?' : '&';
     if (const auto service = challenge.params.find("service"); service != challenge.params.end()) {
@@ -182,12 +203,16 @@ struct RegistryClient::Impl {
           base64_encode(options.credentials->username + ":" + options.credentials->password));
     }
     auto response = transport.perform(request);
-    if (!response.ok()) return std::move(response).error();
-    if (response->status != 200) return status_error(*response, registry + ": token request");
+    if (!response.ok()) {
+      Error error = std::move(response).error();
+      error.message = where + ": " + error.message;
+      return error;
+    }
+    if (response->status != 200) return status_error(*response, where);
     const auto document =
         nlohmann::json::parse(response->body.begin(), response->body.end(), nullptr, false);
     if (document.is_discarded() || !document.is_object()) {
-      return make_error(ErrorCode::kCorruptInput, registry + ": token response is not JSON");
+      return make_error(ErrorCode::kCorruptInput, where + ": the answer is not JSON");
     }
     std::string token;
     for (const char* key : {"token", "access_token"}) {
@@ -199,8 +224,7 @@ struct RegistryClient::Impl {
     const bool clean =
         std::all_of(token.begin(), token.end(), [](char c) { return c > ' ' && c < 127; });
     if (token.empty() || token.size() > kMaxTokenBytes || !clean) {
-      return make_error(ErrorCode::kCorruptInput,
-                        registry + ": token response without a usable token");
+      return make_error(ErrorCode::kCorruptInput, where + ": the answer has no usable token");
     }
     std::lock_guard lock(auth_mutex);
     tokens[scope] = "Authorization: Bearer " + token;
@@ -321,6 +345,7 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_blob(const std::string& 
     std::vector<std::uint8_t> bytes;
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
+    request.expected_bytes = max_bytes;
     request.begin_attempt = [&bytes] { bytes.clear(); };
     request.sink = [&](long, ByteSpan data) -> Result<void> {
       if (bytes.size() + data.size() > max_bytes) {
@@ -374,23 +399,29 @@ Result<void> resume_from_file(int fd, const std::string& path, FileDownload& dow
 }  // namespace
 
 Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
-    const std::string& repository, const Digest& digest, const std::string& path,
-    const std::function<void(std::uint64_t)>& progress) {
+    const std::string& repository, const Digest& digest, std::uint64_t size,
+    const std::string& path, const std::function<void(std::uint64_t)>& progress) {
   const std::string what = repository + "@" + digest.to_string();
   const std::string partial = path + ".partial";
+  const std::string too_long = "GET " + what + ": the registry sends more than the " +
+                               std::to_string(size) + " bytes its descriptor says";
   Error last = make_error(ErrorCode::kInternal, "no attempt");
   // A digest mismatch may be corruption in transit or a stale partial file: one more try from 0.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    // O_NOFOLLOW: a symbolic link planted at the partial path is never written through.
+    const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
-      return make_error(ErrorCode::kIo, partial + ": cannot open: " + std::strerror(errno));
+      const int error = errno;
+      return make_error(ErrorCode::kIo,
+                        partial + ": cannot open" +
+                            (error == ELOOP ? " (a symbolic link, not followed)" : "") + ": " +
+                            std::strerror(error));
     }
     struct Closer {
       int fd;
       ~Closer() { ::close(fd); }
     } closer{fd};
     auto download = std::make_unique<FileDownload>();
-    STRATA_TRY(resume_from_file(fd, partial, *download));
     const auto restart = [&]() -> Result<void> {
       download = std::make_unique<FileDownload>();
       if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
@@ -398,9 +429,21 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       }
       return {};
     };
+    // A partial longer than the blob cannot be a prefix of it: discarded without asking.
+    struct stat held {};
+    if (::fstat(fd, &held) != 0) {
+      return make_error(ErrorCode::kIo, partial + ": cannot stat: " + std::strerror(errno));
+    }
+    if (static_cast<std::uint64_t>(held.st_size) > size) {
+      STRATA_TRY(restart());
+    } else {
+      STRATA_TRY(resume_from_file(fd, partial, *download));
+    }
     bool disagreed = false;
+    bool overran = false;
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
+    request.expected_bytes = size;
     // Every attempt (this call's first, and the transport's retries after a dropped connection)
     // asks for the bytes after those in the file, starting one byte early: the range is then
     // never empty (docker-registry 2.8 answers "bytes=<size>-" with a 416 whose body is shorter
@@ -423,6 +466,12 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       }
       // 200: the registry ignored the Range (or none was sent) and sends the blob from byte 0.
       download->overlap_pending = false;
+      if (const auto length = parse_length(response.header("content-length"));
+          length && *length > size) {
+        overran = true;
+        return make_error(ErrorCode::kCorruptInput,
+                          too_long + " (Content-Length " + std::to_string(*length) + ")");
+      }
       if (download->size != 0) return restart();
       return {};
     };
@@ -435,6 +484,10 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
                             "GET " + what + ": resumed bytes disagree with " + partial);
         }
         data = data.subspan(1);
+      }
+      if (data.size() > size - download->size) {
+        overran = true;
+        return make_error(ErrorCode::kCorruptInput, too_long);
       }
       std::size_t written = 0;
       while (written < data.size()) {
@@ -454,6 +507,11 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       std::filesystem::remove(partial);
       last = std::move(response).error();
       continue;
+    }
+    // Bytes from a registry that sends more than the blob are not worth resuming from.
+    if (!response.ok() && overran) {
+      std::filesystem::remove(partial);
+      return std::move(response).error();
     }
     // A transfer that failed keeps its partial file: the next call resumes from it.
     if (!response.ok()) return std::move(response).error();
@@ -475,6 +533,12 @@ Result<std::uint64_t> RegistryClient::fetch_blob_to_file(
       last = make_error(ErrorCode::kDigestMismatch,
                         "GET " + what + ": received bytes hash to " + got.to_string());
       continue;
+    }
+    if (download->size != size) {  // the digest matched: the descriptor's size is wrong
+      std::filesystem::remove(partial);
+      return make_error(ErrorCode::kCorruptInput,
+                        "GET " + what + ": blob has " + std::to_string(download->size) +
+                            " bytes, its descriptor says " + std::to_string(size));
     }
     if (::fsync(fd) != 0) {
       return make_error(ErrorCode::kIo, partial + ": fsync failed: " + std::strerror(errno));
@@ -504,6 +568,7 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_range(const std::string&
   request.url = impl_->url(blob_path(repository, digest));
   request.headers.push_back("Range: bytes=" + std::to_string(offset) + "-" +
                             std::to_string(last_byte));
+  request.expected_bytes = length;
   request.begin_attempt = [&] {
     bytes.clear();
     whole.reset();
@@ -614,6 +679,7 @@ Result<std::vector<std::vector<std::uint8_t>>> RegistryClient::fetch_ranges(
     HttpRequest request;
     request.url = impl_->url(blob_path(repository, digest));
     request.headers.push_back(header);
+    request.expected_bytes = std::max(cap_206, cap_200);
     request.begin_attempt = [&] {
       body.clear();
       too_big_whole = false;
@@ -701,6 +767,7 @@ Result<void> RegistryClient::push_blob(const std::string& repository, const Dige
           "Content-Type: application/octet-stream",
           "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + length - 1)};
       patch.body_size = length;
+      patch.expected_bytes = length;
       const std::uint64_t base = offset;
       patch.body = [&reader, base](std::uint64_t at, MutableByteSpan out) {
         return reader(base + at, out);
@@ -723,6 +790,7 @@ Result<void> RegistryClient::push_blob(const std::string& repository, const Dige
                "digest=" + percent_encode(digest.to_string());
   finish.headers = {"Content-Type: application/octet-stream"};
   finish.body_size = size - offset;
+  finish.expected_bytes = size - offset;
   const std::uint64_t base = offset;
   finish.body = [&reader, base](std::uint64_t at, MutableByteSpan out) {
     return reader(base + at, out);
@@ -772,6 +840,7 @@ Result<ManifestResponse> RegistryClient::fetch_manifest(const std::string& repos
   request.url = impl_->url("/v2/" + repository + "/manifests/" + reference);
   request.headers.emplace_back(kManifestAccept);
   request.max_body = impl_->options.max_json_bytes;
+  request.expected_bytes = impl_->options.max_json_bytes;
   auto response = impl_->send(request, pull_scope(repository));
   if (!response.ok()) {
     Error error = std::move(response).error();
@@ -809,6 +878,7 @@ Result<Digest> RegistryClient::push_manifest(const std::string& repository,
   request.url = impl_->url("/v2/" + repository + "/manifests/" + reference);
   request.headers.push_back("Content-Type: " + std::string(media_type));
   request.body_size = bytes.size();
+  request.expected_bytes = bytes.size();
   request.body = [bytes](std::uint64_t offset, MutableByteSpan out) -> Result<std::size_t> {
     const auto n =
         std::min<std::size_t>(out.size(), bytes.size() - static_cast<std::size_t>(offset));
@@ -835,6 +905,7 @@ Result<std::optional<oci::Index>> RegistryClient::fetch_referrers(const std::str
   request.url = impl_->url("/v2/" + repository + "/referrers/" + digest.to_string());
   request.headers.push_back("Accept: " + std::string(oci::kMediaTypeImageIndex));
   request.max_body = impl_->options.max_json_bytes;
+  request.expected_bytes = impl_->options.max_json_bytes;
   auto response = impl_->send(request, pull_scope(repository));
   if (!response.ok()) return std::move(response).error();
   if (response->status == 404) return std::optional<oci::Index>();
@@ -853,6 +924,7 @@ Result<std::vector<std::string>> RegistryClient::list_tags(const std::string& re
     HttpRequest request;
     request.url = url;
     request.max_body = impl_->options.max_json_bytes;
+    request.expected_bytes = impl_->options.max_json_bytes;
     auto response = impl_->send(request, pull_scope(repository));
     if (!response.ok()) return std::move(response).error();
     if (response->status != 200) return status_error(*response, "GET tags of " + repository);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,8 @@
 #include <thread>
 
 #include "strata/registry.h"
+#include "tests/hostile_registry.h"
+#include "tests/oci_test_helpers.h"
 
 namespace strata::registry {
 namespace {
@@ -143,12 +146,13 @@ TEST(RegistryClient, StalledServerTimesOut) {
   EXPECT_EQ(server.request_lines().size(), 2U);
 }
 
-TEST(RegistryClient, PartialFileLongerThanTheBlobIsDiscardedOn416) {
+TEST(RegistryClient, ResumeAnswered416StartsOverFromByteZero) {
   const std::string blob = "the whole blob, 32 bytes of it..";
   const Digest digest =
       sha256_of(ByteSpan(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()));
   // docker-registry 2.8 answers a range past the end with a 416 whose body is shorter than its
-  // Content-Length; then the whole blob from byte 0.
+  // Content-Length; then the whole blob from byte 0. (A partial file longer than the expected
+  // size is discarded before asking: RegistryClientBlobSize below.)
   ScriptedServer server(
       {"HTTP/1.1 416 Requested Range Not Satisfiable\r\nContent-Length: 100\r\n"
        "Connection: close\r\n\r\nshort",
@@ -157,14 +161,14 @@ TEST(RegistryClient, PartialFileLongerThanTheBlobIsDiscardedOn416) {
   ASSERT_TRUE(client.ok());
   const std::string path =
       ::testing::TempDir() + "strata-partial-416-" + std::to_string(::getpid());
-  std::ofstream(path + ".partial", std::ios::binary) << blob << "and 21 bytes too many";
-  auto size = client->fetch_blob_to_file("app", digest, path);
+  std::ofstream(path + ".partial", std::ios::binary) << blob.substr(0, 20);
+  auto size = client->fetch_blob_to_file("app", digest, blob.size(), path);
   ASSERT_TRUE(size.ok()) << size.error().to_string();
   EXPECT_EQ(*size, blob.size());
   const auto requests = server.request_lines();
   ASSERT_EQ(requests.size(), 2U);
   // The resume keeps its range one byte early; the retry from 0 sends none.
-  EXPECT_NE(requests[0].find("Range: bytes=52-"), std::string::npos) << requests[0];
+  EXPECT_NE(requests[0].find("Range: bytes=19-"), std::string::npos) << requests[0];
   EXPECT_EQ(requests[1].find("Range:"), std::string::npos) << requests[1];
   std::ifstream written(path, std::ios::binary);
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(written), {}), blob);
@@ -256,6 +260,218 @@ TEST(RegistryClient, CredentialsAreNotSentToAnotherHostNamedByLocation) {
   ASSERT_EQ(other_requests.size(), 1U);
   EXPECT_EQ(other_requests[0].rfind("PUT /upload/1?digest=sha256%3A", 0), 0U) << other_requests[0];
   EXPECT_EQ(other_requests[0].find("Authorization"), std::string::npos);
+}
+
+// ---- against the hostile-registry fixture -------------------------------------------------------
+
+using strata::testing::HostileRegistry;
+using strata::testing::Reply;
+using strata::testing::SeenRequest;
+
+bool carries_basic_credentials(const std::vector<SeenRequest>& requests) {
+  return std::any_of(requests.begin(), requests.end(), [](const SeenRequest& seen) {
+    const auto authorization = seen.headers.find("authorization");
+    return authorization != seen.headers.end() && authorization->second.starts_with("Basic ");
+  });
+}
+
+// A registry that answers everything with a Bearer challenge naming `realm`, and 200 to requests
+// carrying a Bearer token.
+strata::testing::Handler challenging_registry(std::string realm) {
+  return [realm = std::move(realm)](const SeenRequest& seen) {
+    Reply reply;
+    const auto authorization = seen.headers.find("authorization");
+    if (authorization == seen.headers.end() || !authorization->second.starts_with("Bearer ")) {
+      reply.status = 401;
+      reply.headers.emplace_back("WWW-Authenticate",
+                                 "Bearer realm=\"" + realm + "\",service=\"svc\"");
+    }
+    return reply;
+  };
+}
+
+strata::testing::Handler token_server(int status = 200) {
+  return [status](const SeenRequest&) {
+    Reply reply;
+    reply.status = status;
+    reply.headers.emplace_back("Content-Type", "application/json");
+    reply.body = status == 200 ? R"({"token":"abc.def"})" : R"({"errors":[]})";
+    return reply;
+  };
+}
+
+ClientOptions tls_options() {
+  ClientOptions options = quick_options();
+  options.plain_http = false;
+  options.tls_verify = false;
+  options.credentials = Credentials{"user", "pass"};
+  return options;
+}
+
+TEST(RegistryClientRealm, HttpsRegistryRefusesAPlainHttpRealmBeforeSendingCredentials) {
+  HostileRegistry tokens(token_server());
+  const std::string realm = "http://" + tokens.host() + "/token";
+  HostileRegistry registry(challenging_registry(realm), strata::testing::UseTls{});
+  auto client = RegistryClient::create(registry.host(), tls_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_NE(pinged.error().message.find(realm), std::string::npos) << pinged.error().message;
+  EXPECT_NE(pinged.error().message.find("https"), std::string::npos) << pinged.error().message;
+  EXPECT_FALSE(carries_basic_credentials(tokens.requests()));
+  EXPECT_TRUE(tokens.requests().empty());
+}
+
+TEST(RegistryClientRealm, InsecureRegistryMayUseAPlainHttpRealm) {
+  HostileRegistry tokens(token_server());
+  HostileRegistry registry(challenging_registry("http://" + tokens.host() + "/token"));
+  ClientOptions options = quick_options();
+  options.credentials = Credentials{"user", "pass"};
+  auto client = RegistryClient::create(registry.host(), options);
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_TRUE(pinged.ok()) << pinged.error().to_string();
+  EXPECT_TRUE(carries_basic_credentials(tokens.requests()));
+}
+
+TEST(RegistryClientRealm, HttpsRealmOnAnotherHostGetsCredentialsAndIsNamedInErrors) {
+  // Docker Hub's realm is auth.docker.io for registry-1.docker.io: a foreign https realm is used
+  // (with the credentials); when it refuses, the error names it, not only the registry.
+  HostileRegistry tokens(token_server(401), strata::testing::UseTls{});
+  HostileRegistry registry(challenging_registry("https://" + tokens.host() + "/token"),
+                           strata::testing::UseTls{});
+  auto client = RegistryClient::create(registry.host(), tls_options());
+  ASSERT_TRUE(client.ok());
+  auto pinged = client->ping();
+  ASSERT_FALSE(pinged.ok());
+  EXPECT_NE(pinged.error().message.find(tokens.host()), std::string::npos)
+      << pinged.error().message;
+  EXPECT_TRUE(carries_basic_credentials(tokens.requests()));
+
+  HostileRegistry working_tokens(token_server(), strata::testing::UseTls{});
+  HostileRegistry working(challenging_registry("https://" + working_tokens.host() + "/token"),
+                          strata::testing::UseTls{});
+  auto second = RegistryClient::create(working.host(), tls_options());
+  ASSERT_TRUE(second.ok());
+  auto ok = second->ping();
+  EXPECT_TRUE(ok.ok()) << ok.error().to_string();
+}
+
+std::string blob_text(std::size_t size) {
+  std::string text;
+  for (std::size_t i = 0; i < size; ++i) text.push_back(static_cast<char>('A' + i % 23));
+  return text;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(RegistryClientDeadline, ADrippingBlobEndsAtItsDeadline) {
+  const std::string blob = blob_text(40);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  HostileRegistry server([&](const SeenRequest&) {
+    Reply reply;
+    reply.body = blob;
+    reply.mode = Reply::Mode::kDrip;  // 2 bytes a second: above the 1 B/s stall rule
+    reply.drip_bytes = 2;
+    reply.drip_interval = std::chrono::milliseconds(1000);
+    return reply;
+  });
+  ClientOptions options = quick_options();
+  options.stall_timeout = std::chrono::seconds(30);
+  options.retry.max_total = std::chrono::seconds(1);
+  auto client = RegistryClient::create(server.host(), options);
+  ASSERT_TRUE(client.ok());
+  test::TempDir directory;
+  const std::string path = directory / "blob";
+  auto size = client->fetch_blob_to_file("slow/repo", digest, blob.size(), path);
+  ASSERT_FALSE(size.ok());
+  EXPECT_NE(size.error().message.find("deadline"), std::string::npos) << size.error().message;
+  EXPECT_NE(size.error().message.find(digest.to_string()), std::string::npos)
+      << size.error().message;
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(RegistryClientBlobSize, EndlessZerosStopAtTheDescriptorSize) {
+  const std::string blob = blob_text(151);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  for (const bool omit_length : {false, true}) {
+    SCOPED_TRACE(omit_length ? "no Content-Length" : "Content-Length: 1 TiB");
+    HostileRegistry server([&](const SeenRequest&) {
+      Reply reply;
+      reply.body = blob;
+      reply.mode = Reply::Mode::kEndless;
+      reply.omit_length = omit_length;
+      if (!omit_length) reply.headers.emplace_back("Content-Length", "1099511627776");
+      return reply;
+    });
+    auto client = RegistryClient::create(server.host(), quick_options());
+    ASSERT_TRUE(client.ok());
+    test::TempDir directory;
+    const std::string path = directory / "layer";
+    std::uint64_t most = 0;
+    auto size = client->fetch_blob_to_file(
+        "r", digest, blob.size(), path, [&](std::uint64_t held) { most = std::max(most, held); });
+    ASSERT_FALSE(size.ok());
+    EXPECT_NE(size.error().message.find(digest.to_string()), std::string::npos)
+        << size.error().message;
+    EXPECT_LE(most, 152U);
+    EXPECT_FALSE(std::filesystem::exists(path));
+    if (std::filesystem::exists(path + ".partial")) {
+      EXPECT_LE(std::filesystem::file_size(path + ".partial"), 152U);
+    }
+  }
+}
+
+TEST(RegistryClientBlobSize, StalePartialLongerThanTheBlobIsDiscardedBeforeAsking) {
+  const std::string blob = blob_text(151);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  HostileRegistry server([&](const SeenRequest& seen) {
+    if (seen.headers.contains("range")) return strata::testing::error_reply(416, "X", "range");
+    Reply reply;
+    reply.body = blob;
+    return reply;
+  });
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  test::TempDir directory;
+  const std::string path = directory / "layer";
+  test::write_text(path + ".partial", blob + std::string(4096, 'z'));
+  auto size = client->fetch_blob_to_file("r", digest, blob.size(), path);
+  ASSERT_TRUE(size.ok()) << size.error().to_string();
+  EXPECT_EQ(*size, blob.size());
+  EXPECT_EQ(file_text(path), blob);
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  for (const SeenRequest& seen : server.requests()) {
+    EXPECT_FALSE(seen.headers.contains("range")) << seen.headers.at("range");
+  }
+}
+
+TEST(RegistryClientBlobSize, SymlinkPlantedAtThePartialPathIsNotWrittenThrough) {
+  const std::string blob = blob_text(151);
+  const Digest digest = sha256_of(test::bytes_of(blob));
+  HostileRegistry server([&](const SeenRequest&) {
+    Reply reply;
+    reply.body = blob;
+    return reply;
+  });
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  test::TempDir directory;
+  const std::string path = directory / "layer";
+  const std::string victim = directory / "victim";
+  const std::string precious = blob.substr(0, 20);  // looks like a download to resume
+  test::write_text(victim, precious);
+  std::filesystem::create_symlink(victim, path + ".partial");
+  auto size = client->fetch_blob_to_file("r", digest, blob.size(), path);
+  ASSERT_FALSE(size.ok());
+  EXPECT_NE(size.error().message.find(path + ".partial"), std::string::npos)
+      << size.error().message;
+  EXPECT_EQ(file_text(victim), precious);
+  EXPECT_TRUE(std::filesystem::is_symlink(path + ".partial"));
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 }  // namespace

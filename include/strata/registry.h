@@ -128,14 +128,22 @@ struct RetryPolicy {
   unsigned max_attempts = 5;  // per request, the first included
   std::chrono::milliseconds initial_backoff{200};
   std::chrono::milliseconds max_backoff{5000};
-  std::chrono::milliseconds max_total{
-      std::chrono::seconds(120)};            // for all attempts of one request
+  // The deadline of one request, all its attempts and the waits between them included:
+  // max_total + (the bytes it is expected to move) / min_bytes_per_second. It is enforced inside
+  // an attempt too (a server dripping bytes just fast enough to dodge stall_timeout is cut off
+  // there), and the error says the request ran past its deadline. The default rate (16 KiB/s,
+  // 128 kbit/s) gives a 1 GiB blob about 18 hours: a slow link is never cut, an endless one is.
+  std::chrono::milliseconds max_total{std::chrono::seconds(120)};
+  std::uint64_t min_bytes_per_second = std::uint64_t{16} << 10U;  // 0 counts as 1
   std::chrono::seconds max_retry_after{30};  // a longer Retry-After is cut to this
 };
 
 struct ClientOptions {
   bool plain_http = false;  // --insecure: http:// instead of https://
   bool tls_verify = true;   // --tls-verify=false: https without certificate checks
+  // Sent to the registry when it asks for Basic, and to the token realm its Bearer challenge
+  // names: that realm may be another host (Docker Hub: auth.docker.io) but must be https unless
+  // plain_http (an http realm of an https registry is refused, credentials or not).
   std::optional<Credentials> credentials;
   RetryPolicy retry;
   std::chrono::seconds connect_timeout{15};
@@ -194,13 +202,18 @@ class RegistryClient {
   // The whole blob in memory (at most max_bytes), verified against its digest.
   Result<std::vector<std::uint8_t>> fetch_blob(const std::string& repository, const Digest& digest,
                                                std::uint64_t max_bytes);
-  // The whole blob into the file `path`: written to "<path>.partial", verified, then renamed.
-  // An existing "<path>.partial" (an earlier call that failed) and a connection dropped mid-blob
-  // resume with a Range request for the rest; a registry answering 200 restarts from byte 0; a
-  // partial longer than the blob (answered 416) and a final digest mismatch discard the file and
-  // try once more from 0. `progress` gets the bytes held so far. Returns the size.
+  // The whole blob, of `size` bytes (its descriptor's), into the file `path`: written to
+  // "<path>.partial", verified, then renamed. An existing "<path>.partial" (an earlier call that
+  // failed) and a connection dropped mid-blob resume with a Range request for the rest; a
+  // registry answering 200 restarts from byte 0; a partial answered 416 and a final digest
+  // mismatch discard the file and try once more from 0. A partial longer than `size` is
+  // discarded before asking; a registry sending more than `size` bytes (a Content-Length above
+  // it, or a body running past it) is cut off there with kCorruptInput, the partial discarded, so
+  // the file never holds more than `size` bytes. "<path>.partial" is opened without following a
+  // symbolic link (one planted there is an error naming the path). `progress` gets the bytes held
+  // so far. Returns the size.
   Result<std::uint64_t> fetch_blob_to_file(const std::string& repository, const Digest& digest,
-                                           const std::string& path,
+                                           std::uint64_t size, const std::string& path,
                                            const std::function<void(std::uint64_t)>& progress = {});
   // Bytes [offset, offset + length) of a blob (Range GET). Cannot be checked against the blob
   // digest: callers check them against their own (TOC / chunk) digests.
