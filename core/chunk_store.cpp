@@ -32,8 +32,15 @@
 namespace strata {
 namespace {
 
+// 1: the original schema. 2: the same plus delta chunks (chunk_bases rows); written by the first
+// commit of a delta chunk, so a strata that does not know deltas (and would collect their bases)
+// refuses the store, while stores without deltas stay readable by it.
 constexpr std::int64_t kFormatVersion = 1;
+constexpr std::int64_t kDeltaFormatVersion = 2;
 constexpr std::size_t kMaxCachedPackReaders = 64;
+// read_stored_chunk hands a delta chunk out as a plain frame at zstd's default level, the level
+// ingest uses by default, so a frame-reusing export matches one made from a store without deltas.
+constexpr int kStandaloneFrameLevel = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -73,6 +80,10 @@ CREATE TABLE IF NOT EXISTS layer_blobs(  -- every blob digest a layer was ingest
   blob_digest BLOB PRIMARY KEY,
   diff_id BLOB NOT NULL,
   media_type TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_bases(  -- the base chunk each delta-coded chunk decodes against
+  digest BLOB PRIMARY KEY,
+  base BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunk_bases_by_base ON chunk_bases(base);
 CREATE TABLE IF NOT EXISTS leases(
   id TEXT PRIMARY KEY,
   pid INTEGER NOT NULL,
@@ -161,9 +172,12 @@ std::string describe_chunk(const Digest& digest, const ChunkLocation& location) 
 
 Result<std::vector<std::uint8_t>> decode_checked_record(const Digest& digest,
                                                         const ChunkLocation& location,
-                                                        ByteSpan record) {
+                                                        ByteSpan record, ByteSpan base_raw) {
   const ByteSpan payload = record.subspan(pack_record::kRecordHeaderSize, location.stored_length);
-  auto raw = decompress_chunk(static_cast<Codec>(location.codec), payload, location.raw_length);
+  const auto codec = static_cast<Codec>(location.codec);
+  auto raw = is_delta_codec(codec)
+                 ? decompress_delta_chunk(codec, payload, base_raw, location.raw_length)
+                 : decompress_chunk(codec, payload, location.raw_length);
   if (!raw.ok()) {
     return make_error(raw.error().code,
                       describe_chunk(digest, location) + ": " + raw.error().message);
@@ -269,7 +283,8 @@ Result<ChunkLocation> ChunkStore::Impl::lookup_chunk(const Digest& digest) const
   if (!lookup_prepared) {
     auto prepared = db.prepare(
         "SELECT c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
-        "c.refcount, c.corrupt FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.digest = ?");
+        "c.refcount, c.corrupt, b.base FROM chunks c JOIN packs p ON p.id = c.pack_id "
+        "LEFT JOIN chunk_bases b ON b.digest = c.digest WHERE c.digest = ?");
     if (!prepared.ok()) return std::move(prepared).error();
     lookup_statement = std::move(*prepared);
     lookup_prepared = true;
@@ -295,6 +310,9 @@ Result<ChunkLocation> ChunkStore::Impl::lookup_chunk(const Digest& digest) const
     std::copy(xxh3.begin(), xxh3.end(), location.xxh3.begin());
   location.refcount = statement->column_int(7);
   location.corrupt = statement->column_int(8) != 0;
+  const ByteSpan base = statement->column_blob(9);
+  location.has_base = base.size() == Digest::kSize;
+  if (location.has_base) location.base = digest_from_blob(base);
   statement->reset();  // ends the read so it does not pin the WAL snapshot
   return location;
 }
@@ -480,7 +498,8 @@ Result<ChunkStore> ChunkStore::open(const std::string& path, const StoreOptions&
     if (!version.ok()) return std::move(version).error();
     auto row = version->step();
     if (!row.ok()) return std::move(row).error();
-    if (!*row || version->column_int(0) != kFormatVersion) {
+    if (!*row || (version->column_int(0) != kFormatVersion &&
+                  version->column_int(0) != kDeltaFormatVersion)) {
       return make_error(ErrorCode::kUnsupported,
                         "chunk store '" + path + "' has an index format strata cannot read");
     }
@@ -512,16 +531,9 @@ std::optional<Digest> ChunkStore::find_by_fingerprint(const ChunkFingerprint& fi
   return found->second;
 }
 
-namespace {
-
-struct LocatedRecord {
-  ChunkLocation location;
-  std::vector<std::uint8_t> record;
-};
-
 // The chunk's index row and its checksum-verified pack record. gc may move a record between the
 // lookup and the read; a second lookup then sees the new place.
-Result<LocatedRecord> read_located_record(ChunkStore::Impl& impl, const Digest& digest) {
+Result<LocatedRecord> read_located_record(const ChunkStore::Impl& impl, const Digest& digest) {
   for (int attempt = 0;; ++attempt) {
     auto location = impl.lookup_chunk(digest);
     if (!location.ok()) return std::move(location).error();
@@ -533,7 +545,51 @@ Result<LocatedRecord> read_located_record(ChunkStore::Impl& impl, const Digest& 
   }
 }
 
-}  // namespace
+Result<std::vector<std::uint8_t>> ChunkStore::Impl::decode_record(const Digest& digest,
+                                                                  const ChunkLocation& location,
+                                                                  ByteSpan record) const {
+  const auto codec = static_cast<Codec>(location.codec);
+  if (!is_delta_codec(codec)) {
+    if (location.has_base) {
+      return make_error(ErrorCode::kCorruptInput,
+                        describe_chunk(digest, location) + ": index records base chunk " +
+                            location.base.to_string() + " for a chunk stored whole (" +
+                            std::string(codec_name(codec)) + ")");
+    }
+    return decode_checked_record(digest, location, record);
+  }
+  if (!location.has_base) {
+    return make_error(ErrorCode::kCorruptInput, describe_chunk(digest, location) + ": " +
+                                                    std::string(codec_name(codec)) +
+                                                    " chunk has no base chunk in the index");
+  }
+  const std::string where =
+      describe_chunk(digest, location) + ": base chunk " + location.base.to_string();
+  if (location.base == digest) {
+    return make_error(ErrorCode::kCorruptInput,
+                      where + " is the chunk itself (a delta chain loop)");
+  }
+  auto base = read_located_record(*this, location.base);
+  if (!base.ok()) {
+    return make_error(
+        base.error().code == ErrorCode::kNotFound ? ErrorCode::kCorruptInput : base.error().code,
+        where + ": " + base.error().message);
+  }
+  // Depth 1 (kMaxDeltaDepth): the base must decode alone. A base that is itself a delta (a
+  // damaged or planted index, e.g. two chunks naming each other) is refused here, never followed.
+  if (is_delta_codec(static_cast<Codec>(base->location.codec)) || base->location.has_base) {
+    return make_error(ErrorCode::kCorruptInput,
+                      where + " is itself a delta chunk; delta chains deeper than " +
+                          std::to_string(kMaxDeltaDepth) + " are refused");
+  }
+  auto base_raw = decode_checked_record(location.base, base->location,
+                                        ByteSpan(base->record.data(), base->record.size()));
+  if (!base_raw.ok()) {
+    return make_error(ErrorCode::kCorruptInput, where + ": " + base_raw.error().message);
+  }
+  return decode_checked_record(digest, location, record,
+                               ByteSpan(base_raw->data(), base_raw->size()));
+}
 
 Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
   auto found = read_located_record(*impl_, digest);
@@ -542,6 +598,18 @@ Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
   StoredChunk chunk;
   chunk.codec = static_cast<Codec>(location.codec);
   chunk.raw_length = location.raw_length;
+  if (is_delta_codec(chunk.codec)) {
+    // Only standalone forms leave the store: a delta chunk is decoded through its base (checked
+    // by its SHA-256) and handed out as one plain zstd frame.
+    auto raw = impl_->decode_record(digest, location,
+                                    ByteSpan(found->record.data(), found->record.size()));
+    if (!raw.ok()) return std::move(raw).error();
+    auto frame = compress_chunk_zstd(ByteSpan(raw->data(), raw->size()), kStandaloneFrameLevel);
+    if (!frame.ok()) return std::move(frame).error();
+    chunk.codec = Codec::kZstd;
+    chunk.bytes = std::move(frame).value();
+    return chunk;
+  }
   const auto payload = found->record.begin() + pack_record::kRecordHeaderSize;
   chunk.bytes.assign(payload, payload + static_cast<std::ptrdiff_t>(location.stored_length));
   return chunk;
@@ -550,8 +618,22 @@ Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
 Result<std::vector<std::uint8_t>> ChunkStore::read_chunk(const Digest& digest) const {
   auto found = read_located_record(*impl_, digest);
   if (!found.ok()) return std::move(found).error();
-  return decode_checked_record(digest, found->location,
-                               ByteSpan(found->record.data(), found->record.size()));
+  return impl_->decode_record(digest, found->location,
+                              ByteSpan(found->record.data(), found->record.size()));
+}
+
+Result<DeltaBaseChunk> ChunkStore::read_delta_base(const Digest& digest) const {
+  auto found = read_located_record(*impl_, digest);
+  if (!found.ok()) return std::move(found).error();
+  DeltaBaseChunk base;
+  base.digest = found->location.has_base ? found->location.base : digest;
+  auto raw = found->location.has_base
+                 ? read_chunk(base.digest)
+                 : impl_->decode_record(digest, found->location,
+                                        ByteSpan(found->record.data(), found->record.size()));
+  if (!raw.ok()) return std::move(raw).error();
+  base.raw = std::move(raw).value();
+  return base;
 }
 
 namespace {
@@ -628,7 +710,7 @@ Result<StoreStats> ChunkStore::stats() const {
     std::lock_guard lock(impl_->db_mutex);
     auto chunks = impl_->db.prepare(
         "SELECT COUNT(*), TOTAL(refcount > 0), TOTAL(corrupt), TOTAL(raw_length), "
-        "TOTAL(stored_length) FROM chunks");
+        "TOTAL(stored_length), (SELECT COUNT(*) FROM chunk_bases) FROM chunks");
     if (!chunks.ok()) return std::move(chunks).error();
     auto row = chunks->step();
     if (!row.ok()) return std::move(row).error();
@@ -637,6 +719,7 @@ Result<StoreStats> ChunkStore::stats() const {
     stats.corrupt_chunks = static_cast<std::uint64_t>(chunks->column_int(2));
     stats.raw_bytes = static_cast<std::uint64_t>(chunks->column_int(3));
     stats.stored_bytes = static_cast<std::uint64_t>(chunks->column_int(4));
+    stats.delta_chunks = static_cast<std::uint64_t>(chunks->column_int(5));
     auto counts =
         impl_->db.prepare("SELECT (SELECT COUNT(*) FROM packs), (SELECT COUNT(*) FROM layers)");
     if (!counts.ok()) return std::move(counts).error();

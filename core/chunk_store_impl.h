@@ -37,7 +37,13 @@ struct ChunkLocation {
   std::array<std::uint8_t, 16> xxh3{};
   std::int64_t refcount = 0;
   bool corrupt = false;
+  // The chunk_bases row of a delta chunk: the base it decodes against (docs/STORE.md).
+  bool has_base = false;
+  Digest base;
 };
+
+// Chains of delta chunks have depth 1: a base is stored whole (DESIGN.md §7).
+inline constexpr int kMaxDeltaDepth = 1;
 
 // A lease is live while its process runs (same host) or while its heartbeat is recent (others).
 inline constexpr std::int64_t kLeaseTimeoutSeconds = 30 * 60;
@@ -93,6 +99,12 @@ struct ChunkStore::Impl {
   void forget_known(const Digest& digest);
 
   Result<ChunkLocation> lookup_chunk(const Digest& digest) const;
+  // The one place stored chunks are decoded: a checked record payload to raw bytes, fetching and
+  // decoding the base of a delta chunk first (refusing a base that is itself a delta: chains have
+  // depth kMaxDeltaDepth), then checking raw length, XXH3-128 and SHA-256 against the index.
+  Result<std::vector<std::uint8_t>> decode_record(const Digest& digest,
+                                                  const ChunkLocation& location,
+                                                  ByteSpan record) const;
   // Reads and checks the record at `location` (checksum, header fields against the index row).
   Result<std::vector<std::uint8_t>> read_record(const Digest& digest,
                                                 const ChunkLocation& location) const;
@@ -107,10 +119,18 @@ struct ChunkStore::Impl {
 // "chunk sha256:… in pack P at offset O: <reason>"
 std::string describe_chunk(const Digest& digest, const ChunkLocation& location);
 
-// Decodes a checked record payload and checks raw length, XXH3-128 and SHA-256 against the index.
+// Decodes a checked record payload (with `base_raw` for a delta codec) and checks raw length,
+// XXH3-128 and SHA-256 against the index. Impl::decode_record is the caller.
 Result<std::vector<std::uint8_t>> decode_checked_record(const Digest& digest,
                                                         const ChunkLocation& location,
-                                                        ByteSpan record);
+                                                        ByteSpan record, ByteSpan base_raw = {});
+
+// The record and its location, looked up again when gc moved it meanwhile.
+struct LocatedRecord {
+  ChunkLocation location;
+  std::vector<std::uint8_t> record;
+};
+Result<LocatedRecord> read_located_record(const ChunkStore::Impl& impl, const Digest& digest);
 
 std::array<std::uint8_t, 16> xxh3_128_of(ByteSpan data);
 // The index's 16-byte canonical XXH3-128 column as a fingerprint (zero when malformed).

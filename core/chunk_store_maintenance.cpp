@@ -8,7 +8,8 @@
 // mostly-dead pack by writing the new pack (temp + fsync + rename + directory fsync), switching
 // rows in one transaction, then deleting the old one. gc is lease-aware (P8): while any ingest
 // session is open it deletes no chunk row, since a session may have decided to reuse an
-// unreferenced chunk without writing it again.
+// unreferenced chunk without writing it again. A base chunk stays while a live delta chunk needs
+// it (chunk_bases), and verify decodes delta chunks through their base.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -86,6 +87,9 @@ ChunkLocation location_from_row(const store_index::Statement& row, int first_col
     std::copy(xxh3.begin(), xxh3.end(), location.xxh3.begin());
   location.refcount = row.column_int(first_column + 7);
   location.corrupt = row.column_int(first_column + 8) != 0;
+  const ByteSpan base = row.column_blob(first_column + 9);
+  location.has_base = base.size() == Digest::kSize;
+  if (location.has_base) location.base = digest_from_blob(base);
   return location;
 }
 
@@ -107,7 +111,7 @@ Result<void> check_pack_header(const ChunkStore::Impl& store, const std::string&
 
 constexpr const char* kChunkColumns =
     "c.digest, c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
-    "c.refcount, c.corrupt";
+    "c.refcount, c.corrupt, (SELECT b.base FROM chunk_bases b WHERE b.digest = c.digest)";
 
 }  // namespace
 
@@ -286,8 +290,8 @@ Result<VerifyReport> ChunkStore::verify() {
     }
     auto record = impl_->read_record(entry.digest, entry.location);
     Result<std::vector<std::uint8_t>> raw =
-        record.ok() ? decode_checked_record(entry.digest, entry.location,
-                                            ByteSpan(record->data(), record->size()))
+        record.ok() ? impl_->decode_record(entry.digest, entry.location,
+                                           ByteSpan(record->data(), record->size()))
                     : Result<std::vector<std::uint8_t>>(std::move(record).error());
     report.bytes_read += pack_record::record_size(entry.location.stored_length);
     if (!raw.ok()) {
@@ -563,7 +567,12 @@ Result<GcReport> ChunkStore::gc() {
     if (!live.ok()) return std::move(live).error();
     live_leases.insert(live->begin(), live->end());
 
-    auto dead = db.prepare("SELECT COUNT(*) FROM chunks WHERE refcount <= 0");
+    // A chunk no layer references is dead unless it is the base of a live delta chunk (bases are
+    // stored whole, so one pass finds every base a live chunk needs).
+    constexpr const char* kDead =
+        "refcount <= 0 AND digest NOT IN (SELECT b.base FROM chunk_bases b "
+        "JOIN chunks d ON d.digest = b.digest WHERE d.refcount > 0)";
+    auto dead = db.prepare((std::string("SELECT COUNT(*) FROM chunks WHERE ") + kDead).c_str());
     if (!dead.ok()) return std::move(dead).error();
     auto row = dead->step();
     if (!row.ok()) return std::move(row).error();
@@ -571,7 +580,9 @@ Result<GcReport> ChunkStore::gc() {
     if (!live_leases.empty()) {
       report.deferred_for_active_sessions = dead_chunks > 0;
     } else if (dead_chunks > 0) {
-      STRATA_TRY(db.execute("DELETE FROM chunks WHERE refcount <= 0"));
+      STRATA_TRY(db.execute((std::string("DELETE FROM chunks WHERE ") + kDead).c_str()));
+      STRATA_TRY(
+          db.execute("DELETE FROM chunk_bases WHERE digest NOT IN (SELECT digest FROM chunks)"));
       STRATA_TRY(store.bump_generation_locked());
       report.chunks_removed = dead_chunks;
     }

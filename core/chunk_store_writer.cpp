@@ -28,7 +28,8 @@ const Digest& empty_digest() {
 }
 
 bool known_codec(Codec codec) {
-  return codec == Codec::kRaw || codec == Codec::kZstd || codec == Codec::kByteGrouped;
+  return codec == Codec::kRaw || codec == Codec::kZstd || codec == Codec::kByteGrouped ||
+         is_delta_codec(codec);
 }
 
 }  // namespace
@@ -60,6 +61,8 @@ struct StoreWriter::Session {
     std::uint32_t raw_length = 0;
     Codec codec = Codec::kRaw;
     std::array<std::uint8_t, 16> xxh3{};
+    bool has_base = false;  // a delta chunk: decodes against `base`
+    Digest base;
   };
   std::unordered_map<Digest, PendingChunk, DigestHash> pending;
 
@@ -176,6 +179,8 @@ struct StoreWriter::Session {
         "UPDATE chunks SET pack_id = ?2, offset = ?3, stored_length = ?4, raw_length = ?5, "
         "codec = ?6, xxh3 = ?7, corrupt = 0, refcount = refcount + 1 WHERE digest = ?1");
     auto reference = db.prepare("UPDATE chunks SET refcount = refcount + 1 WHERE digest = ?");
+    auto unbase = db.prepare("DELETE FROM chunk_bases WHERE digest = ?");
+    if (!unbase.ok()) return std::move(unbase).error();
     if (!select.ok()) return std::move(select).error();
     if (!insert.ok()) return std::move(insert).error();
     if (!heal.ok()) return std::move(heal).error();
@@ -220,6 +225,10 @@ struct StoreWriter::Session {
       write.bind_blob(7, ByteSpan(chunk.xxh3.data(), chunk.xxh3.size()));
       STRATA_TRY(write.run());
       write.reset();
+      unbase->bind_blob(1, blob_of(digest));
+      STRATA_TRY(unbase->run());
+      unbase->reset();
+      if (chunk.has_base) STRATA_TRY(record_base_locked(digest, chunk.base));
       ++outcome.new_chunks;
       outcome.new_stored_bytes += chunk.stored_length;
     }
@@ -249,6 +258,46 @@ struct StoreWriter::Session {
     STRATA_TRY(record_blob_locked(layer));
     STRATA_TRY(transaction.commit());
     return outcome;
+  }
+
+  // Records that `digest` decodes against `base`, after checking in this transaction what
+  // put_delta_chunk checked before: the base is a good chunk stored whole, and `digest` is no
+  // other delta's base. So every chain has depth 1 (kMaxDeltaDepth) whatever ran in between.
+  Result<void> record_base_locked(const Digest& digest, const Digest& base) {
+    store_index::Database& db = store->db;
+    auto check = db.prepare(
+        "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
+        "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
+        "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
+    if (!check.ok()) return std::move(check).error();
+    check->bind_blob(1, blob_of(base));
+    check->bind_blob(2, blob_of(digest));
+    auto row = check->step();
+    if (!row.ok()) return std::move(row).error();
+    const bool base_good = check->column_int(0) >= 0;
+    const auto base_codec = static_cast<Codec>(check->column_int(0));
+    const bool base_is_delta = check->column_int(1) != 0 || is_delta_codec(base_codec);
+    const bool is_a_base = check->column_int(2) != 0;
+    check = store_index::Statement();
+    const std::string name =
+        "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+    if (!base_good) {
+      store->forget_known(base);
+      return make_error(ErrorCode::kNotFound,
+                        name + ": the base is not a good chunk of the store; put it again whole");
+    }
+    if (base_is_delta || is_a_base || base == digest) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        name + ": would make a delta chain deeper than " +
+                            std::to_string(kMaxDeltaDepth) + "; put it again whole");
+    }
+    auto insert = db.prepare("INSERT INTO chunk_bases(digest, base) VALUES(?, ?)");
+    if (!insert.ok()) return std::move(insert).error();
+    insert->bind_blob(1, blob_of(digest));
+    insert->bind_blob(2, blob_of(base));
+    STRATA_TRY(insert->run());
+    // A store holding deltas is format 2: a strata that does not know them would collect bases.
+    return db.execute("UPDATE meta SET value = 2 WHERE key = 'format_version' AND value < 2");
   }
 
   // Remembers which blob a layer arrived in, so find_layer answers to every blob digest of it.
@@ -369,8 +418,15 @@ Result<void> StoreWriter::put_verified_chunk(const Digest& digest, ByteSpan raw,
   return put_chunk_checked(digest, raw, stored, codec, false);
 }
 
+Result<void> StoreWriter::put_delta_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                          Codec codec, const Digest& base, ByteSpan base_raw) {
+  return put_chunk_checked(digest, raw, stored, codec, session_->store->options.verify_puts, &base,
+                           base_raw);
+}
+
 Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored,
-                                            Codec codec, bool verify) {
+                                            Codec codec, bool verify, const Digest* base,
+                                            ByteSpan base_raw) {
   Session& session = *session_;
   if (session.poisoned) return *session.poisoned;
   if (session.pending.count(digest) != 0) return {};
@@ -384,6 +440,12 @@ Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, 
         ErrorCode::kUnsupported,
         "chunk codec " + std::to_string(static_cast<int>(codec)) + " is not supported");
   }
+  if (is_delta_codec(codec) != (base != nullptr)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "chunk " + digest.to_string() + ": codec " + std::string(codec_name(codec)) +
+                          (base != nullptr ? " is not a delta codec" : " needs a base chunk"));
+  }
+  if (base != nullptr) STRATA_TRY(check_delta_base(digest, *base, base_raw));
   if (raw.size() > kMaxStoredChunkBytes || stored.size() > kMaxStoredChunkBytes + 1024) {
     return make_error(ErrorCode::kLimitExceeded,
                       "chunk " + digest.to_string() + " exceeds the store's chunk size limit");
@@ -397,7 +459,8 @@ Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, 
       return make_error(ErrorCode::kDigestMismatch, "chunk announced as " + digest.to_string() +
                                                         " hashes to " + sha256_of(raw).to_string());
     }
-    auto decoded = decompress_chunk(codec, stored, raw.size());
+    auto decoded = base != nullptr ? decompress_delta_chunk(codec, stored, base_raw, raw.size())
+                                   : decompress_chunk(codec, stored, raw.size());
     if (!decoded.ok() || !std::equal(decoded->begin(), decoded->end(), raw.begin(), raw.end())) {
       return make_error(ErrorCode::kCorruptInput,
                         "stored bytes of chunk " + digest.to_string() +
@@ -415,6 +478,10 @@ Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, 
   chunk.raw_length = static_cast<std::uint32_t>(raw.size());
   chunk.codec = codec;
   chunk.xxh3 = xxh3_128_of(raw);
+  if (base != nullptr) {
+    chunk.has_base = true;
+    chunk.base = *base;
+  }
   pack_record::append_record(digest, codec, chunk.raw_length, stored, session.buffer);
   pack.size += pack_record::record_size(stored.size());
   session.pending.emplace(digest, chunk);
@@ -423,6 +490,46 @@ Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, 
   if (pack.size >= session.store->options.max_pack_bytes) {
     STRATA_TRY(session.flush_buffer());
     pack.full = true;
+  }
+  return {};
+}
+
+Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& base,
+                                           ByteSpan base_raw) const {
+  ChunkStore::Impl& store = *session_->store;
+  const std::string name = "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+  if (base == digest) {
+    return make_error(ErrorCode::kInvalidArgument, name + ": a chunk cannot be its own base");
+  }
+  {
+    std::shared_lock lock(store.known_mutex);
+    if (store.known.count(base) == 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        name + ": the base is not a committed chunk of the store");
+    }
+  }
+  if (base_raw.size() > kMaxStoredChunkBytes || sha256_of(base_raw) != base) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      name + ": the base bytes given do not hash to the base digest");
+  }
+  std::lock_guard lock(store.db_mutex);
+  auto check = store.db.prepare(
+      "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
+  if (!check.ok()) return std::move(check).error();
+  check->bind_blob(1, blob_of(base));
+  check->bind_blob(2, blob_of(digest));
+  auto row = check->step();
+  if (!row.ok()) return std::move(row).error();
+  if (check->column_int(0) < 0) {
+    return make_error(ErrorCode::kInvalidArgument, name + ": the base is not a good chunk");
+  }
+  if (is_delta_codec(static_cast<Codec>(check->column_int(0))) || check->column_int(1) != 0 ||
+      check->column_int(2) != 0) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        name + ": would make a delta chain deeper than " + std::to_string(kMaxDeltaDepth));
   }
   return {};
 }

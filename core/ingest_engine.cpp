@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/byte_group_codec.h"
+#include "core/delta_base.h"
 #include "core/digest_hash.h"
 #include "core/entry_content_chunker.h"
 #include "core/layer_recipe_builder.h"
@@ -77,6 +78,12 @@ struct BatchItem {
   std::uint8_t element_width = 0;  // float tensor element size (2, 4) or 0: plain
   std::uint8_t element_phase = 0;  // leading bytes that finish an element begun before the chunk
   Codec codec = Codec::kZstd;      // of the stored bytes
+  // Delta coding (DeltaIngestOptions): the base layer's file at this chunk's path, where the chunk
+  // sits in its file, and the base chunk it was coded against.
+  const DeltaBaseIndex::File* base_file = nullptr;
+  std::uint64_t file_offset = 0;
+  std::uint64_t file_size = 0;
+  std::shared_ptr<const DeltaBaseChunk> base;
 };
 
 struct Batch {
@@ -125,17 +132,23 @@ struct Batch {
 class LayerSegmenter {
  public:
   LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits,
-                 StepClock& cut_clock)
+                 StepClock& cut_clock, const DeltaBaseIndex* delta_index)
       : reader_(tar, limits.tar),
         chunker_(std::move(chunker)),
         limits_(limits),
-        cut_clock_(cut_clock) {}
+        cut_clock_(cut_clock),
+        delta_index_(delta_index) {}
 
   // Fills `batch` with at least `target` bytes unless the stream ends first. Returns false once
   // the stream is finished and nothing was added.
   Result<bool> fill(Batch& batch, std::size_t target) {
-    const EntryChunkSink sink = [&batch](ByteSpan bytes, std::uint32_t width, std::uint32_t phase) {
+    const EntryChunkSink sink = [&batch, this](ByteSpan bytes, std::uint32_t width,
+                                               std::uint32_t phase) {
       batch.add_chunk(bytes, width, phase);
+      batch.items.back().base_file = base_file_;
+      batch.items.back().file_offset = file_offset_;
+      batch.items.back().file_size = content_size_;
+      file_offset_ += bytes.size();
     };
     while (!done_ && batch.bytes.size() < target) {
       auto event = reader_.next();
@@ -144,6 +157,11 @@ class LayerSegmenter {
         case TarEventKind::kHeader:
           ++entries_;
           content_left_ = event->entry->size;
+          content_size_ = content_left_;
+          file_offset_ = 0;
+          base_file_ = delta_index_ != nullptr && event->entry->type == TarEntryType::kRegular
+                           ? delta_index_->find(event->entry->path)
+                           : nullptr;
           chunker_.begin_entry(content_left_, event->entry->type == TarEntryType::kRegular);
           STRATA_TRY(add_raw(batch, event->bytes));
           break;
@@ -164,6 +182,7 @@ class LayerSegmenter {
           }
           if (!trailing_chunked_) {
             trailing_chunked_ = true;
+            base_file_ = nullptr;
             chunker_.begin_plain_stream();
             STRATA_TRY(chunker_.feed(trailing_, sink));
             trailing_.clear();
@@ -202,6 +221,10 @@ class LayerSegmenter {
   EntryContentChunker chunker_;
   LayerRecipeLimits limits_;
   StepClock& cut_clock_;
+  const DeltaBaseIndex* delta_index_;
+  const DeltaBaseIndex::File* base_file_ = nullptr;  // the current entry's path in the base layer
+  std::uint64_t file_offset_ = 0;                    // of the next chunk in the current entry
+  std::uint64_t content_size_ = 0;
   std::uint64_t content_left_ = 0;
   std::uint64_t raw_bytes_ = 0;
   std::uint64_t entries_ = 0;
@@ -243,6 +266,26 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
     return make_error(ErrorCode::kInvalidArgument,
                       "zstd level " + std::to_string(options.zstd_level) + " is outside 1..19");
   }
+  std::optional<DeltaCoder> delta_coder;
+  Digest delta_base_layer;
+  if (options.delta.base != DeltaBase::kNone) {
+    if (options.delta.base == DeltaBase::kLayer) {
+      delta_base_layer = options.delta.layer;
+    } else {
+      auto layers = store.list_layers();
+      if (!layers.ok()) return std::move(layers).error();
+      if (!layers->empty()) delta_base_layer = layers->back().diff_id;
+    }
+    if (delta_base_layer != Digest()) {
+      auto index = DeltaBaseIndex::build(store, delta_base_layer);
+      if (!index.ok()) return std::move(index).error();
+      DeltaCoderOptions coder_options;
+      coder_options.level = options.zstd_level;
+      coder_options.max_ratio = options.delta.max_ratio;
+      coder_options.cache_bytes = options.delta.cache_bytes;
+      delta_coder.emplace(store, std::move(index).value(), coder_options);
+    }
+  }
   auto writer = store.writer();
   if (!writer.ok()) return std::move(writer).error();
 
@@ -252,7 +295,8 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   StepClock compress_clock;
   StepClock verify_clock;
   StepClock write_clock;
-  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{}, cut_clock);
+  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{}, cut_clock,
+                           delta_coder ? &delta_coder->index() : nullptr);
   const unsigned threads = resolve_pipeline_threads(options.threads);
   const std::size_t tokens = std::max<std::size_t>(4, std::size_t{3} * threads);
   const std::size_t batch_bytes = std::max<std::size_t>(options.batch_bytes, 64U << 10U);
@@ -358,12 +402,29 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                         return batch;
                       }
                     }
+                    if (delta_coder && item.base_file != nullptr) {
+                      auto coded = delta_coder->encode(*item.base_file, item.file_offset,
+                                                       item.file_size, bytes, item.element_width,
+                                                       item.element_phase, batch->scratch.size());
+                      if (!coded.ok()) {
+                        batch->status = std::move(coded).error();
+                        return batch;
+                      }
+                      if (*coded) {
+                        item.codec = (*coded)->codec;
+                        item.base = std::move((*coded)->base);
+                        batch->scratch = std::move((*coded)->stored);
+                      }
+                    }
                     compress_timing.reset();
                     if (verify_frames) {
                       const StepClock::Scope timing(verify_clock);
                       // Decode what will be stored and compare it with the input, here in the
                       // parallel stage (reliability.md §3.8 P3), so the serial writer need not.
-                      auto decoded = decompress_chunk(item.codec, batch->scratch, bytes.size());
+                      auto decoded =
+                          item.base ? decompress_delta_chunk(item.codec, batch->scratch,
+                                                             ByteSpan(item.base->raw), bytes.size())
+                                    : decompress_chunk(item.codec, batch->scratch, bytes.size());
                       if (!decoded.ok() || !std::equal(decoded->begin(), decoded->end(),
                                                        bytes.begin(), bytes.end())) {
                         batch->status =
@@ -417,9 +478,30 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   ++report.chunks;
                   report.chunked_bytes += item.length;
                   if (!item.store_it) continue;
-                  const ByteSpan stored =
+                  ByteSpan stored =
                       ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
-                  auto put = writer->put_chunk(item.digest, bytes, stored, item.codec);
+                  Result<void> put;
+                  Codec codec = item.codec;
+                  std::vector<std::uint8_t> whole;
+                  if (item.base) {
+                    put = writer->put_delta_chunk(item.digest, bytes, stored, item.codec,
+                                                  item.base->digest, ByteSpan(item.base->raw));
+                    if (!put.ok() && put.error().code == ErrorCode::kInvalidArgument) {
+                      // The base cannot serve (it turned into one, or this chunk is a base):
+                      // the chunk is stored whole instead.
+                      auto plain = compress_chunk_zstd(bytes, level);
+                      if (!plain.ok()) {
+                        put = std::move(plain).error();
+                      } else {
+                        whole = std::move(plain).value();
+                        stored = ByteSpan(whole.data(), whole.size());
+                        codec = Codec::kZstd;
+                        put = writer->put_chunk(item.digest, bytes, stored, codec);
+                      }
+                    }
+                  } else {
+                    put = writer->put_chunk(item.digest, bytes, stored, item.codec);
+                  }
                   if (!put.ok()) {
                     failure = std::move(put);
                     failed = true;
@@ -427,7 +509,11 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
                   }
                   ++report.new_chunks;
                   report.new_raw_bytes += item.length;
-                  report.new_stored_bytes += item.stored_length;
+                  report.new_stored_bytes += stored.size();
+                  if (is_delta_codec(codec)) {
+                    ++report.delta_chunks;
+                    report.delta_stored_bytes += stored.size();
+                  }
                   if (item.codec == Codec::kByteGrouped) {
                     ++report.byte_grouped_chunks;
                     report.byte_grouped_stored_bytes += item.stored_length;
@@ -446,6 +532,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   report.diff_id = recipe.diff_id();
   report.entries = segmenter.entries();
   report.fingerprint_hits = fingerprint_hits.load();
+  report.delta_base_layer = delta_coder ? delta_base_layer : Digest();
   report.model_files = segmenter.model_files();
   report.compression = std::string(layer_compression_name(source->compression()));
   report.media_type = media_type_for(source->compression());
@@ -484,6 +571,8 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
     report.new_stored_bytes = 0;
     report.byte_grouped_chunks = 0;
     report.byte_grouped_stored_bytes = 0;
+    report.delta_chunks = 0;
+    report.delta_stored_bytes = 0;
   }
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -145,7 +145,7 @@ TEST(ChunkCodec, ZstdRoundTripAndStrictDecoding) {
   trailing.push_back(0);
   EXPECT_EQ(decompress_chunk(Codec::kZstd, span_of(trailing), raw.size()).error().code,
             ErrorCode::kCorruptInput);
-  EXPECT_EQ(decompress_chunk(static_cast<Codec>(3), span_of(*frame), raw.size()).error().code,
+  EXPECT_EQ(decompress_chunk(static_cast<Codec>(9), span_of(*frame), raw.size()).error().code,
             ErrorCode::kUnsupported);
   EXPECT_EQ(decompress_chunk(Codec::kRaw, span_of(raw), raw.size() + 1).error().code,
             ErrorCode::kCorruptInput);

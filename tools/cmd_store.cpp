@@ -71,6 +71,10 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
           {"model_files", report.model_files},
           {"byte_grouped_chunks", report.byte_grouped_chunks},
           {"byte_grouped_stored_bytes", report.byte_grouped_stored_bytes},
+          {"delta_base_layer",
+           report.delta_base_layer == Digest() ? "" : report.delta_base_layer.to_string()},
+          {"delta_chunks", report.delta_chunks},
+          {"delta_stored_bytes", report.delta_stored_bytes},
           {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
           {"already_present", report.already_present},
           {"seconds", report.seconds},
@@ -121,6 +125,12 @@ int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>
                   static_cast<unsigned long long>(report->model_files),
                   static_cast<unsigned long long>(report->byte_grouped_chunks),
                   format_bytes(report->byte_grouped_stored_bytes).c_str());
+    }
+    if (report->delta_base_layer != Digest()) {
+      std::printf("  deltas      %llu chunks coded against layer %s (%s stored)\n",
+                  static_cast<unsigned long long>(report->delta_chunks),
+                  report->delta_base_layer.to_string().c_str(),
+                  format_bytes(report->delta_stored_bytes).c_str());
     }
     const IngestStageSeconds& steps = report->stage_seconds;
     std::printf(
@@ -388,6 +398,7 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     auto trust = std::make_shared<std::string>("verify");
     auto grouping = std::make_shared<std::string>("smaller");
     auto plain_models = std::make_shared<bool>(false);
+    auto delta_base = std::make_shared<std::string>();
     CLI::App* command = add_store_command(
         app, "ingest",
         "Store a layer (tar, tar+gzip, tar+zstd; '-' for stdin) as new chunks + recipe", common);
@@ -404,8 +415,24 @@ void register_store_commands(CLI::App& app, int& exit_code) {
     command->add_option("--byte-grouping", *grouping,
                         "Codec for float-tensor chunks: smaller (default: byte-grouped or zstd, "
                         "whichever is smaller), first (byte-grouped when it clearly wins), off");
+    command->add_option("--delta-base", *delta_base,
+                        "Store new chunks as deltas against the same paths of a stored layer: "
+                        "its diff_id (sha256:...), or 'auto' for the layer stored last");
     command->callback([=, &exit_code] {
       options->model_aware = !*plain_models;
+      if (*delta_base == "auto") {
+        options->delta.base = DeltaBase::kNewest;
+      } else if (!delta_base->empty()) {
+        auto digest = Digest::parse(*delta_base);
+        if (!digest.ok()) {
+          exit_code = report_error(make_error(
+              ErrorCode::kInvalidArgument,
+              "--delta-base must be 'auto' or a layer digest: " + digest.error().message));
+          return;
+        }
+        options->delta.base = DeltaBase::kLayer;
+        options->delta.layer = *digest;
+      }
       if (*grouping == "off") {
         options->byte_grouping = ByteGrouping::kOff;
       } else if (*grouping == "first") {

@@ -43,6 +43,24 @@ struct IngestedSegment {
   Codec codec = Codec::kRaw;
 };
 
+// Delta coding of new chunks against a layer the store already holds (DESIGN.md §7; docs/STORE.md
+// "Delta chunks"). For a new chunk of a regular file whose path the base layer also holds, the
+// base chunk at the same relative position of that file is read (once, through a bounded cache)
+// and the chunk is stored as a delta when that is below max_ratio x its plain stored form. Layer
+// bytes are unaffected: every reader decodes through the base and checks the SHA-256.
+enum class DeltaBase : std::uint8_t {
+  kNone,    // no delta coding
+  kLayer,   // against DeltaIngestOptions::layer
+  kNewest,  // against the layer committed last to the store (none: no delta coding)
+};
+
+struct DeltaIngestOptions {
+  DeltaBase base = DeltaBase::kNone;
+  Digest layer;  // kLayer: the base layer's diff_id or a blob digest it was ingested from
+  double max_ratio = 0.9;
+  std::size_t cache_bytes = std::size_t{64} << 20U;  // raw bytes of base chunks kept in memory
+};
+
 struct IngestOptions {
   ChunkerOptions chunker;
   int zstd_level = 3;
@@ -61,6 +79,7 @@ struct IngestOptions {
   // not parse is chunked plainly. Export is unaffected: the layer's bytes are the same either way.
   bool model_aware = true;
   ByteGrouping byte_grouping = ByteGrouping::kSmaller;
+  DeltaIngestOptions delta;
   // Called from the serial writer stage with every piece of the uncompressed tar, in order (the
   // bytes the diff_id hashes and the recipe replays, with their chunk digests and new frames). A
   // layer converter writes its output from here instead of exporting the recipe again afterwards.
@@ -103,8 +122,11 @@ struct IngestReport {
   std::uint64_t model_files = 0;                // entries chunked tensor-aware
   std::uint64_t byte_grouped_chunks = 0;        // new chunks stored with Codec::kByteGrouped
   std::uint64_t byte_grouped_stored_bytes = 0;  // their size in the store
-  std::uint64_t fingerprint_hits = 0;  // TrustMode::kLocal: chunks named by XXH3-128, not hashed
-  bool already_present = false;        // the store had this layer already
+  std::uint64_t fingerprint_hits = 0;    // TrustMode::kLocal: chunks named by XXH3-128, not hashed
+  Digest delta_base_layer;               // the layer new chunks were delta-coded against (or zero)
+  std::uint64_t delta_chunks = 0;        // new chunks stored as a delta against a base chunk
+  std::uint64_t delta_stored_bytes = 0;  // their size in the store
+  bool already_present = false;          // the store had this layer already
   double seconds = 0;
   IngestStageSeconds stage_seconds;
 };

@@ -33,9 +33,21 @@ enum class Codec : std::uint8_t {
   // Float tensor bytes split into byte planes, each plane zstd-compressed or stored (model weights,
   // shared/specs/models.md §1); the stored form is self-describing (core/byte_group_codec.h).
   kByteGrouped = 2,
+  // Delta codecs (DESIGN.md §7): the chunk decodes only together with the raw bytes of one base
+  // chunk, whose digest the index records (docs/STORE.md "Delta chunks"). A base is never itself
+  // a delta chunk, so every chain has depth 1.
+  //   one zstd frame compressed with the base's raw bytes as a prefix (ZSTD_CCtx_refPrefix, like
+  //   `zstd --patch-from`);
+  kZstdDelta = 3,
+  //   float tensor bytes XOR'd with the base's bytes (over the shorter of the two), then stored in
+  //   the byte-grouped form of kByteGrouped.
+  kXorByteGrouped = 4,
 };
 
 [[nodiscard]] std::string_view codec_name(Codec codec) noexcept;
+[[nodiscard]] constexpr bool is_delta_codec(Codec codec) noexcept {
+  return codec == Codec::kZstdDelta || codec == Codec::kXorByteGrouped;
+}
 
 // Largest raw chunk the store accepts and decodes: a bound on memory for hostile records.
 inline constexpr std::size_t kMaxStoredChunkBytes = std::size_t{64} << 20U;
@@ -49,8 +61,23 @@ Result<void> compress_chunk_zstd_into(ByteSpan raw, int level, std::vector<std::
 // Decodes `stored` (in `codec`) into exactly `raw_length` bytes; any other size, a frame whose
 // declared content size differs, trailing bytes, a malformed byte-grouped form or an unknown codec
 // is an error (kCorruptInput, kUnsupported). Thread-safe (per-thread decompression contexts).
+// A delta codec is kInvalidArgument here: it needs its base (decompress_delta_chunk).
 Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
                                                    std::size_t raw_length);
+
+// Codec::kZstdDelta: one zstd frame of `raw` (content size recorded) that may refer back into
+// `base` as if it preceded `raw`. The window covers base and raw (capped at 2^27 like decoding).
+Result<void> compress_chunk_delta_into(ByteSpan raw, ByteSpan base, int level,
+                                       std::vector<std::uint8_t>& out);
+// Codec::kXorByteGrouped: `raw` XOR `base` over their common length, byte-grouped as float
+// elements of `width` bytes (2 or 4) whose first `phase` bytes finish an element begun earlier.
+Result<std::vector<std::uint8_t>> encode_chunk_xor_grouped(ByteSpan raw, ByteSpan base,
+                                                           std::uint32_t width, std::uint32_t phase,
+                                                           int level);
+// Decodes a delta-coded chunk with the raw bytes of its base, under the same strict rules as
+// decompress_chunk. kInvalidArgument for a codec that is not a delta codec.
+Result<std::vector<std::uint8_t>> decompress_delta_chunk(Codec codec, ByteSpan stored,
+                                                         ByteSpan base, std::size_t raw_length);
 
 // ---------------------------------------------------------------------------------------------
 // 2. Records the store keeps.
@@ -82,10 +109,17 @@ struct StoredChunk {
   std::vector<std::uint8_t> bytes;  // the stored bytes (a zstd frame for kZstd), checksum-verified
 };
 
+// A chunk a new chunk can be delta-coded against (ChunkStore::read_delta_base).
+struct DeltaBaseChunk {
+  Digest digest;                  // a chunk stored whole (never a delta chunk)
+  std::vector<std::uint8_t> raw;  // its raw bytes, verified
+};
+
 struct StoreStats {
   std::uint64_t chunks = 0;
   std::uint64_t referenced_chunks = 0;  // refcount > 0
   std::uint64_t corrupt_chunks = 0;     // marked by verify(), waiting to be healed
+  std::uint64_t delta_chunks = 0;       // stored as a delta against a base chunk
   std::uint64_t raw_bytes = 0;          // sum of raw lengths of all chunks
   std::uint64_t stored_bytes = 0;       // sum of stored lengths of all chunks
   std::uint64_t packs = 0;
@@ -149,6 +183,13 @@ class StoreWriter {
   // (P3 done by the caller, e.g. a puller adopting a fetched zstd:chunked frame it just checked):
   // StoreOptions::verify_puts does not repeat it. Size limits still apply.
   Result<void> put_verified_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec);
+  // Adds a chunk stored with a delta codec against `base`, a chunk already committed to the store
+  // and stored whole; `base_raw` are its raw bytes (hashed against `base` and used to check that
+  // `stored` decodes to `raw` when StoreOptions::verify_puts is on). kInvalidArgument when `base`
+  // cannot serve (unknown, corrupt, itself a delta, the chunk itself, or `digest` is already the
+  // base of another delta): the caller then stores the chunk whole. Commit checks it again.
+  Result<void> put_delta_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec,
+                               const Digest& base, ByteSpan base_raw);
 
   // True when put_chunk would not need the bytes: the chunk is known good in the store or was
   // already put in this session. Lets the engine skip compressing a repeat within one layer.
@@ -168,7 +209,8 @@ class StoreWriter {
   struct Session;
   explicit StoreWriter(std::unique_ptr<Session> session);
   Result<void> put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec,
-                                 bool verify);
+                                 bool verify, const Digest* base = nullptr, ByteSpan base_raw = {});
+  Result<void> check_delta_base(const Digest& digest, const Digest& base, ByteSpan base_raw) const;
   std::unique_ptr<Session> session_;
 };
 
@@ -199,9 +241,13 @@ class ChunkStore {
   // The chunk's raw bytes, after checking the record checksum, decoding, the raw length and the
   // SHA-256. Any failure names the chunk and its pack (kCorruptInput / kDigestMismatch).
   Result<std::vector<std::uint8_t>> read_chunk(const Digest& digest) const;
-  // The chunk as stored (e.g. its zstd frame, for exporters that reuse frames); record checksum
-  // verified, payload not decoded.
+  // The chunk in a form that decodes alone (e.g. its zstd frame, for exporters that reuse frames);
+  // record checksum verified, payload not decoded. A delta-coded chunk never leaves as such: it is
+  // decoded through its base (SHA-256 checked) and returned as one zstd frame (Codec::kZstd).
   Result<StoredChunk> read_stored_chunk(const Digest& digest) const;
+  // What a new chunk similar to `digest` can be delta-coded against: the chunk itself when it is
+  // stored whole, else the base it is coded against (chains stay at depth 1), with its raw bytes.
+  Result<DeltaBaseChunk> read_delta_base(const Digest& digest) const;
 
   // Finds a layer by diff_id, or by the digest of any blob it was ingested from (a gzip and a
   // zstd:chunked blob of the same tar are the same layer).
