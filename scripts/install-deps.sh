@@ -10,7 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libcurl4-openssl-dev libgtest-dev libbenchmark-dev
   zlib1g-dev
   skopeo umoci docker-registry oci-image-tool
-  zstd gzip tar python3 time sqlite3
+  zstd gzip tar python3 time sqlite3 curl
   tar-split
 )
 if [ "${STRATA_EXTRA_PACKAGES:-}" != "" ]; then
