@@ -190,14 +190,7 @@ std::vector<std::uint8_t> small_safetensors() {
   }
   std::string header = R"({"w":{"dtype":"F32","shape":[)" + std::to_string(elements) +
                        R"(],"data_offsets":[0,)" + std::to_string(data.size()) + "]}}";
-  while (header.size() % 8 != 0) header += ' ';
-  std::vector<std::uint8_t> file;
-  for (unsigned i = 0; i < 8; ++i) {
-    file.push_back(static_cast<std::uint8_t>(std::uint64_t{header.size()} >> (8U * i)));
-  }
-  file.insert(file.end(), header.begin(), header.end());
-  file.insert(file.end(), data.begin(), data.end());
-  return file;
+  return test::safetensors_file(header, data);
 }
 
 TEST(PoisonedModelPull, TheStoresCopyIsCheckedBeforeItLandsUnderTheManifestsName) {

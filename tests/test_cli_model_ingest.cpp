@@ -34,14 +34,7 @@ std::vector<std::uint8_t> small_safetensors() {
                        "]},\"b\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(bf16_elements) +
                        "],\"data_offsets\":[" + std::to_string(f32_bytes) + "," +
                        std::to_string(data.size()) + "]}}";
-  while (header.size() % 8 != 0) header += ' ';
-  std::vector<std::uint8_t> file;
-  for (unsigned i = 0; i < 8; ++i) {
-    file.push_back(static_cast<std::uint8_t>(std::uint64_t{header.size()} >> (8U * i)));
-  }
-  file.insert(file.end(), header.begin(), header.end());
-  file.insert(file.end(), data.begin(), data.end());
-  return file;
+  return test::safetensors_file(header, data);
 }
 
 nlohmann::json ingest_json(const std::string& arguments) {

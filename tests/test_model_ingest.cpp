@@ -78,14 +78,7 @@ std::vector<std::uint8_t> build_safetensors(const std::vector<TensorSpec>& specs
     data.insert(data.end(), bytes.begin(), bytes.end());
   }
   header += "}";
-  while (header.size() % 8 != 0) header += " ";
-  std::vector<std::uint8_t> file;
-  for (unsigned i = 0; i < 8; ++i) {
-    file.push_back(static_cast<std::uint8_t>(std::uint64_t{header.size()} >> (8U * i)));
-  }
-  file.insert(file.end(), header.begin(), header.end());
-  file.insert(file.end(), data.begin(), data.end());
-  return file;
+  return test::safetensors_file(header, data);
 }
 
 void put_le(std::vector<std::uint8_t>& out, std::uint64_t value, unsigned width) {

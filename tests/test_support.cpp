@@ -23,6 +23,17 @@ std::vector<std::uint8_t> read_file(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+std::vector<std::uint8_t> safetensors_file(std::string header_json, ByteSpan data) {
+  while (header_json.size() % 8 != 0) header_json += ' ';
+  std::vector<std::uint8_t> file;
+  for (unsigned i = 0; i < 8; ++i) {
+    file.push_back(static_cast<std::uint8_t>(std::uint64_t{header_json.size()} >> (8U * i)));
+  }
+  file.insert(file.end(), header_json.begin(), header_json.end());
+  file.insert(file.end(), data.begin(), data.end());
+  return file;
+}
+
 std::vector<std::uint8_t> splitmix64_bytes(std::uint64_t seed, std::size_t size) {
   std::vector<std::uint8_t> bytes;
   bytes.reserve(size + 8);

@@ -16,6 +16,10 @@ std::vector<std::uint8_t> read_file(const std::string& path);
 // SplitMix64 bytes (little-endian words), the generator the xet vectors use.
 std::vector<std::uint8_t> splitmix64_bytes(std::uint64_t seed, std::size_t size);
 
+// A safetensors file (shared/specs/models.md §3): the 8-byte little-endian header length, the
+// JSON header padded with spaces to a multiple of 8, then the tensor data.
+std::vector<std::uint8_t> safetensors_file(std::string header_json, ByteSpan data);
+
 struct ExpectedChunk {
   std::uint64_t offset = 0;
   std::uint32_t length = 0;
