@@ -8,7 +8,7 @@
 package strata
 
 /*
-#cgo LDFLAGS: -lstrata
+#cgo LDFLAGS: -l:libstrata.so.1
 #include <stdlib.h>
 #include "strata/strata_c.h"
 
