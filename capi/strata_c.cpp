@@ -115,6 +115,10 @@ std::int32_t guarded(strata_error* err, Body&& body) noexcept {
 
 // ---- structs crossing the boundary -------------------------------------------------------------
 
+// Far above any version of any struct here: a larger struct_size is garbage, and scanning that
+// many bytes for non-zero ones would read past what the caller owns.
+constexpr std::size_t kMaxStructSize = 4096;
+
 // An input struct: NULL gives the defaults; a smaller struct_size than ours is refused; a larger
 // one (a newer caller) only when the bytes we do not know are all zero.
 template <typename T>
@@ -122,6 +126,10 @@ T read_input(const T* in, const char* name) {
   T value{};
   value.struct_size = sizeof(T);
   if (in == nullptr) return value;
+  if (in->struct_size > kMaxStructSize) {
+    fail(STRATA_E_INVALID_ARGUMENT, std::string(name) + ": struct_size " +
+                                        std::to_string(in->struct_size) + " is implausible");
+  }
   if (in->struct_size < sizeof(T)) {
     fail(STRATA_E_INVALID_ARGUMENT, std::string(name) + ": struct_size " +
                                         std::to_string(in->struct_size) + " is smaller than " +

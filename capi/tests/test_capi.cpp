@@ -504,6 +504,10 @@ TEST(CApiBadInput, WrongStructSizes) {
   EXPECT_EQ(strata_chunk_buffer(data, sizeof data, &newer.base, collect_chunk, &chunks, &err),
             STRATA_OK)
       << error_text(err);
+  newer.base.struct_size = SIZE_MAX;  // garbage: refused without reading past the struct
+  EXPECT_EQ(strata_chunk_buffer(data, sizeof data, &newer.base, collect_chunk, &chunks, &err),
+            STRATA_E_INVALID_ARGUMENT);
+  newer.base.struct_size = sizeof newer;
   newer.future_field = 1;
   EXPECT_EQ(strata_chunk_buffer(data, sizeof data, &newer.base, collect_chunk, &chunks, &err),
             STRATA_E_UNSUPPORTED);

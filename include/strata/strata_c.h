@@ -18,7 +18,8 @@
  *     compiled with (the STRATA_INIT macro does this). Smaller than the first version of the
  *     struct: STRATA_E_INVALID_ARGUMENT. Larger (a caller built against a newer header): accepted
  *     when the bytes this library does not know are all zero (inputs), else STRATA_E_UNSUPPORTED;
- *     outputs fill only the fields this library knows. Options pointers may be NULL (defaults).
+ *     outputs fill only the fields this library knows. Above 4096: STRATA_E_INVALID_ARGUMENT.
+ *     Options pointers may be NULL (defaults).
  *   - Strings are NUL-terminated UTF-8. Digests are "sha256:<64 hex>" (STRATA_DIGEST_CHARS).
  *   - Callbacks return 0 for success; anything else stops the call with STRATA_E_CALLBACK. */
 #ifndef STRATA_STRATA_C_H
