@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/byte_group_codec.h"
+#include "core/store/byte_group_codec.h"
 #include "simd/byte_group_dispatch.h"
 
 namespace {

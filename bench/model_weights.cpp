@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "core/byte_group_codec.h"
+#include "core/store/byte_group_codec.h"
 #include "strata/models.h"
 #include "strata/strata.h"
 

@@ -1,4 +1,4 @@
-// Byte-grouped codec target (core/byte_group_codec.h). Decoding arbitrary bytes must end in a
+// Byte-grouped codec target (core/store/byte_group_codec.h). Decoding arbitrary bytes must end in a
 // value or an error, never a crash or an out-of-bounds access; the first input byte also picks a
 // width, phase, layout and kernel to encode the rest, and decode(encode(x)) must equal x with
 // every usable kernel producing the same stored bytes.
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "core/byte_group_codec.h"
+#include "core/store/byte_group_codec.h"
 #include "simd/byte_group_dispatch.h"
 
 namespace {

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "core/fastcdc_tables.h"
+#include "core/chunk/fastcdc_tables.h"
 #include "simd/dispatch.h"
 #include "strata/strata.h"
 

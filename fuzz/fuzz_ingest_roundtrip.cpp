@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "formats/layer_source.h"
+#include "formats/compress/layer_source.h"
 #include "strata/engine.h"
 
 namespace {

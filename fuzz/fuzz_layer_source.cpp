@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "formats/layer_source.h"
+#include "formats/compress/layer_source.h"
 
 namespace {
 

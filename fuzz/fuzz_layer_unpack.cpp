@@ -13,7 +13,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/safe_path.h"
+#include "core/base/safe_path.h"
 #include "strata/unpack.h"
 
 namespace {

@@ -1,14 +1,14 @@
-// Pack record target (core/pack_record.h, docs/STORE.md "Pack files"): arbitrary bytes are checked
-// as one record and as a pack file header. Nothing may crash or read outside the span; a record
-// that passes must have consistent lengths, and re-encoding its header and payload must give the
-// input back byte for byte (the format has one encoding per record, so a checksum collision
+// Pack record target (core/store/pack_record.h, docs/STORE.md "Pack files"): arbitrary bytes are
+// checked as one record and as a pack file header. Nothing may crash or read outside the span; a
+// record that passes must have consistent lengths, and re-encoding its header and payload must give
+// the input back byte for byte (the format has one encoding per record, so a checksum collision
 // cannot smuggle in a second reading of the same bytes).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "core/pack_record.h"
+#include "core/store/pack_record.h"
 
 namespace {
 

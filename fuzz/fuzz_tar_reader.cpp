@@ -10,8 +10,8 @@
 #include <map>
 #include <vector>
 
-#include "core/layer_recipe_builder.h"
-#include "formats/byte_source.h"
+#include "core/base/byte_source.h"
+#include "core/ingest/layer_recipe_builder.h"
 #include "strata/recipe.h"
 
 namespace {

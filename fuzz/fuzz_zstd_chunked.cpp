@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "formats/toc_json.h"
+#include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 
 namespace {

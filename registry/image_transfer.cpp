@@ -16,7 +16,7 @@
 #include <mutex>
 #include <thread>
 
-#include "core/safe_path.h"
+#include "core/base/safe_path.h"
 #include "registry/chunked_layer_pull.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"

@@ -17,9 +17,9 @@
 #include <optional>
 #include <set>
 
-#include "core/file_io.h"
-#include "core/model_weight_ingest.h"
-#include "core/safe_path.h"
+#include "core/base/file_io.h"
+#include "core/base/safe_path.h"
+#include "core/model/model_weight_ingest.h"
 #include "strata/engine.h"
 #include "strata/model_artifact.h"
 #include "strata/recipe.h"
@@ -160,7 +160,7 @@ Result<void> check_relative_path(const std::string& path) {
 
 // The directory under --out that will hold `relative` (checked by check_relative_path), created
 // as needed and resolved from a descriptor of --out one component at a time with O_NOFOLLOW: a
-// symbolic link anywhere on the way is refused (core/safe_path.h), so a link planted in --out,
+// symbolic link anywhere on the way is refused (core/base/safe_path.h), so a link planted in --out,
 // or a directory swapped for one while the pull runs, cannot redirect a write.
 Result<safe_path::ResolvedParent> output_parent(const safe_path::RootDirectory& root,
                                                 const std::string& relative) {
@@ -470,8 +470,8 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
   if (!indexes.ok()) return std::move(indexes).error();
   report.referrers = indexes->source;
 
-  // Files are assembled in a fresh private directory (core/safe_path.h PrivateDirectory: never a
-  // name planted in advance), inside --out so that moving them into place is a rename on one file
+  // Files are assembled in a fresh private directory (core/base/safe_path.h PrivateDirectory: never
+  // a name planted in advance), inside --out so that moving them into place is a rename on one file
   // system, else in the temp directory; it goes, with anything left in it, when the pull ends.
   std::optional<safe_path::RootDirectory> out_root;
   std::string work_parent = options.out_directory;

@@ -20,7 +20,7 @@
 #include <set>
 #include <thread>
 
-#include "core/pack_record.h"
+#include "core/store/pack_record.h"
 #include "strata/recipe.h"
 
 namespace strata::registry {

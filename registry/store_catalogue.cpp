@@ -6,8 +6,8 @@
 //   chunk  := u8[32] sha256 u32 pack u64 offset u32 stored_length u32 raw_length u8 codec
 //   layer  := u8[32] diff_id u8[32] layer_digest u64 size i64 created
 //             u16 media_type_length bytes u32 recipe_length bytes(serialize_recipe form)
-// Chunk offsets point at pack records (core/pack_record.h); chunks sorted by digest, layers by
-// diff_id. Decoding checks every count against the bytes present before reserving, so a hostile
+// Chunk offsets point at pack records (core/store/pack_record.h); chunks sorted by digest, layers
+// by diff_id. Decoding checks every count against the bytes present before reserving, so a hostile
 // blob cannot make us allocate more than its (capped) decoded size.
 #include <zstd.h>
 
@@ -18,7 +18,7 @@
 #include <optional>
 #include <set>
 
-#include "core/pack_record.h"
+#include "core/store/pack_record.h"
 #include "strata/recipe.h"
 #include "strata/remote_store.h"
 

@@ -36,7 +36,7 @@
 #include <new>
 #include <string>
 
-#include "core/fastcdc_tables.h"
+#include "core/chunk/fastcdc_tables.h"
 #include "simd/cpu_features.h"
 
 namespace strata::simd {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "formats/byte_source.h"
+#include "core/base/byte_source.h"
 #include "tests/test_support.h"
 
 namespace strata::test {

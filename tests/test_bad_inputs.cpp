@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "core/pack_record.h"
-#include "formats/layer_source.h"
-#include "formats/tar_reader.h"
+#include "core/store/pack_record.h"
+#include "formats/compress/layer_source.h"
+#include "formats/tar/tar_reader.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
 

@@ -13,7 +13,7 @@
 #include <random>
 #include <vector>
 
-#include "core/byte_group_codec.h"
+#include "core/store/byte_group_codec.h"
 #include "simd/byte_group_dispatch.h"
 #include "tests/test_support.h"
 

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/chunk_store_fault.h"
+#include "core/store/chunk_store_fault.h"
 #include "strata/store.h"
 #include "tests/test_support.h"
 

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "formats/toc_json.h"
+#include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "test_support.h"

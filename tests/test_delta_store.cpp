@@ -13,7 +13,7 @@
 #include <iterator>
 #include <string>
 
-#include "core/recipe_tar_chunks.h"
+#include "core/export/recipe_tar_chunks.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
 

@@ -9,7 +9,7 @@
 #include <map>
 #include <sstream>
 
-#include "core/fastcdc_tables.h"
+#include "core/chunk/fastcdc_tables.h"
 #include "tests/test_support.h"
 
 namespace strata {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "formats/gguf.h"
+#include "formats/model/gguf.h"
 #include "strata/models.h"
 
 namespace strata {

@@ -4,8 +4,8 @@
 // fails with a clear error and leaves the store as it was (no layer, verify clean).
 #include <gtest/gtest.h>
 
-#include "core/layer_recipe_builder.h"
-#include "formats/layer_source.h"
+#include "core/ingest/layer_recipe_builder.h"
+#include "formats/compress/layer_source.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
 

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <random>
 
-#include "core/fastcdc_tables.h"
+#include "core/chunk/fastcdc_tables.h"
 #include "simd/dispatch.h"
 #include "tests/test_support.h"
 

@@ -7,7 +7,7 @@
 #include <limits>
 #include <thread>
 
-#include "formats/layer_source.h"
+#include "formats/compress/layer_source.h"
 #include "tests/layer_fixtures.h"
 
 namespace strata {

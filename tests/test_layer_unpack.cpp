@@ -14,7 +14,7 @@
 #include <tuple>
 #include <vector>
 
-#include "core/safe_path.h"
+#include "core/base/safe_path.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
 

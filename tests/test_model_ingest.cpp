@@ -12,8 +12,8 @@
 #include <map>
 #include <set>
 
-#include "core/entry_content_chunker.h"
-#include "core/layer_recipe_builder.h"
+#include "core/chunk/entry_content_chunker.h"
+#include "core/ingest/layer_recipe_builder.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
 

@@ -8,8 +8,8 @@
 
 #include <map>
 
-#include "core/layer_recipe_builder.h"
-#include "formats/layer_source.h"
+#include "core/ingest/layer_recipe_builder.h"
+#include "formats/compress/layer_source.h"
 #include "strata/recipe.h"
 #include "tests/layer_fixtures.h"
 

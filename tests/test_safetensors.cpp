@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "formats/safetensors.h"
+#include "formats/model/safetensors.h"
 #include "strata/models.h"
 
 namespace strata {

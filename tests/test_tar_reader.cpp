@@ -10,7 +10,7 @@
 #include <map>
 #include <sstream>
 
-#include "formats/tar_reader.h"
+#include "formats/tar/tar_reader.h"
 #include "tests/layer_fixtures.h"
 
 namespace strata {

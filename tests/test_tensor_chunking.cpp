@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor_chunking.h"
+#include "core/chunk/tensor_chunking.h"
 #include "strata/models.h"
 #include "tests/test_support.h"
 

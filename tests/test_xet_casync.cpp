@@ -12,8 +12,8 @@
 #include <random>
 #include <sstream>
 
-#include "core/casync_tables.h"
-#include "core/xet_tables.h"
+#include "core/chunk/casync_tables.h"
+#include "core/chunk/xet_tables.h"
 #include "simd/dispatch.h"
 #include "tests/test_support.h"
 

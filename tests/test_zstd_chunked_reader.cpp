@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "formats/toc_json.h"
+#include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "test_support.h"

@@ -9,7 +9,7 @@
 #include <functional>
 #include <map>
 
-#include "formats/tar_reader.h"
+#include "formats/tar/tar_reader.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "tests/layer_fixtures.h"

@@ -31,7 +31,7 @@ enum class Codec : std::uint8_t {
   kRaw = 0,   // stored bytes are the raw bytes
   kZstd = 1,  // one independent zstd frame with the content size in its header (any level)
   // Float tensor bytes split into byte planes, each plane zstd-compressed or stored (model weights,
-  // shared/specs/models.md §1); the stored form is self-describing (core/byte_group_codec.h).
+  // shared/specs/models.md §1); the stored form is self-describing (core/store/byte_group_codec.h).
   kByteGrouped = 2,
   // Delta codecs (DESIGN.md §7): the chunk decodes only together with the raw bytes of one base
   // chunk, whose digest the index records (docs/STORE.md "Delta chunks"). A base is never itself

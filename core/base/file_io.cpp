@@ -1,0 +1,65 @@
+// File I/O vocabulary (core/base/file_io.h): the owning descriptor, the looping write and
+// positioned read, and the one kIo error. POSIX write(2)/pread(2) may transfer less than asked or
+// be interrupted (EINTR); both loops retry until done, so callers see all or an error.
+#include "core/base/file_io.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace strata {
+
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+FileDescriptor::~FileDescriptor() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Error io_error(std::string_view what, const std::string& path, int error_number,
+               PathQuoting quoting) {
+  std::string message(what);
+  message += quoting == PathQuoting::kQuoted ? " '" : " ";
+  message += path;
+  message += quoting == PathQuoting::kQuoted ? "': " : ": ";
+  message += std::strerror(error_number);
+  return make_error(ErrorCode::kIo, message);
+}
+
+Result<void> write_all(int fd, ByteSpan data, const std::string& path, PathQuoting quoting) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t written = ::write(fd, data.data() + done, data.size() - done);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot write", path, errno, quoting);
+    }
+    if (written == 0) return io_error("cannot write", path, EIO, quoting);
+    done += static_cast<std::size_t>(written);
+  }
+  return {};
+}
+
+Result<std::size_t> pread_all(int fd, std::uint64_t offset, MutableByteSpan out,
+                              const std::string& path, PathQuoting quoting) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t got =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", path, errno, quoting);
+    }
+    if (got == 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  return done;
+}
+
+}  // namespace strata

@@ -1,0 +1,193 @@
+// Base finding by path and per-chunk delta coding for ingest (core/ingest/delta_base.h, DESIGN.md
+// §7). The base layer's paths come from its recipe alone: a ByteSource replays the recipe with
+// chunk segments as zeros, which a TarReader parses exactly as the ingest parsed the real tar (pax
+// and GNU long names are header bytes, always inline), so no base chunk is read to build the index.
+// Coding reads one base chunk per new chunk through a byte-bounded cache.
+#include "core/ingest/delta_base.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/base/byte_source.h"
+#include "formats/tar/tar_reader.h"
+#include "strata/recipe.h"
+
+namespace strata {
+namespace {
+
+// The layer's tar as its recipe describes it, with zeros where chunks go.
+class RecipeHeaderSource final : public ByteSource {
+ public:
+  explicit RecipeHeaderSource(const Recipe& recipe) : recipe_(recipe) {}
+
+  Result<std::size_t> read(MutableByteSpan out) override {
+    const auto& segments = recipe_.segments();
+    while (segment_ < segments.size() && within_ == segments[segment_].length) {
+      ++segment_;
+      within_ = 0;
+    }
+    if (segment_ == segments.size() || out.empty()) return std::size_t{0};
+    const RecipeSegment& segment = segments[segment_];
+    const auto count =
+        static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), segment.length - within_));
+    if (segment.kind == RecipeSegmentKind::kRaw) {
+      const ByteSpan raw = recipe_.raw_of(segment).subspan(within_, count);
+      std::memcpy(out.data(), raw.data(), count);
+    } else {
+      std::memset(out.data(), 0, count);
+    }
+    within_ += count;
+    return count;
+  }
+
+ private:
+  const Recipe& recipe_;
+  std::size_t segment_ = 0;
+  std::uint64_t within_ = 0;
+};
+
+}  // namespace
+
+Result<DeltaBaseIndex> DeltaBaseIndex::build(const ChunkStore& store, const Digest& layer) {
+  auto record = store.find_layer(layer);
+  if (!record.ok()) return std::move(record).error();
+  auto recipe = parse_recipe(record->recipe);
+  if (!recipe.ok()) {
+    return make_error(recipe.error().code, "delta base layer " + record->diff_id.to_string() +
+                                               ": " + recipe.error().message);
+  }
+  return from_recipe(*recipe);
+}
+
+Result<DeltaBaseIndex> DeltaBaseIndex::from_recipe(const Recipe& recipe) {
+  struct Content {
+    std::string path;
+    std::uint64_t start = 0;  // tar offset of the first content byte
+    std::uint64_t size = 0;
+  };
+  std::vector<Content> contents;
+  RecipeHeaderSource source(recipe);
+  TarReader reader(source);
+  while (true) {
+    auto event = reader.next();
+    if (!event.ok()) return std::move(event).error();
+    if (event->kind == TarEventKind::kDone) break;
+    if (event->kind == TarEventKind::kHeader && event->entry->type == TarEntryType::kRegular &&
+        event->entry->size > 0) {
+      contents.push_back(
+          Content{event->entry->path, event->offset + event->bytes.size(), event->entry->size});
+    }
+  }
+  DeltaBaseIndex index;
+  std::unordered_map<std::string, std::size_t> filled_from;  // path -> entry its chunks are from
+  std::size_t next = 0;
+  std::uint64_t offset = 0;
+  for (const RecipeSegment& segment : recipe.segments()) {
+    const std::uint64_t start = offset;
+    offset += segment.length;
+    if (segment.kind != RecipeSegmentKind::kChunk) continue;
+    while (next < contents.size() && contents[next].start + contents[next].size <= start) ++next;
+    if (next == contents.size() || start < contents[next].start) continue;
+    // A later entry of the same path replaces an earlier one, as it would on extraction.
+    File& file = index.files_[contents[next].path];
+    const auto [owner, first] = filled_from.try_emplace(contents[next].path, next);
+    if (first || owner->second != next) {
+      owner->second = next;
+      file = File{contents[next].size, {}};
+    }
+    file.chunks.push_back(FileChunk{start - contents[next].start, segment.length, segment.digest});
+  }
+  return index;
+}
+
+const DeltaBaseIndex::File* DeltaBaseIndex::find(std::string_view path) const {
+  const auto found = files_.find(std::string(path));
+  return found == files_.end() ? nullptr : &found->second;
+}
+
+const DeltaBaseIndex::FileChunk* DeltaBaseIndex::pick(const File& file, std::uint64_t offset,
+                                                      std::uint64_t length,
+                                                      std::uint64_t new_size) {
+  if (file.chunks.empty()) return nullptr;
+  const auto scale = [&](std::uint64_t value) {
+    if (new_size == 0) return std::uint64_t{0};
+    return static_cast<std::uint64_t>(static_cast<long double>(value) * file.size / new_size);
+  };
+  const std::uint64_t begin = scale(offset);
+  const std::uint64_t end = std::max(begin + 1, scale(offset + length));
+  // The last chunk starting at or before `begin`, then its successors while they still overlap.
+  auto at = std::upper_bound(
+      file.chunks.begin(), file.chunks.end(), begin,
+      [](std::uint64_t value, const FileChunk& chunk) { return value < chunk.offset; });
+  if (at != file.chunks.begin()) --at;
+  const FileChunk* best = &*at;
+  std::uint64_t best_overlap = 0;
+  for (; at != file.chunks.end() && at->offset < end; ++at) {
+    const std::uint64_t overlap =
+        std::min(end, at->offset + at->length) - std::max(begin, at->offset);
+    if (overlap > best_overlap) {
+      best_overlap = overlap;
+      best = &*at;
+    }
+  }
+  return best;
+}
+
+Result<std::shared_ptr<const DeltaBaseChunk>> DeltaBaseCache::get(const Digest& digest) {
+  {
+    std::lock_guard lock(mutex_);
+    const auto found = entries_.find(digest);
+    if (found != entries_.end()) {
+      order_.splice(order_.begin(), order_, found->second.position);
+      return found->second.base;
+    }
+  }
+  auto read = store_.read_delta_base(digest);  // outside the lock: reads run in parallel
+  if (!read.ok()) return std::move(read).error();
+  auto base = std::make_shared<const DeltaBaseChunk>(std::move(read).value());
+  std::lock_guard lock(mutex_);
+  if (entries_.count(digest) != 0) return base;
+  order_.push_front(digest);
+  entries_.emplace(digest, Entry{base, order_.begin()});
+  bytes_ += base->raw.size();
+  while (bytes_ > max_bytes_ && order_.size() > 1) {
+    const auto last = entries_.find(order_.back());
+    bytes_ -= last->second.base->raw.size();
+    entries_.erase(last);
+    order_.pop_back();
+  }
+  return base;
+}
+
+Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File& file,
+                                                     std::uint64_t offset, std::uint64_t file_size,
+                                                     ByteSpan raw, std::uint32_t element_width,
+                                                     std::uint32_t element_phase,
+                                                     std::size_t plain_size) {
+  const DeltaBaseIndex::FileChunk* chunk =
+      DeltaBaseIndex::pick(file, offset, raw.size(), file_size);
+  if (chunk == nullptr) return std::optional<DeltaCoded>();
+  auto base = cache_.get(chunk->digest);
+  // A base that cannot be read (gone, corrupt) only means no delta for this chunk.
+  if (!base.ok()) return std::optional<DeltaCoded>();
+  const ByteSpan base_raw((*base)->raw.data(), (*base)->raw.size());
+  DeltaCoded coded;
+  coded.base = *base;
+  if (element_width == 2 || element_width == 4) {
+    auto encoded =
+        encode_chunk_xor_grouped(raw, base_raw, element_width, element_phase, options_.level);
+    if (!encoded.ok()) return std::move(encoded).error();
+    coded.codec = Codec::kXorByteGrouped;
+    coded.stored = std::move(encoded).value();
+  } else {
+    STRATA_TRY(compress_chunk_delta_into(raw, base_raw, options_.level, coded.stored));
+    coded.codec = Codec::kZstdDelta;
+  }
+  if (static_cast<double>(coded.stored.size()) >=
+      options_.max_ratio * static_cast<double>(plain_size)) {
+    return std::optional<DeltaCoded>();
+  }
+  return std::optional<DeltaCoded>(std::move(coded));
+}
+
+}  // namespace strata

@@ -1,0 +1,121 @@
+// Finding a base for delta coding by path (DESIGN.md §7 "Finding a base", its first rule: the same
+// path in the previous version of the layer). DeltaBaseIndex reads a stored layer's recipe only —
+// no chunk is read: tar headers are inline bytes of the recipe, so a TarReader over the recipe
+// with every chunk segment replaced by zeros yields each entry's path and where its content sits
+// in the tar, and the chunk segments inside that range are the file's chunks with their offsets.
+// DeltaBaseCache keeps the raw bytes of recently used bases (bounded in bytes, thread-safe), so an
+// ingest reads each base chunk about once. DeltaCoder ties them together for the ingest engine:
+// for one new chunk it picks the base chunk at the same relative position of the same path,
+// codes the chunk against it (zstd with the base as prefix; XOR + byte grouping for float tensor
+// chunks) and keeps the delta only when it is clearly smaller than the plain stored form.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/base/digest_hash.h"
+#include "strata/digest.h"
+#include "strata/result.h"
+#include "strata/store.h"
+
+namespace strata {
+
+class Recipe;
+
+class DeltaBaseIndex {
+ public:
+  struct FileChunk {
+    std::uint64_t offset = 0;  // in the file
+    std::uint64_t length = 0;
+    Digest digest;
+  };
+  struct File {
+    std::uint64_t size = 0;
+    std::vector<FileChunk> chunks;  // by offset
+  };
+
+  // The regular files of the layer `layer` (diff_id or blob digest) of `store`, from its recipe.
+  static Result<DeltaBaseIndex> build(const ChunkStore& store, const Digest& layer);
+  // The same from a recipe already parsed.
+  static Result<DeltaBaseIndex> from_recipe(const Recipe& recipe);
+
+  // The file at `path` in the base layer, or nullptr.
+  [[nodiscard]] const File* find(std::string_view path) const;
+  [[nodiscard]] std::size_t files() const noexcept { return files_.size(); }
+
+  // The chunk of `file` that overlaps most with [offset, offset + length) of a new file of
+  // `new_size` bytes once that range is scaled to the base file's size (the same relative
+  // position); nullptr when the file has no chunks.
+  static const FileChunk* pick(const File& file, std::uint64_t offset, std::uint64_t length,
+                               std::uint64_t new_size);
+
+ private:
+  std::unordered_map<std::string, File> files_;
+};
+
+// Raw bytes of base chunks, most recently used kept up to `max_bytes`. Thread-safe.
+class DeltaBaseCache {
+ public:
+  DeltaBaseCache(const ChunkStore& store, std::size_t max_bytes)
+      : store_(store), max_bytes_(max_bytes) {}
+  // The base to code a chunk similar to `digest` against (ChunkStore::read_delta_base).
+  Result<std::shared_ptr<const DeltaBaseChunk>> get(const Digest& digest);
+
+ private:
+  const ChunkStore& store_;
+  std::size_t max_bytes_;
+  std::mutex mutex_;
+  std::list<Digest> order_;  // most recent first
+  struct Entry {
+    std::shared_ptr<const DeltaBaseChunk> base;
+    std::list<Digest>::iterator position;
+  };
+  std::unordered_map<Digest, Entry, DigestHash> entries_;
+  std::size_t bytes_ = 0;
+};
+
+// One new chunk coded against a base (DeltaCoder::encode).
+struct DeltaCoded {
+  Codec codec = Codec::kZstdDelta;
+  std::shared_ptr<const DeltaBaseChunk> base;
+  std::vector<std::uint8_t> stored;
+};
+
+struct DeltaCoderOptions {
+  int level = 3;
+  // A delta is kept only when its stored size is below this fraction of the plain stored form.
+  double max_ratio = 0.9;
+  std::size_t cache_bytes = std::size_t{64} << 20U;
+};
+
+class DeltaCoder {
+ public:
+  DeltaCoder(const ChunkStore& store, DeltaBaseIndex index, const DeltaCoderOptions& options)
+      : index_(std::move(index)), cache_(store, options.cache_bytes), options_(options) {}
+
+  [[nodiscard]] const DeltaBaseIndex& index() const noexcept { return index_; }
+
+  // Codes `raw` (bytes [offset, offset + raw.size()) of a file of `file_size` bytes whose path
+  // the base layer holds as `file`) against the base chunk at the same relative position. Empty
+  // when no delta beats options.max_ratio x `plain_size`. element_width/phase as the chunker gave
+  // them (0: not float tensor bytes). Thread-safe.
+  Result<std::optional<DeltaCoded>> encode(const DeltaBaseIndex::File& file, std::uint64_t offset,
+                                           std::uint64_t file_size, ByteSpan raw,
+                                           std::uint32_t element_width, std::uint32_t element_phase,
+                                           std::size_t plain_size);
+
+ private:
+  DeltaBaseIndex index_;
+  DeltaBaseCache cache_;
+  DeltaCoderOptions options_;
+};
+
+}  // namespace strata

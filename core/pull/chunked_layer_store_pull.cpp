@@ -1,0 +1,672 @@
+// A chunked layer pulled straight into the chunk store (fastpull::pull_chunked_layer_into_store),
+// in bounded memory. Facts: shared/specs/layer-formats.md §1.1 (a zstd:chunked chunk is its own
+// zstd frame, so the fetched bytes are a ready store frame), §1.3 (tar-split lines rebuild the tar
+// around the file bodies), §1.5/§1.6 (TOC chunks, offsets, endOffset), §2 (eStargz gzip members).
+//
+// The plan's ranges are cut at piece boundaries into batches (a few tens of MiB) fetched one at a
+// time in blob order: pieces of a chunked blob are in tar order, so the tar is produced front to
+// back and nothing holds the whole layer, only one batch and one chunk. Every chunk is decoded
+// and hashed against its TOC digest before it is put (that check is the store's P3), its file
+// against the file digest, the tar against the diff_id, the TOC and tar-split against the tar's
+// headers; only then does the one commit make the layer visible.
+//
+// Chunk boundaries: the recipe keeps the TOC's chunks (c/storage rollsum, ctr-remote, strata's
+// own FastCDC: whatever cut the layer), not FastCDC cuts of its own. That is what makes the pull
+// cheap (a zstd:chunked frame is stored as fetched, no re-chunking, no recompression), and the
+// next pull of this image (or of a later version made by the same tool) plans against exactly the
+// digests the store now holds. The price: a later local ingest of the same files cuts FastCDC
+// chunks and dedups against these only where the boundaries agree (always, for layers strata
+// wrote itself). eStargz chunks are gzip members, so they are decoded and compressed with zstd
+// here (only the chunks: headers stay inline bytes).
+#include <zstd.h>
+
+#include <algorithm>
+#include <future>
+
+#include "core/pull/chunked_pull_checks.h"
+#include "formats/chunked/toc_json.h"
+#include "strata/fastpull.h"
+#include "strata/oci.h"
+#include "strata/recipe.h"
+#include "strata/store.h"
+
+namespace strata::fastpull {
+namespace {
+
+// A single fetched piece (one chunk's frame, or a run of tar headers) is held whole; a larger one
+// is refused as unsupported, so a registry pull fetches that layer whole (streamed) instead.
+constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{1} << 30U;
+// A TOC chunk over the store's kMaxStoredChunkBytes is stored as chunks of this size.
+constexpr std::size_t kOversizeChunkSplitBytes = std::size_t{8} << 20U;
+// Inline recipe bytes (headers, padding): entry-count bombs stop here (as LayerRecipeLimits).
+constexpr std::uint64_t kMaxInlineBytes = std::uint64_t{256} << 20U;
+constexpr std::size_t kZeroBlockBytes = std::size_t{1} << 20U;
+
+// The plan's ranges cut at piece boundaries and grouped into batches of at most `batch_bytes`
+// (a unit holding one piece larger than that is a batch of its own). The bytes are those of the
+// plan's ranges: only how they are grouped into requests changes.
+Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
+                                                       const StorePullOptions& options) {
+  const std::uint64_t limit = std::max<std::uint64_t>(options.batch_bytes, 1);
+  std::vector<ByteRange> units;
+  std::size_t next_piece = 0;
+  for (const ByteRange& range : plan.ranges) {
+    const std::uint64_t range_end = range.offset + range.length;
+    while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= range.offset) {
+      ++next_piece;
+    }
+    std::uint64_t start = range.offset;
+    std::uint64_t cut = range.offset;
+    while (cut < range_end) {
+      while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= cut) ++next_piece;
+      const std::uint64_t piece_end = next_piece < plan.pieces.size()
+                                          ? std::min(plan.pieces[next_piece].end, range_end)
+                                          : range_end;
+      if (piece_end - start > limit && cut > start) {
+        units.push_back(ByteRange{start, cut - start});
+        start = cut;
+      }
+      cut = piece_end;
+    }
+    units.push_back(ByteRange{start, range_end - start});
+  }
+  std::vector<std::vector<ByteRange>> batches;
+  std::uint64_t batch_bytes = 0;
+  const std::size_t max_ranges = std::max<std::size_t>(options.max_ranges_per_batch, 1);
+  for (const ByteRange& unit : units) {
+    if (unit.length > kMaxPieceBytes) {
+      return make_error(ErrorCode::kUnsupported,
+                        "blob piece at offset " + std::to_string(unit.offset) + " is " +
+                            std::to_string(unit.length) + " bytes, more than a pull holds at once");
+    }
+    if (batches.empty() || batches.back().size() >= max_ranges ||
+        batch_bytes + unit.length > limit) {
+      batches.emplace_back();
+      batch_bytes = 0;
+    }
+    batches.back().push_back(unit);
+    batch_bytes += unit.length;
+  }
+  return batches;
+}
+
+// The store's zstd codec wants the content size in the frame header; streaming encoders (c/storage,
+// ctr-remote) leave it out. RFC 8878 §3.1.1.1: the header is magic, descriptor, window descriptor
+// (present when Single_Segment_flag is 0, as it is without a content size), dictionary id, then
+// Frame_Content_Size (2 bytes holding size - 256, 4 or 8, as FCS_Field_Size says). Inserting it
+// leaves the blocks as they were fetched: no recompression. False when the frame is not one to
+// rewrite (a dictionary or reserved bit, a size field already there).
+bool with_content_size(ByteSpan frame, std::uint64_t size, std::vector<std::uint8_t>& out) {
+  constexpr std::size_t kMagicBytes = 4;
+  if (frame.size() < kMagicBytes + 2) return false;
+  const std::uint8_t descriptor = frame[kMagicBytes];
+  const bool single_segment = (descriptor & 0x20U) != 0;
+  const unsigned size_flag = descriptor >> 6U;
+  const unsigned dictionary_flag = descriptor & 0x03U;
+  if (single_segment || size_flag != 0 || dictionary_flag != 0 || (descriptor & 0x08U) != 0) {
+    return false;
+  }
+  unsigned new_flag = 3;
+  std::size_t field_bytes = 8;
+  std::uint64_t value = size;
+  if (size >= 256 && size <= 65535 + 256) {
+    new_flag = 1;
+    field_bytes = 2;
+    value = size - 256;
+  } else if (size <= 0xFFFFFFFFU) {
+    new_flag = 2;
+    field_bytes = 4;
+  }
+  const std::size_t header = kMagicBytes + 2;  // magic, descriptor, window descriptor
+  out.assign(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(header));
+  out[kMagicBytes] = static_cast<std::uint8_t>(descriptor | (new_flag << 6U));
+  for (std::size_t i = 0; i < field_bytes; ++i) {
+    out.push_back(static_cast<std::uint8_t>(value >> (8U * i)));
+  }
+  out.insert(out.end(), frame.begin() + static_cast<std::ptrdiff_t>(header), frame.end());
+  return true;
+}
+
+// Serves the bytes of fetched pieces, fetching the next batch when a piece lies past the current
+// one (pieces are asked for in blob order, so each batch is fetched once and then dropped). With
+// `prefetch`, the batch after the current one is fetched on another thread while this one is
+// decoded, so at most two batches are held. Fetcher calls never overlap: each starts after the
+// previous one's result was taken.
+class BatchedBlob {
+ public:
+  BatchedBlob(const RangeBatchFetcher& fetch, std::vector<std::vector<ByteRange>> batches,
+              std::uint64_t blob_size, bool prefetch, StorePullReport& report)
+      : fetch_(fetch),
+        batches_(std::move(batches)),
+        blob_size_(blob_size),
+        prefetch_(prefetch),
+        report_(report) {}
+  BatchedBlob(const BatchedBlob&) = delete;
+  BatchedBlob& operator=(const BatchedBlob&) = delete;
+  ~BatchedBlob() {
+    if (pending_.valid()) pending_.wait();
+  }
+
+  Result<ByteSpan> bytes_of(std::uint64_t offset, std::uint64_t end) {
+    for (;;) {
+      const auto found = std::upper_bound(
+          units_.begin(), units_.end(), offset,
+          [](std::uint64_t at, const ByteRange& unit) { return at < unit.offset; });
+      if (found != units_.begin()) {
+        const auto index = static_cast<std::size_t>(found - units_.begin()) - 1;
+        const ByteRange& unit = units_[index];
+        if (end <= unit.offset + unit.length) {
+          return ByteSpan(bytes_[index]).subspan(offset - unit.offset, end - offset);
+        }
+      }
+      if (next_ >= batches_.size() ||
+          (!units_.empty() && batches_[next_].front().offset > offset)) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "plan does not fetch the piece at offset " + std::to_string(offset));
+      }
+      STRATA_TRY(fetch_next());
+    }
+  }
+
+ private:
+  using Fetched = Result<std::vector<std::vector<std::uint8_t>>>;
+
+  Result<void> fetch_next() {
+    const std::size_t index = next_++;
+    units_.clear();
+    bytes_.clear();
+    std::uint64_t total = 0;
+    for (const ByteRange& unit : batches_[index]) {
+      if (unit.offset > blob_size_ || unit.length > blob_size_ - unit.offset) {
+        return make_error(ErrorCode::kInvalidArgument, "plan range outside the blob");
+      }
+      total += unit.length;
+    }
+    Fetched fetched = pending_.valid() ? pending_.get() : fetch_(batches_[index]);
+    if (prefetch_ && next_ < batches_.size()) {
+      const std::span<const ByteRange> following = batches_[next_];
+      pending_ = std::async(std::launch::async, [this, following] { return fetch_(following); });
+    }
+    if (!fetched) return std::move(fetched).error();
+    const std::vector<ByteRange>& units = batches_[index];
+    if (fetched->size() != units.size()) {
+      return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
+    }
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      if ((*fetched)[i].size() != units[i].length) {
+        return make_error(ErrorCode::kIo, "range at " + std::to_string(units[i].offset) +
+                                              ": fetched " + std::to_string((*fetched)[i].size()) +
+                                              " of " + std::to_string(units[i].length) + " bytes");
+      }
+    }
+    units_ = units;
+    bytes_ = std::move(*fetched);
+    ++report_.batches;
+    report_.fetched_bytes += total;
+    report_.max_batch_bytes = std::max(report_.max_batch_bytes, total);
+    return {};
+  }
+
+  const RangeBatchFetcher& fetch_;
+  const std::vector<std::vector<ByteRange>> batches_;
+  std::size_t next_ = 0;
+  std::uint64_t blob_size_ = 0;
+  bool prefetch_ = true;
+  StorePullReport& report_;
+  std::vector<ByteRange> units_;
+  std::vector<std::vector<std::uint8_t>> bytes_;
+  std::future<Fetched> pending_;
+};
+
+// Replays a recipe's shape for the tar reader: inline bytes as recorded, chunk content as zeros
+// (the reader only skips file bodies), so the headers can be checked without the chunks.
+class RecipeShapeSource final : public ByteSource {
+ public:
+  explicit RecipeShapeSource(const Recipe& recipe) : recipe_(recipe) {}
+
+  Result<std::size_t> read(MutableByteSpan out) override {
+    const auto& segments = recipe_.segments();
+    while (segment_ < segments.size() && done_ == segments[segment_].length) {
+      ++segment_;
+      done_ = 0;
+    }
+    if (segment_ == segments.size() || out.empty()) return std::size_t{0};
+    const RecipeSegment& segment = segments[segment_];
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), segment.length - done_));
+    if (segment.kind == RecipeSegmentKind::kRaw) {
+      const ByteSpan raw = recipe_.raw_of(segment).subspan(done_, n);
+      std::copy(raw.begin(), raw.end(), out.begin());
+    } else {
+      std::fill_n(out.begin(), n, std::uint8_t{0});
+    }
+    done_ += n;
+    return n;
+  }
+
+ private:
+  const Recipe& recipe_;
+  std::size_t segment_ = 0;
+  std::uint64_t done_ = 0;
+};
+
+// With headers from the decoded blob (no tar-split used), a tar-split, when the layer has one,
+// must still rebuild the tar: its segments must be the recipe's inline bytes at the same places
+// and its files must cover exactly the chunk content (the bodies are checked by chunk digests
+// and the diff_id, so the CRC-64s are not recomputed).
+Result<void> check_tar_split_against_recipe(ByteSpan tar_split, const Recipe& recipe) {
+  const auto& segments = recipe.segments();
+  std::size_t index = 0;
+  std::uint64_t done = 0;  // bytes of segments[index] consumed
+  const auto skip_empty = [&] {
+    while (index < segments.size() && done == segments[index].length) {
+      ++index;
+      done = 0;
+    }
+  };
+  auto walked =
+      detail::for_each_tar_split_line(tar_split, [&](detail::TarSplitLine& line) -> Result<void> {
+        if (line.type == 2) {
+          ByteSpan rest(line.payload);
+          while (!rest.empty()) {
+            skip_empty();
+            if (index == segments.size() || segments[index].kind != RecipeSegmentKind::kRaw) {
+              return make_error(ErrorCode::kCorruptInput,
+                                line.where + "segment does not match the tar's headers");
+            }
+            const ByteSpan raw = recipe.raw_of(segments[index]).subspan(done);
+            const std::size_t n = std::min(raw.size(), rest.size());
+            if (!std::equal(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(n),
+                            raw.begin())) {
+              return make_error(ErrorCode::kCorruptInput,
+                                line.where + "segment differs from the tar's bytes");
+            }
+            rest = rest.subspan(n);
+            done += n;
+          }
+          return {};
+        }
+        std::uint64_t left = line.file.size;
+        while (left != 0) {
+          skip_empty();
+          if (index == segments.size() || segments[index].kind != RecipeSegmentKind::kChunk) {
+            return make_error(ErrorCode::kCorruptInput, line.where + "'" + line.file.name +
+                                                            "' is not file content in the tar");
+          }
+          const std::uint64_t n = std::min(left, segments[index].length - done);
+          left -= n;
+          done += n;
+        }
+        return {};
+      });
+  if (!walked) return walked;
+  skip_empty();
+  if (index != segments.size()) {
+    return make_error(ErrorCode::kCorruptInput, "tar-split ends before the tar does");
+  }
+  return {};
+}
+
+class StorePull {
+ public:
+  StorePull(ChunkStore& store, StoreWriter writer, const ChunkedLayerToc& layer,
+            const PullPlan& plan, const StorePullOptions& options, BatchedBlob& blob,
+            StorePullReport& report)
+      : store_(store),
+        writer_(std::move(writer)),
+        layer_(layer),
+        plan_(plan),
+        options_(options),
+        blob_(blob),
+        report_(report) {}
+
+  Result<void> run(const Digest& expected_diff_id) {
+    if (plan_.headers_from_tar_split) {
+      STRATA_TRY(run_from_tar_split());
+    } else {
+      STRATA_TRY(run_from_pieces());
+    }
+    Recipe recipe = builder_.finish();
+    const Digest diff_id = diff_id_.finish();
+    recipe.set_diff_id(diff_id);
+    report_.diff_id = diff_id;
+    report_.tar_bytes = recipe.total_size();
+    if (diff_id != expected_diff_id) {
+      return make_error(ErrorCode::kDigestMismatch, "rebuilt layer " + diff_id.to_string() +
+                                                        " differs from diff_id " +
+                                                        expected_diff_id.to_string());
+    }
+    RecipeShapeSource shape(recipe);
+    auto entries = detail::read_tar_entries(shape);
+    if (!entries) return std::move(entries).error();
+    auto checked = detail::check_toc_against_entries(layer_, *entries);
+    if (!checked) return std::move(checked).error();
+    report_.entries_checked = *checked;
+    if (!plan_.headers_from_tar_split && !layer_.tar_split.empty()) {
+      STRATA_TRY(check_tar_split_against_recipe(layer_.tar_split, recipe));
+    }
+    LayerRecord record;
+    record.diff_id = diff_id;
+    record.layer_digest = diff_id;  // the blob's digest is unverified here (StorePullOptions)
+    record.media_type =
+        options_.media_type.empty() ? std::string(oci::kMediaTypeLayerTar) : options_.media_type;
+    record.recipe = serialize_recipe(recipe);
+    record.size = recipe.total_size();
+    const std::vector<Digest> chunks = recipe.distinct_chunks();
+    auto committed = writer_.commit_layer(record, chunks);
+    if (!committed) return std::move(committed).error();
+    report_.already_present = committed->already_present;
+    report_.new_chunks = committed->new_chunks;
+    report_.new_stored_bytes = committed->new_stored_bytes;
+    return {};
+  }
+
+ private:
+  // Current zstd:chunked: the tar-split gives every header and padding byte; file bodies are the
+  // TOC's chunks in order, and every tar-split file must end on a chunk boundary.
+  Result<void> run_from_tar_split() {
+    std::size_t index = 0;
+    const auto next_chunk_piece = [&]() -> const BlobPiece* {
+      while (index < plan_.pieces.size()) {
+        const BlobPiece& piece = plan_.pieces[index++];
+        if (piece.is_chunk || piece.chunk_prefix) return &piece;
+      }
+      return nullptr;
+    };
+    auto walked = detail::for_each_tar_split_line(
+        layer_.tar_split, [&](detail::TarSplitLine& line) -> Result<void> {
+          if (line.type == 2) return add_inline(line.payload);
+          std::uint64_t left = line.file.size;
+          while (left != 0) {
+            const BlobPiece* piece = next_chunk_piece();
+            if (piece == nullptr) {
+              return make_error(ErrorCode::kCorruptInput,
+                                line.where + "'" + line.file.name +
+                                    "' needs more content than the TOC's files hold");
+            }
+            if (piece->chunk_size > left) {
+              return make_error(ErrorCode::kCorruptInput, line.where + "'" + line.file.name +
+                                                              "' ends inside a TOC chunk of '" +
+                                                              piece->name + "'");
+            }
+            STRATA_TRY(take_chunk_piece(*piece, false));
+            left -= piece->chunk_size;
+          }
+          return {};
+        });
+    if (!walked) return walked;
+    if (next_chunk_piece() != nullptr) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "tar-split uses less content than the TOC's files hold");
+    }
+    return {};
+  }
+
+  // zstd:chunked without a tar-split, and eStargz: the gap pieces decode to the tar's headers.
+  Result<void> run_from_pieces() {
+    for (const BlobPiece& piece : plan_.pieces) {
+      if (piece.is_chunk || piece.chunk_prefix) {
+        STRATA_TRY(take_chunk_piece(piece, true));
+      } else if (piece.local) {  // the eStargz TOC member, fetched with the TOC
+        STRATA_TRY(detail::decode_blob_piece(layer_.format, layer_.tail_member, kMaxInlineBytes,
+                                             piece.offset,
+                                             [&](ByteSpan bytes) { return add_inline(bytes); }));
+      } else {
+        auto bytes = blob_.bytes_of(piece.offset, piece.end);
+        if (!bytes) return std::move(bytes).error();
+        STRATA_TRY(detail::decode_blob_piece(layer_.format, *bytes, kMaxInlineBytes, piece.offset,
+                                             [&](ByteSpan out) { return add_inline(out); }));
+      }
+    }
+    return {};
+  }
+
+  Result<void> add_inline(ByteSpan bytes) {
+    inline_bytes_ += bytes.size();
+    if (inline_bytes_ > kMaxInlineBytes) {
+      return make_error(ErrorCode::kLimitExceeded, "layer needs more than " +
+                                                       std::to_string(kMaxInlineBytes) +
+                                                       " inline bytes (tar headers and padding)");
+    }
+    diff_id_.update(bytes);
+    builder_.add_raw(bytes);
+    return {};
+  }
+
+  // One TOC chunk: from the store, made (zeros) or decoded from its fetched piece. A prefix piece
+  // (eStargz, zstd:chunked v1) decodes to the chunk followed by tar bytes, kept inline when
+  // `keep_trailing` (the tar-split has them otherwise).
+  Result<void> take_chunk_piece(const BlobPiece& piece, bool keep_trailing) {
+    begin_chunk(piece);
+    if (piece.local && piece.zeros) {
+      const std::vector<std::uint8_t> zeros(
+          static_cast<std::size_t>(std::min<std::uint64_t>(piece.chunk_size, kZeroBlockBytes)), 0);
+      for (std::uint64_t left = piece.chunk_size; left != 0;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, zeros.size()));
+        STRATA_TRY(feed_chunk(ByteSpan(zeros).first(n)));
+        left -= n;
+      }
+      ++report_.local_chunks;
+      return finish_chunk({});
+    }
+    if (piece.local) {
+      auto chunk = store_.read_chunk(piece.digest);
+      if (!chunk) return std::move(chunk).error();
+      chunk_verified_ = true;  // read_chunk checked its SHA-256 against the digest
+      STRATA_TRY(feed_chunk(*chunk));
+      ++report_.local_chunks;
+      return finish_chunk({});
+    }
+    auto fetched = blob_.bytes_of(piece.offset, piece.end);
+    if (!fetched) return std::move(fetched).error();
+    const ByteSpan bytes = *fetched;
+    const auto sink_rest = [&](ByteSpan out) -> Result<void> {
+      return keep_trailing ? add_inline(out) : Result<void>{};
+    };
+    if (layer_.format != ChunkedFormat::kEstargz) {
+      // The first frame is the chunk's own when it declares the chunk's size: it is decoded in
+      // one call, checked, and stored as fetched. A frame without a size gets it in its header
+      // and is tried the same way; when it turns out to hold more or less than the chunk (some
+      // writers put the next tar headers in the chunk's frame) the piece takes the general path.
+      const std::size_t frame = ZSTD_findFrameCompressedSize(bytes.data(), bytes.size());
+      const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
+      const bool sized = declared == piece.chunk_size;
+      Result<std::vector<std::uint8_t>> raw = make_error(ErrorCode::kUnsupported, "not tried");
+      if (ZSTD_isError(frame) == 0U && piece.chunk_size <= kMaxStoredChunkBytes &&
+          (sized || (declared == ZSTD_CONTENTSIZE_UNKNOWN &&
+                     with_content_size(bytes.first(frame), piece.chunk_size, sized_frame_)))) {
+        raw = decompress_chunk(Codec::kZstd, sized ? bytes.first(frame) : ByteSpan(sized_frame_),
+                               piece.chunk_size);
+        if (!raw && sized) {
+          return make_error(raw.error().code, "chunk of '" + piece.name + "' at chunkOffset " +
+                                                  std::to_string(piece.chunk_offset) + ": " +
+                                                  raw.error().message);
+        }
+      }
+      if (raw) {
+        const ByteSpan frame_bytes = sized ? bytes.first(frame) : ByteSpan(sized_frame_);
+        STRATA_TRY(feed_chunk(*raw));
+        STRATA_TRY(finish_chunk(frame_bytes));
+        // Whatever follows the chunk's frame in its piece: tar headers (prefix piece) or nothing.
+        return detail::decode_blob_piece(layer_.format, bytes.subspan(frame),
+                                         piece.is_chunk ? 0 : kMaxInlineBytes, piece.offset + frame,
+                                         sink_rest);
+      }
+    }
+    const std::uint64_t cap =
+        piece.is_chunk ? piece.chunk_size : piece.chunk_size + kMaxInlineBytes;
+    std::uint64_t seen = 0;
+    auto decoded = detail::decode_blob_piece(
+        layer_.format, bytes, cap, piece.offset, [&](ByteSpan out) -> Result<void> {
+          const auto to_chunk = static_cast<std::size_t>(
+              std::min<std::uint64_t>(out.size(), piece.chunk_size - seen));
+          seen += to_chunk;
+          if (to_chunk != 0) STRATA_TRY(feed_chunk(out.first(to_chunk)));
+          if (to_chunk == out.size()) return {};
+          // The trailing tar bytes may only start once the chunk is complete: finish it first.
+          if (!chunk_finished_) STRATA_TRY(finish_chunk({}));
+          return sink_rest(out.subspan(to_chunk));
+        });
+    if (!decoded) return decoded;
+    return chunk_finished_ ? Result<void>{} : finish_chunk({});
+  }
+
+  void begin_chunk(const BlobPiece& piece) {
+    chunk_ = &piece;
+    chunk_seen_ = 0;
+    chunk_finished_ = false;
+    chunk_verified_ = false;
+    chunk_hash_ = Sha256();
+    chunk_bytes_.clear();
+    split_ = piece.chunk_size > kMaxStoredChunkBytes;
+    // The file digest is checked unless the file is this one chunk with the same digest (then the
+    // chunk digest already proves it).
+    if (piece.chunk_offset == 0) {
+      file_hash_ = Sha256();
+      hash_file_ =
+          !(piece.file_size != 0 && piece.file_digest && *piece.file_digest == piece.digest);
+    }
+  }
+
+  Result<void> feed_chunk(ByteSpan bytes) {
+    if (bytes.size() > chunk_->chunk_size - chunk_seen_) {
+      return make_error(ErrorCode::kCorruptInput,
+                        chunk_error("decompresses to more than " +
+                                    std::to_string(chunk_->chunk_size) + " bytes"));
+    }
+    chunk_seen_ += bytes.size();
+    if (!chunk_verified_) chunk_hash_.update(bytes);
+    if (hash_file_) file_hash_.update(bytes);
+    diff_id_.update(bytes);
+    chunk_bytes_.insert(chunk_bytes_.end(), bytes.begin(), bytes.end());
+    if (split_) {
+      while (chunk_bytes_.size() >= kOversizeChunkSplitBytes) {
+        STRATA_TRY(store_piece(ByteSpan(chunk_bytes_).first(kOversizeChunkSplitBytes)));
+        chunk_bytes_.erase(
+            chunk_bytes_.begin(),
+            chunk_bytes_.begin() + static_cast<std::ptrdiff_t>(kOversizeChunkSplitBytes));
+      }
+    }
+    return {};
+  }
+
+  Result<void> finish_chunk(ByteSpan fetched_frame) {
+    chunk_finished_ = true;
+    const BlobPiece& piece = *chunk_;
+    if (chunk_seen_ != piece.chunk_size) {
+      return make_error(ErrorCode::kCorruptInput,
+                        chunk_error("decompresses to " + std::to_string(chunk_seen_) +
+                                    " bytes, not " + std::to_string(piece.chunk_size)));
+    }
+    if (!chunk_verified_ && chunk_hash_.finish() != piece.digest) {
+      return make_error(ErrorCode::kDigestMismatch,
+                        chunk_error("does not match its digest " + piece.digest.to_string()));
+    }
+    if (split_) {
+      if (!chunk_bytes_.empty()) STRATA_TRY(store_piece(chunk_bytes_));
+    } else {
+      STRATA_TRY(store_chunk(piece.digest, chunk_bytes_, fetched_frame));
+      builder_.add_chunk(piece.digest, piece.chunk_size);
+    }
+    chunk_bytes_.clear();
+    if (piece.file_size != 0 && hash_file_) {
+      if (piece.file_digest && file_hash_.finish() != *piece.file_digest) {
+        return make_error(ErrorCode::kDigestMismatch,
+                          "file '" + piece.name + "' does not match its TOC digest");
+      }
+    }
+    return {};
+  }
+
+  // A part of an oversized chunk: a chunk of its own, named by its own digest.
+  Result<void> store_piece(ByteSpan raw) {
+    const Digest digest = sha256_of(raw);
+    STRATA_TRY(store_chunk(digest, raw, {}));
+    builder_.add_chunk(digest, raw.size());
+    return {};
+  }
+
+  Result<void> store_chunk(const Digest& digest, ByteSpan raw, ByteSpan frame) {
+    if (writer_.contains(digest)) return {};
+    if (!frame.empty()) {
+      STRATA_TRY(writer_.put_verified_chunk(digest, raw, frame, Codec::kZstd));
+      ++report_.adopted_frames;
+      return {};
+    }
+    STRATA_TRY(compress_chunk_zstd_into(raw, options_.zstd_level, compressed_));
+    STRATA_TRY(writer_.put_verified_chunk(digest, raw, compressed_, Codec::kZstd));
+    ++report_.compressed_chunks;
+    return {};
+  }
+
+  [[nodiscard]] std::string chunk_error(const std::string& what) const {
+    return "chunk of '" + chunk_->name + "' at chunkOffset " +
+           std::to_string(chunk_->chunk_offset) + " " + what;
+  }
+
+  ChunkStore& store_;
+  StoreWriter writer_;
+  const ChunkedLayerToc& layer_;
+  const PullPlan& plan_;
+  const StorePullOptions& options_;
+  BatchedBlob& blob_;
+  StorePullReport& report_;
+  RecipeBuilder builder_;
+  Sha256 diff_id_;
+  std::uint64_t inline_bytes_ = 0;
+  // The chunk being taken.
+  const BlobPiece* chunk_ = nullptr;
+  std::uint64_t chunk_seen_ = 0;
+  bool chunk_finished_ = false;
+  bool chunk_verified_ = false;
+  bool split_ = false;
+  Sha256 chunk_hash_;
+  std::vector<std::uint8_t> chunk_bytes_;
+  std::vector<std::uint8_t> compressed_;
+  std::vector<std::uint8_t> sized_frame_;
+  Sha256 file_hash_;
+  bool hash_file_ = true;
+};
+
+}  // namespace
+
+Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
+                                                      const ChunkedLayerToc& layer,
+                                                      const PullPlan& plan,
+                                                      const RangeBatchFetcher& fetch,
+                                                      const Digest& expected_diff_id,
+                                                      const StorePullOptions& options) {
+  if (options.zstd_level < 1 || options.zstd_level > 19) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "zstd level " + std::to_string(options.zstd_level) + " is outside 1..19");
+  }
+  // The plan's sizes come from the TOC: held to the planner's limits again here (a plan built with
+  // other options, or by hand) before a byte is fetched or a zero generated.
+  const PullPlanOptions limits;
+  std::uint64_t chunk_bytes = 0;
+  for (const BlobPiece& piece : plan.pieces) {
+    if (!piece.is_chunk && !piece.chunk_prefix) continue;
+    if (piece.zeros && piece.chunk_size > limits.max_zeros_chunk_bytes) {
+      return make_error(ErrorCode::kLimitExceeded, "zeros chunk of '" + piece.name.substr(0, 256) +
+                                                       "' is " + std::to_string(piece.chunk_size) +
+                                                       " bytes, over the limit");
+    }
+    if (piece.chunk_size > limits.max_tar_bytes - chunk_bytes) {
+      return make_error(
+          ErrorCode::kLimitExceeded,
+          "TOC chunks add up to more than " + std::to_string(limits.max_tar_bytes) + " bytes");
+    }
+    chunk_bytes += piece.chunk_size;
+  }
+  auto batches = batches_of(plan, options);
+  if (!batches) return std::move(batches).error();
+  auto writer = store.writer();
+  if (!writer) return std::move(writer).error();
+  StorePullReport report;
+  BatchedBlob blob(fetch, std::move(*batches), layer.blob_size, options.prefetch, report);
+  StorePull pull(store, std::move(*writer), layer, plan, options, blob, report);
+  STRATA_TRY(pull.run(expected_diff_id));
+  return report;
+}
+
+}  // namespace strata::fastpull

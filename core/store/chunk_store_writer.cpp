@@ -1,0 +1,574 @@
+// Write sessions of the chunk store: a StoreWriter owns a lease row (so gc keeps chunks it may
+// reuse) and its own pack files, buffers chunk records in memory, and on commit_layer runs the
+// durability protocol of docs/STORE.md: flush + fsync the packs (+ the packs/ directory for new
+// files), then one SQLite transaction that makes the layer and its references visible
+// (shared/specs/reliability.md §3.8 P1, P2, P3, P6). A failed fsync poisons the writer: its packs
+// are never referenced, since the kernel may already have dropped the unwritten pages (P2).
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "core/store/chunk_store_impl.h"
+#include "core/store/pack_record.h"
+
+namespace strata {
+namespace {
+
+constexpr std::size_t kFlushThreshold = std::size_t{4} << 20U;
+
+ByteSpan blob_of(const Digest& digest) {
+  return ByteSpan(digest.bytes().data(), digest.bytes().size());
+}
+
+const Digest& empty_digest() {
+  static const Digest digest = sha256_of(ByteSpan());
+  return digest;
+}
+
+bool known_codec(Codec codec) {
+  return codec == Codec::kRaw || codec == Codec::kZstd || codec == Codec::kByteGrouped ||
+         is_delta_codec(codec);
+}
+
+}  // namespace
+
+struct StoreWriter::Session {
+  std::shared_ptr<ChunkStore::Impl> store;
+  std::string lease_id;
+  std::optional<Error> poisoned;
+
+  // A pack this session writes. Its row is inserted by the first commit that references it.
+  struct OpenPack {
+    std::string name;
+    std::string path;  // store->pack_path(name), for messages
+    pack_file::FileDescriptor file;
+    std::uint64_t size = 0;    // bytes appended (buffered or written)
+    std::uint64_t synced = 0;  // bytes known durable
+    bool full = false;         // reached max_pack_bytes: sealed at the next commit
+    bool registered = false;   // has a packs row
+  };
+  std::vector<OpenPack> packs;       // the last one receives new records
+  std::vector<std::uint8_t> buffer;  // records not yet written to packs.back()
+  int next_pack_number = 0;
+  bool directory_dirty = false;
+
+  struct PendingChunk {
+    std::size_t pack_index = 0;
+    std::uint64_t offset = 0;
+    std::uint32_t stored_length = 0;
+    std::uint32_t raw_length = 0;
+    Codec codec = Codec::kRaw;
+    std::array<std::uint8_t, 16> xxh3{};
+    bool has_base = false;  // a delta chunk: decodes against `base`
+    Digest base;
+  };
+  std::unordered_map<Digest, PendingChunk, DigestHash> pending;
+
+  Error poison(Error error) {
+    poisoned = error;
+    return error;
+  }
+
+  static const std::string& pack_path(const OpenPack& pack) { return pack.path; }
+
+  Result<void> flush_buffer() {
+    if (buffer.empty()) return {};
+    OpenPack& pack = packs.back();
+    auto written =
+        pack_file::write_all(pack.file, ByteSpan(buffer.data(), buffer.size()), pack_path(pack));
+    buffer.clear();
+    if (!written.ok()) return poison(std::move(written).error());
+    return {};
+  }
+
+  Result<void> start_pack() {
+    OpenPack pack;
+    pack.name = lease_id + "-" + std::to_string(next_pack_number++) + ".pack";
+    auto path = store->pack_path(pack.name);
+    if (!path.ok()) return poison(std::move(path).error());
+    pack.path = std::move(*path);
+    auto created = store->create_pack(pack.name);
+    if (!created.ok()) return poison(std::move(created).error());
+    pack.file = std::move(*created);
+    buffer = pack_record::encode_file_header();
+    pack.size = buffer.size();
+    packs.push_back(std::move(pack));
+    directory_dirty = true;
+    return {};
+  }
+
+  Result<void> sync_packs() {
+    STRATA_TRY(flush_buffer());
+    for (OpenPack& pack : packs) {
+      if (pack.synced == pack.size) continue;
+      auto synced = pack_file::sync_file(pack.file, pack_path(pack));
+      if (!synced.ok()) return poison(std::move(synced).error());
+      pack.synced = pack.size;
+    }
+    if (directory_dirty) {
+      auto synced = pack_file::sync_directory(store->packs_dir);
+      if (!synced.ok()) return poison(std::move(synced).error());
+      directory_dirty = false;
+    }
+    return {};
+  }
+
+  Result<std::vector<std::int64_t>> register_packs_locked() {
+    auto upsert = store->db.prepare(
+        "INSERT INTO packs(name, state, size, lease, created) VALUES(?, ?, ?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET state = excluded.state, size = excluded.size "
+        "RETURNING id");
+    if (!upsert.ok()) return std::move(upsert).error();
+    std::vector<std::int64_t> ids;
+    for (const OpenPack& pack : packs) {
+      upsert->bind_text(1, pack.name);
+      upsert->bind_int(2, pack.full ? 1 : 0);
+      upsert->bind_int(3, static_cast<std::int64_t>(pack.synced));
+      upsert->bind_text(4, lease_id);
+      upsert->bind_int(5, unix_now());
+      auto row = upsert->step();
+      if (!row.ok()) return std::move(row).error();
+      ids.push_back(upsert->column_int(0));
+      STRATA_TRY(upsert->run());
+      upsert->reset();
+    }
+    return ids;
+  }
+
+  // The transaction of commit_layer. Caller holds db_mutex.
+  Result<LayerCommit> commit_locked(const LayerRecord& layer, const std::vector<Digest>& digests) {
+    store_index::Database& db = store->db;
+    store_index::WriteTransaction transaction(db);
+    STRATA_TRY(transaction.begin());
+
+    LayerCommit outcome;
+    auto existing_layer = db.prepare("SELECT 1 FROM layers WHERE diff_id = ?");
+    if (!existing_layer.ok()) return std::move(existing_layer).error();
+    existing_layer->bind_blob(1, blob_of(layer.diff_id));
+    auto found = existing_layer->step();
+    if (!found.ok()) return std::move(found).error();
+    if (*found) {
+      // The tar is stored; only the blob it came in (another compression) may be new.
+      outcome.already_present = true;
+      STRATA_TRY(record_blob_locked(layer));
+      STRATA_TRY(transaction.commit());
+      return outcome;
+    }
+
+    // A lease that another host's gc judged expired may have lost its packs: never commit then.
+    auto heartbeat = db.prepare("UPDATE leases SET heartbeat = ? WHERE id = ?");
+    if (!heartbeat.ok()) return std::move(heartbeat).error();
+    heartbeat->bind_int(1, unix_now());
+    heartbeat->bind_text(2, lease_id);
+    STRATA_TRY(heartbeat->run());
+    if (db.changes() != 1) {
+      return poison(make_error(ErrorCode::kIo, "ingest session " + lease_id +
+                                                   " lost its lease (expired); start a new one"));
+    }
+
+    auto pack_ids = register_packs_locked();
+    if (!pack_ids.ok()) return std::move(pack_ids).error();
+
+    auto select = db.prepare("SELECT corrupt FROM chunks WHERE digest = ?");
+    auto insert = db.prepare(
+        "INSERT INTO chunks(digest, pack_id, offset, stored_length, raw_length, codec, xxh3, "
+        "refcount, corrupt) VALUES(?, ?, ?, ?, ?, ?, ?, 1, 0)");
+    auto heal = db.prepare(
+        "UPDATE chunks SET pack_id = ?2, offset = ?3, stored_length = ?4, raw_length = ?5, "
+        "codec = ?6, xxh3 = ?7, corrupt = 0, refcount = refcount + 1 WHERE digest = ?1");
+    auto reference = db.prepare("UPDATE chunks SET refcount = refcount + 1 WHERE digest = ?");
+    auto unbase = db.prepare("DELETE FROM chunk_bases WHERE digest = ?");
+    if (!unbase.ok()) return std::move(unbase).error();
+    if (!select.ok()) return std::move(select).error();
+    if (!insert.ok()) return std::move(insert).error();
+    if (!heal.ok()) return std::move(heal).error();
+    if (!reference.ok()) return std::move(reference).error();
+
+    for (const Digest& digest : digests) {
+      select->bind_blob(1, blob_of(digest));
+      auto row = select->step();
+      if (!row.ok()) return std::move(row).error();
+      const bool exists = *row;
+      const bool corrupt = exists && select->column_int(0) != 0;
+      select->reset();
+      const auto pending_chunk = pending.find(digest);
+      const bool put_here = pending_chunk != pending.end();
+      if (exists && !corrupt) {
+        reference->bind_blob(1, blob_of(digest));
+        STRATA_TRY(reference->run());
+        reference->reset();
+        continue;
+      }
+      if (!put_here) {
+        if (corrupt) {
+          store->forget_known(digest);
+          return make_error(ErrorCode::kCorruptInput,
+                            "chunk " + digest.to_string() +
+                                " is marked corrupt in the store; put it again to heal it");
+        }
+        store->forget_known(digest);
+        return make_error(ErrorCode::kNotFound,
+                          "chunk " + digest.to_string() + " referenced by layer " +
+                              layer.diff_id.to_string() +
+                              " is neither in the store nor put in this session");
+      }
+      const PendingChunk& chunk = pending_chunk->second;
+      store_index::Statement& write = exists ? *heal : *insert;
+      write.bind_blob(1, blob_of(digest));
+      write.bind_int(2, (*pack_ids)[chunk.pack_index]);
+      write.bind_int(3, static_cast<std::int64_t>(chunk.offset));
+      write.bind_int(4, chunk.stored_length);
+      write.bind_int(5, chunk.raw_length);
+      write.bind_int(6, static_cast<std::int64_t>(chunk.codec));
+      write.bind_blob(7, ByteSpan(chunk.xxh3.data(), chunk.xxh3.size()));
+      STRATA_TRY(write.run());
+      write.reset();
+      unbase->bind_blob(1, blob_of(digest));
+      STRATA_TRY(unbase->run());
+      unbase->reset();
+      if (chunk.has_base) STRATA_TRY(record_base_locked(digest, chunk.base));
+      ++outcome.new_chunks;
+      outcome.new_stored_bytes += chunk.stored_length;
+    }
+
+    auto insert_layer = db.prepare(
+        "INSERT INTO layers(diff_id, layer_digest, media_type, recipe, size, created) "
+        "VALUES(?, ?, ?, ?, ?, ?)");
+    if (!insert_layer.ok()) return std::move(insert_layer).error();
+    insert_layer->bind_blob(1, blob_of(layer.diff_id));
+    insert_layer->bind_blob(2, blob_of(layer.layer_digest));
+    insert_layer->bind_text(3, layer.media_type);
+    insert_layer->bind_blob(4, ByteSpan(layer.recipe.data(), layer.recipe.size()));
+    insert_layer->bind_int(5, static_cast<std::int64_t>(layer.size));
+    insert_layer->bind_int(6, unix_now());
+    STRATA_TRY(insert_layer->run());
+    const std::int64_t layer_id = db.last_insert_rowid();
+
+    auto insert_reference = db.prepare("INSERT INTO layer_chunks(layer_id, digest) VALUES(?, ?)");
+    if (!insert_reference.ok()) return std::move(insert_reference).error();
+    for (const Digest& digest : digests) {
+      insert_reference->bind_int(1, layer_id);
+      insert_reference->bind_blob(2, blob_of(digest));
+      STRATA_TRY(insert_reference->run());
+      insert_reference->reset();
+    }
+
+    STRATA_TRY(record_blob_locked(layer));
+    STRATA_TRY(transaction.commit());
+    return outcome;
+  }
+
+  // Records that `digest` decodes against `base`, after checking in this transaction what
+  // put_delta_chunk checked before: the base is a good chunk stored whole, and `digest` is no
+  // other delta's base. So every chain has depth 1 (kMaxDeltaDepth) whatever ran in between.
+  Result<void> record_base_locked(const Digest& digest, const Digest& base) {
+    store_index::Database& db = store->db;
+    auto check = db.prepare(
+        "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
+        "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
+        "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
+    if (!check.ok()) return std::move(check).error();
+    check->bind_blob(1, blob_of(base));
+    check->bind_blob(2, blob_of(digest));
+    auto row = check->step();
+    if (!row.ok()) return std::move(row).error();
+    const bool base_good = check->column_int(0) >= 0;
+    const auto base_codec = static_cast<Codec>(check->column_int(0));
+    const bool base_is_delta = check->column_int(1) != 0 || is_delta_codec(base_codec);
+    const bool is_a_base = check->column_int(2) != 0;
+    check = store_index::Statement();
+    const std::string name =
+        "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+    if (!base_good) {
+      store->forget_known(base);
+      return make_error(ErrorCode::kNotFound,
+                        name + ": the base is not a good chunk of the store; put it again whole");
+    }
+    if (base_is_delta || is_a_base || base == digest) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        name + ": would make a delta chain deeper than " +
+                            std::to_string(kMaxDeltaDepth) + "; put it again whole");
+    }
+    auto insert = db.prepare("INSERT INTO chunk_bases(digest, base) VALUES(?, ?)");
+    if (!insert.ok()) return std::move(insert).error();
+    insert->bind_blob(1, blob_of(digest));
+    insert->bind_blob(2, blob_of(base));
+    STRATA_TRY(insert->run());
+    // A store holding deltas is format 2: a strata that does not know them would collect bases.
+    return db.execute("UPDATE meta SET value = 2 WHERE key = 'format_version' AND value < 2");
+  }
+
+  // Remembers which blob a layer arrived in, so find_layer answers to every blob digest of it.
+  // Callers pass only a blob digest they hashed (docs/THREAT_MODEL.md), so it replaces whatever
+  // an older strata filed under that digest without checking it (a partial pull recorded the
+  // manifest's word): a whole, verified pull of the honest blob heals such a store.
+  Result<void> record_blob_locked(const LayerRecord& layer) {
+    if (layer.layer_digest == layer.diff_id || layer.layer_digest == Digest()) return {};
+    auto insert = store->db.prepare(
+        "INSERT OR REPLACE INTO layer_blobs(blob_digest, diff_id, media_type) VALUES(?, ?, ?)");
+    if (!insert.ok()) return std::move(insert).error();
+    insert->bind_blob(1, blob_of(layer.layer_digest));
+    insert->bind_blob(2, blob_of(layer.diff_id));
+    insert->bind_text(3, layer.media_type);
+    STRATA_TRY(insert->run());
+    auto demote = store->db.prepare(
+        "UPDATE layers SET layer_digest = diff_id WHERE layer_digest = ? AND diff_id != ?");
+    if (!demote.ok()) return std::move(demote).error();
+    demote->bind_blob(1, blob_of(layer.layer_digest));
+    demote->bind_blob(2, blob_of(layer.diff_id));
+    return demote->run();
+  }
+
+  // Best effort on destruction: seal registered packs, delete the lease, and remove a pack file no
+  // commit ever referenced (nothing can point into it). Failures leave work for gc, never damage.
+  void close() noexcept {
+    if (!store) return;
+    std::lock_guard lock(store->db_mutex);
+    bool any_registered = false;
+    for (const OpenPack& pack : packs) any_registered = any_registered || pack.registered;
+    store_index::WriteTransaction transaction(store->db);
+    if (!transaction.begin().ok()) return;
+    if (any_registered) {
+      auto seal = store->db.prepare("UPDATE packs SET state = 1 WHERE name = ?");
+      if (seal.ok()) {
+        for (const OpenPack& pack : packs) {
+          if (!pack.registered) continue;
+          seal->bind_text(1, pack.name);
+          (void)seal->run();
+          seal->reset();
+        }
+      }
+    }
+    auto remove = store->db.prepare("DELETE FROM leases WHERE id = ?");
+    if (!remove.ok()) return;
+    remove->bind_text(1, lease_id);
+    if (!remove->run().ok()) return;
+    if (!transaction.commit().ok()) return;
+    for (const OpenPack& pack : packs) {
+      if (!pack.registered) (void)store->unlink_pack(pack.name);
+    }
+  }
+};
+
+StoreWriter::StoreWriter(std::unique_ptr<Session> session) : session_(std::move(session)) {}
+StoreWriter::StoreWriter(StoreWriter&&) noexcept = default;
+StoreWriter& StoreWriter::operator=(StoreWriter&& other) noexcept {
+  if (this != &other) {
+    if (session_) session_->close();
+    session_ = std::move(other.session_);
+  }
+  return *this;
+}
+StoreWriter::~StoreWriter() {
+  if (session_) session_->close();
+}
+
+Result<StoreWriter> ChunkStore::writer() {
+  auto session = std::make_unique<StoreWriter::Session>();
+  session->store = impl_;
+  session->lease_id = pack_file::random_hex_token();
+  Result<void> refreshed;
+  {
+    std::lock_guard lock(impl_->db_mutex);
+    std::int64_t generation = 0;
+    {
+      store_index::WriteTransaction transaction(impl_->db);
+      STRATA_TRY(transaction.begin());
+      auto live = impl_->prune_leases_locked();
+      if (!live.ok()) return std::move(live).error();
+      auto insert = impl_->db.prepare(
+          "INSERT INTO leases(id, pid, host, started, heartbeat) VALUES(?, ?, ?, ?, ?)");
+      if (!insert.ok()) return std::move(insert).error();
+      insert->bind_text(1, session->lease_id);
+      insert->bind_int(2, ::getpid());
+      insert->bind_text(3, impl_->host);
+      insert->bind_int(4, unix_now());
+      insert->bind_int(5, unix_now());
+      STRATA_TRY(insert->run());
+      auto read = impl_->read_generation_locked();
+      if (!read.ok()) return std::move(read).error();
+      generation = *read;
+      STRATA_TRY(transaction.commit());
+    }
+    // From here on gc keeps every chunk row (the lease is visible to it), so what `known` holds
+    // after this refresh stays valid for the whole session.
+    refreshed = impl_->refresh_known_locked(generation);
+  }
+  // Built outside the lock: on failure its destructor takes the lock to drop the lease.
+  StoreWriter writer(std::move(session));
+  if (!refreshed.ok()) return std::move(refreshed).error();
+  return writer;
+}
+
+bool StoreWriter::contains(const Digest& digest) const {
+  if (session_->pending.count(digest) != 0) return true;
+  std::shared_lock lock(session_->store->known_mutex);
+  return session_->store->known.count(digest) != 0;
+}
+
+Result<void> StoreWriter::put_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                    Codec codec) {
+  return put_chunk_checked(digest, raw, stored, codec, session_->store->options.verify_puts);
+}
+
+Result<void> StoreWriter::put_verified_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                             Codec codec) {
+  return put_chunk_checked(digest, raw, stored, codec, false);
+}
+
+Result<void> StoreWriter::put_delta_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                          Codec codec, const Digest& base, ByteSpan base_raw) {
+  return put_chunk_checked(digest, raw, stored, codec, session_->store->options.verify_puts, &base,
+                           base_raw);
+}
+
+Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                            Codec codec, bool verify, const Digest* base,
+                                            ByteSpan base_raw) {
+  Session& session = *session_;
+  if (session.poisoned) return *session.poisoned;
+  if (session.pending.count(digest) != 0) return {};
+  {
+    ChunkStore::Impl& store = *session.store;
+    std::shared_lock lock(store.known_mutex);
+    if (store.known.count(digest) != 0) return {};
+  }
+  if (!known_codec(codec)) {
+    return make_error(
+        ErrorCode::kUnsupported,
+        "chunk codec " + std::to_string(static_cast<int>(codec)) + " is not supported");
+  }
+  if (is_delta_codec(codec) != (base != nullptr)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "chunk " + digest.to_string() + ": codec " + std::string(codec_name(codec)) +
+                          (base != nullptr ? " is not a delta codec" : " needs a base chunk"));
+  }
+  if (base != nullptr) STRATA_TRY(check_delta_base(digest, *base, base_raw));
+  if (raw.size() > kMaxStoredChunkBytes || stored.size() > kMaxStoredChunkBytes + 1024) {
+    return make_error(ErrorCode::kLimitExceeded,
+                      "chunk " + digest.to_string() + " exceeds the store's chunk size limit");
+  }
+  if (raw.empty() && stored.empty() && digest != empty_digest()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "chunk " + digest.to_string() + " is not in the store: its bytes are needed");
+  }
+  if (verify) {
+    if (sha256_of(raw) != digest) {
+      return make_error(ErrorCode::kDigestMismatch, "chunk announced as " + digest.to_string() +
+                                                        " hashes to " + sha256_of(raw).to_string());
+    }
+    auto decoded = base != nullptr ? decompress_delta_chunk(codec, stored, base_raw, raw.size())
+                                   : decompress_chunk(codec, stored, raw.size());
+    if (!decoded.ok() || !std::equal(decoded->begin(), decoded->end(), raw.begin(), raw.end())) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "stored bytes of chunk " + digest.to_string() +
+                            " do not decode to its raw bytes" +
+                            (decoded.ok() ? std::string() : ": " + decoded.error().message));
+    }
+  }
+  if (session.packs.empty() || session.packs.back().full) STRATA_TRY(session.start_pack());
+
+  Session::OpenPack& pack = session.packs.back();
+  Session::PendingChunk chunk;
+  chunk.pack_index = session.packs.size() - 1;
+  chunk.offset = pack.size;
+  chunk.stored_length = static_cast<std::uint32_t>(stored.size());
+  chunk.raw_length = static_cast<std::uint32_t>(raw.size());
+  chunk.codec = codec;
+  chunk.xxh3 = xxh3_128_of(raw);
+  if (base != nullptr) {
+    chunk.has_base = true;
+    chunk.base = *base;
+  }
+  pack_record::append_record(digest, codec, chunk.raw_length, stored, session.buffer);
+  pack.size += pack_record::record_size(stored.size());
+  session.pending.emplace(digest, chunk);
+
+  if (session.buffer.size() >= kFlushThreshold) STRATA_TRY(session.flush_buffer());
+  if (pack.size >= session.store->options.max_pack_bytes) {
+    STRATA_TRY(session.flush_buffer());
+    pack.full = true;
+  }
+  return {};
+}
+
+Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& base,
+                                           ByteSpan base_raw) const {
+  ChunkStore::Impl& store = *session_->store;
+  const std::string name = "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+  if (base == digest) {
+    return make_error(ErrorCode::kInvalidArgument, name + ": a chunk cannot be its own base");
+  }
+  {
+    std::shared_lock lock(store.known_mutex);
+    if (store.known.count(base) == 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        name + ": the base is not a committed chunk of the store");
+    }
+  }
+  if (base_raw.size() > kMaxStoredChunkBytes || sha256_of(base_raw) != base) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      name + ": the base bytes given do not hash to the base digest");
+  }
+  std::lock_guard lock(store.db_mutex);
+  auto check = store.db.prepare(
+      "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
+  if (!check.ok()) return std::move(check).error();
+  check->bind_blob(1, blob_of(base));
+  check->bind_blob(2, blob_of(digest));
+  auto row = check->step();
+  if (!row.ok()) return std::move(row).error();
+  if (check->column_int(0) < 0) {
+    return make_error(ErrorCode::kInvalidArgument, name + ": the base is not a good chunk");
+  }
+  if (is_delta_codec(static_cast<Codec>(check->column_int(0))) || check->column_int(1) != 0 ||
+      check->column_int(2) != 0) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        name + ": would make a delta chain deeper than " + std::to_string(kMaxDeltaDepth));
+  }
+  return {};
+}
+
+Result<LayerCommit> StoreWriter::commit_layer(const LayerRecord& layer,
+                                              std::span<const Digest> chunks) {
+  Session& session = *session_;
+  if (session.poisoned) return *session.poisoned;
+  std::vector<Digest> digests(chunks.begin(), chunks.end());
+  std::sort(digests.begin(), digests.end());
+  digests.erase(std::unique(digests.begin(), digests.end()), digests.end());
+
+  // Step 1 and 2 of the protocol: every byte a row may point to is durable first.
+  STRATA_TRY(session.sync_packs());
+
+  Result<LayerCommit> outcome = LayerCommit{};
+  {
+    std::lock_guard lock(session.store->db_mutex);
+    outcome = session.commit_locked(layer, digests);
+  }
+  if (!outcome.ok()) return outcome;
+  if (!outcome->already_present) {
+    for (auto& pack : session.packs) pack.registered = true;
+    {
+      std::unique_lock lock(session.store->known_mutex);
+      session.store->known.insert(digests.begin(), digests.end());
+    }
+    // Referenced chunks are now good index rows; a sealed pack's descriptor can go.
+    for (const Digest& digest : digests) session.pending.erase(digest);
+    if (session.packs.size() > 1) {
+      std::vector<Session::OpenPack> kept;
+      for (auto& pack : session.packs) {
+        if (!pack.full) kept.push_back(std::move(pack));
+      }
+      // Pending entries refer to packs by index; only drop sealed packs when none remain pending.
+      if (session.pending.empty()) session.packs = std::move(kept);
+    }
+  }
+  return outcome;
+}
+
+}  // namespace strata
