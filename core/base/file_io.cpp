@@ -3,10 +3,15 @@
 // be interrupted (EINTR); both loops retry until done, so callers see all or an error.
 #include "core/base/file_io.h"
 
+#include <sys/random.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+
+#include "strata/digest.h"
 
 namespace strata {
 
@@ -60,6 +65,26 @@ Result<std::size_t> pread_all(int fd, std::uint64_t offset, MutableByteSpan out,
     done += static_cast<std::size_t>(got);
   }
   return done;
+}
+
+std::string random_hex_token() {
+  std::array<std::uint8_t, 8> bytes{};
+  std::size_t filled = 0;
+  while (filled < bytes.size()) {
+    const ssize_t got = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
+    if (got <= 0) {
+      if (got < 0 && errno == EINTR) continue;
+      break;
+    }
+    filled += static_cast<std::size_t>(got);
+  }
+  if (filled < bytes.size()) {
+    // No entropy source: pid and time still make a name no other live writer uses.
+    const auto mix = static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ULL ^
+                     static_cast<std::uint64_t>(::time(nullptr));
+    std::memcpy(bytes.data(), &mix, bytes.size());
+  }
+  return to_hex(ByteSpan(bytes.data(), bytes.size()));
 }
 
 }  // namespace strata

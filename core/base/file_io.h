@@ -1,7 +1,8 @@
 // File I/O vocabulary shared by core/ and formats/: one owning file descriptor, writes and
 // positioned reads that loop over short transfers and EINTR (shared/specs/reliability.md §5.3 F3),
-// and the one kIo error that names the path and the errno text. Rests on POSIX write(2) and
-// pread(2) only; the store's fault-injection hooks wrap these in core/pack_file.h.
+// the one kIo error that names the path and the errno text, and random tokens for file names that
+// no process repeats. Rests on POSIX write(2), pread(2) and getrandom(2)
+// only; the store's fault-injection hooks wrap these in core/store/pack_file.h.
 #pragma once
 
 #include <cstdint>
@@ -49,5 +50,8 @@ Result<void> write_all(int fd, ByteSpan data, const std::string& path,
 // Reads up to out.size() bytes at `offset`, fewer only at the end of the file.
 Result<std::size_t> pread_all(int fd, std::uint64_t offset, MutableByteSpan out,
                               const std::string& path, PathQuoting quoting = PathQuoting::kQuoted);
+
+// 16 random lowercase hex characters from the OS entropy source, for names no process repeats.
+std::string random_hex_token();
 
 }  // namespace strata

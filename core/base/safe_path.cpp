@@ -239,7 +239,7 @@ Result<PrivateDirectory> PrivateDirectory::create(const std::string& parent,
   constexpr int kAttempts = 8;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     std::string name(prefix);
-    name += pack_file::random_hex_token();
+    name += random_hex_token();
     if (::mkdirat(parent_fd, name.c_str(), 0700) != 0) {
       if (errno == EEXIST) continue;
       return io_error("cannot create directory", parent + "/" + name, errno);

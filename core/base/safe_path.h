@@ -13,12 +13,12 @@
 #include <string_view>
 #include <vector>
 
-#include "core/store/pack_file.h"
+#include "core/base/file_io.h"
 #include "strata/result.h"
 
 namespace strata::safe_path {
 
-using pack_file::FileDescriptor;
+using strata::FileDescriptor;
 
 // "./a//b/" -> {"a", "b"}. kUnsafePath when `path` is absolute, has a ".." component or a NUL;
 // an empty list means the root itself. `what` names the path in the error ("entry path").

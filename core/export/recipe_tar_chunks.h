@@ -1,11 +1,11 @@
 // A recipe's chunk segments as positions in the layer's tar: the cut points the chunked layer
-// writers (zstd:chunked, eStargz; include/strata/fastpull.h) take, so a layer written from a recipe
-// has one chunk frame per chunk the store holds (DESIGN.md §1.5-1.6).
+// writers (zstd:chunked, eStargz; include/strata/chunked_layer.h) take, so a layer written from a
+// recipe has one chunk frame per chunk the store holds (DESIGN.md §1.5-1.6).
 #pragma once
 
 #include <vector>
 
-#include "strata/fastpull.h"
+#include "strata/chunked_layer.h"
 #include "strata/recipe.h"
 
 namespace strata::fastpull {

@@ -1,11 +1,11 @@
-// The chunk index of a model weight blob (include/strata/model_artifact.h §2 gives the byte
+// The chunk index of a model weight blob (include/strata/model_package.h §2 gives the byte
 // layout): the offsets, lengths and SHA-256 of each chunk and the chunker parameters that cut
 // them, so a client can fetch only the ranges of a raw blob it lacks (shared/specs/models.md §8).
 // Parsing trusts nothing: the chunk count must match the bytes present before anything is
 // allocated, and the lengths must tile the blob exactly.
 #include <cstring>
 
-#include "strata/model_artifact.h"
+#include "strata/model_package.h"
 
 namespace strata::model {
 namespace {

@@ -1,4 +1,4 @@
-// `package_model` (include/strata/model_artifact.h §3): a model directory or (sharded) GGUF file
+// `package_model` (include/strata/model_package.h §3): a model directory or (sharded) GGUF file
 // into an OCI layout as a Docker Model Runner artifact (config
 // application/vnd.docker.ai.model.config.v0.2+json, one raw layer per file with the
 // org.cncf.model.filepath annotation, docker/model-runner pkg/distribution builder.FromDirectory)
@@ -8,6 +8,8 @@
 // parameters, quantization, architecture, size, context size) come from the weight headers, as
 // Docker's packager derives them. Every timestamp is the fixed `created` option, so equal inputs
 // give equal digests.
+#include "strata/model_package.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -21,7 +23,6 @@
 #include <sstream>
 
 #include "core/model/model_weight_ingest.h"
-#include "strata/model_artifact.h"
 
 namespace strata::model {
 namespace {

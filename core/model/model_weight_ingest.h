@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "strata/model_artifact.h"
+#include "strata/model_package.h"
 #include "strata/models.h"
 #include "strata/store.h"
 

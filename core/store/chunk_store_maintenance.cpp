@@ -20,7 +20,7 @@
 
 #include "core/store/chunk_store_impl.h"
 #include "core/store/pack_record.h"
-#include "strata/engine.h"
+#include "core/store/recipe_reader.h"
 #include "strata/recipe.h"
 
 namespace strata {
@@ -358,8 +358,8 @@ Result<VerifyReport> ChunkStore::verify() {
                                 " bytes, the index records " + std::to_string(layer.size));
     }
     // Replaying the recipe re-derives the diff_id from the chunks (each re-hashed on read).
-    auto replayed = export_layer_tar(
-        *this, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 1);
+    auto replayed = replay_stored_layer(
+        *this, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 0);
     if (!replayed.ok()) report.problems.push_back(name + ": replay: " + replayed.error().message);
   }
   return report;

@@ -4,17 +4,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
-#include <cstring>
 
 #include "core/store/chunk_store_fault.h"
-#include "strata/digest.h"
 
 namespace strata::pack_file {
 
@@ -101,26 +97,6 @@ Result<std::vector<DirectoryEntry>> list_directory(const std::string& path) {
   }
   ::closedir(directory);
   return entries;
-}
-
-std::string random_hex_token() {
-  std::array<std::uint8_t, 8> bytes{};
-  std::size_t filled = 0;
-  while (filled < bytes.size()) {
-    const ssize_t got = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-    if (got <= 0) {
-      if (got < 0 && errno == EINTR) continue;
-      break;
-    }
-    filled += static_cast<std::size_t>(got);
-  }
-  if (filled < bytes.size()) {
-    // No entropy source: pid and time still make a name no other live writer uses.
-    const auto mix = static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ULL ^
-                     static_cast<std::uint64_t>(::time(nullptr));
-    std::memcpy(bytes.data(), &mix, bytes.size());
-  }
-  return to_hex(ByteSpan(bytes.data(), bytes.size()));
 }
 
 namespace {

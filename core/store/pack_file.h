@@ -42,8 +42,8 @@ struct DirectoryEntry {
 // Regular files directly in `path` (no recursion), in no particular order.
 Result<std::vector<DirectoryEntry>> list_directory(const std::string& path);
 
-// 16 random lowercase hex characters from the OS entropy source, for names no process repeats.
-std::string random_hex_token();
+// Lease and pack names use the one random token of core/base/file_io.h.
+using strata::random_hex_token;
 
 // Whether `name` is a pack file name the store makes (docs/STORE.md): "<lease>-<n>.pack" (an
 // ingest session's; lease = 16 lowercase hex digits, n decimal) or "gc-<16 hex>.pack" (gc's), and

@@ -197,4 +197,32 @@ std::unique_ptr<RecipeReader::Batch> RecipeReader::take_batch() {
   return batch;
 }
 
+Result<StoredLayerReplay> replay_stored_layer(const ChunkStore& store, const Digest& layer,
+                                              const ByteSink& sink, unsigned read_ahead) {
+  auto record = store.find_layer(layer);
+  if (!record.ok()) return std::move(record).error();
+  auto parsed = parse_recipe(record->recipe);
+  if (!parsed.ok()) {
+    return make_error(parsed.error().code, "recipe of layer " + record->diff_id.to_string() + ": " +
+                                               parsed.error().message);
+  }
+  RecipeReaderOptions options;
+  options.read_ahead = read_ahead;
+  RecipeReader reader(*parsed, store_chunks(store, StoreChunkCheck::kFull), options);
+  Sha256 hasher;
+  StoredLayerReplay replay;
+  STRATA_TRY(reader.write_to([&](ByteSpan bytes) -> Result<void> {
+    hasher.update(bytes);
+    replay.tar_bytes += bytes.size();
+    return sink(bytes);
+  }));
+  replay.diff_id = hasher.finish();
+  if (replay.diff_id != record->diff_id) {
+    return make_error(ErrorCode::kDigestMismatch, "exported tar of layer " +
+                                                      record->diff_id.to_string() + " hashes to " +
+                                                      replay.diff_id.to_string());
+  }
+  return replay;
+}
+
 }  // namespace strata

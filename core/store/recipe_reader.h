@@ -101,4 +101,14 @@ class RecipeReader {
   ByteSpan current_;  // what read() has not copied yet of the current piece
 };
 
+// A stored layer replayed through the reader: its tar handed to `sink` in order and hashed, the
+// hash checked against the recorded diff_id (kDigestMismatch otherwise). The one replay of a stored
+// layer, shared by export (export_layer_tar) and the store's own verify.
+struct StoredLayerReplay {
+  Digest diff_id;
+  std::uint64_t tar_bytes = 0;
+};
+Result<StoredLayerReplay> replay_stored_layer(const ChunkStore& store, const Digest& layer,
+                                              const ByteSink& sink, unsigned read_ahead);
+
 }  // namespace strata

@@ -11,7 +11,7 @@
 #include <span>
 #include <vector>
 
-#include "strata/fastpull.h"
+#include "strata/chunked_layer.h"
 
 namespace strata::fastpull::detail {
 

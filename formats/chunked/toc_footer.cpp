@@ -4,7 +4,7 @@
 // TOC offset as 16 hex digits followed by "STARGZ".
 #include <cstring>
 
-#include "strata/fastpull.h"
+#include "strata/chunked_layer.h"
 
 namespace strata::fastpull {
 namespace {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "formats/tar/tar_reader.h"
-#include "strata/fastpull.h"
+#include "strata/chunked_layer.h"
 
 namespace strata::fastpull::detail {
 

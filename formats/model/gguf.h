@@ -1,13 +1,14 @@
 // GGUF layout facts (shared/specs/models.md §3, "GGUF v3"): magic "GGUF", u32 version, u64 tensor
 // count, u64 metadata count, typed key/values, tensor infos, zero padding to general.alignment
-// (default 32), then tensor data. The parser itself is parse_gguf() in include/strata/models.h.
+// (default 32), then tensor data. The parser itself is parse_gguf() in
+// include/strata/model_formats.h.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
-#include "strata/models.h"
+#include "strata/model_formats.h"
 
 namespace strata::gguf {
 

@@ -5,7 +5,7 @@
 
 #include "formats/model/gguf.h"
 #include "formats/model/safetensors.h"
-#include "strata/models.h"
+#include "strata/model_formats.h"
 
 namespace strata {
 

@@ -1,13 +1,13 @@
 // safetensors layout facts (shared/specs/models.md §3): an 8-byte little-endian header length N,
 // N bytes of UTF-8 JSON starting with '{' (space padded), then the byte buffer that the tensors'
-// data_offsets index. The parser itself is parse_safetensors() in include/strata/models.h.
+// data_offsets index. The parser itself is parse_safetensors() in include/strata/model_formats.h.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
-#include "strata/models.h"
+#include "strata/model_formats.h"
 
 namespace strata::safetensors {
 

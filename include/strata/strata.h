@@ -10,12 +10,15 @@
 #pragma once
 
 #include "strata/buffer.h"
+#include "strata/chunked_layer.h"
 #include "strata/chunker.h"
 #include "strata/digest.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/kernels.h"
 #include "strata/model_artifact.h"
+#include "strata/model_formats.h"
+#include "strata/model_package.h"
 #include "strata/models.h"
 #include "strata/oci.h"
 #include "strata/recipe.h"
