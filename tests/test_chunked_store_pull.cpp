@@ -492,5 +492,21 @@ TEST(ChunkedStorePull, AHostileTocWithPetabytesOfZerosIsRefusedBeforeAnythingRun
   EXPECT_EQ(stats->chunks, 0U);
 }
 
+// The same shape as a whole blob, kept in the fuzz corpus (fuzz/corpus/fuzz_zstd_chunked/
+// toc-zeros-2p50, replayed by fuzz_zstd_chunked_replay): its TOC reads, and the planner refuses it.
+TEST(ChunkedStorePull, TheFuzzSeedWithPetabytesOfZerosIsRefusedByThePlanner) {
+  const std::string seed =
+      std::string(STRATA_SOURCE_DIR) + "/fuzz/corpus/fuzz_zstd_chunked/toc-zeros-2p50";
+  const std::vector<std::uint8_t> blob = test::read_file(seed);
+  ASSERT_FALSE(blob.empty()) << seed;
+  TocReadOptions options;
+  options.allow_unverified = true;
+  auto toc = read_chunked_toc(blob.size(), {}, memory_fetcher(blob), options);
+  ASSERT_TRUE(toc.ok()) << toc.error().to_string();
+  auto plan = plan_pull(*toc, {});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.error().code, ErrorCode::kLimitExceeded) << plan.error().to_string();
+}
+
 }  // namespace
 }  // namespace strata::fastpull
