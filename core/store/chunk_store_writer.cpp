@@ -32,6 +32,35 @@ bool known_codec(Codec codec) {
          is_delta_codec(codec);
 }
 
+// What the index says of a would-be delta pair: whether `base` is a good chunk, whether it is
+// itself a delta (by codec or by a chunk_bases row), and whether `digest` is already some delta's
+// base. A delta is allowed only when base_good && !base_in_chain && !digest_is_base (depth 1).
+struct DeltaPairState {
+  bool base_good = false;
+  bool base_in_chain = false;
+  bool digest_is_base = false;
+};
+
+Result<DeltaPairState> delta_pair_state(store_index::Database& db, const Digest& digest,
+                                        const Digest& base) {
+  auto check = db.prepare(
+      "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
+  if (!check.ok()) return std::move(check).error();
+  check->bind_blob(1, blob_of(base));
+  check->bind_blob(2, blob_of(digest));
+  auto row = check->step();
+  if (!row.ok()) return std::move(row).error();
+  DeltaPairState state;
+  const auto codec = check->column_int(0);
+  state.base_good = codec >= 0;
+  state.base_in_chain =
+      check->column_int(1) != 0 || (codec >= 0 && is_delta_codec(static_cast<Codec>(codec)));
+  state.digest_is_base = check->column_int(2) != 0;
+  return state;
+}
+
 }  // namespace
 
 struct StoreWriter::Session {
@@ -265,28 +294,16 @@ struct StoreWriter::Session {
   // other delta's base. So every chain has depth 1 (kMaxDeltaDepth) whatever ran in between.
   Result<void> record_base_locked(const Digest& digest, const Digest& base) {
     store_index::Database& db = store->db;
-    auto check = db.prepare(
-        "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
-        "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
-        "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
-    if (!check.ok()) return std::move(check).error();
-    check->bind_blob(1, blob_of(base));
-    check->bind_blob(2, blob_of(digest));
-    auto row = check->step();
-    if (!row.ok()) return std::move(row).error();
-    const bool base_good = check->column_int(0) >= 0;
-    const auto base_codec = static_cast<Codec>(check->column_int(0));
-    const bool base_is_delta = check->column_int(1) != 0 || is_delta_codec(base_codec);
-    const bool is_a_base = check->column_int(2) != 0;
-    check = store_index::Statement();
+    auto state = delta_pair_state(db, digest, base);
+    if (!state.ok()) return std::move(state).error();
     const std::string name =
         "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
-    if (!base_good) {
+    if (!state->base_good) {
       store->forget_known(base);
       return make_error(ErrorCode::kNotFound,
                         name + ": the base is not a good chunk of the store; put it again whole");
     }
-    if (base_is_delta || is_a_base || base == digest) {
+    if (state->base_in_chain || state->digest_is_base || base == digest) {
       return make_error(ErrorCode::kInvalidArgument,
                         name + ": would make a delta chain deeper than " +
                             std::to_string(kMaxDeltaDepth) + "; put it again whole");
@@ -513,20 +530,12 @@ Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& b
                       name + ": the base bytes given do not hash to the base digest");
   }
   std::lock_guard lock(store.db_mutex);
-  auto check = store.db.prepare(
-      "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
-      "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
-      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
-  if (!check.ok()) return std::move(check).error();
-  check->bind_blob(1, blob_of(base));
-  check->bind_blob(2, blob_of(digest));
-  auto row = check->step();
-  if (!row.ok()) return std::move(row).error();
-  if (check->column_int(0) < 0) {
+  auto state = delta_pair_state(store.db, digest, base);
+  if (!state.ok()) return std::move(state).error();
+  if (!state->base_good) {
     return make_error(ErrorCode::kInvalidArgument, name + ": the base is not a good chunk");
   }
-  if (is_delta_codec(static_cast<Codec>(check->column_int(0))) || check->column_int(1) != 0 ||
-      check->column_int(2) != 0) {
+  if (state->base_in_chain || state->digest_is_base) {
     return make_error(
         ErrorCode::kInvalidArgument,
         name + ": would make a delta chain deeper than " + std::to_string(kMaxDeltaDepth));
