@@ -19,6 +19,13 @@ if [ "${STRATA_EXTRA_PACKAGES:-}" != "" ]; then
   packages+=("${extra[@]}")
 fi
 
+# A Debian machine has /dev/null; some sandboxes start without it, and Go's os/exec (the Go
+# binding's test) and the shell redirections below need it. Make the real device when it is
+# missing, an empty file where mknod is refused.
+if [ ! -e /dev/null ]; then
+  mknod -m 666 /dev/null c 1 3 2>&1 || : >/dev/null
+fi
+
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
