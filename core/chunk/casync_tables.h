@@ -1,6 +1,6 @@
 // Buzhash table of casync (systemd/casync @ e6817a7 src/cachunker.c, identical in folbricht/desync
 // chunker.go; shared/specs/chunking.md §4.2). Generated from
-// shared/testdata/cdc/casync_buzhash_table.txt; tests/test_xet_casync.cpp checks every entry
+// shared/testdata/cdc/casync_buzhash_table.txt; tests/chunk/test_xet_casync.cpp checks every entry
 // against that file.
 #pragma once
 

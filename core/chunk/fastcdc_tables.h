@@ -1,7 +1,7 @@
 // FastCDC gear table and normalized-chunking masks. The gear entries are the first eight bytes
 // (big-endian) of MD5 over 64 copies of the byte value, as in the FastCDC reference code; the masks
 // are the "padded" masks with exactly b one-bits spread over bits 16..47. Values are facts taken
-// from shared/specs/chunking.md §1.1-1.2 (fastcdc-rs @ f76938d); tests/test_gear_tables.cpp
+// from shared/specs/chunking.md §1.1-1.2 (fastcdc-rs @ f76938d); tests/chunk/test_gear_tables.cpp
 // re-derives the gear table from MD5 and checks both tables against
 // shared/testdata/cdc/fastcdc2020_tables.txt.
 #pragma once

@@ -9,7 +9,7 @@
 //   3. serial in order: hash the whole stream (diff_id), append new chunks to the store writer and
 //      the segments to the recipe.
 // The recipe equals the single-threaded reference (core/ingest/layer_recipe_builder.cpp): same
-// segments, same inline-byte and trailing-byte rules; tests/test_ingest_engine.cpp checks that.
+// segments, same inline-byte and trailing-byte rules; tests/ingest/test_ingest_engine.cpp checks that.
 #include <tbb/concurrent_unordered_set.h>
 #include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>

@@ -10,7 +10,7 @@
 #include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
-#include "test_support.h"
+#include "tests/test_support.h"
 
 namespace strata::fastpull {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "strata/fastpull.h"
 #include "strata/oci.h"
-#include "test_support.h"
+#include "tests/test_support.h"
 #include "tests/oci_test_helpers.h"
 
 namespace strata::fastpull {

@@ -11,11 +11,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "layer_fixtures.h"
+#include "tests/layer_fixtures.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/store.h"
-#include "test_support.h"
+#include "tests/test_support.h"
 
 namespace strata::fastpull {
 namespace {

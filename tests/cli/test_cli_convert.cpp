@@ -12,7 +12,7 @@
 #include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
-#include "test_support.h"
+#include "tests/test_support.h"
 #include "tests/oci_test_helpers.h"
 
 namespace strata::fastpull {
