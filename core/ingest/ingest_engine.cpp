@@ -1,15 +1,16 @@
 // Layer ingest and export (include/strata/engine.h). Ingest is a TBB parallel_pipeline of three
 // filters over batches of about batch_bytes of tar stream:
-//   1. serial in order: read the blob (decompressing), parse the tar, cut file content with
-//      EntryContentChunker (content-defined cuts; tensor boundaries as forced cuts in model
-//      files), and copy the stream into the batch as inline or chunk items;
+//   1. serial in order: read the blob (decompressing) through the tar segmenter
+//      (core/ingest/tar_segmenter.h: parse the tar, cut entry content at content-defined points
+//      and tensor boundaries), and copy the stream into the batch as inline or chunk items;
 //   2. parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a chunk whose
 //      XXH3-128 the store knows), ask the store, and compress chunks nobody stored yet: zstd, or
 //      for float-tensor chunks the byte-grouped codec when it is smaller (models.md §1);
 //   3. serial in order: hash the whole stream (diff_id), append new chunks to the store writer and
 //      the segments to the recipe.
-// The recipe equals the single-threaded reference (core/ingest/layer_recipe_builder.cpp): same
-// segments, same inline-byte and trailing-byte rules; tests/test_ingest_engine.cpp checks that.
+// The segments come from the same segmenter as build_recipe_from_tar's, so the recipe is the same
+// for any thread count and batch size; tests/test_tar_segmenter.cpp checks both against an
+// independent reference (tests/layer_recipe_ref.cpp).
 #include <tbb/concurrent_unordered_set.h>
 #include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>
@@ -27,7 +28,7 @@
 #include "core/base/digest_hash.h"
 #include "core/chunk/entry_content_chunker.h"
 #include "core/ingest/delta_base.h"
-#include "core/ingest/layer_recipe_builder.h"
+#include "core/ingest/tar_segmenter.h"
 #include "core/store/byte_group_codec.h"
 #include "formats/compress/layer_source.h"
 #include "formats/tar/tar_reader.h"
@@ -127,109 +128,52 @@ struct Batch {
   }
 };
 
-// Stage 1: the tar stream cut into inline bytes and chunks, a batch at a time. Mirrors
-// build_recipe_from_tar event by event.
-class LayerSegmenter {
+// Stage 1: the tar segmenter's segments copied into batches, each chunk with its place in its
+// file and that file in the delta base (if any).
+class LayerSegmenter final : public TarSegmentSink {
  public:
-  LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits,
-                 StepClock& cut_clock, const DeltaBaseIndex* delta_index)
-      : reader_(tar, limits.tar),
-        chunker_(std::move(chunker)),
-        limits_(limits),
-        cut_clock_(cut_clock),
-        delta_index_(delta_index) {}
+  LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const DeltaBaseIndex* delta_index)
+      : segmenter_(tar, std::move(chunker), LayerRecipeLimits{}), delta_index_(delta_index) {}
 
   // Fills `batch` with at least `target` bytes unless the stream ends first. Returns false once
   // the stream is finished and nothing was added.
   Result<bool> fill(Batch& batch, std::size_t target) {
-    const EntryChunkSink sink = [&batch, this](ByteSpan bytes, std::uint32_t width,
-                                               std::uint32_t phase) {
-      batch.add_chunk(bytes, width, phase);
-      batch.items.back().base_file = base_file_;
-      batch.items.back().file_offset = file_offset_;
-      batch.items.back().file_size = content_size_;
-      file_offset_ += bytes.size();
-    };
+    batch_ = &batch;
     while (!done_ && batch.bytes.size() < target) {
-      auto event = reader_.next();
-      if (!event.ok()) return std::move(event).error();
-      switch (event->kind) {
-        case TarEventKind::kHeader:
-          ++entries_;
-          content_left_ = event->entry->size;
-          content_size_ = content_left_;
-          file_offset_ = 0;
-          base_file_ = delta_index_ != nullptr && event->entry->type == TarEntryType::kRegular
-                           ? delta_index_->find(event->entry->path)
-                           : nullptr;
-          chunker_.begin_entry(content_left_, event->entry->type == TarEntryType::kRegular);
-          STRATA_TRY(add_raw(batch, event->bytes));
-          break;
-        case TarEventKind::kContent: {
-          const StepClock::Scope timing(cut_clock_);
-          STRATA_TRY(chunker_.feed(event->bytes, sink));
-          content_left_ -= event->bytes.size();
-          if (content_left_ == 0) STRATA_TRY(chunker_.finish(sink));
-          break;
-        }
-        case TarEventKind::kPadding:
-        case TarEventKind::kEndOfArchive: STRATA_TRY(add_raw(batch, event->bytes)); break;
-        case TarEventKind::kTrailingBytes:
-          if (!trailing_chunked_ &&
-              trailing_.size() + event->bytes.size() <= limits_.max_inline_trailing_bytes) {
-            trailing_.insert(trailing_.end(), event->bytes.begin(), event->bytes.end());
-            break;
-          }
-          if (!trailing_chunked_) {
-            trailing_chunked_ = true;
-            base_file_ = nullptr;
-            chunker_.begin_plain_stream();
-            STRATA_TRY(chunker_.feed(trailing_, sink));
-            trailing_.clear();
-          }
-          STRATA_TRY(chunker_.feed(event->bytes, sink));
-          break;
-        case TarEventKind::kDone:
-          if (trailing_chunked_) {
-            STRATA_TRY(chunker_.finish(sink));
-          } else {
-            STRATA_TRY(add_raw(batch, trailing_));
-          }
-          done_ = true;
-          break;
-      }
+      auto more = segmenter_.next(*this);
+      if (!more.ok()) return std::move(more).error();
+      done_ = !*more;
     }
     return !batch.items.empty();
   }
 
-  [[nodiscard]] std::uint64_t entries() const noexcept { return entries_; }
-  [[nodiscard]] std::uint64_t model_files() const noexcept { return chunker_.model_files(); }
-
- private:
-  Result<void> add_raw(Batch& batch, ByteSpan bytes) {
-    raw_bytes_ += bytes.size();
-    if (raw_bytes_ > limits_.max_raw_bytes) {
-      return make_error(ErrorCode::kLimitExceeded, "layer recipe needs more than " +
-                                                       std::to_string(limits_.max_raw_bytes) +
-                                                       " inline bytes (tar headers and padding)");
-    }
-    batch.add_raw(bytes);
+  void begin_entry(const TarEntry& entry) override {
+    base_file_ = delta_index_ != nullptr && entry.type == TarEntryType::kRegular
+                     ? delta_index_->find(entry.path)
+                     : nullptr;
+  }
+  Result<void> add_raw(ByteSpan bytes) override {
+    batch_->add_raw(bytes);
+    return {};
+  }
+  Result<void> add_chunk(const TarChunk& chunk) override {
+    batch_->add_chunk(chunk.bytes, chunk.element_width, chunk.element_phase);
+    BatchItem& item = batch_->items.back();
+    item.base_file = chunk.entry != nullptr ? base_file_ : nullptr;
+    item.file_offset = chunk.file_offset;
+    item.file_size = chunk.file_size;
     return {};
   }
 
-  TarReader reader_;
-  EntryContentChunker chunker_;
-  LayerRecipeLimits limits_;
-  StepClock& cut_clock_;
+  [[nodiscard]] std::uint64_t entries() const noexcept { return segmenter_.entries(); }
+  [[nodiscard]] std::uint64_t model_files() const noexcept { return segmenter_.model_files(); }
+  [[nodiscard]] double cut_seconds() const noexcept { return segmenter_.cut_seconds(); }
+
+ private:
+  TarSegmenter segmenter_;
   const DeltaBaseIndex* delta_index_;
+  Batch* batch_ = nullptr;                           // the batch being filled
   const DeltaBaseIndex::File* base_file_ = nullptr;  // the current entry's path in the base layer
-  std::uint64_t file_offset_ = 0;                    // of the next chunk in the current entry
-  std::uint64_t content_size_ = 0;
-  std::uint64_t content_left_ = 0;
-  std::uint64_t raw_bytes_ = 0;
-  std::uint64_t entries_ = 0;
-  std::vector<std::uint8_t> trailing_;
-  bool trailing_chunked_ = false;
   bool done_ = false;
 };
 
@@ -290,12 +234,11 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   if (!writer.ok()) return std::move(writer).error();
 
   StepClock read_clock;
-  StepClock cut_clock;
   StepClock hash_clock;
   StepClock compress_clock;
   StepClock verify_clock;
   StepClock write_clock;
-  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{}, cut_clock,
+  LayerSegmenter segmenter(*source, std::move(chunker).value(),
                            delta_coder ? &delta_coder->index() : nullptr);
   const unsigned threads = resolve_pipeline_threads(options.threads);
   const std::size_t tokens = std::max<std::size_t>(4, std::size_t{3} * threads);
@@ -558,7 +501,7 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   report.stage_seconds.commit =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started).count();
   report.stage_seconds.read_and_cut = read_clock.seconds();
-  report.stage_seconds.cut = cut_clock.seconds();
+  report.stage_seconds.cut = segmenter.cut_seconds();
   report.stage_seconds.hash = hash_clock.seconds();
   report.stage_seconds.compress = compress_clock.seconds();
   report.stage_seconds.verify = verify_clock.seconds();
