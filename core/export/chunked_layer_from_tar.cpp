@@ -1,9 +1,9 @@
 // A layer tar file written as a chunked layer (fastpull.h write_chunked_layer_from_tar_file, used
 // by `strata build --format zstd:chunked|zstd:chunked-v1|estargz`, project issue 6). The writers
 // need the chunk list before the first frame, and a tar streamed from a directory cannot be
-// re-read, so the caller spools it to a file: pass 1 cuts it (build_recipe_from_tar, the reference
-// path the ingest pipeline equals, or the ingest itself when a store is given), pass 2 streams it
-// through the writer. Chunk frames: shared/specs/layer-formats.md §1.2 (zstd:chunked), §2
+// re-read, so the caller spools it to a file: pass 1 cuts it (build_recipe_from_tar, over the same
+// tar segmenter as the ingest pipeline, or the ingest itself when a store is given), pass 2 streams
+// it through the writer. Chunk frames: shared/specs/layer-formats.md §1.2 (zstd:chunked), §2
 // (eStargz); the cut points: DESIGN.md §1.2.
 #include "core/base/byte_source.h"
 #include "core/export/recipe_tar_chunks.h"

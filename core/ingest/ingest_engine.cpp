@@ -1,15 +1,17 @@
-// Layer ingest and export (include/strata/engine.h). Ingest is a TBB parallel_pipeline of three
-// filters over batches of about batch_bytes of tar stream:
-//   1. serial in order: read the blob (decompressing), parse the tar, cut file content with
-//      EntryContentChunker (content-defined cuts; tensor boundaries as forced cuts in model
-//      files), and copy the stream into the batch as inline or chunk items;
-//   2. parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a chunk whose
-//      XXH3-128 the store knows), ask the store, and compress chunks nobody stored yet: zstd, or
-//      for float-tensor chunks the byte-grouped codec when it is smaller (models.md §1);
-//   3. serial in order: hash the whole stream (diff_id), append new chunks to the store writer and
-//      the segments to the recipe.
-// The recipe equals the single-threaded reference (core/ingest/layer_recipe_builder.cpp): same
-// segments, same inline-byte and trailing-byte rules; tests/ingest/test_ingest_engine.cpp checks that.
+// Layer ingest (include/strata/engine.h): a TBB parallel_pipeline of three filters over batches
+// of about batch_bytes of tar stream, one class per filter:
+//   1. BatchReader, serial in order: read the blob (decompressing) through the tar segmenter
+//      (core/ingest/tar_segmenter.h: parse the tar, cut entry content at content-defined points
+//      and tensor boundaries), and copy the stream into the batch as inline or chunk items;
+//   2. ChunkCoder, parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a
+//      chunk whose XXH3-128 the store knows), ask the store, and compress chunks nobody stored
+//      yet: zstd, or for float-tensor chunks the byte-grouped codec when it is smaller
+//      (models.md §1), or a delta against the base layer when that is smaller still;
+//   3. BatchWriter, serial in order: hash the whole stream (diff_id), append new chunks to the
+//      store writer and the segments to the recipe.
+// The segments come from the same segmenter as build_recipe_from_tar's, so the recipe is the same
+// for any thread count and batch size; tests/ingest/test_tar_segmenter.cpp checks both against an
+// independent reference (tests/layer_recipe_ref.cpp).
 #include <tbb/concurrent_unordered_set.h>
 #include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>
@@ -20,14 +22,13 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "core/base/byte_source.h"
 #include "core/base/digest_hash.h"
 #include "core/chunk/entry_content_chunker.h"
 #include "core/ingest/delta_base.h"
-#include "core/ingest/layer_recipe_builder.h"
+#include "core/ingest/tar_segmenter.h"
 #include "core/store/byte_group_codec.h"
 #include "formats/compress/layer_source.h"
 #include "formats/tar/tar_reader.h"
@@ -127,110 +128,336 @@ struct Batch {
   }
 };
 
-// Stage 1: the tar stream cut into inline bytes and chunks, a batch at a time. Mirrors
-// build_recipe_from_tar event by event.
-class LayerSegmenter {
+// Batches are recycled: at most `tokens` exist, so memory is tokens x batch size.
+class BatchPool {
  public:
-  LayerSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits,
-                 StepClock& cut_clock, const DeltaBaseIndex* delta_index)
-      : reader_(tar, limits.tar),
-        chunker_(std::move(chunker)),
-        limits_(limits),
-        cut_clock_(cut_clock),
-        delta_index_(delta_index) {}
+  Batch* take() {
+    std::lock_guard lock(mutex_);
+    if (pool_.empty()) return new Batch();  // NOLINT: ownership returns to the pool in stage 3
+    Batch* batch = pool_.back().release();
+    pool_.pop_back();
+    return batch;
+  }
+  void give_back(Batch* batch) {
+    batch->clear();
+    std::lock_guard lock(mutex_);
+    pool_.emplace_back(batch);
+  }
 
-  // Fills `batch` with at least `target` bytes unless the stream ends first. Returns false once
-  // the stream is finished and nothing was added.
-  Result<bool> fill(Batch& batch, std::size_t target) {
-    const EntryChunkSink sink = [&batch, this](ByteSpan bytes, std::uint32_t width,
-                                               std::uint32_t phase) {
-      batch.add_chunk(bytes, width, phase);
-      batch.items.back().base_file = base_file_;
-      batch.items.back().file_offset = file_offset_;
-      batch.items.back().file_size = content_size_;
-      file_offset_ += bytes.size();
-    };
-    while (!done_ && batch.bytes.size() < target) {
-      auto event = reader_.next();
-      if (!event.ok()) return std::move(event).error();
-      switch (event->kind) {
-        case TarEventKind::kHeader:
-          ++entries_;
-          content_left_ = event->entry->size;
-          content_size_ = content_left_;
-          file_offset_ = 0;
-          base_file_ = delta_index_ != nullptr && event->entry->type == TarEntryType::kRegular
-                           ? delta_index_->find(event->entry->path)
-                           : nullptr;
-          chunker_.begin_entry(content_left_, event->entry->type == TarEntryType::kRegular);
-          STRATA_TRY(add_raw(batch, event->bytes));
-          break;
-        case TarEventKind::kContent: {
-          const StepClock::Scope timing(cut_clock_);
-          STRATA_TRY(chunker_.feed(event->bytes, sink));
-          content_left_ -= event->bytes.size();
-          if (content_left_ == 0) STRATA_TRY(chunker_.finish(sink));
-          break;
-        }
-        case TarEventKind::kPadding:
-        case TarEventKind::kEndOfArchive: STRATA_TRY(add_raw(batch, event->bytes)); break;
-        case TarEventKind::kTrailingBytes:
-          if (!trailing_chunked_ &&
-              trailing_.size() + event->bytes.size() <= limits_.max_inline_trailing_bytes) {
-            trailing_.insert(trailing_.end(), event->bytes.begin(), event->bytes.end());
-            break;
-          }
-          if (!trailing_chunked_) {
-            trailing_chunked_ = true;
-            base_file_ = nullptr;
-            chunker_.begin_plain_stream();
-            STRATA_TRY(chunker_.feed(trailing_, sink));
-            trailing_.clear();
-          }
-          STRATA_TRY(chunker_.feed(event->bytes, sink));
-          break;
-        case TarEventKind::kDone:
-          if (trailing_chunked_) {
-            STRATA_TRY(chunker_.finish(sink));
-          } else {
-            STRATA_TRY(add_raw(batch, trailing_));
-          }
-          done_ = true;
-          break;
-      }
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Batch>> pool_;
+};
+
+// Stage 1 (serial, in order): the tar segmenter's segments copied into batches of about
+// batch_bytes, each chunk with its place in its file and that file in the delta base (if any).
+class BatchReader final : public TarSegmentSink {
+ public:
+  BatchReader(LayerSource& source, EntryContentChunker chunker, const DeltaBaseIndex* delta_index,
+              BatchPool& pool, std::size_t batch_bytes, const std::atomic<bool>& failed)
+      : source_(source),
+        segmenter_(source, std::move(chunker), LayerRecipeLimits{}),
+        delta_index_(delta_index),
+        pool_(pool),
+        batch_bytes_(batch_bytes),
+        failed_(failed) {}
+
+  Batch* operator()(tbb::flow_control& control) {
+    if (failed_ || input_done_) {
+      control.stop();
+      return nullptr;
+    }
+    const StepClock::Scope timing(clock_);
+    Batch* batch = pool_.take();
+    auto filled = fill(*batch);
+    if (!filled.ok()) {
+      batch->status = std::move(filled).error();
+      input_done_ = true;
+    } else if (!*filled) {
+      pool_.give_back(batch);
+      control.stop();
+      return nullptr;
+    }
+    batch->input_bytes = source_.compressed_bytes();
+    return batch;
+  }
+
+  void begin_entry(const TarEntry& entry) override {
+    base_file_ = delta_index_ != nullptr && entry.type == TarEntryType::kRegular
+                     ? delta_index_->find(entry.path)
+                     : nullptr;
+  }
+  Result<void> add_raw(ByteSpan bytes) override {
+    batch_->add_raw(bytes);
+    return {};
+  }
+  Result<void> add_chunk(const TarChunk& chunk) override {
+    batch_->add_chunk(chunk.bytes, chunk.element_width, chunk.element_phase);
+    BatchItem& item = batch_->items.back();
+    item.base_file = chunk.entry != nullptr ? base_file_ : nullptr;
+    item.file_offset = chunk.file_offset;
+    item.file_size = chunk.file_size;
+    return {};
+  }
+
+  [[nodiscard]] const TarSegmenter& segmenter() const noexcept { return segmenter_; }
+  [[nodiscard]] double seconds() const noexcept { return clock_.seconds(); }
+
+ private:
+  // Fills `batch` with at least batch_bytes unless the stream ends first. Returns false once the
+  // stream is finished and nothing was added.
+  Result<bool> fill(Batch& batch) {
+    batch_ = &batch;
+    while (!stream_done_ && batch.bytes.size() < batch_bytes_) {
+      auto more = segmenter_.next(*this);
+      if (!more.ok()) return std::move(more).error();
+      stream_done_ = !*more;
     }
     return !batch.items.empty();
   }
 
-  [[nodiscard]] std::uint64_t entries() const noexcept { return entries_; }
-  [[nodiscard]] std::uint64_t model_files() const noexcept { return chunker_.model_files(); }
+  LayerSource& source_;
+  TarSegmenter segmenter_;
+  const DeltaBaseIndex* delta_index_;
+  BatchPool& pool_;
+  std::size_t batch_bytes_;
+  const std::atomic<bool>& failed_;
+  StepClock clock_;
+  Batch* batch_ = nullptr;                           // the batch being filled
+  const DeltaBaseIndex::File* base_file_ = nullptr;  // the current entry's path in the base layer
+  bool stream_done_ = false;
+  bool input_done_ = false;
+};
+
+// Stage 2 (parallel): names each chunk by SHA-256 (or, with TrustMode::kLocal, by the digest of a
+// chunk whose XXH3-128 the store knows) and compresses the chunks nobody stored yet: zstd, the
+// byte-grouped codec for float tensors when it is smaller (models.md §1), or a delta against the
+// base layer's chunk at the same place of the same file when that is smaller still.
+class ChunkCoder {
+ public:
+  ChunkCoder(const ChunkStore& store, const IngestOptions& options, DeltaCoder* delta_coder)
+      : store_(store),
+        delta_coder_(delta_coder),
+        level_(options.zstd_level),
+        trust_local_(options.trust == TrustMode::kLocal),
+        verify_frames_(options.verify_frames),
+        byte_grouping_(options.byte_grouping != ByteGrouping::kOff) {
+    grouping_.level = level_;
+    grouping_.choice = options.byte_grouping == ByteGrouping::kGroupingFirst
+                           ? CodecChoice::kGroupingFirst
+                           : CodecChoice::kSmaller;
+  }
+
+  Batch* operator()(Batch* batch) {
+    if (!batch->status.ok()) return batch;
+    for (BatchItem& item : batch->items) {
+      if (!item.is_chunk) continue;
+      const ByteSpan bytes = batch->bytes_of(item);
+      if (!claim(item, bytes)) continue;
+      auto coded = encode(item, bytes, batch->scratch);
+      if (coded.ok() && verify_frames_) coded = check_frame(item, bytes, batch->scratch);
+      if (!coded.ok()) {
+        batch->status = std::move(coded);
+        return batch;
+      }
+      item.store_it = true;
+      item.stored_offset = static_cast<std::uint32_t>(batch->stored.size());
+      item.stored_length = static_cast<std::uint32_t>(batch->scratch.size());
+      batch->stored.insert(batch->stored.end(), batch->scratch.begin(), batch->scratch.end());
+    }
+    return batch;
+  }
+
+  [[nodiscard]] std::uint64_t fingerprint_hits() const noexcept { return fingerprint_hits_; }
+  void report_seconds(IngestStageSeconds& seconds) const {
+    seconds.hash = hash_clock_.seconds();
+    seconds.compress = compress_clock_.seconds();
+    seconds.verify = verify_clock_.seconds();
+  }
 
  private:
-  Result<void> add_raw(Batch& batch, ByteSpan bytes) {
-    raw_bytes_ += bytes.size();
-    if (raw_bytes_ > limits_.max_raw_bytes) {
-      return make_error(ErrorCode::kLimitExceeded, "layer recipe needs more than " +
-                                                       std::to_string(limits_.max_raw_bytes) +
-                                                       " inline bytes (tar headers and padding)");
+  // Names the chunk; true when this ingest is the one to store it.
+  bool claim(BatchItem& item, ByteSpan bytes) {
+    const StepClock::Scope timing(hash_clock_);
+    if (trust_local_) {
+      // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
+      if (auto known = store_.find_by_fingerprint(fingerprint_of(bytes))) {
+        item.digest = *known;
+        ++fingerprint_hits_;
+        return false;
+      }
     }
-    batch.add_raw(bytes);
+    item.digest = sha256_of(bytes);
+    return !store_.contains(item.digest) && claimed_.insert(item.digest).second;
+  }
+
+  // The chunk's stored form into `stored`, its codec (and delta base) into `item`.
+  Result<void> encode(BatchItem& item, ByteSpan bytes, std::vector<std::uint8_t>& stored) {
+    const StepClock::Scope timing(compress_clock_);
+    item.codec = Codec::kZstd;
+    if (byte_grouping_ && item.element_width != 0) {
+      auto encoded = choose_codec(bytes, item.element_width, item.element_phase, grouping_);
+      if (!encoded.ok()) return std::move(encoded).error();
+      if (encoded->codec == ChunkCodec::kByteGroupZstd) item.codec = Codec::kByteGrouped;
+      stored = std::move(encoded->bytes);
+    } else {
+      auto compressed = compress_chunk_zstd_into(bytes, level_, stored);
+      if (!compressed.ok()) return std::move(compressed).error();
+    }
+    if (delta_coder_ == nullptr || item.base_file == nullptr) return {};
+    auto coded = delta_coder_->encode(*item.base_file, item.file_offset, item.file_size, bytes,
+                                      item.element_width, item.element_phase, stored.size());
+    if (!coded.ok()) return std::move(coded).error();
+    if (*coded) {
+      item.codec = (*coded)->codec;
+      item.base = std::move((*coded)->base);
+      stored = std::move((*coded)->stored);
+    }
     return {};
   }
 
-  TarReader reader_;
-  EntryContentChunker chunker_;
-  LayerRecipeLimits limits_;
-  StepClock& cut_clock_;
-  const DeltaBaseIndex* delta_index_;
-  const DeltaBaseIndex::File* base_file_ = nullptr;  // the current entry's path in the base layer
-  std::uint64_t file_offset_ = 0;                    // of the next chunk in the current entry
-  std::uint64_t content_size_ = 0;
-  std::uint64_t content_left_ = 0;
-  std::uint64_t raw_bytes_ = 0;
-  std::uint64_t entries_ = 0;
-  std::vector<std::uint8_t> trailing_;
-  bool trailing_chunked_ = false;
-  bool done_ = false;
+  // Decodes what will be stored and compares it with the input, here in the parallel stage
+  // (reliability.md §3.8 P3), so the serial writer need not.
+  Result<void> check_frame(const BatchItem& item, ByteSpan bytes, ByteSpan stored) {
+    const StepClock::Scope timing(verify_clock_);
+    auto decoded = item.base ? decompress_delta_chunk(item.codec, stored, ByteSpan(item.base->raw),
+                                                      bytes.size())
+                             : decompress_chunk(item.codec, stored, bytes.size());
+    if (decoded.ok() && std::equal(decoded->begin(), decoded->end(), bytes.begin(), bytes.end())) {
+      return {};
+    }
+    return make_error(ErrorCode::kInternal, "chunk " + item.digest.to_string() +
+                                                " does not decode back to its bytes after " +
+                                                std::string(codec_name(item.codec)) +
+                                                " compression");
+  }
+
+  const ChunkStore& store_;
+  DeltaCoder* delta_coder_;
+  int level_;
+  bool trust_local_;
+  bool verify_frames_;
+  bool byte_grouping_;
+  ByteGroupOptions grouping_;
+  tbb::concurrent_unordered_set<Digest, DigestHash> claimed_;  // chunks this ingest stores
+  std::atomic<std::uint64_t> fingerprint_hits_{0};
+  StepClock hash_clock_;
+  StepClock compress_clock_;
+  StepClock verify_clock_;
+};
+
+// Stage 3 (serial, in order): hashes the whole stream (diff_id), shows each segment to the tar
+// observer, appends the segments to the recipe and the new chunks to the store writer.
+class BatchWriter {
+ public:
+  BatchWriter(StoreWriter& writer, const IngestOptions& options, const IngestProgressFn& progress,
+              BatchPool& pool)
+      : writer_(writer), options_(options), progress_(progress), pool_(pool) {}
+
+  void operator()(Batch* batch) {
+    const StepClock::Scope timing(clock_);
+    if (!failed_ && !batch->status.ok()) fail(std::move(batch->status));
+    if (!failed_) {
+      for (const BatchItem& item : batch->items) {
+        auto written = write_item(*batch, item);
+        if (!written.ok()) {
+          fail(std::move(written));
+          break;
+        }
+      }
+      report_.tar_bytes = builder_.total_size();
+      if (progress_) progress_(IngestProgress{batch->input_bytes, report_.tar_bytes});
+    }
+    pool_.give_back(batch);
+  }
+
+  [[nodiscard]] const std::atomic<bool>& failed() const noexcept { return failed_; }
+  Error take_failure() { return std::move(failure_).error(); }
+  // The recipe with its diff_id; the report so far (chunk counts, new chunks, write time).
+  Recipe finish_recipe() {
+    Recipe recipe = builder_.finish();
+    recipe.set_diff_id(diff_id_.finish());
+    return recipe;
+  }
+  IngestReport& report() noexcept { return report_; }
+  [[nodiscard]] double seconds() const noexcept { return clock_.seconds(); }
+
+ private:
+  void fail(Result<void> failure) {
+    failure_ = std::move(failure);
+    failed_ = true;
+  }
+
+  Result<void> write_item(const Batch& batch, const BatchItem& item) {
+    const ByteSpan bytes = batch.bytes_of(item);
+    diff_id_.update(bytes);
+    if (options_.tar_observer) {
+      IngestedSegment segment;
+      segment.bytes = bytes;
+      segment.tar_offset = builder_.total_size();
+      if (item.is_chunk) segment.chunk = &item.digest;
+      if (item.is_chunk && item.store_it) {
+        segment.new_frame = ByteSpan(batch.stored).subspan(item.stored_offset, item.stored_length);
+        segment.codec = item.codec;
+      }
+      STRATA_TRY(options_.tar_observer(segment));
+    }
+    if (!item.is_chunk) {
+      builder_.add_raw(bytes);
+      return {};
+    }
+    builder_.add_chunk(item.digest, item.length);
+    ++report_.chunks;
+    report_.chunked_bytes += item.length;
+    if (!item.store_it) return {};
+    return put_chunk(batch, item, bytes);
+  }
+
+  Result<void> put_chunk(const Batch& batch, const BatchItem& item, ByteSpan bytes) {
+    ByteSpan stored = ByteSpan(batch.stored).subspan(item.stored_offset, item.stored_length);
+    Codec codec = item.codec;
+    std::vector<std::uint8_t> whole;
+    if (item.base) {
+      auto put = writer_.put_delta_chunk(item.digest, bytes, stored, item.codec, item.base->digest,
+                                         ByteSpan(item.base->raw));
+      if (!put.ok() && put.error().code != ErrorCode::kInvalidArgument) return put;
+      if (!put.ok()) {
+        // The base cannot serve (it turned into one, or this chunk is a base): the chunk is
+        // stored whole instead.
+        auto plain = compress_chunk_zstd(bytes, options_.zstd_level);
+        if (!plain.ok()) return std::move(plain).error();
+        whole = std::move(plain).value();
+        stored = ByteSpan(whole.data(), whole.size());
+        codec = Codec::kZstd;
+        STRATA_TRY(writer_.put_chunk(item.digest, bytes, stored, codec));
+      }
+    } else {
+      STRATA_TRY(writer_.put_chunk(item.digest, bytes, stored, item.codec));
+    }
+    ++report_.new_chunks;
+    report_.new_raw_bytes += item.length;
+    report_.new_stored_bytes += stored.size();
+    if (is_delta_codec(codec)) {
+      ++report_.delta_chunks;
+      report_.delta_stored_bytes += stored.size();
+    }
+    if (item.codec == Codec::kByteGrouped) {
+      ++report_.byte_grouped_chunks;
+      report_.byte_grouped_stored_bytes += item.stored_length;
+    }
+    return {};
+  }
+
+  StoreWriter& writer_;
+  const IngestOptions& options_;
+  const IngestProgressFn& progress_;
+  BatchPool& pool_;
+  StepClock clock_;
+  RecipeBuilder builder_;
+  Sha256 diff_id_;
+  IngestReport report_;
+  Result<void> failure_;
+  std::atomic<bool> failed_{false};
 };
 
 }  // namespace
@@ -253,6 +480,92 @@ std::string media_type_for(LayerCompression compression) {
   return std::string(oci::kMediaTypeLayerTar);
 }
 
+// The delta coder of DeltaIngestOptions: left empty without a base (none asked for, or an empty
+// store); `base_layer` names the base layer chosen.
+Result<void> open_delta_coder(const ChunkStore& store, const IngestOptions& options,
+                              std::optional<DeltaCoder>& coder, Digest& base_layer) {
+  if (options.delta.base == DeltaBase::kNone) return {};
+  if (options.delta.base == DeltaBase::kLayer) {
+    base_layer = options.delta.layer;
+  } else {
+    auto layers = store.list_layers();
+    if (!layers.ok()) return std::move(layers).error();
+    if (!layers->empty()) base_layer = layers->back().diff_id;
+  }
+  if (base_layer == Digest()) return {};
+  auto index = DeltaBaseIndex::build(store, base_layer);
+  if (!index.ok()) return std::move(index).error();
+  DeltaCoderOptions coder_options;
+  coder_options.level = options.zstd_level;
+  coder_options.max_ratio = options.delta.max_ratio;
+  coder_options.cache_bytes = options.delta.cache_bytes;
+  coder.emplace(store, std::move(index).value(), coder_options);
+  return {};
+}
+
+// Steps 2-4 of DESIGN.md §1 over the whole stream: reader -> coder -> writer, `threads` workers,
+// tokens ≈ 3 x threads batches alive at most.
+void run_pipeline(unsigned threads, BatchReader& reader, ChunkCoder& coder, BatchWriter& writer) {
+  const std::size_t tokens = std::max<std::size_t>(4, std::size_t{3} * threads);
+  tbb::task_arena arena(static_cast<int>(threads));
+  arena.execute([&] {
+    tbb::parallel_pipeline(
+        tokens,
+        tbb::make_filter<void, Batch*>(
+            tbb::filter_mode::serial_in_order,
+            [&reader](tbb::flow_control& control) { return reader(control); }) &
+            tbb::make_filter<Batch*, Batch*>(tbb::filter_mode::parallel,
+                                             [&coder](Batch* batch) { return coder(batch); }) &
+            tbb::make_filter<Batch*, void>(tbb::filter_mode::serial_in_order,
+                                           [&writer](Batch* batch) { writer(batch); }));
+  });
+}
+
+// The blob's identity (compression, media type, digests) into `report`.
+Result<void> describe_blob(LayerSource& source, IngestReport& report) {
+  report.compression = std::string(layer_compression_name(source.compression()));
+  report.media_type = media_type_for(source.compression());
+  report.input_bytes = source.compressed_bytes();
+  if (source.compression() == LayerCompression::kNone) {
+    report.layer_digest = report.diff_id;
+    return {};
+  }
+  auto blob_digest = source.compressed_digest();
+  if (!blob_digest.ok()) return std::move(blob_digest).error();
+  report.layer_digest = *blob_digest;
+  return {};
+}
+
+// Records the layer (its recipe and the chunks it references) in one store transaction. A layer
+// the store had already adds nothing: the report's new-chunk counts drop to zero.
+Result<void> commit_recipe(StoreWriter& writer, const Recipe& recipe, IngestReport& report) {
+  const std::vector<std::uint8_t> recipe_bytes = serialize_recipe(recipe);
+  report.recipe_bytes = recipe_bytes.size();
+  LayerRecord record;
+  record.diff_id = report.diff_id;
+  record.layer_digest = report.layer_digest;
+  record.media_type = report.media_type;
+  record.recipe = recipe_bytes;
+  record.size = report.tar_bytes;
+  const std::vector<Digest> chunks = recipe.distinct_chunks();
+  const auto commit_started = std::chrono::steady_clock::now();
+  auto committed = writer.commit_layer(record, chunks);
+  report.stage_seconds.commit =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started).count();
+  if (!committed.ok()) return std::move(committed).error();
+  report.already_present = committed->already_present;
+  if (committed->already_present) {
+    report.new_chunks = 0;
+    report.new_raw_bytes = 0;
+    report.new_stored_bytes = 0;
+    report.byte_grouped_chunks = 0;
+    report.byte_grouped_stored_bytes = 0;
+    report.delta_chunks = 0;
+    report.delta_stored_bytes = 0;
+  }
+  return {};
+}
+
 Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<LayerSource> source,
                                         const IngestOptions& options,
                                         const IngestProgressFn& progress) {
@@ -268,312 +581,33 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   }
   std::optional<DeltaCoder> delta_coder;
   Digest delta_base_layer;
-  if (options.delta.base != DeltaBase::kNone) {
-    if (options.delta.base == DeltaBase::kLayer) {
-      delta_base_layer = options.delta.layer;
-    } else {
-      auto layers = store.list_layers();
-      if (!layers.ok()) return std::move(layers).error();
-      if (!layers->empty()) delta_base_layer = layers->back().diff_id;
-    }
-    if (delta_base_layer != Digest()) {
-      auto index = DeltaBaseIndex::build(store, delta_base_layer);
-      if (!index.ok()) return std::move(index).error();
-      DeltaCoderOptions coder_options;
-      coder_options.level = options.zstd_level;
-      coder_options.max_ratio = options.delta.max_ratio;
-      coder_options.cache_bytes = options.delta.cache_bytes;
-      delta_coder.emplace(store, std::move(index).value(), coder_options);
-    }
-  }
-  auto writer = store.writer();
-  if (!writer.ok()) return std::move(writer).error();
+  STRATA_TRY(open_delta_coder(store, options, delta_coder, delta_base_layer));
+  auto store_writer = store.writer();
+  if (!store_writer.ok()) return std::move(store_writer).error();
 
-  StepClock read_clock;
-  StepClock cut_clock;
-  StepClock hash_clock;
-  StepClock compress_clock;
-  StepClock verify_clock;
-  StepClock write_clock;
-  LayerSegmenter segmenter(*source, std::move(chunker).value(), LayerRecipeLimits{}, cut_clock,
-                           delta_coder ? &delta_coder->index() : nullptr);
-  const unsigned threads = resolve_pipeline_threads(options.threads);
-  const std::size_t tokens = std::max<std::size_t>(4, std::size_t{3} * threads);
-  const std::size_t batch_bytes = std::max<std::size_t>(options.batch_bytes, 64U << 10U);
+  BatchPool pool;
+  BatchWriter writer(*store_writer, options, progress, pool);
+  BatchReader reader(*source, std::move(chunker).value(),
+                     delta_coder ? &delta_coder->index() : nullptr, pool,
+                     std::max<std::size_t>(options.batch_bytes, 64U << 10U), writer.failed());
+  ChunkCoder coder(store, options, delta_coder ? &*delta_coder : nullptr);
+  run_pipeline(resolve_pipeline_threads(options.threads), reader, coder, writer);
+  if (writer.failed()) return writer.take_failure();
 
-  // Batches are recycled: at most `tokens` exist, so memory is tokens x batch size.
-  std::mutex pool_mutex;
-  std::vector<std::unique_ptr<Batch>> pool;
-  const auto take_batch = [&]() -> Batch* {
-    std::lock_guard lock(pool_mutex);
-    if (pool.empty()) return new Batch();  // NOLINT: ownership returns to `pool` in stage 3
-    Batch* batch = pool.back().release();
-    pool.pop_back();
-    return batch;
-  };
-  const auto give_back = [&](Batch* batch) {
-    batch->clear();
-    std::lock_guard lock(pool_mutex);
-    pool.emplace_back(batch);
-  };
-
-  tbb::concurrent_unordered_set<Digest, DigestHash> claimed;  // chunks this ingest stores
-  Result<void> failure;
-  std::atomic<bool> failed{false};
-  bool input_done = false;
-  RecipeBuilder builder;
-  Sha256 diff_id;
-  IngestReport report;
-  std::vector<Digest> referenced;
-  const int level = options.zstd_level;
-  const bool trust_local = options.trust == TrustMode::kLocal;
-  const bool verify_frames = options.verify_frames;
-  std::atomic<std::uint64_t> fingerprint_hits{0};
-  ByteGroupOptions grouping;
-  grouping.level = level;
-  grouping.choice = options.byte_grouping == ByteGrouping::kGroupingFirst
-                        ? CodecChoice::kGroupingFirst
-                        : CodecChoice::kSmaller;
-  const bool byte_grouping = options.byte_grouping != ByteGrouping::kOff;
-
-  tbb::task_arena arena(static_cast<int>(threads));
-  arena.execute([&] {
-    tbb::parallel_pipeline(
-        tokens,
-        tbb::make_filter<void, Batch*>(tbb::filter_mode::serial_in_order,
-                                       [&](tbb::flow_control& control) -> Batch* {
-                                         if (failed || input_done) {
-                                           control.stop();
-                                           return nullptr;
-                                         }
-                                         const StepClock::Scope timing(read_clock);
-                                         Batch* batch = take_batch();
-                                         auto filled = segmenter.fill(*batch, batch_bytes);
-                                         if (!filled.ok()) {
-                                           batch->status = std::move(filled).error();
-                                           input_done = true;
-                                         } else if (!*filled) {
-                                           give_back(batch);
-                                           control.stop();
-                                           return nullptr;
-                                         }
-                                         batch->input_bytes = source->compressed_bytes();
-                                         return batch;
-                                       }) &
-            tbb::make_filter<Batch*, Batch*>(
-                tbb::filter_mode::parallel,
-                [&](Batch* batch) -> Batch* {
-                  if (!batch->status.ok()) return batch;
-                  for (BatchItem& item : batch->items) {
-                    if (!item.is_chunk) continue;
-                    const ByteSpan bytes = batch->bytes_of(item);
-                    {
-                      const StepClock::Scope timing(hash_clock);
-                      if (trust_local) {
-                        // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
-                        if (auto known = store.find_by_fingerprint(fingerprint_of(bytes))) {
-                          item.digest = *known;
-                          ++fingerprint_hits;
-                          continue;
-                        }
-                      }
-                      item.digest = sha256_of(bytes);
-                      if (store.contains(item.digest) || !claimed.insert(item.digest).second) {
-                        continue;
-                      }
-                    }
-                    std::optional<StepClock::Scope> compress_timing(std::in_place, compress_clock);
-                    item.codec = Codec::kZstd;
-                    if (byte_grouping && item.element_width != 0) {
-                      auto encoded =
-                          choose_codec(bytes, item.element_width, item.element_phase, grouping);
-                      if (!encoded.ok()) {
-                        batch->status = std::move(encoded).error();
-                        return batch;
-                      }
-                      if (encoded->codec == ChunkCodec::kByteGroupZstd) {
-                        item.codec = Codec::kByteGrouped;
-                      }
-                      batch->scratch = std::move(encoded->bytes);
-                    } else {
-                      auto compressed = compress_chunk_zstd_into(bytes, level, batch->scratch);
-                      if (!compressed.ok()) {
-                        batch->status = std::move(compressed).error();
-                        return batch;
-                      }
-                    }
-                    if (delta_coder && item.base_file != nullptr) {
-                      auto coded = delta_coder->encode(*item.base_file, item.file_offset,
-                                                       item.file_size, bytes, item.element_width,
-                                                       item.element_phase, batch->scratch.size());
-                      if (!coded.ok()) {
-                        batch->status = std::move(coded).error();
-                        return batch;
-                      }
-                      if (*coded) {
-                        item.codec = (*coded)->codec;
-                        item.base = std::move((*coded)->base);
-                        batch->scratch = std::move((*coded)->stored);
-                      }
-                    }
-                    compress_timing.reset();
-                    if (verify_frames) {
-                      const StepClock::Scope timing(verify_clock);
-                      // Decode what will be stored and compare it with the input, here in the
-                      // parallel stage (reliability.md §3.8 P3), so the serial writer need not.
-                      auto decoded =
-                          item.base ? decompress_delta_chunk(item.codec, batch->scratch,
-                                                             ByteSpan(item.base->raw), bytes.size())
-                                    : decompress_chunk(item.codec, batch->scratch, bytes.size());
-                      if (!decoded.ok() || !std::equal(decoded->begin(), decoded->end(),
-                                                       bytes.begin(), bytes.end())) {
-                        batch->status =
-                            make_error(ErrorCode::kInternal,
-                                       "chunk " + item.digest.to_string() +
-                                           " does not decode back to its bytes after " +
-                                           std::string(codec_name(item.codec)) + " compression");
-                        return batch;
-                      }
-                    }
-                    item.store_it = true;
-                    item.stored_offset = static_cast<std::uint32_t>(batch->stored.size());
-                    item.stored_length = static_cast<std::uint32_t>(batch->scratch.size());
-                    batch->stored.insert(batch->stored.end(), batch->scratch.begin(),
-                                         batch->scratch.end());
-                  }
-                  return batch;
-                }) &
-            tbb::make_filter<Batch*, void>(tbb::filter_mode::serial_in_order, [&](Batch* batch) {
-              const StepClock::Scope timing(write_clock);
-              if (!failed && !batch->status.ok()) {
-                failure = std::move(batch->status);
-                failed = true;
-              }
-              if (!failed) {
-                for (const BatchItem& item : batch->items) {
-                  const ByteSpan bytes = batch->bytes_of(item);
-                  diff_id.update(bytes);
-                  if (options.tar_observer) {
-                    IngestedSegment segment;
-                    segment.bytes = bytes;
-                    segment.tar_offset = builder.total_size();
-                    if (item.is_chunk) segment.chunk = &item.digest;
-                    if (item.is_chunk && item.store_it) {
-                      segment.new_frame =
-                          ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
-                      segment.codec = item.codec;
-                    }
-                    auto observed = options.tar_observer(segment);
-                    if (!observed.ok()) {
-                      failure = std::move(observed);
-                      failed = true;
-                      break;
-                    }
-                  }
-                  if (!item.is_chunk) {
-                    builder.add_raw(bytes);
-                    continue;
-                  }
-                  builder.add_chunk(item.digest, item.length);
-                  ++report.chunks;
-                  report.chunked_bytes += item.length;
-                  if (!item.store_it) continue;
-                  ByteSpan stored =
-                      ByteSpan(batch->stored).subspan(item.stored_offset, item.stored_length);
-                  Result<void> put;
-                  Codec codec = item.codec;
-                  std::vector<std::uint8_t> whole;
-                  if (item.base) {
-                    put = writer->put_delta_chunk(item.digest, bytes, stored, item.codec,
-                                                  item.base->digest, ByteSpan(item.base->raw));
-                    if (!put.ok() && put.error().code == ErrorCode::kInvalidArgument) {
-                      // The base cannot serve (it turned into one, or this chunk is a base):
-                      // the chunk is stored whole instead.
-                      auto plain = compress_chunk_zstd(bytes, level);
-                      if (!plain.ok()) {
-                        put = std::move(plain).error();
-                      } else {
-                        whole = std::move(plain).value();
-                        stored = ByteSpan(whole.data(), whole.size());
-                        codec = Codec::kZstd;
-                        put = writer->put_chunk(item.digest, bytes, stored, codec);
-                      }
-                    }
-                  } else {
-                    put = writer->put_chunk(item.digest, bytes, stored, item.codec);
-                  }
-                  if (!put.ok()) {
-                    failure = std::move(put);
-                    failed = true;
-                    break;
-                  }
-                  ++report.new_chunks;
-                  report.new_raw_bytes += item.length;
-                  report.new_stored_bytes += stored.size();
-                  if (is_delta_codec(codec)) {
-                    ++report.delta_chunks;
-                    report.delta_stored_bytes += stored.size();
-                  }
-                  if (item.codec == Codec::kByteGrouped) {
-                    ++report.byte_grouped_chunks;
-                    report.byte_grouped_stored_bytes += item.stored_length;
-                  }
-                }
-                report.tar_bytes = builder.total_size();
-                if (progress) progress(IngestProgress{batch->input_bytes, report.tar_bytes});
-              }
-              give_back(batch);
-            }));
-  });
-  if (failed) return std::move(failure).error();
-
-  Recipe recipe = builder.finish();
-  recipe.set_diff_id(diff_id.finish());
+  const Recipe recipe = writer.finish_recipe();
+  IngestReport report = std::move(writer.report());
   report.diff_id = recipe.diff_id();
-  report.entries = segmenter.entries();
-  report.fingerprint_hits = fingerprint_hits.load();
+  report.entries = reader.segmenter().entries();
+  report.model_files = reader.segmenter().model_files();
+  report.fingerprint_hits = coder.fingerprint_hits();
   report.delta_base_layer = delta_coder ? delta_base_layer : Digest();
-  report.model_files = segmenter.model_files();
-  report.compression = std::string(layer_compression_name(source->compression()));
-  report.media_type = media_type_for(source->compression());
-  report.input_bytes = source->compressed_bytes();
-  if (source->compression() == LayerCompression::kNone) {
-    report.layer_digest = report.diff_id;
-  } else {
-    auto blob_digest = source->compressed_digest();
-    if (!blob_digest.ok()) return std::move(blob_digest).error();
-    report.layer_digest = *blob_digest;
-  }
-  const std::vector<std::uint8_t> recipe_bytes = serialize_recipe(recipe);
-  report.recipe_bytes = recipe_bytes.size();
-  LayerRecord record;
-  record.diff_id = report.diff_id;
-  record.layer_digest = report.layer_digest;
-  record.media_type = report.media_type;
-  record.recipe = recipe_bytes;
-  record.size = report.tar_bytes;
-  const std::vector<Digest> chunks = recipe.distinct_chunks();
-  const auto commit_started = std::chrono::steady_clock::now();
-  auto committed = writer->commit_layer(record, chunks);
-  report.stage_seconds.commit =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started).count();
-  report.stage_seconds.read_and_cut = read_clock.seconds();
-  report.stage_seconds.cut = cut_clock.seconds();
-  report.stage_seconds.hash = hash_clock.seconds();
-  report.stage_seconds.compress = compress_clock.seconds();
-  report.stage_seconds.verify = verify_clock.seconds();
-  report.stage_seconds.write = write_clock.seconds();
+  STRATA_TRY(describe_blob(*source, report));
+  auto committed = commit_recipe(*store_writer, recipe, report);
+  report.stage_seconds.read_and_cut = reader.seconds();
+  report.stage_seconds.cut = reader.segmenter().cut_seconds();
+  coder.report_seconds(report.stage_seconds);
+  report.stage_seconds.write = writer.seconds();
   if (!committed.ok()) return std::move(committed).error();
-  report.already_present = committed->already_present;
-  if (committed->already_present) {
-    report.new_chunks = 0;
-    report.new_raw_bytes = 0;
-    report.new_stored_bytes = 0;
-    report.byte_grouped_chunks = 0;
-    report.byte_grouped_stored_bytes = 0;
-    report.delta_chunks = 0;
-    report.delta_stored_bytes = 0;
-  }
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;

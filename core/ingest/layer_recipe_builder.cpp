@@ -1,12 +1,51 @@
-// Tar to recipe, single-threaded (core/ingest/layer_recipe_builder.h). Entry content of every entry
-// that has content (regular files, and opaque content of unknown types) is chunked, regular files
-// tensor-aware when they are model files; the engine's TBB pipeline must give the same recipe as
-// this reference, and uses the same EntryContentChunker to do so.
+// Tar to recipe in one thread (core/ingest/layer_recipe_builder.h): a loop over the tar segmenter
+// whose sink names each chunk by SHA-256, hands it to the caller, and appends the segments to a
+// RecipeBuilder while hashing the whole stream (the segments concatenate to the tar, so their
+// hash is the diff_id).
 #include "core/ingest/layer_recipe_builder.h"
 
-#include <vector>
+#include <utility>
+
+#include "strata/digest.h"
 
 namespace strata {
+namespace {
+
+class RecipeSink final : public TarSegmentSink {
+ public:
+  RecipeSink(const ChunkCallback& on_chunk, LayerRecipe& result)
+      : on_chunk_(on_chunk), result_(result) {}
+
+  Result<void> add_raw(ByteSpan bytes) override {
+    diff_id_.update(bytes);
+    builder_.add_raw(bytes);
+    return {};
+  }
+
+  Result<void> add_chunk(const TarChunk& chunk) override {
+    diff_id_.update(chunk.bytes);
+    const Digest digest = sha256_of(chunk.bytes);
+    STRATA_TRY(on_chunk_(digest, chunk.bytes));
+    builder_.add_chunk(digest, chunk.bytes.size());
+    ++result_.chunks;
+    result_.chunked_bytes += chunk.bytes.size();
+    return {};
+  }
+
+  Recipe finish() {
+    Recipe recipe = builder_.finish();
+    recipe.set_diff_id(diff_id_.finish());
+    return recipe;
+  }
+
+ private:
+  const ChunkCallback& on_chunk_;
+  LayerRecipe& result_;
+  RecipeBuilder builder_;
+  Sha256 diff_id_;
+};
+
+}  // namespace
 
 Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const ChunkerOptions& options,
                                           const ChunkCallback& on_chunk,
@@ -21,85 +60,18 @@ Result<LayerRecipe> build_recipe_from_tar(ByteSource& tar, const EntryChunkingOp
                                           const LayerRecipeLimits& limits) {
   auto chunker = EntryContentChunker::create(chunking);
   if (!chunker.ok()) return std::move(chunker).error();
-  TarReader reader(tar, limits.tar);
-  RecipeBuilder builder;
-  Sha256 diff_id;
+  TarSegmenter segmenter(tar, std::move(chunker).value(), limits);
   LayerRecipe result;
-  Result<void> chunk_error;
-  const EntryChunkSink sink = [&](ByteSpan bytes, std::uint32_t, std::uint32_t) {
-    if (!chunk_error.ok()) return;
-    const Digest digest = sha256_of(bytes);
-    auto stored = on_chunk(digest, bytes);
-    if (!stored.ok()) {
-      chunk_error = std::move(stored);
-      return;
-    }
-    builder.add_chunk(digest, bytes.size());
-    ++result.chunks;
-    result.chunked_bytes += bytes.size();
-  };
-  std::uint64_t raw_bytes = 0;
-  const auto add_raw = [&](ByteSpan bytes) -> Result<void> {
-    raw_bytes += bytes.size();
-    if (raw_bytes > limits.max_raw_bytes) {
-      return make_error(ErrorCode::kLimitExceeded, "layer recipe needs more than " +
-                                                       std::to_string(limits.max_raw_bytes) +
-                                                       " inline bytes (tar headers and padding)");
-    }
-    builder.add_raw(bytes);
-    return {};
-  };
-
-  std::uint64_t content_left = 0;
-  std::vector<std::uint8_t> trailing;
-  bool trailing_chunked = false;
+  RecipeSink sink(on_chunk, result);
   while (true) {
-    auto event = reader.next();
-    if (!event.ok()) return std::move(event).error();
-    diff_id.update(event->bytes);
-    switch (event->kind) {
-      case TarEventKind::kHeader:
-        ++result.entries;
-        content_left = event->entry->size;
-        chunker->begin_entry(content_left, event->entry->type == TarEntryType::kRegular);
-        STRATA_TRY(add_raw(event->bytes));
-        break;
-      case TarEventKind::kContent:
-        STRATA_TRY(chunker->feed(event->bytes, sink));
-        content_left -= event->bytes.size();
-        if (content_left == 0) STRATA_TRY(chunker->finish(sink));
-        STRATA_TRY(chunk_error);
-        break;
-      case TarEventKind::kPadding:
-      case TarEventKind::kEndOfArchive: STRATA_TRY(add_raw(event->bytes)); break;
-      case TarEventKind::kTrailingBytes:
-        if (!trailing_chunked &&
-            trailing.size() + event->bytes.size() <= limits.max_inline_trailing_bytes) {
-          trailing.insert(trailing.end(), event->bytes.begin(), event->bytes.end());
-          break;
-        }
-        if (!trailing_chunked) {
-          trailing_chunked = true;
-          chunker->begin_plain_stream();
-          STRATA_TRY(chunker->feed(trailing, sink));
-          trailing.clear();
-        }
-        STRATA_TRY(chunker->feed(event->bytes, sink));
-        STRATA_TRY(chunk_error);
-        break;
-      case TarEventKind::kDone:
-        if (trailing_chunked) {
-          STRATA_TRY(chunker->finish(sink));
-          STRATA_TRY(chunk_error);
-        } else {
-          STRATA_TRY(add_raw(trailing));
-        }
-        result.model_files = chunker->model_files();
-        result.recipe = builder.finish();
-        result.recipe.set_diff_id(diff_id.finish());
-        return result;
-    }
+    auto more = segmenter.next(sink);
+    if (!more.ok()) return std::move(more).error();
+    if (!*more) break;
   }
+  result.entries = segmenter.entries();
+  result.model_files = segmenter.model_files();
+  result.recipe = sink.finish();
+  return result;
 }
 
 }  // namespace strata

@@ -1,9 +1,8 @@
-// The single-threaded reference path from a layer tar to its recipe: the tar reader splits the
-// stream into header groups, content, padding and end bytes; entry content is cut per entry by
-// EntryContentChunker (content-defined cuts, plus forced cuts at tensor boundaries in model files;
-// headers and padding never shift a boundary, DESIGN.md §1.2), every chunk is named by SHA-256 and
-// handed to the caller (who stores it), and everything else stays inline in the recipe. The whole
-// stream is hashed on the way: the diff_id.
+// A layer tar to its recipe in one thread, for callers that need no store pipeline (zstd:chunked
+// from a tar, the fuzz target, tests): the tar segmenter (core/ingest/tar_segmenter.h) cuts the
+// stream into inline bytes and chunks, every chunk is named by SHA-256 and handed to the caller
+// (who stores it), and the whole stream is hashed on the way: the diff_id. The ingest pipeline
+// pulls from the same segmenter, so both give the same recipe.
 #pragma once
 
 #include <cstdint>
@@ -11,20 +10,11 @@
 
 #include "core/base/byte_source.h"
 #include "core/chunk/entry_content_chunker.h"
-#include "formats/tar/tar_reader.h"
+#include "core/ingest/tar_segmenter.h"
 #include "strata/chunker.h"
 #include "strata/recipe.h"
 
 namespace strata {
-
-struct LayerRecipeLimits {
-  TarLimits tar;
-  // Inline bytes a recipe may hold (headers, padding, end blocks): entry-count bombs stop here.
-  std::uint64_t max_raw_bytes = 256ULL << 20U;
-  // Trailing bytes after the end blocks up to this size stay inline; past it they are chunked
-  // like content, so gigabytes of padding (CVE-2017-14992) cost bounded memory.
-  std::size_t max_inline_trailing_bytes = 1U << 20U;
-};
 
 struct LayerRecipe {
   Recipe recipe;                    // diff_id set
