@@ -11,7 +11,7 @@
 //      store writer and the segments to the recipe.
 // The segments come from the same segmenter as build_recipe_from_tar's, so the recipe is the same
 // for any thread count and batch size; tests/ingest/test_tar_segmenter.cpp checks both against an
-// independent reference (tests/layer_recipe_ref.cpp).
+// independent reference (tests/ingest/layer_recipe_ref.cpp).
 #include <tbb/concurrent_unordered_set.h>
 #include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>
