@@ -86,6 +86,12 @@ bool is_index_media_type(std::string_view media_type) {
   return media_type == oci::kMediaTypeImageIndex || media_type == oci::kMediaTypeDockerManifestList;
 }
 
+TransferCounters counters_since(const TransferCounters& before, const TransferCounters& after) {
+  return TransferCounters{after.bytes_received - before.bytes_received,
+                          after.bytes_sent - before.bytes_sent, after.requests - before.requests,
+                          after.retries - before.retries};
+}
+
 }  // namespace
 
 Result<PushReport> push_image(RegistryClient& client, const oci::OciLayout& layout,
@@ -168,11 +174,7 @@ Result<PushReport> push_image(RegistryClient& client, const oci::OciLayout& layo
     return make_error(ErrorCode::kInternal, "pushed manifest hashes differently from the layout's");
   }
   report.manifest_digest = *digest;
-  const TransferCounters wire_after = client.counters();
-  report.wire = TransferCounters{wire_after.bytes_received - wire_before.bytes_received,
-                                 wire_after.bytes_sent - wire_before.bytes_sent,
-                                 wire_after.requests - wire_before.requests,
-                                 wire_after.retries - wire_before.retries};
+  report.wire = counters_since(wire_before, client.counters());
   return report;
 }
 
@@ -202,12 +204,17 @@ Result<ManifestResponse> resolve_platform_manifest(RegistryClient& client,
                                               "/" + options.architecture);
 }
 
-}  // namespace
+// What a pull reads before any layer: the image manifest (an index resolved to the platform)
+// and its config, with the config's diff_ids matching the layers one to one.
+struct ImageMetadata {
+  ManifestResponse resolved;
+  oci::Manifest manifest;
+  std::vector<std::uint8_t> config_bytes;
+  oci::ImageConfig config;
+};
 
-Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
-                              ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
-                              const PullOptions& options, const TransferProgressFn& progress) {
-  const TransferCounters wire_before = client.counters();
+Result<ImageMetadata> fetch_image_metadata(RegistryClient& client, const ImageReference& source,
+                                           const PullOptions& options) {
   const std::string& repository = source.repository;
   auto fetched = client.fetch_manifest(repository, source.reference());
   if (!fetched.ok()) return std::move(fetched).error();
@@ -232,40 +239,104 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                           std::to_string(config->diff_ids.size()) + " diff_ids for " +
                           std::to_string(manifest->layers.size()) + " layers");
   }
+  return ImageMetadata{std::move(*resolved), std::move(*manifest), std::move(*config_bytes),
+                       std::move(*config)};
+}
 
-  // Downloads in flight go to a fresh private directory (mode 0700, a random name made like
-  // mkdtemp's, never one that already exists: another user cannot have planted it, or a symlink
-  // in it), removed with its contents when the pull ends.
+// Downloads in flight go to a fresh private directory (mode 0700, a random name made like
+// mkdtemp's, never one that already exists: another user cannot have planted it, or a symlink
+// in it), removed with its contents when the pull ends.
+Result<safe_path::PrivateDirectory> make_work_directory(const PullOptions& options) {
   std::error_code fs_error;
   const std::string work_parent = options.work_directory.empty()
                                       ? std::filesystem::temp_directory_path(fs_error).string()
                                       : options.work_directory;
   if (fs_error) return make_error(ErrorCode::kIo, "no temporary directory: " + fs_error.message());
   std::filesystem::create_directories(work_parent, fs_error);
-  auto work_directory = safe_path::PrivateDirectory::create(work_parent, "strata-pull-");
+  return safe_path::PrivateDirectory::create(work_parent, "strata-pull-");
+}
+
+Error diff_id_mismatch(const oci::Descriptor& descriptor, const Digest& got,
+                       const Digest& expected) {
+  return make_error(ErrorCode::kDigestMismatch, "layer " + descriptor.digest.to_string() +
+                                                    " decompresses to " + got.to_string() +
+                                                    ", the config says " + expected.to_string());
+}
+
+// A whole layer blob, downloaded to `path`: ingested into the store, or only decoded, and its
+// diff_id checked against the config's.
+Result<void> take_whole_layer(ChunkStore* store, std::mutex& store_mutex, const std::string& path,
+                              const Digest& diff_id, PulledLayer& layer) {
+  const oci::Descriptor& descriptor = layer.descriptor;
+  if (store != nullptr) {
+    std::lock_guard lock(store_mutex);
+    auto ingested = ingest_layer_file(*store, path, IngestOptions{});
+    if (!ingested.ok()) return std::move(ingested).error();
+    if (ingested->diff_id != diff_id) {
+      return diff_id_mismatch(descriptor, ingested->diff_id, diff_id);
+    }
+    layer.new_chunks = ingested->new_chunks;
+    layer.new_stored_bytes = ingested->new_stored_bytes;
+    layer.already_present = ingested->already_present;
+    return {};
+  }
+  auto decoded = oci::decode_layer_file(path, {});
+  if (!decoded.ok()) return std::move(decoded).error();
+  if (decoded->diff_id != diff_id) return diff_id_mismatch(descriptor, decoded->diff_id, diff_id);
+  return {};
+}
+
+// Config, manifest and tag into the layout, once every layer blob is there.
+Result<void> write_pulled_image(oci::OciLayout& layout, const ImageMetadata& image,
+                                std::string_view tag) {
+  auto config_written = layout.write_blob(image.manifest.config.media_type, image.config_bytes);
+  if (!config_written.ok()) return std::move(config_written).error();
+  auto manifest_written = layout.write_blob(image.resolved.media_type.empty()
+                                                ? std::string(oci::kMediaTypeImageManifest)
+                                                : image.resolved.media_type,
+                                            image.resolved.bytes);
+  if (!manifest_written.ok()) return std::move(manifest_written).error();
+  oci::Descriptor manifest_descriptor = *manifest_written;
+  if (manifest_descriptor.media_type.empty()) {
+    manifest_descriptor.media_type = image.manifest.media_type;
+  }
+  return layout.set_tag(tag, manifest_descriptor);
+}
+
+}  // namespace
+
+Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
+                              ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
+                              const PullOptions& options, const TransferProgressFn& progress) {
+  const TransferCounters wire_before = client.counters();
+  const std::string& repository = source.repository;
+  auto image = fetch_image_metadata(client, source, options);
+  if (!image.ok()) return std::move(image).error();
+  const oci::Manifest& manifest = image->manifest;
+  const oci::ImageConfig& config = image->config;
+  auto work_directory = make_work_directory(options);
   if (!work_directory.ok()) return std::move(work_directory).error();
   const std::filesystem::path work = work_directory->path();
 
   PullReport report;
-  report.manifest_digest = resolved->digest;
-  report.manifest = *manifest;
-  report.layers.resize(manifest->layers.size());
+  report.manifest_digest = image->resolved.digest;
+  report.manifest = manifest;
+  report.layers.resize(manifest.layers.size());
   std::uint64_t total = 0;
-  for (const auto& layer : manifest->layers) total += layer.size;
+  for (const auto& layer : manifest.layers) total += layer.size;
   report.layer_bytes = total;
   std::atomic<std::uint64_t> done{0};
   std::mutex store_mutex;
-  IngestOptions ingest_options;
   auto pulled =
-      run_parallel(manifest->layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
-        const oci::Descriptor& descriptor = manifest->layers[i];
+      run_parallel(manifest.layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
+        const oci::Descriptor& descriptor = manifest.layers[i];
         PulledLayer& layer = report.layers[i];
         layer.descriptor = descriptor;
-        layer.diff_id = config->diff_ids[i];
+        layer.diff_id = config.diff_ids[i];
         // Layers the store already holds are not fetched again (unless a layout wants the blob).
         if (store != nullptr && layout == nullptr) {
           std::lock_guard lock(store_mutex);
-          if (auto known = store->find_layer_by_diff_id(config->diff_ids[i]); known.ok()) {
+          if (auto known = store->find_layer_by_diff_id(config.diff_ids[i]); known.ok()) {
             layer.already_present = true;
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
             if (progress) progress(TransferProgress{now, total});
@@ -278,7 +349,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
           layer.whole_reason = "not a chunked layer";
         } else if (store != nullptr && layout == nullptr && options.partial) {
           auto partial = detail::pull_chunked_layer(client, repository, descriptor,
-                                                    config->diff_ids[i], *store, layer);
+                                                    config.diff_ids[i], *store, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
@@ -311,52 +382,12 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                             descriptor.digest.to_string() + ": blob has " + std::to_string(*size) +
                                 " bytes, its descriptor says " + std::to_string(descriptor.size));
         }
-        if (store != nullptr) {
-          std::lock_guard lock(store_mutex);
-          auto ingested = ingest_layer_file(*store, path, ingest_options);
-          if (!ingested.ok()) return std::move(ingested).error();
-          if (ingested->diff_id != config->diff_ids[i]) {
-            return make_error(ErrorCode::kDigestMismatch,
-                              "layer " + descriptor.digest.to_string() + " decompresses to " +
-                                  ingested->diff_id.to_string() + ", the config says " +
-                                  config->diff_ids[i].to_string());
-          }
-          layer.new_chunks = ingested->new_chunks;
-          layer.new_stored_bytes = ingested->new_stored_bytes;
-          layer.already_present = ingested->already_present;
-        } else {
-          auto decoded = oci::decode_layer_file(path, {});
-          if (!decoded.ok()) return std::move(decoded).error();
-          if (decoded->diff_id != config->diff_ids[i]) {
-            return make_error(ErrorCode::kDigestMismatch,
-                              "layer " + descriptor.digest.to_string() + " decompresses to " +
-                                  decoded->diff_id.to_string() + ", the config says " +
-                                  config->diff_ids[i].to_string());
-          }
-        }
-        return {};
+        return take_whole_layer(store, store_mutex, path, config.diff_ids[i], layer);
       });
   if (!pulled.ok()) return std::move(pulled).error();
 
-  if (layout != nullptr) {
-    auto config_written = layout->write_blob(manifest->config.media_type, *config_bytes);
-    if (!config_written.ok()) return std::move(config_written).error();
-    auto manifest_written =
-        layout->write_blob(resolved->media_type.empty() ? std::string(oci::kMediaTypeImageManifest)
-                                                        : resolved->media_type,
-                           resolved->bytes);
-    if (!manifest_written.ok()) return std::move(manifest_written).error();
-    oci::Descriptor manifest_descriptor = *manifest_written;
-    if (manifest_descriptor.media_type.empty()) {
-      manifest_descriptor.media_type = manifest->media_type;
-    }
-    STRATA_TRY(layout->set_tag(tag, manifest_descriptor));
-  }
-  const TransferCounters wire_after = client.counters();
-  report.wire = TransferCounters{wire_after.bytes_received - wire_before.bytes_received,
-                                 wire_after.bytes_sent - wire_before.bytes_sent,
-                                 wire_after.requests - wire_before.requests,
-                                 wire_after.retries - wire_before.retries};
+  if (layout != nullptr) STRATA_TRY(write_pulled_image(*layout, *image, tag));
+  report.wire = counters_since(wire_before, client.counters());
   report.bytes_fetched = report.wire.bytes_received;
   return report;
 }

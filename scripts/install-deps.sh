@@ -12,6 +12,7 @@ packages=(
   skopeo umoci docker-registry oci-image-tool
   zstd gzip tar python3 time sqlite3 curl
   tar-split
+  clang-tidy
   pybind11-dev python3-pybind11 python3-pytest python3-dev golang-go
 )
 if [ "${STRATA_EXTRA_PACKAGES:-}" != "" ]; then

@@ -58,6 +58,136 @@ struct PendingChunk {
   Result<void> status;
 };
 
+// Chunks gathered for one parallel round: their bytes back to back, and what each becomes.
+struct ChunkBatch {
+  std::vector<std::uint8_t> bytes;
+  std::vector<PendingChunk> chunks;
+
+  void add(ByteSpan raw, std::uint32_t width, std::uint32_t phase) {
+    PendingChunk chunk;
+    chunk.batch_offset = bytes.size();
+    chunk.length = static_cast<std::uint32_t>(raw.size());
+    chunk.element_width = width;
+    chunk.element_phase = phase;
+    bytes.insert(bytes.end(), raw.begin(), raw.end());
+    chunks.push_back(std::move(chunk));
+  }
+  [[nodiscard]] ByteSpan bytes_of(const PendingChunk& chunk) const {
+    return ByteSpan(bytes).subspan(chunk.batch_offset, chunk.length);
+  }
+};
+
+// A chunk's digest and, when `store` (nullptr: no store) lacks it, its stored form: byte-grouped
+// zstd when its tensor has an element width and grouping pays, else zstd.
+void encode_chunk(PendingChunk& chunk, ByteSpan bytes, const ChunkStore* store,
+                  const ByteGroupOptions& grouping) {
+  chunk.digest = sha256_of(bytes);
+  if (store == nullptr || store->contains(chunk.digest)) return;
+  chunk.store_it = true;
+  if (chunk.element_width != 0) {
+    auto encoded = choose_codec(bytes, chunk.element_width, chunk.element_phase, grouping);
+    if (!encoded.ok()) {
+      chunk.status = std::move(encoded).error();
+      return;
+    }
+    chunk.codec = encoded->codec == ChunkCodec::kByteGroupZstd ? Codec::kByteGrouped : Codec::kZstd;
+    chunk.stored = std::move(encoded->bytes);
+  } else {
+    auto compressed = compress_chunk_zstd(bytes, grouping.level);
+    if (!compressed.ok()) {
+      chunk.status = std::move(compressed).error();
+      return;
+    }
+    chunk.stored = std::move(*compressed);
+  }
+}
+
+// Records a hashed batch in order: the chunk index, the recipe, and the chunks the store lacks.
+Result<void> record_batch(const ChunkBatch& batch, StoreWriter* writer, RecipeBuilder& recipe,
+                          WeightIngestResult& result) {
+  for (const PendingChunk& chunk : batch.chunks) {
+    STRATA_TRY(chunk.status);
+    ChunkIndexEntry entry;
+    entry.offset = recipe.total_size();
+    entry.length = chunk.length;
+    entry.digest = chunk.digest;
+    result.index.chunks.push_back(entry);
+    recipe.add_chunk(chunk.digest, chunk.length);
+    // A repeat within this file was put by an earlier chunk of it.
+    if (!chunk.store_it || writer->contains(chunk.digest)) continue;
+    STRATA_TRY(writer->put_chunk(chunk.digest, batch.bytes_of(chunk), chunk.stored, chunk.codec));
+    ++result.new_chunks;
+    result.new_raw_bytes += chunk.length;
+    result.new_stored_bytes += chunk.stored.size();
+  }
+  return {};
+}
+
+// Commits the store layer whose recipe is the file's chunk sequence; a file already stored adds
+// nothing new.
+Result<void> commit_weight_layer(StoreWriter& writer, RecipeBuilder& recipe,
+                                 const std::string& media_type, std::uint64_t file_size,
+                                 WeightIngestResult& result) {
+  Recipe finished = recipe.finish();
+  finished.set_diff_id(result.index.blob_digest);
+  LayerRecord record;
+  record.diff_id = result.index.blob_digest;
+  record.layer_digest = result.index.blob_digest;
+  record.media_type = media_type;
+  record.recipe = serialize_recipe(finished);
+  record.size = file_size;
+  auto committed = writer.commit_layer(record, finished.distinct_chunks());
+  if (!committed.ok()) return std::move(committed).error();
+  if (committed->already_present) {
+    result.new_chunks = 0;
+    result.new_raw_bytes = 0;
+    result.new_stored_bytes = 0;
+  }
+  return {};
+}
+
+// The tensor-aware chunker when the header parsed, else the plain content-defined one; either
+// adds its chunks to `batch`.
+class WeightChunker {
+ public:
+  static Result<WeightChunker> create(const std::optional<ModelLayout>& layout,
+                                      const ChunkerOptions& options, ChunkBatch& batch) {
+    WeightChunker chunker(batch);
+    if (layout) {
+      auto created = TensorAwareChunker::create(*layout, options);
+      if (!created.ok()) return std::move(created).error();
+      chunker.tensor_.emplace(std::move(*created));
+    } else {
+      auto created = Chunker::create(options);
+      if (!created.ok()) return std::move(created).error();
+      chunker.plain_.emplace(std::move(*created));
+    }
+    return chunker;
+  }
+  Result<void> feed(ByteSpan piece) {
+    if (tensor_) return tensor_->feed(piece, tensor_sink_);
+    plain_->feed(piece, plain_sink_);
+    return {};
+  }
+  Result<void> finish() {
+    if (tensor_) return tensor_->finish(tensor_sink_);
+    plain_->finish(plain_sink_);
+    return {};
+  }
+
+ private:
+  explicit WeightChunker(ChunkBatch& batch)
+      : tensor_sink_([&batch](const TensorChunk& chunk, ByteSpan bytes) {
+          batch.add(bytes, chunk.element_width, chunk.element_phase);
+        }),
+        plain_sink_([&batch](const Chunk&, ByteSpan bytes) { batch.add(bytes, 0, 0); }) {}
+
+  TensorAwareChunker::Sink tensor_sink_;
+  Chunker::Sink plain_sink_;
+  std::optional<TensorAwareChunker> tensor_;
+  std::optional<Chunker> plain_;
+};
+
 }  // namespace
 
 std::optional<ModelLayout> read_model_header(const std::string& path) {
@@ -93,18 +223,9 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
   result.index.tensor_aware = result.layout.has_value();
   result.index.blob_size = file_size;
 
-  std::optional<TensorAwareChunker> tensor_chunker;
-  std::optional<Chunker> plain_chunker;
-  if (result.layout) {
-    auto created = TensorAwareChunker::create(*result.layout, options.chunker);
-    if (!created.ok()) return std::move(created).error();
-    tensor_chunker.emplace(std::move(*created));
-  } else {
-    auto created = Chunker::create(options.chunker);
-    if (!created.ok()) return std::move(created).error();
-    plain_chunker.emplace(std::move(*created));
-  }
-
+  ChunkBatch batch;
+  auto chunker = WeightChunker::create(result.layout, options.chunker, batch);
+  if (!chunker.ok()) return std::move(chunker).error();
   std::optional<StoreWriter> writer;
   if (options.store != nullptr) {
     auto opened = options.store->writer();
@@ -114,70 +235,19 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
   ByteGroupOptions grouping;
   grouping.level = options.zstd_level;
   tbb::task_arena arena(static_cast<int>(resolve_pipeline_threads(options.threads)));
-
-  std::vector<std::uint8_t> batch;
-  std::vector<PendingChunk> pending;
   RecipeBuilder recipe;
-  const auto add_chunk = [&](ByteSpan bytes, std::uint32_t width, std::uint32_t phase) {
-    PendingChunk chunk;
-    chunk.batch_offset = batch.size();
-    chunk.length = static_cast<std::uint32_t>(bytes.size());
-    chunk.element_width = width;
-    chunk.element_phase = phase;
-    batch.insert(batch.end(), bytes.begin(), bytes.end());
-    pending.push_back(std::move(chunk));
-  };
-  const TensorAwareChunker::Sink tensor_sink = [&](const TensorChunk& chunk, ByteSpan bytes) {
-    add_chunk(bytes, chunk.element_width, chunk.element_phase);
-  };
-  const Chunker::Sink plain_sink = [&](const Chunk&, ByteSpan bytes) { add_chunk(bytes, 0, 0); };
 
   // Hashes (and compresses what the store lacks) in parallel, then records in order.
   const auto flush_batch = [&]() -> Result<void> {
+    const ChunkStore* store = writer ? options.store : nullptr;
     arena.execute([&] {
-      tbb::parallel_for(std::size_t{0}, pending.size(), [&](std::size_t i) {
-        PendingChunk& chunk = pending[i];
-        const ByteSpan bytes = ByteSpan(batch).subspan(chunk.batch_offset, chunk.length);
-        chunk.digest = sha256_of(bytes);
-        if (!writer || options.store->contains(chunk.digest)) return;
-        chunk.store_it = true;
-        if (chunk.element_width != 0) {
-          auto encoded = choose_codec(bytes, chunk.element_width, chunk.element_phase, grouping);
-          if (!encoded.ok()) {
-            chunk.status = std::move(encoded).error();
-            return;
-          }
-          chunk.codec =
-              encoded->codec == ChunkCodec::kByteGroupZstd ? Codec::kByteGrouped : Codec::kZstd;
-          chunk.stored = std::move(encoded->bytes);
-        } else {
-          auto compressed = compress_chunk_zstd(bytes, options.zstd_level);
-          if (!compressed.ok()) {
-            chunk.status = std::move(compressed).error();
-            return;
-          }
-          chunk.stored = std::move(*compressed);
-        }
+      tbb::parallel_for(std::size_t{0}, batch.chunks.size(), [&](std::size_t i) {
+        encode_chunk(batch.chunks[i], batch.bytes_of(batch.chunks[i]), store, grouping);
       });
     });
-    for (PendingChunk& chunk : pending) {
-      STRATA_TRY(chunk.status);
-      ChunkIndexEntry entry;
-      entry.offset = recipe.total_size();
-      entry.length = chunk.length;
-      entry.digest = chunk.digest;
-      result.index.chunks.push_back(entry);
-      recipe.add_chunk(chunk.digest, chunk.length);
-      // A repeat within this file was put by an earlier chunk of it.
-      if (!chunk.store_it || writer->contains(chunk.digest)) continue;
-      const ByteSpan bytes = ByteSpan(batch).subspan(chunk.batch_offset, chunk.length);
-      STRATA_TRY(writer->put_chunk(chunk.digest, bytes, chunk.stored, chunk.codec));
-      ++result.new_chunks;
-      result.new_raw_bytes += chunk.length;
-      result.new_stored_bytes += chunk.stored.size();
-    }
-    batch.clear();
-    pending.clear();
+    STRATA_TRY(record_batch(batch, writer ? &*writer : nullptr, recipe, result));
+    batch.bytes.clear();
+    batch.chunks.clear();
     return {};
   };
 
@@ -196,37 +266,14 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
     offset += piece.size();
     file_hash.update(piece);
     if (copy) STRATA_TRY(copy(piece));
-    if (tensor_chunker) {
-      STRATA_TRY(tensor_chunker->feed(piece, tensor_sink));
-    } else {
-      plain_chunker->feed(piece, plain_sink);
-    }
-    if (batch.size() >= kBatchBytes) STRATA_TRY(flush_batch());
+    STRATA_TRY(chunker->feed(piece));
+    if (batch.bytes.size() >= kBatchBytes) STRATA_TRY(flush_batch());
   }
-  if (tensor_chunker) {
-    STRATA_TRY(tensor_chunker->finish(tensor_sink));
-  } else {
-    plain_chunker->finish(plain_sink);
-  }
+  STRATA_TRY(chunker->finish());
   STRATA_TRY(flush_batch());
   result.index.blob_digest = file_hash.finish();
-
   if (writer) {
-    Recipe finished = recipe.finish();
-    finished.set_diff_id(result.index.blob_digest);
-    LayerRecord record;
-    record.diff_id = result.index.blob_digest;
-    record.layer_digest = result.index.blob_digest;
-    record.media_type = options.media_type;
-    record.recipe = serialize_recipe(finished);
-    record.size = file_size;
-    auto committed = writer->commit_layer(record, finished.distinct_chunks());
-    if (!committed.ok()) return std::move(committed).error();
-    if (committed->already_present) {
-      result.new_chunks = 0;
-      result.new_raw_bytes = 0;
-      result.new_stored_bytes = 0;
-    }
+    STRATA_TRY(commit_weight_layer(*writer, recipe, options.media_type, file_size, result));
   }
   return result;
 }

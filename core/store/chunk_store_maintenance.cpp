@@ -113,6 +113,255 @@ constexpr const char* kChunkColumns =
     "c.digest, c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
     "c.refcount, c.corrupt, (SELECT b.base FROM chunk_bases b WHERE b.digest = c.digest)";
 
+// Calls `on_row` for every row `statement` steps to.
+template <typename OnRow>
+Result<void> for_each_row(store_index::Statement& statement, const OnRow& on_row) {
+  while (true) {
+    auto row = statement.step();
+    if (!row.ok()) return std::move(row).error();
+    if (!*row) return {};
+    on_row();
+  }
+}
+
+// What verify reads from the index in one snapshot, then checks without holding the lock.
+struct VerifiedChunkRow {
+  Digest digest;
+  ChunkLocation location;
+  bool pack_known = true;
+};
+struct VerifiedLayerRow {
+  std::int64_t id = 0;
+  Digest diff_id;
+  std::int64_t size = 0;
+  std::vector<std::uint8_t> recipe;
+  std::set<Digest> listed_chunks;  // from layer_chunks
+};
+struct IndexSnapshot {
+  std::vector<VerifiedChunkRow> chunks;
+  std::map<Digest, std::int64_t> references;  // layer_chunks rows per digest
+  std::vector<VerifiedLayerRow> layers;
+};
+
+Result<void> run_quick_check(store_index::Database& db, VerifyReport& report) {
+  auto check = db.prepare("PRAGMA quick_check");
+  if (!check.ok()) return std::move(check).error();
+  return for_each_row(*check, [&] {
+    const std::string line = check->column_text(0);
+    if (line != "ok") report.problems.push_back("index.db: " + line);
+  });
+}
+
+Result<void> read_chunk_rows(store_index::Database& db, IndexSnapshot& snapshot) {
+  auto chunks = db.prepare(
+      (std::string("SELECT ") + kChunkColumns +
+       " FROM chunks c LEFT JOIN packs p ON p.id = c.pack_id ORDER BY c.pack_id, c.offset")
+          .c_str());
+  if (!chunks.ok()) return std::move(chunks).error();
+  return for_each_row(*chunks, [&] {
+    VerifiedChunkRow entry{digest_from_blob(chunks->column_blob(0)), location_from_row(*chunks, 1),
+                           true};
+    entry.pack_known = !entry.location.pack_name.empty();
+    snapshot.chunks.push_back(std::move(entry));
+  });
+}
+
+// Every packs row names a file inside packs/ (no path tricks).
+Result<void> check_pack_names(const ChunkStore::Impl& store, store_index::Database& db,
+                              VerifyReport& report) {
+  auto named = db.prepare("SELECT id, name FROM packs ORDER BY id");
+  if (!named.ok()) return std::move(named).error();
+  return for_each_row(*named, [&] {
+    auto path = store.pack_path(named->column_text(1));
+    if (!path.ok()) {
+      report.problems.push_back("packs row " + std::to_string(named->column_int(0)) + ": " +
+                                path.error().message);
+    }
+  });
+}
+
+Result<void> count_references(store_index::Database& db, IndexSnapshot& snapshot) {
+  auto counted = db.prepare("SELECT digest, COUNT(*) FROM layer_chunks GROUP BY digest");
+  if (!counted.ok()) return std::move(counted).error();
+  return for_each_row(*counted, [&] {
+    snapshot.references[digest_from_blob(counted->column_blob(0))] = counted->column_int(1);
+  });
+}
+
+Result<void> check_referenced_chunks_exist(store_index::Database& db, VerifyReport& report) {
+  auto missing = db.prepare(
+      "SELECT l.diff_id, lc.digest FROM layer_chunks lc JOIN layers l ON l.id = lc.layer_id "
+      "LEFT JOIN chunks c ON c.digest = lc.digest WHERE c.id IS NULL");
+  if (!missing.ok()) return std::move(missing).error();
+  return for_each_row(*missing, [&] {
+    report.problems.push_back(
+        "layer " + digest_from_blob(missing->column_blob(0)).to_string() + " references chunk " +
+        digest_from_blob(missing->column_blob(1)).to_string() + ", which is not in the store");
+  });
+}
+
+Result<void> read_layer_rows(store_index::Database& db, IndexSnapshot& snapshot) {
+  auto layers = db.prepare("SELECT id, diff_id, size, recipe FROM layers ORDER BY id");
+  if (!layers.ok()) return std::move(layers).error();
+  return for_each_row(*layers, [&] {
+    const ByteSpan recipe = layers->column_blob(3);
+    snapshot.layers.push_back(
+        VerifiedLayerRow{layers->column_int(0),
+                         digest_from_blob(layers->column_blob(1)),
+                         layers->column_int(2),
+                         std::vector<std::uint8_t>(recipe.begin(), recipe.end()),
+                         {}});
+  });
+}
+
+// Each layer's layer_chunks rows, for the check against its recipe; rows of unknown layers are
+// problems.
+Result<void> read_listed_chunks(store_index::Database& db, IndexSnapshot& snapshot,
+                                VerifyReport& report) {
+  auto listed = db.prepare("SELECT layer_id, digest FROM layer_chunks");
+  if (!listed.ok()) return std::move(listed).error();
+  std::map<std::int64_t, VerifiedLayerRow*> by_id;
+  for (VerifiedLayerRow& layer : snapshot.layers) by_id[layer.id] = &layer;
+  return for_each_row(*listed, [&] {
+    const auto layer = by_id.find(listed->column_int(0));
+    if (layer == by_id.end()) {
+      report.problems.push_back("layer_chunks lists chunk " +
+                                digest_from_blob(listed->column_blob(1)).to_string() +
+                                " for layer id " + std::to_string(listed->column_int(0)) +
+                                ", which the index does not hold");
+      return;
+    }
+    layer->second->listed_chunks.insert(digest_from_blob(listed->column_blob(1)));
+  });
+}
+
+// One read transaction: chunk rows, layer lists and refcounts come from one WAL snapshot, so a
+// commit in another process between two queries cannot look like a mismatch.
+Result<IndexSnapshot> read_index_snapshot(ChunkStore::Impl& store, VerifyReport& report) {
+  std::lock_guard lock(store.db_mutex);
+  store_index::Database& db = store.db;
+  STRATA_TRY(db.execute("BEGIN"));
+  const ReadSnapshot transaction(db);
+  IndexSnapshot snapshot;
+  STRATA_TRY(run_quick_check(db, report));
+  STRATA_TRY(read_chunk_rows(db, snapshot));
+  STRATA_TRY(check_pack_names(store, db, report));
+  STRATA_TRY(count_references(db, snapshot));
+  STRATA_TRY(check_referenced_chunks_exist(db, report));
+  STRATA_TRY(read_layer_rows(db, snapshot));
+  STRATA_TRY(read_listed_chunks(db, snapshot, report));
+  report.layers_checked = snapshot.layers.size();
+  return snapshot;
+}
+
+// Checks each chunk's refcount and re-reads and re-hashes its record; returns the chunks found
+// corrupt that the index does not mark yet.
+Result<std::vector<const VerifiedChunkRow*>> check_chunk_records(const ChunkStore::Impl& store,
+                                                                 const IndexSnapshot& snapshot,
+                                                                 VerifyReport& report) {
+  std::vector<const VerifiedChunkRow*> newly_corrupt;
+  std::int64_t last_pack_id = -1;
+  for (const VerifiedChunkRow& entry : snapshot.chunks) {
+    ++report.chunks_checked;
+    const auto referenced = snapshot.references.find(entry.digest);
+    const std::int64_t expected = referenced == snapshot.references.end() ? 0 : referenced->second;
+    if (entry.location.refcount != expected) {
+      report.problems.push_back("chunk " + entry.digest.to_string() + " has refcount " +
+                                std::to_string(entry.location.refcount) + " but " +
+                                std::to_string(expected) + " layers reference it");
+    }
+    if (!entry.pack_known) {
+      report.problems.push_back("chunk " + entry.digest.to_string() + " points to pack id " +
+                                std::to_string(entry.location.pack_id) +
+                                ", which the index does not list");
+      report.corrupt_chunks.push_back(entry.digest);
+      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
+      continue;
+    }
+    if (entry.location.pack_id != last_pack_id) {
+      last_pack_id = entry.location.pack_id;
+      STRATA_TRY(check_pack_header(store, entry.location.pack_name, report));
+    }
+    auto record = store.read_record(entry.digest, entry.location);
+    Result<std::vector<std::uint8_t>> raw =
+        record.ok() ? store.decode_record(entry.digest, entry.location,
+                                          ByteSpan(record->data(), record->size()))
+                    : Result<std::vector<std::uint8_t>>(std::move(record).error());
+    report.bytes_read += pack_record::record_size(entry.location.stored_length);
+    if (!raw.ok()) {
+      report.problems.push_back(raw.error().message);
+      report.corrupt_chunks.push_back(entry.digest);
+      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
+    }
+  }
+  return newly_corrupt;
+}
+
+// Marks the chunks so a later put heals them (reliability.md §3.8 P5).
+Result<void> mark_corrupt(ChunkStore::Impl& store,
+                          const std::vector<const VerifiedChunkRow*>& newly_corrupt) {
+  if (newly_corrupt.empty()) return {};
+  std::lock_guard lock(store.db_mutex);
+  store_index::WriteTransaction transaction(store.db);
+  STRATA_TRY(transaction.begin());
+  // Only the copy that was read: a heal committed meanwhile has moved the row elsewhere.
+  auto mark = store.db.prepare(
+      "UPDATE chunks SET corrupt = 1 WHERE digest = ? AND pack_id = ? AND offset = ?");
+  if (!mark.ok()) return std::move(mark).error();
+  for (const VerifiedChunkRow* entry : newly_corrupt) {
+    mark->bind_blob(1, blob_of(entry->digest));
+    mark->bind_int(2, entry->location.pack_id);
+    mark->bind_int(3, static_cast<std::int64_t>(entry->location.offset));
+    STRATA_TRY(mark->run());
+    mark->reset();
+  }
+  // Other processes reload their known-chunk sets when the generation moves.
+  STRATA_TRY(store.bump_generation_locked());
+  return transaction.commit();
+}
+
+// An engine recipe parses, names only chunks the index holds, the same set layer_chunks lists,
+// and adds up to the layer's size; replaying it re-derives the diff_id.
+void check_layer_recipe(const ChunkStore& chunk_store, const VerifiedLayerRow& layer,
+                        const std::set<Digest>& indexed, VerifyReport& report) {
+  // The store keeps recipes opaque (store.h); only the engine's own are checked and replayed.
+  if (layer.recipe.size() < kRecipeMagic.size() ||
+      !std::equal(kRecipeMagic.begin(), kRecipeMagic.end(), layer.recipe.begin())) {
+    return;
+  }
+  const std::string name = "layer " + layer.diff_id.to_string();
+  auto recipe = parse_recipe(layer.recipe);
+  if (!recipe.ok()) {
+    report.problems.push_back(name + ": recipe: " + recipe.error().message);
+    return;
+  }
+  std::set<Digest> referenced;
+  std::uint64_t length = 0;
+  for (const RecipeSegment& segment : recipe->segments()) {
+    length += segment.length;
+    if (segment.kind == RecipeSegmentKind::kChunk) referenced.insert(segment.digest);
+  }
+  for (const Digest& digest : referenced) {
+    if (!indexed.count(digest)) {
+      report.problems.push_back(name + ": recipe names chunk " + digest.to_string() +
+                                ", which is not in the store");
+    }
+  }
+  if (referenced != layer.listed_chunks) {
+    report.problems.push_back(name + ": recipe references " + std::to_string(referenced.size()) +
+                              " chunks, layer_chunks lists " +
+                              std::to_string(layer.listed_chunks.size()) + " (not the same set)");
+  }
+  if (layer.size < 0 || length != static_cast<std::uint64_t>(layer.size)) {
+    report.problems.push_back(name + ": recipe adds up to " + std::to_string(length) +
+                              " bytes, the index records " + std::to_string(layer.size));
+  }
+  // Replaying the recipe re-derives the diff_id from the chunks (each re-hashed on read).
+  auto replayed = replay_stored_layer(
+      chunk_store, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 0);
+  if (!replayed.ok()) report.problems.push_back(name + ": replay: " + replayed.error().message);
+}
+
 }  // namespace
 
 Result<void> ChunkStore::remove_layer(const Digest& diff_id) {
@@ -154,213 +403,17 @@ Result<VerifyReport> ChunkStore::verify() {
   auto maintenance = MaintenanceLock::acquire(impl_->root, false);
   if (!maintenance.ok()) return std::move(maintenance).error();
   VerifyReport report;
-
-  struct Row {
-    Digest digest;
-    ChunkLocation location;
-    bool pack_known = true;
-  };
-  std::vector<Row> rows;
-  std::map<Digest, std::int64_t> references;
-  struct LayerRow {
-    std::int64_t id = 0;
-    Digest diff_id;
-    std::int64_t size = 0;
-    std::vector<std::uint8_t> recipe;
-    std::set<Digest> listed_chunks;  // from layer_chunks
-  };
-  std::vector<LayerRow> layer_rows;
-  {
-    std::lock_guard lock(impl_->db_mutex);
-    store_index::Database& db = impl_->db;
-    // One read transaction: chunk rows, layer lists and refcounts come from one WAL snapshot, so
-    // a commit in another process between two queries cannot look like a mismatch.
-    STRATA_TRY(db.execute("BEGIN"));
-    ReadSnapshot snapshot(db);
-    auto check = db.prepare("PRAGMA quick_check");
-    if (!check.ok()) return std::move(check).error();
-    while (true) {
-      auto row = check->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      const std::string line = check->column_text(0);
-      if (line != "ok") report.problems.push_back("index.db: " + line);
-    }
-    auto chunks = db.prepare(
-        (std::string("SELECT ") + kChunkColumns +
-         " FROM chunks c LEFT JOIN packs p ON p.id = c.pack_id ORDER BY c.pack_id, c.offset")
-            .c_str());
-    if (!chunks.ok()) return std::move(chunks).error();
-    while (true) {
-      auto row = chunks->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      Row entry{digest_from_blob(chunks->column_blob(0)), location_from_row(*chunks, 1), true};
-      entry.pack_known = !entry.location.pack_name.empty();
-      rows.push_back(std::move(entry));
-    }
-    auto named = db.prepare("SELECT id, name FROM packs ORDER BY id");
-    if (!named.ok()) return std::move(named).error();
-    while (true) {
-      auto row = named->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      auto path = impl_->pack_path(named->column_text(1));
-      if (!path.ok()) {
-        report.problems.push_back("packs row " + std::to_string(named->column_int(0)) + ": " +
-                                  path.error().message);
-      }
-    }
-    auto counted = db.prepare("SELECT digest, COUNT(*) FROM layer_chunks GROUP BY digest");
-    if (!counted.ok()) return std::move(counted).error();
-    while (true) {
-      auto row = counted->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      references[digest_from_blob(counted->column_blob(0))] = counted->column_int(1);
-    }
-    auto missing = db.prepare(
-        "SELECT l.diff_id, lc.digest FROM layer_chunks lc JOIN layers l ON l.id = lc.layer_id "
-        "LEFT JOIN chunks c ON c.digest = lc.digest WHERE c.id IS NULL");
-    if (!missing.ok()) return std::move(missing).error();
-    while (true) {
-      auto row = missing->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      report.problems.push_back(
-          "layer " + digest_from_blob(missing->column_blob(0)).to_string() + " references chunk " +
-          digest_from_blob(missing->column_blob(1)).to_string() + ", which is not in the store");
-    }
-    auto layers = db.prepare("SELECT id, diff_id, size, recipe FROM layers ORDER BY id");
-    if (!layers.ok()) return std::move(layers).error();
-    while (true) {
-      auto row = layers->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      const ByteSpan recipe = layers->column_blob(3);
-      layer_rows.push_back(LayerRow{layers->column_int(0),
-                                    digest_from_blob(layers->column_blob(1)),
-                                    layers->column_int(2),
-                                    std::vector<std::uint8_t>(recipe.begin(), recipe.end()),
-                                    {}});
-    }
-    auto listed = db.prepare("SELECT layer_id, digest FROM layer_chunks");
-    if (!listed.ok()) return std::move(listed).error();
-    std::map<std::int64_t, LayerRow*> by_id;
-    for (LayerRow& layer : layer_rows) by_id[layer.id] = &layer;
-    while (true) {
-      auto row = listed->step();
-      if (!row.ok()) return std::move(row).error();
-      if (!*row) break;
-      const auto layer = by_id.find(listed->column_int(0));
-      if (layer == by_id.end()) {
-        report.problems.push_back("layer_chunks lists chunk " +
-                                  digest_from_blob(listed->column_blob(1)).to_string() +
-                                  " for layer id " + std::to_string(listed->column_int(0)) +
-                                  ", which the index does not hold");
-        continue;
-      }
-      layer->second->listed_chunks.insert(digest_from_blob(listed->column_blob(1)));
-    }
-    report.layers_checked = layer_rows.size();
-  }
-
-  std::vector<const Row*> newly_corrupt;
-  std::int64_t last_pack_id = -1;
-  for (const Row& entry : rows) {
-    ++report.chunks_checked;
-    const auto referenced = references.find(entry.digest);
-    const std::int64_t expected = referenced == references.end() ? 0 : referenced->second;
-    if (entry.location.refcount != expected) {
-      report.problems.push_back("chunk " + entry.digest.to_string() + " has refcount " +
-                                std::to_string(entry.location.refcount) + " but " +
-                                std::to_string(expected) + " layers reference it");
-    }
-    if (!entry.pack_known) {
-      report.problems.push_back("chunk " + entry.digest.to_string() + " points to pack id " +
-                                std::to_string(entry.location.pack_id) +
-                                ", which the index does not list");
-      report.corrupt_chunks.push_back(entry.digest);
-      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
-      continue;
-    }
-    if (entry.location.pack_id != last_pack_id) {
-      last_pack_id = entry.location.pack_id;
-      STRATA_TRY(check_pack_header(*impl_, entry.location.pack_name, report));
-    }
-    auto record = impl_->read_record(entry.digest, entry.location);
-    Result<std::vector<std::uint8_t>> raw =
-        record.ok() ? impl_->decode_record(entry.digest, entry.location,
-                                           ByteSpan(record->data(), record->size()))
-                    : Result<std::vector<std::uint8_t>>(std::move(record).error());
-    report.bytes_read += pack_record::record_size(entry.location.stored_length);
-    if (!raw.ok()) {
-      report.problems.push_back(raw.error().message);
-      report.corrupt_chunks.push_back(entry.digest);
-      if (!entry.location.corrupt) newly_corrupt.push_back(&entry);
-    }
-  }
-
-  if (!newly_corrupt.empty()) {
-    std::lock_guard lock(impl_->db_mutex);
-    store_index::WriteTransaction transaction(impl_->db);
-    STRATA_TRY(transaction.begin());
-    // Only the copy that was read: a heal committed meanwhile has moved the row elsewhere.
-    auto mark = impl_->db.prepare(
-        "UPDATE chunks SET corrupt = 1 WHERE digest = ? AND pack_id = ? AND offset = ?");
-    if (!mark.ok()) return std::move(mark).error();
-    for (const Row* entry : newly_corrupt) {
-      mark->bind_blob(1, blob_of(entry->digest));
-      mark->bind_int(2, entry->location.pack_id);
-      mark->bind_int(3, static_cast<std::int64_t>(entry->location.offset));
-      STRATA_TRY(mark->run());
-      mark->reset();
-    }
-    // Other processes reload their known-chunk sets when the generation moves.
-    STRATA_TRY(impl_->bump_generation_locked());
-    STRATA_TRY(transaction.commit());
-  }
+  auto snapshot = read_index_snapshot(*impl_, report);
+  if (!snapshot.ok()) return std::move(snapshot).error();
+  auto newly_corrupt = check_chunk_records(*impl_, *snapshot, report);
+  if (!newly_corrupt.ok()) return std::move(newly_corrupt).error();
+  STRATA_TRY(mark_corrupt(*impl_, *newly_corrupt));
   for (const Digest& digest : report.corrupt_chunks) impl_->forget_known(digest);
 
   std::set<Digest> indexed;
-  for (const Row& entry : rows) indexed.insert(entry.digest);
-  for (const LayerRow& layer : layer_rows) {
-    // The store keeps recipes opaque (store.h); only the engine's own are checked and replayed.
-    if (layer.recipe.size() < kRecipeMagic.size() ||
-        !std::equal(kRecipeMagic.begin(), kRecipeMagic.end(), layer.recipe.begin())) {
-      continue;
-    }
-    const std::string name = "layer " + layer.diff_id.to_string();
-    auto recipe = parse_recipe(layer.recipe);
-    if (!recipe.ok()) {
-      report.problems.push_back(name + ": recipe: " + recipe.error().message);
-      continue;
-    }
-    std::set<Digest> referenced;
-    std::uint64_t length = 0;
-    for (const RecipeSegment& segment : recipe->segments()) {
-      length += segment.length;
-      if (segment.kind == RecipeSegmentKind::kChunk) referenced.insert(segment.digest);
-    }
-    for (const Digest& digest : referenced) {
-      if (!indexed.count(digest)) {
-        report.problems.push_back(name + ": recipe names chunk " + digest.to_string() +
-                                  ", which is not in the store");
-      }
-    }
-    if (referenced != layer.listed_chunks) {
-      report.problems.push_back(name + ": recipe references " + std::to_string(referenced.size()) +
-                                " chunks, layer_chunks lists " +
-                                std::to_string(layer.listed_chunks.size()) + " (not the same set)");
-    }
-    if (layer.size < 0 || length != static_cast<std::uint64_t>(layer.size)) {
-      report.problems.push_back(name + ": recipe adds up to " + std::to_string(length) +
-                                " bytes, the index records " + std::to_string(layer.size));
-    }
-    // Replaying the recipe re-derives the diff_id from the chunks (each re-hashed on read).
-    auto replayed = replay_stored_layer(
-        *this, layer.diff_id, [](ByteSpan) -> Result<void> { return {}; }, 0);
-    if (!replayed.ok()) report.problems.push_back(name + ": replay: " + replayed.error().message);
+  for (const VerifiedChunkRow& entry : snapshot->chunks) indexed.insert(entry.digest);
+  for (const VerifiedLayerRow& layer : snapshot->layers) {
+    check_layer_recipe(*this, layer, indexed, report);
   }
   return report;
 }

@@ -209,6 +209,437 @@ struct ContextDeleter {
   void operator()(ZSTD_CCtx* context) const noexcept { ZSTD_freeCCtx(context); }
 };
 
+// Where the TOC and tar-split frames lie in the blob (past their skippable-frame headers) and
+// how long they are compressed and raw: the footer and the annotations name them (§1.4).
+struct TrailerPositions {
+  std::uint64_t toc_offset = 0;
+  std::uint64_t toc_size = 0;
+  std::uint64_t toc_raw_size = 0;
+  std::uint64_t tar_split_offset = 0;
+  std::uint64_t tar_split_size = 0;
+  std::uint64_t tar_split_raw_size = 0;
+};
+
+// The footer payload: TOC position, manifest type, and for the current variant the tar-split
+// position and the "GNUlInUx" magic ("GnUlInUx" for v1 without tar-split).
+std::vector<std::uint8_t> footer_of(const TrailerPositions& at, bool with_tar_split) {
+  std::vector<std::uint8_t> footer;
+  put_u64le(footer, at.toc_offset);
+  put_u64le(footer, at.toc_size);
+  put_u64le(footer, at.toc_raw_size);
+  put_u64le(footer, kManifestTypeCrfs);
+  if (with_tar_split) {
+    put_u64le(footer, at.tar_split_offset);
+    put_u64le(footer, at.tar_split_size);
+    put_u64le(footer, at.tar_split_raw_size);
+    for (const char c : std::string_view("GNUlInUx"))
+      footer.push_back(static_cast<std::uint8_t>(c));
+  } else {
+    for (const char c : std::string_view("GnUlInUx"))
+      footer.push_back(static_cast<std::uint8_t>(c));
+  }
+  return footer;
+}
+
+// The manifest annotations that let a puller find the TOC (and tar-split) without the footer.
+void annotate_trailer(ChunkedWriteReport& report, const TrailerPositions& at,
+                      const Digest& toc_digest, bool with_tar_split) {
+  const std::string position = std::to_string(at.toc_offset) + ":" + std::to_string(at.toc_size) +
+                               ":" + std::to_string(at.toc_raw_size) + ":1";
+  if (with_tar_split) {
+    report.annotations[std::string(kZstdChunkedManifestChecksumKey)] = toc_digest.to_string();
+    report.annotations[std::string(kZstdChunkedManifestPositionKey)] = position;
+    report.annotations[std::string(kZstdChunkedTarSplitPositionKey)] =
+        std::to_string(at.tar_split_offset) + ":" + std::to_string(at.tar_split_size) + ":" +
+        std::to_string(at.tar_split_raw_size);
+  } else {
+    report.annotations[std::string(kZstdChunkedV1ManifestChecksumKey)] = toc_digest.to_string();
+    report.annotations[std::string(kZstdChunkedV1ManifestPositionKey)] = position;
+  }
+}
+
+ByteSpan bytes_of(std::string_view text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+// One zstd:chunked blob being written, in three stages: the tar events (headers and padding into
+// frames of their own, tar-split segments), the content units of each regular file (data and
+// zeros frames, TOC pieces), and the trailer (TOC, tar-split and footer as skippable frames).
+class ZstdChunkedBlobWriter {
+ public:
+  ZstdChunkedBlobWriter(ZSTD_CCtx* context, const TarChunkLookup& chunks,
+                        const ChunkFrameProvider& frames, const ChunkedWriteOptions& options,
+                        const std::function<Result<void>(ByteSpan)>& sink)
+      : context_(context),
+        frames_(frames),
+        options_(options),
+        with_tar_split_(!options.frames_only && options.format == ChunkedFormat::kZstdChunked),
+        out_(sink),
+        units_(chunks) {}
+
+  Result<ChunkedWriteReport> write(const TarStreamReader& tar);
+
+ private:
+  // Stage 1: the tar, event by event.
+  Result<void> write_tar_events(TarReader& reader);
+  Result<void> write_header(const TarEvent& event);
+  Result<void> write_content(const TarEvent& event);
+  void finish_file();
+  void finish_tar_split();
+  Result<void> flush_pending();
+  // Stage 2: a regular file's content units.
+  Result<void> write_unit(const detail::ContentUnit& unit);
+  Result<void> write_whole_chunk(const detail::ContentUnit& unit, std::size_t leading);
+  Result<void> write_split_unit(const detail::ContentUnit& unit, std::size_t leading);
+  Result<void> write_data(ByteSpan raw, const Digest* digest);
+  Result<void> flush_zeros();
+  Result<void> release_held(std::size_t keep);
+  Result<void> write_or_hold(ByteSpan data, const Digest* digest, bool last);
+  void add_piece(std::uint64_t length, const Digest& digest, bool zeros,
+                 std::uint64_t frame_offset);
+  // Stage 3: the trailer.
+  Result<void> write_trailer();
+  Result<std::uint64_t> write_skippable(ByteSpan payload);
+
+  ZSTD_CCtx* context_;
+  const ChunkFrameProvider& frames_;
+  const ChunkedWriteOptions& options_;
+  const bool with_tar_split_;
+  ChunkedWriteReport report_;
+  BlobOutput out_;
+  Toc toc_;
+  detail::TarSplitWriter tar_split_;
+  detail::ContentUnitAssembler units_;
+  std::vector<std::uint8_t> pending_;      // tar bytes waiting for their frame
+  std::vector<std::uint8_t> pending_ts_;   // raw bytes of the next tar-split segment
+  std::vector<std::uint8_t> trailing_ts_;  // bytes after the end blocks: tar-split's last segment
+
+  // The regular file being written. Its TOC pieces: the first goes into its reg entry, the
+  // others become "chunk" entries (layer-formats.md §1.2).
+  bool in_file_ = false;
+  std::uint64_t file_size_ = 0;
+  std::size_t file_index_ = 0;
+  std::size_t pieces_ = 0;
+  std::uint64_t file_done_ = 0;
+  Sha256 file_hash_;
+  // A zeros piece still has its frame in the stream (so `zstd -d` gives the tar), a tiny one;
+  // only the TOC marks it so pullers make the bytes instead of fetching them (§1.2, §1.5).
+  std::uint64_t pending_zeros_ = 0;
+  // Data that ends in fewer than kHolesThreshold zeros is held until the next unit shows whether
+  // they start a run (so a run across a chunk cut is found whole); `held_digest_`: held is one
+  // whole chunk of the caller's, whose frame may be reused.
+  std::vector<std::uint8_t> held_;
+  std::optional<Digest> held_digest_;
+
+  // The tar-split line of the entry being read: written once its content's CRC-64 is known.
+  std::string body_name_;
+  std::uint64_t body_size_ = 0;
+  std::uint64_t body_left_ = 0;
+  std::uint64_t body_crc_ = 0;
+};
+
+Result<ChunkedWriteReport> ZstdChunkedBlobWriter::write(const TarStreamReader& tar) {
+  HashingByteSource source(tar, options_.hash_tar);
+  TarReader reader(source);
+  STRATA_TRY(write_tar_events(reader));
+  STRATA_TRY(flush_pending());
+  finish_tar_split();
+
+  report_.media_type = std::string(oci::kMediaTypeLayerTarZstd);
+  if (!options_.frames_only) {
+    STRATA_TRY(write_trailer());
+    report_.toc_entries = toc_.entries.size();
+  }
+  report_.size = out_.offset();
+  report_.digest = out_.finish();
+  report_.diff_id = source.finish();
+  report_.uncompressed_size = source.bytes();
+  return std::move(report_);
+}
+
+Result<void> ZstdChunkedBlobWriter::write_tar_events(TarReader& reader) {
+  for (;;) {
+    auto event = reader.next();
+    if (!event) return std::move(event).error();
+    switch (event->kind) {
+      case TarEventKind::kHeader: STRATA_TRY(write_header(*event)); break;
+      case TarEventKind::kContent: STRATA_TRY(write_content(*event)); break;
+      case TarEventKind::kPadding:
+      case TarEventKind::kEndOfArchive:
+        pending_.insert(pending_.end(), event->bytes.begin(), event->bytes.end());
+        pending_ts_.insert(pending_ts_.end(), event->bytes.begin(), event->bytes.end());
+        break;
+      case TarEventKind::kTrailingBytes:
+        pending_.insert(pending_.end(), event->bytes.begin(), event->bytes.end());
+        trailing_ts_.insert(trailing_ts_.end(), event->bytes.begin(), event->bytes.end());
+        break;
+      case TarEventKind::kDone: return {};
+    }
+  }
+}
+
+// A header group: its bytes join the pending frame and close a tar-split segment; a regular
+// file with content starts its own frames (the pending ones are flushed first).
+Result<void> ZstdChunkedBlobWriter::write_header(const TarEvent& event) {
+  const TarEntry& entry = *event.entry;
+  pending_.insert(pending_.end(), event.bytes.begin(), event.bytes.end());
+  pending_ts_.insert(pending_ts_.end(), event.bytes.begin(), event.bytes.end());
+  if (with_tar_split_) tar_split_.add_segment(pending_ts_);
+  pending_ts_.clear();
+  in_file_ = entry.type == TarEntryType::kRegular && entry.size != 0;
+  body_name_ = entry.path;
+  body_size_ = entry.size;
+  body_left_ = entry.size;
+  body_crc_ = 0;
+  if (with_tar_split_ && entry.size == 0) tar_split_.add_file_crc(entry.path, 0, 0);
+  TocEntry file = toc_entry_of(entry);
+  if (!in_file_) {
+    if (!file.type.empty()) toc_.entries.push_back(std::move(file));
+    return {};
+  }
+  STRATA_TRY(flush_pending());
+  file.offset = out_.offset();
+  file_index_ = toc_.entries.size();
+  toc_.entries.push_back(std::move(file));
+  pieces_ = 0;
+  file_done_ = 0;
+  file_size_ = entry.size;
+  units_.begin_file(event.offset + event.bytes.size(), entry.size);
+  return {};
+}
+
+Result<void> ZstdChunkedBlobWriter::write_content(const TarEvent& event) {
+  body_left_ -= event.bytes.size();
+  if (with_tar_split_) {
+    body_crc_ = detail::crc64_iso(body_crc_, event.bytes);
+    if (body_left_ == 0) tar_split_.add_file_crc(body_name_, body_size_, body_crc_);
+  }
+  if (!in_file_) {
+    pending_.insert(pending_.end(), event.bytes.begin(), event.bytes.end());
+    return {};
+  }
+  STRATA_TRY(units_.add(event.bytes,
+                        [this](const detail::ContentUnit& unit) { return write_unit(unit); }));
+  if (file_done_ == file_size_) finish_file();
+  return {};
+}
+
+// The file is complete: its digest, end, and the chunk fields only a chunked file has.
+void ZstdChunkedBlobWriter::finish_file() {
+  TocEntry& file = toc_.entries[file_index_];
+  file.digest = file_hash_.finish();
+  file.end_offset = out_.offset();
+  if (pieces_ == 1) {
+    file.chunk_size = 0;
+    file.chunk_digest.reset();
+    file.chunk_type.clear();
+  }
+  in_file_ = false;
+}
+
+void ZstdChunkedBlobWriter::finish_tar_split() {
+  if (!with_tar_split_) return;
+  // Go's archive/tar hands the end blocks (with the last padding) as one segment, then
+  // tar-split adds whatever follows them as a last segment, empty or not.
+  tar_split_.add_segment(pending_ts_);
+  tar_split_.add_segment(trailing_ts_);
+}
+
+Result<void> ZstdChunkedBlobWriter::flush_pending() {
+  if (pending_.empty()) return {};
+  auto frame = compress_frame(context_, pending_, options_.level);
+  if (!frame) return std::move(frame).error();
+  ++report_.compressed_frames;
+  pending_.clear();
+  return out_.write(*frame);
+}
+
+// Splits a content unit at its zero runs of kHolesThreshold bytes or more (content no caller's
+// chunk covers, or every unit when split_chunks_at_zero_runs is set); a run touching the
+// unit's end stays open in pending_zeros_, so runs across unit boundaries become one chunk.
+Result<void> ZstdChunkedBlobWriter::write_unit(const detail::ContentUnit& unit) {
+  file_hash_.update(unit.raw);
+  const std::size_t leading = count_leading_zeros(unit.raw);
+  if (unit.digest != nullptr && !options_.split_chunks_at_zero_runs) {
+    return write_whole_chunk(unit, leading);
+  }
+  return write_split_unit(unit, leading);
+}
+
+// A caller's chunk is kept whole (a store holds it by that digest); only when it is all zeros
+// does it become (part of) a zeros chunk.
+Result<void> ZstdChunkedBlobWriter::write_whole_chunk(const detail::ContentUnit& unit,
+                                                      std::size_t leading) {
+  const ByteSpan raw = unit.raw;
+  STRATA_TRY(release_held(held_.size()));
+  if (leading == raw.size() && (pending_zeros_ != 0 || leading >= kHolesThreshold)) {
+    pending_zeros_ += leading;
+  } else {
+    STRATA_TRY(flush_zeros());
+    STRATA_TRY(write_data(raw, unit.digest));
+  }
+  if (unit.last) STRATA_TRY(flush_zeros());
+  return {};
+}
+
+Result<void> ZstdChunkedBlobWriter::write_split_unit(const detail::ContentUnit& unit,
+                                                     std::size_t leading) {
+  const ByteSpan raw = unit.raw;
+  if (!held_.empty()) {
+    const std::size_t tail =
+        held_.size() - static_cast<std::size_t>(std::find_if(held_.rbegin(), held_.rend(),
+                                                             [](std::uint8_t b) { return b != 0; })
+                                                    .base() -
+                                                held_.begin());
+    const bool joins = tail + leading >= kHolesThreshold;
+    STRATA_TRY(release_held(joins ? held_.size() - tail : held_.size()));
+    if (joins) pending_zeros_ = tail;
+  }
+  std::size_t start = 0;
+  if (pending_zeros_ != 0 || leading >= kHolesThreshold) {
+    pending_zeros_ += leading;
+    start = leading;
+    if (start < raw.size()) STRATA_TRY(flush_zeros());
+  }
+  if (start < raw.size()) {
+    const auto runs = find_zero_runs(raw.subspan(start));
+    if (start == 0 && runs.empty()) {
+      STRATA_TRY(write_or_hold(raw, unit.digest, unit.last));
+    } else {
+      std::size_t at = start;
+      for (const ZeroRun& run : runs) {
+        const std::size_t run_start = start + run.offset;
+        if (run_start > at) STRATA_TRY(write_data(raw.subspan(at, run_start - at), nullptr));
+        pending_zeros_ = run.length;
+        at = run_start + run.length;
+        if (at < raw.size()) STRATA_TRY(flush_zeros());
+      }
+      if (at < raw.size()) STRATA_TRY(write_or_hold(raw.subspan(at), nullptr, unit.last));
+    }
+  }
+  if (unit.last) STRATA_TRY(flush_zeros());
+  return {};
+}
+
+// A data piece: the caller's frame for a whole chunk of theirs (`digest` set), or compressed here.
+Result<void> ZstdChunkedBlobWriter::write_data(ByteSpan raw, const Digest* digest) {
+  const Digest computed = digest != nullptr ? Digest() : sha256_of(raw);
+  const Digest& chunk_digest = digest != nullptr ? *digest : computed;
+  std::vector<std::uint8_t> frame;
+  if (frames_ && digest != nullptr) {
+    auto provided = frames_(*digest, raw);
+    if (!provided) return std::move(provided).error();
+    frame = std::move(*provided);
+  }
+  if (is_single_frame_of(frame, raw.size())) {
+    ++report_.reused_frames;
+  } else {
+    auto compressed = compress_frame(context_, raw, options_.level);
+    if (!compressed) return std::move(compressed).error();
+    frame = std::move(*compressed);
+    ++report_.compressed_frames;
+  }
+  const std::uint64_t frame_offset = out_.offset();
+  STRATA_TRY(out_.write(frame));
+  add_piece(raw.size(), chunk_digest, false, frame_offset);
+  return {};
+}
+
+Result<void> ZstdChunkedBlobWriter::flush_zeros() {
+  if (pending_zeros_ == 0) return {};
+  auto frame = compress_zeros_frame(context_, pending_zeros_, options_.level);
+  if (!frame) return std::move(frame).error();
+  ++report_.compressed_frames;
+  const std::uint64_t frame_offset = out_.offset();
+  STRATA_TRY(out_.write(*frame));
+  add_piece(pending_zeros_, digest_of_zeros(pending_zeros_), true, frame_offset);
+  pending_zeros_ = 0;
+  return {};
+}
+
+Result<void> ZstdChunkedBlobWriter::release_held(std::size_t keep) {
+  if (keep == held_.size() && held_digest_) {
+    STRATA_TRY(write_data(held_, &*held_digest_));
+  } else if (keep != 0) {
+    STRATA_TRY(write_data(ByteSpan(held_).first(keep), nullptr));
+  }
+  held_.clear();
+  held_digest_.reset();
+  return {};
+}
+
+Result<void> ZstdChunkedBlobWriter::write_or_hold(ByteSpan data, const Digest* digest, bool last) {
+  if (last || data.back() != 0) return write_data(data, digest);
+  held_.assign(data.begin(), data.end());
+  if (digest != nullptr) held_digest_ = *digest;
+  return {};
+}
+
+void ZstdChunkedBlobWriter::add_piece(std::uint64_t length, const Digest& digest, bool zeros,
+                                      std::uint64_t frame_offset) {
+  if (pieces_ == 0) {
+    toc_.entries[file_index_].chunk_size = length;
+    toc_.entries[file_index_].chunk_digest = digest;
+    if (zeros) toc_.entries[file_index_].chunk_type = std::string(kZerosChunkType);
+  } else {
+    TocEntry chunk;
+    chunk.type = "chunk";
+    chunk.name = toc_.entries[file_index_].name;
+    chunk.offset = frame_offset;
+    chunk.chunk_size = length;
+    chunk.chunk_offset = file_done_;
+    chunk.chunk_digest = digest;
+    if (zeros) chunk.chunk_type = std::string(kZerosChunkType);
+    toc_.entries.push_back(std::move(chunk));
+  }
+  ++pieces_;
+  file_done_ += length;
+}
+
+// Skippable frames: TOC, tar-split (current variant only), footer; then the annotations.
+Result<void> ZstdChunkedBlobWriter::write_trailer() {
+  TrailerPositions at;
+  std::vector<std::uint8_t> tar_split_frame;
+  if (with_tar_split_) {
+    auto compressed = compress_frame(context_, bytes_of(tar_split_.text()), options_.level);
+    if (!compressed) return std::move(compressed).error();
+    tar_split_frame = std::move(*compressed);
+    toc_.tar_split_digest = sha256_of(tar_split_frame);
+  }
+  const std::string toc_json = detail::write_toc_json(toc_);
+  auto toc_frame = compress_frame(context_, bytes_of(toc_json), options_.level);
+  if (!toc_frame) return std::move(toc_frame).error();
+  if (toc_frame->size() > 0xFFFFFFFFULL || tar_split_frame.size() > 0xFFFFFFFFULL) {
+    return make_error(ErrorCode::kLimitExceeded, "zstd:chunked TOC or tar-split over 4 GiB");
+  }
+  auto toc_offset = write_skippable(*toc_frame);
+  if (!toc_offset) return std::move(toc_offset).error();
+  at.toc_offset = *toc_offset;
+  at.toc_size = toc_frame->size();
+  at.toc_raw_size = toc_json.size();
+  if (with_tar_split_) {
+    auto tar_split_offset = write_skippable(tar_split_frame);
+    if (!tar_split_offset) return std::move(tar_split_offset).error();
+    at.tar_split_offset = *tar_split_offset;
+  }
+  at.tar_split_size = tar_split_frame.size();
+  at.tar_split_raw_size = tar_split_.text().size();
+  auto footer_at = write_skippable(footer_of(at, with_tar_split_));
+  if (!footer_at) return std::move(footer_at).error();
+  annotate_trailer(report_, at, sha256_of(*toc_frame), with_tar_split_);
+  return {};
+}
+
+Result<std::uint64_t> ZstdChunkedBlobWriter::write_skippable(ByteSpan payload) {
+  std::vector<std::uint8_t> header;
+  put_u32le(header, kSkippableMagic);
+  put_u32le(header, static_cast<std::uint32_t>(payload.size()));
+  STRATA_TRY(out_.write(header));
+  const std::uint64_t at = out_.offset();
+  STRATA_TRY(out_.write(payload));
+  return at;
+}
+
 }  // namespace
 
 Result<ChunkedWriteReport> write_zstd_chunked_layer(
@@ -248,336 +679,8 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(
   if (!tar) return make_error(ErrorCode::kInvalidArgument, "zstd:chunked writer needs a tar");
   const std::unique_ptr<ZSTD_CCtx, ContextDeleter> context(ZSTD_createCCtx());
   if (!context) return make_error(ErrorCode::kInternal, "zstd: cannot create a context");
-  const bool with_tar_split = !options.frames_only && options.format == ChunkedFormat::kZstdChunked;
-
-  ChunkedWriteReport report;
-  BlobOutput out(sink);
-  Toc toc;
-  detail::TarSplitWriter tar_split;
-  std::vector<std::uint8_t> pending;      // tar bytes waiting for their frame
-  std::vector<std::uint8_t> pending_ts;   // raw bytes of the next tar-split segment
-  std::vector<std::uint8_t> trailing_ts;  // bytes after the end blocks: tar-split's last segment
-
-  const auto flush_pending = [&]() -> Result<void> {
-    if (pending.empty()) return {};
-    auto frame = compress_frame(context.get(), pending, options.level);
-    if (!frame) return std::move(frame).error();
-    ++report.compressed_frames;
-    pending.clear();
-    return out.write(*frame);
-  };
-
-  // The TOC pieces of the file being written: the first goes into its reg entry, the others
-  // become "chunk" entries (layer-formats.md §1.2).
-  std::size_t file_index = 0;
-  std::size_t pieces = 0;
-  std::uint64_t file_done = 0;
-  Sha256 file_hash;
-  const auto add_piece = [&](std::uint64_t length, const Digest& digest, bool zeros,
-                             std::uint64_t frame_offset) {
-    if (pieces == 0) {
-      toc.entries[file_index].chunk_size = length;
-      toc.entries[file_index].chunk_digest = digest;
-      if (zeros) toc.entries[file_index].chunk_type = std::string(kZerosChunkType);
-    } else {
-      TocEntry chunk;
-      chunk.type = "chunk";
-      chunk.name = toc.entries[file_index].name;
-      chunk.offset = frame_offset;
-      chunk.chunk_size = length;
-      chunk.chunk_offset = file_done;
-      chunk.chunk_digest = digest;
-      if (zeros) chunk.chunk_type = std::string(kZerosChunkType);
-      toc.entries.push_back(std::move(chunk));
-    }
-    ++pieces;
-    file_done += length;
-  };
-  // A data piece: the caller's frame for a whole chunk of theirs (`digest` set), or compressed
-  // here.
-  const auto write_data = [&](ByteSpan raw, const Digest* digest) -> Result<void> {
-    const Digest computed = digest != nullptr ? Digest() : sha256_of(raw);
-    const Digest& chunk_digest = digest != nullptr ? *digest : computed;
-    std::vector<std::uint8_t> frame;
-    if (frames && digest != nullptr) {
-      auto provided = frames(*digest, raw);
-      if (!provided) return std::move(provided).error();
-      frame = std::move(*provided);
-    }
-    if (is_single_frame_of(frame, raw.size())) {
-      ++report.reused_frames;
-    } else {
-      auto compressed = compress_frame(context.get(), raw, options.level);
-      if (!compressed) return std::move(compressed).error();
-      frame = std::move(*compressed);
-      ++report.compressed_frames;
-    }
-    const std::uint64_t frame_offset = out.offset();
-    STRATA_TRY(out.write(frame));
-    add_piece(raw.size(), chunk_digest, false, frame_offset);
-    return {};
-  };
-  // A zeros piece still has its frame in the stream (so `zstd -d` gives the tar), a tiny one;
-  // only the TOC marks it so pullers make the bytes instead of fetching them (§1.2, §1.5).
-  std::uint64_t pending_zeros = 0;
-  const auto flush_zeros = [&]() -> Result<void> {
-    if (pending_zeros == 0) return {};
-    auto frame = compress_zeros_frame(context.get(), pending_zeros, options.level);
-    if (!frame) return std::move(frame).error();
-    ++report.compressed_frames;
-    const std::uint64_t frame_offset = out.offset();
-    STRATA_TRY(out.write(*frame));
-    add_piece(pending_zeros, digest_of_zeros(pending_zeros), true, frame_offset);
-    pending_zeros = 0;
-    return {};
-  };
-  // Data that ends in fewer than kHolesThreshold zeros is held until the next unit shows whether
-  // they start a run (so a run across a chunk cut is found whole); `held_digest`: held is one
-  // whole chunk of the caller's, whose frame may be reused.
-  std::vector<std::uint8_t> held;
-  std::optional<Digest> held_digest;
-  const auto release_held = [&](std::size_t keep) -> Result<void> {
-    if (keep == held.size() && held_digest) {
-      STRATA_TRY(write_data(held, &*held_digest));
-    } else if (keep != 0) {
-      STRATA_TRY(write_data(ByteSpan(held).first(keep), nullptr));
-    }
-    held.clear();
-    held_digest.reset();
-    return {};
-  };
-  const auto write_or_hold = [&](ByteSpan data, const Digest* digest, bool last) -> Result<void> {
-    if (last || data.back() != 0) return write_data(data, digest);
-    held.assign(data.begin(), data.end());
-    if (digest != nullptr) held_digest = *digest;
-    return {};
-  };
-  // Splits a content unit at its zero runs of kHolesThreshold bytes or more (content no caller's
-  // chunk covers, or every unit when split_chunks_at_zero_runs is set); a run touching the
-  // unit's end stays open in pending_zeros, so runs across unit boundaries become one chunk.
-  const auto write_unit = [&](const detail::ContentUnit& unit) -> Result<void> {
-    const ByteSpan raw = unit.raw;
-    file_hash.update(raw);
-    const std::size_t leading = count_leading_zeros(raw);
-    if (unit.digest != nullptr && !options.split_chunks_at_zero_runs) {
-      // A caller's chunk is kept whole (a store holds it by that digest); only when it is all
-      // zeros does it become (part of) a zeros chunk.
-      STRATA_TRY(release_held(held.size()));
-      if (leading == raw.size() && (pending_zeros != 0 || leading >= kHolesThreshold)) {
-        pending_zeros += leading;
-      } else {
-        STRATA_TRY(flush_zeros());
-        STRATA_TRY(write_data(raw, unit.digest));
-      }
-      if (unit.last) STRATA_TRY(flush_zeros());
-      return {};
-    }
-    if (!held.empty()) {
-      const std::size_t tail =
-          held.size() - static_cast<std::size_t>(std::find_if(held.rbegin(), held.rend(),
-                                                              [](std::uint8_t b) { return b != 0; })
-                                                     .base() -
-                                                 held.begin());
-      const bool joins = tail + leading >= kHolesThreshold;
-      STRATA_TRY(release_held(joins ? held.size() - tail : held.size()));
-      if (joins) pending_zeros = tail;
-    }
-    std::size_t start = 0;
-    if (pending_zeros != 0 || leading >= kHolesThreshold) {
-      pending_zeros += leading;
-      start = leading;
-      if (start < raw.size()) STRATA_TRY(flush_zeros());
-    }
-    if (start < raw.size()) {
-      const auto runs = find_zero_runs(raw.subspan(start));
-      if (start == 0 && runs.empty()) {
-        STRATA_TRY(write_or_hold(raw, unit.digest, unit.last));
-      } else {
-        std::size_t at = start;
-        for (const ZeroRun& run : runs) {
-          const std::size_t run_start = start + run.offset;
-          if (run_start > at) STRATA_TRY(write_data(raw.subspan(at, run_start - at), nullptr));
-          pending_zeros = run.length;
-          at = run_start + run.length;
-          if (at < raw.size()) STRATA_TRY(flush_zeros());
-        }
-        if (at < raw.size()) STRATA_TRY(write_or_hold(raw.subspan(at), nullptr, unit.last));
-      }
-    }
-    if (unit.last) STRATA_TRY(flush_zeros());
-    return {};
-  };
-
-  HashingByteSource source(tar, options.hash_tar);
-  TarReader reader(source);
-  detail::ContentUnitAssembler units(chunks);
-  bool in_file = false;
-  std::uint64_t file_size = 0;
-  // The tar-split line of the entry being read: written once its content's CRC-64 is known.
-  std::string body_name;
-  std::uint64_t body_size = 0;
-  std::uint64_t body_left = 0;
-  std::uint64_t body_crc = 0;
-  for (;;) {
-    auto event = reader.next();
-    if (!event) return std::move(event).error();
-    if (event->kind == TarEventKind::kDone) break;
-    switch (event->kind) {
-      case TarEventKind::kHeader: {
-        const TarEntry& entry = *event->entry;
-        pending.insert(pending.end(), event->bytes.begin(), event->bytes.end());
-        pending_ts.insert(pending_ts.end(), event->bytes.begin(), event->bytes.end());
-        if (with_tar_split) tar_split.add_segment(pending_ts);
-        pending_ts.clear();
-        in_file = entry.type == TarEntryType::kRegular && entry.size != 0;
-        body_name = entry.path;
-        body_size = entry.size;
-        body_left = entry.size;
-        body_crc = 0;
-        if (with_tar_split && entry.size == 0) tar_split.add_file_crc(entry.path, 0, 0);
-        TocEntry file = toc_entry_of(entry);
-        if (!in_file) {
-          if (!file.type.empty()) toc.entries.push_back(std::move(file));
-          break;
-        }
-        STRATA_TRY(flush_pending());
-        file.offset = out.offset();
-        file_index = toc.entries.size();
-        toc.entries.push_back(std::move(file));
-        pieces = 0;
-        file_done = 0;
-        file_size = entry.size;
-        units.begin_file(event->offset + event->bytes.size(), entry.size);
-        break;
-      }
-      case TarEventKind::kContent:
-        body_left -= event->bytes.size();
-        if (with_tar_split) {
-          body_crc = detail::crc64_iso(body_crc, event->bytes);
-          if (body_left == 0) tar_split.add_file_crc(body_name, body_size, body_crc);
-        }
-        if (!in_file) {
-          pending.insert(pending.end(), event->bytes.begin(), event->bytes.end());
-          break;
-        }
-        STRATA_TRY(units.add(event->bytes, write_unit));
-        if (file_done == file_size) {
-          // The file is complete: its digest, end, and the chunk fields only a chunked file has.
-          TocEntry& file = toc.entries[file_index];
-          file.digest = file_hash.finish();
-          file.end_offset = out.offset();
-          if (pieces == 1) {
-            file.chunk_size = 0;
-            file.chunk_digest.reset();
-            file.chunk_type.clear();
-          }
-          in_file = false;
-        }
-        break;
-      case TarEventKind::kPadding:
-      case TarEventKind::kEndOfArchive:
-        pending.insert(pending.end(), event->bytes.begin(), event->bytes.end());
-        pending_ts.insert(pending_ts.end(), event->bytes.begin(), event->bytes.end());
-        break;
-      case TarEventKind::kTrailingBytes:
-        pending.insert(pending.end(), event->bytes.begin(), event->bytes.end());
-        trailing_ts.insert(trailing_ts.end(), event->bytes.begin(), event->bytes.end());
-        break;
-      case TarEventKind::kDone: break;
-    }
-  }
-  STRATA_TRY(flush_pending());
-  if (with_tar_split) {
-    // Go's archive/tar hands the end blocks (with the last padding) as one segment, then
-    // tar-split adds whatever follows them as a last segment, empty or not.
-    tar_split.add_segment(pending_ts);
-    tar_split.add_segment(trailing_ts);
-  }
-
-  report.media_type = std::string(oci::kMediaTypeLayerTarZstd);
-  if (options.frames_only) {
-    report.size = out.offset();
-    report.digest = out.finish();
-    report.diff_id = source.finish();
-    report.uncompressed_size = source.bytes();
-    return report;
-  }
-
-  // Skippable frames: TOC, tar-split, footer.
-  const auto write_skippable = [&](ByteSpan payload) -> Result<std::uint64_t> {
-    std::vector<std::uint8_t> header;
-    put_u32le(header, kSkippableMagic);
-    put_u32le(header, static_cast<std::uint32_t>(payload.size()));
-    STRATA_TRY(out.write(header));
-    const std::uint64_t at = out.offset();
-    STRATA_TRY(out.write(payload));
-    return at;
-  };
-  std::vector<std::uint8_t> tar_split_frame;
-  if (with_tar_split) {
-    const std::string& text = tar_split.text();
-    auto compressed = compress_frame(
-        context.get(), ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
-        options.level);
-    if (!compressed) return std::move(compressed).error();
-    tar_split_frame = std::move(*compressed);
-    toc.tar_split_digest = sha256_of(tar_split_frame);
-  }
-  const std::string toc_json = detail::write_toc_json(toc);
-  auto toc_frame = compress_frame(
-      context.get(),
-      ByteSpan(reinterpret_cast<const std::uint8_t*>(toc_json.data()), toc_json.size()),
-      options.level);
-  if (!toc_frame) return std::move(toc_frame).error();
-  if (toc_frame->size() > 0xFFFFFFFFULL || tar_split_frame.size() > 0xFFFFFFFFULL) {
-    return make_error(ErrorCode::kLimitExceeded, "zstd:chunked TOC or tar-split over 4 GiB");
-  }
-  auto toc_offset = write_skippable(*toc_frame);
-  if (!toc_offset) return std::move(toc_offset).error();
-  std::uint64_t tar_split_offset = 0;
-  if (with_tar_split) {
-    auto at = write_skippable(tar_split_frame);
-    if (!at) return std::move(at).error();
-    tar_split_offset = *at;
-  }
-  std::vector<std::uint8_t> footer;
-  put_u64le(footer, *toc_offset);
-  put_u64le(footer, toc_frame->size());
-  put_u64le(footer, toc_json.size());
-  put_u64le(footer, kManifestTypeCrfs);
-  if (with_tar_split) {
-    put_u64le(footer, tar_split_offset);
-    put_u64le(footer, tar_split_frame.size());
-    put_u64le(footer, tar_split.text().size());
-    for (const char c : std::string_view("GNUlInUx"))
-      footer.push_back(static_cast<std::uint8_t>(c));
-  } else {
-    for (const char c : std::string_view("GnUlInUx"))
-      footer.push_back(static_cast<std::uint8_t>(c));
-  }
-  auto footer_at = write_skippable(footer);
-  if (!footer_at) return std::move(footer_at).error();
-
-  const Digest toc_digest = sha256_of(*toc_frame);
-  const std::string position = std::to_string(*toc_offset) + ":" +
-                               std::to_string(toc_frame->size()) + ":" +
-                               std::to_string(toc_json.size()) + ":1";
-  if (with_tar_split) {
-    report.annotations[std::string(kZstdChunkedManifestChecksumKey)] = toc_digest.to_string();
-    report.annotations[std::string(kZstdChunkedManifestPositionKey)] = position;
-    report.annotations[std::string(kZstdChunkedTarSplitPositionKey)] =
-        std::to_string(tar_split_offset) + ":" + std::to_string(tar_split_frame.size()) + ":" +
-        std::to_string(tar_split.text().size());
-  } else {
-    report.annotations[std::string(kZstdChunkedV1ManifestChecksumKey)] = toc_digest.to_string();
-    report.annotations[std::string(kZstdChunkedV1ManifestPositionKey)] = position;
-  }
-  report.size = out.offset();
-  report.digest = out.finish();
-  report.diff_id = source.finish();
-  report.uncompressed_size = source.bytes();
-  report.toc_entries = toc.entries.size();
-  return report;
+  ZstdChunkedBlobWriter writer(context.get(), chunks, frames, options, sink);
+  return writer.write(tar);
 }
 
 }  // namespace strata::fastpull

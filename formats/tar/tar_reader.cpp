@@ -236,6 +236,191 @@ Result<std::vector<std::pair<std::string, std::string>>> parse_pax_records(
   return records;
 }
 
+using PaxRecords = std::vector<std::pair<std::string, std::string>>;
+
+// The extended headers that precede an entry's own header block and change what it says.
+struct ExtendedHeaders {
+  std::optional<PaxRecords> pax;
+  std::optional<std::string> long_name;  // GNU 'L'
+  std::optional<std::string> long_link;  // GNU 'K'
+};
+
+// The checksum of a header block, summed unsigned and signed (old tars summed signed chars).
+Result<void> verify_checksum(const std::uint8_t* block, std::uint64_t block_offset) {
+  const auto stored_sum = parse_numeric(field_view(block, kChecksum));
+  std::int64_t unsigned_sum = 0;
+  std::int64_t signed_sum = 0;
+  for (std::size_t i = 0; i < kBlock; ++i) {
+    const std::uint8_t byte =
+        (i >= kChecksum.offset && i < kChecksum.offset + kChecksum.length) ? ' ' : block[i];
+    unsigned_sum += byte;
+    signed_sum += static_cast<std::int8_t>(byte);
+  }
+  if (!stored_sum || (*stored_sum != unsigned_sum && *stored_sum != signed_sum)) {
+    return make_error(ErrorCode::kCorruptInput, at_offset(block_offset) +
+                                                    ": checksum mismatch (computed " +
+                                                    std::to_string(unsigned_sum) + ")");
+  }
+  return {};
+}
+
+HeaderFormat format_of(const std::uint8_t* block) {
+  const std::string_view magic = field_view(block, kMagic);
+  if (magic == kMagicUstar) {
+    return field_view(block, kStarTrailer) == kTrailerStar ? HeaderFormat::kStar
+                                                           : HeaderFormat::kUstar;
+  }
+  if (magic == kMagicGnu && field_view(block, kVersion) == kVersionGnu) return HeaderFormat::kGnu;
+  return HeaderFormat::kV7;
+}
+
+Error bad_field(const std::string& where, std::string_view name) {
+  return make_error(ErrorCode::kCorruptInput, where + ": invalid " + std::string(name) + " field");
+}
+
+// The ustar fields of an entry's own header block (names, numbers, the ustar/star prefix) and
+// the GNU long name and link; returns the size field, which a pax record may still replace.
+Result<std::int64_t> decode_header_block(const std::uint8_t* block, const std::string& where,
+                                         ExtendedHeaders& extended, TarEntry& entry) {
+  entry.typeflag = static_cast<char>(block[kTypeflagOffset]);
+  const HeaderFormat format = format_of(block);
+  entry.path = std::string(field_string(field_view(block, kName)));
+  entry.link_path = std::string(field_string(field_view(block, kLinkname)));
+  const auto mode = parse_numeric(field_view(block, kMode));
+  const auto uid = parse_numeric(field_view(block, kUid));
+  const auto gid = parse_numeric(field_view(block, kGid));
+  const auto size = parse_numeric(field_view(block, kSize));
+  const auto mtime = parse_numeric(field_view(block, kMtime));
+  if (!mode) return bad_field(where, "mode");
+  if (!uid) return bad_field(where, "uid");
+  if (!gid) return bad_field(where, "gid");
+  if (!size) return bad_field(where, "size");
+  if (!mtime) return bad_field(where, "mtime");
+  entry.mode = *mode;
+  entry.uid = *uid;
+  entry.gid = *gid;
+  entry.mtime = *mtime;
+  if (format != HeaderFormat::kV7) {
+    entry.uname = std::string(field_string(field_view(block, kUname)));
+    entry.gname = std::string(field_string(field_view(block, kGname)));
+    const auto major = parse_numeric(field_view(block, kDevMajor));
+    const auto minor = parse_numeric(field_view(block, kDevMinor));
+    if (!major) return bad_field(where, "devmajor");
+    if (!minor) return bad_field(where, "devminor");
+    entry.dev_major = *major;
+    entry.dev_minor = *minor;
+    if (format == HeaderFormat::kUstar || format == HeaderFormat::kStar) {
+      const std::string_view prefix =
+          field_string(field_view(block, format == HeaderFormat::kUstar ? kPrefix : kStarPrefix));
+      if (!prefix.empty()) entry.path = std::string(prefix) + "/" + entry.path;
+    }
+  }
+  if (extended.long_name) entry.path = std::move(*extended.long_name);
+  if (extended.long_link) entry.link_path = std::move(*extended.long_link);
+  entry.type = type_of(entry.typeflag);
+  if (entry.typeflag == '\0' && !entry.path.empty() && entry.path.back() == '/') {
+    entry.type = TarEntryType::kDirectory;
+  }
+  return *size;
+}
+
+// Pax records override the header block's fields (Go's mergePAX); `entry_size` takes "size".
+Result<void> apply_pax_records(const PaxRecords& pax, const std::string& where, TarEntry& entry,
+                               std::int64_t& entry_size) {
+  for (const auto& record : pax) {
+    // Named references, not structured bindings: lambdas may not capture those before C++20
+    // compilers caught up (clang 14).
+    const std::string& key = record.first;
+    const std::string& value = record.second;
+    const auto bad_record = [&](std::string_view name) {
+      return make_error(ErrorCode::kCorruptInput, where + ": invalid pax " + std::string(name) +
+                                                      " '" + value.substr(0, 40) + "'");
+    };
+    if (key == "path") {
+      entry.path = value;
+    } else if (key == "linkpath") {
+      entry.link_path = value;
+    } else if (key == "uname") {
+      entry.uname = value;
+    } else if (key == "gname") {
+      entry.gname = value;
+    } else if (key == "size") {
+      const auto parsed = parse_decimal(value);
+      if (!parsed || *parsed < 0) return bad_record("size");
+      entry_size = *parsed;
+    } else if (key == "uid" || key == "gid") {
+      const auto parsed = parse_decimal(value);
+      if (!parsed) return bad_record(key);
+      (key == "uid" ? entry.uid : entry.gid) = *parsed;
+    } else if (key == "mtime") {
+      const auto parsed = parse_pax_time(value);
+      if (!parsed) return bad_record("mtime");
+      entry.mtime = *parsed;
+      entry.pax_mtime = value;
+    } else if (key == "atime" || key == "ctime") {
+      if (!parse_pax_time(value)) return bad_record(key);
+    } else if (key.starts_with(kPaxXattrPrefix)) {
+      entry.xattrs.emplace_back(key.substr(kPaxXattrPrefix.size()), value);
+    } else if (key.starts_with(kPaxSparsePrefix)) {
+      return make_error(ErrorCode::kUnsupported, where + ": GNU sparse pax record '" + key +
+                                                     "' (sparse files are not supported)");
+    }
+  }
+  return {};
+}
+
+// The caps of TarLimits on one entry; `entries` counts the entries before this one.
+Result<void> check_entry_limits(const TarEntry& entry, std::int64_t entry_size,
+                                const TarLimits& limits, std::uint64_t entries,
+                                const std::string& where) {
+  if (entry_size < 0) return bad_field(where, "size");
+  if (static_cast<std::uint64_t>(entry_size) > limits.max_entry_size) {
+    return make_error(ErrorCode::kLimitExceeded,
+                      where + ": entry size " + std::to_string(entry_size) +
+                          " exceeds the cap of " + std::to_string(limits.max_entry_size));
+  }
+  if (entry.path.size() > limits.max_path_length ||
+      entry.link_path.size() > limits.max_path_length) {
+    return make_error(ErrorCode::kLimitExceeded, where + ": path longer than the cap of " +
+                                                     std::to_string(limits.max_path_length) +
+                                                     " bytes");
+  }
+  if (entries >= limits.max_entries) {
+    return make_error(ErrorCode::kLimitExceeded,
+                      where + ": more than " + std::to_string(limits.max_entries) + " entries");
+  }
+  return {};
+}
+
+// The flags a consumer checks before it touches the file system: unsafe paths and whiteouts.
+void mark_path_flags(TarEntry& entry) {
+  entry.unsafe_path = is_unsafe_path(entry.path);
+  entry.unsafe_link =
+      (entry.type == TarEntryType::kHardLink || entry.type == TarEntryType::kSymlink) &&
+      is_unsafe_path(entry.link_path);
+  const std::string_view base = basename_of(entry.path);
+  entry.whiteout = base.starts_with(kWhiteoutPrefix);
+  entry.opaque_whiteout = base == kOpaqueWhiteout;
+}
+
+// An entry from its own header block and the extended headers before it, checked against the
+// limits; its size is 0 for types that have no content.
+Result<TarEntry> decode_entry(const std::uint8_t* block, const std::string& where,
+                              ExtendedHeaders& extended, const TarLimits& limits,
+                              std::uint64_t entries) {
+  TarEntry entry;
+  auto entry_size = decode_header_block(block, where, extended, entry);
+  if (!entry_size) return std::move(entry_size).error();
+  if (extended.pax) {
+    STRATA_TRY(apply_pax_records(*extended.pax, where, entry, *entry_size));
+    entry.pax_records = std::move(*extended.pax);
+  }
+  STRATA_TRY(check_entry_limits(entry, *entry_size, limits, entries, where));
+  entry.size = is_header_only(entry.type) ? 0 : static_cast<std::uint64_t>(*entry_size);
+  mark_path_flags(entry);
+  return entry;
+}
+
 }  // namespace
 
 TarReader::TarReader(ByteSource& source, const TarLimits& limits)
@@ -334,9 +519,7 @@ Result<TarEvent> TarReader::finish_end_of_archive(std::uint64_t block_offset) {
 Result<TarEvent> TarReader::read_header_group() {
   header_bytes_.clear();
   const std::uint64_t group_offset = offset_;
-  std::optional<std::vector<std::pair<std::string, std::string>>> pax;
-  std::optional<std::string> long_name;
-  std::optional<std::string> long_link;
+  ExtendedHeaders extended;
   std::array<std::uint8_t, kBlock> block{};
   std::uint64_t block_offset = 0;
 
@@ -365,22 +548,9 @@ Result<TarEvent> TarReader::read_header_group() {
       }
       return finish_end_of_archive(block_offset);
     }
-
-    const auto stored_sum = parse_numeric(field_view(block.data(), kChecksum));
-    std::int64_t unsigned_sum = 0;
-    std::int64_t signed_sum = 0;
-    for (std::size_t i = 0; i < kBlock; ++i) {
-      const std::uint8_t byte =
-          (i >= kChecksum.offset && i < kChecksum.offset + kChecksum.length) ? ' ' : block[i];
-      unsigned_sum += byte;
-      signed_sum += static_cast<std::int8_t>(byte);
-    }
-    if (!stored_sum || (*stored_sum != unsigned_sum && *stored_sum != signed_sum)) {
-      return fail(make_error(ErrorCode::kCorruptInput, at_offset(block_offset) +
-                                                           ": checksum mismatch (computed " +
-                                                           std::to_string(unsigned_sum) + ")"));
-    }
     {
+      auto verified = verify_checksum(block.data(), block_offset);
+      if (!verified.ok()) return fail(std::move(verified).error());
       auto taken = take_header_bytes(kBlock, "a header block");
       if (!taken.ok()) return fail(std::move(taken).error());
     }
@@ -405,16 +575,17 @@ Result<TarEvent> TarReader::read_header_group() {
       const std::string_view data(reinterpret_cast<const char*>(header_bytes_.data()) + data_start,
                                   data_size);
       if (typeflag == 'L' || typeflag == 'K') {
-        (typeflag == 'L' ? long_name : long_link) = std::string(field_string(data));
+        (typeflag == 'L' ? extended.long_name : extended.long_link) =
+            std::string(field_string(data));
         continue;
       }
       auto records = parse_pax_records(data, at_offset(block_offset));
       if (!records.ok()) return fail(std::move(records).error());
       if (typeflag == 'x') {
-        pax = std::move(*records);
+        extended.pax = std::move(*records);
         continue;
       }
-      if (pax || long_name || long_link) {
+      if (extended.pax || extended.long_name || extended.long_link) {
         return fail(
             make_error(ErrorCode::kCorruptInput,
                        at_offset(block_offset) + ": pax global header follows an extended header"));
@@ -438,133 +609,11 @@ Result<TarEvent> TarReader::read_header_group() {
   }
 
   // The entry's own header.
-  const std::string where = at_offset(block_offset);
-  const auto bad_field = [&](std::string_view name) {
-    return fail(
-        make_error(ErrorCode::kCorruptInput, where + ": invalid " + std::string(name) + " field"));
-  };
-  TarEntry entry;
-  entry.header_offset = group_offset;
-  entry.typeflag = static_cast<char>(block[kTypeflagOffset]);
-  const std::string_view magic = field_view(block.data(), kMagic);
-  HeaderFormat format = HeaderFormat::kV7;
-  if (magic == kMagicUstar) {
-    format = field_view(block.data(), kStarTrailer) == kTrailerStar ? HeaderFormat::kStar
-                                                                    : HeaderFormat::kUstar;
-  } else if (magic == kMagicGnu && field_view(block.data(), kVersion) == kVersionGnu) {
-    format = HeaderFormat::kGnu;
-  }
-  entry.path = std::string(field_string(field_view(block.data(), kName)));
-  entry.link_path = std::string(field_string(field_view(block.data(), kLinkname)));
-  const auto mode = parse_numeric(field_view(block.data(), kMode));
-  const auto uid = parse_numeric(field_view(block.data(), kUid));
-  const auto gid = parse_numeric(field_view(block.data(), kGid));
-  const auto size = parse_numeric(field_view(block.data(), kSize));
-  const auto mtime = parse_numeric(field_view(block.data(), kMtime));
-  if (!mode) return bad_field("mode");
-  if (!uid) return bad_field("uid");
-  if (!gid) return bad_field("gid");
-  if (!size) return bad_field("size");
-  if (!mtime) return bad_field("mtime");
-  entry.mode = *mode;
-  entry.uid = *uid;
-  entry.gid = *gid;
-  entry.mtime = *mtime;
-  std::int64_t entry_size = *size;
-  if (format != HeaderFormat::kV7) {
-    entry.uname = std::string(field_string(field_view(block.data(), kUname)));
-    entry.gname = std::string(field_string(field_view(block.data(), kGname)));
-    const auto major = parse_numeric(field_view(block.data(), kDevMajor));
-    const auto minor = parse_numeric(field_view(block.data(), kDevMinor));
-    if (!major) return bad_field("devmajor");
-    if (!minor) return bad_field("devminor");
-    entry.dev_major = *major;
-    entry.dev_minor = *minor;
-    if (format == HeaderFormat::kUstar || format == HeaderFormat::kStar) {
-      const std::string_view prefix = field_string(
-          field_view(block.data(), format == HeaderFormat::kUstar ? kPrefix : kStarPrefix));
-      if (!prefix.empty()) entry.path = std::string(prefix) + "/" + entry.path;
-    }
-  }
-  if (long_name) entry.path = std::move(*long_name);
-  if (long_link) entry.link_path = std::move(*long_link);
-  entry.type = type_of(entry.typeflag);
-  if (entry.typeflag == '\0' && !entry.path.empty() && entry.path.back() == '/') {
-    entry.type = TarEntryType::kDirectory;
-  }
-
-  if (pax) {
-    for (const auto& record : *pax) {
-      // Named references, not structured bindings: lambdas may not capture those before C++20
-      // compilers caught up (clang 14).
-      const std::string& key = record.first;
-      const std::string& value = record.second;
-      const auto bad_record = [&](std::string_view name) {
-        return fail(make_error(
-            ErrorCode::kCorruptInput,
-            where + ": invalid pax " + std::string(name) + " '" + value.substr(0, 40) + "'"));
-      };
-      if (key == "path") {
-        entry.path = value;
-      } else if (key == "linkpath") {
-        entry.link_path = value;
-      } else if (key == "uname") {
-        entry.uname = value;
-      } else if (key == "gname") {
-        entry.gname = value;
-      } else if (key == "size") {
-        const auto parsed = parse_decimal(value);
-        if (!parsed || *parsed < 0) return bad_record("size");
-        entry_size = *parsed;
-      } else if (key == "uid" || key == "gid") {
-        const auto parsed = parse_decimal(value);
-        if (!parsed) return bad_record(key);
-        (key == "uid" ? entry.uid : entry.gid) = *parsed;
-      } else if (key == "mtime") {
-        const auto parsed = parse_pax_time(value);
-        if (!parsed) return bad_record("mtime");
-        entry.mtime = *parsed;
-        entry.pax_mtime = value;
-      } else if (key == "atime" || key == "ctime") {
-        if (!parse_pax_time(value)) return bad_record(key);
-      } else if (key.starts_with(kPaxXattrPrefix)) {
-        entry.xattrs.emplace_back(key.substr(kPaxXattrPrefix.size()), value);
-      } else if (key.starts_with(kPaxSparsePrefix)) {
-        return fail(make_error(ErrorCode::kUnsupported, where + ": GNU sparse pax record '" + key +
-                                                            "' (sparse files are not supported)"));
-      }
-    }
-    entry.pax_records = std::move(*pax);
-  }
-
-  if (entry_size < 0) return bad_field("size");
-  if (static_cast<std::uint64_t>(entry_size) > limits_.max_entry_size) {
-    return fail(make_error(ErrorCode::kLimitExceeded,
-                           where + ": entry size " + std::to_string(entry_size) +
-                               " exceeds the cap of " + std::to_string(limits_.max_entry_size)));
-  }
-  if (entry.path.size() > limits_.max_path_length ||
-      entry.link_path.size() > limits_.max_path_length) {
-    return fail(make_error(ErrorCode::kLimitExceeded, where + ": path longer than the cap of " +
-                                                          std::to_string(limits_.max_path_length) +
-                                                          " bytes"));
-  }
-  if (entries_ >= limits_.max_entries) {
-    return fail(
-        make_error(ErrorCode::kLimitExceeded,
-                   where + ": more than " + std::to_string(limits_.max_entries) + " entries"));
-  }
+  auto entry = decode_entry(block.data(), at_offset(block_offset), extended, limits_, entries_);
+  if (!entry.ok()) return fail(std::move(entry).error());
   ++entries_;
-  entry.size = is_header_only(entry.type) ? 0 : static_cast<std::uint64_t>(entry_size);
-  entry.unsafe_path = is_unsafe_path(entry.path);
-  entry.unsafe_link =
-      (entry.type == TarEntryType::kHardLink || entry.type == TarEntryType::kSymlink) &&
-      is_unsafe_path(entry.link_path);
-  const std::string_view base = basename_of(entry.path);
-  entry.whiteout = base.starts_with(kWhiteoutPrefix);
-  entry.opaque_whiteout = base == kOpaqueWhiteout;
-
-  entry_ = std::move(entry);
+  entry_ = std::move(*entry);
+  entry_.header_offset = group_offset;
   content_left_ = entry_.size;
   padding_ = static_cast<std::size_t>(padded_size(entry_.size) - entry_.size);
   state_ = content_left_ > 0 ? State::kContent : State::kHeader;
