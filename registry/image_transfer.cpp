@@ -202,12 +202,16 @@ Result<ManifestResponse> resolve_platform_manifest(RegistryClient& client,
                                               "/" + options.architecture);
 }
 
-}  // namespace
+// The manifest (an index resolved to the platform), and the config with one diff_id per layer.
+struct ImageMetadata {
+  ManifestResponse resolved;
+  oci::Manifest manifest;
+  std::vector<std::uint8_t> config_bytes;
+  oci::ImageConfig config;
+};
 
-Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
-                              ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
-                              const PullOptions& options, const TransferProgressFn& progress) {
-  const TransferCounters wire_before = client.counters();
+Result<ImageMetadata> fetch_image_metadata(RegistryClient& client, const ImageReference& source,
+                                           const PullOptions& options) {
   const std::string& repository = source.repository;
   auto fetched = client.fetch_manifest(repository, source.reference());
   if (!fetched.ok()) return std::move(fetched).error();
@@ -232,6 +236,85 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                           std::to_string(config->diff_ids.size()) + " diff_ids for " +
                           std::to_string(manifest->layers.size()) + " layers");
   }
+  return ImageMetadata{std::move(*resolved), std::move(*manifest), std::move(*config_bytes),
+                       std::move(*config)};
+}
+
+TransferCounters counters_since(const RegistryClient& client, const TransferCounters& before) {
+  const TransferCounters after = client.counters();
+  return TransferCounters{after.bytes_received - before.bytes_received,
+                          after.bytes_sent - before.bytes_sent, after.requests - before.requests,
+                          after.retries - before.retries};
+}
+
+}  // namespace
+
+Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageReference& source,
+                                       const ChunkStore& store, const PullOptions& options) {
+  const TransferCounters wire_before = client.counters();
+  auto metadata = fetch_image_metadata(client, source, options);
+  if (!metadata.ok()) return std::move(metadata).error();
+  PullPlanReport report;
+  report.image_bytes = client.counters().bytes_received - wire_before.bytes_received;
+  report.manifest_digest = metadata->resolved.digest;
+  report.manifest = metadata->manifest;
+  const auto& layers = metadata->manifest.layers;
+  report.layers.resize(layers.size());
+  std::mutex store_mutex;  // layer lookups are serialised, as pull_image() does
+  // Layers are planned in parallel as pull_image() pulls them (one TOC read per chunked layer).
+  auto planned = run_parallel(layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
+    const oci::Descriptor& descriptor = layers[i];
+    PlannedLayer& layer = report.layers[i];
+    layer.descriptor = descriptor;
+    layer.diff_id = metadata->config.diff_ids[i];
+    // The same decisions in the same order as pull_image() with a store and no layout.
+    {
+      std::lock_guard lock(store_mutex);
+      if (store.find_layer_by_diff_id(layer.diff_id).ok()) {
+        layer.already_present = true;
+        return {};
+      }
+    }
+    if (!fastpull::chunked_format_of(descriptor.annotations)) {
+      layer.whole_reason = "not a chunked layer";
+    } else if (!options.partial) {
+      layer.whole_reason = "partial pull turned off";
+    } else if (auto chunked =
+                   detail::plan_chunked_layer(client, source.repository, descriptor, store,
+                                              layer.metadata_bytes, layer.whole_reason)) {
+      layer.chunked = true;
+      layer.chunked_format = std::string(fastpull::chunked_format_name(chunked->format));
+      layer.chunks = chunked->plan.chunks;
+      layer.chunks_local = chunked->plan.local_chunks;
+      layer.chunks_missing = chunked->plan.missing_chunks;
+      layer.ranges = chunked->plan.ranges.size();
+      layer.fetch_bytes = layer.metadata_bytes + chunked->plan.fetch_bytes;
+      return {};
+    }
+    // Whole: the TOC bytes read before giving up are fetched by a pull too.
+    layer.fetch_bytes = layer.metadata_bytes + descriptor.size;
+    return {};
+  });
+  if (!planned.ok()) return std::move(planned).error();
+  for (const auto& layer : report.layers) {
+    report.layer_bytes += layer.descriptor.size;
+    report.fetch_bytes += layer.fetch_bytes;
+  }
+  report.wire = counters_since(client, wire_before);
+  return report;
+}
+
+Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
+                              ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
+                              const PullOptions& options, const TransferProgressFn& progress) {
+  const TransferCounters wire_before = client.counters();
+  const std::string& repository = source.repository;
+  auto metadata = fetch_image_metadata(client, source, options);
+  if (!metadata.ok()) return std::move(metadata).error();
+  const ManifestResponse* resolved = &metadata->resolved;
+  const oci::Manifest* manifest = &metadata->manifest;
+  const std::vector<std::uint8_t>* config_bytes = &metadata->config_bytes;
+  const oci::ImageConfig* config = &metadata->config;
 
   // Downloads in flight go to a fresh private directory (mode 0700, a random name made like
   // mkdtemp's, never one that already exists: another user cannot have planted it, or a symlink
@@ -352,11 +435,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
     }
     STRATA_TRY(layout->set_tag(tag, manifest_descriptor));
   }
-  const TransferCounters wire_after = client.counters();
-  report.wire = TransferCounters{wire_after.bytes_received - wire_before.bytes_received,
-                                 wire_after.bytes_sent - wire_before.bytes_sent,
-                                 wire_after.requests - wire_before.requests,
-                                 wire_after.retries - wire_before.retries};
+  report.wire = counters_since(client, wire_before);
   report.bytes_fetched = report.wire.bytes_received;
   return report;
 }
