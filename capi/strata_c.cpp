@@ -970,6 +970,64 @@ std::int32_t strata_image_pull(strata_store* store, const char* reference,
   });
 }
 
+std::int32_t strata_image_pull_plan(strata_store* store, const char* reference,
+                                    const strata_registry_options* registry,
+                                    const strata_pull_options* options,
+                                    strata_layer_plan_fn on_layer, void* user,
+                                    strata_image_plan* plan, strata_error* err) {
+  return guarded(err, [&] {
+    auto object = find_store(store);
+    const auto in = read_input(options, "pull options");
+    check_output(plan, "image plan", true);
+    auto remote = connect(reference, registry);
+    strata::registry::PullOptions pull;
+    pull.partial = in.whole_layers == 0;
+    if (in.jobs != 0) pull.jobs = in.jobs;
+    if (in.os != nullptr) pull.os = in.os;
+    if (in.architecture != nullptr) pull.architecture = in.architecture;
+    auto result = take(
+        strata::registry::plan_image_pull(remote.client, remote.reference, object->store, pull));
+    strata_image_plan out{};
+    copy_digest(out.manifest_digest, result.manifest_digest);
+    out.layers = result.layers.size();
+    for (std::size_t i = 0; i < result.layers.size(); ++i) {
+      const auto& layer = result.layers[i];
+      out.layers_already_present += layer.already_present ? 1 : 0;
+      out.layers_chunked += layer.chunked ? 1 : 0;
+      out.chunks += layer.chunks;
+      out.chunks_local += layer.chunks_local;
+      out.chunks_missing += layer.chunks_missing;
+      if (on_layer == nullptr) continue;
+      strata_layer_plan item{};
+      item.struct_size = sizeof item;
+      item.index = static_cast<std::uint32_t>(i);
+      copy_digest(item.digest, layer.descriptor.digest);
+      copy_digest(item.diff_id, layer.diff_id);
+      item.size = layer.descriptor.size;
+      item.already_present = layer.already_present ? 1 : 0;
+      item.chunked = layer.chunked ? 1 : 0;
+      copy_string(item.chunked_format, layer.chunked_format);
+      copy_string(item.whole_reason, layer.whole_reason);
+      item.fetch_bytes = layer.fetch_bytes;
+      item.metadata_bytes = layer.metadata_bytes;
+      item.chunks = layer.chunks;
+      item.chunks_local = layer.chunks_local;
+      item.chunks_missing = layer.chunks_missing;
+      item.ranges = layer.ranges;
+      const std::int32_t rc = on_layer(user, &item);
+      if (rc != 0) {
+        fail(STRATA_E_CALLBACK, "layer plan callback failed (" + std::to_string(rc) +
+                                    ") at layer " + std::to_string(i));
+      }
+    }
+    out.layer_bytes = result.layer_bytes;
+    out.fetch_bytes = result.fetch_bytes;
+    out.image_bytes = result.image_bytes;
+    out.plan_bytes = result.wire.bytes_received;
+    write_output(plan, out);
+  });
+}
+
 std::int32_t strata_layout_pull(strata_store* store, const char* layout, const char* tag,
                                 std::uint32_t run, strata_pull_plan* plan, strata_error* err) {
   return guarded(err, [&] {

@@ -15,15 +15,14 @@
 
 namespace strata::registry::detail {
 
-Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
-                                const oci::Descriptor& descriptor, const Digest& diff_id,
-                                ChunkStore& store, PulledLayer& layer) {
+std::optional<ChunkedLayerPlan> plan_chunked_layer(
+    RegistryClient& client, const std::string& repository, const oci::Descriptor& descriptor,
+    const ChunkStore& store, std::uint64_t& metadata_bytes, std::string& whole_reason) {
   const auto format = fastpull::chunked_format_of(descriptor.annotations);
   if (!format) {
-    layer.whole_reason = "not a chunked layer";
-    return false;
+    whole_reason = "not a chunked layer";
+    return std::nullopt;
   }
-  std::uint64_t metadata_bytes = 0;
   const fastpull::RangeFetcher fetch_metadata =
       [&](std::uint64_t offset, std::uint64_t length) -> Result<std::vector<std::uint8_t>> {
     auto bytes = client.fetch_range(repository, descriptor.digest, offset, length);
@@ -32,16 +31,30 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   };
   auto toc = fastpull::read_chunked_toc(descriptor.size, descriptor.annotations, fetch_metadata);
   if (!toc.ok()) {
-    layer.bytes_fetched += metadata_bytes;
-    layer.whole_reason = "TOC unreadable: " + toc.error().message;
-    return false;
+    whole_reason = "TOC unreadable: " + toc.error().message;
+    return std::nullopt;
   }
   auto plan = fastpull::plan_pull(*toc, [&](const Digest& chunk) { return store.contains(chunk); });
   if (!plan.ok()) {
+    whole_reason = "TOC not plannable: " + plan.error().message;
+    return std::nullopt;
+  }
+  return ChunkedLayerPlan{*format, std::move(*toc), std::move(*plan)};
+}
+
+Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
+                                const oci::Descriptor& descriptor, const Digest& diff_id,
+                                ChunkStore& store, PulledLayer& layer) {
+  std::uint64_t metadata_bytes = 0;
+  auto planned =
+      plan_chunked_layer(client, repository, descriptor, store, metadata_bytes, layer.whole_reason);
+  if (!planned) {
     layer.bytes_fetched += metadata_bytes;
-    layer.whole_reason = "TOC not plannable: " + plan.error().message;
     return false;
   }
+  const auto& toc = planned->toc;
+  const auto& plan = planned->plan;
+  const auto format = planned->format;
   const fastpull::RangeBatchFetcher fetch_batch = [&](std::span<const fastpull::ByteRange> ranges)
       -> Result<std::vector<std::vector<std::uint8_t>>> {
     std::vector<ByteRange> request;
@@ -65,7 +78,7 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   fastpull::StorePullOptions options;
   options.media_type = descriptor.media_type;
   auto pulled =
-      fastpull::pull_chunked_layer_into_store(store, *toc, *plan, fetch_batch, diff_id, options);
+      fastpull::pull_chunked_layer_into_store(store, toc, plan, fetch_batch, diff_id, options);
   if (!pulled.ok()) {
     if (pulled.error().code != ErrorCode::kUnsupported) {
       return make_error(pulled.error().code,
@@ -79,10 +92,10 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   layer.new_stored_bytes = pulled->new_stored_bytes;
   layer.already_present = pulled->already_present;
   layer.chunked = true;
-  layer.chunked_format = std::string(fastpull::chunked_format_name(*format));
+  layer.chunked_format = std::string(fastpull::chunked_format_name(format));
   layer.bytes_fetched += metadata_bytes + pulled->fetched_bytes;
-  layer.chunks_local = plan->local_chunks;
-  layer.chunks_fetched = plan->missing_chunks;
+  layer.chunks_local = plan.local_chunks;
+  layer.chunks_fetched = plan.missing_chunks;
   layer.frames_adopted = pulled->adopted_frames;
   layer.fetch_batches = pulled->batches;
   layer.max_batch_bytes = pulled->max_batch_bytes;

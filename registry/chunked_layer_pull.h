@@ -6,11 +6,28 @@
 // footer, TOC, tar-split), §2 (eStargz), §3 (Range GETs).
 #pragma once
 
+#include <optional>
 #include <string>
 
+#include "strata/fastpull.h"
 #include "strata/registry.h"
 
 namespace strata::registry::detail {
+
+// A chunked layer's TOC (read through range GETs) and its plan against a store.
+struct ChunkedLayerPlan {
+  fastpull::ChunkedFormat format = fastpull::ChunkedFormat::kZstdChunked;
+  fastpull::ChunkedLayerToc toc;
+  fastpull::PullPlan plan;
+};
+
+// Reads the TOC of `descriptor` and plans it against `store`: what pull_chunked_layer() does
+// before it fetches a chunk, and what plan_image_pull() reports. nullopt when the layer must be
+// fetched whole (`whole_reason` says why: not chunked, TOC unreadable, not plannable). The bytes
+// the TOC reads received are added to `metadata_bytes` either way.
+std::optional<ChunkedLayerPlan> plan_chunked_layer(
+    RegistryClient& client, const std::string& repository, const oci::Descriptor& descriptor,
+    const ChunkStore& store, std::uint64_t& metadata_bytes, std::string& whole_reason);
 
 // Pulls `descriptor` (a layer whose annotations name a chunked format) into `store`. Returns true
 // when the layer is in the store, false when it must be fetched whole instead (layer.whole_reason

@@ -305,6 +305,61 @@ Result<void> write_pulled_image(oci::OciLayout& layout, const ImageMetadata& ima
 
 }  // namespace
 
+Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageReference& source,
+                                       const ChunkStore& store, const PullOptions& options) {
+  const TransferCounters wire_before = client.counters();
+  auto metadata = fetch_image_metadata(client, source, options);
+  if (!metadata.ok()) return std::move(metadata).error();
+  PullPlanReport report;
+  report.image_bytes = client.counters().bytes_received - wire_before.bytes_received;
+  report.manifest_digest = metadata->resolved.digest;
+  report.manifest = metadata->manifest;
+  const auto& layers = metadata->manifest.layers;
+  report.layers.resize(layers.size());
+  std::mutex store_mutex;  // layer lookups are serialised, as pull_image() does
+  // Layers are planned in parallel as pull_image() pulls them (one TOC read per chunked layer).
+  auto planned = run_parallel(layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
+    const oci::Descriptor& descriptor = layers[i];
+    PlannedLayer& layer = report.layers[i];
+    layer.descriptor = descriptor;
+    layer.diff_id = metadata->config.diff_ids[i];
+    // The same decisions in the same order as pull_image() with a store and no layout.
+    {
+      std::lock_guard lock(store_mutex);
+      if (store.find_layer_by_diff_id(layer.diff_id).ok()) {
+        layer.already_present = true;
+        return {};
+      }
+    }
+    if (!fastpull::chunked_format_of(descriptor.annotations)) {
+      layer.whole_reason = "not a chunked layer";
+    } else if (!options.partial) {
+      layer.whole_reason = "partial pull turned off";
+    } else if (auto chunked =
+                   detail::plan_chunked_layer(client, source.repository, descriptor, store,
+                                              layer.metadata_bytes, layer.whole_reason)) {
+      layer.chunked = true;
+      layer.chunked_format = std::string(fastpull::chunked_format_name(chunked->format));
+      layer.chunks = chunked->plan.chunks;
+      layer.chunks_local = chunked->plan.local_chunks;
+      layer.chunks_missing = chunked->plan.missing_chunks;
+      layer.ranges = chunked->plan.ranges.size();
+      layer.fetch_bytes = layer.metadata_bytes + chunked->plan.fetch_bytes;
+      return {};
+    }
+    // Whole: the TOC bytes read before giving up are fetched by a pull too.
+    layer.fetch_bytes = layer.metadata_bytes + descriptor.size;
+    return {};
+  });
+  if (!planned.ok()) return std::move(planned).error();
+  for (const auto& layer : report.layers) {
+    report.layer_bytes += layer.descriptor.size;
+    report.fetch_bytes += layer.fetch_bytes;
+  }
+  report.wire = counters_since(wire_before, client.counters());
+  return report;
+}
+
 Result<PullReport> pull_image(RegistryClient& client, const ImageReference& source,
                               ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
                               const PullOptions& options, const TransferProgressFn& progress) {

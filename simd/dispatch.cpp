@@ -24,7 +24,11 @@
 // strips, 1.24-1.27x warm, 1.74-1.81x cold); vpmadd52luq for the shift-adds of the consecutive
 // kernel (1.21x warm, 1.79x cold: port 0 only, latency 4); recomputing the hashes by the add
 // recurrence from the carry instead of carry shifts (1.42x vs 1.47x warm); a 1 KiB software
-// prefetch distance (2.16x cold vs 2.31x at 4 KiB).
+// prefetch distance (2.16x cold vs 2.31x at 4 KiB); 128-byte blocks for avx512_seq_gather (eight
+// 16-byte runs, so the lane prefix needs two steps and the carry reaches three lanes: ~7% fewer
+// port 0/5 uops on paper) measured equal to 64-byte blocks (9 alternating rounds in one process,
+// medians 2.48x/2.42x cold, 2.37x/2.39x file, spread ±0.1x on the shared machine), and sixteen
+// live hash registers spilled until the hit test moved to a scalar rescan of the hit block.
 #include "simd/dispatch.h"
 
 #include <algorithm>

@@ -32,19 +32,13 @@ constexpr std::size_t kNoHit = std::numeric_limits<std::size_t>::max();
 constexpr std::size_t kPrefetchAhead = 4096;
 
 // Gear entries by gathers: register r lane L = gear[bytes[8L + r]], all 64 bits. An in-lane
-// byte shuffle zero-extends byte r of every 64-bit lane into the gather's index.
+// byte shuffle zero-extends byte r of every 64-bit lane into the gather's index (the shuffle
+// controls are constants: building them per call cost a few hundred cycles per chunk).
 class GatherLookup {
  public:
   STRATA_TARGET_AVX512 explicit GatherLookup(const std::uint64_t* gear)
       : table_(reinterpret_cast<const long long*>(gear)) {
-    for (int r = 0; r < 8; ++r) {
-      alignas(64) std::array<std::uint8_t, 64> order{};
-      for (unsigned j = 0; j < 64; ++j) {
-        order[j] = j % 8 == 0 ? static_cast<std::uint8_t>(j % 16 + static_cast<unsigned>(r))
-                              : std::uint8_t{0x80};
-      }
-      pick_[r] = _mm512_load_si512(order.data());
-    }
+    for (int r = 0; r < 8; ++r) pick_[r] = _mm512_load_si512(kPicks[r].data());
   }
 
   STRATA_TARGET_AVX512 void operator()(const std::uint8_t* bytes, __m512i (&gear)[8]) const {
@@ -55,6 +49,17 @@ class GatherLookup {
   }
 
  private:
+  // kPicks[r]: byte r of each 64-bit lane to its lowest byte, the other bytes zeroed (0x80).
+  alignas(64) static constexpr std::array<std::array<std::uint8_t, 64>, 8> kPicks = [] {
+    std::array<std::array<std::uint8_t, 64>, 8> picks{};
+    for (unsigned r = 0; r < 8; ++r) {
+      for (unsigned j = 0; j < 64; ++j) {
+        picks[r][j] = j % 8 == 0 ? static_cast<std::uint8_t>(j % 16 + r) : std::uint8_t{0x80};
+      }
+    }
+    return picks;
+  }();
+
   const long long* table_;
   __m512i pick_[8];
 };
@@ -160,12 +165,11 @@ STRATA_TARGET_AVX512 std::size_t find_in_blocks(const std::uint8_t* data, std::s
     hashes[5] = _mm512_add_epi64(_mm512_slli_epi64(carry, 6), sums[5]);
     hashes[6] = _mm512_add_epi64(_mm512_slli_epi64(carry, 7), sums[6]);
     hashes[7] = run_ends;
-    __mmask8 lanes_hit = 0;
-    for (int r = 0; r < 8; ++r) {
-      lanes_hit =
-          static_cast<__mmask8>(lanes_hit | _mm512_testn_epi64_mask(hashes[r], masks[r % 2]));
-    }
-    if (lanes_hit != 0) [[unlikely]] {
+    // Lanes with no hit yet, narrowed register by register (masked vptestmq): the chain stays in
+    // mask registers, where OR-ing vptestnmq results went through general registers.
+    __mmask8 clear = _mm512_test_epi64_mask(hashes[0], masks[0]);
+    for (int r = 1; r < 8; ++r) clear = _mm512_mask_test_epi64_mask(clear, hashes[r], masks[r % 2]);
+    if (static_cast<unsigned>(clear) != 0xFFU) [[unlikely]] {
       std::size_t first = kBlock;
       for (int r = 0; r < 8; ++r) {
         unsigned lanes = _mm512_testn_epi64_mask(hashes[r], masks[r % 2]);

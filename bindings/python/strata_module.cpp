@@ -2,10 +2,10 @@
 // include/strata/strata_c.h, so every call from Python crosses the same boundary a registry or a
 // builder uses: chunk bytes (at once or streamed), open a store, ingest a layer from a path, a
 // file descriptor or a file-like object, export a stored layer in any layer format to a file
-// descriptor or a callable, pull an image, package, push and pull a model. A failed call raises
-// strata.Error whose `code` is the C status (strata.INVALID_ARGUMENT, ...), `name` its short name;
-// an exception raised by a Python callback becomes the __cause__ of an Error with code CALLBACK.
-// The GIL is released around store work and taken again inside callbacks.
+// descriptor or a callable, pull an image or plan that pull, package, push and pull a model. A
+// failed call raises strata.Error whose `code` is the C status (strata.INVALID_ARGUMENT, ...),
+// `name` its short name; an exception raised by a Python callback becomes the __cause__ of an Error
+// with code CALLBACK. The GIL is released around store work and taken again inside callbacks.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -13,6 +13,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "strata/strata_c.h"
 
@@ -50,6 +51,11 @@ void invoke(Call&& call, std::optional<py::error_already_set>* cause = nullptr) 
   STRATA_INIT(err);
   const std::int32_t code = call(&err);
   if (code != STRATA_OK) raise_status(code, err.message, cause);
+}
+
+std::int32_t collect_layer_plan(void* user, const strata_layer_plan* layer) {
+  static_cast<std::vector<strata_layer_plan>*>(user)->push_back(*layer);
+  return 0;
 }
 
 std::int32_t format_of(const std::string& name) {
@@ -368,6 +374,54 @@ class Store {
     return out;
   }
 
+  // What pull_image would fetch, without fetching a layer: totals and a dict per layer.
+  py::dict pull_plan(const std::string& reference, bool plain_http, bool tls_verify,
+                     const std::optional<std::string>& username,
+                     const std::optional<std::string>& password, bool whole_layers) {
+    const auto registry = registry_options(plain_http, tls_verify, username, password);
+    strata_pull_options options;
+    STRATA_INIT(options);
+    options.whole_layers = whole_layers ? 1 : 0;
+    strata_image_plan plan;
+    STRATA_INIT(plan);
+    std::vector<strata_layer_plan> layers;  // filled without the GIL, converted after
+    invoke([&](strata_error* err) {
+      const py::gil_scoped_release released;
+      return strata_image_pull_plan(handle_, reference.c_str(), &registry, &options,
+                                    collect_layer_plan, &layers, &plan, err);
+    });
+    py::list layer_list;
+    for (const strata_layer_plan& layer : layers) {
+      py::dict item;
+      item["digest"] = std::string(layer.digest);
+      item["diff_id"] = std::string(layer.diff_id);
+      item["size"] = layer.size;
+      item["already_present"] = layer.already_present != 0;
+      item["chunked"] = layer.chunked != 0;
+      item["chunked_format"] = std::string(layer.chunked_format);
+      item["whole_reason"] = std::string(layer.whole_reason);
+      item["fetch_bytes"] = layer.fetch_bytes;
+      item["metadata_bytes"] = layer.metadata_bytes;
+      item["chunks"] = layer.chunks;
+      item["chunks_local"] = layer.chunks_local;
+      item["chunks_missing"] = layer.chunks_missing;
+      item["ranges"] = layer.ranges;
+      layer_list.append(std::move(item));
+    }
+    py::dict out;
+    out["manifest_digest"] = std::string(plan.manifest_digest);
+    out["layers"] = std::move(layer_list);
+    out["layers_already_present"] = plan.layers_already_present;
+    out["layers_chunked"] = plan.layers_chunked;
+    out["chunks"] = plan.chunks;
+    out["chunks_local"] = plan.chunks_local;
+    out["chunks_missing"] = plan.chunks_missing;
+    out["layer_bytes"] = plan.layer_bytes;
+    out["fetch_bytes"] = plan.fetch_bytes;
+    out["image_bytes"] = plan.image_bytes;
+    return out;
+  }
+
   py::dict model_pull(const std::string& reference, const std::optional<std::string>& out_directory,
                       bool plain_http, bool tls_verify, const std::optional<std::string>& username,
                       const std::optional<std::string>& password) {
@@ -487,6 +541,10 @@ PYBIND11_MODULE(strata, m) {
            py::kw_only(), py::arg("fd") = py::none(), py::arg("write") = py::none(),
            py::arg("level") = 0)
       .def("pull_image", &Store::pull_image, py::arg("reference"), py::kw_only(),
+           py::arg("plain_http") = false, py::arg("tls_verify") = true,
+           py::arg("username") = py::none(), py::arg("password") = py::none(),
+           py::arg("whole_layers") = false)
+      .def("pull_plan", &Store::pull_plan, py::arg("reference"), py::kw_only(),
            py::arg("plain_http") = false, py::arg("tls_verify") = true,
            py::arg("username") = py::none(), py::arg("password") = py::none(),
            py::arg("whole_layers") = false)

@@ -424,6 +424,134 @@ TEST(CApi, ImagePullFromRegistryAndLayout) {
   EXPECT_EQ(stats.layers, plan.layers);
 }
 
+struct LayerPlans {
+  std::vector<strata_layer_plan> layers;
+  int fail_at = -1;  // fail on this layer index
+};
+
+std::int32_t collect_layer_plan(void* user, const strata_layer_plan* layer) {
+  auto* plans = static_cast<LayerPlans*>(user);
+  if (static_cast<int>(plans->layers.size()) == plans->fail_at) return 5;
+  plans->layers.push_back(*layer);
+  return 0;
+}
+
+strata_image_plan plan_pull(strata_store* store, const std::string& reference,
+                            const strata_registry_options& remote, LayerPlans& plans) {
+  strata_image_plan plan;
+  STRATA_INIT(plan);
+  strata_error err = new_error();
+  EXPECT_EQ(strata_image_pull_plan(store, reference.c_str(), &remote, nullptr, collect_layer_plan,
+                                   &plans, &plan, &err),
+            STRATA_OK)
+      << error_text(err);
+  return plan;
+}
+
+TEST(CApi, ImagePullPlanFromRegistryPredictsThePull) {
+  const std::string layout = strata::test::testdata_path("oci/layouts/zstd-chunked-skopeo");
+  strata::testing::HostileRegistry registry(strata::testing::serve_layout(layout));
+  Scratch scratch;
+  StoreFixture fixture(scratch / "store");
+  strata_registry_options remote;
+  STRATA_INIT(remote);
+  remote.plain_http = 1;
+  const std::string v1 = registry.host() + "/img:v1";
+  const std::string v2 = registry.host() + "/img:v2";
+
+  // Cold: every layer chunked, every chunk missing, and the same plan as the layout planner's.
+  LayerPlans cold_layers;
+  const strata_image_plan cold = plan_pull(fixture.store, v1, remote, cold_layers);
+  LayerPlans cold_v2_layers;
+  const strata_image_plan cold_v2 = plan_pull(fixture.store, v2, remote, cold_v2_layers);
+  ASSERT_GT(cold.layers, 0U);
+  ASSERT_EQ(cold_layers.layers.size(), cold.layers);
+  EXPECT_EQ(cold.layers_chunked, cold.layers);
+  EXPECT_EQ(cold.layers_already_present, 0U);
+  EXPECT_GT(cold.chunks_missing, 0U);
+  EXPECT_EQ(cold.chunks_local + cold.chunks_missing, cold.chunks);
+  EXPECT_GT(cold.image_bytes, 0U);
+  EXPECT_GE(cold.plan_bytes, cold.image_bytes);
+  std::uint64_t layer_bytes = 0;
+  std::uint64_t fetch_bytes = 0;
+  for (std::size_t i = 0; i < cold_layers.layers.size(); ++i) {
+    const strata_layer_plan& layer = cold_layers.layers[i];
+    EXPECT_EQ(layer.index, i);
+    EXPECT_EQ(std::string(layer.chunked_format), "zstd:chunked-v1");  // skopeo: no tar-split
+    EXPECT_STREQ(layer.whole_reason, "");
+    EXPECT_EQ(std::string(layer.digest).substr(0, 7), "sha256:");
+    EXPECT_EQ(std::string(layer.diff_id).size(), 71U);
+    EXPECT_GT(layer.ranges, 0U);
+    EXPECT_GT(layer.metadata_bytes, 0U);
+    EXPECT_GT(layer.fetch_bytes, layer.metadata_bytes);
+    layer_bytes += layer.size;
+    fetch_bytes += layer.fetch_bytes;
+  }
+  EXPECT_EQ(cold.layer_bytes, layer_bytes);
+  EXPECT_EQ(cold.fetch_bytes, fetch_bytes);
+  strata_pull_plan from_layout;
+  STRATA_INIT(from_layout);
+  strata_error err = new_error();
+  ASSERT_EQ(strata_layout_pull(fixture.store, layout.c_str(), "v1", 0, &from_layout, &err),
+            STRATA_OK)
+      << error_text(err);
+  EXPECT_EQ(cold.chunks, from_layout.chunks);
+  EXPECT_EQ(cold.chunks_missing, from_layout.chunks_missing);
+  EXPECT_EQ(cold.fetch_bytes, from_layout.fetch_bytes);
+
+  // Planning only reads the store; the pull then fetches exactly the planned chunks.
+  strata_store_stats stats;
+  STRATA_INIT(stats);
+  ASSERT_EQ(strata_store_stats_get(fixture.store, &stats, &err), STRATA_OK);
+  EXPECT_EQ(stats.chunks, 0U);
+  strata_pull_report pulled;
+  STRATA_INIT(pulled);
+  ASSERT_EQ(strata_image_pull(fixture.store, v1.c_str(), &remote, nullptr, &pulled, &err),
+            STRATA_OK)
+      << error_text(err);
+  EXPECT_EQ(pulled.chunks_fetched, cold.chunks_missing);
+  EXPECT_EQ(pulled.chunks_local, cold.chunks_local);
+
+  // v2 against v1's chunks: more are local now (zeros count as local even in an empty store),
+  // less is fetched, and the pull agrees.
+  LayerPlans warm_layers;
+  const strata_image_plan warm = plan_pull(fixture.store, v2, remote, warm_layers);
+  EXPECT_GT(warm.chunks_local, cold_v2.chunks_local);
+  EXPECT_LT(warm.fetch_bytes, cold_v2.fetch_bytes);
+  STRATA_INIT(pulled);
+  ASSERT_EQ(strata_image_pull(fixture.store, v2.c_str(), &remote, nullptr, &pulled, &err),
+            STRATA_OK)
+      << error_text(err);
+  EXPECT_EQ(pulled.chunks_fetched, warm.chunks_missing);
+  EXPECT_EQ(pulled.chunks_local, warm.chunks_local);
+
+  // v1 once more: every layer is in the store, nothing to fetch; whole_layers changes nothing.
+  LayerPlans again_layers;
+  const strata_image_plan again = plan_pull(fixture.store, v1, remote, again_layers);
+  EXPECT_EQ(again.layers_already_present, again.layers);
+  EXPECT_EQ(again.fetch_bytes, 0U);
+  for (const auto& layer : again_layers.layers) EXPECT_EQ(layer.already_present, 1U);
+
+  // Whole layers on a fresh store: each layer's size, with the reason.
+  StoreFixture fresh(scratch / "fresh");
+  strata_pull_options whole;
+  STRATA_INIT(whole);
+  whole.whole_layers = 1;
+  LayerPlans whole_layers;
+  strata_image_plan whole_plan;
+  STRATA_INIT(whole_plan);
+  ASSERT_EQ(strata_image_pull_plan(fresh.store, v1.c_str(), &remote, &whole, collect_layer_plan,
+                                   &whole_layers, &whole_plan, &err),
+            STRATA_OK)
+      << error_text(err);
+  EXPECT_EQ(whole_plan.fetch_bytes, whole_plan.layer_bytes);
+  EXPECT_EQ(whole_plan.layers_chunked, 0U);
+  for (const auto& layer : whole_layers.layers) {
+    EXPECT_STREQ(layer.whole_reason, "partial pull turned off");
+    EXPECT_EQ(layer.fetch_bytes, layer.size);
+  }
+}
+
 // ---- bad input across the boundary
 // ----------------------------------------------------------------
 
@@ -693,6 +821,94 @@ TEST(CApiBadInput, BadValuesGiveCodesAndMessages) {
             STRATA_E_INVALID_ARGUMENT);
   EXPECT_EQ(strata_model_pull(fixture.store, "::bad ref::", nullptr, nullptr, nullptr, &err),
             STRATA_E_INVALID_ARGUMENT);
+}
+
+TEST(CApiBadInput, ImagePullPlanRefusesBadReferencesRegistriesAndManifests) {
+  const std::string layout = strata::test::testdata_path("oci/layouts/zstd-chunked-skopeo");
+  const std::string manifest_path =
+      layout + "/blobs/sha256/0002f95622e007222b8bec8ffeb9591ba98f19987250eb8f9a96ac649000d3e1";
+  const auto v1 = strata::test::read_file(manifest_path);
+  const std::string v1_text(v1.begin(), v1.end());
+  const auto manifest = nlohmann::json::parse(v1_text);
+  // A manifest naming a config the registry answers with other bytes.
+  const std::string config_digest = "sha256:" + std::string(64, 'c');
+  nlohmann::json config_lie = manifest;
+  config_lie["config"]["digest"] = config_digest;
+  // The v1 manifest with its layer's TOC annotation claiming 2^50 bytes past the blob's end: the
+  // layer's digest is honest, its TOC position is not.
+  nlohmann::json toc_lie = manifest;
+  toc_lie["layers"][0]["annotations"]["io.containers.zstd-chunked.manifest-position"] =
+      "643687:1125899906842624:1125899906842624:1";
+  const std::string media_type = "application/vnd.oci.image.manifest.v1+json";
+  strata::testing::HostileRegistry registry(strata::testing::serve_layout(
+      layout, {{config_digest, "{\"not\":\"the config\"}"}},
+      {{"garbage", {media_type, "{\"schemaVersion\":2,\"lie\":true}"}},
+       {"toc-lie", {media_type, toc_lie.dump()}},
+       {"config-lie", {media_type, config_lie.dump()}}}));
+  Scratch scratch;
+  StoreFixture fixture(scratch / "store");
+  strata_registry_options remote;
+  STRATA_INIT(remote);
+  remote.plain_http = 1;
+  strata_error err = new_error();
+  strata_image_plan plan;
+  STRATA_INIT(plan);
+  const auto plan_of = [&](const std::string& reference, strata_layer_plan_fn on_layer,
+                           void* user) {
+    STRATA_INIT(plan);
+    return strata_image_pull_plan(fixture.store, reference.c_str(), &remote, nullptr, on_layer,
+                                  user, &plan, &err);
+  };
+  const std::string host = registry.host();
+
+  // A TOC that lies is not an error: the layer is planned whole, with the reason.
+  LayerPlans lied;
+  ASSERT_EQ(plan_of(host + "/img:toc-lie", collect_layer_plan, &lied), STRATA_OK)
+      << error_text(err);
+  ASSERT_EQ(lied.layers.size(), 1U);
+  EXPECT_EQ(lied.layers[0].chunked, 0U);
+  EXPECT_NE(std::string(lied.layers[0].whole_reason).find("TOC"), std::string::npos)
+      << lied.layers[0].whole_reason;
+  EXPECT_GE(lied.layers[0].fetch_bytes, lied.layers[0].size);
+  EXPECT_LT(lied.layers[0].fetch_bytes, 2 * lied.layers[0].size);
+
+  EXPECT_EQ(plan_of(host + "/img:garbage", nullptr, nullptr), STRATA_E_CORRUPT_INPUT)
+      << error_text(err);
+  EXPECT_EQ(plan_of(host + "/img:config-lie", nullptr, nullptr), STRATA_E_DIGEST_MISMATCH)
+      << error_text(err);
+  EXPECT_EQ(plan_of(host + "/img:absent", nullptr, nullptr), STRATA_E_NOT_FOUND) << error_text(err);
+  const std::string wrong_digest = host + "/img:v1@sha256:" + std::string(64, 'b');
+  EXPECT_EQ(plan_of(wrong_digest, nullptr, nullptr), STRATA_E_DIGEST_MISMATCH) << error_text(err);
+  EXPECT_EQ(plan_of("::bad ref::", nullptr, nullptr), STRATA_E_INVALID_ARGUMENT);
+  EXPECT_STRNE(err.message, "");
+  // Port 1 on loopback: nothing listens.
+  EXPECT_EQ(plan_of("127.0.0.1:1/img:v1", nullptr, nullptr), STRATA_E_IO) << error_text(err);
+  EXPECT_STRNE(err.message, "");
+
+  // The boundary: a failing callback, NULL and closed handles, NULL reference, a short struct.
+  LayerPlans failing;
+  failing.fail_at = 0;
+  EXPECT_EQ(plan_of(host + "/img:v1", collect_layer_plan, &failing), STRATA_E_CALLBACK);
+  EXPECT_NE(std::string(err.message).find("layer plan callback"), std::string::npos) << err.message;
+  EXPECT_EQ(strata_image_pull_plan(nullptr, (host + "/img:v1").c_str(), &remote, nullptr, nullptr,
+                                   nullptr, &plan, &err),
+            STRATA_E_BAD_HANDLE);
+  EXPECT_EQ(strata_image_pull_plan(fixture.store, nullptr, &remote, nullptr, nullptr, nullptr,
+                                   &plan, &err),
+            STRATA_E_INVALID_ARGUMENT);
+  plan.struct_size = sizeof plan - 8;
+  EXPECT_EQ(strata_image_pull_plan(fixture.store, (host + "/img:v1").c_str(), &remote, nullptr,
+                                   nullptr, nullptr, &plan, &err),
+            STRATA_E_INVALID_ARGUMENT);
+  strata_store* closed = nullptr;
+  strata_store_options create;
+  STRATA_INIT(create);
+  create.create_if_missing = 1;
+  ASSERT_EQ(strata_store_open((scratch / "closed").c_str(), &create, &closed, &err), STRATA_OK);
+  ASSERT_EQ(strata_store_close(closed, &err), STRATA_OK);
+  EXPECT_EQ(strata_image_pull_plan(closed, (host + "/img:v1").c_str(), &remote, nullptr, nullptr,
+                                   nullptr, nullptr, &err),
+            STRATA_E_BAD_HANDLE);
 }
 
 }  // namespace

@@ -335,4 +335,38 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
                               ChunkStore* store, oci::OciLayout* layout, std::string_view tag,
                               const PullOptions& options, const TransferProgressFn& progress = {});
 
+// What a pull of `source` into `store` would fetch, found without fetching any layer: the manifest
+// (an index resolved to options' platform) and the config are fetched, and for each chunked layer
+// its TOC (range GETs: footer, TOC, tar-split) to plan it against the store, exactly as
+// pull_image() plans before it fetches. The store is only read.
+struct PlannedLayer {
+  oci::Descriptor descriptor;
+  Digest diff_id;
+  bool already_present = false;  // the store holds the layer (by diff_id): nothing is fetched
+  bool chunked = false;          // pulled by range requests for the missing chunks only
+  std::string chunked_format;    // "zstd:chunked", "zstd:chunked-v1", "estargz"; empty: whole
+  std::string whole_reason;      // set when the layer would be fetched whole
+  // Blob bytes pull_image() would receive for this layer: 0 when already present, the blob's
+  // size when whole, else metadata_bytes plus the planned ranges (bridged gaps included).
+  std::uint64_t fetch_bytes = 0;
+  std::uint64_t metadata_bytes = 0;  // footer / TOC / tar-split (read by the planning itself)
+  std::uint64_t chunks = 0;          // chunked only: chunks the TOC names
+  std::uint64_t chunks_local = 0;    // ... taken from the store (or zeros made)
+  std::uint64_t chunks_missing = 0;  // ... fetched
+  std::uint64_t ranges = 0;          // ... merged byte ranges fetched
+};
+
+struct PullPlanReport {
+  Digest manifest_digest;
+  oci::Manifest manifest;
+  std::vector<PlannedLayer> layers;
+  std::uint64_t layer_bytes = 0;  // sum of the layers' sizes
+  std::uint64_t fetch_bytes = 0;  // sum of the layers' fetch_bytes
+  std::uint64_t image_bytes = 0;  // manifest (and index) and config, which a pull fetches too
+  TransferCounters wire;          // what the planning itself cost
+};
+
+Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageReference& source,
+                                       const ChunkStore& store, const PullOptions& options);
+
 }  // namespace strata::registry

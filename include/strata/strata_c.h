@@ -2,9 +2,9 @@
  * without C++ types crossing the boundary. Chunk a buffer or a stream; open a chunk store; ingest
  * a layer (path, file descriptor or read callback); export a stored layer as tar, gzip, zstd,
  * zstd:chunked or eStargz (file descriptor or write callback); pull an image from a registry into
- * a store; package, push and pull a model. Implemented in capi/strata_c.cpp over the C++ API
- * (the headers in include/strata/) and shipped as the shared library libstrata.so.1, which exports
- * exactly these functions (capi/exported_symbols.txt).
+ * a store, or plan that pull; package, push and pull a model. Implemented in capi/strata_c.cpp over
+ * the C++ API (the headers in include/strata/) and shipped as the shared library libstrata.so.1,
+ * which exports exactly these functions (capi/exported_symbols.txt).
  *
  * Conventions, for every function:
  *   - The return value is a status: STRATA_OK (0) or one of the codes below. When `err` is not
@@ -41,7 +41,7 @@ extern "C" {
 
 /* ABI version: the major changes only with an incompatible change (then the soname changes). */
 #define STRATA_C_ABI_MAJOR 1
-#define STRATA_C_ABI_MINOR 0
+#define STRATA_C_ABI_MINOR 1
 
 /* "sha256:" + 64 hex digits + NUL */
 #define STRATA_DIGEST_CHARS 72
@@ -308,6 +308,56 @@ typedef struct strata_pull_plan {
  * `run` non-zero runs it (layers rebuilt, checked and ingested). */
 STRATA_C_API int32_t strata_layout_pull(strata_store* store, const char* layout, const char* tag,
                                         uint32_t run, strata_pull_plan* plan, strata_error* err);
+
+/* One layer of a registry pull plan (strata_image_pull_plan). */
+typedef struct strata_layer_plan {
+  size_t struct_size;
+  uint32_t index;                    /* the layer's position in the manifest, from 0 */
+  char digest[STRATA_DIGEST_CHARS];  /* the layer blob, as the manifest names it */
+  char diff_id[STRATA_DIGEST_CHARS]; /* of its tar, from the image config */
+  uint64_t size;                     /* of the blob */
+  uint32_t already_present;          /* the store holds the layer: nothing is fetched */
+  uint32_t chunked;                  /* fetched by range requests for the missing chunks only */
+  char chunked_format[32];           /* "zstd:chunked", "zstd:chunked-v1", "estargz"; "" whole */
+  char whole_reason[256];            /* why the layer would be fetched whole ("" otherwise) */
+  /* Blob bytes the pull would fetch for this layer: 0 when present, `size` when whole, else the
+   * TOC reads plus the planned ranges. */
+  uint64_t fetch_bytes;
+  uint64_t metadata_bytes; /* footer / TOC / tar-split, read by the planning itself */
+  uint64_t chunks;         /* chunked layers: chunks the TOC names, */
+  uint64_t chunks_local;   /* those the store has (or zeros made locally), */
+  uint64_t chunks_missing; /* and those fetched */
+  uint64_t ranges;         /* merged byte ranges fetched */
+} strata_layer_plan;
+
+/* Called once per layer, in manifest order; `layer` is valid during the call. */
+typedef int32_t (*strata_layer_plan_fn)(void* user, const strata_layer_plan* layer);
+
+typedef struct strata_image_plan {
+  size_t struct_size;
+  char manifest_digest[STRATA_DIGEST_CHARS]; /* the image manifest (an index resolved) */
+  uint64_t layers;
+  uint64_t layers_already_present;
+  uint64_t layers_chunked;
+  uint64_t chunks;
+  uint64_t chunks_local;
+  uint64_t chunks_missing;
+  uint64_t layer_bytes; /* sum of the layers' sizes */
+  uint64_t fetch_bytes; /* sum of the layers' fetch_bytes */
+  uint64_t image_bytes; /* manifest (index included) and config, which a pull fetches too */
+  uint64_t plan_bytes;  /* what the planning itself received (image_bytes and the TOC reads) */
+} strata_image_plan;
+
+/* Which bytes a pull of "host[:port]/repo[:tag][@digest]" into `store` would fetch, without
+ * fetching a layer: the manifest and config are fetched, and each chunked layer's TOC (range
+ * requests) to plan it against the store, as strata_image_pull does before it fetches. The store
+ * is only read. `options` as for strata_image_pull (whole_layers, os, architecture, jobs).
+ * `on_layer` (may be NULL) gets each layer's plan; `plan` (may be NULL) the totals. */
+STRATA_C_API int32_t strata_image_pull_plan(strata_store* store, const char* reference,
+                                            const strata_registry_options* registry,
+                                            const strata_pull_options* options,
+                                            strata_layer_plan_fn on_layer, void* user,
+                                            strata_image_plan* plan, strata_error* err);
 
 typedef enum strata_model_format {
   STRATA_MODEL_DOCKER = 0,

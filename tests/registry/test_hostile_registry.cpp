@@ -1,13 +1,15 @@
 // The hostile-registry fixture checked against RegistryClient: serve_layout answers manifests by
 // tag and digest, blobs, single ranges (206), multi-range requests (200, whole blob), HEAD and
 // 404s as a distribution registry does, over http and over its TLS mode; pull_image copies a real
-// image through it; the reply modes (drip, endless, stall) deliver what they promise and the
-// fixture stops while clients are mid-answer. No timing assertions: a hang is ctest's to catch.
+// image through it, and plan_image_pull predicts what pull_image then fetches; the reply modes
+// (drip, endless, stall) deliver what they promise and the fixture stops while clients are
+// mid-answer. No timing assertions: a hang is ctest's to catch.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "strata/registry.h"
+#include "strata/store.h"
 #include "tests/hostile_registry.h"
 #include "tests/oci_test_helpers.h"
 #include "tests/test_support.h"
@@ -167,6 +169,97 @@ TEST(HostileRegistry, PullImageCopiesAReferenceImageThroughIt) {
   auto original = oci::OciLayout::open(source);
   ASSERT_TRUE(original.ok());
   EXPECT_EQ(pulled->manifest_digest, original->resolve("v1")->digest);
+}
+
+ChunkStore open_store(const std::string& path) {
+  StoreOptions options;
+  options.create_if_missing = true;
+  auto store = ChunkStore::open(path, options);
+  EXPECT_TRUE(store.ok()) << store.error().to_string();
+  return std::move(store).value();
+}
+
+// Plans `tag`, pulls it, and checks that the plan named each layer's fate and bytes exactly.
+void expect_plan_predicts_pull(RegistryClient& client, const std::string& host, ChunkStore& store,
+                               const std::string& tag, const std::string& work) {
+  auto reference = parse_image_reference(host + "/img:" + tag);
+  ASSERT_TRUE(reference.ok());
+  PullOptions options;
+  options.work_directory = work;
+  auto stats_before = store.stats();
+  ASSERT_TRUE(stats_before.ok());
+  auto plan = plan_image_pull(client, *reference, store, options);
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  auto stats_after = store.stats();
+  ASSERT_TRUE(stats_after.ok());
+  EXPECT_EQ(stats_after->chunks, stats_before->chunks) << "planning wrote to the store";
+  EXPECT_EQ(stats_after->layers, stats_before->layers);
+  EXPECT_GT(plan->image_bytes, 0U);
+  auto pulled = pull_image(client, *reference, &store, nullptr, tag, options);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  EXPECT_EQ(plan->manifest_digest, pulled->manifest_digest);
+  ASSERT_EQ(plan->layers.size(), pulled->layers.size());
+  std::uint64_t fetch_bytes = 0;
+  for (std::size_t i = 0; i < plan->layers.size(); ++i) {
+    const PlannedLayer& planned = plan->layers[i];
+    const PulledLayer& layer = pulled->layers[i];
+    SCOPED_TRACE(tag + " layer " + std::to_string(i));
+    EXPECT_EQ(planned.descriptor.digest, layer.descriptor.digest);
+    EXPECT_EQ(planned.diff_id, layer.diff_id);
+    EXPECT_EQ(planned.chunked, layer.chunked);
+    EXPECT_EQ(planned.chunked_format, layer.chunked_format);
+    EXPECT_EQ(planned.whole_reason, layer.whole_reason);
+    EXPECT_EQ(planned.fetch_bytes, layer.bytes_fetched);
+    EXPECT_EQ(planned.chunks_local, layer.chunks_local);
+    EXPECT_EQ(planned.chunks_missing, layer.chunks_fetched);
+    if (planned.already_present) {
+      EXPECT_EQ(planned.fetch_bytes, 0U);
+    }
+    fetch_bytes += planned.fetch_bytes;
+  }
+  EXPECT_EQ(plan->fetch_bytes, fetch_bytes);
+  EXPECT_EQ(plan->layer_bytes, pulled->layer_bytes);
+}
+
+TEST(HostileRegistry, PlanImagePullPredictsWhatThePullFetches) {
+  const std::string source = test::testdata_path("oci/layouts/zstd-chunked-skopeo");
+  HostileRegistry server(serve_layout(source));
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  test::TempDir out;
+  ChunkStore store = open_store(out / "store");
+  auto reference = parse_image_reference(server.host() + "/img:v1");
+  ASSERT_TRUE(reference.ok());
+
+  // A cold store: every layer chunked, every chunk missing; whole layers when partial is off.
+  auto cold = plan_image_pull(*client, *reference, store, {});
+  ASSERT_TRUE(cold.ok()) << cold.error().to_string();
+  ASSERT_FALSE(cold->layers.empty());
+  for (const auto& layer : cold->layers) {
+    EXPECT_TRUE(layer.chunked) << layer.whole_reason;
+    EXPECT_EQ(layer.chunked_format, "zstd:chunked-v1");  // skopeo: no tar-split
+    EXPECT_GT(layer.chunks, 0U);
+    EXPECT_EQ(layer.chunks_missing + layer.chunks_local, layer.chunks);
+    EXPECT_GT(layer.metadata_bytes, 0U);
+    EXPECT_GT(layer.ranges, 0U);
+  }
+  PullOptions whole;
+  whole.partial = false;
+  auto whole_plan = plan_image_pull(*client, *reference, store, whole);
+  ASSERT_TRUE(whole_plan.ok()) << whole_plan.error().to_string();
+  EXPECT_EQ(whole_plan->fetch_bytes, whole_plan->layer_bytes);
+  for (const auto& layer : whole_plan->layers) {
+    EXPECT_FALSE(layer.chunked);
+    EXPECT_EQ(layer.whole_reason, "partial pull turned off");
+  }
+
+  // v1 into the empty store, v2 against v1's chunks, then v1 again (every layer present).
+  expect_plan_predicts_pull(*client, server.host(), store, "v1", out.path());
+  expect_plan_predicts_pull(*client, server.host(), store, "v2", out.path());
+  auto again = plan_image_pull(*client, *reference, store, {});
+  ASSERT_TRUE(again.ok()) << again.error().to_string();
+  EXPECT_EQ(again->fetch_bytes, 0U);
+  for (const auto& layer : again->layers) EXPECT_TRUE(layer.already_present);
 }
 
 TEST(HostileRegistry, TlsModeServesHttpsToAClientThatSkipsVerification) {

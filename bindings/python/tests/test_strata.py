@@ -1,11 +1,14 @@
 """The strata Python module over the C ABI: chunking (whole and streamed), ingest from a path, a
 file descriptor and a file-like object, export in every layer format (checked by ingesting the
 result again), a model packaged, pushed to docker-registry and pulled with only the chunks a store
-lacks; and failures as strata.Error carrying the C status code: bad arguments, a closed store, a
+lacks, an image's pull planned (and the plan checked against the pull); and failures as strata.Error carrying the C status code: bad arguments, a closed store, a
 reader or writer that raises or returns too much."""
 import gzip
 import io
+import json
 import os
+import pathlib
+import urllib.request
 
 import pytest
 
@@ -84,6 +87,64 @@ def test_model_push_and_pull_only_missing_chunks(tmp_path, model_dir, registry):
         assert pulled["chunks"] > 0 and pulled["chunks_fetched"] == pulled["chunks"]
         assert (tmp_path / "out" / "model.safetensors").read_bytes() == \
             (model_dir / "model.safetensors").read_bytes()
+
+
+def push_layout_image(registry, repository, layout, tag):
+    """Pushes image `tag` of an OCI layout with the distribution API (monolithic uploads)."""
+    index = json.loads((layout / "index.json").read_text())
+    descriptor = next(m for m in index["manifests"]
+                      if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    blob = lambda digest: (layout / "blobs" / "sha256" / digest[len("sha256:"):]).read_bytes()
+    manifest_bytes = blob(descriptor["digest"])
+    manifest = json.loads(manifest_bytes)
+    base = f"http://{registry}/v2/{repository}"
+    for item in [manifest["config"]] + manifest["layers"]:
+        start = urllib.request.Request(base + "/blobs/uploads/", data=b"", method="POST")
+        with urllib.request.urlopen(start) as answer:
+            location = answer.headers["Location"]
+        if location.startswith("/"):
+            location = f"http://{registry}{location}"
+        separator = "&" if "?" in location else "?"
+        put = urllib.request.Request(location + separator + "digest=" + item["digest"],
+                                     data=blob(item["digest"]), method="PUT",
+                                     headers={"Content-Type": "application/octet-stream"})
+        urllib.request.urlopen(put).close()
+    put = urllib.request.Request(f"{base}/manifests/{tag}", data=manifest_bytes, method="PUT",
+                                 headers={"Content-Type": descriptor["mediaType"]})
+    urllib.request.urlopen(put).close()
+
+
+def test_pull_plan_predicts_the_pull(tmp_path, registry):
+    layout = pathlib.Path(os.environ["STRATA_TESTDATA_DIR"]) / "oci/layouts/zstd-chunked-skopeo"
+    for tag in ["v1", "v2"]:
+        push_layout_image(registry, "img", layout, tag)
+    v1, v2 = registry + "/img:v1", registry + "/img:v2"
+    with strata.Store(str(tmp_path / "store")) as store:
+        cold = store.pull_plan(v1, plain_http=True)
+        cold_v2 = store.pull_plan(v2, plain_http=True)
+        assert cold["layers"] and all(layer["chunked"] for layer in cold["layers"])
+        # Chunks of zeros count as local (made, never fetched).
+        assert cold["chunks_missing"] > 0
+        assert cold["chunks_missing"] + cold["chunks_local"] == cold["chunks"]
+        assert cold["fetch_bytes"] == sum(layer["fetch_bytes"] for layer in cold["layers"])
+        assert store.stats()["chunks"] == 0
+        pulled = store.pull_image(v1, plain_http=True)
+        assert pulled["chunks_fetched"] == cold["chunks_missing"]
+        warm = store.pull_plan(v2, plain_http=True)
+        assert warm["chunks_local"] > cold_v2["chunks_local"]
+        assert warm["fetch_bytes"] < cold_v2["fetch_bytes"]
+        pulled = store.pull_image(v2, plain_http=True)
+        assert pulled["chunks_fetched"] == warm["chunks_missing"]
+        assert pulled["chunks_local"] == warm["chunks_local"]
+        again = store.pull_plan(v1, plain_http=True)
+        assert again["fetch_bytes"] == 0
+        assert all(layer["already_present"] for layer in again["layers"])
+        with pytest.raises(strata.Error) as caught:
+            store.pull_plan(registry + "/img:absent", plain_http=True)
+        assert caught.value.code == strata.NOT_FOUND
+        with pytest.raises(strata.Error) as caught:
+            store.pull_plan("::bad ref::")
+        assert caught.value.code == strata.INVALID_ARGUMENT
 
 
 def test_errors_carry_the_code(tmp_path, layer_tar):
