@@ -44,7 +44,7 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
-                                ChunkStore& store, PulledLayer& layer) {
+                                ChunkStore& store, const FoundDeltas* deltas, PulledLayer& layer) {
   std::uint64_t metadata_bytes = 0;
   auto planned =
       plan_chunked_layer(client, repository, descriptor, store, metadata_bytes, layer.whole_reason);
@@ -53,7 +53,7 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
     return false;
   }
   const auto& toc = planned->toc;
-  const auto& plan = planned->plan;
+  auto& plan = planned->plan;
   const auto format = planned->format;
   const fastpull::RangeBatchFetcher fetch_batch = [&](std::span<const fastpull::ByteRange> ranges)
       -> Result<std::vector<std::vector<std::uint8_t>>> {
@@ -77,6 +77,29 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   };
   fastpull::StorePullOptions options;
   options.media_type = descriptor.media_type;
+  layer.bytes_fetched_without_deltas = metadata_bytes + plan.fetch_bytes;
+  fastpull::DeltaPullSource delta_source;
+  if (deltas != nullptr && deltas->index) {
+    STRATA_TRY(fastpull::apply_delta_index(
+        plan, *deltas->index, [&](const Digest& chunk) { return store.contains(chunk); }));
+  }
+  if (plan.delta_chunks != 0) {
+    const Digest frames = deltas->frames.digest;
+    delta_source.frames_size = deltas->frames.size;
+    delta_source.fetch = [&client, &repository, frames](std::span<const fastpull::ByteRange> ranges)
+        -> Result<std::vector<std::vector<std::uint8_t>>> {
+      std::vector<ByteRange> request;
+      request.reserve(ranges.size());
+      for (const fastpull::ByteRange& range : ranges) {
+        request.push_back(ByteRange{range.offset, range.length});
+      }
+      return client.fetch_ranges(repository, frames, request);
+    };
+    delta_source.fetch_chunk = [&](std::uint64_t offset, std::uint64_t length) {
+      return client.fetch_range(repository, descriptor.digest, offset, length);
+    };
+    options.deltas = &delta_source;
+  }
   auto pulled =
       fastpull::pull_chunked_layer_into_store(store, toc, plan, fetch_batch, diff_id, options);
   if (!pulled.ok()) {
@@ -99,6 +122,11 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   layer.frames_adopted = pulled->adopted_frames;
   layer.fetch_batches = pulled->batches;
   layer.max_batch_bytes = pulled->max_batch_bytes;
+  layer.metadata_bytes = metadata_bytes;
+  layer.delta_chunks = pulled->delta_chunks;
+  layer.delta_bytes_fetched = pulled->delta_fetched_bytes;
+  layer.delta_stored_chunks = pulled->delta_stored_chunks;
+  layer.delta_fallbacks = pulled->delta_fallbacks;
   return true;
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "registry/delta_transfer.h"
 #include "strata/fastpull.h"
 #include "strata/registry.h"
 
@@ -33,9 +34,11 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 // when the layer is in the store, false when it must be fetched whole instead (layer.whole_reason
 // says why: not chunked, TOC unreadable, a TOC feature the planner does not support). Corrupt
 // data (a chunk or the diff_id not matching) is an error: nothing is committed. The store is
-// thread-safe, and each layer has its own write session, so layers pull in parallel.
+// thread-safe, and each layer has its own write session, so layers pull in parallel. With
+// `deltas` holding a usable index, missing chunks whose base the store holds come as deltas from
+// its frames blob (a delta that fails is replaced by the chunk's own range).
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
-                                ChunkStore& store, PulledLayer& layer);
+                                ChunkStore& store, const FoundDeltas* deltas, PulledLayer& layer);
 
 }  // namespace strata::registry::detail

@@ -382,6 +382,14 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
   report.layer_bytes = total;
   std::atomic<std::uint64_t> done{0};
   std::mutex store_mutex;
+  // The delta referrer, looked for only where deltas can be used: partial pulls into a store.
+  std::optional<detail::FoundDeltas> deltas;
+  if (store != nullptr && layout == nullptr && options.partial && options.deltas) {
+    deltas = detail::find_delta_referrer(client, repository, image->resolved.digest);
+    report.delta_referrer = deltas->index ? deltas->source : "";
+    report.delta_refused = deltas->refused;
+    report.delta_referrer_bytes = deltas->bytes_fetched;
+  }
   auto pulled =
       run_parallel(manifest.layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
         const oci::Descriptor& descriptor = manifest.layers[i];
@@ -403,8 +411,9 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         if (!fastpull::chunked_format_of(descriptor.annotations)) {
           layer.whole_reason = "not a chunked layer";
         } else if (store != nullptr && layout == nullptr && options.partial) {
-          auto partial = detail::pull_chunked_layer(client, repository, descriptor,
-                                                    config.diff_ids[i], *store, layer);
+          auto partial =
+              detail::pull_chunked_layer(client, repository, descriptor, config.diff_ids[i],
+                                         *store, deltas ? &*deltas : nullptr, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
@@ -444,6 +453,13 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
   if (layout != nullptr) STRATA_TRY(write_pulled_image(*layout, *image, tag));
   report.wire = counters_since(wire_before, client.counters());
   report.bytes_fetched = report.wire.bytes_received;
+  std::uint64_t without =
+      report.bytes_fetched - std::min(report.bytes_fetched, report.delta_referrer_bytes);
+  for (const PulledLayer& layer : report.layers) {
+    if (!layer.chunked) continue;
+    without = without - std::min(without, layer.bytes_fetched) + layer.bytes_fetched_without_deltas;
+  }
+  report.bytes_fetched_without_deltas = without;
   return report;
 }
 

@@ -7,7 +7,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "strata/fastpull.h"
 #include "strata/registry.h"
+#include "strata/store.h"
 #include "tools/cli_support.h"
 #include "tools/commands.h"
 
@@ -51,6 +53,7 @@ struct PushCommandOptions {
   std::string source;
   std::string destination;
   std::vector<std::string> mount_from;
+  std::string delta_store;
   RegistryFlags flags;
 };
 
@@ -64,6 +67,16 @@ int run_push(const PushCommandOptions& options) {
   }
   auto layout = oci::OciLayout::open(source.layout);
   if (!layout.ok()) return report_error(layout.error());
+  // --delta-store: the delta referrer is made (into the layout) before anything is sent, so a
+  // store problem stops the push before the image goes out.
+  std::optional<fastpull::DeltaReferrerReport> delta;
+  if (!options.delta_store.empty()) {
+    auto store = ChunkStore::open(options.delta_store);
+    if (!store.ok()) return report_error(store.error());
+    auto written = fastpull::write_delta_referrer(*store, *layout, source.tag);
+    if (!written.ok()) return report_error(written.error());
+    delta = std::move(*written);
+  }
   auto client = open_registry_client(options.flags, destination->registry);
   if (!client.ok()) return report_error(client.error());
   registry::PushOptions push_options;
@@ -83,19 +96,36 @@ int run_push(const PushCommandOptions& options) {
                            });
   sized_bar.reset();
   if (!report.ok()) return report_error(report.error());
+  std::optional<registry::DeltaPushReport> delta_push;
+  if (delta) {
+    auto pushed = registry::push_delta_referrer(*client, *layout, delta->referrer, *destination);
+    if (!pushed.ok()) return report_error(pushed.error());
+    delta_push = *pushed;
+  }
   if (options.flags.json) {
-    const nlohmann::json json = {{"destination", destination->to_string()},
-                                 {"manifest_digest", report->manifest_digest.to_string()},
-                                 {"blobs", report->blobs},
-                                 {"blobs_uploaded", report->blobs_uploaded},
-                                 {"blobs_skipped", report->blobs_skipped},
-                                 {"blobs_mounted", report->blobs_mounted},
-                                 {"bytes_uploaded", report->bytes_uploaded},
-                                 {"bytes_skipped", report->bytes_skipped},
-                                 {"wire_bytes_sent", report->wire.bytes_sent},
-                                 {"wire_bytes_received", report->wire.bytes_received},
-                                 {"requests", report->wire.requests},
-                                 {"retries", report->wire.retries}};
+    nlohmann::json json = {{"destination", destination->to_string()},
+                           {"manifest_digest", report->manifest_digest.to_string()},
+                           {"blobs", report->blobs},
+                           {"blobs_uploaded", report->blobs_uploaded},
+                           {"blobs_skipped", report->blobs_skipped},
+                           {"blobs_mounted", report->blobs_mounted},
+                           {"bytes_uploaded", report->bytes_uploaded},
+                           {"bytes_skipped", report->bytes_skipped},
+                           {"wire_bytes_sent", report->wire.bytes_sent},
+                           {"wire_bytes_received", report->wire.bytes_received},
+                           {"requests", report->wire.requests},
+                           {"retries", report->wire.retries}};
+    if (delta && delta_push) {
+      json["delta_referrer"] = {{"digest", delta->referrer.digest.to_string()},
+                                {"referrers", delta_push->referrers},
+                                {"chunks", delta->chunks},
+                                {"delta_chunks", delta->delta_chunks},
+                                {"frames_bytes", delta->frames_bytes},
+                                {"delta_raw_bytes", delta->delta_raw_bytes},
+                                {"index_bytes", delta->index_bytes},
+                                {"layers_without_toc", delta->no_toc_layers},
+                                {"bytes_uploaded", delta_push->bytes_uploaded}};
+    }
     std::cout << json.dump(2) << '\n';
   } else {
     std::cout << "pushed " << destination->to_string() << " " << report->manifest_digest.to_string()
@@ -104,6 +134,12 @@ int run_push(const PushCommandOptions& options) {
               << format_bytes(report->bytes_uploaded) << "), " << report->blobs_skipped
               << " already present, " << report->blobs_mounted << " mounted ("
               << format_bytes(report->bytes_skipped) << " not sent)\n";
+    if (delta && delta_push) {
+      std::cout << "delta referrer " << delta->referrer.digest.to_string() << " ("
+                << delta_push->referrers << "): " << delta->delta_chunks << " of " << delta->chunks
+                << " chunks as deltas, " << format_bytes(delta->frames_bytes) << " for "
+                << format_bytes(delta->delta_raw_bytes) << " of chunks\n";
+    }
   }
   return kExitOk;
 }
@@ -117,6 +153,9 @@ void register_push_command(CLI::App& app, int& exit_code) {
   command->add_option("destination", options->destination, "REGISTRY/REPOSITORY:TAG")->required();
   command->add_option("--mount-from", options->mount_from,
                       "Repository on the same registry to mount blobs from (repeatable)");
+  command->add_option("--delta-store", options->delta_store,
+                      "Also push a delta referrer (docs/DELTA.md) of the chunks this store holds "
+                      "as deltas (written into the layout as tag sha256-<manifest hex>)");
   add_registry_flags(*command, options->flags);
   command->callback([options, &exit_code] { exit_code = run_push(*options); });
 }

@@ -41,6 +41,7 @@ int run_registry_pull(const RegistryPullOptions& options) {
   pull_options.os = options.os;
   pull_options.architecture = options.architecture;
   pull_options.partial = !options.whole_layers;
+  pull_options.deltas = !options.no_deltas;
   std::mutex progress_mutex;
   std::unique_ptr<ProgressBar> bar;
   auto report = registry::pull_image(
@@ -75,17 +76,29 @@ int run_registry_pull(const RegistryPullOptions& options) {
                         {"chunks_fetched", layer.chunks_fetched},
                         {"frames_adopted", layer.frames_adopted},
                         {"fetch_batches", layer.fetch_batches},
-                        {"max_batch_bytes", layer.max_batch_bytes}});
+                        {"max_batch_bytes", layer.max_batch_bytes},
+                        {"metadata_bytes", layer.metadata_bytes},
+                        {"delta_chunks", layer.delta_chunks},
+                        {"delta_bytes_fetched", layer.delta_bytes_fetched},
+                        {"delta_stored_chunks", layer.delta_stored_chunks},
+                        {"delta_fallbacks", layer.delta_fallbacks},
+                        {"bytes_fetched_without_deltas", layer.bytes_fetched_without_deltas}});
     }
-    const nlohmann::json json = {{"source", source->to_string()},
-                                 {"manifest_digest", report->manifest_digest.to_string()},
-                                 {"layer_bytes", report->layer_bytes},
-                                 {"bytes_fetched", report->bytes_fetched},
-                                 {"fetched_percent", fetched_percent},
-                                 {"wire_bytes_sent", report->wire.bytes_sent},
-                                 {"requests", report->wire.requests},
-                                 {"retries", report->wire.retries},
-                                 {"layers", std::move(layers)}};
+    const nlohmann::json json = {
+        {"source", source->to_string()},
+        {"manifest_digest", report->manifest_digest.to_string()},
+        {"layer_bytes", report->layer_bytes},
+        {"bytes_fetched", report->bytes_fetched},
+        {"bytes_fetched_without_deltas", report->bytes_fetched_without_deltas},
+        {"deltas",
+         {{"referrer", report->delta_referrer},
+          {"refused", report->delta_refused},
+          {"referrer_bytes", report->delta_referrer_bytes}}},
+        {"fetched_percent", fetched_percent},
+        {"wire_bytes_sent", report->wire.bytes_sent},
+        {"requests", report->wire.requests},
+        {"retries", report->wire.retries},
+        {"layers", std::move(layers)}};
     std::cout << json.dump(2) << '\n';
   } else {
     for (const auto& layer : report->layers) {
@@ -97,6 +110,11 @@ int run_registry_pull(const RegistryPullOptions& options) {
         std::cout << " " << layer.chunked_format << ": fetched "
                   << format_bytes(layer.bytes_fetched) << ", chunks " << layer.chunks_local
                   << " local / " << layer.chunks_fetched << " fetched";
+        if (layer.delta_chunks != 0) {
+          std::cout << " (" << layer.delta_chunks << " as deltas, "
+                    << format_bytes(layer.delta_bytes_fetched) << "; without deltas "
+                    << format_bytes(layer.bytes_fetched_without_deltas) << ")";
+        }
       } else {
         std::cout << " whole (" << layer.whole_reason << ")";
       }
@@ -107,6 +125,13 @@ int run_registry_pull(const RegistryPullOptions& options) {
     std::cout << "pulled " << source->to_string() << " " << report->manifest_digest.to_string()
               << ": fetched " << report->bytes_fetched << " of " << report->layer_bytes
               << " bytes (" << percent << "%)\n";
+    if (!report->delta_referrer.empty()) {
+      std::cout << "deltas: referrer found (" << report->delta_referrer << "), "
+                << report->bytes_fetched_without_deltas << " bytes without deltas\n";
+    }
+    if (!report->delta_refused.empty()) {
+      std::cout << "deltas: referrer not used: " << report->delta_refused << '\n';
+    }
   }
   return kExitOk;
 }
@@ -134,6 +159,8 @@ void register_registry_commands(CLI::App& app, int& exit_code) {
                       "Platform picked from an index (default amd64)");
   command->add_flag("--whole-layers", options->whole_layers,
                     "Fetch chunked layers whole instead of only the chunks the store lacks");
+  command->add_flag("--no-deltas", options->no_deltas,
+                    "Ignore the image's delta referrer: fetch missing chunks whole");
   add_registry_flags(*command, options->flags);
   command->callback([options, from, gap, max_ranges, &exit_code] {
     if (!from->empty() && !options->reference.empty()) {

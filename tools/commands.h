@@ -46,6 +46,7 @@ struct RegistryPullOptions {
   std::string os = "linux";
   std::string architecture = "amd64";
   bool whole_layers = false;  // no partial pull of chunked layers
+  bool no_deltas = false;     // ignore the image's delta referrer (docs/DELTA.md)
   RegistryFlags flags;
 };
 int run_registry_pull(const RegistryPullOptions& options);

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <future>
+#include <utility>
 
 #include "core/pull/chunked_pull_checks.h"
 #include "formats/chunked/toc_json.h"
@@ -218,6 +219,102 @@ class BatchedBlob {
   std::future<Fetched> pending_;
 };
 
+// Serves the delta bytes of a plan's delta pieces from the frames blob (docs/DELTA.md). Deltas
+// are asked for in piece order, so units are built in that order: an entry that starts at or
+// shortly after the previous one's end joins its unit, any other (a repeat, an earlier offset)
+// starts a new one; units are grouped into batches of at most `batch_bytes`, fetched one after
+// the other (one RangeBatchFetcher call each), so one batch is held at a time.
+class DeltaFeed {
+ public:
+  DeltaFeed(const DeltaPullSource* source, const PullPlan& plan, const StorePullOptions& options,
+            StorePullReport& report)
+      : source_(source), report_(report) {
+    if (source_ == nullptr) return;
+    const std::uint64_t limit = std::max<std::uint64_t>(options.batch_bytes, 1);
+    const std::size_t max_ranges = std::max<std::size_t>(options.max_ranges_per_batch, 1);
+    constexpr std::uint64_t kGapBridge = 4096;
+    std::uint64_t batch_bytes = 0;
+    for (const BlobPiece& piece : plan.pieces) {
+      if (!piece.delta) continue;
+      const DeltaEntry& entry = *piece.delta;
+      if (!batches_.empty() && !batches_.back().empty()) {
+        ByteRange& last = batches_.back().back();
+        const std::uint64_t last_end = last.offset + last.length;
+        const std::uint64_t grown = entry.offset + entry.length - last.offset;
+        if (entry.offset >= last_end && entry.offset - last_end < kGapBridge &&
+            batch_bytes - last.length + grown <= limit) {
+          batch_bytes += grown - last.length;
+          last.length = grown;
+          continue;
+        }
+      }
+      if (batches_.empty() || batches_.back().size() >= max_ranges ||
+          batch_bytes + entry.length > limit) {
+        batches_.emplace_back();
+        batch_bytes = 0;
+      }
+      batches_.back().push_back(ByteRange{entry.offset, entry.length});
+      batch_bytes += entry.length;
+    }
+  }
+
+  Result<ByteSpan> bytes_of(std::uint64_t offset, std::uint64_t end) {
+    for (;;) {
+      for (std::size_t i = 0; i < units_.size(); ++i) {
+        const ByteRange& unit = units_[i];
+        if (offset >= unit.offset && end <= unit.offset + unit.length) {
+          return ByteSpan(bytes_[i]).subspan(offset - unit.offset, end - offset);
+        }
+      }
+      if (source_ == nullptr || next_ >= batches_.size()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "plan does not fetch the delta at offset " + std::to_string(offset));
+      }
+      STRATA_TRY(fetch_next());
+    }
+  }
+
+ private:
+  Result<void> fetch_next() {
+    const std::vector<ByteRange>& units = batches_[next_++];
+    units_.clear();
+    bytes_.clear();
+    std::uint64_t total = 0;
+    for (const ByteRange& unit : units) {
+      if (unit.offset > source_->frames_size || unit.length > source_->frames_size - unit.offset) {
+        return make_error(ErrorCode::kCorruptInput, "delta range outside the frames blob");
+      }
+      total += unit.length;
+    }
+    auto fetched = source_->fetch(units);
+    if (!fetched) return std::move(fetched).error();
+    if (fetched->size() != units.size()) {
+      return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
+    }
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      if ((*fetched)[i].size() != units[i].length) {
+        return make_error(ErrorCode::kIo, "delta range at " + std::to_string(units[i].offset) +
+                                              ": fetched " + std::to_string((*fetched)[i].size()) +
+                                              " of " + std::to_string(units[i].length) + " bytes");
+      }
+    }
+    units_ = units;
+    bytes_ = std::move(*fetched);
+    ++report_.batches;
+    report_.fetched_bytes += total;
+    report_.delta_fetched_bytes += total;
+    report_.max_batch_bytes = std::max(report_.max_batch_bytes, total);
+    return {};
+  }
+
+  const DeltaPullSource* source_;
+  StorePullReport& report_;
+  std::vector<std::vector<ByteRange>> batches_;
+  std::size_t next_ = 0;
+  std::vector<ByteRange> units_;
+  std::vector<std::vector<std::uint8_t>> bytes_;
+};
+
 // Replays a recipe's shape for the tar reader: inline bytes as recorded, chunk content as zeros
 // (the reader only skips file bodies), so the headers can be checked without the chunks.
 class RecipeShapeSource final : public ByteSource {
@@ -311,13 +408,14 @@ class StorePull {
  public:
   StorePull(ChunkStore& store, StoreWriter writer, const ChunkedLayerToc& layer,
             const PullPlan& plan, const StorePullOptions& options, BatchedBlob& blob,
-            StorePullReport& report)
+            DeltaFeed& deltas, StorePullReport& report)
       : store_(store),
         writer_(std::move(writer)),
         layer_(layer),
         plan_(plan),
         options_(options),
         blob_(blob),
+        deltas_(deltas),
         report_(report) {}
 
   Result<void> run(const Digest& expected_diff_id) {
@@ -457,9 +555,65 @@ class StorePull {
       ++report_.local_chunks;
       return finish_chunk({});
     }
+    if (piece.delta) {
+      auto taken = take_delta_piece(piece);
+      if (!taken) return std::move(taken).error();
+      if (*taken) return {};
+      // The delta did not give the chunk: its own piece of the layer blob instead.
+      auto whole = options_.deltas->fetch_chunk(piece.offset, piece.end - piece.offset);
+      if (!whole) return std::move(whole).error();
+      if (whole->size() != piece.end - piece.offset) {
+        return make_error(ErrorCode::kIo, chunk_error("came back short"));
+      }
+      ++report_.delta_fallbacks;
+      report_.fetched_bytes += whole->size();
+      return take_fetched_piece(piece, *whole, keep_trailing);
+    }
     auto fetched = blob_.bytes_of(piece.offset, piece.end);
     if (!fetched) return std::move(fetched).error();
-    const ByteSpan bytes = *fetched;
+    return take_fetched_piece(piece, *fetched, keep_trailing);
+  }
+
+  // A chunk coded as a delta (docs/DELTA.md): its bytes from the frames blob, decoded with its
+  // base's raw bytes from the store, and checked against the chunk's SHA-256 before a byte of it
+  // reaches the tar. False (nothing fed) when that fails and the chunk can be fetched whole;
+  // without a way to fetch it, an error naming the chunk and its base.
+  Result<bool> take_delta_piece(const BlobPiece& piece) {
+    const DeltaEntry& entry = *piece.delta;
+    auto coded = deltas_.bytes_of(entry.offset, entry.offset + entry.length);
+    if (!coded) return std::move(coded).error();
+    std::string problem;
+    auto base = store_.read_chunk(entry.base);
+    Result<std::vector<std::uint8_t>> raw = make_error(ErrorCode::kCorruptInput, "not decoded");
+    if (!base) {
+      problem = base.error().message;
+    } else {
+      raw = decompress_delta_chunk(entry.codec, *coded, *base, piece.chunk_size);
+      if (!raw) {
+        problem = raw.error().message;
+      } else if (const Digest got = sha256_of(*raw); got != piece.digest) {
+        problem = "decodes to bytes hashing to " + got.to_string();
+      }
+    }
+    if (!problem.empty()) {
+      if (!options_.deltas || !options_.deltas->fetch_chunk) {
+        return make_error(ErrorCode::kCorruptInput, "chunk " + piece.digest.to_string() + " of '" +
+                                                        piece.name + "': delta against base " +
+                                                        entry.base.to_string() + ": " + problem);
+      }
+      return false;
+    }
+    chunk_verified_ = true;  // hashed just above
+    STRATA_TRY(feed_chunk(*raw));
+    delta_store_ = &entry;
+    delta_coded_ = *coded;
+    delta_base_raw_ = std::move(*base);
+    ++report_.delta_chunks;
+    STRATA_TRY(finish_chunk({}));
+    return true;
+  }
+
+  Result<void> take_fetched_piece(const BlobPiece& piece, ByteSpan bytes, bool keep_trailing) {
     const auto sink_rest = [&](ByteSpan out) -> Result<void> {
       return keep_trailing ? add_inline(out) : Result<void>{};
     };
@@ -587,7 +741,19 @@ class StorePull {
   }
 
   Result<void> store_chunk(const Digest& digest, ByteSpan raw, ByteSpan frame) {
+    const DeltaEntry* delta = std::exchange(delta_store_, nullptr);
     if (writer_.contains(digest)) return {};
+    if (delta != nullptr && delta->chunk == digest) {
+      // Kept as the fetched delta when the base can serve as one (stored whole, not the chunk);
+      // otherwise (kInvalidArgument) the chunk is stored whole like any other.
+      auto put = writer_.put_delta_chunk(digest, raw, delta_coded_, delta->codec, delta->base,
+                                         delta_base_raw_);
+      if (put) {
+        ++report_.delta_stored_chunks;
+        return {};
+      }
+      if (put.error().code != ErrorCode::kInvalidArgument) return put;
+    }
     if (!frame.empty()) {
       STRATA_TRY(writer_.put_verified_chunk(digest, raw, frame, Codec::kZstd));
       ++report_.adopted_frames;
@@ -610,8 +776,13 @@ class StorePull {
   const PullPlan& plan_;
   const StorePullOptions& options_;
   BatchedBlob& blob_;
+  DeltaFeed& deltas_;
   StorePullReport& report_;
   RecipeBuilder builder_;
+  // The delta the current chunk came from, for store_chunk (set by take_delta_piece).
+  const DeltaEntry* delta_store_ = nullptr;
+  ByteSpan delta_coded_;
+  std::vector<std::uint8_t> delta_base_raw_;
   Sha256 diff_id_;
   std::uint64_t inline_bytes_ = 0;
   // The chunk being taken.
@@ -664,7 +835,11 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   if (!writer) return std::move(writer).error();
   StorePullReport report;
   BatchedBlob blob(fetch, std::move(*batches), layer.blob_size, options.prefetch, report);
-  StorePull pull(store, std::move(*writer), layer, plan, options, blob, report);
+  if (plan.delta_chunks != 0 && options.deltas == nullptr) {
+    return make_error(ErrorCode::kInvalidArgument, "plan has delta pieces but no delta source");
+  }
+  DeltaFeed deltas(options.deltas, plan, options, report);
+  StorePull pull(store, std::move(*writer), layer, plan, options, blob, deltas, report);
   STRATA_TRY(pull.run(expected_diff_id));
   return report;
 }

@@ -29,4 +29,8 @@ Result<std::vector<TarEntry>> read_tar_entries(ByteSource& tar);
 Result<std::uint64_t> check_toc_against_entries(const ChunkedLayerToc& layer,
                                                 std::span<const TarEntry> entries);
 
+// Fills plan.ranges, plan.requests and plan.fetch_bytes from plan.pieces: every piece that is not
+// local and does not come as a delta, merged across gaps below options.gap_bridge_bytes.
+void fill_plan_ranges(PullPlan& plan, const PullPlanOptions& options);
+
 }  // namespace strata::fastpull::detail

@@ -351,8 +351,19 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
   if (layer.format == ChunkedFormat::kEstargz && layer.toc_offset < layer.data_end) {
     plan.pieces.push_back(gap_piece(layer.toc_offset, layer.data_end, true));
   }
+  detail::fill_plan_ranges(plan, options);
+  plan.fetch_bytes_without_deltas = plan.fetch_bytes;
+  return plan;
+}
+
+namespace detail {
+
+void fill_plan_ranges(PullPlan& plan, const PullPlanOptions& options) {
+  plan.ranges.clear();
+  plan.requests.clear();
+  plan.fetch_bytes = 0;
   for (const BlobPiece& piece : plan.pieces) {
-    if (piece.local) continue;
+    if (piece.local || piece.delta) continue;
     if (!plan.ranges.empty()) {
       ByteRange& last = plan.ranges.back();
       if (piece.offset - (last.offset + last.length) < options.gap_bridge_bytes) {
@@ -370,8 +381,9 @@ Result<PullPlan> plan_pull(const ChunkedLayerToc& layer, const HaveChunk& have,
     plan.requests.back().push_back(range);
     plan.fetch_bytes += range.length;
   }
-  return plan;
 }
+
+}  // namespace detail
 
 Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const PullPlan& plan,
                                             const RangeFetcher& fetch,

@@ -636,6 +636,26 @@ Result<DeltaBaseChunk> ChunkStore::read_delta_base(const Digest& digest) const {
   return base;
 }
 
+Result<std::optional<StoredDelta>> ChunkStore::read_stored_delta(const Digest& digest) const {
+  auto found = read_located_record(*impl_, digest);
+  if (!found.ok()) return std::move(found).error();
+  const ChunkLocation& location = found->location;
+  const auto codec = static_cast<Codec>(location.codec);
+  if (!is_delta_codec(codec)) return std::optional<StoredDelta>{};
+  if (!location.has_base || location.base == digest) {
+    return make_error(ErrorCode::kCorruptInput, describe_chunk(digest, location) + ": " +
+                                                    std::string(codec_name(codec)) +
+                                                    " chunk has no usable base chunk in the index");
+  }
+  StoredDelta delta;
+  delta.codec = codec;
+  delta.raw_length = location.raw_length;
+  delta.base = location.base;
+  const auto payload = found->record.begin() + pack_record::kRecordHeaderSize;
+  delta.bytes.assign(payload, payload + static_cast<std::ptrdiff_t>(location.stored_length));
+  return std::optional<StoredDelta>(std::move(delta));
+}
+
 namespace {
 
 LayerRecord layer_from_row(const store_index::Statement& statement, bool with_recipe) {

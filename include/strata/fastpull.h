@@ -11,6 +11,8 @@
 //      write_estargz_layer()
 //   3. reading: footers, TOC JSON, read_chunked_toc() through a range fetcher
 //   4. planning and rebuilding: plan_pull(), rebuild_chunked_layer(), verify_chunked_layer()
+//   4c. deltas over the wire (docs/DELTA.md): the delta index of a delta referrer, applied to a
+//      plan; write_delta_referrer() makes the referrer from a store's delta chunks
 //   5. images through a store: convert_image(), write_chunked_layer_from_tar_file(),
 //      plan_image_pull(), pull_image()
 // The registry client plugs in through RangeFetcher: fetch(offset, length) -> bytes.
@@ -28,15 +30,25 @@
 #include "strata/buffer.h"
 #include "strata/chunked_layer.h"
 #include "strata/digest.h"
+#include "strata/oci.h"
 #include "strata/result.h"
-
-namespace strata {
-class ChunkStore;
-}
+#include "strata/store.h"
 
 namespace strata::fastpull {
 
 // ---- 4. planning and rebuilding ---------------------------------------------------------------
+
+// One chunk of a delta referrer's index (docs/DELTA.md): `chunk` is coded against `base` with a
+// delta codec; its coded bytes are [offset, offset + length) of the referrer's frames blob and
+// decode to raw_length bytes.
+struct DeltaEntry {
+  Digest chunk;
+  Digest base;
+  Codec codec = Codec::kZstdDelta;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  std::uint64_t raw_length = 0;
+};
 
 // A piece of the blob's data region, in blob order; the pieces tile [0, data_end).
 struct BlobPiece {
@@ -52,6 +64,9 @@ struct BlobPiece {
   std::uint64_t chunk_offset = 0;
   std::optional<Digest> file_digest;  // set on a file's last chunk
   std::uint64_t file_size = 0;
+  // Set by apply_delta_index: the chunk comes as this delta from the frames blob (decoded with
+  // its base from the store), not from this piece of the layer blob.
+  std::optional<DeltaEntry> delta;
 };
 
 struct ByteRange {
@@ -86,6 +101,12 @@ struct PullPlan {
   std::uint64_t local_chunk_bytes = 0;  // uncompressed
   std::uint64_t missing_chunks = 0;
   bool headers_from_tar_split = false;  // gap pieces are not fetched: the tar-split has them
+  // apply_delta_index: the frames blob's ranges (merged, in blob order) for the pieces that come
+  // as deltas, and what fetch_bytes was before (the layer-blob ranges without deltas).
+  std::vector<ByteRange> delta_ranges;
+  std::uint64_t delta_fetch_bytes = 0;
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t fetch_bytes_without_deltas = 0;
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return metadata_bytes + fetch_bytes; }
 };
 
@@ -121,6 +142,16 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
 using RangeBatchFetcher = std::function<Result<std::vector<std::vector<std::uint8_t>>>(
     std::span<const ByteRange> ranges)>;
 
+// Deltas for a StorePull (docs/DELTA.md): pieces the plan marks `delta` take their bytes from the
+// frames blob through `fetch` (batched like the layer's ranges); a delta that does not decode to
+// its chunk's SHA-256 is replaced by the chunk's own piece of the layer blob through
+// `fetch_chunk` (a single range), or, without it, is an error naming the chunk.
+struct DeltaPullSource {
+  RangeBatchFetcher fetch;
+  std::uint64_t frames_size = 0;  // the frames blob's size (its descriptor's)
+  RangeFetcher fetch_chunk;
+};
+
 struct StorePullOptions {
   // Fetched bytes held at once: the plan's ranges are cut at piece boundaries into batches of at
   // most this much (a single piece larger than this is a batch of its own).
@@ -136,6 +167,8 @@ struct StorePullOptions {
   // could otherwise file its content under another image's blob digest; docs/THREAT_MODEL.md).
   // The layer is known by its diff_id, which the pull hashed.
   std::string media_type;
+  // Set when the plan has delta pieces (apply_delta_index).
+  const DeltaPullSource* deltas = nullptr;
 };
 
 struct StorePullReport {
@@ -150,7 +183,11 @@ struct StorePullReport {
   std::uint64_t new_chunks = 0;         // chunks the commit added to the store
   std::uint64_t new_stored_bytes = 0;
   std::uint64_t entries_checked = 0;
-  bool already_present = false;  // the store had this layer already
+  bool already_present = false;           // the store had this layer already
+  std::uint64_t delta_chunks = 0;         // chunks decoded from a fetched delta and its base
+  std::uint64_t delta_fetched_bytes = 0;  // frames-blob bytes fetched (also in fetched_bytes)
+  std::uint64_t delta_stored_chunks = 0;  // of those, stored as the delta itself
+  std::uint64_t delta_fallbacks = 0;      // deltas that failed: the chunk fetched whole instead
 };
 
 // Pulls a planned chunked layer into `store` without holding the layer: the plan's ranges are
@@ -171,6 +208,63 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
                                                       const RangeBatchFetcher& fetch,
                                                       const Digest& expected_diff_id,
                                                       const StorePullOptions& options = {});
+
+// ---- 4c. deltas over the wire (docs/DELTA.md) -------------------------------------------------
+
+inline constexpr std::string_view kArtifactTypeDelta = "application/vnd.strata.delta.v1";
+inline constexpr std::string_view kMediaTypeDeltaIndex =
+    "application/vnd.strata.delta.index.v1+json";
+inline constexpr std::string_view kMediaTypeDeltaFrames = "application/vnd.strata.delta.frames.v1";
+
+// The index blob of a delta referrer: which frames blob it describes and one entry per chunk,
+// sorted by chunk digest (each chunk once).
+struct DeltaIndex {
+  Digest frames_digest;
+  std::uint64_t frames_size = 0;
+  std::vector<DeltaEntry> entries;
+  [[nodiscard]] const DeltaEntry* find(const Digest& chunk) const;
+};
+
+// What the parser accepts: the JSON's size is checked before parsing, the entry count before the
+// entries are read, every size and offset before anything is allocated or fetched for it.
+struct DeltaIndexLimits {
+  std::size_t max_json_bytes = std::size_t{64} << 20U;
+  std::size_t max_entries = std::size_t{1} << 20U;
+};
+
+// Parses and checks an index (docs/DELTA.md "Checks"): known delta codecs only, 0 < raw_length <=
+// kMaxStoredChunkBytes, 0 < length <= raw_length, [offset, offset + length) inside frames_size,
+// no chunk twice, no chunk its own base, no base that is itself a chunk of the index (chains and
+// cycles). Anything else is kCorruptInput / kLimitExceeded naming the entry.
+Result<DeltaIndex> parse_delta_index(ByteSpan json, const DeltaIndexLimits& limits = {});
+std::string write_delta_index(const DeltaIndex& index);
+
+// Marks the plan's missing chunk pieces that `index` lists with a base the store holds (`have`)
+// as delta pieces: they leave the layer-blob ranges (recomputed as plan_pull does) and their
+// deltas become plan.delta_ranges (merged across gaps below options.gap_bridge_bytes). A delta no
+// smaller than the piece it replaces, or whose raw_length differs from the TOC's chunk size, is
+// not used. Sets fetch_bytes_without_deltas.
+Result<void> apply_delta_index(PullPlan& plan, const DeltaIndex& index, const HaveChunk& have,
+                               const PullPlanOptions& options = {});
+
+struct DeltaReferrerReport {
+  oci::Descriptor referrer;  // the artifact manifest (artifact_type set), tagged "sha256-<hex>"
+  Digest subject;            // the image manifest it refers to
+  std::uint64_t chunks = 0;  // distinct chunks in the image's chunked layers
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t frames_bytes = 0;  // the coded deltas, back to back
+  std::uint64_t delta_raw_bytes = 0;
+  std::uint64_t index_bytes = 0;
+  std::uint64_t no_toc_layers = 0;  // layers without a usable chunked TOC (no deltas for them)
+};
+
+// Makes the delta referrer of image `tag` of `layout` from `store` and writes it into the layout
+// (frames blob, index blob, empty config, artifact manifest with subject = the image manifest),
+// tagged with the referrers fallback tag "sha256-<manifest hex>". Every chunk of the image's
+// chunked layers that the store holds as a delta (each checked to decode to its SHA-256) goes
+// in; chunks stored whole do not. A layout tag of that name is replaced.
+Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::OciLayout& layout,
+                                                 std::string_view tag);
 
 // Reads the TOC of a whole blob held in memory and rebuilds it with nothing local.
 Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& annotations,

@@ -290,6 +290,19 @@ Result<PushReport> push_image(RegistryClient& client, const oci::OciLayout& layo
                               std::string_view tag, const ImageReference& destination,
                               const PushOptions& options, const TransferProgressFn& progress = {});
 
+struct DeltaPushReport {
+  Digest referrer_digest;
+  std::string referrers;  // "api" (the registry lists it) | "tag" (fallback tag sha256-<hex>)
+  std::uint64_t bytes_uploaded = 0;
+};
+
+// Pushes a delta referrer that fastpull::write_delta_referrer wrote into `layout` (docs/DELTA.md):
+// its blobs, its manifest by digest, and, where the registry's referrers API does not list it,
+// the fallback tag's index with it added. Push its subject image first.
+Result<DeltaPushReport> push_delta_referrer(RegistryClient& client, const oci::OciLayout& layout,
+                                            const oci::Descriptor& referrer,
+                                            const ImageReference& destination);
+
 struct PullOptions {
   unsigned jobs = 4;
   std::string work_directory;  // for downloads in flight; empty: the system temp directory
@@ -299,6 +312,9 @@ struct PullOptions {
   // Layers annotated as zstd:chunked or eStargz are pulled by range requests: TOC first, then
   // only the chunks the store lacks (store only, no layout: a layout needs the exact blob).
   bool partial = true;
+  // Partial pulls use the image's delta referrer (docs/DELTA.md) when there is one: a missing
+  // chunk whose base the store holds comes as its delta.
+  bool deltas = true;
 };
 
 struct PulledLayer {
@@ -317,6 +333,15 @@ struct PulledLayer {
   std::uint64_t frames_adopted = 0;   // fetched zstd frames stored as they came (no recompression)
   std::uint64_t fetch_batches = 0;    // range batches fetched (one multi-range GET each)
   std::uint64_t max_batch_bytes = 0;  // the largest batch: fetched bytes held at once
+  // Deltas (docs/DELTA.md): chunks decoded from a delta and a base the store held, the frames
+  // bytes fetched for them (part of bytes_fetched), deltas that failed and came whole, and what
+  // this layer's bytes_fetched would have been without deltas (TOC plus the plan's ranges).
+  std::uint64_t metadata_bytes = 0;  // footer, TOC and tar-split (part of bytes_fetched)
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t delta_bytes_fetched = 0;
+  std::uint64_t delta_stored_chunks = 0;
+  std::uint64_t delta_fallbacks = 0;
+  std::uint64_t bytes_fetched_without_deltas = 0;
 };
 
 struct PullReport {
@@ -326,6 +351,13 @@ struct PullReport {
   std::uint64_t layer_bytes = 0;    // sum of the layers' sizes
   std::uint64_t bytes_fetched = 0;  // blob bytes received (manifest and config included)
   TransferCounters wire;
+  // The delta referrer: where it was found ("api" | "tag" | ""), why one found was not used, and
+  // the bytes of its manifest and index. bytes_fetched_without_deltas: bytes_fetched with every
+  // layer's delta work replaced by its plan without deltas and the referrer bytes taken out.
+  std::string delta_referrer;
+  std::string delta_refused;
+  std::uint64_t delta_referrer_bytes = 0;
+  std::uint64_t bytes_fetched_without_deltas = 0;
 };
 
 // Pulls `source`: manifest (an index is resolved to options' platform), config, every layer

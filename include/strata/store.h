@@ -115,6 +115,15 @@ struct DeltaBaseChunk {
   std::vector<std::uint8_t> raw;  // its raw bytes, verified
 };
 
+// A delta chunk as the store holds it (ChunkStore::read_stored_delta): what a delta referrer ships
+// (docs/DELTA.md).
+struct StoredDelta {
+  Codec codec = Codec::kZstdDelta;  // a delta codec
+  std::uint64_t raw_length = 0;
+  Digest base;                      // the chunk it decodes against (stored whole)
+  std::vector<std::uint8_t> bytes;  // the coded bytes, record checksum verified
+};
+
 struct StoreStats {
   std::uint64_t chunks = 0;
   std::uint64_t referenced_chunks = 0;  // refcount > 0
@@ -248,6 +257,9 @@ class ChunkStore {
   // What a new chunk similar to `digest` can be delta-coded against: the chunk itself when it is
   // stored whole, else the base it is coded against (chains stay at depth 1), with its raw bytes.
   Result<DeltaBaseChunk> read_delta_base(const Digest& digest) const;
+  // The coded bytes and base of a chunk stored as a delta (record checksum verified, payload not
+  // decoded: read_chunk checks that it decodes), or nullopt when the chunk is stored whole.
+  Result<std::optional<StoredDelta>> read_stored_delta(const Digest& digest) const;
 
   // Finds a layer by diff_id, or by the digest of any blob it was ingested from (a gzip and a
   // zstd:chunked blob of the same tar are the same layer).

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Deltas over the wire (issue 16, docs/DELTA.md) on a real update pair: the Debian packages of
+# bench/delta_debian.sh (two archive versions each, `apt-get download`), v1.tar and v2.tar of
+# their extracted contents. A pusher store ingests v1, then v2 with --delta-base auto; both are
+# built as zstd:chunked images from that store and pushed to a docker-registry on loopback
+# (tests/integration/registry_env.sh), v2 with its delta referrer (--delta-store). A client
+# holding v1 (pulled from the registry) pulls v2 into two copies of its store: with the referrer,
+# and with --no-deltas. Prints bytes on the wire for each against v2 as a `zstd -3 -T2` layer and
+# the byte-delta floor `zstd -19 --long=29 --patch-from=v1.tar v2.tar`, where the bytes go (TOC
+# and tar-split, delta frames, chunks fetched whole, referrer manifest and index, HTTP), pull
+# wall time and peak RSS (/usr/bin/time), and checks both pulls export v2.tar byte-identical and
+# verify clean. One run. Usage:
+#   bench/delta_wire.sh [PATH_TO_STRATA] [WORK_DIR]
+# STRATA_DELTA_PACKAGES overrides the package list; STRATA_BENCH_THREADS (2) the threads.
+set -euo pipefail
+tool=$(realpath "${1:-build/tools/strata}")
+root=$(cd "$(dirname "$0")/.." && pwd)
+threads=${STRATA_BENCH_THREADS:-2}
+packages=${STRATA_DELTA_PACKAGES:-"libssl3 openssl libxml2 libcurl4 curl git libc6 libsystemd0 perl-base"}
+# shellcheck source=../tests/integration/registry_env.sh
+. "$root/tests/integration/registry_env.sh"
+registry_env_require apt-get apt-cache dpkg-deb zstd python3 tar cmp docker-registry curl
+[ -x /usr/bin/time ] || { echo "missing /usr/bin/time" >&2; exit 1; }
+keep=${2:-}
+registry_env_init strata-delta-wire
+mkdir -p "$work/debs/v1" "$work/debs/v2" "$work/root/v1" "$work/root/v2"
+
+echo "== downloading two versions of: $packages" >&2
+used=()
+for package in $packages; do
+  mapfile -t versions < <(apt-cache madison "$package" | awk '{print $3}' | awk '!seen[$0]++')
+  if [ "${#versions[@]}" -lt 2 ]; then
+    echo "   $package: only one version available, skipped" >&2
+    continue
+  fi
+  (cd "$work/debs/v1" && apt-get download -q "$package=${versions[1]}" >/dev/null 2>&1)
+  (cd "$work/debs/v2" && apt-get download -q "$package=${versions[0]}" >/dev/null 2>&1)
+  used+=("$package ${versions[1]} -> ${versions[0]}")
+done
+for v in v1 v2; do
+  for deb in "$work/debs/$v"/*.deb; do dpkg-deb -x "$deb" "$work/root/$v"; done
+  tar --sort=name --format=pax --pax-option=delete=atime,delete=ctime -C "$work/root/$v" \
+    -cf "$work/$v.tar" .
+done
+rm -rf "$work/root" "$work/debs"
+
+echo "== zstd -3 and the --patch-from floor" >&2
+zstd -q -3 -T"$threads" -f "$work/v2.tar" -o "$work/v2.tar.zst"
+zstd -q -19 --long=29 -T"$threads" --patch-from="$work/v1.tar" -f "$work/v2.tar" \
+  -o "$work/v2.patch.zst"
+
+echo "== pusher: store, images, registry" >&2
+pusher="$work/pusher" layout="$work/layout"
+"$tool" ingest --threads "$threads" --store "$pusher" "$work/v1.tar" >/dev/null
+"$tool" build "$work/v1.tar" --format zstd:chunked --store "$pusher" --layout "$layout" --tag v1 >/dev/null
+"$tool" ingest --json --threads "$threads" --delta-base auto --store "$pusher" "$work/v2.tar" \
+  >"$work/ingest-v2.json"
+"$tool" build "$work/v2.tar" --format zstd:chunked --store "$pusher" --layout "$layout" --tag v2 >/dev/null
+start_registry bench
+reg="127.0.0.1:$port"
+"$tool" push "$layout:v1" "$reg/bench/debian:v1" --insecure >/dev/null
+"$tool" push "$layout:v2" "$reg/bench/debian:v2" --insecure --delta-store "$pusher" --json \
+  >"$work/push-v2.json"
+
+echo "== receiver: v1, then v2 with and without deltas" >&2
+"$tool" pull "$reg/bench/debian:v1" --store "$work/with" --insecure >/dev/null
+cp -a "$work/with" "$work/without"
+/usr/bin/time -f '%e %M' -o "$work/with.time" \
+  "$tool" pull "$reg/bench/debian:v2" --store "$work/with" --insecure --json >"$work/with.json"
+/usr/bin/time -f '%e %M' -o "$work/without.time" \
+  "$tool" pull "$reg/bench/debian:v2" --store "$work/without" --insecure --json --no-deltas \
+  >"$work/without.json"
+diff_id=$(json_field "$work/with.json" 'd["layers"][0]["diff_id"]')
+for mode in with without; do
+  "$tool" verify --store "$work/$mode" >/dev/null
+  "$tool" export --store "$work/$mode" -o "$work/$mode.tar" "$diff_id"
+  cmp "$work/$mode.tar" "$work/v2.tar"
+  rm -f "$work/$mode.tar"
+done
+
+python3 - "$work" "$threads" "${used[@]}" <<'PY'
+import json, os, sys
+work, threads, used = sys.argv[1], sys.argv[2], sys.argv[3:]
+size = lambda name: os.path.getsize(f"{work}/{name}")
+tar1, tar2, zstd3, floor = size("v1.tar"), size("v2.tar"), size("v2.tar.zst"), size("v2.patch.zst")
+push = json.load(open(f"{work}/push-v2.json"))["delta_referrer"]
+ingest = json.load(open(f"{work}/ingest-v2.json"))
+ingest = ingest[0] if isinstance(ingest, list) else ingest
+print("packages: " + "; ".join(used))
+print(f"v1.tar {tar1 / 1e6:.1f} MB, v2.tar {tar2 / 1e6:.1f} MB; one run")
+print(f"pusher store: {ingest['delta_chunks']} of {ingest['new_chunks']} new v2 chunks stored as deltas; "
+      f"referrer ships {push['delta_chunks']} of {push['chunks']} chunks, frames {push['frames_bytes'] / 1e6:.2f} MB "
+      f"for {push['delta_raw_bytes'] / 1e6:.2f} MB of chunks, index {push['index_bytes'] / 1e6:.3f} MB")
+print(f"{'v2 for a v1 holder':<44}{'MB':>9}{'vs zstd -3':>12}{'vs floor':>10}")
+def row(name, n):
+    print(f"{name:<44}{n / 1e6:9.2f}{n / zstd3:12.3f}{n / floor:10.2f}")
+row(f"v2.tar as zstd -3 -T{threads}", zstd3)
+row("floor: zstd -19 --long=29 --patch-from", floor)
+for mode in ("without", "with"):
+    report = json.load(open(f"{work}/{mode}.json"))
+    secs, rss = open(f"{work}/{mode}.time").read().split()
+    row(f"strata pull, {mode} deltas (wire)", report["bytes_fetched"])
+    layer = report["layers"][0]
+    meta = layer.get("metadata_bytes", 0)
+    deltas = layer["delta_bytes_fetched"]
+    whole = layer["bytes_fetched"] - meta - deltas
+    referrer = report["deltas"]["referrer_bytes"]
+    other = report["bytes_fetched"] - layer["bytes_fetched"] - referrer
+    print(f"    TOC+tar-split {meta / 1e6:.2f} MB, chunks whole {whole / 1e6:.2f} MB "
+          f"({layer['chunks_fetched'] - layer['delta_chunks']} chunks), delta frames {deltas / 1e6:.2f} MB "
+          f"({layer['delta_chunks']} chunks, {layer['delta_fallbacks']} fell back), referrer {referrer / 1e6:.3f} MB, "
+          f"manifest/config/HTTP {other / 1e6:.3f} MB; {float(secs):.2f} s, peak RSS {int(rss) / 1024:.0f} MiB")
+    if mode == "with":
+        print(f"    the pull's own estimate without deltas: {report['bytes_fetched_without_deltas'] / 1e6:.2f} MB")
+PY
+if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.json "$work"/*.time "$keep"/; fi
