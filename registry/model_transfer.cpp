@@ -395,13 +395,6 @@ Result<void> pull_indexed_blob(RegistryClient& client, const std::string& reposi
   return {};
 }
 
-bool is_weight_media_type(std::string_view media_type) {
-  return media_type == kMediaTypeDockerGguf || media_type == kMediaTypeDockerSafetensors ||
-         media_type == kMediaTypeModelPackWeightRaw ||
-         media_type == "application/vnd.cncf.model.weight.v1.gguf" ||
-         media_type == "application/vnd.cncf.model.weight.v1.safetensors";
-}
-
 }  // namespace
 
 Result<ModelPushReport> push_model(RegistryClient& client, const oci::OciLayout& layout,

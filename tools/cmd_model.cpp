@@ -24,8 +24,31 @@ struct PackageCommandOptions {
   std::string name;
   std::uint32_t avg_chunk = 0;
   unsigned threads = 0;
+  std::vector<std::string> delta_base;
+  int delta_level = 0;
   bool json = false;
 };
+
+// --delta-base: 'auto', or digests of stored weight files (repeated for the shards of a base).
+Result<model::ModelDeltaOptions> parse_delta_base(const std::vector<std::string>& values) {
+  model::ModelDeltaOptions delta;
+  if (values.empty()) return delta;
+  if (values.size() == 1 && values.front() == "auto") {
+    delta.base = model::ModelDeltaBaseKind::kNewest;
+    return delta;
+  }
+  delta.base = model::ModelDeltaBaseKind::kFiles;
+  for (const std::string& value : values) {
+    auto digest = Digest::parse(value);
+    if (!digest.ok()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--delta-base must be 'auto' or the digest of a stored weight file: " +
+                            digest.error().message);
+    }
+    delta.files.push_back(*digest);
+  }
+  return delta;
+}
 
 Result<ChunkStore> open_store_for(const std::string& path) {
   StoreOptions options;
@@ -67,6 +90,10 @@ int run_package(const PackageCommandOptions& options) {
     package.chunker.min_size = std::max<std::uint32_t>(options.avg_chunk / 4, 64);
     package.chunker.max_size = options.avg_chunk * 4;
   }
+  auto delta = parse_delta_base(options.delta_base);
+  if (!delta.ok()) return report_error(delta.error());
+  package.delta = std::move(delta).value();
+  package.delta.level = options.delta_level;
   std::optional<ChunkStore> store;
   if (!options.store.empty()) {
     auto opened = open_store_for(options.store);
@@ -90,8 +117,12 @@ int run_package(const PackageCommandOptions& options) {
                        {"chunks", file.chunks},
                        {"new_chunks", file.new_chunks},
                        {"new_raw_bytes", file.new_raw_bytes},
-                       {"new_stored_bytes", file.new_stored_bytes}});
+                       {"new_stored_bytes", file.new_stored_bytes},
+                       {"delta_chunks", file.delta_chunks},
+                       {"delta_stored_bytes", file.delta_stored_bytes}});
     }
+    nlohmann::json delta_bases = nlohmann::json::array();
+    for (const Digest& base : report->delta_base_files) delta_bases.push_back(base.to_string());
     const nlohmann::json json = {
         {"manifest_digest", report->manifest.digest.to_string()},
         {"config_digest", report->config.digest.to_string()},
@@ -102,6 +133,9 @@ int run_package(const PackageCommandOptions& options) {
         {"weight_bytes", report->weight_bytes},
         {"new_raw_bytes", report->new_raw_bytes},
         {"new_stored_bytes", report->new_stored_bytes},
+        {"delta_base_files", delta_bases},
+        {"delta_chunks", report->delta_chunks},
+        {"delta_stored_bytes", report->delta_stored_bytes},
         {"seconds", report->seconds},
         {"mb_per_second", megabytes_per_second(report->total_bytes, report->seconds)}};
     std::cout << json.dump(2) << '\n';
@@ -114,6 +148,11 @@ int run_package(const PackageCommandOptions& options) {
       std::cout << "store: " << format_bytes(report->new_raw_bytes) << " of new chunks ("
                 << format_bytes(report->new_stored_bytes) << " stored) of "
                 << format_bytes(report->weight_bytes) << " of weights\n";
+    }
+    if (!report->delta_base_files.empty()) {
+      std::cout << "deltas: " << report->delta_chunks << " chunks ("
+                << format_bytes(report->delta_stored_bytes) << " stored) against "
+                << report->delta_base_files.size() << " stored weight file(s)\n";
     }
   }
   return kExitOk;
@@ -236,6 +275,13 @@ void register_model_commands(CLI::App& app, int& exit_code) {
   package_command->add_option("--avg-chunk", package->avg_chunk,
                               "Average chunk size in bytes (min = avg/4, max = 4 x avg)");
   package_command->add_option("--threads", package->threads, "Worker threads (0: all)");
+  package_command->add_option(
+      "--delta-base", package->delta_base,
+      "Store new weight chunks as deltas against a base model in --store, found by tensor name: "
+      "'auto' (the newest stored weight files) or the digest of a stored weight file (repeat for "
+      "the shards of a sharded base)");
+  package_command->add_option("--delta-level", package->delta_level,
+                              "zstd level of the delta forms, 1..19 (default: the store level, 3)");
   package_command->add_flag("--json", package->json, "Machine-readable output");
   package_command->callback([package, &exit_code] { exit_code = run_package(*package); });
 

@@ -2,7 +2,9 @@
 // forced cut, and strata::Chunker places content-defined cuts inside each region, restarted at the
 // region's first byte. A changed tensor therefore changes only the chunks inside its own range,
 // and identical tensors at different offsets (re-packaging, frozen layers in a fine-tune) give
-// identical chunks (shared/specs/models.md §0.3).
+// identical chunks (shared/specs/models.md §0.3). A cut plan (TensorAwareChunker::CutPlan) replaces
+// the content-defined cuts of the tensors it names with given offsets; those pieces are buffered
+// here (one piece, at most the max chunk size) since the content-defined chunker does not see them.
 #include "core/chunk/tensor_chunking.h"
 
 #include <algorithm>
@@ -51,8 +53,61 @@ struct TensorAwareChunker::State {
   std::size_t region = 0;      // index of the region being fed
   std::uint64_t position = 0;  // bytes of the file fed so far
   std::uint64_t file_size = 0;
+  std::uint32_t max_size = 0;
+  CutPlan plan;
+  // The current region's planned cuts (absolute offsets, ending with the region's end), when
+  // planned; the next one to reach, and the bytes since the last cut.
+  std::optional<std::vector<std::uint64_t>> cuts;
+  std::size_t next_cut = 0;
+  std::vector<std::uint8_t> piece;
 
   explicit State(Chunker&& region_chunker) : chunker(std::move(region_chunker)) {}
+
+  // Called when feeding reaches the first byte of `region`.
+  void start_region() {
+    cuts.reset();
+    next_cut = 0;
+    const ModelRegion& current = regions[region];
+    if (!plan || current.tensor < 0) return;
+    auto planned = plan(static_cast<std::size_t>(current.tensor));
+    if (!planned) return;
+    cuts.emplace();
+    std::uint64_t last = current.begin;
+    const auto add_until = [&](std::uint64_t cut) {
+      while (cut - last > max_size) {
+        last += max_size;
+        cuts->push_back(last);
+      }
+      cuts->push_back(cut);
+      last = cut;
+    };
+    for (const std::uint64_t offset : *planned) {
+      if (offset == 0 || offset >= current.end - current.begin) continue;
+      if (current.begin + offset <= last) continue;
+      add_until(current.begin + offset);
+    }
+    add_until(current.end);
+  }
+
+  // Feeds `bytes` (all inside the current, planned region) and emits each finished piece.
+  void feed_planned(ByteSpan bytes, const Sink& sink) {
+    std::uint64_t at = position;
+    while (!bytes.empty()) {
+      const std::uint64_t cut = (*cuts)[next_cut];
+      const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(cut - at, bytes.size()));
+      piece.insert(piece.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(take));
+      bytes = bytes.subspan(take);
+      at += take;
+      if (at == cut) {
+        Chunk chunk;
+        chunk.offset = at - piece.size() - regions[region].begin;
+        chunk.length = static_cast<std::uint32_t>(piece.size());
+        emit_region_chunk(chunk, ByteSpan(piece.data(), piece.size()), sink);
+        piece.clear();
+        ++next_cut;
+      }
+    }
+  }
 
   void emit_region_chunk(const Chunk& chunk, ByteSpan bytes, const Sink& sink) const {
     const ModelRegion& current = regions[region];
@@ -77,7 +132,7 @@ TensorAwareChunker& TensorAwareChunker::operator=(TensorAwareChunker&&) noexcept
 TensorAwareChunker::~TensorAwareChunker() = default;
 
 Result<TensorAwareChunker> TensorAwareChunker::create(const ModelLayout& layout,
-                                                      const ChunkerOptions& options) {
+                                                      const ChunkerOptions& options, CutPlan plan) {
   auto regions = split_model_regions(layout);
   if (!regions.ok()) return std::move(regions).error();
   auto chunker = Chunker::create(options);
@@ -85,6 +140,9 @@ Result<TensorAwareChunker> TensorAwareChunker::create(const ModelLayout& layout,
   auto state = std::make_unique<State>(std::move(chunker).value());
   state->regions = std::move(regions).value();
   state->file_size = layout.file_size;
+  state->max_size = options.max_size;
+  state->plan = std::move(plan);
+  if (!state->regions.empty()) state->start_region();
   return TensorAwareChunker(std::move(state));
 }
 
@@ -102,13 +160,20 @@ Result<void> TensorAwareChunker::feed(ByteSpan piece, const Sink& sink) {
     const ModelRegion& current = state.regions[state.region];
     const std::uint64_t room = current.end - state.position;
     const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(room, piece.size()));
-    state.chunker.feed(piece.first(take), forward);
+    if (state.cuts) {
+      state.feed_planned(piece.first(take), sink);
+    } else {
+      state.chunker.feed(piece.first(take), forward);
+    }
     state.position += take;
     piece = piece.subspan(take);
     if (state.position == current.end) {
-      state.chunker.finish(forward);  // the forced cut at the region's end
-      state.chunker.reset();
+      if (!state.cuts) {
+        state.chunker.finish(forward);  // the forced cut at the region's end
+        state.chunker.reset();
+      }
       ++state.region;
+      if (state.region < state.regions.size()) state.start_region();
     }
   }
   return {};

@@ -190,4 +190,20 @@ Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File&
   return std::optional<DeltaCoded>(std::move(coded));
 }
 
+Result<PutChunkOutcome> put_new_chunk(StoreWriter& writer, const Digest& digest, ByteSpan raw,
+                                      ByteSpan stored, Codec codec, const DeltaBaseChunk* base,
+                                      int level) {
+  if (base == nullptr) {
+    STRATA_TRY(writer.put_chunk(digest, raw, stored, codec));
+    return PutChunkOutcome{codec, stored.size()};
+  }
+  auto put = writer.put_delta_chunk(digest, raw, stored, codec, base->digest, ByteSpan(base->raw));
+  if (put.ok()) return PutChunkOutcome{codec, stored.size()};
+  if (put.error().code != ErrorCode::kInvalidArgument) return std::move(put).error();
+  auto whole = compress_chunk_zstd(raw, level);
+  if (!whole.ok()) return std::move(whole).error();
+  STRATA_TRY(writer.put_chunk(digest, raw, *whole, Codec::kZstd));
+  return PutChunkOutcome{Codec::kZstd, whole->size()};
+}
+
 }  // namespace strata

@@ -100,6 +100,10 @@ class DeltaCoder {
  public:
   DeltaCoder(const ChunkStore& store, DeltaBaseIndex index, const DeltaCoderOptions& options)
       : index_(std::move(index)), cache_(store, options.cache_bytes), options_(options) {}
+  // A coder whose caller finds the base files itself (model tensors by name,
+  // core/model/model_delta_base.h): index() is empty.
+  DeltaCoder(const ChunkStore& store, const DeltaCoderOptions& options)
+      : cache_(store, options.cache_bytes), options_(options) {}
 
   [[nodiscard]] const DeltaBaseIndex& index() const noexcept { return index_; }
 
@@ -117,5 +121,19 @@ class DeltaCoder {
   DeltaBaseCache cache_;
   DeltaCoderOptions options_;
 };
+
+// What put_new_chunk stored.
+struct PutChunkOutcome {
+  Codec codec = Codec::kZstd;
+  std::size_t stored_bytes = 0;
+};
+
+// Puts a new chunk whose stored form is `stored` in `codec`: a delta against `base` when `base` is
+// set, else whole. The store refuses a base that can no longer serve (it became a delta since it
+// was read, or this chunk is some delta's base); the chunk then goes in whole, one zstd frame at
+// `level`. Other errors pass through.
+Result<PutChunkOutcome> put_new_chunk(StoreWriter& writer, const Digest& digest, ByteSpan raw,
+                                      ByteSpan stored, Codec codec, const DeltaBaseChunk* base,
+                                      int level);
 
 }  // namespace strata

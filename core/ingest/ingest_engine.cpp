@@ -414,32 +414,17 @@ class BatchWriter {
   }
 
   Result<void> put_chunk(const Batch& batch, const BatchItem& item, ByteSpan bytes) {
-    ByteSpan stored = ByteSpan(batch.stored).subspan(item.stored_offset, item.stored_length);
-    Codec codec = item.codec;
-    std::vector<std::uint8_t> whole;
-    if (item.base) {
-      auto put = writer_.put_delta_chunk(item.digest, bytes, stored, item.codec, item.base->digest,
-                                         ByteSpan(item.base->raw));
-      if (!put.ok() && put.error().code != ErrorCode::kInvalidArgument) return put;
-      if (!put.ok()) {
-        // The base cannot serve (it turned into one, or this chunk is a base): the chunk is
-        // stored whole instead.
-        auto plain = compress_chunk_zstd(bytes, options_.zstd_level);
-        if (!plain.ok()) return std::move(plain).error();
-        whole = std::move(plain).value();
-        stored = ByteSpan(whole.data(), whole.size());
-        codec = Codec::kZstd;
-        STRATA_TRY(writer_.put_chunk(item.digest, bytes, stored, codec));
-      }
-    } else {
-      STRATA_TRY(writer_.put_chunk(item.digest, bytes, stored, item.codec));
-    }
+    const ByteSpan stored = ByteSpan(batch.stored).subspan(item.stored_offset, item.stored_length);
+    auto put = put_new_chunk(writer_, item.digest, bytes, stored, item.codec, item.base.get(),
+                             options_.zstd_level);
+    if (!put.ok()) return std::move(put).error();
+    const Codec codec = put->codec;
     ++report_.new_chunks;
     report_.new_raw_bytes += item.length;
-    report_.new_stored_bytes += stored.size();
+    report_.new_stored_bytes += put->stored_bytes;
     if (is_delta_codec(codec)) {
       ++report_.delta_chunks;
-      report_.delta_stored_bytes += stored.size();
+      report_.delta_stored_bytes += put->stored_bytes;
     }
     if (item.codec == Codec::kByteGrouped) {
       ++report_.byte_grouped_chunks;

@@ -22,6 +22,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/model/model_delta_base.h"
 #include "core/model/model_weight_ingest.h"
 
 namespace strata::model {
@@ -402,6 +403,27 @@ bool is_valid_rfc3339_utc(const std::string& text) {
   return fraction.empty() || (fraction[0] == '.' && is_digits(fraction.substr(1)));
 }
 
+// The base tensors PackageOptions::delta names (nullopt: no delta coding, or `auto` found no
+// stored weight file).
+Result<std::optional<ModelDeltaBase>> open_delta_base(const PackageOptions& options) {
+  if (options.delta.base == ModelDeltaBaseKind::kNone) return std::optional<ModelDeltaBase>();
+  if (options.store == nullptr) {
+    return make_error(ErrorCode::kInvalidArgument, "delta coding needs a store (--store)");
+  }
+  std::vector<Digest> files = options.delta.files;
+  if (options.delta.base == ModelDeltaBaseKind::kNewest) {
+    auto newest = ModelDeltaBase::newest_weight_files(*options.store, kMaxNewestDeltaBaseFiles);
+    if (!newest.ok()) return std::move(newest).error();
+    files = std::move(newest).value();
+  } else if (files.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "no delta base file named");
+  }
+  if (files.empty()) return std::optional<ModelDeltaBase>();
+  auto base = ModelDeltaBase::build(*options.store, files);
+  if (!base.ok()) return std::move(base).error();
+  return std::optional<ModelDeltaBase>(std::move(base).value());
+}
+
 }  // namespace
 
 std::string_view artifact_format_name(ArtifactFormat format) noexcept {
@@ -418,6 +440,13 @@ Result<ArtifactFormat> parse_artifact_format(std::string_view name) {
 
 std::string referrers_fallback_tag(const Digest& subject) {
   return "sha256-" + subject.hex();
+}
+
+bool is_weight_media_type(std::string_view media_type) noexcept {
+  return media_type == kMediaTypeDockerGguf || media_type == kMediaTypeDockerSafetensors ||
+         media_type == kMediaTypeModelPackWeightRaw ||
+         media_type == "application/vnd.cncf.model.weight.v1.gguf" ||
+         media_type == "application/vnd.cncf.model.weight.v1.safetensors";
 }
 
 std::string layer_media_type_for(std::string_view relative_path, ArtifactFormat format) {
@@ -464,6 +493,9 @@ Result<PackageReport> package_model(const std::string& source, oci::OciLayout& l
   }
 
   PackageReport report;
+  auto delta_base = open_delta_base(options);
+  if (!delta_base.ok()) return std::move(delta_base).error();
+  if (*delta_base) report.delta_base_files = (*delta_base)->files();
   std::vector<std::pair<FileKind, std::optional<ModelLayout>>> weight_headers;
   std::vector<ChunkIndex> indexes;
   std::vector<std::string> indexed_paths;
@@ -485,6 +517,8 @@ Result<PackageReport> package_model(const std::string& source, oci::OciLayout& l
       ingest.media_type = media_type;
       ingest.zstd_level = options.zstd_level;
       ingest.threads = options.threads;
+      ingest.delta_base = delta_base->has_value() ? &**delta_base : nullptr;
+      ingest.delta = options.delta;
       auto ingested = ingest_weight_file(
           file.path, ingest, [&writer](ByteSpan bytes) { return writer->write(bytes); });
       if (!ingested.ok()) {
@@ -498,9 +532,13 @@ Result<PackageReport> package_model(const std::string& source, oci::OciLayout& l
       packaged.new_raw_bytes = ingested->new_raw_bytes;
       packaged.new_stored_bytes = ingested->new_stored_bytes;
       packaged.tensor_aware = ingested->index.tensor_aware;
+      packaged.delta_chunks = ingested->delta_chunks;
+      packaged.delta_stored_bytes = ingested->delta_stored_bytes;
       report.weight_bytes += packaged.descriptor.size;
       report.new_raw_bytes += packaged.new_raw_bytes;
       report.new_stored_bytes += packaged.new_stored_bytes;
+      report.delta_chunks += packaged.delta_chunks;
+      report.delta_stored_bytes += packaged.delta_stored_bytes;
       weight_headers.emplace_back(kind, std::move(ingested->layout));
       indexes.push_back(std::move(ingested->index));
       indexed_paths.push_back(file.relative);

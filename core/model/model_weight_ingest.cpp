@@ -14,6 +14,8 @@
 #include <cerrno>
 
 #include "core/base/file_io.h"
+#include "core/ingest/delta_base.h"
+#include "core/model/model_delta_base.h"
 #include "core/store/byte_group_codec.h"
 #include "strata/engine.h"
 #include "strata/recipe.h"
@@ -51,11 +53,43 @@ struct PendingChunk {
   std::uint32_t length = 0;
   std::uint32_t element_width = 0;
   std::uint32_t element_phase = 0;
+  std::int64_t tensor = -1;  // index into the layout's tensors; -1 for header and padding bytes
+  std::uint64_t file_offset = 0;
   Digest digest;
   bool store_it = false;
   Codec codec = Codec::kZstd;
   std::vector<std::uint8_t> stored;
+  std::shared_ptr<const DeltaBaseChunk> base;  // set when `stored` is a delta against it
   Result<void> status;
+};
+
+// What a new file's chunks are delta-coded against: per tensor of its layout, the base tensor of
+// the same name and dtype (or null), and the base header.
+struct DeltaPlan {
+  const ModelLayout* layout = nullptr;
+  std::vector<const ModelDeltaBase::Tensor*> tensors;
+  const DeltaBaseIndex::File* header = nullptr;
+  std::optional<DeltaCoder> coder;
+
+  // The base file and the chunk's offset and file size as DeltaCoder::encode takes them: offsets
+  // inside a tensor are kept as they are (the file size passed is the base tensor's, so the
+  // relative-position scaling is the identity), header offsets scale with the two header sizes.
+  struct Target {
+    const DeltaBaseIndex::File* file = nullptr;
+    std::uint64_t offset = 0;
+    std::uint64_t file_size = 0;
+  };
+  [[nodiscard]] Target target_of(const PendingChunk& chunk) const {
+    if (!coder) return {};
+    if (chunk.tensor >= 0) {
+      const ModelDeltaBase::Tensor* base = tensors[static_cast<std::size_t>(chunk.tensor)];
+      if (base == nullptr) return {};
+      const TensorInfo& info = layout->tensors[static_cast<std::size_t>(chunk.tensor)];
+      return {&base->file, chunk.file_offset - info.begin, base->file.size};
+    }
+    if (header == nullptr || chunk.file_offset >= layout->data_begin) return {};
+    return {header, chunk.file_offset, layout->data_begin};
+  }
 };
 
 // Chunks gathered for one parallel round: their bytes back to back, and what each becomes.
@@ -63,12 +97,14 @@ struct ChunkBatch {
   std::vector<std::uint8_t> bytes;
   std::vector<PendingChunk> chunks;
 
-  void add(ByteSpan raw, std::uint32_t width, std::uint32_t phase) {
+  void add(ByteSpan raw, const TensorChunk& where) {
     PendingChunk chunk;
     chunk.batch_offset = bytes.size();
     chunk.length = static_cast<std::uint32_t>(raw.size());
-    chunk.element_width = width;
-    chunk.element_phase = phase;
+    chunk.element_width = where.element_width;
+    chunk.element_phase = where.element_phase;
+    chunk.tensor = where.tensor;
+    chunk.file_offset = where.chunk.offset;
     bytes.insert(bytes.end(), raw.begin(), raw.end());
     chunks.push_back(std::move(chunk));
   }
@@ -78,9 +114,10 @@ struct ChunkBatch {
 };
 
 // A chunk's digest and, when `store` (nullptr: no store) lacks it, its stored form: byte-grouped
-// zstd when its tensor has an element width and grouping pays, else zstd.
+// zstd when its tensor has an element width and grouping pays, else zstd; then a delta against
+// its base when `delta` has one and that is smaller.
 void encode_chunk(PendingChunk& chunk, ByteSpan bytes, const ChunkStore* store,
-                  const ByteGroupOptions& grouping) {
+                  const ByteGroupOptions& grouping, DeltaPlan& delta) {
   chunk.digest = sha256_of(bytes);
   if (store == nullptr || store->contains(chunk.digest)) return;
   chunk.store_it = true;
@@ -100,11 +137,24 @@ void encode_chunk(PendingChunk& chunk, ByteSpan bytes, const ChunkStore* store,
     }
     chunk.stored = std::move(*compressed);
   }
+  const DeltaPlan::Target target = delta.target_of(chunk);
+  if (target.file == nullptr) return;
+  auto coded = delta.coder->encode(*target.file, target.offset, target.file_size, bytes,
+                                   chunk.element_width, chunk.element_phase, chunk.stored.size());
+  if (!coded.ok()) {
+    chunk.status = std::move(coded).error();
+    return;
+  }
+  if (*coded) {
+    chunk.codec = (*coded)->codec;
+    chunk.base = std::move((*coded)->base);
+    chunk.stored = std::move((*coded)->stored);
+  }
 }
 
 // Records a hashed batch in order: the chunk index, the recipe, and the chunks the store lacks.
 Result<void> record_batch(const ChunkBatch& batch, StoreWriter* writer, RecipeBuilder& recipe,
-                          WeightIngestResult& result) {
+                          int level, WeightIngestResult& result) {
   for (const PendingChunk& chunk : batch.chunks) {
     STRATA_TRY(chunk.status);
     ChunkIndexEntry entry;
@@ -115,10 +165,16 @@ Result<void> record_batch(const ChunkBatch& batch, StoreWriter* writer, RecipeBu
     recipe.add_chunk(chunk.digest, chunk.length);
     // A repeat within this file was put by an earlier chunk of it.
     if (!chunk.store_it || writer->contains(chunk.digest)) continue;
-    STRATA_TRY(writer->put_chunk(chunk.digest, batch.bytes_of(chunk), chunk.stored, chunk.codec));
+    auto put = put_new_chunk(*writer, chunk.digest, batch.bytes_of(chunk), chunk.stored,
+                             chunk.codec, chunk.base.get(), level);
+    if (!put.ok()) return std::move(put).error();
     ++result.new_chunks;
     result.new_raw_bytes += chunk.length;
-    result.new_stored_bytes += chunk.stored.size();
+    result.new_stored_bytes += put->stored_bytes;
+    if (is_delta_codec(put->codec)) {
+      ++result.delta_chunks;
+      result.delta_stored_bytes += put->stored_bytes;
+    }
   }
   return {};
 }
@@ -142,6 +198,8 @@ Result<void> commit_weight_layer(StoreWriter& writer, RecipeBuilder& recipe,
     result.new_chunks = 0;
     result.new_raw_bytes = 0;
     result.new_stored_bytes = 0;
+    result.delta_chunks = 0;
+    result.delta_stored_bytes = 0;
   }
   return {};
 }
@@ -151,10 +209,11 @@ Result<void> commit_weight_layer(StoreWriter& writer, RecipeBuilder& recipe,
 class WeightChunker {
  public:
   static Result<WeightChunker> create(const std::optional<ModelLayout>& layout,
-                                      const ChunkerOptions& options, ChunkBatch& batch) {
+                                      const ChunkerOptions& options, ChunkBatch& batch,
+                                      TensorAwareChunker::CutPlan plan) {
     WeightChunker chunker(batch);
     if (layout) {
-      auto created = TensorAwareChunker::create(*layout, options);
+      auto created = TensorAwareChunker::create(*layout, options, std::move(plan));
       if (!created.ok()) return std::move(created).error();
       chunker.tensor_.emplace(std::move(*created));
     } else {
@@ -177,10 +236,11 @@ class WeightChunker {
 
  private:
   explicit WeightChunker(ChunkBatch& batch)
-      : tensor_sink_([&batch](const TensorChunk& chunk, ByteSpan bytes) {
-          batch.add(bytes, chunk.element_width, chunk.element_phase);
-        }),
-        plain_sink_([&batch](const Chunk&, ByteSpan bytes) { batch.add(bytes, 0, 0); }) {}
+      : tensor_sink_(
+            [&batch](const TensorChunk& chunk, ByteSpan bytes) { batch.add(bytes, chunk); }),
+        plain_sink_([&batch](const Chunk& chunk, ByteSpan bytes) {
+          batch.add(bytes, TensorChunk{chunk, -1, 0, 0});
+        }) {}
 
   TensorAwareChunker::Sink tensor_sink_;
   Chunker::Sink plain_sink_;
@@ -207,6 +267,11 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
     return make_error(ErrorCode::kInvalidArgument,
                       "zstd level " + std::to_string(options.zstd_level) + " is outside 1..19");
   }
+  const int delta_level = options.delta.level == 0 ? options.zstd_level : options.delta.level;
+  if (delta_level < 1 || delta_level > 19) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "delta zstd level " + std::to_string(delta_level) + " is outside 1..19");
+  }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open", path, errno, PathQuoting::kBare);
   const FileDescriptor file(fd);
@@ -223,15 +288,38 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
   result.index.tensor_aware = result.layout.has_value();
   result.index.blob_size = file_size;
 
-  ChunkBatch batch;
-  auto chunker = WeightChunker::create(result.layout, options.chunker, batch);
-  if (!chunker.ok()) return std::move(chunker).error();
   std::optional<StoreWriter> writer;
   if (options.store != nullptr) {
     auto opened = options.store->writer();
     if (!opened.ok()) return std::move(opened).error();
     writer.emplace(std::move(*opened));
   }
+  DeltaPlan delta;
+  TensorAwareChunker::CutPlan plan;
+  if (writer && result.layout && options.delta_base != nullptr) {
+    delta.layout = &*result.layout;
+    delta.tensors.reserve(result.layout->tensors.size());
+    for (const TensorInfo& tensor : result.layout->tensors) {
+      delta.tensors.push_back(options.delta_base->find(tensor));
+    }
+    delta.header = options.delta_base->header(result.layout->format);
+    DeltaCoderOptions coder;
+    coder.level = delta_level;
+    coder.max_ratio = options.delta.max_ratio;
+    coder.cache_bytes = options.delta.cache_bytes;
+    delta.coder.emplace(*options.store, coder);
+    // Tensors with a base are cut where the base was (at most one cut per byte of the tensor,
+    // whatever the header claims).
+    plan = [&delta](std::size_t tensor) -> std::optional<std::vector<std::uint64_t>> {
+      const ModelDeltaBase::Tensor* base = delta.tensors[tensor];
+      if (base == nullptr) return std::nullopt;
+      const TensorInfo& layout_tensor = delta.layout->tensors[tensor];
+      return ModelDeltaBase::cuts_within(*base, layout_tensor.end - layout_tensor.begin);
+    };
+  }
+  ChunkBatch batch;
+  auto chunker = WeightChunker::create(result.layout, options.chunker, batch, std::move(plan));
+  if (!chunker.ok()) return std::move(chunker).error();
   ByteGroupOptions grouping;
   grouping.level = options.zstd_level;
   tbb::task_arena arena(static_cast<int>(resolve_pipeline_threads(options.threads)));
@@ -242,10 +330,11 @@ Result<WeightIngestResult> ingest_weight_file(const std::string& path,
     const ChunkStore* store = writer ? options.store : nullptr;
     arena.execute([&] {
       tbb::parallel_for(std::size_t{0}, batch.chunks.size(), [&](std::size_t i) {
-        encode_chunk(batch.chunks[i], batch.bytes_of(batch.chunks[i]), store, grouping);
+        encode_chunk(batch.chunks[i], batch.bytes_of(batch.chunks[i]), store, grouping, delta);
       });
     });
-    STRATA_TRY(record_batch(batch, writer ? &*writer : nullptr, recipe, result));
+    STRATA_TRY(
+        record_batch(batch, writer ? &*writer : nullptr, recipe, options.zstd_level, result));
     batch.bytes.clear();
     batch.chunks.clear();
     return {};

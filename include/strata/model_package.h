@@ -116,6 +116,34 @@ Result<ChunkIndex> parse_chunk_index(ByteSpan bytes);
 
 // ---- 3. packaging -------------------------------------------------------------------------
 
+// Weight media types of both formats (safetensors, GGUF, ModelPack raw weights): the store layers
+// whose recipe is one weight file's chunk list.
+[[nodiscard]] bool is_weight_media_type(std::string_view media_type) noexcept;
+
+// Delta coding of a fine-tune's new chunks against a base model the store holds (DESIGN.md §7;
+// docs/STORE.md "Delta chunks"). Bases are found by tensor name: each tensor of the new file
+// whose name and dtype a base weight file also has is cut where the base tensor was cut, and each
+// of its new chunks is coded against the base chunk at the same offset of that tensor (floats:
+// XOR + byte groups; other dtypes and the header: zstd with the base as prefix), kept only below
+// max_ratio x its plain stored form. A base is a weight file stored by `model package --store` or
+// `model pull` (a store layer whose recipe is the file's chunk list, diff_id = its SHA-256).
+enum class ModelDeltaBaseKind : std::uint8_t {
+  kNone,    // no delta coding
+  kFiles,   // against ModelDeltaOptions::files
+  kNewest,  // against the newest weight files of the store (up to kMaxNewestDeltaBaseFiles)
+};
+inline constexpr std::size_t kMaxNewestDeltaBaseFiles = 8;
+
+struct ModelDeltaOptions {
+  ModelDeltaBaseKind base = ModelDeltaBaseKind::kNone;
+  // kFiles: SHA-256 digests of stored weight files (the shards of a sharded base); a tensor name
+  // several of them hold is taken from the first listed. kNewest: newest first.
+  std::vector<Digest> files;
+  double max_ratio = 0.9;
+  std::size_t cache_bytes = std::size_t{64} << 20U;  // raw bytes of base chunks kept in memory
+  int level = 0;  // zstd level of the delta forms; 0: PackageOptions::zstd_level
+};
+
 struct PackageOptions {
   ArtifactFormat format = ArtifactFormat::kDocker;
   // descriptor.created (Docker) / descriptor.createdAt (ModelPack) and the file-metadata mtime:
@@ -126,7 +154,8 @@ struct PackageOptions {
   // Weight files are also ingested into this store (tensor-aware chunks, dedup); may be null.
   ChunkStore* store = nullptr;
   int zstd_level = 3;
-  unsigned threads = 0;  // 0: one per hardware thread
+  unsigned threads = 0;     // 0: one per hardware thread
+  ModelDeltaOptions delta;  // needs `store`
 };
 
 struct PackagedFile {
@@ -134,10 +163,12 @@ struct PackagedFile {
   oci::Descriptor descriptor;
   bool weight = false;
   std::uint64_t chunks = 0;
-  std::uint64_t new_chunks = 0;        // chunks the store did not have
-  std::uint64_t new_raw_bytes = 0;     // their raw size
-  std::uint64_t new_stored_bytes = 0;  // their compressed size in the store
-  bool tensor_aware = false;           // the header parsed: tensor boundaries were forced cuts
+  std::uint64_t new_chunks = 0;          // chunks the store did not have
+  std::uint64_t new_raw_bytes = 0;       // their raw size
+  std::uint64_t new_stored_bytes = 0;    // their compressed size in the store
+  bool tensor_aware = false;             // the header parsed: tensor boundaries were forced cuts
+  std::uint64_t delta_chunks = 0;        // new chunks stored as a delta against a base chunk
+  std::uint64_t delta_stored_bytes = 0;  // their size in the store
 };
 
 struct PackageReport {
@@ -149,6 +180,9 @@ struct PackageReport {
   std::uint64_t weight_bytes = 0;  // weight files
   std::uint64_t new_raw_bytes = 0;
   std::uint64_t new_stored_bytes = 0;
+  std::vector<Digest> delta_base_files;  // the stored weight files deltas were coded against
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t delta_stored_bytes = 0;
   double seconds = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,9 +33,15 @@ struct TensorChunk {
 class TensorAwareChunker {
  public:
   using Sink = std::function<void(const TensorChunk& chunk, ByteSpan bytes)>;
+  // Cuts the caller chooses inside tensor `tensor` (an index into ModelLayout::tensors) instead of
+  // content-defined ones: offsets from the tensor's first byte, increasing, inside (0, length);
+  // others are skipped, and a piece longer than the chunker's max size is cut at the max. nullopt
+  // keeps content-defined cuts. A fine-tune cut where its base model was cut gives every chunk one
+  // base chunk at the same offset of the same tensor, to XOR with (core/model/model_delta_base.h).
+  using CutPlan = std::function<std::optional<std::vector<std::uint64_t>>(std::size_t tensor)>;
 
-  static Result<TensorAwareChunker> create(const ModelLayout& layout,
-                                           const ChunkerOptions& options);
+  static Result<TensorAwareChunker> create(const ModelLayout& layout, const ChunkerOptions& options,
+                                           CutPlan plan = {});
 
   TensorAwareChunker(TensorAwareChunker&&) noexcept;
   TensorAwareChunker& operator=(TensorAwareChunker&&) noexcept;
