@@ -76,7 +76,7 @@ print('%d of %d tensors, %.1f %% of values' % (r['changed_tensors'], r['tensors'
       "$(rss_mib "$work/$case-$name-base.time")"
     digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
     "$tool" verify --store "$store" >/dev/null
-    "$tool" export --store "$store" "$digest" -o "$work/exported"
+    "$tool" export --store "$store" "$digest" -o "$work/exported" >/dev/null
     cmp -s "$work/exported" "$file" || { echo "export of $case ($name) differs" >&2; exit 1; }
     rm -rf "$store" "$work/layout-$case-$name" "$work/layout-$case-$name-base" "$work/exported"
   done
