@@ -6,7 +6,8 @@
 #  1. Both layers (tar+zstd, as a registry holds them) are ingested into a fresh embedded store:
 #     new bytes per version, dedup ratio, throughput, and v2 again with delta coding against v1.
 #  2. The layers are built as zstd:chunked images, pushed to a docker-registry on loopback, and
-#     pulled into an empty store (v1) and then the warm one (v2): bytes fetched on the wire.
+#     pulled into an empty store (v1) and then the warm one (v2): bytes fetched on the wire; then
+#     v2 again pushed with its delta referrer (docs/DELTA.md) and pulled by a v1 holder through it.
 #  3. The model and its fine-tune are pushed with their chunk index and pulled the same way.
 #  4. The export of v2 from the store is checked byte for byte against its diff_id.
 # Downloads are cached in build/demo-cache. Rests on apt-get download, dpkg-deb, tar, zstd,
@@ -133,6 +134,17 @@ for version in v1 v2; do
 done
 "$tool" pull "$registry/ml/python:v1" --store "$demo/pull-store" --insecure --json >"$demo/pull-v1.json"
 "$tool" pull "$registry/ml/python:v2" --store "$demo/pull-store" --insecure --json >"$demo/pull-v2.json"
+# The same update shipped with deltas (docs/DELTA.md): images built from the store that holds v2 as
+# deltas against v1, v2 pushed with its delta referrer; a client holding v1 pulls v2 through it.
+delta_layout="$demo/layout-delta"
+"$tool" build "$demo/v1.tar" --format zstd:chunked --store "$delta_store" --layout "$delta_layout" --tag v1 --json >/dev/null
+"$tool" build "$demo/v2.tar" --format zstd:chunked --store "$delta_store" --layout "$delta_layout" --tag v2 --json >/dev/null
+"$tool" push "$delta_layout:v1" "$registry/ml/python-delta:v1" --insecure --json >/dev/null
+"$tool" push "$delta_layout:v2" "$registry/ml/python-delta:v2" --insecure --delta-store "$delta_store" \
+  --json >"$demo/push-v2-delta.json"
+"$tool" pull "$registry/ml/python-delta:v1" --store "$demo/pull-delta-store" --insecure --json >/dev/null
+"$tool" pull "$registry/ml/python-delta:v2" --store "$demo/pull-delta-store" --insecure --json \
+  >"$demo/pull-v2-delta.json"
 models="$demo/model-layout"
 "$tool" model package "$demo/model/base" --layout "$models" --tag base --json >/dev/null
 "$tool" model package "$demo/model/tuned" --layout "$models" --tag tuned --json >/dev/null
@@ -174,6 +186,11 @@ print("pulls from docker-registry on loopback (bytes on the wire, zstd:chunked l
 print(f"v1 into an empty store:               {mib(p1['bytes_fetched'])}  of a {mib(p1['layer_bytes'])} layer")
 print(f"v2 holding v1:                        {mib(p2['bytes_fetched'])}  of a {mib(p2['layer_bytes'])} layer"
       f"  ({p2['fetched_percent']:.1f}%; a whole-layer pull fetches 100%)")
+pd = load("pull-v2-delta")
+print(f"v2 holding v1, with deltas:           {mib(pd['bytes_fetched'])}  of a {mib(pd['layer_bytes'])} layer"
+      f"  ({sum(l['delta_chunks'] for l in pd['layers'])} chunks as deltas; {mib(pd['bytes_fetched_without_deltas'])} without)")
+if pd["deltas"]["refused"]:
+    print(f"  (delta referrer not used: {pd['deltas']['refused']})")
 mb, mt = load("model-pull-base"), load("model-pull-tuned")
 print(f"model (16 BF16 tensors) first pull:   {mib(mb['bytes_fetched'])}  of {mib(mb['total_bytes'])}")
 print(f"its fine-tune (3 tensors changed):    {mib(mt['bytes_fetched'])}  of {mib(mt['total_bytes'])}"
