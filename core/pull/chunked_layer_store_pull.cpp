@@ -34,6 +34,24 @@
 namespace strata::fastpull {
 namespace {
 
+// A fetcher's answer for `units` must be one piece per range, each of the range's length.
+Result<void> check_fetched_ranges(std::span<const ByteRange> units,
+                                  const std::vector<std::vector<std::uint8_t>>& fetched,
+                                  const char* what) {
+  if (fetched.size() != units.size()) {
+    return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
+  }
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    if (fetched[i].size() != units[i].length) {
+      return make_error(ErrorCode::kIo, std::string(what) + " at " +
+                                            std::to_string(units[i].offset) + ": fetched " +
+                                            std::to_string(fetched[i].size()) + " of " +
+                                            std::to_string(units[i].length) + " bytes");
+    }
+  }
+  return {};
+}
+
 // A single fetched piece (one chunk's frame, or a run of tar headers) is held whole; a larger one
 // is refused as unsupported, so a registry pull fetches that layer whole (streamed) instead.
 constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{1} << 30U;
@@ -190,16 +208,7 @@ class BatchedBlob {
     }
     if (!fetched) return std::move(fetched).error();
     const std::vector<ByteRange>& units = batches_[index];
-    if (fetched->size() != units.size()) {
-      return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
-    }
-    for (std::size_t i = 0; i < units.size(); ++i) {
-      if ((*fetched)[i].size() != units[i].length) {
-        return make_error(ErrorCode::kIo, "range at " + std::to_string(units[i].offset) +
-                                              ": fetched " + std::to_string((*fetched)[i].size()) +
-                                              " of " + std::to_string(units[i].length) + " bytes");
-      }
-    }
+    STRATA_TRY(check_fetched_ranges(units, *fetched, "range"));
     units_ = units;
     bytes_ = std::move(*fetched);
     ++report_.batches;
@@ -288,16 +297,7 @@ class DeltaFeed {
     }
     auto fetched = source_->fetch(units);
     if (!fetched) return std::move(fetched).error();
-    if (fetched->size() != units.size()) {
-      return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
-    }
-    for (std::size_t i = 0; i < units.size(); ++i) {
-      if ((*fetched)[i].size() != units[i].length) {
-        return make_error(ErrorCode::kIo, "delta range at " + std::to_string(units[i].offset) +
-                                              ": fetched " + std::to_string((*fetched)[i].size()) +
-                                              " of " + std::to_string(units[i].length) + " bytes");
-      }
-    }
+    STRATA_TRY(check_fetched_ranges(units, *fetched, "delta range"));
     units_ = units;
     bytes_ = std::move(*fetched);
     ++report_.batches;
