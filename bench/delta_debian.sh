@@ -16,27 +16,13 @@ packages=${STRATA_DELTA_PACKAGES:-"libssl3 openssl libxml2 libcurl4 curl git lib
 for needed in apt-get apt-cache dpkg-deb zstd /usr/bin/time python3 tar cmp; do
   command -v "$needed" >/dev/null || { echo "missing $needed" >&2; exit 1; }
 done
-rm -rf "$work" && mkdir -p "$work/debs/v1" "$work/debs/v2" "$work/root/v1" "$work/root/v2"
+rm -rf "$work" && mkdir -p "$work"
 work=$(realpath "$work")
 
-echo "== downloading two versions of: $packages" >&2
-used=()
-for package in $packages; do
-  mapfile -t versions < <(apt-cache madison "$package" | awk '{print $3}' | awk '!seen[$0]++')
-  if [ "${#versions[@]}" -lt 2 ]; then
-    echo "   $package: only one version available, skipped" >&2
-    continue
-  fi
-  (cd "$work/debs/v1" && apt-get download -q "$package=${versions[1]}" >/dev/null 2>&1)
-  (cd "$work/debs/v2" && apt-get download -q "$package=${versions[0]}" >/dev/null 2>&1)
-  used+=("$package ${versions[1]} -> ${versions[0]}")
-done
-for v in v1 v2; do
-  for deb in "$work/debs/$v"/*.deb; do dpkg-deb -x "$deb" "$work/root/$v"; done
-  tar --sort=name --format=pax --pax-option=delete=atime,delete=ctime -C "$work/root/$v" \
-    -cf "$work/$v.tar" .
-done
-rm -rf "$work/root"
+# shellcheck source=bench/debian_pair.sh
+source "$(dirname "$0")/debian_pair.sh"
+# shellcheck disable=SC2086 # the package list is split on purpose
+make_debian_pair $packages
 
 measure() {  # label, command...: "seconds peak_kib" into $work/$label.time
   local label=$1; shift

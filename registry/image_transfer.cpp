@@ -412,8 +412,8 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
           layer.whole_reason = "not a chunked layer";
         } else if (store != nullptr && layout == nullptr && options.partial) {
           auto partial =
-              detail::pull_chunked_layer(client, repository, descriptor, config.diff_ids[i],
-                                         *store, deltas ? &*deltas : nullptr, layer);
+              detail::pull_chunked_layer(client, repository, descriptor, config.diff_ids[i], *store,
+                                         deltas ? &*deltas : nullptr, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;

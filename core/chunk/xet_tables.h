@@ -1,7 +1,7 @@
 // Gear table of the Hugging Face xet-core chunker (crate gearhash 0.1.x DEFAULT_TABLE,
 // srijs/rust-gearhash @ adad44e src/table.rs; shared/specs/chunking.md §4.1). It is not the FastCDC
-// MD5 table. Generated from shared/testdata/cdc/xet_gearhash_table.txt; tests/chunk/test_xet_casync.cpp
-// checks every entry against that file.
+// MD5 table. Generated from shared/testdata/cdc/xet_gearhash_table.txt;
+// tests/chunk/test_xet_casync.cpp checks every entry against that file.
 #pragma once
 
 #include <array>

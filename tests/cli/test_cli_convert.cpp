@@ -12,8 +12,8 @@
 #include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
-#include "tests/test_support.h"
 #include "tests/oci_test_helpers.h"
+#include "tests/test_support.h"
 
 namespace strata::fastpull {
 namespace {

@@ -1,5 +1,5 @@
-// Tar to recipe, the reference loop (tests/ingest/layer_recipe_ref.h): each tar event is handled where it
-// arrives; chunks are named by SHA-256 and the whole stream is hashed for the diff_id.
+// Tar to recipe, the reference loop (tests/ingest/layer_recipe_ref.h): each tar event is handled
+// where it arrives; chunks are named by SHA-256 and the whole stream is hashed for the diff_id.
 #include "tests/ingest/layer_recipe_ref.h"
 
 #include <vector>

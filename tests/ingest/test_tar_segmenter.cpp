@@ -2,9 +2,9 @@
 // GNU tar here (pax and GNU long names, links, empty files, a safetensors model, trailing bytes
 // kept inline and chunked) and for every reference OCI layer of shared/testdata/oci,
 // build_recipe_from_tar and the ingest pipeline (several threads, small batches) give the recipe
-// of the independent reference loop (tests/ingest/layer_recipe_ref.cpp), byte for byte once serialized.
-// The segmenter's own contract: segments concatenate to the tar, chunks know their entry and
-// place, a failing sink stops it, and a finished segmenter hands out nothing more.
+// of the independent reference loop (tests/ingest/layer_recipe_ref.cpp), byte for byte once
+// serialized. The segmenter's own contract: segments concatenate to the tar, chunks know their
+// entry and place, a failing sink stops it, and a finished segmenter hands out nothing more.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -14,8 +14,8 @@
 #include "core/ingest/tar_segmenter.h"
 #include "formats/compress/layer_source.h"
 #include "strata/strata.h"
-#include "tests/layer_fixtures.h"
 #include "tests/ingest/layer_recipe_ref.h"
+#include "tests/layer_fixtures.h"
 
 namespace strata {
 namespace {

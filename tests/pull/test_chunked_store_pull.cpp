@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "tests/layer_fixtures.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/store.h"
+#include "tests/layer_fixtures.h"
 #include "tests/test_support.h"
 
 namespace strata::fastpull {

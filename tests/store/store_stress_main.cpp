@@ -1,8 +1,9 @@
 // strata_store_stress: drives a chunk store from separate processes for the crash and concurrency
-// tests (tests/store/crash_test.sh, tests/store/store_concurrency_test.sh; shared/specs/reliability.md §5.3 F5,
-// F9, F10). Layers are built from a shared pool of pseudo-random chunks, so processes with
-// different seeds overlap; a layer's diff_id is the SHA-256 of its chunks' concatenation and its
-// recipe is the list of chunk digests, so `check` can rebuild every layer and compare.
+// tests (tests/store/crash_test.sh, tests/store/store_concurrency_test.sh;
+// shared/specs/reliability.md §5.3 F5, F9, F10). Layers are built from a shared pool of
+// pseudo-random chunks, so processes with different seeds overlap; a layer's diff_id is the SHA-256
+// of its chunks' concatenation and its recipe is the list of chunk digests, so `check` can rebuild
+// every layer and compare.
 //
 //   strata_store_stress ingest <store> <seed> <layers> [remove_every]
 //       prints "committed <diff_id>" after each commit and "removing <diff_id>" before a removal
