@@ -6,7 +6,10 @@
 // record checks (shared/specs/reliability.md): what the store does not check, the fetch here does.
 #include "core/store/recipe_reader.h"
 
+#include <tbb/info.h>
+
 #include <algorithm>
+#include <memory>
 #include <string>
 
 namespace strata {
@@ -69,7 +72,17 @@ RecipeChunkFetch provided_chunks(const ChunkProvider& provider) {
 
 RecipeReader::RecipeReader(const Recipe& recipe, RecipeChunkFetch fetch,
                            RecipeReaderOptions options)
-    : recipe_(recipe), fetch_(std::move(fetch)), options_(options) {}
+    : recipe_(recipe), fetch_(std::move(fetch)), options_(options) {
+  if (options_.read_ahead == 0) return;
+  unsigned workers =
+      options_.fetch_threads != 0 ? options_.fetch_threads : std::max(1U, options_.read_ahead - 1);
+  // TBB lends at most default_concurrency - 1 workers (the caller's core is the last one); asking
+  // for more only makes TBB warn on stderr.
+  const int lendable = tbb::info::default_concurrency() - 1;
+  workers = std::min(workers, static_cast<unsigned>(std::max(1, lendable)));
+  // No slot reserved for the caller: it never joins, it only waits for finished batches.
+  arena_ = std::make_unique<tbb::task_arena>(static_cast<int>(workers), 0);
+}
 
 RecipeReader::~RecipeReader() {
   for (auto& pending : pending_) pending.wait();
@@ -176,10 +189,15 @@ void RecipeReader::fill_pipeline() {
   while (pending_.size() < options_.read_ahead) {
     auto batch = cut_batch();
     if (!batch) return;
-    pending_.push_back(std::async(std::launch::async, [this, batch = std::move(batch)]() mutable {
-      fetch_batch(*batch);
-      return std::move(batch);
-    }));
+    auto done = std::make_shared<std::promise<std::unique_ptr<Batch>>>();
+    pending_.push_back(done->get_future());
+    // The reader outlives the task: its destructor waits for every pending future, and a task
+    // touches nothing of the reader after it has set its promise.
+    arena_->enqueue([this, done, raw = batch.release()] {
+      std::unique_ptr<Batch> owned(raw);
+      fetch_batch(*owned);
+      done->set_value(std::move(owned));
+    });
   }
 }
 

@@ -7,6 +7,8 @@
 // the layer's tar byte for byte.
 #pragma once
 
+#include <tbb/task_arena.h>
+
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -56,6 +58,10 @@ struct RecipeReaderOptions {
   std::uint64_t batch_bytes = kDefaultBatchBytes;
   // Batches fetched ahead on worker threads; 0: fetched on the caller's thread when needed.
   unsigned read_ahead = 0;
+  // Worker threads fetching those batches (a TBB arena the reader keeps for its life, so no thread
+  // is started per batch); 0: read_ahead - 1, at least 1. The caller's thread, which consumes the
+  // pieces, counts as the remaining one.
+  unsigned fetch_threads = 0;
 };
 
 class RecipeReader {
@@ -92,7 +98,8 @@ class RecipeReader {
   const Recipe& recipe_;
   const RecipeChunkFetch fetch_;
   const RecipeReaderOptions options_;
-  std::size_t next_segment_ = 0;  // first segment not yet in a batch
+  std::size_t next_segment_ = 0;            // first segment not yet in a batch
+  std::unique_ptr<tbb::task_arena> arena_;  // the fetch workers, when reading ahead
   std::deque<std::future<std::unique_ptr<Batch>>> pending_;
   std::unique_ptr<Batch> current_batch_;
   std::deque<std::unique_ptr<Batch>> retired_;  // the last two, for frame_of
