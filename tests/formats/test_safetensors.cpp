@@ -3,6 +3,7 @@
 // the parser. Hostile headers each end in a named error code and message.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -132,7 +133,7 @@ std::string tensor(const std::string& name, const std::string& dtype, const std:
   return entry;
 }
 
-std::string object(std::initializer_list<std::string> entries) {
+std::string object(const std::vector<std::string>& entries) {
   std::string text = "{";
   for (const std::string& entry : entries) {
     if (text.size() > 1) text += ",";
@@ -201,6 +202,45 @@ TEST(Safetensors, HostileHeadersGetNamedErrors) {
     EXPECT_NE(layout.error().message.find(hostile.fragment), std::string::npos)
         << hostile.label << ": " << layout.error().message;
   }
+}
+
+// A header of tens of thousands of tensors (small adapters, per-expert MoE weights) parses whole
+// and in order of its offsets; the duplicate check still looks inside every entry.
+TEST(Safetensors, HeaderOfManyTensorsParsesWhole) {
+  constexpr int kTensors = 30000;
+  std::vector<std::string> entries;
+  entries.reserve(kTensors);
+  for (int i = 0; i < kTensors; ++i) {
+    std::string name = "layer.";
+    name += std::to_string(i);
+    std::string offsets = "[";
+    offsets += std::to_string(4 * i);
+    offsets += ",";
+    offsets += std::to_string(4 * i + 4);
+    offsets += "]";
+    entries.push_back(tensor(name, "BF16", "[2]", offsets));
+  }
+  auto layout = parse_whole(make_safetensors(object(entries), 4 * kTensors));
+  ASSERT_TRUE(layout.ok()) << layout.error().to_string();
+  ASSERT_EQ(layout->tensors.size(), static_cast<std::size_t>(kTensors));
+  std::uint64_t lowest = layout->tensors.front().begin;
+  for (const TensorInfo& info : layout->tensors) lowest = std::min(lowest, info.begin);
+  std::vector<bool> seen(kTensors, false);
+  for (const TensorInfo& info : layout->tensors) {
+    const std::size_t index = std::stoul(info.name.substr(std::string("layer.").size()));
+    ASSERT_LT(index, seen.size()) << info.name;
+    seen[index] = true;
+    EXPECT_EQ(info.shape, std::vector<std::uint64_t>{2}) << info.name;
+    EXPECT_EQ(info.begin - lowest, 4 * index) << info.name;
+    EXPECT_EQ(info.end - info.begin, 4U) << info.name;
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), true), kTensors);
+
+  entries.back() = R"("dup":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]})";
+  auto refused = parse_whole(make_safetensors(object(entries), 4 * kTensors));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("duplicate key \"dtype\""), std::string::npos)
+      << refused.error().message;
 }
 
 TEST(Safetensors, DtypeTableMatchesSpec) {
