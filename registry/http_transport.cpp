@@ -242,7 +242,10 @@ Result<HttpResponse> HttpTransport::perform_once(const HttpRequest& request, boo
 
   curl_easy_setopt(handle, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  // An https request follows redirects to https only: a redirect down to http would carry the
+  // Range, the Authorization header of a same-host hop and the content in clear.
+  const bool secure = request.url.rfind("https://", 0) == 0;
+  curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, secure ? "https" : "http,https");
   curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(handle, CURLOPT_MAXREDIRS, 5L);
   curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);

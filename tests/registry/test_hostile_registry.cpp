@@ -281,6 +281,47 @@ TEST(HostileRegistry, TlsModeServesHttpsToAClientThatSkipsVerification) {
   EXPECT_FALSE(strict->ping().ok());
 }
 
+// A registry (or a man in the middle of its CDN redirect) must not move an https client onto
+// plain http: the redirect is refused and the http host sees nothing, so no token or credential
+// leaves in clear. An https -> https redirect (a CDN) still works.
+TEST(HostileRegistry, HttpsClientRefusesARedirectDownToHttp) {
+  SmallLayout layout;
+  const std::string blob_path = "/v2/r/blobs/" + layout.layer.digest.to_string();
+  HostileRegistry plain(serve_layout(layout.directory.path()));
+  HostileRegistry cdn(serve_layout(layout.directory.path()), strata::testing::UseTls{});
+  std::string target_host;
+  std::string target_scheme;
+  HostileRegistry registry(
+      [&](const SeenRequest& request) {
+        if (request.target != blob_path) return Reply{};
+        Reply reply;
+        reply.status = 307;
+        reply.headers.emplace_back("Location", target_scheme + "://" + target_host + blob_path);
+        return reply;
+      },
+      strata::testing::UseTls{});
+  ClientOptions options = quick_options();
+  options.plain_http = false;
+  options.tls_verify = false;
+  options.retry.max_attempts = 1;
+  auto client = RegistryClient::create(registry.host(), options);
+  ASSERT_TRUE(client.ok());
+
+  target_scheme = "http";
+  target_host = plain.host();
+  auto downgraded = client->fetch_blob("r", layout.layer.digest, 1 << 20);
+  ASSERT_FALSE(downgraded.ok());
+  EXPECT_NE(downgraded.error().message.find(blob_path), std::string::npos)
+      << downgraded.error().message;
+  EXPECT_TRUE(plain.requests().empty());
+
+  target_scheme = "https";
+  target_host = cdn.host();
+  auto redirected = client->fetch_blob("r", layout.layer.digest, 1 << 20);
+  ASSERT_TRUE(redirected.ok()) << redirected.error().to_string();
+  EXPECT_EQ(text_of(*redirected), layout.layer_bytes);
+}
+
 TEST(HostileRegistry, DripDeliversTheWholeBody) {
   const std::string body = "twelve bytes";
   HostileRegistry server([&](const SeenRequest&) {
