@@ -2,18 +2,22 @@
 # Concurrent writers on one chunk store (shared/specs/reliability.md §5.3 F9, F10): three processes
 # ingest overlapping layers (one shared chunk pool) into the same store while a fourth runs gc in a
 # loop and a fifth verifies and rebuilds every layer over and over (F11); all must succeed, then verify must be clean and every committed layer must rebuild.
-# Usage: store_concurrency_test.sh <strata_store_stress> <work dir>
+# With a third argument `delta`, the writers store their new chunks as deltas of shared pool
+# chunks, so gc races bases: a delta whose base was collected before its commit must be refused
+# (and the layer redone whole), never committed pointing at nothing.
+# Usage: store_concurrency_test.sh <strata_store_stress> <work dir> [delta]
 set -euo pipefail
 
 stress=$1
 work=$2
+mode=${3:-}
 rm -rf "$work"
 mkdir -p "$work"
 store=$work/store
 
 pids=()
 for seed in 101 202 303; do
-  "$stress" ingest "$store" "$seed" 40 5 >"$work/log.$seed" 2>"$work/err.$seed" &
+  "$stress" ingest "$store" "$seed" 40 5 ${mode:+"$mode"} >"$work/log.$seed" 2>"$work/err.$seed" &
   pids+=($!)
 done
 "$stress" gc "$store" 20 2>"$work/err.gc" &

@@ -5,8 +5,10 @@
 // of its chunks' concatenation and its recipe is the list of chunk digests, so `check` can rebuild
 // every layer and compare.
 //
-//   strata_store_stress ingest <store> <seed> <layers> [remove_every]
-//       prints "committed <diff_id>" after each commit and "removing <diff_id>" before a removal
+//   strata_store_stress ingest <store> <seed> <layers> [remove_every [delta]]
+//       prints "committed <diff_id>" after each commit and "removing <diff_id>" before a removal;
+//       with `delta`, a layer's new chunks are near-copies of pool chunks stored as deltas of them
+//       (so gc races bases: a commit whose base was collected is refused and redone whole)
 //   strata_store_stress check <store> [log...]
 //       verify must be clean, every layer must rebuild to its diff_id, and every layer a log
 //       says was committed (and not being removed) must be present
@@ -62,53 +64,92 @@ strata::Result<strata::ChunkStore> open_store(const std::string& path) {
   return strata::ChunkStore::open(path, options);
 }
 
-int ingest(const std::string& path, std::uint64_t seed, int layers, int remove_every) {
+// A chunk new to one layer: random bytes, or with `delta` a pool chunk with a few bytes changed,
+// so it can be stored as a delta against that pool chunk (its base).
+std::vector<std::uint8_t> new_chunk(std::uint64_t id, std::uint64_t base_id, bool delta) {
+  if (!delta) return pool_chunk(id);
+  auto bytes = pool_chunk(base_id);
+  std::uint64_t state = id;
+  for (int edit = 0; edit < 4; ++edit) {
+    bytes[next_splitmix(state) % bytes.size()] ^= static_cast<std::uint8_t>(1 + edit);
+  }
+  return bytes;
+}
+
+// Puts one chunk: a repeat by digest only, a delta against `base` when allowed and the store can
+// serve it as a base (committed, stored whole), else whole.
+strata::Result<void> put_one(strata::StoreWriter& writer, const Digest& digest, ByteSpan raw,
+                             const std::vector<std::uint8_t>* base_raw) {
+  if (writer.contains(digest)) return writer.put_chunk(digest, {}, {}, strata::Codec::kZstd);
+  if (base_raw != nullptr) {
+    const ByteSpan base(base_raw->data(), base_raw->size());
+    std::vector<std::uint8_t> coded;
+    STRATA_TRY(strata::compress_chunk_delta_into(raw, base, 3, coded));
+    auto put = writer.put_delta_chunk(digest, raw, ByteSpan(coded.data(), coded.size()),
+                                      strata::Codec::kZstdDelta, strata::sha256_of(base), base);
+    if (put.ok() || put.error().code != strata::ErrorCode::kInvalidArgument) return put;
+  }
+  auto frame = strata::compress_chunk_zstd(raw, 3);
+  if (!frame.ok()) return std::move(frame).error();
+  return writer.put_chunk(digest, raw, ByteSpan(frame->data(), frame->size()),
+                          strata::Codec::kZstd);
+}
+
+// One layer drawn from `state`: half its chunks from the shared pool, half new to it. With
+// `delta`, new chunks are stored as deltas of pool chunks where the store allows it.
+strata::Result<Digest> ingest_layer(strata::ChunkStore& store, std::uint64_t seed,
+                                    std::uint64_t state, int layer_index, bool delta) {
+  auto writer = store.writer();
+  if (!writer.ok()) return std::move(writer).error();
+  const std::size_t count = 4 + next_splitmix(state) % 12;
+  std::vector<Digest> digests;
+  std::vector<std::uint8_t> recipe;
+  strata::Sha256 diff_id;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint64_t draw = next_splitmix(state);
+    const bool shared = draw % 2 == 0;
+    const std::uint64_t id =
+        shared ? draw % kChunkPool
+               : kChunkPool + seed * 1000000 + static_cast<std::uint64_t>(layer_index) * 100 + i;
+    // Shared draws are even, so they only ever store even pool ids: a base is one of those.
+    const std::uint64_t base_id = (draw >> 1U) % (kChunkPool / 2) * 2;
+    const auto raw = shared ? pool_chunk(id) : new_chunk(id, base_id, delta);
+    const auto base_raw = pool_chunk(base_id);
+    const ByteSpan raw_span(raw.data(), raw.size());
+    const Digest digest = strata::sha256_of(raw_span);
+    diff_id.update(raw_span);
+    recipe.insert(recipe.end(), digest.bytes().begin(), digest.bytes().end());
+    digests.push_back(digest);
+    STRATA_TRY(put_one(*writer, digest, raw_span, delta && !shared ? &base_raw : nullptr));
+  }
+  strata::LayerRecord layer;
+  layer.diff_id = diff_id.finish();
+  layer.layer_digest = layer.diff_id;
+  layer.media_type = "application/vnd.oci.image.layer.v1.tar";
+  layer.recipe = std::move(recipe);
+  layer.size = 0;
+  STRATA_TRY(writer->commit_layer(layer, digests));
+  return layer.diff_id;
+}
+
+int ingest(const std::string& path, std::uint64_t seed, int layers, int remove_every, bool delta) {
   auto store = open_store(path);
   if (!store.ok()) return fail(store.error().to_string());
   std::uint64_t state = seed * 104729 + 17;
   std::vector<Digest> committed;
   for (int layer_index = 0; layer_index < layers; ++layer_index) {
-    auto writer = store->writer();
-    if (!writer.ok()) return fail(writer.error().to_string());
-    const std::size_t count = 4 + next_splitmix(state) % 12;
-    std::vector<Digest> digests;
-    std::vector<std::uint8_t> recipe;
-    strata::Sha256 diff_id;
-    for (std::size_t i = 0; i < count; ++i) {
-      // Half the chunks come from the shared pool, half are new to this layer.
-      const std::uint64_t draw = next_splitmix(state);
-      const std::uint64_t id =
-          draw % 2 == 0
-              ? draw % kChunkPool
-              : kChunkPool + seed * 1000000 + static_cast<std::uint64_t>(layer_index) * 100 + i;
-      const auto raw = pool_chunk(id);
-      const ByteSpan raw_span(raw.data(), raw.size());
-      const Digest digest = strata::sha256_of(raw_span);
-      diff_id.update(raw_span);
-      recipe.insert(recipe.end(), digest.bytes().begin(), digest.bytes().end());
-      digests.push_back(digest);
-      if (writer->contains(digest)) {
-        auto put = writer->put_chunk(digest, {}, {}, strata::Codec::kZstd);
-        if (!put.ok()) return fail(put.error().to_string());
-        continue;
-      }
-      auto frame = strata::compress_chunk_zstd(raw_span, 3);
-      if (!frame.ok()) return fail(frame.error().to_string());
-      auto put = writer->put_chunk(digest, raw_span, ByteSpan(frame->data(), frame->size()),
-                                   strata::Codec::kZstd);
-      if (!put.ok()) return fail(put.error().to_string());
+    const std::uint64_t layer_state = next_splitmix(state);
+    auto diff_id = ingest_layer(*store, seed, layer_state, layer_index, delta);
+    if (!diff_id.ok() && delta && diff_id.error().message.find("base") != std::string::npos) {
+      // A gc elsewhere collected a base between put and commit: the commit refused the delta
+      // (nothing was made visible); the same layer again, its new chunks whole.
+      std::fprintf(stderr, "retrying whole: %s\n", diff_id.error().to_string().c_str());
+      diff_id = ingest_layer(*store, seed, layer_state, layer_index, false);
     }
-    strata::LayerRecord layer;
-    layer.diff_id = diff_id.finish();
-    layer.layer_digest = layer.diff_id;
-    layer.media_type = "application/vnd.oci.image.layer.v1.tar";
-    layer.recipe = std::move(recipe);
-    layer.size = 0;
-    auto commit = writer->commit_layer(layer, digests);
-    if (!commit.ok()) return fail(commit.error().to_string());
-    std::printf("committed %s\n", layer.diff_id.to_string().c_str());
+    if (!diff_id.ok()) return fail(diff_id.error().to_string());
+    std::printf("committed %s\n", diff_id->to_string().c_str());
     std::fflush(stdout);
-    committed.push_back(layer.diff_id);
+    committed.push_back(*diff_id);
     if (remove_every > 0 && committed.size() >= 2 &&
         layer_index % remove_every == remove_every - 1) {
       const Digest victim = committed[committed.size() - 2];
@@ -225,7 +266,8 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() >= 4 && args[0] == "ingest") {
     return ingest(args[1], std::strtoull(args[2].c_str(), nullptr, 10), std::atoi(args[3].c_str()),
-                  args.size() >= 5 ? std::atoi(args[4].c_str()) : 0);
+                  args.size() >= 5 ? std::atoi(args[4].c_str()) : 0,
+                  args.size() >= 6 && args[5] == "delta");
   }
   if (args.size() >= 2 && args[0] == "check") {
     return check(args[1], std::vector<std::string>(args.begin() + 2, args.end()));
@@ -233,6 +275,6 @@ int main(int argc, char** argv) {
   if (args.size() >= 3 && args[0] == "gc") return collect(args[1], std::atoi(args[2].c_str()));
   if (args.size() >= 3 && args[0] == "watch") return watch(args[1], std::atoi(args[2].c_str()));
   return fail(
-      "usage: ingest <store> <seed> <layers> [remove_every] | check <store> [log...] | "
+      "usage: ingest <store> <seed> <layers> [remove_every [delta]] | check <store> [log...] | "
       "gc <store> <rounds> | watch <store> <rounds>");
 }

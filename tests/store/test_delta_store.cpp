@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/export/recipe_tar_chunks.h"
+#include "core/store/chunk_store_fault.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
 
@@ -261,6 +262,51 @@ TEST(DeltaStore, GcKeepsABaseWhileADeltaNeedsIt) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->chunks, 0U);
   EXPECT_EQ(stats->delta_chunks, 0U);
+}
+
+// A delta ingest that fails at the disk (a torn pack write, then a failed fsync) leaves the store
+// as it was: v2 and its delta rows invisible, v1 whole, verify clean; the same ingest then lands.
+TEST(DeltaStore, AFailedDeltaIngestLeavesNothingHalfWritten) {
+  test::ScratchDir scratch;
+  const Versions versions = make_versions();
+  const std::string dir = scratch.file("store");
+  ChunkStore store = open_store(dir);
+  auto v1 = ingest_layer_bytes(store, versions.v1, small_chunks());
+  ASSERT_TRUE(v1.ok()) << v1.error().to_string();
+  auto before = store.stats();
+  ASSERT_TRUE(before.ok());
+  IngestOptions options = small_chunks();
+  options.delta.base = DeltaBase::kLayer;
+  options.delta.layer = v1->diff_id;
+
+  for (const auto point : {store_fault::FaultPoint::kPackWrite, store_fault::FaultPoint::kFsync}) {
+    store_fault::arm_fault(point, 1);
+    auto failed = ingest_layer_bytes(store, versions.v2, options);
+    store_fault::disarm_faults();
+    ASSERT_FALSE(failed.ok());
+    EXPECT_EQ(failed.error().code, ErrorCode::kIo) << failed.error().to_string();
+    auto reopened = ChunkStore::open(dir);
+    ASSERT_TRUE(reopened.ok()) << reopened.error().to_string();
+    auto stats = reopened->stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->layers, 1U);
+    EXPECT_EQ(stats->chunks, before->chunks);
+    EXPECT_EQ(stats->delta_chunks, 0U);
+    EXPECT_EQ(export_tar(*reopened, v1->diff_id), versions.v1);
+    auto verified = reopened->verify();
+    ASSERT_TRUE(verified.ok());
+    EXPECT_TRUE(verified->clean()) << verified->problems.front();
+  }
+
+  auto landed = ingest_layer_bytes(store, versions.v2, options);
+  ASSERT_TRUE(landed.ok()) << landed.error().to_string();
+  EXPECT_GT(landed->delta_chunks, 0U);
+  auto reopened = ChunkStore::open(dir);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(export_tar(*reopened, landed->diff_id), versions.v2);
+  auto verified = reopened->verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean()) << verified->problems.front();
 }
 
 TEST(DeltaStore, VerifyNamesACorruptBaseAndItsDelta) {
