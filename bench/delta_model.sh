@@ -8,9 +8,15 @@
 # `strata model package --store` after the base, without and with `--delta-base auto`, against
 # `zstd -19` of the file and the floor; ingest seconds against `zstd -3 -T2`; peak RSS
 # (/usr/bin/time -v); verify and a byte-exact export of the fine-tune from the delta store.
+# Then over the wire (docs/DELTA.md): base and fine-tune pushed to a docker-registry on loopback
+# (tests/integration/registry_env.sh), the fine-tune with its delta referrer (`model push
+# --delta-store`); a client that pulled the base pulls the fine-tune into two copies of its store,
+# with the referrer and with --no-deltas: bytes on the wire (wire_bytes_received: every response
+# body) against the floor, pull wall time, peak RSS, and both files cmp-identical to the source.
 # Usage: bench/delta_model.sh [BUILD_DIR]
 #   MODEL_MIB (default 120) sets the base size, PARTIAL (default 4) the partial fine-tune,
-#   DELTA_LEVELS (e.g. "3 9 19") adds delta-store runs at those zstd levels (--delta-level).
+#   DELTA_LEVELS (e.g. "3 9 19") adds delta-store runs at those zstd levels (--delta-level),
+#   WIRE=0 leaves the registry part out (it needs docker-registry and curl).
 set -euo pipefail
 
 build_dir=$(cd "${1:-build}" && pwd)
@@ -21,8 +27,16 @@ for binary in "$tool" "$driver"; do
 done
 mib=${MODEL_MIB:-120}
 partial=${PARTIAL:-4}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+wire=${WIRE:-1}
+if [[ $wire == 1 ]]; then
+  # shellcheck source=../tests/integration/registry_env.sh
+  . "$(cd "$(dirname "$0")/.." && pwd)/tests/integration/registry_env.sh"
+  registry_env_require docker-registry curl python3
+  registry_env_init strata-delta-model  # sets $work, removed on exit
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 
 mkdir -p "$work/base" "$work/full" "$work/partial"
 "$driver" synth "$work/base/model.safetensors" 1 "$mib"
@@ -84,3 +98,57 @@ done
 echo
 echo "grown B: new stored chunk bytes of the fine-tune (model package --json new_stored_bytes);"
 echo "every store verified clean and exported the fine-tune byte-identical."
+
+[[ $wire == 1 ]] || exit 0
+# ---- over the wire --------------------------------------------------------------------------------
+start_registry bench
+reg="127.0.0.1:$port"
+pull_row() {  # pull_row NAME JSON TIME FLOOR
+  python3 - "$@" <<'PY'
+import json, sys
+name, report, timing, floor = sys.argv[1], json.load(open(sys.argv[2])), open(sys.argv[3]).read().split(), int(sys.argv[4])
+wire = report["wire_bytes_received"]
+d = report["deltas"]
+print("%-14s %12d %9.3f %12d %12d %6d %6d %8s %8.0f" % (name, wire, wire / floor, report["bytes_fetched"],
+      report["bytes_fetched_without_deltas"], d["chunks"], d["fallbacks"], timing[0], int(timing[1]) / 1024))
+PY
+}
+for case in full partial; do
+  file="$work/$case/model.safetensors"
+  floor_bytes=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['floor_bytes'])" \
+    "$("$driver" floor "$work/base/model.safetensors" "$file")")
+  store="$work/wire-store-$case"
+  package base "$store" "wire-$case-base"
+  package "$case" "$store" "wire-$case" --delta-base auto
+  "$tool" model push "$work/layout-wire-$case-base:v" "$reg/bench/$case:base" --insecure >/dev/null
+  "$tool" model push "$work/layout-wire-$case:v" "$reg/bench/$case:tuned" --insecure \
+    --delta-store "$store" --json >"$work/push-$case.json"
+  client="$work/client-$case"
+  "$tool" model pull "$reg/bench/$case:base" --store "$client-with" --insecure >/dev/null
+  cp -a "$client-with" "$client-without"
+  for mode in with without; do
+    flags=()
+    [[ $mode == without ]] && flags=(--no-deltas)
+    /usr/bin/time -f '%e %M' -o "$work/pull-$case-$mode.time" "$tool" model pull \
+      "$reg/bench/$case:tuned" --store "$client-$mode" --out "$work/out-$case-$mode" --insecure \
+      --json "${flags[@]}" >"$work/pull-$case-$mode.json"
+    cmp -s "$work/out-$case-$mode/model.safetensors" "$file" ||
+      { echo "pulled $case ($mode deltas) differs" >&2; exit 1; }
+    "$tool" verify --store "$client-$mode" >/dev/null
+  done
+  echo
+  echo "== $case fine-tune over the wire: floor $floor_bytes; referrer" \
+    "$(python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['delta_referrer']; \
+print('%d of %d chunks, frames %d B, index %d B, via %s' % (d['delta_chunks'], d['chunks'], \
+d['frames_bytes'], d['index_bytes'], d['referrers']))" "$work/push-$case.json")"
+  printf '%-14s %12s %9s %12s %12s %6s %6s %8s %8s\n' pull "wire B" "x floor" "fetched B" \
+    "est. w/o" deltas "fallb" seconds "RSS MiB"
+  pull_row "with deltas" "$work/pull-$case-with.json" "$work/pull-$case-with.time" "$floor_bytes"
+  pull_row "--no-deltas" "$work/pull-$case-without.json" "$work/pull-$case-without.time" \
+    "$floor_bytes"
+  rm -rf "$store" "$client-with" "$client-without" "$work/out-$case-with" "$work/out-$case-without"
+done
+echo
+echo "wire B: response bodies of the fine-tune pull (wire_bytes_received: manifest, config, chunk"
+echo "index, referrer, ranges, multipart framing); est. w/o: the pull's own bytes_fetched_without_deltas;"
+echo "both pulled files cmp-identical to the fine-tune, both stores verified clean."

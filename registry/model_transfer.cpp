@@ -4,8 +4,11 @@
 // e.g. Debian's docker-registry 2.8), the tag-schema fallback: an image index tagged
 // "sha256-<hex>" listing the referrer (distribution-spec v1.1 "Referrers Tag Schema"). Pull: the
 // manifest, the chunk index (referrers API first, then the fallback tag), and for each weight blob
-// only the chunks the store lacks, as merged range GETs; every chunk is checked against its
-// SHA-256 and every assembled file against its blob digest before the store layer is committed.
+// only the chunks the store lacks, as merged range GETs (registry/model_blob_pull.cpp), or as
+// deltas where the model has a delta referrer (docs/DELTA.md; write_model_delta_referrer makes
+// one from a store, in the image's format); every chunk is checked against its SHA-256 and every
+// assembled file against its blob digest before the store layer is committed, and files move
+// into --out only when all are complete.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +23,7 @@
 #include "core/base/file_io.h"
 #include "core/base/safe_path.h"
 #include "core/model/model_weight_ingest.h"
+#include "registry/model_blob_pull.h"
 #include "strata/engine.h"
 #include "strata/model_artifact.h"
 #include "strata/recipe.h"
@@ -37,14 +41,6 @@ constexpr std::size_t kMaxPathBytes = 4096;
 
 ByteSpan as_span(const std::string& text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
-}
-
-Result<void> read_all_at(int fd, std::uint64_t offset, MutableByteSpan out,
-                         const std::string& path) {
-  auto read = pread_all(fd, offset, out, path);
-  if (!read.ok()) return std::move(read).error();
-  if (*read != out.size()) return make_error(ErrorCode::kIo, "cannot read back " + path);
-  return {};
 }
 
 // ---- push -------------------------------------------------------------------------------------
@@ -257,142 +253,144 @@ Result<FoundIndexes> find_chunk_indexes(RegistryClient& client, const std::strin
   return found;
 }
 
-// One weight blob by chunk ranges: windows of about window_bytes of missing chunks are fetched
-// (adjacent chunks merged into one range), verified, stored, and written in order to `assembly`.
-Result<void> pull_indexed_blob(RegistryClient& client, const std::string& repository,
-                               const oci::Descriptor& layer, const ChunkIndex& index,
-                               ChunkStore& store, const ModelPullOptions& options,
-                               const std::string& assembly, PulledModelFile& file) {
-  const std::string& where = file.path;
-  auto writer = store.writer();
-  if (!writer.ok()) return std::move(writer).error();
-  const int fd = ::open(assembly.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return make_error(ErrorCode::kIo, "cannot create " + assembly + ": " + std::strerror(errno));
+Result<std::string> model_format_of(const oci::Manifest& manifest, const std::string& shown) {
+  const std::string& config_type = manifest.config.media_type;
+  if (config_type == kMediaTypeDockerConfigV01 || config_type == kMediaTypeDockerConfigV02) {
+    return std::string("docker");
   }
+  if (config_type == kMediaTypeModelPackConfig ||
+      manifest.artifact_type == kArtifactTypeModelPack) {
+    return std::string("modelpack");
+  }
+  return make_error(
+      ErrorCode::kUnsupported,
+      shown + " is not a model artifact (config media type '" + config_type.substr(0, 100) + "')");
+}
+
+// Each layer's file path (annotation, else the digest's hex), checked before anything is written.
+Result<std::vector<std::string>> model_file_paths(const oci::Manifest& manifest) {
+  std::vector<std::string> paths;
+  std::set<std::string> seen;
+  for (const oci::Descriptor& layer : manifest.layers) {
+    const auto named = layer.annotations.find(std::string(kAnnotationFilePath));
+    std::string path = named != layer.annotations.end() ? named->second : layer.digest.hex();
+    STRATA_TRY(check_relative_path(path));
+    if (!seen.insert(path).second) {
+      return make_error(ErrorCode::kCorruptInput, "two layers name the file '" + path + "'");
+    }
+    paths.push_back(std::move(path));
+  }
+  return paths;
+}
+
+// Where files are assembled: a fresh private directory (core/base/safe_path.h PrivateDirectory:
+// never a name planted in advance), inside --out so that moving them into place is a rename on
+// one file system, else in the temp directory; it goes, with anything left in it, when the pull
+// ends.
+struct PullTarget {
+  std::optional<safe_path::RootDirectory> out_root;
+  std::optional<safe_path::PrivateDirectory> work;
+};
+
+Result<PullTarget> open_pull_target(const ModelPullOptions& options) {
+  PullTarget target;
+  std::string work_parent = options.out_directory;
+  if (!options.out_directory.empty()) {
+    auto root = safe_path::RootDirectory::open(options.out_directory, true);
+    if (!root.ok()) return std::move(root).error();
+    target.out_root.emplace(std::move(*root));
+  } else {
+    std::error_code error;
+    work_parent = fs::temp_directory_path(error).string();
+    if (error) return make_error(ErrorCode::kIo, "no temporary directory: " + error.message());
+  }
+  auto work = safe_path::PrivateDirectory::create(work_parent, ".strata-model-pull-");
+  if (!work.ok()) return std::move(work).error();
+  target.work.emplace(std::move(*work));
+  return target;
+}
+
+// A weight file the store holds whole, exported and hashed again before it lands under the
+// manifest's name.
+Result<void> export_stored_file(const ChunkStore& store, const oci::Descriptor& layer,
+                                const safe_path::PrivateDirectory& work, const std::string& name,
+                                const std::string& shown) {
+  const std::string partial = work.path() + "/" + name;
+  const int fd =
+      ::openat(work.fd(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error(ErrorCode::kIo, "cannot create " + partial);
   FileDescriptor out(fd);
-  Sha256 blob_hash;
-  std::map<Digest, std::uint64_t> written_at;  // chunks fetched earlier: where the file holds them
-  const auto& chunks = index.chunks;
-  std::size_t next = 0;
-  while (next < chunks.size()) {
-    // The window: chunks from `next` until about window_bytes of them are missing.
-    std::size_t end = next;
-    std::uint64_t missing_bytes = 0;
-    std::vector<std::size_t> missing;
-    std::set<Digest> wanted;
-    while (end < chunks.size() && (end == next || missing_bytes < options.window_bytes)) {
-      const ChunkIndexEntry& chunk = chunks[end];
-      if (!store.contains(chunk.digest) && !written_at.contains(chunk.digest) &&
-          wanted.insert(chunk.digest).second) {
-        missing.push_back(end);
-        missing_bytes += chunk.length;
-      }
-      ++end;
-    }
-    // Adjacent missing chunks become one range.
-    std::vector<ByteRange> ranges;
-    std::vector<std::vector<std::size_t>> range_chunks;
-    for (const std::size_t i : missing) {
-      if (!ranges.empty() && ranges.back().offset + ranges.back().length == chunks[i].offset) {
-        ranges.back().length += chunks[i].length;
-        range_chunks.back().push_back(i);
-      } else {
-        ranges.push_back(ByteRange{chunks[i].offset, chunks[i].length});
-        range_chunks.push_back({i});
-      }
-    }
-    std::map<Digest, std::vector<std::uint8_t>> fetched;
-    const std::size_t per_request = std::max<std::size_t>(1, options.max_ranges_per_request);
-    for (std::size_t first = 0; first < ranges.size(); first += per_request) {
-      const std::size_t count = std::min(per_request, ranges.size() - first);
-      auto bodies = client.fetch_ranges(repository, layer.digest,
-                                        std::span<const ByteRange>(ranges).subspan(first, count));
-      if (!bodies.ok()) return std::move(bodies).error();
-      for (std::size_t r = 0; r < count; ++r) {
-        const std::vector<std::uint8_t>& body = (*bodies)[r];
-        if (body.size() != ranges[first + r].length) {
-          return make_error(ErrorCode::kCorruptInput,
-                            where + ": range at " + std::to_string(ranges[first + r].offset) +
-                                " came back with " + std::to_string(body.size()) + " bytes");
-        }
-        file.bytes_fetched += body.size();
-        std::size_t at = 0;
-        for (const std::size_t i : range_chunks[first + r]) {
-          const ChunkIndexEntry& chunk = chunks[i];
-          const ByteSpan bytes = ByteSpan(body).subspan(at, chunk.length);
-          at += chunk.length;
-          if (sha256_of(bytes) != chunk.digest) {
-            return make_error(ErrorCode::kDigestMismatch,
-                              where + ": chunk " + std::to_string(i) + " at offset " +
-                                  std::to_string(chunk.offset) + " does not hash to " +
-                                  chunk.digest.to_string() + " as its chunk index says");
-          }
-          auto stored = compress_chunk_zstd(bytes, options.zstd_level);
-          if (!stored.ok()) return std::move(stored).error();
-          STRATA_TRY(writer->put_chunk(chunk.digest, bytes, *stored, Codec::kZstd));
-          ++file.chunks_fetched;
-          fetched.emplace(chunk.digest, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-        }
-      }
-    }
-    // Write the window out in order, from this round's fetch, the file itself, or the store.
-    std::vector<std::uint8_t> reread;
-    for (std::size_t i = next; i < end; ++i) {
-      const ChunkIndexEntry& chunk = chunks[i];
-      ByteSpan bytes;
-      std::vector<std::uint8_t> from_store;
-      if (const auto got = fetched.find(chunk.digest); got != fetched.end()) {
-        bytes = got->second;
-        written_at.emplace(chunk.digest, chunk.offset);
-      } else if (const auto earlier = written_at.find(chunk.digest); earlier != written_at.end()) {
-        reread.resize(chunk.length);
-        STRATA_TRY(read_all_at(fd, earlier->second, reread, assembly));
-        if (sha256_of(reread) != chunk.digest) {
-          return make_error(
-              ErrorCode::kDigestMismatch,
-              assembly + " changed while being written (chunk " + std::to_string(i) + ")");
-        }
-        bytes = reread;
-      } else {
-        auto read = store.read_chunk(chunk.digest);
-        if (!read.ok()) return std::move(read).error();
-        if (read->size() != chunk.length) {
-          return make_error(ErrorCode::kCorruptInput,
-                            where + ": chunk " + std::to_string(i) + " has " +
-                                std::to_string(read->size()) + " bytes in the store, " +
-                                std::to_string(chunk.length) + " in the index");
-        }
-        from_store = std::move(*read);
-        bytes = from_store;
-      }
-      blob_hash.update(bytes);
-      STRATA_TRY(write_all(fd, bytes, assembly));
-    }
-    next = end;
+  Sha256 exported_hash;
+  auto exported = export_layer_tar(store, layer.digest, [&](ByteSpan bytes) {
+    exported_hash.update(bytes);
+    return write_all(fd, bytes, partial);
+  });
+  if (!exported.ok()) return std::move(exported).error();
+  if (const Digest got = exported_hash.finish(); got != layer.digest) {
+    return make_error(ErrorCode::kDigestMismatch,
+                      "model file '" + shown + "': the store's copy of " +
+                          layer.digest.to_string() + " hashes to " + got.to_string() +
+                          " (run strata verify on the store)");
   }
-  const Digest digest = blob_hash.finish();
-  if (digest != layer.digest) {
-    return make_error(ErrorCode::kDigestMismatch, where + ": assembled file hashes to " +
-                                                      digest.to_string() + ", the manifest says " +
-                                                      layer.digest.to_string());
-  }
-  if (::fsync(fd) != 0) {
-    return make_error(ErrorCode::kIo, "cannot fsync " + assembly + ": " + std::strerror(errno));
-  }
-  RecipeBuilder builder;
-  for (const ChunkIndexEntry& chunk : chunks) builder.add_chunk(chunk.digest, chunk.length);
-  Recipe recipe = builder.finish();
-  recipe.set_diff_id(layer.digest);
-  LayerRecord record;
-  record.diff_id = layer.digest;
-  record.layer_digest = layer.digest;
-  record.media_type = layer.media_type;
-  record.recipe = serialize_recipe(recipe);
-  record.size = layer.size;
-  auto committed = writer->commit_layer(record, recipe.distinct_chunks());
-  if (!committed.ok()) return std::move(committed).error();
   return {};
+}
+
+struct ModelPullContext {
+  RegistryClient& client;
+  const std::string& repository;
+  ChunkStore& store;
+  const ModelPullOptions& options;
+  const FoundIndexes& indexes;
+  const registry::detail::FoundDeltas* deltas;
+  const safe_path::PrivateDirectory& work;
+};
+
+// One layer into the work directory as `name`: exported from the store, by chunk ranges (and
+// deltas), or fetched whole and ingested (so the next pull dedups).
+Result<void> pull_model_file(const ModelPullContext& context, const oci::Descriptor& layer,
+                             const std::string& name, PulledModelFile& file) {
+  const std::string partial = context.work.path() + "/" + name;
+  // A weight file is stored as a layer whose diff_id is the file's own digest (it is not
+  // compressed), so only a layer filed under that diff_id can stand for it.
+  if (context.store.find_layer_by_diff_id(layer.digest).ok()) {
+    file.already_stored = true;
+    return export_stored_file(context.store, layer, context.work, name, file.path);
+  }
+  const auto index = context.indexes.by_blob.find(layer.digest);
+  if (index != context.indexes.by_blob.end() && index->second.blob_size == layer.size) {
+    file.indexed = true;
+    file.chunks = index->second.chunks.size();
+    const detail::IndexedBlobSource source{context.client, context.repository, context.store,
+                                           context.options, context.deltas};
+    return detail::pull_indexed_blob(source, layer, index->second, partial, file);
+  }
+  auto fetched =
+      context.client.fetch_blob_to_file(context.repository, layer.digest, layer.size, partial);
+  if (!fetched.ok()) return std::move(fetched).error();
+  file.bytes_fetched += *fetched;
+  file.bytes_fetched_without_deltas += *fetched;
+  if (is_weight_media_type(layer.media_type)) {
+    WeightIngestOptions ingest;
+    ingest.store = &context.store;
+    ingest.media_type = layer.media_type;
+    ingest.zstd_level = context.options.zstd_level;
+    auto ingested = ingest_weight_file(partial, ingest, {});
+    if (!ingested.ok()) return std::move(ingested).error();
+    file.chunks = ingested->index.chunks.size();
+  }
+  return {};
+}
+
+// The model's delta referrer, looked for only where a weight blob will come by chunk ranges.
+std::optional<registry::detail::FoundDeltas> find_model_deltas(
+    RegistryClient& client, const std::string& repository, const oci::Manifest& manifest,
+    const Digest& subject, const FoundIndexes& indexes, const ChunkStore& store) {
+  const bool any_ranges =
+      std::any_of(manifest.layers.begin(), manifest.layers.end(), [&](const oci::Descriptor& l) {
+        return indexes.by_blob.contains(l.digest) && !store.find_layer_by_diff_id(l.digest).ok();
+      });
+  if (!any_ranges) return std::nullopt;
+  return registry::detail::find_delta_referrer(client, repository, subject);
 }
 
 }  // namespace
@@ -432,6 +430,54 @@ Result<ModelPushReport> push_model(RegistryClient& client, const oci::OciLayout&
   return report;
 }
 
+Result<fastpull::DeltaReferrerReport> write_model_delta_referrer(const ChunkStore& store,
+                                                                 oci::OciLayout& layout,
+                                                                 std::string_view tag) {
+  auto descriptor = layout.resolve(tag);
+  if (!descriptor.ok()) return std::move(descriptor).error();
+  auto manifest = read_manifest(layout, *descriptor);
+  if (!manifest.ok()) return std::move(manifest).error();
+  auto referrer = layout.resolve(referrers_fallback_tag(descriptor->digest));
+  if (!referrer.ok()) {
+    return make_error(referrer.error().code,
+                      "model " + std::string(tag) + " has no chunk index in the layout (" +
+                          referrer.error().message + "); package it with --store");
+  }
+  auto index_manifest = read_manifest(layout, *referrer);
+  if (!index_manifest.ok()) return std::move(index_manifest).error();
+  std::map<Digest, ChunkIndex> by_blob;
+  for (const oci::Descriptor& blob : index_manifest->first.layers) {
+    if (blob.media_type != kMediaTypeChunkIndex) continue;
+    auto bytes = layout.read_blob(blob);
+    if (!bytes.ok()) return std::move(bytes).error();
+    auto index = parse_chunk_index(*bytes);
+    if (!index.ok()) {
+      return make_error(index.error().code,
+                        "chunk index " + blob.digest.to_string() + ": " + index.error().message);
+    }
+    by_blob[index->blob_digest] = std::move(*index);
+  }
+  // The chunks in the order a pull asks for them: layer by layer, blob order.
+  std::vector<fastpull::DeltaCandidate> candidates;
+  for (const oci::Descriptor& layer : manifest->first.layers) {
+    const auto index = by_blob.find(layer.digest);
+    if (index == by_blob.end() || index->second.blob_size != layer.size) continue;
+    for (const ChunkIndexEntry& chunk : index->second.chunks) {
+      candidates.push_back(fastpull::DeltaCandidate{chunk.digest, chunk.length, chunk.length});
+    }
+  }
+  oci::Descriptor subject = *descriptor;
+  if (subject.media_type.empty()) subject.media_type = std::string(oci::kMediaTypeImageManifest);
+  auto report = fastpull::write_delta_referrer_for_chunks(store, layout, subject, candidates);
+  if (!report.ok()) return report;
+  STRATA_TRY(layout.set_tag(model_delta_referrer_tag(subject.digest), report->referrer));
+  return report;
+}
+
+std::string model_delta_referrer_tag(const Digest& subject) {
+  return referrers_fallback_tag(subject) + ".delta";
+}
+
 Result<ModelPullReport> pull_model(RegistryClient& client, const registry::ImageReference& source,
                                    ChunkStore& store, const ModelPullOptions& options) {
   ModelPullReport report;
@@ -443,17 +489,9 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
     return make_error(manifest.error().code, source.to_string() + ": " + manifest.error().message);
   }
   report.manifest_digest = response->digest;
-  const std::string& config_type = manifest->config.media_type;
-  if (config_type == kMediaTypeDockerConfigV01 || config_type == kMediaTypeDockerConfigV02) {
-    report.format = "docker";
-  } else if (config_type == kMediaTypeModelPackConfig ||
-             manifest->artifact_type == kArtifactTypeModelPack) {
-    report.format = "modelpack";
-  } else {
-    return make_error(ErrorCode::kUnsupported, source.to_string() +
-                                                   " is not a model artifact (config media type '" +
-                                                   config_type.substr(0, 100) + "')");
-  }
+  auto format = model_format_of(*manifest, source.to_string());
+  if (!format.ok()) return std::move(format).error();
+  report.format = *format;
   auto config = client.fetch_blob(repository, manifest->config.digest, kMaxConfigBytes);
   if (!config.ok()) return std::move(config).error();
   report.bytes_fetched += config->size();
@@ -462,108 +500,56 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
       find_chunk_indexes(client, repository, report.manifest_digest, report.bytes_fetched);
   if (!indexes.ok()) return std::move(indexes).error();
   report.referrers = indexes->source;
-
-  // Files are assembled in a fresh private directory (core/base/safe_path.h PrivateDirectory: never
-  // a name planted in advance), inside --out so that moving them into place is a rename on one file
-  // system, else in the temp directory; it goes, with anything left in it, when the pull ends.
-  std::optional<safe_path::RootDirectory> out_root;
-  std::string work_parent = options.out_directory;
-  if (!options.out_directory.empty()) {
-    auto root = safe_path::RootDirectory::open(options.out_directory, true);
-    if (!root.ok()) return std::move(root).error();
-    out_root.emplace(std::move(*root));
-  } else {
-    std::error_code error;
-    work_parent = fs::temp_directory_path(error).string();
-    if (error) {
-      return make_error(ErrorCode::kIo, "no temporary directory: " + error.message());
-    }
+  std::optional<registry::detail::FoundDeltas> deltas;
+  if (options.deltas) {
+    deltas =
+        find_model_deltas(client, repository, *manifest, report.manifest_digest, *indexes, store);
   }
-  auto work = safe_path::PrivateDirectory::create(work_parent, ".strata-model-pull-");
-  if (!work.ok()) return std::move(work).error();
-  // Check every path before writing anything.
-  std::vector<std::string> paths;
-  std::set<std::string> seen;
-  for (const oci::Descriptor& layer : manifest->layers) {
-    report.total_bytes += layer.size;
-    const auto named = layer.annotations.find(std::string(kAnnotationFilePath));
-    std::string path = named != layer.annotations.end() ? named->second : layer.digest.hex();
-    STRATA_TRY(check_relative_path(path));
-    if (!seen.insert(path).second) {
-      return make_error(ErrorCode::kCorruptInput, "two layers name the file '" + path + "'");
-    }
-    paths.push_back(std::move(path));
+  if (deltas) {
+    report.delta_referrer = deltas->index ? deltas->source : "";
+    report.delta_refused = deltas->refused;
+    report.delta_referrer_bytes = deltas->bytes_fetched;
+    report.bytes_fetched += deltas->bytes_fetched;
   }
 
+  auto target = open_pull_target(options);
+  if (!target.ok()) return std::move(target).error();
+  auto paths = model_file_paths(*manifest);
+  if (!paths.ok()) return std::move(paths).error();
+  // Refused before any download, and again (the directory may have changed) before each move.
+  for (const std::string& path : *paths) {
+    if (!target->out_root) break;
+    auto parent = output_parent(*target->out_root, path);
+    if (!parent.ok()) return std::move(parent).error();
+  }
+  const ModelPullContext context{client,       repository,
+                                 store,        options,
+                                 *indexes,     deltas && deltas->index ? &*deltas : nullptr,
+                                 *target->work};
+  std::uint64_t without = report.bytes_fetched - report.delta_referrer_bytes;
   for (std::size_t l = 0; l < manifest->layers.size(); ++l) {
-    const oci::Descriptor& layer = manifest->layers[l];
     PulledModelFile file;
-    file.path = paths[l];
-    file.descriptor = layer;
-    if (out_root) {
-      // Refused before the download, and again (the directory may have changed) before the move.
-      auto parent = output_parent(*out_root, file.path);
-      if (!parent.ok()) return std::move(parent).error();
-    }
-    const std::string partial_name = "file-" + std::to_string(l);
-    const std::string partial = work->path() + "/" + partial_name;
-    struct Cleanup {
-      std::string path;
-      ~Cleanup() {
-        std::error_code ignored;
-        fs::remove(path, ignored);
-      }
-    } cleanup{partial};
-
-    const auto index = indexes->by_blob.find(layer.digest);
-    // A weight file is stored as a layer whose diff_id is the file's own digest (it is not
-    // compressed), so only a layer filed under that diff_id can stand for it, and what the store
-    // gives back is hashed again before it lands under the manifest's name.
-    if (store.find_layer_by_diff_id(layer.digest).ok()) {
-      file.already_stored = true;
-      const int fd = ::openat(work->fd(), partial_name.c_str(),
-                              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-      if (fd < 0) return make_error(ErrorCode::kIo, "cannot create " + partial);
-      FileDescriptor out(fd);
-      Sha256 exported_hash;
-      auto exported = export_layer_tar(store, layer.digest, [&](ByteSpan bytes) {
-        exported_hash.update(bytes);
-        return write_all(fd, bytes, partial);
-      });
-      if (!exported.ok()) return std::move(exported).error();
-      if (const Digest got = exported_hash.finish(); got != layer.digest) {
-        return make_error(ErrorCode::kDigestMismatch,
-                          "model file '" + file.path + "': the store's copy of " +
-                              layer.digest.to_string() + " hashes to " + got.to_string() +
-                              " (run strata verify on the store)");
-      }
-    } else if (index != indexes->by_blob.end() && index->second.blob_size == layer.size) {
-      file.indexed = true;
-      file.chunks = index->second.chunks.size();
-      STRATA_TRY(pull_indexed_blob(client, repository, layer, index->second, store, options,
-                                   partial, file));
-    } else {
-      auto fetched = client.fetch_blob_to_file(repository, layer.digest, layer.size, partial);
-      if (!fetched.ok()) return std::move(fetched).error();
-      file.bytes_fetched += *fetched;
-      if (is_weight_media_type(layer.media_type)) {
-        WeightIngestOptions ingest;
-        ingest.store = &store;
-        ingest.media_type = layer.media_type;
-        ingest.zstd_level = options.zstd_level;
-        auto ingested = ingest_weight_file(partial, ingest, {});
-        if (!ingested.ok()) return std::move(ingested).error();
-        file.chunks = ingested->index.chunks.size();
-      }
+    file.path = (*paths)[l];
+    file.descriptor = manifest->layers[l];
+    report.total_bytes += file.descriptor.size;
+    const std::string name = "file-" + std::to_string(l);
+    STRATA_TRY(pull_model_file(context, file.descriptor, name, file));
+    if (!target->out_root) {
+      std::error_code ignored;
+      fs::remove(target->work->path() + "/" + name, ignored);
     }
     report.bytes_fetched += file.bytes_fetched;
-    if (out_root) {
-      auto parent = output_parent(*out_root, file.path);
-      if (!parent.ok()) return std::move(parent).error();
-      STRATA_TRY(safe_path::rename_into(work->fd(), partial_name, *parent,
-                                        options.out_directory + "/" + file.path));
-    }
+    without += file.bytes_fetched_without_deltas;
     report.files.push_back(std::move(file));
+  }
+  report.bytes_fetched_without_deltas = without;
+  // Every file is complete and checked: only now do they move into --out.
+  for (std::size_t l = 0; target->out_root && l < report.files.size(); ++l) {
+    const std::string& path = report.files[l].path;
+    auto parent = output_parent(*target->out_root, path);
+    if (!parent.ok()) return std::move(parent).error();
+    STRATA_TRY(safe_path::rename_into(target->work->fd(), "file-" + std::to_string(l), *parent,
+                                      options.out_directory + "/" + path));
   }
   report.wire = client.counters();
   return report;

@@ -2,12 +2,16 @@
 // (include/strata/model_artifact.h, shared/specs/models.md §8). package writes a Docker Model
 // Runner or CNCF ModelPack artifact into an OCI layout (weights through the store with --store);
 // push sends it and its chunk index to a registry (referrers fallback tag where the registry has
-// no referrers API); pull fetches only the chunks a store lacks and writes the model files.
+// no referrers API), with --delta-store also its delta referrer (docs/DELTA.md); pull fetches only
+// the chunks a store lacks (as deltas where a referrer has them) and writes the model files.
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "strata/fastpull.h"
 #include "strata/model_artifact.h"
+#include "strata/registry.h"
 #include "tools/cli_support.h"
 #include "tools/commands.h"
 
@@ -161,8 +165,21 @@ int run_package(const PackageCommandOptions& options) {
 struct PushCommandOptions {
   std::string source;
   std::string destination;
+  std::string delta_store;
   RegistryFlags flags;
 };
+
+nlohmann::json delta_push_json(const fastpull::DeltaReferrerReport& delta,
+                               const registry::DeltaPushReport& pushed) {
+  return {{"digest", delta.referrer.digest.to_string()},
+          {"referrers", pushed.referrers},
+          {"chunks", delta.chunks},
+          {"delta_chunks", delta.delta_chunks},
+          {"frames_bytes", delta.frames_bytes},
+          {"delta_raw_bytes", delta.delta_raw_bytes},
+          {"index_bytes", delta.index_bytes},
+          {"bytes_uploaded", pushed.bytes_uploaded}};
+}
 
 int run_model_push(const PushCommandOptions& options) {
   const oci::LayoutReference source = oci::parse_layout_reference(options.source);
@@ -170,12 +187,28 @@ int run_model_push(const PushCommandOptions& options) {
   if (!destination.ok()) return report_error(destination.error());
   auto layout = oci::OciLayout::open(source.layout);
   if (!layout.ok()) return report_error(layout.error());
+  // --delta-store: the delta referrer is made (into the layout) before anything is sent, so a
+  // store problem stops the push before the model goes out.
+  std::optional<fastpull::DeltaReferrerReport> delta;
+  if (!options.delta_store.empty()) {
+    auto store = ChunkStore::open(options.delta_store);
+    if (!store.ok()) return report_error(store.error());
+    auto written = model::write_model_delta_referrer(*store, *layout, source.tag);
+    if (!written.ok()) return report_error(written.error());
+    delta = std::move(*written);
+  }
   auto client = open_registry_client(options.flags, destination->registry);
   if (!client.ok()) return report_error(client.error());
   auto report = model::push_model(*client, *layout, source.tag, *destination);
   if (!report.ok()) return report_error(report.error());
+  std::optional<registry::DeltaPushReport> delta_push;
+  if (delta) {
+    auto pushed = registry::push_delta_referrer(*client, *layout, delta->referrer, *destination);
+    if (!pushed.ok()) return report_error(pushed.error());
+    delta_push = *pushed;
+  }
   if (options.flags.json) {
-    const nlohmann::json json = {
+    nlohmann::json json = {
         {"destination", destination->to_string()},
         {"manifest_digest", report->manifest_digest.to_string()},
         {"chunk_index_digest",
@@ -184,6 +217,7 @@ int run_model_push(const PushCommandOptions& options) {
         {"blobs_uploaded", report->blobs_uploaded},
         {"blobs_skipped", report->blobs_skipped},
         {"bytes_uploaded", report->bytes_uploaded}};
+    if (delta && delta_push) json["delta_referrer"] = delta_push_json(*delta, *delta_push);
     std::cout << json.dump(2) << '\n';
   } else {
     std::cout << "pushed " << destination->to_string() << " " << report->manifest_digest.to_string()
@@ -198,6 +232,12 @@ int run_model_push(const PushCommandOptions& options) {
                         : "fallback tag " + model::referrers_fallback_tag(report->manifest_digest))
                 << ")\n";
     }
+    if (delta && delta_push) {
+      std::cout << "delta referrer " << delta->referrer.digest.to_string() << " ("
+                << delta_push->referrers << "): " << delta->delta_chunks << " of " << delta->chunks
+                << " chunks as deltas, " << format_bytes(delta->frames_bytes) << " for "
+                << format_bytes(delta->delta_raw_bytes) << " of chunks\n";
+    }
   }
   return kExitOk;
 }
@@ -206,8 +246,26 @@ struct PullCommandOptions {
   std::string source;
   std::string store;
   std::string out;
+  bool no_deltas = false;
   RegistryFlags flags;
 };
+
+nlohmann::json pulled_file_json(const model::PulledModelFile& file) {
+  return {{"path", file.path},
+          {"digest", file.descriptor.digest.to_string()},
+          {"size", file.descriptor.size},
+          {"indexed", file.indexed},
+          {"already_stored", file.already_stored},
+          {"chunks", file.chunks},
+          {"chunks_fetched", file.chunks_fetched},
+          {"bytes_fetched", file.bytes_fetched},
+          {"delta_chunks", file.delta_chunks},
+          {"delta_bytes_fetched", file.delta_bytes_fetched},
+          {"delta_stored_chunks", file.delta_stored_chunks},
+          {"delta_fallbacks", file.delta_fallbacks},
+          {"delta_fallback_reason", file.delta_fallback_reason},
+          {"bytes_fetched_without_deltas", file.bytes_fetched_without_deltas}};
+}
 
 int run_model_pull(const PullCommandOptions& options) {
   auto source = registry::parse_image_reference(options.source);
@@ -218,29 +276,39 @@ int run_model_pull(const PullCommandOptions& options) {
   if (!client.ok()) return report_error(client.error());
   model::ModelPullOptions pull;
   pull.out_directory = options.out;
+  pull.deltas = !options.no_deltas;
   auto report = model::pull_model(*client, *source, *store, pull);
   if (!report.ok()) return report_error(report.error());
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t delta_bytes = 0;
+  std::uint64_t delta_fallbacks = 0;
+  nlohmann::json files = nlohmann::json::array();
+  for (const model::PulledModelFile& file : report->files) {
+    files.push_back(pulled_file_json(file));
+    delta_chunks += file.delta_chunks;
+    delta_bytes += file.delta_bytes_fetched;
+    delta_fallbacks += file.delta_fallbacks;
+  }
   if (options.flags.json) {
-    nlohmann::json files = nlohmann::json::array();
-    for (const model::PulledModelFile& file : report->files) {
-      files.push_back({{"path", file.path},
-                       {"digest", file.descriptor.digest.to_string()},
-                       {"size", file.descriptor.size},
-                       {"indexed", file.indexed},
-                       {"already_stored", file.already_stored},
-                       {"chunks", file.chunks},
-                       {"chunks_fetched", file.chunks_fetched},
-                       {"bytes_fetched", file.bytes_fetched}});
-    }
-    const nlohmann::json json = {{"source", source->to_string()},
-                                 {"manifest_digest", report->manifest_digest.to_string()},
-                                 {"format", report->format},
-                                 {"referrers", report->referrers},
-                                 {"files", files},
-                                 {"total_bytes", report->total_bytes},
-                                 {"bytes_fetched", report->bytes_fetched},
-                                 {"wire_bytes_received", report->wire.bytes_received},
-                                 {"requests", report->wire.requests}};
+    const nlohmann::json json = {
+        {"source", source->to_string()},
+        {"manifest_digest", report->manifest_digest.to_string()},
+        {"format", report->format},
+        {"referrers", report->referrers},
+        {"files", files},
+        {"total_bytes", report->total_bytes},
+        {"bytes_fetched", report->bytes_fetched},
+        {"bytes_fetched_without_deltas", report->bytes_fetched_without_deltas},
+        {"deltas",
+         {{"enabled", pull.deltas},
+          {"referrer", report->delta_referrer},
+          {"refused", report->delta_refused},
+          {"referrer_bytes", report->delta_referrer_bytes},
+          {"chunks", delta_chunks},
+          {"bytes_fetched", delta_bytes},
+          {"fallbacks", delta_fallbacks}}},
+        {"wire_bytes_received", report->wire.bytes_received},
+        {"requests", report->wire.requests}};
     std::cout << json.dump(2) << '\n';
   } else {
     std::cout << "pulled " << source->to_string() << " " << report->manifest_digest.to_string()
@@ -249,6 +317,13 @@ int run_model_pull(const PullCommandOptions& options) {
               << ")\n"
               << "fetched " << format_bytes(report->bytes_fetched) << " of "
               << format_bytes(report->total_bytes) << '\n';
+    if (!report->delta_referrer.empty()) {
+      std::cout << "deltas: " << delta_chunks << " chunks (" << format_bytes(delta_bytes) << "), "
+                << delta_fallbacks << " fetched whole instead; "
+                << format_bytes(report->bytes_fetched_without_deltas) << " without deltas\n";
+    } else if (!report->delta_refused.empty()) {
+      std::cout << "delta referrer not used: " << report->delta_refused << '\n';
+    }
   }
   return kExitOk;
 }
@@ -290,6 +365,10 @@ void register_model_commands(CLI::App& app, int& exit_code) {
       "push", "Push a packaged model and its chunk index from an OCI layout to a registry");
   push_command->add_option("source", push->source, "LAYOUT:TAG")->required();
   push_command->add_option("destination", push->destination, "REGISTRY/REPOSITORY:TAG")->required();
+  push_command->add_option("--delta-store", push->delta_store,
+                           "Also push a delta referrer (docs/DELTA.md) of the weight chunks this "
+                           "store holds as deltas (written into the layout as tag "
+                           "sha256-<manifest hex>.delta)");
   add_registry_flags(*push_command, push->flags);
   push_command->callback([push, &exit_code] { exit_code = run_model_push(*push); });
 
@@ -300,6 +379,8 @@ void register_model_commands(CLI::App& app, int& exit_code) {
   pull_command->add_option("--store", pull->store, "Chunk store (created when missing)")
       ->required();
   pull_command->add_option("--out", pull->out, "Directory to write the model files into");
+  pull_command->add_flag("--no-deltas", pull->no_deltas,
+                         "Do not use the model's delta referrer (fetch changed chunks whole)");
   add_registry_flags(*pull_command, pull->flags);
   pull_command->callback([pull, &exit_code] { exit_code = run_model_pull(*pull); });
 }

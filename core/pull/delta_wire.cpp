@@ -234,15 +234,11 @@ Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::O
                                                  std::string_view tag) {
   auto image = layout.load_image(tag);
   if (!image) return std::move(image).error();
-  DeltaReferrerReport report;
-  report.subject = image->manifest_descriptor.digest;
-  auto frames_writer = layout.begin_blob();
-  if (!frames_writer) return std::move(frames_writer).error();
-  DeltaIndex index;
-  std::set<Digest> seen;
+  std::vector<DeltaCandidate> candidates;
+  std::uint64_t no_toc_layers = 0;
   for (const oci::Descriptor& layer : image->manifest.layers) {
     if (!chunked_format_of(layer.annotations)) {
-      ++report.no_toc_layers;
+      ++no_toc_layers;
       continue;
     }
     const std::string path = layout.blob_path(layer.digest);
@@ -259,35 +255,57 @@ Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::O
     };
     auto toc = read_chunked_toc(layer.size, layer.annotations, fetch);
     if (!toc) {
-      ++report.no_toc_layers;
+      ++no_toc_layers;
       continue;
     }
     auto plan = plan_pull(*toc, {});
     if (!plan) {
-      ++report.no_toc_layers;
+      ++no_toc_layers;
       continue;
     }
     for (const BlobPiece& piece : plan->pieces) {
-      if (!piece.is_chunk || piece.zeros || !seen.insert(piece.digest).second) continue;
-      ++report.chunks;
-      if (!store.contains(piece.digest)) continue;
-      auto delta = store.read_stored_delta(piece.digest);
-      if (!delta) return std::move(delta).error();
-      if (!*delta || (*delta)->raw_length != piece.chunk_size ||
-          (*delta)->bytes.size() >= piece.end - piece.offset) {
-        continue;
-      }
-      // What the receiver will check: the delta decodes, through its base, to the chunk.
-      auto raw = store.read_chunk(piece.digest);
-      if (!raw) return std::move(raw).error();
-      STRATA_TRY(frames_writer->write((*delta)->bytes));
-      index.entries.push_back(DeltaEntry{piece.digest, (*delta)->base, (*delta)->codec,
-                                         report.frames_bytes, (*delta)->bytes.size(),
-                                         (*delta)->raw_length});
-      report.frames_bytes += (*delta)->bytes.size();
-      report.delta_raw_bytes += (*delta)->raw_length;
-      ++report.delta_chunks;
+      if (!piece.is_chunk || piece.zeros) continue;
+      candidates.push_back(
+          DeltaCandidate{piece.digest, piece.chunk_size, piece.end - piece.offset});
     }
+  }
+  oci::Descriptor subject = image->manifest_descriptor;
+  if (subject.media_type.empty()) subject.media_type = std::string(oci::kMediaTypeImageManifest);
+  auto report = write_delta_referrer_for_chunks(store, layout, subject, candidates);
+  if (!report) return report;
+  report->no_toc_layers = no_toc_layers;
+  STRATA_TRY(layout.set_tag("sha256-" + subject.digest.hex(), report->referrer));
+  return report;
+}
+
+Result<DeltaReferrerReport> write_delta_referrer_for_chunks(
+    const ChunkStore& store, oci::OciLayout& layout, const oci::Descriptor& subject,
+    std::span<const DeltaCandidate> chunks) {
+  DeltaReferrerReport report;
+  report.subject = subject.digest;
+  auto frames_writer = layout.begin_blob();
+  if (!frames_writer) return std::move(frames_writer).error();
+  DeltaIndex index;
+  std::set<Digest> seen;
+  for (const DeltaCandidate& candidate : chunks) {
+    if (!seen.insert(candidate.chunk).second) continue;
+    ++report.chunks;
+    if (!store.contains(candidate.chunk)) continue;
+    auto delta = store.read_stored_delta(candidate.chunk);
+    if (!delta) return std::move(delta).error();
+    if (!*delta || (*delta)->raw_length != candidate.raw_length ||
+        (*delta)->bytes.size() >= candidate.fetch_length) {
+      continue;
+    }
+    // What the receiver will check: the delta decodes, through its base, to the chunk.
+    auto raw = store.read_chunk(candidate.chunk);
+    if (!raw) return std::move(raw).error();
+    STRATA_TRY(frames_writer->write((*delta)->bytes));
+    index.entries.push_back(DeltaEntry{candidate.chunk, (*delta)->base, (*delta)->codec,
+                                       report.frames_bytes, (*delta)->bytes.size(),
+                                       (*delta)->raw_length});
+    report.frames_bytes += (*delta)->bytes.size();
+    report.delta_raw_bytes += (*delta)->raw_length;
   }
   // A base that is itself shipped as a delta would be a chain: the store keeps depth 1, so this
   // only drops entries of a store damaged in that way (the receiver's parser would refuse them).
@@ -312,18 +330,15 @@ Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::O
   referrer.artifact_type = std::string(kArtifactTypeDelta);
   referrer.config = *empty;
   referrer.layers = {*index_blob, *frames};
-  oci::Descriptor subject;
-  subject.media_type = image->manifest_descriptor.media_type.empty()
-                           ? std::string(oci::kMediaTypeImageManifest)
-                           : image->manifest_descriptor.media_type;
-  subject.digest = image->manifest_descriptor.digest;
-  subject.size = image->manifest_descriptor.size;
-  referrer.subject = subject;
+  oci::Descriptor named;
+  named.media_type = subject.media_type;
+  named.digest = subject.digest;
+  named.size = subject.size;
+  referrer.subject = named;
   auto written =
       layout.write_blob(oci::kMediaTypeImageManifest, as_span(oci::write_manifest(referrer)));
   if (!written) return std::move(written).error();
   written->artifact_type = std::string(kArtifactTypeDelta);
-  STRATA_TRY(layout.set_tag("sha256-" + subject.digest.hex(), *written));
   report.referrer = *written;
   return report;
 }

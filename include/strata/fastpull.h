@@ -248,9 +248,9 @@ Result<void> apply_delta_index(PullPlan& plan, const DeltaIndex& index, const Ha
                                const PullPlanOptions& options = {});
 
 struct DeltaReferrerReport {
-  oci::Descriptor referrer;  // the artifact manifest (artifact_type set), tagged "sha256-<hex>"
-  Digest subject;            // the image manifest it refers to
-  std::uint64_t chunks = 0;  // distinct chunks in the image's chunked layers
+  oci::Descriptor referrer;  // the artifact manifest (artifact_type set)
+  Digest subject;            // the image (or model) manifest it refers to
+  std::uint64_t chunks = 0;  // distinct chunks of the image's chunked layers (model: weight blobs)
   std::uint64_t delta_chunks = 0;
   std::uint64_t frames_bytes = 0;  // the coded deltas, back to back
   std::uint64_t delta_raw_bytes = 0;
@@ -265,6 +265,24 @@ struct DeltaReferrerReport {
 // in; chunks stored whole do not. A layout tag of that name is replaced.
 Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::OciLayout& layout,
                                                  std::string_view tag);
+
+// One chunk a delta referrer may carry: its digest, its raw length, and the bytes a receiver
+// fetches for it without deltas (its frame in a chunked layer; its raw bytes in a model blob).
+struct DeltaCandidate {
+  Digest chunk;
+  std::uint64_t raw_length = 0;
+  std::uint64_t fetch_length = 0;
+};
+
+// The referrer writer both callers share: of `chunks` (in the order a pull asks for them;
+// repeats counted once), each one `store` holds as a delta smaller than its fetch_length, with
+// the raw length given, goes in (checked to decode to its SHA-256 first). Writes the frames,
+// index, empty config and artifact manifest (subject = `subject`) into the layout and tags
+// nothing: write_delta_referrer tags the image's, `model push` its own (docs/DELTA.md).
+Result<DeltaReferrerReport> write_delta_referrer_for_chunks(const ChunkStore& store,
+                                                            oci::OciLayout& layout,
+                                                            const oci::Descriptor& subject,
+                                                            std::span<const DeltaCandidate> chunks);
 
 // Reads the TOC of a whole blob held in memory and rebuilds it with nothing local.
 Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& annotations,

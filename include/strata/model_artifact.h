@@ -23,6 +23,7 @@
 #include "strata/buffer.h"
 #include "strata/chunker.h"
 #include "strata/digest.h"
+#include "strata/fastpull.h"
 #include "strata/model_package.h"
 #include "strata/oci.h"
 #include "strata/registry.h"
@@ -48,12 +49,29 @@ Result<ModelPushReport> push_model(registry::RegistryClient& client, const oci::
                                    std::string_view tag,
                                    const registry::ImageReference& destination);
 
+// The layout tag of a model's delta referrer: "sha256-<manifest hex>.delta" (the fallback tag
+// itself holds the chunk index referrer in a model layout).
+std::string model_delta_referrer_tag(const Digest& subject);
+
+// Makes the delta referrer (docs/DELTA.md; the image's format, subject = the model manifest) of
+// the model tagged `tag` in `layout` from `store`: every chunk of its indexed weight blobs that
+// the store holds as a delta smaller than the chunk goes in (fastpull::
+// write_delta_referrer_for_chunks), tagged model_delta_referrer_tag() in the layout. The model
+// must have been packaged with that store (`model package --store`), so its chunk digests are
+// the store's. Push it with registry::push_delta_referrer after push_model.
+Result<fastpull::DeltaReferrerReport> write_model_delta_referrer(const ChunkStore& store,
+                                                                 oci::OciLayout& layout,
+                                                                 std::string_view tag);
+
 struct ModelPullOptions {
   std::string out_directory;  // empty: files are only verified and stored, not written
   // Missing bytes fetched per round (bounds memory); merged ranges per request.
   std::uint64_t window_bytes = std::uint64_t{32} << 20U;
   std::size_t max_ranges_per_request = 64;
   int zstd_level = 3;
+  // Use the model's delta referrer (docs/DELTA.md) when there is one: a missing chunk whose base
+  // the store holds comes as its delta.
+  bool deltas = true;
 };
 
 struct PulledModelFile {
@@ -62,8 +80,18 @@ struct PulledModelFile {
   bool indexed = false;         // fetched by chunk ranges
   bool already_stored = false;  // the store held the whole blob
   std::uint64_t chunks = 0;
-  std::uint64_t chunks_fetched = 0;
-  std::uint64_t bytes_fetched = 0;
+  std::uint64_t chunks_fetched = 0;  // chunks received (whole or as deltas)
+  std::uint64_t bytes_fetched = 0;   // blob and frames bytes received for this file
+  // Deltas: chunks decoded from a fetched delta and a base the store held, the frames bytes
+  // fetched for them (in bytes_fetched), of those kept in the store as the delta itself, deltas
+  // that failed (the chunk fetched whole instead; the first reason), and what bytes_fetched would
+  // have been without deltas.
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t delta_bytes_fetched = 0;
+  std::uint64_t delta_stored_chunks = 0;
+  std::uint64_t delta_fallbacks = 0;
+  std::string delta_fallback_reason;
+  std::uint64_t bytes_fetched_without_deltas = 0;
 };
 
 struct ModelPullReport {
@@ -72,13 +100,24 @@ struct ModelPullReport {
   std::string referrers;  // where the chunk index came from: "api" | "tag" | "" (none)
   std::vector<PulledModelFile> files;
   std::uint64_t total_bytes = 0;    // sum of the layers' sizes
-  std::uint64_t bytes_fetched = 0;  // blob bytes received (ranges and whole blobs)
+  std::uint64_t bytes_fetched = 0;  // config, indexes, referrers, blob and frames bytes received
+  // The delta referrer: where it was found ("api" | "tag" | ""), why one found was not used, the
+  // bytes of its manifest and index (in bytes_fetched), and bytes_fetched with every file's delta
+  // work replaced by its ranges without deltas and the referrer bytes taken out.
+  std::string delta_referrer;
+  std::string delta_refused;
+  std::uint64_t delta_referrer_bytes = 0;
+  std::uint64_t bytes_fetched_without_deltas = 0;
   registry::TransferCounters wire;
 };
 
 // Pulls the model `source` into `store` (and `out_directory`): chunks the store lacks are fetched
 // as merged byte ranges of the raw blobs, each verified against its SHA-256, every assembled file
-// against its blob digest; layers without a chunk index are fetched whole. File paths come from
+// against its blob digest; layers without a chunk index are fetched whole. With a delta referrer
+// and options.deltas, a missing chunk whose base the store holds comes as its delta (merged
+// ranges of the frames blob), decoded and checked against its SHA-256; a delta that fails is
+// replaced by the chunk's own range. Files are moved into `out_directory` only once every file
+// is complete, so a pull that fails while fetching leaves none of them there. File paths come from
 // the file-path annotations; absolute paths, '..' and empty components are refused (kUnsafePath).
 Result<ModelPullReport> pull_model(registry::RegistryClient& client,
                                    const registry::ImageReference& source, ChunkStore& store,
