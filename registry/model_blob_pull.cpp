@@ -189,8 +189,9 @@ class IndexedBlobPull {
     if (!fetched.ok()) {
       // What did arrive was taken; the rest comes whole.
       for (const auto& [i, entry] : delta_) {
-        if (!fetched_.contains(chunks_[i].digest))
+        if (!fetched_.contains(chunks_[i].digest)) {
           fall_back(i, "frames blob: " + fetched.error().message);
+        }
       }
     }
     return {};
@@ -206,27 +207,42 @@ class IndexedBlobPull {
     }
   }
 
-  // One delta: decoded with its base, hashed, stored; on any failure the chunk comes whole.
+  // A delta decoded with its base's raw bytes (returned in `base_raw`) and hashed against the
+  // chunk's digest; the error says what failed.
+  Result<std::vector<std::uint8_t>> decode_delta(const ChunkIndexEntry& chunk,
+                                                 const DeltaEntry& entry, ByteSpan coded,
+                                                 std::vector<std::uint8_t>& base_raw) const {
+    const std::string against = "delta against " + entry.base.to_string();
+    auto base = source_.store.read_chunk(entry.base);
+    if (!base.ok()) return make_error(base.error().code, against + ": " + base.error().message);
+    auto raw = decompress_delta_chunk(entry.codec, coded, *base, chunk.length);
+    if (!raw.ok()) return make_error(raw.error().code, against + ": " + raw.error().message);
+    if (const Digest got = sha256_of(*raw); got != chunk.digest) {
+      return make_error(ErrorCode::kDigestMismatch,
+                        against + " decodes to bytes hashing to " + got.to_string());
+    }
+    base_raw = std::move(*base);
+    return raw;
+  }
+
+  // One delta: decoded, stored (as the delta itself where the base can serve, else whole); on any
+  // failure the chunk comes whole from the blob instead.
   void take_delta(std::size_t i, const DeltaEntry& entry, ByteSpan coded) {
     const ChunkIndexEntry& chunk = chunks_[i];
-    auto base = source_.store.read_chunk(entry.base);
-    if (!base.ok())
-      return fall_back(i, "base " + entry.base.to_string() + ": " + base.error().message);
-    auto raw = decompress_delta_chunk(entry.codec, coded, *base, chunk.length);
-    if (!raw.ok())
-      return fall_back(i, "delta against " + entry.base.to_string() + ": " + raw.error().message);
-    if (const Digest got = sha256_of(*raw); got != chunk.digest) {
-      return fall_back(i, "delta against " + entry.base.to_string() +
-                              " decodes to bytes hashing to " + got.to_string());
+    std::vector<std::uint8_t> base;
+    auto raw = decode_delta(chunk, entry, coded, base);
+    if (!raw.ok()) {
+      fall_back(i, raw.error().message);
+      return;
     }
-    auto put = writer_.put_delta_chunk(chunk.digest, *raw, coded, entry.codec, entry.base, *base);
-    if (put.ok()) {
+    if (writer_.put_delta_chunk(chunk.digest, *raw, coded, entry.codec, entry.base, base).ok()) {
       ++file_.delta_stored_chunks;
     } else {
       // The base cannot serve as a stored delta's base (kInvalidArgument): stored whole instead.
       auto stored = compress_chunk_zstd(*raw, source_.options.zstd_level);
       if (!stored.ok() || !writer_.put_chunk(chunk.digest, *raw, *stored, Codec::kZstd).ok()) {
-        return fall_back(i, "cannot store the decoded chunk");
+        fall_back(i, "cannot store the decoded chunk");
+        return;
       }
     }
     ++file_.delta_chunks;
