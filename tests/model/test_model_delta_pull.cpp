@@ -5,10 +5,10 @@
 // fallback tag is an index listing its chunk index and delta referrers, as `model push` leaves
 // it). A client that pulled the base pulls each fine-tune with and without deltas: far fewer
 // bytes with them, the report's "without deltas" equal to the real pull without, files
-// byte-identical, the store verified clean. A tampered frames blob (every delta decodes to other
-// bytes) falls back to the chunks' own ranges; a hostile index is refused and the pull goes on
-// without deltas; a tampered referrer and a registry lying about the blob fail the pull naming the
-// chunk, with nothing written to --out.
+// byte-identical, the store verified clean; a client without the base fetches every chunk whole. A
+// tampered frames blob (every delta decodes to other bytes) falls back to the chunks' own ranges; a
+// hostile index is refused and the pull goes on without deltas; a tampered referrer and a registry
+// lying about the blob fail the pull naming the chunk, with nothing written to --out.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -268,6 +268,21 @@ TEST(ModelDeltaPull, FineTunesComeAsDeltasByteExactAndFarSmaller) {
     for (const auto& file : with->files) stored_as_deltas += file.delta_stored_chunks;
     EXPECT_EQ(stored_as_deltas, referrer.delta_chunks);
   }
+}
+
+TEST(ModelDeltaPull, WithoutTheBaseEveryChunkComesWhole) {
+  testing::HostileRegistry registry(testing::serve_layout(published().layout, {}, fallback_tags()));
+  test::ScratchDir scratch;
+  const std::string out = scratch.file("out");
+  auto pulled = Client(registry.host()).pull(scratch.file("fresh"), "full", out);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  EXPECT_EQ(pulled->delta_referrer, "tag");  // found, but no base is held
+  EXPECT_EQ(delta_chunks(*pulled), 0U);
+  EXPECT_EQ(delta_fallbacks(*pulled), 0U);
+  EXPECT_EQ(pulled->bytes_fetched_without_deltas + pulled->delta_referrer_bytes,
+            pulled->bytes_fetched);
+  EXPECT_EQ(test::read_file(out + "/model.safetensors"), published().weights.at("full"));
+  expect_clean(scratch.file("fresh"));
 }
 
 // A copy of `tag`'s delta referrer in the layout whose frames blob has one byte of every delta
