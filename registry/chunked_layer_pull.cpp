@@ -10,10 +10,17 @@
 // its diff_id only: the blob digest the manifest names is never recorded (docs/THREAT_MODEL.md).
 #include "registry/chunked_layer_pull.h"
 
+#include <chrono>
+
 #include "strata/fastpull.h"
 #include "strata/store.h"
 
 namespace strata::registry::detail {
+namespace {
+
+constexpr std::size_t kBatchesInFlight = 3;
+
+}  // namespace
 
 std::optional<ChunkedLayerPlan> plan_chunked_layer(
     RegistryClient& client, const std::string& repository, const oci::Descriptor& descriptor,
@@ -46,8 +53,11 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
                                 ChunkStore& store, const FoundDeltas* deltas, PulledLayer& layer) {
   std::uint64_t metadata_bytes = 0;
+  const auto toc_start = std::chrono::steady_clock::now();
   auto planned =
       plan_chunked_layer(client, repository, descriptor, store, metadata_bytes, layer.whole_reason);
+  layer.stages.toc +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - toc_start).count();
   if (!planned) {
     layer.bytes_fetched += metadata_bytes;
     return false;
@@ -77,6 +87,8 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   };
   fastpull::StorePullOptions options;
   options.media_type = descriptor.media_type;
+  // The client is thread-safe and pools its connections: a few batches travel at once.
+  options.batches_in_flight = kBatchesInFlight;
   layer.bytes_fetched_without_deltas = metadata_bytes + plan.fetch_bytes;
   fastpull::DeltaPullSource delta_source;
   if (deltas != nullptr && deltas->index) {
@@ -127,6 +139,7 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   layer.delta_bytes_fetched = pulled->delta_fetched_bytes;
   layer.delta_stored_chunks = pulled->delta_stored_chunks;
   layer.delta_fallbacks = pulled->delta_fallbacks;
+  layer.stages += pulled->stages;
   return true;
 }
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -430,6 +431,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         const std::string path = layout != nullptr ? layout->blob_path(descriptor.digest)
                                                    : (work / descriptor.digest.hex()).string();
         std::uint64_t reported = 0;
+        const auto download_start = std::chrono::steady_clock::now();
         auto size = client.fetch_blob_to_file(
             repository, descriptor.digest, descriptor.size, path, [&](std::uint64_t received) {
               if (received > reported) {
@@ -440,13 +442,19 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
               }
             });
         if (!size.ok()) return std::move(size).error();
+        const auto ingest_start = std::chrono::steady_clock::now();
+        layer.stages.download +=
+            std::chrono::duration<double>(ingest_start - download_start).count();
         layer.bytes_fetched += *size;
         if (*size != descriptor.size) {
           return make_error(ErrorCode::kCorruptInput,
                             descriptor.digest.to_string() + ": blob has " + std::to_string(*size) +
                                 " bytes, its descriptor says " + std::to_string(descriptor.size));
         }
-        return take_whole_layer(store, store_mutex, path, config.diff_ids[i], layer);
+        auto taken = take_whole_layer(store, store_mutex, path, config.diff_ids[i], layer);
+        layer.stages.ingest +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - ingest_start).count();
+        return taken;
       });
   if (!pulled.ok()) return std::move(pulled).error();
 

@@ -16,6 +16,27 @@
 
 namespace strata::tool {
 
+namespace {
+
+// Where a layer's time went (fastpull::PullStageTimes), in seconds.
+nlohmann::json stages_json(const fastpull::PullStageTimes& stages) {
+  return {{"toc_s", stages.toc},
+          {"fetch_s", stages.fetch},
+          {"fetch_wait_s", stages.fetch_wait},
+          {"prepare_s", stages.prepare},
+          {"decode_s", stages.decode},
+          {"hash_s", stages.hash},
+          {"diff_id_s", stages.diff_id},
+          {"local_s", stages.local},
+          {"store_s", stages.store},
+          {"check_s", stages.check},
+          {"commit_s", stages.commit},
+          {"download_s", stages.download},
+          {"ingest_s", stages.ingest}};
+}
+
+}  // namespace
+
 int run_registry_pull(const RegistryPullOptions& options) {
   auto source = registry::parse_image_reference(options.reference);
   if (!source.ok()) return report_error(source.error());
@@ -82,7 +103,8 @@ int run_registry_pull(const RegistryPullOptions& options) {
                         {"delta_bytes_fetched", layer.delta_bytes_fetched},
                         {"delta_stored_chunks", layer.delta_stored_chunks},
                         {"delta_fallbacks", layer.delta_fallbacks},
-                        {"bytes_fetched_without_deltas", layer.bytes_fetched_without_deltas}});
+                        {"bytes_fetched_without_deltas", layer.bytes_fetched_without_deltas},
+                        {"stages", stages_json(layer.stages)}});
     }
     const nlohmann::json json = {
         {"source", source->to_string()},

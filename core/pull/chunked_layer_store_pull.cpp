@@ -21,10 +21,14 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <deque>
 #include <future>
 #include <utility>
 
 #include "core/pull/chunked_pull_checks.h"
+#include "core/pull/piece_prefetch.h"
+#include "core/pull/pull_stage_clock.h"
 #include "formats/chunked/toc_json.h"
 #include "strata/fastpull.h"
 #include "strata/oci.h"
@@ -53,8 +57,10 @@ Result<void> check_fetched_ranges(std::span<const ByteRange> units,
 }
 
 // A single fetched piece (one chunk's frame, or a run of tar headers) is held whole; a larger one
-// is refused as unsupported, so a registry pull fetches that layer whole (streamed) instead.
-constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{1} << 30U;
+// is refused as unsupported, so a registry pull fetches that layer whole (streamed) instead. The
+// store's largest chunk (kMaxStoredChunkBytes, 64 MiB) fits with its frame's overhead; so the
+// memory a pull holds stays a few hundred MiB whatever the TOC says.
+constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{96} << 20U;
 // A TOC chunk over the store's kMaxStoredChunkBytes is stored as chunks of this size.
 constexpr std::size_t kOversizeChunkSplitBytes = std::size_t{8} << 20U;
 // Inline recipe bytes (headers, padding): entry-count bombs stop here (as LayerRecipeLimits).
@@ -109,64 +115,37 @@ Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
   return batches;
 }
 
-// The store's zstd codec wants the content size in the frame header; streaming encoders (c/storage,
-// ctr-remote) leave it out. RFC 8878 §3.1.1.1: the header is magic, descriptor, window descriptor
-// (present when Single_Segment_flag is 0, as it is without a content size), dictionary id, then
-// Frame_Content_Size (2 bytes holding size - 256, 4 or 8, as FCS_Field_Size says). Inserting it
-// leaves the blocks as they were fetched: no recompression. False when the frame is not one to
-// rewrite (a dictionary or reserved bit, a size field already there).
-bool with_content_size(ByteSpan frame, std::uint64_t size, std::vector<std::uint8_t>& out) {
-  constexpr std::size_t kMagicBytes = 4;
-  if (frame.size() < kMagicBytes + 2) return false;
-  const std::uint8_t descriptor = frame[kMagicBytes];
-  const bool single_segment = (descriptor & 0x20U) != 0;
-  const unsigned size_flag = descriptor >> 6U;
-  const unsigned dictionary_flag = descriptor & 0x03U;
-  if (single_segment || size_flag != 0 || dictionary_flag != 0 || (descriptor & 0x08U) != 0) {
-    return false;
-  }
-  unsigned new_flag = 3;
-  std::size_t field_bytes = 8;
-  std::uint64_t value = size;
-  if (size >= 256 && size <= 65535 + 256) {
-    new_flag = 1;
-    field_bytes = 2;
-    value = size - 256;
-  } else if (size <= 0xFFFFFFFFU) {
-    new_flag = 2;
-    field_bytes = 4;
-  }
-  const std::size_t header = kMagicBytes + 2;  // magic, descriptor, window descriptor
-  out.assign(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(header));
-  out[kMagicBytes] = static_cast<std::uint8_t>(descriptor | (new_flag << 6U));
-  for (std::size_t i = 0; i < field_bytes; ++i) {
-    out.push_back(static_cast<std::uint8_t>(value >> (8U * i)));
-  }
-  out.insert(out.end(), frame.begin() + static_cast<std::ptrdiff_t>(header), frame.end());
-  return true;
-}
-
 // Serves the bytes of fetched pieces, fetching the next batch when a piece lies past the current
 // one (pieces are asked for in blob order, so each batch is fetched once and then dropped). With
-// `prefetch`, the batch after the current one is fetched on another thread while this one is
-// decoded, so at most two batches are held. Fetcher calls never overlap: each starts after the
-// previous one's result was taken.
+// `in_flight` > 0, that many batches after the current one are fetched on other threads while
+// this one is decoded, so at most in_flight + 1 batches are held (plus those pieces handed out
+// still pin). With in_flight <= 1 fetcher calls never overlap: each starts after the previous
+// one's result was taken.
 class BatchedBlob {
  public:
   BatchedBlob(const RangeBatchFetcher& fetch, std::vector<std::vector<ByteRange>> batches,
-              std::uint64_t blob_size, bool prefetch, StorePullReport& report)
+              std::uint64_t blob_size, std::size_t in_flight, StorePullReport& report)
       : fetch_(fetch),
         batches_(std::move(batches)),
         blob_size_(blob_size),
-        prefetch_(prefetch),
+        in_flight_(in_flight),
         report_(report) {}
   BatchedBlob(const BatchedBlob&) = delete;
   BatchedBlob& operator=(const BatchedBlob&) = delete;
   ~BatchedBlob() {
-    if (pending_.valid()) pending_.wait();
+    for (auto& pending : pending_) pending.wait();
   }
 
-  Result<ByteSpan> bytes_of(std::uint64_t offset, std::uint64_t end) {
+  // Seconds spent inside the fetcher, summed over the threads that called it.
+  [[nodiscard]] double fetch_seconds() const {
+    return static_cast<double>(fetch_nanoseconds_.load()) / 1e9;
+  }
+
+  detail::HeldBytesSource source() {
+    return [this](std::uint64_t offset, std::uint64_t end) { return bytes_of(offset, end); };
+  }
+
+  Result<detail::HeldBytes> bytes_of(std::uint64_t offset, std::uint64_t end) {
     for (;;) {
       const auto found = std::upper_bound(
           units_.begin(), units_.end(), offset,
@@ -175,7 +154,8 @@ class BatchedBlob {
         const auto index = static_cast<std::size_t>(found - units_.begin()) - 1;
         const ByteRange& unit = units_[index];
         if (end <= unit.offset + unit.length) {
-          return ByteSpan(bytes_[index]).subspan(offset - unit.offset, end - offset);
+          return detail::HeldBytes{
+              ByteSpan((*bytes_)[index]).subspan(offset - unit.offset, end - offset), bytes_};
         }
       }
       if (next_ >= batches_.size() ||
@@ -190,10 +170,19 @@ class BatchedBlob {
  private:
   using Fetched = Result<std::vector<std::vector<std::uint8_t>>>;
 
+  Fetched timed_fetch(std::span<const ByteRange> batch) {
+    const auto start = std::chrono::steady_clock::now();
+    Fetched fetched = fetch_(batch);
+    fetch_nanoseconds_.fetch_add(static_cast<std::uint64_t>(
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
+            .count()));
+    return fetched;
+  }
+
   Result<void> fetch_next() {
     const std::size_t index = next_++;
     units_.clear();
-    bytes_.clear();
+    bytes_.reset();
     std::uint64_t total = 0;
     for (const ByteRange& unit : batches_[index]) {
       if (unit.offset > blob_size_ || unit.length > blob_size_ - unit.offset) {
@@ -201,16 +190,23 @@ class BatchedBlob {
       }
       total += unit.length;
     }
-    Fetched fetched = pending_.valid() ? pending_.get() : fetch_(batches_[index]);
-    if (prefetch_ && next_ < batches_.size()) {
-      const std::span<const ByteRange> following = batches_[next_];
-      pending_ = std::async(std::launch::async, [this, following] { return fetch_(following); });
+    Fetched fetched = make_error(ErrorCode::kInternal, "not fetched");
+    if (!pending_.empty()) {  // the front one is this batch's: batches are taken in order
+      fetched = pending_.front().get();
+      pending_.pop_front();
+    } else {
+      fetched = timed_fetch(batches_[index]);
+    }
+    while (pending_.size() < in_flight_ && next_ + pending_.size() < batches_.size()) {
+      const std::span<const ByteRange> following = batches_[next_ + pending_.size()];
+      pending_.push_back(
+          std::async(std::launch::async, [this, following] { return timed_fetch(following); }));
     }
     if (!fetched) return std::move(fetched).error();
     const std::vector<ByteRange>& units = batches_[index];
     STRATA_TRY(check_fetched_ranges(units, *fetched, "range"));
     units_ = units;
-    bytes_ = std::move(*fetched);
+    bytes_ = std::make_shared<std::vector<std::vector<std::uint8_t>>>(std::move(*fetched));
     ++report_.batches;
     report_.fetched_bytes += total;
     report_.max_batch_bytes = std::max(report_.max_batch_bytes, total);
@@ -221,11 +217,13 @@ class BatchedBlob {
   const std::vector<std::vector<ByteRange>> batches_;
   std::size_t next_ = 0;
   std::uint64_t blob_size_ = 0;
-  bool prefetch_ = true;
+  std::size_t in_flight_ = 1;
   StorePullReport& report_;
+  std::atomic<std::uint64_t> fetch_nanoseconds_{0};
   std::vector<ByteRange> units_;
-  std::vector<std::vector<std::uint8_t>> bytes_;
-  std::future<Fetched> pending_;
+  // The current batch; pieces handed out keep it alive until they are taken.
+  std::shared_ptr<std::vector<std::vector<std::uint8_t>>> bytes_;
+  std::deque<std::future<Fetched>> pending_;  // batches next_, next_ + 1, ... in flight
 };
 
 // Serves the delta bytes of a plan's delta pieces from the frames blob (docs/DELTA.md). Deltas
@@ -407,14 +405,14 @@ Result<void> check_tar_split_against_recipe(ByteSpan tar_split, const Recipe& re
 class StorePull {
  public:
   StorePull(ChunkStore& store, StoreWriter writer, const ChunkedLayerToc& layer,
-            const PullPlan& plan, const StorePullOptions& options, BatchedBlob& blob,
+            const PullPlan& plan, const StorePullOptions& options, detail::PiecePrefetch& prefetch,
             DeltaFeed& deltas, StorePullReport& report)
       : store_(store),
         writer_(std::move(writer)),
         layer_(layer),
         plan_(plan),
         options_(options),
-        blob_(blob),
+        prefetch_(prefetch),
         deltas_(deltas),
         report_(report) {}
 
@@ -424,6 +422,7 @@ class StorePull {
     } else {
       STRATA_TRY(run_from_pieces());
     }
+    auto checking = clock_.enter(&PullStageTimes::check);
     Recipe recipe = builder_.finish();
     const Digest diff_id = diff_id_.finish();
     recipe.set_diff_id(diff_id);
@@ -451,6 +450,7 @@ class StorePull {
     record.recipe = serialize_recipe(recipe);
     record.size = recipe.total_size();
     const std::vector<Digest> chunks = recipe.distinct_chunks();
+    auto committing = clock_.enter(&PullStageTimes::commit);
     auto committed = writer_.commit_layer(record, chunks);
     if (!committed) return std::move(committed).error();
     report_.already_present = committed->already_present;
@@ -506,13 +506,17 @@ class StorePull {
       if (piece.is_chunk || piece.chunk_prefix) {
         STRATA_TRY(take_chunk_piece(piece, true));
       } else if (piece.local) {  // the eStargz TOC member, fetched with the TOC
+        auto unit = next_piece(piece);
+        if (!unit) return std::move(unit).error();
         STRATA_TRY(detail::decode_blob_piece(layer_.format, layer_.tail_member, kMaxInlineBytes,
                                              piece.offset,
                                              [&](ByteSpan bytes) { return add_inline(bytes); }));
       } else {
-        auto bytes = blob_.bytes_of(piece.offset, piece.end);
-        if (!bytes) return std::move(bytes).error();
-        STRATA_TRY(detail::decode_blob_piece(layer_.format, *bytes, kMaxInlineBytes, piece.offset,
+        auto unit = next_piece(piece);
+        if (!unit) return std::move(unit).error();
+        auto decoding = clock_.enter(&PullStageTimes::decode);
+        STRATA_TRY(detail::decode_blob_piece(layer_.format, (*unit)->fetched.bytes, kMaxInlineBytes,
+                                             piece.offset,
                                              [&](ByteSpan out) { return add_inline(out); }));
       }
     }
@@ -526,7 +530,10 @@ class StorePull {
                                                        std::to_string(kMaxInlineBytes) +
                                                        " inline bytes (tar headers and padding)");
     }
-    diff_id_.update(bytes);
+    {
+      auto hashing = clock_.enter(&PullStageTimes::diff_id);
+      diff_id_.update(bytes);
+    }
     builder_.add_raw(bytes);
     return {};
   }
@@ -535,7 +542,16 @@ class StorePull {
   // (eStargz, zstd:chunked v1) decodes to the chunk followed by tar bytes, kept inline when
   // `keep_trailing` (the tar-split has them otherwise).
   Result<void> take_chunk_piece(const BlobPiece& piece, bool keep_trailing) {
+    auto unit = next_piece(piece);
+    if (!unit) return std::move(unit).error();
+    detail::PreparedPiece& prepared = **unit;
     begin_chunk(piece);
+    if (prepared.ready && !piece.zeros) {  // decoded and checked ahead (piece_prefetch.h)
+      chunk_verified_ = true;
+      STRATA_TRY(feed_chunk(prepared.raw, &prepared.raw));
+      if (piece.local) ++report_.local_chunks;
+      return finish_chunk(prepared.frame);
+    }
     if (piece.local && piece.zeros) {
       const std::vector<std::uint8_t> zeros(
           static_cast<std::size_t>(std::min<std::uint64_t>(piece.chunk_size, kZeroBlockBytes)), 0);
@@ -548,6 +564,7 @@ class StorePull {
       return finish_chunk({});
     }
     if (piece.local) {
+      auto reading = clock_.enter(&PullStageTimes::local);
       auto chunk = store_.read_chunk(piece.digest);
       if (!chunk) return std::move(chunk).error();
       chunk_verified_ = true;  // read_chunk checked its SHA-256 against the digest
@@ -560,7 +577,10 @@ class StorePull {
       if (!taken) return std::move(taken).error();
       if (*taken) return {};
       // The delta did not give the chunk: its own piece of the layer blob instead.
-      auto whole = options_.deltas->fetch_chunk(piece.offset, piece.end - piece.offset);
+      auto whole = [&] {
+        auto waiting = clock_.enter(&PullStageTimes::fetch_wait);
+        return options_.deltas->fetch_chunk(piece.offset, piece.end - piece.offset);
+      }();
       if (!whole) return std::move(whole).error();
       if (whole->size() != piece.end - piece.offset) {
         return make_error(ErrorCode::kIo, chunk_error("came back short"));
@@ -569,9 +589,13 @@ class StorePull {
       report_.fetched_bytes += whole->size();
       return take_fetched_piece(piece, *whole, keep_trailing);
     }
-    auto fetched = blob_.bytes_of(piece.offset, piece.end);
-    if (!fetched) return std::move(fetched).error();
-    return take_fetched_piece(piece, *fetched, keep_trailing);
+    return take_fetched_piece(piece, prepared.fetched.bytes, keep_trailing);
+  }
+
+  // The piece from the pipeline ahead, with its fetched bytes (and, when it could be, decoded).
+  Result<std::unique_ptr<detail::PreparedPiece>> next_piece(const BlobPiece& piece) {
+    auto waiting = clock_.enter(&PullStageTimes::fetch_wait);
+    return prefetch_.next(static_cast<std::size_t>(&piece - plan_.pieces.data()));
   }
 
   // A chunk coded as a delta (docs/DELTA.md): its bytes from the frames blob, decoded with its
@@ -580,8 +604,12 @@ class StorePull {
   // without a way to fetch it, an error naming the chunk and its base.
   Result<bool> take_delta_piece(const BlobPiece& piece) {
     const DeltaEntry& entry = *piece.delta;
-    auto coded = deltas_.bytes_of(entry.offset, entry.offset + entry.length);
+    auto coded = [&] {
+      auto waiting = clock_.enter(&PullStageTimes::fetch_wait);
+      return deltas_.bytes_of(entry.offset, entry.offset + entry.length);
+    }();
     if (!coded) return std::move(coded).error();
+    auto decoding = clock_.enter(&PullStageTimes::decode);
     std::string problem;
     auto base = store_.read_chunk(entry.base);
     Result<std::vector<std::uint8_t>> raw = make_error(ErrorCode::kCorruptInput, "not decoded");
@@ -626,9 +654,11 @@ class StorePull {
       const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
       const bool sized = declared == piece.chunk_size;
       Result<std::vector<std::uint8_t>> raw = make_error(ErrorCode::kUnsupported, "not tried");
+      auto decoding = clock_.enter(&PullStageTimes::decode);
       if (ZSTD_isError(frame) == 0U && piece.chunk_size <= kMaxStoredChunkBytes &&
-          (sized || (declared == ZSTD_CONTENTSIZE_UNKNOWN &&
-                     with_content_size(bytes.first(frame), piece.chunk_size, sized_frame_)))) {
+          (sized ||
+           (declared == ZSTD_CONTENTSIZE_UNKNOWN &&
+            detail::with_content_size(bytes.first(frame), piece.chunk_size, sized_frame_)))) {
         raw = decompress_chunk(Codec::kZstd, sized ? bytes.first(frame) : ByteSpan(sized_frame_),
                                piece.chunk_size);
         if (!raw && sized) {
@@ -650,6 +680,7 @@ class StorePull {
     const std::uint64_t cap =
         piece.is_chunk ? piece.chunk_size : piece.chunk_size + kMaxInlineBytes;
     std::uint64_t seen = 0;
+    auto decoding = clock_.enter(&PullStageTimes::decode);
     auto decoded = detail::decode_blob_piece(
         layer_.format, bytes, cap, piece.offset, [&](ByteSpan out) -> Result<void> {
           const auto to_chunk = static_cast<std::size_t>(
@@ -678,21 +709,34 @@ class StorePull {
     if (piece.chunk_offset == 0) {
       file_hash_ = Sha256();
       hash_file_ =
-          !(piece.file_size != 0 && piece.file_digest && *piece.file_digest == piece.digest);
+          !(piece.file_size != 0 && piece.file_digest && *piece.file_digest == piece.digest) &&
+          !prefetch_.file_checked_ahead(static_cast<std::size_t>(&piece - plan_.pieces.data()));
     }
   }
 
-  Result<void> feed_chunk(ByteSpan bytes) {
+  // `owned`, when given, holds `bytes` and may be taken (the chunk is then not copied).
+  Result<void> feed_chunk(ByteSpan bytes, std::vector<std::uint8_t>* owned = nullptr) {
     if (bytes.size() > chunk_->chunk_size - chunk_seen_) {
       return make_error(ErrorCode::kCorruptInput,
                         chunk_error("decompresses to more than " +
                                     std::to_string(chunk_->chunk_size) + " bytes"));
     }
     chunk_seen_ += bytes.size();
-    if (!chunk_verified_) chunk_hash_.update(bytes);
-    if (hash_file_) file_hash_.update(bytes);
-    diff_id_.update(bytes);
-    chunk_bytes_.insert(chunk_bytes_.end(), bytes.begin(), bytes.end());
+    {
+      auto hashing = clock_.enter(&PullStageTimes::hash);
+      if (!chunk_verified_) chunk_hash_.update(bytes);
+      if (hash_file_) file_hash_.update(bytes);
+    }
+    {
+      auto hashing = clock_.enter(&PullStageTimes::diff_id);
+      diff_id_.update(bytes);
+    }
+    auto storing = clock_.enter(&PullStageTimes::store);
+    if (owned != nullptr && chunk_bytes_.empty()) {
+      chunk_bytes_.swap(*owned);
+    } else {
+      chunk_bytes_.insert(chunk_bytes_.end(), bytes.begin(), bytes.end());
+    }
     if (split_) {
       while (chunk_bytes_.size() >= kOversizeChunkSplitBytes) {
         STRATA_TRY(store_piece(ByteSpan(chunk_bytes_).first(kOversizeChunkSplitBytes)));
@@ -712,6 +756,7 @@ class StorePull {
                         chunk_error("decompresses to " + std::to_string(chunk_seen_) +
                                     " bytes, not " + std::to_string(piece.chunk_size)));
     }
+    auto hashing = clock_.enter(&PullStageTimes::hash);
     if (!chunk_verified_ && chunk_hash_.finish() != piece.digest) {
       return make_error(ErrorCode::kDigestMismatch,
                         chunk_error("does not match its digest " + piece.digest.to_string()));
@@ -734,13 +779,17 @@ class StorePull {
 
   // A part of an oversized chunk: a chunk of its own, named by its own digest.
   Result<void> store_piece(ByteSpan raw) {
-    const Digest digest = sha256_of(raw);
+    const Digest digest = [&] {
+      auto hashing = clock_.enter(&PullStageTimes::hash);
+      return sha256_of(raw);
+    }();
     STRATA_TRY(store_chunk(digest, raw, {}));
     builder_.add_chunk(digest, raw.size());
     return {};
   }
 
   Result<void> store_chunk(const Digest& digest, ByteSpan raw, ByteSpan frame) {
+    auto storing = clock_.enter(&PullStageTimes::store);
     const DeltaEntry* delta = std::exchange(delta_store_, nullptr);
     if (writer_.contains(digest)) return {};
     if (delta != nullptr && delta->chunk == digest) {
@@ -775,7 +824,7 @@ class StorePull {
   const ChunkedLayerToc& layer_;
   const PullPlan& plan_;
   const StorePullOptions& options_;
-  BatchedBlob& blob_;
+  detail::PiecePrefetch& prefetch_;
   DeltaFeed& deltas_;
   StorePullReport& report_;
   RecipeBuilder builder_;
@@ -797,9 +846,27 @@ class StorePull {
   std::vector<std::uint8_t> sized_frame_;
   Sha256 file_hash_;
   bool hash_file_ = true;
+  detail::StageClock clock_{report_.stages};
 };
 
 }  // namespace
+
+PullStageTimes& PullStageTimes::operator+=(const PullStageTimes& other) {
+  fetch_wait += other.fetch_wait;
+  decode += other.decode;
+  hash += other.hash;
+  diff_id += other.diff_id;
+  local += other.local;
+  store += other.store;
+  check += other.check;
+  commit += other.commit;
+  fetch += other.fetch;
+  prepare += other.prepare;
+  toc += other.toc;
+  download += other.download;
+  ingest += other.ingest;
+  return *this;
+}
 
 Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
                                                       const ChunkedLayerToc& layer,
@@ -834,13 +901,28 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   auto writer = store.writer();
   if (!writer) return std::move(writer).error();
   StorePullReport report;
-  BatchedBlob blob(fetch, std::move(*batches), layer.blob_size, options.prefetch, report);
+  BatchedBlob blob(fetch, std::move(*batches), layer.blob_size,
+                   options.prefetch ? std::max<std::size_t>(options.batches_in_flight, 1) : 0,
+                   report);
   if (plan.delta_chunks != 0 && options.deltas == nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "plan has delta pieces but no delta source");
   }
   DeltaFeed deltas(options.deltas, plan, options, report);
-  StorePull pull(store, std::move(*writer), layer, plan, options, blob, deltas, report);
-  STRATA_TRY(pull.run(expected_diff_id));
+  // The pieces the rebuild takes, in its order: with headers from the tar-split only the chunks.
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < plan.pieces.size(); ++i) {
+    const BlobPiece& piece = plan.pieces[i];
+    if (!plan.headers_from_tar_split || piece.is_chunk || piece.chunk_prefix) order.push_back(i);
+  }
+  Result<void> ran;
+  {
+    detail::PiecePrefetch prefetch(store, layer, plan, std::move(order), blob.source());
+    StorePull pull(store, std::move(*writer), layer, plan, options, prefetch, deltas, report);
+    ran = pull.run(expected_diff_id);
+    report.stages.prepare = prefetch.prepare_seconds();
+  }  // the pipeline stops here, before the report is read
+  report.stages.fetch = blob.fetch_seconds();
+  if (!ran) return std::move(ran).error();
   return report;
 }
 

@@ -155,11 +155,14 @@ struct DeltaPullSource {
 struct StorePullOptions {
   // Fetched bytes held at once: the plan's ranges are cut at piece boundaries into batches of at
   // most this much (a single piece larger than this is a batch of its own).
-  std::uint64_t batch_bytes = std::uint64_t{32} << 20U;
+  // Small enough that decoding starts soon after the first bytes arrive, and several are in flight.
+  std::uint64_t batch_bytes = std::uint64_t{8} << 20U;
   std::size_t max_ranges_per_batch = 1024;  // c/storage's limit per multi-range GET
-  // Fetch the next batch on another thread while this one is decoded (two batches held at most).
-  // The fetcher is then called from that thread, never two calls at once.
+  // Fetch the next batches on other threads while this one is decoded (batches_in_flight + 1
+  // batches held at most). With batches_in_flight 1 the fetcher is never called twice at once;
+  // with more it is called from several threads at once (a registry client's connection pool).
   bool prefetch = true;
+  std::size_t batches_in_flight = 1;
   int zstd_level = 3;  // for chunks that cannot keep their fetched frame
   // Recorded with the layer: the media type of the blob it was pulled from (unset: a plain tar).
   // The blob's own digest is never recorded: a partial pull sees only some of the blob's bytes, so
@@ -169,6 +172,30 @@ struct StorePullOptions {
   std::string media_type;
   // Set when the plan has delta pieces (apply_delta_index).
   const DeltaPullSource* deltas = nullptr;
+};
+
+// Where a pull's time went, in seconds of wall time of the thread that rebuilds the tar (each
+// second counted in one stage only), plus `fetch` and `prepare`, which run beside it: the time
+// spent inside the fetcher (batches in flight overlap the rest) and the time worker threads spent
+// decoding and hashing chunks ahead of the rebuild. `fetch_wait` is the rebuild waiting for
+// bytes: the part of the fetch nothing overlapped.
+struct PullStageTimes {
+  double fetch_wait = 0;  // waiting for fetched bytes (or chunks prepared ahead)
+  double decode = 0;      // zstd / gzip decoding of fetched pieces on the rebuild thread
+  double hash = 0;        // chunk and file SHA-256 on the rebuild thread
+  double diff_id = 0;     // SHA-256 of the tar (sequential by nature)
+  double local = 0;       // chunks the store holds, read and decoded on the rebuild thread
+  double store = 0;       // puts into the write session (pack append; compression where needed)
+  double check = 0;       // the TOC and tar-split checked against the rebuilt tar
+  double commit = 0;      // pack fsync and the index transaction
+  double fetch = 0;       // inside the fetcher, on fetch threads (overlaps the stages above)
+  double prepare = 0;     // decoding, reading and hashing chunks ahead, on worker threads
+  // Set by registry pulls: reading the footer, TOC and tar-split and planning; and for a layer
+  // fetched whole, its download and its ingest (which overlap when the ingest streams).
+  double toc = 0;
+  double download = 0;
+  double ingest = 0;
+  PullStageTimes& operator+=(const PullStageTimes& other);
 };
 
 struct StorePullReport {
@@ -188,11 +215,13 @@ struct StorePullReport {
   std::uint64_t delta_fetched_bytes = 0;  // frames-blob bytes fetched (also in fetched_bytes)
   std::uint64_t delta_stored_chunks = 0;  // of those, stored as the delta itself
   std::uint64_t delta_fallbacks = 0;      // deltas that failed: the chunk fetched whole instead
+  PullStageTimes stages;
 };
 
 // Pulls a planned chunked layer into `store` without holding the layer: the plan's ranges are
-// fetched batch by batch in blob order (the next batch while this one is decoded), each piece
-// decoded and checked (chunk digest, file digest) as it comes, and the layer recorded as a recipe
+// fetched batch by batch in blob order (the next batches while this one is decoded), each piece
+// decoded and checked (chunk digest, file digest) on all cores ahead of the rebuild, which hashes
+// the tar and puts the chunks in order, and the layer recorded as a recipe
 // whose chunks are the TOC's chunks, so the next pull of that image plans against exactly the
 // digests the store now holds. A zstd:chunked chunk whose fetched bytes are one zstd frame of
 // exactly that chunk is stored as that frame (no recompression; a frame without a content size

@@ -25,6 +25,7 @@
 
 #include "strata/buffer.h"
 #include "strata/digest.h"
+#include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "strata/result.h"
 
@@ -342,6 +343,7 @@ struct PulledLayer {
   std::uint64_t delta_stored_chunks = 0;
   std::uint64_t delta_fallbacks = 0;
   std::uint64_t bytes_fetched_without_deltas = 0;
+  fastpull::PullStageTimes stages;  // where this layer's time went (seconds)
 };
 
 struct PullReport {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "strata/engine.h"
@@ -490,6 +491,162 @@ TEST(ChunkedStorePull, AHostileTocWithPetabytesOfZerosIsRefusedBeforeAnythingRun
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->layers, 0U);
   EXPECT_EQ(stats->chunks, 0U);
+}
+
+// A fetcher that several threads may call at once (StorePullOptions::batches_in_flight > 1):
+// `fail_call` (counted from 1) answers with an error, as a registry whose range stalls past the
+// client's limits does.
+RangeBatchFetcher shared_fetcher(const std::vector<std::uint8_t>& blob, std::mutex& mutex,
+                                 BatchLog& log, std::uint64_t fail_call = 0) {
+  return [&blob, &mutex, &log, fail_call](
+             std::span<const ByteRange> ranges) -> Result<std::vector<std::vector<std::uint8_t>>> {
+    std::uint64_t call = 0;
+    {
+      std::lock_guard lock(mutex);
+      call = ++log.calls;
+    }
+    if (call == fail_call) {
+      return make_error(ErrorCode::kIo, "range GET stalled (no byte for 30 s)");
+    }
+    std::vector<std::vector<std::uint8_t>> out;
+    for (const ByteRange& range : ranges) {
+      auto bytes = memory_fetcher(blob)(range.offset, range.length);
+      if (!bytes) return std::move(bytes).error();
+      std::lock_guard lock(mutex);
+      log.bytes += bytes->size();
+      out.push_back(std::move(*bytes));
+    }
+    return out;
+  };
+}
+
+TEST(ChunkedStorePull, SeveralBatchesInFlightRebuildTheSameLayer) {
+  const MadeTar made = make_tar(41, 6, 400'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  StorePullOptions options;
+  options.batch_bytes = 128 << 10;
+  options.batches_in_flight = 4;
+  std::mutex mutex;
+  BatchLog log;
+  auto pulled = pull_chunked_layer_into_store(
+      store, *toc, *plan, shared_fetcher(layer.blob, mutex, log), layer.diff_id, options);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  EXPECT_EQ(pulled->batches, log.calls);
+  EXPECT_GT(pulled->batches, 10U);
+  EXPECT_LE(pulled->max_batch_bytes, options.batch_bytes);
+  EXPECT_EQ(log.bytes, plan->fetch_bytes);
+  EXPECT_EQ(pulled->adopted_frames, made.chunks.size());
+  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+TEST(ChunkedStorePull, AFailedBatchAmongSeveralInFlightCommitsNothing) {
+  const MadeTar made = make_tar(43, 6, 400'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  StorePullOptions options;
+  options.batch_bytes = 128 << 10;
+  options.batches_in_flight = 4;
+  std::uint64_t batches = 0;
+  {
+    StoreDir dir;
+    ChunkStore store = dir.open();
+    std::mutex mutex;
+    BatchLog log;
+    auto pulled = pull_chunked_layer_into_store(
+        store, *toc, *plan, shared_fetcher(layer.blob, mutex, log), layer.diff_id, options);
+    ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+    batches = pulled->batches;
+  }
+  ASSERT_GT(batches, 4U);
+  // The first, a middle and the last batch failing: each ends the pull with the fetcher's error.
+  for (const std::uint64_t fail_call : {std::uint64_t{1}, batches / 2, batches}) {
+    SCOPED_TRACE("failing call " + std::to_string(fail_call));
+    StoreDir dir;
+    ChunkStore store = dir.open();
+    std::mutex mutex;
+    BatchLog log;
+    auto pulled = pull_chunked_layer_into_store(store, *toc, *plan,
+                                                shared_fetcher(layer.blob, mutex, log, fail_call),
+                                                layer.diff_id, options);
+    ASSERT_FALSE(pulled.ok());
+    EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
+    EXPECT_NE(pulled.error().message.find("stalled"), std::string::npos);
+    EXPECT_GE(log.calls, fail_call);
+    auto stats = store.stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->layers, 0U);
+    EXPECT_EQ(stats->chunks, 0U);
+  }
+}
+
+// A file of several chunks, each matching its chunk digest, whose TOC file digest is another's:
+// the file check (made ahead of the rebuild, piece_prefetch.h) refuses it, naming the file.
+TEST(ChunkedStorePull, AFileWhoseChunksDisagreeWithItsTocDigestIsRefused) {
+  const MadeTar made = make_tar(47, 3, 300'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  BlobPiece* last_of_file1 = nullptr;
+  for (BlobPiece& piece : plan->pieces) {
+    if (piece.is_chunk && piece.name == "dir/file1" && piece.file_digest) last_of_file1 = &piece;
+  }
+  ASSERT_NE(last_of_file1, nullptr);
+  ASSERT_GT(last_of_file1->chunk_offset, 0U);  // several chunks
+  last_of_file1->file_digest = sha256_of(std::vector<std::uint8_t>{1, 2, 3});
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  BatchLog log;
+  auto pulled = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(layer.blob, log),
+                                              layer.diff_id, {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.error().code, ErrorCode::kDigestMismatch) << pulled.error().to_string();
+  EXPECT_NE(pulled.error().message.find("file 'dir/file1'"), std::string::npos)
+      << pulled.error().message;
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
+}
+
+// A TOC whose one piece is larger than a pull holds at once: refused as unsupported (a registry
+// pull then fetches the layer whole, streamed) before a byte is fetched.
+TEST(ChunkedStorePull, APieceLargerThanAPullHoldsIsRefusedBeforeAnyFetch) {
+  const MadeTar made = make_tar(53, 2, 100'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  const std::uint64_t huge = std::uint64_t{200} << 20U;
+  BlobPiece* first = nullptr;
+  for (BlobPiece& piece : plan->pieces) {
+    if (piece.is_chunk && first == nullptr) first = &piece;
+  }
+  ASSERT_NE(first, nullptr);
+  first->end = first->offset + huge;
+  plan->ranges = {ByteRange{first->offset, huge}};
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  BatchLog log;
+  auto pulled = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(layer.blob, log),
+                                              layer.diff_id, {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.error().code, ErrorCode::kUnsupported) << pulled.error().to_string();
+  EXPECT_EQ(log.calls, 0U);
 }
 
 // The same shape as a whole blob, kept in the fuzz corpus (fuzz/corpus/fuzz_zstd_chunked/

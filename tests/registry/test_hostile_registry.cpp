@@ -358,6 +358,53 @@ TEST(HostileRegistry, EndlessZerosGoOnUntilTheClientGivesUp) {
   }
 }
 
+// The chunked pull keeps several range batches in flight: one that stalls (headers, then no byte)
+// must end the pull, after the client's retries, with an error naming the layer blob, and leave
+// nothing in the store.
+TEST(HostileRegistry, AStalledRangeEndsAChunkedPullNamingTheBlobAndCommitsNothing) {
+  const std::string source = test::testdata_path("oci/layouts/zstd-chunked-skopeo");
+  const auto handler = serve_layout(source);
+  HostileRegistry server([&](const SeenRequest& request) {
+    const auto range = request.headers.find("range");
+    // The layer's data from its first byte (skopeo's layers have no tar-split: the pull fetches
+    // from offset 0); the footer and TOC reads at the blob's end are answered.
+    if (request.target.find("/blobs/") != std::string::npos && range != request.headers.end() &&
+        range->second.starts_with("bytes=0-")) {
+      Reply stalled;
+      stalled.status = 206;
+      stalled.body = std::string(4096, 'x');
+      stalled.mode = Reply::Mode::kStall;
+      return stalled;
+    }
+    return handler(request);
+  });
+  ClientOptions options = quick_options();
+  options.stall_timeout = std::chrono::seconds(1);
+  auto client = RegistryClient::create(server.host(), options);
+  ASSERT_TRUE(client.ok());
+  test::TempDir out;
+  ChunkStore store = open_store(out / "store");
+  auto reference = parse_image_reference(server.host() + "/img:v1");
+  ASSERT_TRUE(reference.ok());
+  PullOptions pull_options;
+  pull_options.work_directory = out.path();
+  auto pulled = pull_image(*client, *reference, &store, nullptr, "v1", pull_options);
+  ASSERT_FALSE(pulled.ok());
+  auto layout = oci::OciLayout::open(source);
+  ASSERT_TRUE(layout.ok());
+  auto image = layout->load_image("v1");
+  ASSERT_TRUE(image.ok());
+  bool named = false;
+  for (const auto& layer : image->manifest.layers) {
+    named = named || pulled.error().message.find(layer.digest.to_string()) != std::string::npos;
+  }
+  EXPECT_TRUE(named) << pulled.error().to_string();
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
+}
+
 TEST(HostileRegistry, StopsWhileClientsAreMidAnswer) {
   // Clients stuck in a stall and a slow drip; the fixture's destructor must end both.
   for (const auto mode : {Reply::Mode::kStall, Reply::Mode::kDrip, Reply::Mode::kEndless}) {

@@ -1,0 +1,416 @@
+// The pipeline ahead of a chunked-layer rebuild (piece_prefetch.h): fetch in order, decode and
+// check chunks in parallel, hash files in order, hand over through a bounded queue. Rests on
+// oneTBB's parallel_pipeline (as core/ingest does), libzstd's frame header queries and the
+// store's codecs. Facts: shared/specs/layer-formats.md §1.1, §1.5/§1.6, §2; RFC 8878 §3.1.1.1.
+#include "core/pull/piece_prefetch.h"
+
+#include <tbb/info.h>
+#include <tbb/parallel_pipeline.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "core/pull/chunked_pull_checks.h"
+
+namespace strata::fastpull::detail {
+namespace {
+
+// Prepared chunk bytes waiting in the queue: the pipeline stalls beyond this (or kQueueUnits).
+constexpr std::uint64_t kQueueRawBytes = std::uint64_t{64} << 20U;
+constexpr std::size_t kQueueUnits = 64;
+constexpr std::size_t kZeroBlockBytes = std::size_t{1} << 16U;
+
+bool is_chunk_piece(const BlobPiece& piece) {
+  return piece.is_chunk || piece.chunk_prefix;
+}
+
+// A chunk this pipeline decodes and checks: one that is the whole of its piece, no delta, and
+// small enough to hold (zeros and chunks the store holds included).
+bool prepared_ahead(const BlobPiece& piece) {
+  return piece.is_chunk && !piece.chunk_prefix && !piece.delta &&
+         piece.chunk_size <= kMaxPreparedChunkBytes;
+}
+
+std::string chunk_error(const BlobPiece& piece, const std::string& what) {
+  return "chunk of '" + piece.name + "' at chunkOffset " + std::to_string(piece.chunk_offset) +
+         " " + what;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+struct PiecePrefetch::State {
+  State(const ChunkStore& store_in, const ChunkedLayerToc& layer_in, const PullPlan& plan_in,
+        std::vector<std::size_t> order_in, HeldBytesSource bytes_of_in)
+      : store(store_in),
+        layer(layer_in),
+        plan(plan_in),
+        order(std::move(order_in)),
+        bytes_of(std::move(bytes_of_in)),
+        file_ahead(plan_in.pieces.size(), false),
+        file_local(plan_in.pieces.size(), false) {}
+
+  const ChunkStore& store;
+  const ChunkedLayerToc& layer;
+  const PullPlan& plan;
+  const std::vector<std::size_t> order;
+  const HeldBytesSource bytes_of;
+  std::vector<bool> file_ahead;  // by piece index
+  std::vector<bool> file_local;  // by piece index: every chunk of the file is in the store
+  std::thread thread;
+
+  // Stage 1 (serial): the next of `order` to take.
+  std::size_t next_in_order = 0;
+  std::atomic<bool> failed{false};  // a unit carries an error: stop taking pieces
+  // Stage 3 (serial): the file being hashed.
+  Sha256 file_hash;
+  bool hash_file = false;
+  std::atomic<std::uint64_t> prepare_nanoseconds{0};
+
+  // The queue to the rebuild.
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<std::unique_ptr<PreparedPiece>> queue;
+  std::uint64_t queued_raw = 0;
+  bool finished = false;   // the pipeline has ended: nothing more comes
+  bool cancelled = false;  // the rebuild has stopped: drop everything
+  std::size_t taken = 0;   // units the rebuild has taken
+
+  void mark_files_ahead();
+  void run();
+  std::unique_ptr<PreparedPiece> take_next();
+  void prepare(PreparedPiece& unit) const;
+  void prepare_fetched(PreparedPiece& unit, const BlobPiece& piece) const;
+  void hash_file_of(PreparedPiece& unit);
+  bool push(std::unique_ptr<PreparedPiece> unit);
+  void add_time(std::chrono::steady_clock::time_point start) {
+    prepare_nanoseconds.fetch_add(static_cast<std::uint64_t>(seconds_since(start) * 1e9));
+  }
+};
+
+// A file's digest is checked here when every chunk of it is prepared here; the file's chunks are
+// consecutive chunk pieces, the first at chunkOffset 0, the last carrying the file size.
+void PiecePrefetch::State::mark_files_ahead() {
+  const auto& pieces = plan.pieces;
+  std::size_t first = 0;
+  bool all = false;
+  bool local = false;
+  bool open = false;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const BlobPiece& piece = pieces[i];
+    if (!is_chunk_piece(piece)) continue;
+    if (piece.chunk_offset == 0) {
+      first = i;
+      all = true;
+      local = true;
+      open = true;
+    }
+    if (!open) continue;
+    all = all && prepared_ahead(piece);
+    local = local && piece.local;
+    if (piece.file_size != 0) {
+      for (std::size_t j = first; j <= i; ++j) {
+        file_ahead[j] = all && is_chunk_piece(pieces[j]);
+        file_local[j] = local && is_chunk_piece(pieces[j]);
+      }
+      open = false;
+    }
+  }
+}
+
+std::unique_ptr<PreparedPiece> PiecePrefetch::State::take_next() {
+  auto unit = std::make_unique<PreparedPiece>();
+  unit->index = order[next_in_order++];
+  const BlobPiece& piece = plan.pieces[unit->index];
+  if (!piece.local && !piece.delta) {
+    auto held = bytes_of(piece.offset, piece.end);
+    if (held) {
+      unit->fetched = std::move(*held);
+    } else {
+      unit->error = std::move(held).error();
+      failed.store(true);
+    }
+  }
+  return unit;
+}
+
+void PiecePrefetch::State::prepare(PreparedPiece& unit) const {
+  const BlobPiece& piece = plan.pieces[unit.index];
+  if (unit.error || !prepared_ahead(piece)) return;
+  if (piece.local && piece.zeros) {
+    unit.ready = true;
+  } else if (piece.local) {
+    // The store's record checksum is checked, not the SHA-256: the store checked that when the
+    // chunk was put, and the tar's SHA-256 (the diff_id) covers these bytes again.
+    auto stored = store.read_stored_chunk(piece.digest);
+    if (!stored) {
+      unit.error = std::move(stored).error();
+      return;
+    }
+    auto raw = decompress_chunk(stored->codec, stored->bytes, stored->raw_length);
+    if (!raw || raw->size() != piece.chunk_size) {
+      unit.error = make_error(ErrorCode::kCorruptInput,
+                              "stored chunk " + piece.digest.to_string() + " of '" + piece.name +
+                                  "' does not decode to its " + std::to_string(piece.chunk_size) +
+                                  " bytes" + (raw ? "" : ": " + raw.error().message));
+      return;
+    }
+    unit.raw = std::move(*raw);
+    unit.ready = true;
+  } else {
+    prepare_fetched(unit, piece);
+  }
+}
+
+// The first frame is the chunk's own when it declares the chunk's size (or gets it inserted): it
+// is decoded in one call, checked, and kept to be stored as fetched; anything after it must decode
+// to nothing. Otherwise the piece is decoded as a whole (zstd frames or gzip members) and its
+// chunk compressed by the rebuild.
+void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece& piece) const {
+  const ByteSpan bytes = unit.fetched.bytes;
+  const auto fail = [&](ErrorCode code, const std::string& what) {
+    unit.error = make_error(code, chunk_error(piece, what));
+  };
+  if (layer.format != ChunkedFormat::kEstargz) {
+    const std::size_t frame = ZSTD_findFrameCompressedSize(bytes.data(), bytes.size());
+    const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
+    const bool sized = declared == piece.chunk_size;
+    if (ZSTD_isError(frame) == 0U &&
+        (sized || (declared == ZSTD_CONTENTSIZE_UNKNOWN &&
+                   with_content_size(bytes.first(frame), piece.chunk_size, unit.sized_frame)))) {
+      const ByteSpan whole = sized ? bytes.first(frame) : ByteSpan(unit.sized_frame);
+      auto raw = decompress_chunk(Codec::kZstd, whole, piece.chunk_size);
+      if (raw) {
+        if (sha256_of(*raw) != piece.digest) {
+          return fail(ErrorCode::kDigestMismatch,
+                      "does not match its digest " + piece.digest.to_string());
+        }
+        auto rest = decode_blob_piece(layer.format, bytes.subspan(frame), 0, piece.offset + frame,
+                                      [](ByteSpan) { return Result<void>{}; });
+        if (!rest) {
+          unit.error = std::move(rest).error();
+          return;
+        }
+        unit.raw = std::move(*raw);
+        unit.frame = whole;
+        unit.ready = true;
+        return;
+      }
+      if (sized) {
+        unit.error = make_error(raw.error().code, "chunk of '" + piece.name + "' at chunkOffset " +
+                                                      std::to_string(piece.chunk_offset) + ": " +
+                                                      raw.error().message);
+        return;
+      }
+    }
+  }
+  unit.sized_frame.clear();
+  std::vector<std::uint8_t> raw;
+  raw.reserve(static_cast<std::size_t>(piece.chunk_size));
+  auto decoded = decode_blob_piece(layer.format, bytes, piece.chunk_size, piece.offset,
+                                   [&](ByteSpan out) -> Result<void> {
+                                     raw.insert(raw.end(), out.begin(), out.end());
+                                     return {};
+                                   });
+  if (!decoded) {
+    unit.error = std::move(decoded).error();
+    return;
+  }
+  if (raw.size() != piece.chunk_size) {
+    return fail(ErrorCode::kCorruptInput, "decompresses to " + std::to_string(raw.size()) +
+                                              " bytes, not " + std::to_string(piece.chunk_size));
+  }
+  if (sha256_of(raw) != piece.digest) {
+    return fail(ErrorCode::kDigestMismatch,
+                "does not match its digest " + piece.digest.to_string());
+  }
+  unit.raw = std::move(raw);
+  unit.ready = true;
+}
+
+// Stage 3, in the rebuild's order: the file digest of a file prepared here (unless the file is
+// this one chunk with the same digest, whose chunk digest proves it, or held by the store).
+void PiecePrefetch::State::hash_file_of(PreparedPiece& unit) {
+  const BlobPiece& piece = plan.pieces[unit.index];
+  if (unit.error || !file_ahead[unit.index]) return;
+  if (piece.chunk_offset == 0) {
+    file_hash = Sha256();
+    // A file of chunks the store holds (each checked by its SHA-256 when it was stored, and all
+    // of them by the diff_id here) is not hashed again: its bytes are hashed once, by the diff_id.
+    hash_file =
+        !(piece.file_size != 0 && piece.file_digest && *piece.file_digest == piece.digest) &&
+        !file_local[unit.index];
+  }
+  if (!hash_file) return;
+  if (piece.zeros) {
+    static const std::vector<std::uint8_t> zeros(kZeroBlockBytes, 0);
+    for (std::uint64_t left = piece.chunk_size; left != 0;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, zeros.size()));
+      file_hash.update(ByteSpan(zeros).first(n));
+      left -= n;
+    }
+  } else {
+    file_hash.update(unit.raw);
+  }
+  if (piece.file_size != 0 && piece.file_digest && file_hash.finish() != *piece.file_digest) {
+    unit.error = make_error(ErrorCode::kDigestMismatch,
+                            "file '" + piece.name + "' does not match its TOC digest");
+  }
+}
+
+bool PiecePrefetch::State::push(std::unique_ptr<PreparedPiece> unit) {
+  if (unit->error) failed.store(true);
+  std::unique_lock lock(mutex);
+  changed.wait(lock, [&] {
+    return cancelled || queue.empty() ||
+           (queue.size() < kQueueUnits && queued_raw + unit->raw.size() <= kQueueRawBytes);
+  });
+  if (cancelled) return false;
+  queued_raw += unit->raw.size();
+  queue.push_back(std::move(unit));
+  changed.notify_all();
+  return true;
+}
+
+void PiecePrefetch::State::run() {
+  const auto threads = static_cast<std::size_t>(std::max(1, tbb::info::default_concurrency()));
+  try {
+    tbb::parallel_pipeline(
+        2 * threads + 2,
+        tbb::make_filter<void, PreparedPiece*>(tbb::filter_mode::serial_in_order,
+                                               [&](tbb::flow_control& control) -> PreparedPiece* {
+                                                 bool stop =
+                                                     failed.load() || next_in_order >= order.size();
+                                                 if (!stop) {
+                                                   std::lock_guard lock(mutex);
+                                                   stop = cancelled;
+                                                 }
+                                                 if (stop) {
+                                                   control.stop();
+                                                   return nullptr;
+                                                 }
+                                                 return take_next().release();
+                                               }) &
+            tbb::make_filter<PreparedPiece*, PreparedPiece*>(tbb::filter_mode::parallel,
+                                                             [&](PreparedPiece* unit) {
+                                                               const auto start =
+                                                                   std::chrono::steady_clock::now();
+                                                               prepare(*unit);
+                                                               add_time(start);
+                                                               return unit;
+                                                             }) &
+            tbb::make_filter<PreparedPiece*, void>(
+                tbb::filter_mode::serial_in_order, [&](PreparedPiece* unit) {
+                  std::unique_ptr<PreparedPiece> owned(unit);
+                  const auto start = std::chrono::steady_clock::now();
+                  hash_file_of(*owned);
+                  add_time(start);
+                  push(std::move(owned));
+                }));
+  } catch (const std::exception& caught) {
+    auto unit = std::make_unique<PreparedPiece>();
+    unit->index = order.size();
+    unit->error = make_error(ErrorCode::kInternal, std::string("pull pipeline: ") + caught.what());
+    std::lock_guard lock(mutex);
+    queue.push_back(std::move(unit));
+  }
+  std::lock_guard lock(mutex);
+  finished = true;
+  changed.notify_all();
+}
+
+PiecePrefetch::PiecePrefetch(const ChunkStore& store, const ChunkedLayerToc& layer,
+                             const PullPlan& plan, std::vector<std::size_t> order,
+                             HeldBytesSource bytes_of)
+    : state_(std::make_unique<State>(store, layer, plan, std::move(order), std::move(bytes_of))) {
+  state_->mark_files_ahead();
+  state_->thread = std::thread([state = state_.get()] { state->run(); });
+}
+
+PiecePrefetch::~PiecePrefetch() {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->cancelled = true;
+    state_->changed.notify_all();
+  }
+  state_->thread.join();
+}
+
+Result<std::unique_ptr<PreparedPiece>> PiecePrefetch::next(std::size_t index) {
+  State& state = *state_;
+  std::unique_lock lock(state.mutex);
+  state.changed.wait(lock, [&] { return !state.queue.empty() || state.finished; });
+  if (state.queue.empty()) {
+    return make_error(ErrorCode::kInternal,
+                      "pull pipeline ended before piece " + std::to_string(index) + " of the plan");
+  }
+  std::unique_ptr<PreparedPiece> unit = std::move(state.queue.front());
+  state.queue.pop_front();
+  state.queued_raw -= unit->raw.size();
+  ++state.taken;
+  state.changed.notify_all();
+  lock.unlock();
+  if (unit->error) return std::move(*unit->error);
+  if (unit->index != index) {
+    return make_error(ErrorCode::kInternal, "pull pipeline gave piece " +
+                                                std::to_string(unit->index) + " for piece " +
+                                                std::to_string(index));
+  }
+  return unit;
+}
+
+bool PiecePrefetch::file_checked_ahead(std::size_t index) const {
+  return index < state_->file_ahead.size() && state_->file_ahead[index];
+}
+
+double PiecePrefetch::prepare_seconds() const {
+  return static_cast<double>(state_->prepare_nanoseconds.load()) / 1e9;
+}
+
+// The store's zstd codec wants the content size in the frame header; streaming encoders (c/storage,
+// ctr-remote) leave it out. RFC 8878 §3.1.1.1: the header is magic, descriptor, window descriptor
+// (present when Single_Segment_flag is 0, as it is without a content size), dictionary id, then
+// Frame_Content_Size (2 bytes holding size - 256, 4 or 8, as FCS_Field_Size says). Inserting it
+// leaves the blocks as they were fetched: no recompression.
+bool with_content_size(ByteSpan frame, std::uint64_t size, std::vector<std::uint8_t>& out) {
+  constexpr std::size_t kMagicBytes = 4;
+  if (frame.size() < kMagicBytes + 2) return false;
+  const std::uint8_t descriptor = frame[kMagicBytes];
+  const bool single_segment = (descriptor & 0x20U) != 0;
+  const unsigned size_flag = descriptor >> 6U;
+  const unsigned dictionary_flag = descriptor & 0x03U;
+  if (single_segment || size_flag != 0 || dictionary_flag != 0 || (descriptor & 0x08U) != 0) {
+    return false;
+  }
+  unsigned new_flag = 3;
+  std::size_t field_bytes = 8;
+  std::uint64_t value = size;
+  if (size >= 256 && size <= 65535 + 256) {
+    new_flag = 1;
+    field_bytes = 2;
+    value = size - 256;
+  } else if (size <= 0xFFFFFFFFU) {
+    new_flag = 2;
+    field_bytes = 4;
+  }
+  const std::size_t header = kMagicBytes + 2;  // magic, descriptor, window descriptor
+  out.assign(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(header));
+  out[kMagicBytes] = static_cast<std::uint8_t>(descriptor | (new_flag << 6U));
+  for (std::size_t i = 0; i < field_bytes; ++i) {
+    out.push_back(static_cast<std::uint8_t>(value >> (8U * i)));
+  }
+  out.insert(out.end(), frame.begin() + static_cast<std::ptrdiff_t>(header), frame.end());
+  return true;
+}
+
+}  // namespace strata::fastpull::detail
