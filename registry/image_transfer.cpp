@@ -19,6 +19,7 @@
 
 #include "core/base/safe_path.h"
 #include "registry/chunked_layer_pull.h"
+#include "registry/parallel_work.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/registry.h"
@@ -27,34 +28,7 @@
 namespace strata::registry {
 namespace {
 
-// Runs work(i) for i in [0, count) on up to `jobs` threads; the first error stops new work and is
-// returned.
-Result<void> run_parallel(std::size_t count, unsigned jobs,
-                          const std::function<Result<void>(std::size_t)>& work) {
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::optional<Error> first_error;
-  const auto worker = [&] {
-    while (!failed.load()) {
-      const std::size_t i = next.fetch_add(1);
-      if (i >= count) return;
-      auto result = work(i);
-      if (!result.ok()) {
-        std::lock_guard lock(error_mutex);
-        if (!first_error) first_error = std::move(result).error();
-        failed.store(true);
-      }
-    }
-  };
-  const std::size_t threads = std::min<std::size_t>(std::max(1U, jobs), count);
-  std::vector<std::thread> pool;
-  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& thread : pool) thread.join();
-  if (first_error) return std::move(*first_error);
-  return {};
-}
+using detail::run_parallel;
 
 class FileReader {
  public:

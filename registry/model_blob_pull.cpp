@@ -15,8 +15,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/base/file_io.h"
@@ -27,6 +29,21 @@ namespace {
 
 using fastpull::DeltaEntry;
 using registry::ByteRange;
+
+// Adds the time from construction to destruction to `slot`.
+class StageTimer {
+ public:
+  explicit StageTimer(double& slot) : slot_(slot), start_(std::chrono::steady_clock::now()) {}
+  ~StageTimer() {
+    slot_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  StageTimer(const StageTimer&) = delete;
+  StageTimer& operator=(const StageTimer&) = delete;
+
+ private:
+  double& slot_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 // Frames ranges closer than this are fetched as one (the bytes between are few; a request is not).
 constexpr std::uint64_t kFramesGapBridge = 4096;
@@ -144,8 +161,10 @@ class IndexedBlobPull {
         std::max<std::size_t>(1, source_.options.max_ranges_per_request);
     for (std::size_t first = 0; first < plan.ranges.size(); first += per_request) {
       const std::size_t count = std::min(per_request, plan.ranges.size() - first);
+      std::optional<StageTimer> fetching(std::in_place, file_.stages.fetch);
       auto bodies = source_.client.fetch_ranges(
           source_.repository, blob, std::span<const ByteRange>(plan.ranges).subspan(first, count));
+      fetching.reset();
       if (!bodies.ok()) return std::move(bodies).error();
       if (bodies->size() != count) {
         return make_error(ErrorCode::kCorruptInput, file_.path + ": " + std::to_string(count) +
@@ -230,11 +249,15 @@ class IndexedBlobPull {
   void take_delta(std::size_t i, const DeltaEntry& entry, ByteSpan coded) {
     const ChunkIndexEntry& chunk = chunks_[i];
     std::vector<std::uint8_t> base;
-    auto raw = decode_delta(chunk, entry, coded, base);
+    auto raw = [&] {
+      const StageTimer decoding(file_.stages.decode);
+      return decode_delta(chunk, entry, coded, base);
+    }();
     if (!raw.ok()) {
       fall_back(i, raw.error().message);
       return;
     }
+    const StageTimer storing(file_.stages.store);
     if (writer_.put_delta_chunk(chunk.digest, *raw, coded, entry.codec, entry.base, base).ok()) {
       ++file_.delta_stored_chunks;
     } else {
@@ -269,12 +292,15 @@ class IndexedBlobPull {
         const ChunkIndexEntry& chunk = chunks_[i];
         const ByteSpan bytes = body.subspan(at, chunk.length);
         at += chunk.length;
+        std::optional<StageTimer> verifying(std::in_place, file_.stages.verify);
         if (sha256_of(bytes) != chunk.digest) {
           return make_error(ErrorCode::kDigestMismatch,
                             file_.path + ": chunk " + std::to_string(i) + " at offset " +
                                 std::to_string(chunk.offset) + " does not hash to " +
                                 chunk.digest.to_string() + " as its chunk index says");
         }
+        verifying.reset();
+        const StageTimer storing(file_.stages.store);
         auto stored = compress_chunk_zstd(bytes, source_.options.zstd_level);
         if (!stored.ok()) return std::move(stored).error();
         STRATA_TRY(writer_.put_chunk(chunk.digest, bytes, *stored, Codec::kZstd));
@@ -292,11 +318,13 @@ class IndexedBlobPull {
       const ChunkIndexEntry& chunk = chunks_[i];
       ByteSpan bytes;
       std::vector<std::uint8_t> from_store;
+      std::optional<StageTimer> local;
       if (const auto got = fetched_.find(chunk.digest); got != fetched_.end()) {
         bytes = got->second;
         written_at_.emplace(chunk.digest, chunk.offset);
       } else if (const auto earlier = written_at_.find(chunk.digest);
                  earlier != written_at_.end()) {
+        local.emplace(file_.stages.local);
         reread.resize(chunk.length);
         STRATA_TRY(read_all_at(fd_, earlier->second, reread, assembly_));
         if (sha256_of(reread) != chunk.digest) {
@@ -306,6 +334,7 @@ class IndexedBlobPull {
         }
         bytes = reread;
       } else {
+        local.emplace(file_.stages.local);
         auto read = source_.store.read_chunk(chunk.digest);
         if (!read.ok()) return std::move(read).error();
         if (read->size() != chunk.length) {
@@ -317,7 +346,12 @@ class IndexedBlobPull {
         from_store = std::move(*read);
         bytes = from_store;
       }
-      blob_hash_.update(bytes);
+      local.reset();
+      {
+        const StageTimer hashing(file_.stages.blob_hash);
+        blob_hash_.update(bytes);
+      }
+      const StageTimer writing(file_.stages.write);
       STRATA_TRY(write_all(fd_, bytes, assembly_));
     }
     return {};
@@ -331,6 +365,7 @@ class IndexedBlobPull {
                         file_.path + ": assembled file hashes to " + digest.to_string() +
                             ", the manifest says " + layer_.digest.to_string());
     }
+    const StageTimer committing(file_.stages.commit);
     if (::fsync(fd_) != 0) {
       return make_error(ErrorCode::kIo, "cannot fsync " + assembly_ + ": " + std::strerror(errno));
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -38,6 +39,10 @@ using registry::RegistryClient;
 constexpr std::uint64_t kMaxConfigBytes = std::uint64_t{16} << 20U;
 constexpr std::uint64_t kMaxChunkIndexBytes = std::uint64_t{256} << 20U;
 constexpr std::size_t kMaxPathBytes = 4096;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 ByteSpan as_span(const std::string& text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
@@ -354,7 +359,10 @@ Result<void> pull_model_file(const ModelPullContext& context, const oci::Descrip
   // compressed), so only a layer filed under that diff_id can stand for it.
   if (context.store.find_layer_by_diff_id(layer.digest).ok()) {
     file.already_stored = true;
-    return export_stored_file(context.store, layer, context.work, name, file.path);
+    const auto start = std::chrono::steady_clock::now();
+    auto exported = export_stored_file(context.store, layer, context.work, name, file.path);
+    file.stages.exported += seconds_since(start);
+    return exported;
   }
   const auto index = context.indexes.by_blob.find(layer.digest);
   if (index != context.indexes.by_blob.end() && index->second.blob_size == layer.size) {
@@ -364,8 +372,10 @@ Result<void> pull_model_file(const ModelPullContext& context, const oci::Descrip
                                            context.options, context.deltas};
     return detail::pull_indexed_blob(source, layer, index->second, partial, file);
   }
+  auto start = std::chrono::steady_clock::now();
   auto fetched =
       context.client.fetch_blob_to_file(context.repository, layer.digest, layer.size, partial);
+  file.stages.fetch += seconds_since(start);
   if (!fetched.ok()) return std::move(fetched).error();
   file.bytes_fetched += *fetched;
   file.bytes_fetched_without_deltas += *fetched;
@@ -374,7 +384,9 @@ Result<void> pull_model_file(const ModelPullContext& context, const oci::Descrip
     ingest.store = &context.store;
     ingest.media_type = layer.media_type;
     ingest.zstd_level = context.options.zstd_level;
+    start = std::chrono::steady_clock::now();
     auto ingested = ingest_weight_file(partial, ingest, {});
+    file.stages.ingest += seconds_since(start);
     if (!ingested.ok()) return std::move(ingested).error();
     file.chunks = ingested->index.chunks.size();
   }
@@ -394,6 +406,20 @@ std::optional<registry::detail::FoundDeltas> find_model_deltas(
 }
 
 }  // namespace
+
+ModelPullStages& ModelPullStages::operator+=(const ModelPullStages& other) {
+  fetch += other.fetch;
+  verify += other.verify;
+  decode += other.decode;
+  store += other.store;
+  write += other.write;
+  local += other.local;
+  blob_hash += other.blob_hash;
+  commit += other.commit;
+  ingest += other.ingest;
+  exported += other.exported;
+  return *this;
+}
 
 Result<ModelPushReport> push_model(RegistryClient& client, const oci::OciLayout& layout,
                                    std::string_view tag,
@@ -480,6 +506,7 @@ std::string model_delta_referrer_tag(const Digest& subject) {
 
 Result<ModelPullReport> pull_model(RegistryClient& client, const registry::ImageReference& source,
                                    ChunkStore& store, const ModelPullOptions& options) {
+  const auto pull_start = std::chrono::steady_clock::now();
   ModelPullReport report;
   const std::string& repository = source.repository;
   auto response = client.fetch_manifest(repository, source.reference());
@@ -533,7 +560,10 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
     file.descriptor = manifest->layers[l];
     report.total_bytes += file.descriptor.size;
     const std::string name = "file-" + std::to_string(l);
+    const auto file_start = std::chrono::steady_clock::now();
     STRATA_TRY(pull_model_file(context, file.descriptor, name, file));
+    file.seconds = seconds_since(file_start);
+    report.stages += file.stages;
     if (!target->out_root) {
       std::error_code ignored;
       fs::remove(target->work->path() + "/" + name, ignored);
@@ -552,6 +582,7 @@ Result<ModelPullReport> pull_model(RegistryClient& client, const registry::Image
                                       options.out_directory + "/" + path));
   }
   report.wire = client.counters();
+  report.seconds = seconds_since(pull_start);
   return report;
 }
 

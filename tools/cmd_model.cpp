@@ -247,8 +247,16 @@ struct PullCommandOptions {
   std::string store;
   std::string out;
   bool no_deltas = false;
+  std::size_t fetch_jobs = model::ModelPullOptions{}.fetch_jobs;
   RegistryFlags flags;
 };
+
+nlohmann::json stages_json(const model::ModelPullStages& stages) {
+  return {{"fetch", stages.fetch},         {"verify", stages.verify}, {"decode", stages.decode},
+          {"store", stages.store},         {"write", stages.write},   {"local", stages.local},
+          {"blob_hash", stages.blob_hash}, {"commit", stages.commit}, {"ingest", stages.ingest},
+          {"export", stages.exported}};
+}
 
 nlohmann::json pulled_file_json(const model::PulledModelFile& file) {
   return {{"path", file.path},
@@ -264,7 +272,9 @@ nlohmann::json pulled_file_json(const model::PulledModelFile& file) {
           {"delta_stored_chunks", file.delta_stored_chunks},
           {"delta_fallbacks", file.delta_fallbacks},
           {"delta_fallback_reason", file.delta_fallback_reason},
-          {"bytes_fetched_without_deltas", file.bytes_fetched_without_deltas}};
+          {"bytes_fetched_without_deltas", file.bytes_fetched_without_deltas},
+          {"seconds", file.seconds},
+          {"stages", stages_json(file.stages)}};
 }
 
 int run_model_pull(const PullCommandOptions& options) {
@@ -277,6 +287,7 @@ int run_model_pull(const PullCommandOptions& options) {
   model::ModelPullOptions pull;
   pull.out_directory = options.out;
   pull.deltas = !options.no_deltas;
+  pull.fetch_jobs = options.fetch_jobs;
   auto report = model::pull_model(*client, *source, *store, pull);
   if (!report.ok()) return report_error(report.error());
   std::uint64_t delta_chunks = 0;
@@ -308,7 +319,9 @@ int run_model_pull(const PullCommandOptions& options) {
           {"bytes_fetched", delta_bytes},
           {"fallbacks", delta_fallbacks}}},
         {"wire_bytes_received", report->wire.bytes_received},
-        {"requests", report->wire.requests}};
+        {"requests", report->wire.requests},
+        {"seconds", report->seconds},
+        {"stages", stages_json(report->stages)}};
     std::cout << json.dump(2) << '\n';
   } else {
     std::cout << "pulled " << source->to_string() << " " << report->manifest_digest.to_string()
@@ -381,6 +394,10 @@ void register_model_commands(CLI::App& app, int& exit_code) {
   pull_command->add_option("--out", pull->out, "Directory to write the model files into");
   pull_command->add_flag("--no-deltas", pull->no_deltas,
                          "Do not use the model's delta referrer (fetch changed chunks whole)");
+  pull_command
+      ->add_option("--fetch-jobs", pull->fetch_jobs,
+                   "Range batches in flight at once, each verified and written by its own thread")
+      ->check(CLI::Range(1, 16));
   add_registry_flags(*pull_command, pull->flags);
   pull_command->callback([pull, &exit_code] { exit_code = run_model_pull(*pull); });
 }

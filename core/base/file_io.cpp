@@ -51,6 +51,22 @@ Result<void> write_all(int fd, ByteSpan data, const std::string& path, PathQuoti
   return {};
 }
 
+Result<void> pwrite_all(int fd, std::uint64_t offset, ByteSpan data, const std::string& path,
+                        PathQuoting quoting) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t written =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot write", path, errno, quoting);
+    }
+    if (written == 0) return io_error("cannot write", path, EIO, quoting);
+    done += static_cast<std::size_t>(written);
+  }
+  return {};
+}
+
 Result<std::size_t> pread_all(int fd, std::uint64_t offset, MutableByteSpan out,
                               const std::string& path, PathQuoting quoting) {
   std::size_t done = 0;

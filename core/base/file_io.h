@@ -47,6 +47,10 @@ Error io_error(std::string_view what, const std::string& path, int error_number,
 // Writes all of `data` at the current position; a write that makes no progress is EIO.
 Result<void> write_all(int fd, ByteSpan data, const std::string& path,
                        PathQuoting quoting = PathQuoting::kQuoted);
+// Writes all of `data` at `offset` (pwrite: the file position does not move, so threads may write
+// disjoint parts of one file at once); a write that makes no progress is EIO.
+Result<void> pwrite_all(int fd, std::uint64_t offset, ByteSpan data, const std::string& path,
+                        PathQuoting quoting = PathQuoting::kQuoted);
 // Reads up to out.size() bytes at `offset`, fewer only at the end of the file.
 Result<std::size_t> pread_all(int fd, std::uint64_t offset, MutableByteSpan out,
                               const std::string& path, PathQuoting quoting = PathQuoting::kQuoted);

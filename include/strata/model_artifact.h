@@ -68,10 +68,32 @@ struct ModelPullOptions {
   // Missing bytes fetched per round (bounds memory); merged ranges per request.
   std::uint64_t window_bytes = std::uint64_t{32} << 20U;
   std::size_t max_ranges_per_request = 64;
+  // Range batches of a window in flight at once (each on its own connection of the client's
+  // pool, its chunks verified, compressed and written by the thread that fetched them), and the
+  // most missing bytes one batch asks for. Bytes in flight stay under window_bytes.
+  std::size_t fetch_jobs = 4;
+  std::uint64_t batch_bytes = std::uint64_t{8} << 20U;
   int zstd_level = 3;
   // Use the model's delta referrer (docs/DELTA.md) when there is one: a missing chunk whose base
   // the store holds comes as its delta.
   bool deltas = true;
+};
+
+// Where a model pull's time went, in seconds. Stages that run on the fetch threads (fetch,
+// verify, decode, store, write) are summed over those threads, so with several batches in flight
+// they can add up to more than the pull's wall time; the others run on the pulling thread.
+struct ModelPullStages {
+  double fetch = 0;      // inside range GETs and whole-blob downloads
+  double verify = 0;     // chunk SHA-256 before a chunk is written or stored
+  double decode = 0;     // deltas decoded with their base (the base's read included)
+  double store = 0;      // chunk compression and puts into the write session
+  double write = 0;      // positioned writes of fetched chunks into the file being assembled
+  double local = 0;      // chunks the store or the file already held: read, checked, written
+  double blob_hash = 0;  // SHA-256 of the assembled file, in blob order
+  double commit = 0;     // fsync and the store layer commit
+  double ingest = 0;     // a blob fetched whole, chunked into the store
+  double exported = 0;   // a blob the store held whole, exported and hashed
+  ModelPullStages& operator+=(const ModelPullStages& other);
 };
 
 struct PulledModelFile {
@@ -92,6 +114,8 @@ struct PulledModelFile {
   std::uint64_t delta_fallbacks = 0;
   std::string delta_fallback_reason;
   std::uint64_t bytes_fetched_without_deltas = 0;
+  ModelPullStages stages;
+  double seconds = 0;  // wall time of this file
 };
 
 struct ModelPullReport {
@@ -109,6 +133,8 @@ struct ModelPullReport {
   std::uint64_t delta_referrer_bytes = 0;
   std::uint64_t bytes_fetched_without_deltas = 0;
   registry::TransferCounters wire;
+  ModelPullStages stages;  // the files' stages summed
+  double seconds = 0;      // wall time of the whole pull
 };
 
 // Pulls the model `source` into `store` (and `out_directory`): chunks the store lacks are fetched
