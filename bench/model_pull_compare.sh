@@ -12,11 +12,12 @@
 # `model pull --json` (docs/MODEL_ARTIFACTS.md: fetch-thread stages are summed over threads).
 # Usage: bench/model_pull_compare.sh [BUILD_DIR]
 #   MODEL_MIB (default 256) sets the base size, PARTIAL (default 4) the partial fine-tune,
-#   PULL_FLAGS adds flags to every `strata model pull` (e.g. "--fetch-jobs 1").
+#   PULL_FLAGS adds flags to every `strata model pull` (e.g. "--fetch-jobs 1"), STRATA_TOOL runs
+#   another strata binary.
 set -euo pipefail
 
 build_dir=$(cd "${1:-build}" && pwd)
-tool="$build_dir/tools/strata"
+tool=${STRATA_TOOL:-$build_dir/tools/strata}  # STRATA_TOOL: another binary (a before/after run)
 driver="$build_dir/bench/delta_model"
 for binary in "$tool" "$driver"; do
   [[ -x "$binary" ]] || { echo "build $binary first (cmake --build $build_dir)" >&2; exit 1; }

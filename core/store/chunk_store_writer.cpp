@@ -441,6 +441,12 @@ Result<void> StoreWriter::put_delta_chunk(const Digest& digest, ByteSpan raw, By
                            base_raw);
 }
 
+Result<void> StoreWriter::put_verified_delta_chunk(const Digest& digest, ByteSpan raw,
+                                                   ByteSpan stored, Codec codec, const Digest& base,
+                                                   ByteSpan base_raw) {
+  return put_chunk_checked(digest, raw, stored, codec, false, &base, base_raw);
+}
+
 Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored,
                                             Codec codec, bool verify, const Digest* base,
                                             ByteSpan base_raw) {

@@ -199,6 +199,11 @@ class StoreWriter {
   // base of another delta): the caller then stores the chunk whole. Commit checks it again.
   Result<void> put_delta_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec,
                                const Digest& base, ByteSpan base_raw);
+  // The same for a caller that has itself decoded `stored` through `base_raw` to `raw` and hashed
+  // `raw` to `digest` (a puller that just checked a fetched delta): verify_puts does not repeat
+  // it. The base is still checked as put_delta_chunk checks it.
+  Result<void> put_verified_delta_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
+                                        Codec codec, const Digest& base, ByteSpan base_raw);
 
   // True when put_chunk would not need the bytes: the chunk is known good in the store or was
   // already put in this session. Lets the engine skip compressing a repeat within one layer.

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -181,9 +182,10 @@ class Client {
  public:
   explicit Client(const std::string& host) : host_(host) {}
 
-  Result<model::ModelPullReport> pull(const std::string& store_dir, const std::string& tag,
-                                      const std::string& out, bool deltas = true,
-                                      std::size_t ranges_per_request = 64) {
+  Result<model::ModelPullReport> pull(
+      const std::string& store_dir, const std::string& tag, const std::string& out,
+      bool deltas = true, std::size_t ranges_per_request = 64,
+      const std::function<void(model::ModelPullOptions&)>& tweak = {}) {
     auto client = registry::RegistryClient::create(host_, plain());
     if (!client.ok()) return std::move(client).error();
     auto reference = registry::parse_image_reference(host_ + "/models/tiny:" + tag);
@@ -193,6 +195,7 @@ class Client {
     options.out_directory = out;
     options.deltas = deltas;
     options.max_ranges_per_request = ranges_per_request;
+    if (tweak) tweak(options);
     return model::pull_model(*client, *reference, store, options);
   }
 
@@ -396,6 +399,72 @@ TEST(ModelDeltaPull, ABadDeltaAndALyingBlobFailNamingTheChunkAndLeaveOutEmpty) {
   ASSERT_TRUE(fs::is_directory(out));
   EXPECT_TRUE(fs::is_empty(out)) << fs::directory_iterator(out)->path();
   expect_clean(store);
+}
+
+// Small windows and batches, several in flight (registry/model_blob_pull.cpp): each window's
+// chunks come in many batches fetched, checked and written at their offsets by four threads at
+// once, and held chunks are read back in slices of the window's size.
+void small_batches(model::ModelPullOptions& options) {
+  options.fetch_jobs = 4;
+  options.batch_bytes = 16 * 1024;
+  options.window_bytes = 64 * 1024;
+}
+
+TEST(ModelDeltaPull, BatchesInFlightAtOnceGiveTheSameFilesAndStore) {
+  const Published& p = published();
+  testing::HostileRegistry registry(testing::serve_layout(p.layout, {}, fallback_tags()));
+  test::ScratchDir scratch;
+  // Cold: every chunk of the base comes whole, in many batches.
+  const std::string cold = scratch.file("cold");
+  const std::string cold_out = scratch.file("cold-out");
+  auto pulled = Client(registry.host()).pull(cold, "base", cold_out, true, 2, small_batches);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  const model::PulledModelFile& weights = pulled->files.back();
+  ASSERT_TRUE(weights.indexed);
+  EXPECT_GT(weights.chunks_fetched, 8U);
+  EXPECT_GT(pulled->wire.requests, 8U);
+  EXPECT_EQ(test::read_file(cold_out + "/model.safetensors"), p.weights.at("base"));
+  expect_clean(cold);
+  // Base held: the full fine-tune's deltas come in batches too, decoded on the fetch threads.
+  const std::string out = scratch.file("out");
+  auto tuned = Client(registry.host()).pull(cold, "full", out, true, 2, small_batches);
+  ASSERT_TRUE(tuned.ok()) << tuned.error().to_string();
+  EXPECT_GT(delta_chunks(*tuned), 1U);
+  EXPECT_EQ(delta_fallbacks(*tuned), 0U);
+  EXPECT_EQ(test::read_file(out + "/model.safetensors"), p.weights.at("full"));
+  expect_clean(cold);
+}
+
+TEST(ModelDeltaPull, OneFailingBatchOfSeveralFailsNamingTheBlobAndLeavesOutEmpty) {
+  const Published& p = published();
+  const std::string weight_digest = sha256_of(p.weights.at("base")).to_string();
+  const std::uint64_t half = p.weights.at("base").size() / 2;
+  testing::Handler layout = testing::serve_layout(p.layout, {}, fallback_tags());
+  // Ranges of the weight blob starting in its second half are refused (403, not retried).
+  testing::HostileRegistry registry(
+      [layout, weight_digest, half](const testing::SeenRequest& seen) {
+        const auto range = seen.headers.find("range");
+        if (seen.target.find(weight_digest) != std::string::npos && range != seen.headers.end() &&
+            std::stoull(range->second.substr(range->second.find('=') + 1)) >= half) {
+          return testing::error_reply(403, "DENIED", "no ranges past the middle");
+        }
+        return layout(seen);
+      });
+  test::ScratchDir scratch;
+  const std::string store = scratch.file("store");
+  const std::string out = scratch.file("out");
+  auto pulled = Client(registry.host()).pull(store, "base", out, true, 2, small_batches);
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_NE(pulled.error().message.find("model.safetensors: blob " + weight_digest),
+            std::string::npos)
+      << pulled.error().message;
+  ASSERT_TRUE(fs::is_directory(out));
+  EXPECT_TRUE(fs::is_empty(out)) << fs::directory_iterator(out)->path();
+  expect_clean(store);
+  // Nothing of the weight blob was committed: the next pull fetches it again.
+  auto store_after = ChunkStore::open(store);
+  ASSERT_TRUE(store_after.ok());
+  EXPECT_FALSE(store_after->find_layer_by_diff_id(sha256_of(p.weights.at("base"))).ok());
 }
 
 }  // namespace
