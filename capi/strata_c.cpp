@@ -1049,7 +1049,7 @@ std::int32_t strata_layout_pull(strata_store* store, const char* layout, const c
         out.fetch_bytes += layer.size;
       }
     }
-    if (run != 0) (void)take(strata::fastpull::pull_image(object->store, directory, name));
+    if (run != 0) (void)take(strata::fastpull::pull_layout_image(object->store, directory, name));
     write_output(plan, out);
   });
 }

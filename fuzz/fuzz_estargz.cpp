@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.allow_unverified = true;
   options.max_toc_bytes = 1U << 20U;
   // The toc.digest annotation names the format; an empty value leaves the TOC unverified.
-  const Annotations annotations = {{std::string(kEstargzTocDigestKey), ""}};
+  const oci::Annotations annotations = {{std::string(kEstargzTocDigestKey), ""}};
   auto layer = read_chunked_toc(size, annotations, fetch, options);
   expect_message(layer);
   if (!layer.ok()) return 0;

@@ -21,7 +21,7 @@ void fuzz_multipart(strata::ByteSpan body) {
   auto parts = strata::registry::parse_multipart_byteranges(body, "B", std::nullopt);
   check(parts);
   if (!parts.ok()) return;
-  std::vector<strata::registry::ByteRange> wanted;
+  std::vector<strata::ByteRange> wanted;
   for (const auto& part : *parts) {
     if (part.bytes.size() != part.range.last - part.range.first + 1) std::abort();
     wanted.push_back({part.range.first, part.bytes.size()});

@@ -65,11 +65,11 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   const auto& toc = planned->toc;
   auto& plan = planned->plan;
   const auto format = planned->format;
-  const fastpull::RangeBatchFetcher fetch_batch = [&](std::span<const fastpull::ByteRange> ranges)
-      -> Result<std::vector<std::vector<std::uint8_t>>> {
+  const fastpull::RangeBatchFetcher fetch_batch =
+      [&](std::span<const ByteRange> ranges) -> Result<std::vector<std::vector<std::uint8_t>>> {
     std::vector<ByteRange> request;
     request.reserve(ranges.size());
-    for (const fastpull::ByteRange& range : ranges) {
+    for (const ByteRange& range : ranges) {
       request.push_back(ByteRange{range.offset, range.length});
     }
     auto fetched = client.fetch_ranges(repository, descriptor.digest, request);
@@ -98,11 +98,12 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   if (plan.delta_chunks != 0) {
     const Digest frames = deltas->frames.digest;
     delta_source.frames_size = deltas->frames.size;
-    delta_source.fetch = [&client, &repository, frames](std::span<const fastpull::ByteRange> ranges)
-        -> Result<std::vector<std::vector<std::uint8_t>>> {
+    delta_source.fetch =
+        [&client, &repository, frames](
+            std::span<const ByteRange> ranges) -> Result<std::vector<std::vector<std::uint8_t>>> {
       std::vector<ByteRange> request;
       request.reserve(ranges.size());
-      for (const fastpull::ByteRange& range : ranges) {
+      for (const ByteRange& range : ranges) {
         request.push_back(ByteRange{range.offset, range.length});
       }
       return client.fetch_ranges(repository, frames, request);

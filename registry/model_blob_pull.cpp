@@ -34,7 +34,6 @@ namespace strata::model::detail {
 namespace {
 
 using fastpull::DeltaEntry;
-using registry::ByteRange;
 
 // Frames ranges closer than this are fetched as one (the bytes between are few; a request is not).
 constexpr std::uint64_t kFramesGapBridge = 4096;

@@ -33,7 +33,6 @@ namespace strata::model {
 namespace {
 
 namespace fs = std::filesystem;
-using registry::ByteRange;
 using registry::RegistryClient;
 
 constexpr std::uint64_t kMaxConfigBytes = std::uint64_t{16} << 20U;

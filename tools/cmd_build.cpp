@@ -125,14 +125,14 @@ struct BuiltLayer {
 // the layer file's size), so it is an estimate: headers and compression make the two differ,
 // hence the clamp.
 Result<void> stream_layer_tar(const std::string& input, const oci::DirectoryTarOptions& tar_options,
-                              const oci::ByteSink& sink) {
+                              const ByteSink& sink) {
   std::error_code error;
   const bool is_directory = std::filesystem::is_directory(input, error);
   const std::uint64_t total =
       is_directory ? bytes_under(input) : std::filesystem::file_size(input, error);
   std::uint64_t done = 0;
   ProgressBar progress("layer " + input, error ? 0 : total);
-  const oci::ByteSink counted = [&](ByteSpan bytes) {
+  const ByteSink counted = [&](ByteSpan bytes) {
     done += bytes.size();
     progress.update(std::min(done, total));
     return sink(bytes);

@@ -100,7 +100,7 @@ int run_pull(const PullCommandOptions& options) {
   if (!store) return report_error(store.error());
   const auto reference = oci::parse_layout_reference(options.source);
   auto report =
-      fastpull::pull_image(*store, reference.layout, reference.tag, plan_options(options));
+      fastpull::pull_layout_image(*store, reference.layout, reference.tag, plan_options(options));
   if (!report) return report_error(report.error());
   if (options.json) {
     nlohmann::json out;

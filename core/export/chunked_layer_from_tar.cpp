@@ -43,9 +43,10 @@ Result<TarCuts> ingest_tar_file(ChunkStore& store, const std::string& tar_path) 
 
 }  // namespace
 
-Result<ChunkedWriteReport> write_chunked_layer_from_tar_file(
-    const std::string& tar_path, ChunkStore* store, const ChunkedWriteOptions& options,
-    const std::function<Result<void>(ByteSpan)>& sink) {
+Result<ChunkedWriteReport> write_chunked_layer_from_tar_file(const std::string& tar_path,
+                                                             ChunkStore* store,
+                                                             const ChunkedWriteOptions& options,
+                                                             const ByteSink& sink) {
   if (options.frames_only) {
     return make_error(
         ErrorCode::kInvalidArgument,

@@ -11,8 +11,7 @@
 namespace strata {
 
 Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& layer,
-                                      const std::function<Result<void>(ByteSpan)>& sink,
-                                      unsigned threads) {
+                                      const ByteSink& sink, unsigned threads) {
   const auto started = std::chrono::steady_clock::now();
   threads = resolve_pipeline_threads(threads);
   // One thread reads on the caller's; more read ahead, one batch per thread and one more.

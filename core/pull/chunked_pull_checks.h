@@ -19,7 +19,7 @@ namespace strata::fastpull::detail {
 // blocks; more than `cap` bytes of output, a truncated frame or a decode error is an error naming
 // the piece's blob offset `at`.
 Result<void> decode_blob_piece(ChunkedFormat format, ByteSpan bytes, std::uint64_t cap,
-                               std::uint64_t at, const std::function<Result<void>(ByteSpan)>& sink);
+                               std::uint64_t at, const ByteSink& sink);
 
 // Every header of the tar in `tar`, in order (pax 'g' headers included).
 Result<std::vector<TarEntry>> read_tar_entries(ByteSource& tar);

@@ -234,8 +234,7 @@ Result<std::uint64_t> check_toc_against_entries(const ChunkedLayerToc& layer,
 }
 
 Result<void> decode_blob_piece(ChunkedFormat format, ByteSpan bytes, std::uint64_t cap,
-                               std::uint64_t at,
-                               const std::function<Result<void>(ByteSpan)>& sink) {
+                               std::uint64_t at, const ByteSink& sink) {
   std::uint64_t produced = 0;
   const std::string where = "blob piece at offset " + std::to_string(at);
   if (format == ChunkedFormat::kEstargz) {
@@ -508,7 +507,7 @@ Result<RebuildReport> rebuild_chunked_layer(const ChunkedLayerToc& layer, const 
   return report;
 }
 
-Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& annotations,
+Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const oci::Annotations& annotations,
                                           const std::optional<Digest>& expected_diff_id) {
   const RangeFetcher fetch = [&](std::uint64_t offset,
                                  std::uint64_t length) -> Result<std::vector<std::uint8_t>> {

@@ -108,11 +108,11 @@ Result<std::vector<LayerPullPlan>> plan_image_pull(const ChunkStore& store,
   return plans;
 }
 
-Result<PullReport> pull_image(ChunkStore& store, const std::string& source, std::string_view tag,
-                              const PullPlanOptions& options) {
+Result<LayoutPullReport> pull_layout_image(ChunkStore& store, const std::string& source,
+                                           std::string_view tag, const PullPlanOptions& options) {
   auto loaded = load(source, tag);
   if (!loaded) return std::move(loaded).error();
-  PullReport report;
+  LayoutPullReport report;
   const auto& layers = loaded->image.manifest.layers;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     LayerPullPlan plan;

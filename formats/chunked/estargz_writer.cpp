@@ -54,8 +54,7 @@ std::vector<std::uint8_t> ustar_file_header(std::string_view name, std::uint64_t
 
 class MemberWriter {
  public:
-  MemberWriter(int level, const std::function<Result<void>(ByteSpan)>& sink)
-      : level_(level), sink_(sink) {}
+  MemberWriter(int level, const ByteSink& sink) : level_(level), sink_(sink) {}
   // Tar bytes for the current member.
   void add(ByteSpan bytes) {
     pending_.insert(pending_.end(), bytes.begin(), bytes.end());
@@ -83,7 +82,7 @@ class MemberWriter {
 
  private:
   int level_;
-  const std::function<Result<void>(ByteSpan)>& sink_;
+  const ByteSink& sink_;
   std::vector<std::uint8_t> pending_;
   Sha256 tar_hash_;
   Sha256 blob_hash_;
@@ -111,7 +110,7 @@ class FunctionByteSource final : public ByteSource {
 
 Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
                                                const ChunkedWriteOptions& options,
-                                               const std::function<Result<void>(ByteSpan)>& sink) {
+                                               const ByteSink& sink) {
   MemoryByteSource memory(tar);
   return stream_estargz_layer([&](MutableByteSpan out) { return memory.read(out); }, chunks,
                               options, sink);
@@ -120,7 +119,7 @@ Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const Tar
 Result<ChunkedWriteReport> stream_estargz_layer(const TarStreamReader& tar,
                                                 std::span<const TarChunk> chunks,
                                                 const ChunkedWriteOptions& options,
-                                                const std::function<Result<void>(ByteSpan)>& sink) {
+                                                const ByteSink& sink) {
   if (options.level < 0 || options.level > 3) {
     return make_error(ErrorCode::kInvalidArgument, "eStargz: gzip level must be 0..3 (ISA-L)");
   }

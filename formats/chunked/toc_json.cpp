@@ -20,7 +20,7 @@ std::string_view chunked_format_name(ChunkedFormat format) noexcept {
   return "unknown";
 }
 
-std::optional<ChunkedFormat> chunked_format_of(const Annotations& annotations) {
+std::optional<ChunkedFormat> chunked_format_of(const oci::Annotations& annotations) {
   const bool zstd_v2 = annotations.contains(std::string(kZstdChunkedManifestPositionKey));
   const bool zstd_v1 = annotations.contains(std::string(kZstdChunkedV1ManifestPositionKey));
   const bool estargz = annotations.contains(std::string(kEstargzTocDigestKey));

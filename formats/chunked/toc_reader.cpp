@@ -86,13 +86,14 @@ Result<std::vector<std::uint8_t>> zstd_decompress_capped(ByteSpan frame, std::ui
   return out;
 }
 
-std::string annotation(const Annotations& annotations, std::string_view key) {
+std::string annotation(const oci::Annotations& annotations, std::string_view key) {
   const auto it = annotations.find(std::string(key));
   return it == annotations.end() ? std::string() : it->second;
 }
 
-Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size, const Annotations& annotations,
-                                          ChunkedFormat format, const RangeFetcher& fetch,
+Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size,
+                                          const oci::Annotations& annotations, ChunkedFormat format,
+                                          const RangeFetcher& fetch,
                                           const TocReadOptions& options) {
   ChunkedLayerToc layer;
   layer.format = format;
@@ -204,7 +205,7 @@ Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size, const Annotat
   return layer;
 }
 
-Result<ChunkedLayerToc> read_estargz(std::uint64_t blob_size, const Annotations& annotations,
+Result<ChunkedLayerToc> read_estargz(std::uint64_t blob_size, const oci::Annotations& annotations,
                                      const RangeFetcher& fetch, const TocReadOptions& options) {
   ChunkedLayerToc layer;
   layer.format = ChunkedFormat::kEstargz;
@@ -285,7 +286,8 @@ Result<ChunkedLayerToc> read_estargz(std::uint64_t blob_size, const Annotations&
 
 }  // namespace
 
-Result<ChunkedLayerToc> read_chunked_toc(std::uint64_t blob_size, const Annotations& annotations,
+Result<ChunkedLayerToc> read_chunked_toc(std::uint64_t blob_size,
+                                         const oci::Annotations& annotations,
                                          const RangeFetcher& fetch, const TocReadOptions& options) {
   const auto format = chunked_format_of(annotations);
   if (!format) {

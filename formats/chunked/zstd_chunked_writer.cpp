@@ -190,7 +190,7 @@ TocEntry toc_entry_of(const TarEntry& tar) {
 // Appends frames to the sink while counting the blob offset and hashing the blob.
 class BlobOutput {
  public:
-  explicit BlobOutput(const std::function<Result<void>(ByteSpan)>& sink) : sink_(sink) {}
+  explicit BlobOutput(const ByteSink& sink) : sink_(sink) {}
   Result<void> write(ByteSpan bytes) {
     hash_.update(bytes);
     offset_ += bytes.size();
@@ -200,7 +200,7 @@ class BlobOutput {
   Digest finish() { return hash_.finish(); }
 
  private:
-  const std::function<Result<void>(ByteSpan)>& sink_;
+  const ByteSink& sink_;
   Sha256 hash_;
   std::uint64_t offset_ = 0;
 };
@@ -642,9 +642,10 @@ Result<std::uint64_t> ZstdChunkedBlobWriter::write_skippable(ByteSpan payload) {
 
 }  // namespace
 
-Result<ChunkedWriteReport> write_zstd_chunked_layer(
-    ByteSpan tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
-    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink) {
+Result<ChunkedWriteReport> write_zstd_chunked_layer(ByteSpan tar, std::span<const TarChunk> chunks,
+                                                    const ChunkFrameProvider& frames,
+                                                    const ChunkedWriteOptions& options,
+                                                    const ByteSink& sink) {
   std::size_t position = 0;
   return stream_zstd_chunked_layer(
       [&](MutableByteSpan out) -> Result<std::size_t> {
@@ -657,9 +658,11 @@ Result<ChunkedWriteReport> write_zstd_chunked_layer(
       chunks, frames, options, sink);
 }
 
-Result<ChunkedWriteReport> stream_zstd_chunked_layer(
-    const TarStreamReader& tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
-    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink) {
+Result<ChunkedWriteReport> stream_zstd_chunked_layer(const TarStreamReader& tar,
+                                                     std::span<const TarChunk> chunks,
+                                                     const ChunkFrameProvider& frames,
+                                                     const ChunkedWriteOptions& options,
+                                                     const ByteSink& sink) {
   return stream_zstd_chunked_layer_as_cut(
       tar,
       [chunks](std::size_t index, std::uint64_t horizon) -> const TarChunk* {
@@ -669,9 +672,11 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer(
       frames, options, sink);
 }
 
-Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(
-    const TarStreamReader& tar, const TarChunkLookup& chunks, const ChunkFrameProvider& frames,
-    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink) {
+Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(const TarStreamReader& tar,
+                                                            const TarChunkLookup& chunks,
+                                                            const ChunkFrameProvider& frames,
+                                                            const ChunkedWriteOptions& options,
+                                                            const ByteSink& sink) {
   if (!chunks) return make_error(ErrorCode::kInvalidArgument, "zstd:chunked writer needs chunks");
   if (options.format == ChunkedFormat::kEstargz) {
     return make_error(ErrorCode::kInvalidArgument, "write_zstd_chunked_layer: not a zstd format");

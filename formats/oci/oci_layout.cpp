@@ -286,8 +286,7 @@ Result<std::vector<std::uint8_t>> OciLayout::read_blob(const Descriptor& descrip
   return content;
 }
 
-Result<void> OciLayout::stream_blob(const Descriptor& descriptor,
-                                    const std::function<Result<void>(ByteSpan)>& consume) const {
+Result<void> OciLayout::stream_blob(const Descriptor& descriptor, const ByteSink& consume) const {
   const std::string path = blob_path(descriptor.digest);
   auto fd = open_blob(path, descriptor);
   if (!fd.ok()) return std::move(fd).error();

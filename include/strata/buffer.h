@@ -1,18 +1,16 @@
-// Byte spans and a padded, aligned byte buffer. SIMD kernels may read up to kPaddingBytes past the
-// logical end of a PaddedBuffer (the padding is zeroed), so loops need no scalar tail for data that
-// lives in one; data from elsewhere goes through kernels that never over-read (see
-// simd/gear_scan.h).
+// A padded, aligned byte buffer (the byte spans it hands out live in strata/bytes.h). SIMD kernels
+// may read up to kPaddingBytes past the logical end of a PaddedBuffer (the padding is zeroed), so
+// loops need no scalar tail for data that lives in one; data from elsewhere goes through kernels
+// that never over-read (see simd/gear_scan.h).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <span>
+
+#include "strata/bytes.h"
 
 namespace strata {
-
-using ByteSpan = std::span<const std::uint8_t>;
-using MutableByteSpan = std::span<std::uint8_t>;
 
 class PaddedBuffer {
  public:

@@ -1,9 +1,10 @@
 // Chunked layer formats (zstd:chunked, both variants, and eStargz) as byte layouts: their
 // vocabulary (formats, annotation keys, TOC entries), the writers that cut a tar into one frame
 // or gzip member per chunk, and the readers of footers, TOC JSON and a whole TOC through a range
-// fetcher. Rests on strata's vocabulary only (buffer, digest, result); no chunk store appears here,
-// so formats/chunked/ implements all of it. include/strata/fastpull.h adds the planner, the
-// rebuild and the pulls through a store on top. Byte layouts: shared/specs/layer-formats.md §1, §2.
+// fetcher. Rests on strata's vocabulary (bytes, buffer, digest, result) and oci.h's Annotations;
+// no chunk store appears here, so formats/chunked/ implements all of it. include/strata/fastpull.h
+// adds the planner, the rebuild and the pulls through a store on top. Byte layouts:
+// shared/specs/layer-formats.md §1, §2.
 //
 // Staged like the rest of strata:
 //   1. vocabulary: formats, annotation keys, TOC entries
@@ -23,6 +24,7 @@
 
 #include "strata/buffer.h"
 #include "strata/digest.h"
+#include "strata/oci.h"
 #include "strata/result.h"
 
 namespace strata::fastpull {
@@ -52,8 +54,6 @@ inline constexpr std::string_view kEstargzUncompressedSizeKey =
 
 // c/storage's maxTocSize (layer-formats.md §1.6): a bigger TOC or tar-split is refused.
 inline constexpr std::uint64_t kDefaultMaxTocBytes = std::uint64_t{150} << 20U;
-
-using Annotations = std::map<std::string, std::string>;
 
 // One TOC entry (zstd:chunked minimal.FileMetadata / eStargz TOCEntry); absent fields are 0/empty.
 struct TocEntry {
@@ -123,7 +123,7 @@ struct ChunkedWriteReport {
   std::uint64_t size = 0;
   Digest diff_id;  // of the tar (unchanged for zstd:chunked)
   std::uint64_t uncompressed_size = 0;
-  Annotations annotations;
+  oci::Annotations annotations;
   std::uint64_t toc_entries = 0;
   std::uint64_t reused_frames = 0;      // chunk frames copied from the provider
   std::uint64_t compressed_frames = 0;  // frames compressed here (headers, chunks without a frame)
@@ -136,9 +136,10 @@ struct ChunkedWriteReport {
 // become "zeros" chunks (tiny frames a puller makes instead of fetching) as
 // ChunkedWriteOptions::split_chunks_at_zero_runs says. `chunks` must be sorted by tar_offset and
 // lie inside file contents.
-Result<ChunkedWriteReport> write_zstd_chunked_layer(
-    ByteSpan tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
-    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
+Result<ChunkedWriteReport> write_zstd_chunked_layer(ByteSpan tar, std::span<const TarChunk> chunks,
+                                                    const ChunkFrameProvider& frames,
+                                                    const ChunkedWriteOptions& options,
+                                                    const ByteSink& sink);
 
 // Pulls the next tar bytes into `out`; returns how many, 0 only at the end of the tar.
 using TarStreamReader = std::function<Result<std::size_t>(MutableByteSpan out)>;
@@ -152,13 +153,17 @@ using TarChunkLookup = std::function<const TarChunk*(std::size_t index, std::uin
 // The same writer reading the tar as a stream: memory is bounded by the largest chunk plus the
 // TOC and tar-split (which grow with the number of entries, not with the content), and every
 // frame goes to `sink` as soon as it is made. The blob is byte-identical to the one above.
-Result<ChunkedWriteReport> stream_zstd_chunked_layer(
-    const TarStreamReader& tar, std::span<const TarChunk> chunks, const ChunkFrameProvider& frames,
-    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
+Result<ChunkedWriteReport> stream_zstd_chunked_layer(const TarStreamReader& tar,
+                                                     std::span<const TarChunk> chunks,
+                                                     const ChunkFrameProvider& frames,
+                                                     const ChunkedWriteOptions& options,
+                                                     const ByteSink& sink);
 // The same, with the chunks looked up as the tar streams (see TarChunkLookup).
-Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(
-    const TarStreamReader& tar, const TarChunkLookup& chunks, const ChunkFrameProvider& frames,
-    const ChunkedWriteOptions& options, const std::function<Result<void>(ByteSpan)>& sink);
+Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(const TarStreamReader& tar,
+                                                            const TarChunkLookup& chunks,
+                                                            const ChunkFrameProvider& frames,
+                                                            const ChunkedWriteOptions& options,
+                                                            const ByteSink& sink);
 
 // Writes `tar` as an eStargz blob (layer-formats.md §2): a `.no.prefetch.landmark` entry first,
 // a new gzip member (ISA-L, level 0..3) at the first byte of every chunk of every regular file,
@@ -167,12 +172,12 @@ Result<ChunkedWriteReport> stream_zstd_chunked_layer_as_cut(
 // the report's diff_id is the new one. Chunks as for write_zstd_chunked_layer.
 Result<ChunkedWriteReport> write_estargz_layer(ByteSpan tar, std::span<const TarChunk> chunks,
                                                const ChunkedWriteOptions& options,
-                                               const std::function<Result<void>(ByteSpan)>& sink);
+                                               const ByteSink& sink);
 // The same writer reading the tar as a stream (memory bounded by the largest chunk plus the TOC).
 Result<ChunkedWriteReport> stream_estargz_layer(const TarStreamReader& tar,
                                                 std::span<const TarChunk> chunks,
                                                 const ChunkedWriteOptions& options,
-                                                const std::function<Result<void>(ByteSpan)>& sink);
+                                                const ByteSink& sink);
 
 // ---- 3. reading -------------------------------------------------------------------------------
 
@@ -223,9 +228,10 @@ struct ChunkedLayerToc {
 };
 
 // Finds the chunked format from the layer annotations (nullopt: not a chunked layer).
-std::optional<ChunkedFormat> chunked_format_of(const Annotations& annotations);
+std::optional<ChunkedFormat> chunked_format_of(const oci::Annotations& annotations);
 
-Result<ChunkedLayerToc> read_chunked_toc(std::uint64_t blob_size, const Annotations& annotations,
+Result<ChunkedLayerToc> read_chunked_toc(std::uint64_t blob_size,
+                                         const oci::Annotations& annotations,
                                          const RangeFetcher& fetch,
                                          const TocReadOptions& options = {});
 

@@ -152,8 +152,7 @@ struct ExportReport {
 // Writes the uncompressed tar of the layer named by its diff_id or layer digest to `sink`, every
 // chunk verified, and checks the result against the recorded diff_id.
 Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& layer,
-                                      const std::function<Result<void>(ByteSpan)>& sink,
-                                      unsigned threads = 0);
+                                      const ByteSink& sink, unsigned threads = 0);
 
 // Worker threads a pipeline really gets for a request (0: all the process may use).
 unsigned resolve_pipeline_threads(unsigned requested);

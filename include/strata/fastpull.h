@@ -14,7 +14,7 @@
 //   4c. deltas over the wire (docs/DELTA.md): the delta index of a delta referrer, applied to a
 //      plan; write_delta_referrer() makes the referrer from a store's delta chunks
 //   5. images through a store: convert_image(), write_chunked_layer_from_tar_file(),
-//      plan_image_pull(), pull_image()
+//      plan_image_pull(), pull_layout_image()
 // The registry client plugs in through RangeFetcher: fetch(offset, length) -> bytes.
 #pragma once
 
@@ -67,11 +67,6 @@ struct BlobPiece {
   // Set by apply_delta_index: the chunk comes as this delta from the frames blob (decoded with
   // its base from the store), not from this piece of the layer blob.
   std::optional<DeltaEntry> delta;
-};
-
-struct ByteRange {
-  std::uint64_t offset = 0;
-  std::uint64_t length = 0;
 };
 
 struct PullPlanOptions {
@@ -314,7 +309,7 @@ Result<DeltaReferrerReport> write_delta_referrer_for_chunks(const ChunkStore& st
                                                             std::span<const DeltaCandidate> chunks);
 
 // Reads the TOC of a whole blob held in memory and rebuilds it with nothing local.
-Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const Annotations& annotations,
+Result<RebuildReport> verify_chunked_blob(ByteSpan blob, const oci::Annotations& annotations,
                                           const std::optional<Digest>& expected_diff_id);
 
 // ---- 5. images through a store ----------------------------------------------------------------
@@ -396,9 +391,10 @@ Result<ConvertReport> convert_image(ChunkStore& store, const std::string& source
 // file is read, never held: memory is bounded by the largest chunk plus the TOC. Both passes must
 // read the same tar (checked by its sha256); the report's diff_id is the written layer's (new for
 // eStargz, whose tar gains its landmark and TOC entries).
-Result<ChunkedWriteReport> write_chunked_layer_from_tar_file(
-    const std::string& tar_path, ChunkStore* store, const ChunkedWriteOptions& options,
-    const std::function<Result<void>(ByteSpan)>& sink);
+Result<ChunkedWriteReport> write_chunked_layer_from_tar_file(const std::string& tar_path,
+                                                             ChunkStore* store,
+                                                             const ChunkedWriteOptions& options,
+                                                             const ByteSink& sink);
 
 struct LayerPullPlan {
   Digest layer_digest;
@@ -413,7 +409,8 @@ Result<std::vector<LayerPullPlan>> plan_image_pull(const ChunkStore& store,
                                                    const std::string& source, std::string_view tag,
                                                    const PullPlanOptions& options = {});
 
-struct PullReport {
+// What pull_layout_image() did (a pull from a registry reports in registry::PullReport).
+struct LayoutPullReport {
   std::vector<LayerPullPlan> layers;
   std::uint64_t bytes_read = 0;  // blob bytes read from the source, metadata included
   std::uint64_t tar_bytes = 0;
@@ -421,7 +418,8 @@ struct PullReport {
 
 // Applies the plans against the local layout (reading only the planned ranges), rebuilds each
 // layer, checks its diff_id and ingests it into `store`.
-Result<PullReport> pull_image(ChunkStore& store, const std::string& source, std::string_view tag,
-                              const PullPlanOptions& options = {});
+Result<LayoutPullReport> pull_layout_image(ChunkStore& store, const std::string& source,
+                                           std::string_view tag,
+                                           const PullPlanOptions& options = {});
 
 }  // namespace strata::fastpull

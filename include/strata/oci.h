@@ -253,8 +253,7 @@ class OciLayout {
   Result<std::vector<std::uint8_t>> read_blob(const Descriptor& descriptor,
                                               std::size_t max_bytes = kMaxJsonBytes) const;
   // Streams a blob through `consume` in blocks, then checks its size and digest.
-  Result<void> stream_blob(const Descriptor& descriptor,
-                           const std::function<Result<void>(ByteSpan)>& consume) const;
+  Result<void> stream_blob(const Descriptor& descriptor, const ByteSink& consume) const;
 
   // The manifest descriptor tagged `tag` (or, for an empty tag, the only manifest).
   Result<Descriptor> resolve(std::string_view tag) const;
@@ -279,8 +278,6 @@ class OciLayout {
 };
 
 // ---- 4. layers --------------------------------------------------------------------------------
-
-using ByteSink = std::function<Result<void>(ByteSpan)>;
 
 enum class GzipEngine : std::uint8_t {
   kIsal,  // ISA-L igzip, levels 0..3 (fast)

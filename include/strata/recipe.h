@@ -79,11 +79,9 @@ class RecipeBuilder {
 
 // Returns the uncompressed bytes of a chunk; the span must stay valid until the next call.
 using ChunkProvider = std::function<Result<ByteSpan>(const Digest& digest, std::uint64_t length)>;
-// Receives the rebuilt tar in order, in pieces.
-using ByteSink = std::function<Result<void>(ByteSpan bytes)>;
-
-// Rebuilds the tar: raw bytes as stored, each chunk from `provider` after checking its length
-// (kCorruptInput) and SHA-256 (kDigestMismatch naming the digest).
+// Rebuilds the tar into `sink` (strata/bytes.h), in order, in pieces: raw bytes as stored, each
+// chunk from `provider` after checking its length (kCorruptInput) and SHA-256 (kDigestMismatch
+// naming the digest).
 Result<void> replay(const Recipe& recipe, const ChunkProvider& provider, const ByteSink& sink);
 
 // Compact binary form: magic "STRATARC", format version, varints, raw bytes, segments, and an

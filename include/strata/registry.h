@@ -4,7 +4,7 @@
 // (Range, Content-Range, multipart/byteranges, Retry-After), RFC 6750 (Bearer challenges).
 //
 // Staged like the rest of strata:
-//   1. vocabulary: image references, credentials, byte ranges
+//   1. vocabulary: image references, credentials (byte ranges: strata/bytes.h)
 //   2. parsers (pure functions, fuzzed): WWW-Authenticate, Link, Content-Range, multipart
 //      byteranges, Retry-After, Docker-style auth.json
 //   3. RegistryClient: ping, blobs (HEAD, verified GET, range GETs), uploads, mounts, manifests,
@@ -57,13 +57,6 @@ struct Credentials {
 };
 // "user:pass" (the password may itself contain ':').
 Result<Credentials> parse_credentials(std::string_view text);
-
-// Half-open byte ranges of a blob: [offset, offset + length).
-struct ByteRange {
-  std::uint64_t offset = 0;
-  std::uint64_t length = 0;
-  friend bool operator==(const ByteRange&, const ByteRange&) = default;
-};
 
 // ---- 2. parsers -------------------------------------------------------------------------------
 

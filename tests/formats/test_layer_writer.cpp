@@ -193,7 +193,7 @@ TEST(LayerWriter, BadOptionsAreRefused) {
   options.level = 3;
   options.threads = 0;
   EXPECT_FALSE(oci::LayerWriter::create(options, sink).ok());
-  EXPECT_FALSE(oci::LayerWriter::create({}, oci::ByteSink()).ok());
+  EXPECT_FALSE(oci::LayerWriter::create({}, ByteSink()).ok());
 }
 
 TEST(LayerWriter, SinkErrorsPropagate) {
@@ -221,7 +221,7 @@ Result<oci::LayerDigests> decode_bytes(oci::LayerCompression compression, ByteSp
     offset += take;
     return take;
   };
-  oci::ByteSink sink;
+  ByteSink sink;
   if (tar != nullptr) {
     sink = [tar](ByteSpan bytes) -> Result<void> {
       tar->insert(tar->end(), bytes.begin(), bytes.end());
@@ -251,10 +251,10 @@ TEST(LayerDecoder, DecodesWhatTheToolsWrite) {
     EXPECT_EQ(decoded->diff_id, sha256_of(input));
     EXPECT_EQ(decoded->digest, sha256_of(blob));
   }
-  auto file = oci::decode_layer_file(temp / "two.gz", oci::ByteSink());
+  auto file = oci::decode_layer_file(temp / "two.gz", ByteSink());
   ASSERT_TRUE(file.ok()) << file.error().to_string();
   EXPECT_EQ(file->uncompressed_size, 2 * input.size());
-  auto plain = oci::decode_layer_file(temp / "in", oci::ByteSink());
+  auto plain = oci::decode_layer_file(temp / "in", ByteSink());
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(plain->diff_id, sha256_of(input));
   EXPECT_EQ(plain->media_type, oci::kMediaTypeLayerTar);

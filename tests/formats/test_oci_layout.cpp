@@ -54,7 +54,7 @@ TEST(OciLayout, DecodedLayerSizeMatchesExpected) {
     const oci::LayoutReference reference = oci::parse_layout_reference(name);
     const std::string path = kLayouts + "/" + reference.layout + "/blobs/sha256/" +
                              want["layer_digest"].get<std::string>().substr(7);
-    auto decoded = oci::decode_layer_file(path, oci::ByteSink());
+    auto decoded = oci::decode_layer_file(path, ByteSink());
     ASSERT_TRUE(decoded.ok()) << decoded.error().to_string();
     EXPECT_EQ(decoded->uncompressed_size, want["uncompressed_size"].get<std::uint64_t>());
     EXPECT_EQ(decoded->diff_id.to_string(), want["diff_id"]);

@@ -18,7 +18,7 @@ namespace {
 struct FixtureLayer {
   std::string key;
   std::vector<std::uint8_t> blob;
-  Annotations annotations;
+  oci::Annotations annotations;
   Digest diff_id;
 };
 

@@ -111,7 +111,7 @@ Result<ChunkedWriteReport> write_blob(const SparseLayer& layer, std::span<const 
                                   });
 }
 
-Result<ChunkedLayerToc> read_toc(const Bytes& blob, const Annotations& annotations) {
+Result<ChunkedLayerToc> read_toc(const Bytes& blob, const oci::Annotations& annotations) {
   return read_chunked_toc(
       blob.size(), annotations, [&](std::uint64_t offset, std::uint64_t length) -> Result<Bytes> {
         return Bytes(blob.begin() + static_cast<std::ptrdiff_t>(offset),

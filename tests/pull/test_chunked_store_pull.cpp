@@ -24,7 +24,7 @@ namespace {
 struct ChunkedBlob {
   std::string key;
   std::vector<std::uint8_t> blob;
-  Annotations annotations;
+  oci::Annotations annotations;
   Digest diff_id;
 };
 
