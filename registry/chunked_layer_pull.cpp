@@ -12,8 +12,8 @@
 
 #include <chrono>
 
-#include "strata/fastpull.h"
 #include "strata/store.h"
+#include "strata/store_pull.h"
 
 namespace strata::registry::detail {
 namespace {

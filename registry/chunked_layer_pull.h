@@ -10,7 +10,7 @@
 #include <string>
 
 #include "registry/delta_transfer.h"
-#include "strata/fastpull.h"
+#include "strata/pull_plan.h"
 #include "strata/registry.h"
 
 namespace strata::registry::detail {

@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "strata/fastpull.h"
+#include "strata/pull_plan.h"
 #include "strata/registry.h"
 
 namespace strata::registry::detail {

@@ -20,8 +20,8 @@
 #include "core/base/safe_path.h"
 #include "registry/chunked_layer_pull.h"
 #include "registry/parallel_work.h"
+#include "strata/chunked_layer.h"
 #include "strata/engine.h"
-#include "strata/fastpull.h"
 #include "strata/registry.h"
 #include "strata/store.h"
 

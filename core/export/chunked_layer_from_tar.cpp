@@ -8,8 +8,8 @@
 #include "core/base/byte_source.h"
 #include "core/export/recipe_tar_chunks.h"
 #include "core/ingest/layer_recipe_builder.h"
+#include "strata/convert.h"
 #include "strata/engine.h"
-#include "strata/fastpull.h"
 #include "strata/store.h"
 
 namespace strata::fastpull {

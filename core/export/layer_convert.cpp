@@ -20,8 +20,8 @@
 
 #include "core/export/recipe_tar_chunks.h"
 #include "core/store/recipe_reader.h"
+#include "strata/convert.h"
 #include "strata/engine.h"
-#include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "strata/recipe.h"
 #include "strata/store.h"

@@ -30,10 +30,10 @@
 #include "core/pull/piece_prefetch.h"
 #include "core/pull/pull_stage_clock.h"
 #include "formats/chunked/toc_json.h"
-#include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "strata/recipe.h"
 #include "strata/store.h"
+#include "strata/store_pull.h"
 
 namespace strata::fastpull {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "core/base/byte_source.h"
 #include "formats/tar/tar_reader.h"
-#include "strata/fastpull.h"
+#include "strata/pull_plan.h"
 
 namespace strata::fastpull::detail {
 

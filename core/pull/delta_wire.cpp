@@ -18,7 +18,8 @@
 
 #include "core/base/file_io.h"
 #include "core/pull/chunked_pull_checks.h"
-#include "strata/fastpull.h"
+#include "strata/pull_plan.h"
+#include "strata/store_pull.h"
 
 namespace strata::fastpull {
 namespace {

@@ -17,7 +17,7 @@
 #include <optional>
 #include <vector>
 
-#include "strata/fastpull.h"
+#include "strata/pull_plan.h"
 #include "strata/store.h"
 
 namespace strata::fastpull::detail {

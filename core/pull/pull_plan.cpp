@@ -6,6 +6,8 @@
 // The rebuild decodes pieces in blob order, checks each chunk and each file against its digest,
 // the tar against the diff_id, the TOC against the tar's entries and the tar-split against the
 // tar's bytes (the c/storage consistency rule, containers/storage#2014).
+#include "strata/pull_plan.h"
+
 #include <zstd.h>
 
 #include <algorithm>
@@ -14,7 +16,6 @@
 #include "core/pull/chunked_pull_checks.h"
 #include "formats/chunked/toc_json.h"
 #include "formats/tar/tar_reader.h"
-#include "strata/fastpull.h"
 #include "strata/oci.h"
 
 namespace strata::fastpull {

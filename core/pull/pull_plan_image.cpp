@@ -12,9 +12,9 @@
 #include <cstring>
 
 #include "strata/engine.h"
-#include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "strata/store.h"
+#include "strata/store_pull.h"
 
 namespace strata::fastpull {
 namespace {

@@ -6,7 +6,7 @@
 
 #include <chrono>
 
-#include "strata/fastpull.h"
+#include "strata/store_pull.h"
 
 namespace strata::fastpull::detail {
 

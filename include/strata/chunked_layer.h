@@ -2,9 +2,9 @@
 // vocabulary (formats, annotation keys, TOC entries), the writers that cut a tar into one frame
 // or gzip member per chunk, and the readers of footers, TOC JSON and a whole TOC through a range
 // fetcher. Rests on strata's vocabulary (bytes, buffer, digest, result) and oci.h's Annotations;
-// no chunk store appears here, so formats/chunked/ implements all of it. include/strata/fastpull.h
-// adds the planner, the rebuild and the pulls through a store on top. Byte layouts:
-// shared/specs/layer-formats.md §1, §2.
+// no chunk store appears here, so formats/chunked/ implements all of it. strata/pull_plan.h and
+// strata/store_pull.h add the planner, the rebuild and the pulls through a store on top. Byte
+// layouts: shared/specs/layer-formats.md §1, §2.
 //
 // Staged like the rest of strata:
 //   1. vocabulary: formats, annotation keys, TOC entries

@@ -23,12 +23,12 @@
 #include "strata/buffer.h"
 #include "strata/chunker.h"
 #include "strata/digest.h"
-#include "strata/fastpull.h"
 #include "strata/model_package.h"
 #include "strata/oci.h"
 #include "strata/registry.h"
 #include "strata/result.h"
 #include "strata/store.h"
+#include "strata/store_pull.h"
 
 namespace strata::model {
 

@@ -25,9 +25,9 @@
 
 #include "strata/buffer.h"
 #include "strata/digest.h"
-#include "strata/fastpull.h"
 #include "strata/oci.h"
 #include "strata/result.h"
+#include "strata/store_pull.h"
 
 namespace strata {
 class ChunkStore;
