@@ -18,6 +18,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/base/thread_count.h"
 #include "core/export/recipe_tar_chunks.h"
 #include "core/store/recipe_reader.h"
 #include "strata/convert.h"

@@ -5,6 +5,7 @@
 // they are hashed, and the result must equal the recorded diff_id (DESIGN.md §3).
 #include <chrono>
 
+#include "core/base/thread_count.h"
 #include "core/store/recipe_reader.h"
 #include "strata/engine.h"
 

@@ -13,7 +13,6 @@
 // for any thread count and batch size; tests/ingest/test_tar_segmenter.cpp checks both against an
 // independent reference (tests/ingest/layer_recipe_ref.cpp).
 #include <tbb/concurrent_unordered_set.h>
-#include <tbb/info.h>
 #include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 
@@ -26,6 +25,7 @@
 
 #include "core/base/byte_source.h"
 #include "core/base/digest_hash.h"
+#include "core/base/thread_count.h"
 #include "core/chunk/entry_content_chunker.h"
 #include "core/ingest/delta_base.h"
 #include "core/ingest/tar_segmenter.h"
@@ -444,17 +444,6 @@ class BatchWriter {
   Result<void> failure_;
   std::atomic<bool> failed_{false};
 };
-
-}  // namespace
-
-unsigned resolve_pipeline_threads(unsigned requested) {
-  // TBB never runs more workers than its process-wide limit (the hardware threads by default);
-  // asking an arena for more only makes TBB print a warning, so the request is clamped.
-  const auto available = static_cast<unsigned>(std::max(1, tbb::info::default_concurrency()));
-  return requested == 0 ? available : std::min(requested, available);
-}
-
-namespace {
 
 std::string media_type_for(LayerCompression compression) {
   switch (compression) {

@@ -14,6 +14,7 @@
 #include <cerrno>
 
 #include "core/base/file_io.h"
+#include "core/base/thread_count.h"
 #include "core/ingest/delta_base.h"
 #include "core/model/model_delta_base.h"
 #include "core/store/byte_group_codec.h"

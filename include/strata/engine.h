@@ -154,7 +154,4 @@ struct ExportReport {
 Result<ExportReport> export_layer_tar(const ChunkStore& store, const Digest& layer,
                                       const ByteSink& sink, unsigned threads = 0);
 
-// Worker threads a pipeline really gets for a request (0: all the process may use).
-unsigned resolve_pipeline_threads(unsigned requested);
-
 }  // namespace strata
