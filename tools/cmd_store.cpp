@@ -75,6 +75,8 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
            report.delta_base_layer == Digest() ? "" : report.delta_base_layer.to_string()},
           {"delta_chunks", report.delta_chunks},
           {"delta_stored_bytes", report.delta_stored_bytes},
+          {"delta_sketch_chunks", report.delta_sketch_chunks},
+          {"delta_sketch_index_chunks", report.delta_sketch_index_chunks},
           {"dedup_ratio", ratio(report.tar_bytes, report.new_stored_bytes + report.recipe_bytes)},
           {"already_present", report.already_present},
           {"seconds", report.seconds},

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "core/base/byte_source.h"
 #include "formats/tar/tar_reader.h"
@@ -159,15 +160,60 @@ Result<std::shared_ptr<const DeltaBaseChunk>> DeltaBaseCache::get(const Digest& 
   return base;
 }
 
-Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File& file,
+Result<const SketchIndex*> DeltaCoder::layer_sketches() {
+  std::lock_guard lock(sketch_mutex_);
+  if (layer_index_built_) return layer_index_ ? &*layer_index_ : nullptr;
+  layer_index_built_ = true;
+  SketchIndex index(options_.sketch_index_chunks);
+  std::set<Digest> seen;
+  std::uint64_t bytes = 0;
+  for (const auto& [path, file] : index_.all_files()) {
+    for (const DeltaBaseIndex::FileChunk& chunk : file.chunks) {
+      if (bytes + chunk.length > options_.sketch_index_bytes ||
+          index.chunks() >= options_.sketch_index_chunks) {
+        break;
+      }
+      if (!seen.insert(chunk.digest).second) continue;
+      auto base = store_.read_delta_base(chunk.digest);
+      if (!base.ok()) continue;  // a base that cannot serve is not a candidate
+      bytes += base->raw.size();
+      index.add(chunk.digest, sketch_of(ByteSpan(base->raw)));
+    }
+  }
+  layer_index_.emplace(std::move(index));
+  return &*layer_index_;
+}
+
+std::size_t DeltaCoder::sketch_index_chunks() const {
+  return layer_index_ ? layer_index_->chunks() : 0;
+}
+
+Result<const Digest*> DeltaCoder::choose_base(const DeltaBaseIndex::File* file,
+                                              std::uint64_t offset, std::uint64_t file_size,
+                                              ByteSpan raw, bool& by_sketch) {
+  by_sketch = false;
+  if (file == nullptr) {
+    if (!options_.sketches || options_.sketch_index_chunks == 0) return nullptr;
+    auto index = layer_sketches();
+    if (!index.ok()) return std::move(index).error();
+    by_sketch = true;
+    return *index == nullptr ? nullptr : (*index)->best(sketch_of(raw));
+  }
+  const DeltaBaseIndex::FileChunk* chunk =
+      DeltaBaseIndex::pick(*file, offset, raw.size(), file_size);
+  return chunk == nullptr ? nullptr : &chunk->digest;
+}
+
+Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File* file,
                                                      std::uint64_t offset, std::uint64_t file_size,
                                                      ByteSpan raw, std::uint32_t element_width,
                                                      std::uint32_t element_phase,
                                                      std::size_t plain_size) {
-  const DeltaBaseIndex::FileChunk* chunk =
-      DeltaBaseIndex::pick(file, offset, raw.size(), file_size);
-  if (chunk == nullptr) return std::optional<DeltaCoded>();
-  auto base = cache_.get(chunk->digest);
+  bool by_sketch = false;
+  auto chosen = choose_base(file, offset, file_size, raw, by_sketch);
+  if (!chosen.ok()) return std::move(chosen).error();
+  if (*chosen == nullptr) return std::optional<DeltaCoded>();
+  auto base = cache_.get(**chosen);
   // A base that cannot be read (gone, corrupt) only means no delta for this chunk.
   if (!base.ok()) return std::optional<DeltaCoded>();
   const ByteSpan base_raw((*base)->raw.data(), (*base)->raw.size());
@@ -187,6 +233,7 @@ Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File&
       options_.max_ratio * static_cast<double>(plain_size)) {
     return std::optional<DeltaCoded>();
   }
+  if (by_sketch) ++sketch_based_;
   return std::optional<DeltaCoded>(std::move(coded));
 }
 

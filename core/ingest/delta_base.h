@@ -7,9 +7,12 @@
 // ingest reads each base chunk about once. DeltaCoder ties them together for the ingest engine:
 // for one new chunk it picks the base chunk at the same relative position of the same path,
 // codes the chunk against it (zstd with the base as prefix; XOR + byte grouping for float tensor
-// chunks) and keeps the delta only when it is clearly smaller than the plain stored form.
+// chunks) and keeps the delta only when it is clearly smaller than the plain stored form. Content
+// sketches (delta_sketch.h) pick among the neighbours of that chunk, and find a base for a file
+// whose path the base layer lacks (a renamed file).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <list>
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "core/base/digest_hash.h"
+#include "core/ingest/delta_sketch.h"
 #include "strata/digest.h"
 #include "strata/result.h"
 #include "strata/store.h"
@@ -50,6 +54,10 @@ class DeltaBaseIndex {
   // The file at `path` in the base layer, or nullptr.
   [[nodiscard]] const File* find(std::string_view path) const;
   [[nodiscard]] std::size_t files() const noexcept { return files_.size(); }
+  // Every file of the base layer (in no particular order).
+  [[nodiscard]] const std::unordered_map<std::string, File>& all_files() const noexcept {
+    return files_;
+  }
 
   // The chunk of `file` that overlaps most with [offset, offset + length) of a new file of
   // `new_size` bytes once that range is scaled to the base file's size (the same relative
@@ -94,32 +102,67 @@ struct DeltaCoderOptions {
   // A delta is kept only when its stored size is below this fraction of the plain stored form.
   double max_ratio = 0.9;
   std::size_t cache_bytes = std::size_t{64} << 20U;
+  // Content sketches (core/ingest/delta_sketch.h) for a file whose path the base layer lacks: a
+  // sketch index of the base layer's chunks, built on first need from at most
+  // sketch_index_chunks chunks and sketch_index_bytes of their raw bytes (the bound on the time
+  // and memory it takes), gives the base. (Choosing among the neighbours of the same-path chunk
+  // by sketch was tried on the Debian pair of bench/delta_wire.sh: no smaller deltas.)
+  bool sketches = true;
+  std::size_t sketch_index_chunks = std::size_t{1} << 16U;
+  std::uint64_t sketch_index_bytes = std::uint64_t{1} << 30U;
 };
 
 class DeltaCoder {
  public:
   DeltaCoder(const ChunkStore& store, DeltaBaseIndex index, const DeltaCoderOptions& options)
-      : index_(std::move(index)), cache_(store, options.cache_bytes), options_(options) {}
+      : store_(store),
+        index_(std::move(index)),
+        cache_(store, options.cache_bytes),
+        options_(options) {}
   // A coder whose caller finds the base files itself (model tensors by name,
   // core/model/model_delta_base.h): index() is empty.
   DeltaCoder(const ChunkStore& store, const DeltaCoderOptions& options)
-      : cache_(store, options.cache_bytes), options_(options) {}
+      : store_(store), cache_(store, options.cache_bytes), options_(options) {}
 
   [[nodiscard]] const DeltaBaseIndex& index() const noexcept { return index_; }
 
   // Codes `raw` (bytes [offset, offset + raw.size()) of a file of `file_size` bytes whose path
-  // the base layer holds as `file`) against the base chunk at the same relative position. Empty
-  // when no delta beats options.max_ratio x `plain_size`. element_width/phase as the chunker gave
-  // them (0: not float tensor bytes). Thread-safe.
-  Result<std::optional<DeltaCoded>> encode(const DeltaBaseIndex::File& file, std::uint64_t offset,
+  // the base layer holds as `file`) against the base chunk at the same relative position. `file`
+  // null: a file the base layer has no path for, whose base comes from the sketch index
+  // (DeltaCoderOptions::sketches), e.g. a renamed file. Empty when no delta beats
+  // options.max_ratio x `plain_size`. element_width/phase as the chunker gave them (0: not float
+  // tensor bytes). Thread-safe.
+  Result<std::optional<DeltaCoded>> encode(const DeltaBaseIndex::File* file, std::uint64_t offset,
                                            std::uint64_t file_size, ByteSpan raw,
                                            std::uint32_t element_width, std::uint32_t element_phase,
                                            std::size_t plain_size);
+  Result<std::optional<DeltaCoded>> encode(const DeltaBaseIndex::File& file, std::uint64_t offset,
+                                           std::uint64_t file_size, ByteSpan raw,
+                                           std::uint32_t element_width, std::uint32_t element_phase,
+                                           std::size_t plain_size) {
+    return encode(&file, offset, file_size, raw, element_width, element_phase, plain_size);
+  }
+
+  // Chunks coded against a base the sketch index gave, and the chunks that index holds (0 until
+  // it is first needed).
+  [[nodiscard]] std::uint64_t sketch_based() const noexcept { return sketch_based_; }
+  [[nodiscard]] std::size_t sketch_index_chunks() const;
 
  private:
+  // The base for `raw`: the same path's chunk at the same relative position, else the sketch
+  // index's choice (`by_sketch`), else none.
+  Result<const Digest*> choose_base(const DeltaBaseIndex::File* file, std::uint64_t offset,
+                                    std::uint64_t file_size, ByteSpan raw, bool& by_sketch);
+  Result<const SketchIndex*> layer_sketches();
+
+  const ChunkStore& store_;
   DeltaBaseIndex index_;
   DeltaBaseCache cache_;
   DeltaCoderOptions options_;
+  std::atomic<std::uint64_t> sketch_based_{0};
+  std::mutex sketch_mutex_;  // guards the index build
+  std::optional<SketchIndex> layer_index_;
+  bool layer_index_built_ = false;
 };
 
 // What put_new_chunk stored.

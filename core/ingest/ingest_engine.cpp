@@ -82,6 +82,7 @@ struct BatchItem {
   // Delta coding (DeltaIngestOptions): the base layer's file at this chunk's path, where the chunk
   // sits in its file, and the base chunk it was coded against.
   const DeltaBaseIndex::File* base_file = nullptr;
+  bool in_file = false;  // a regular file's content with delta coding on (base_file may be null)
   std::uint64_t file_offset = 0;
   std::uint64_t file_size = 0;
   std::shared_ptr<const DeltaBaseChunk> base;
@@ -183,9 +184,8 @@ class BatchReader final : public TarSegmentSink {
   }
 
   void begin_entry(const TarEntry& entry) override {
-    base_file_ = delta_index_ != nullptr && entry.type == TarEntryType::kRegular
-                     ? delta_index_->find(entry.path)
-                     : nullptr;
+    in_file_ = delta_index_ != nullptr && entry.type == TarEntryType::kRegular;
+    base_file_ = in_file_ ? delta_index_->find(entry.path) : nullptr;
   }
   Result<void> add_raw(ByteSpan bytes) override {
     batch_->add_raw(bytes);
@@ -195,6 +195,7 @@ class BatchReader final : public TarSegmentSink {
     batch_->add_chunk(chunk.bytes, chunk.element_width, chunk.element_phase);
     BatchItem& item = batch_->items.back();
     item.base_file = chunk.entry != nullptr ? base_file_ : nullptr;
+    item.in_file = chunk.entry != nullptr && in_file_;
     item.file_offset = chunk.file_offset;
     item.file_size = chunk.file_size;
     return {};
@@ -225,6 +226,7 @@ class BatchReader final : public TarSegmentSink {
   StepClock clock_;
   Batch* batch_ = nullptr;                           // the batch being filled
   const DeltaBaseIndex::File* base_file_ = nullptr;  // the current entry's path in the base layer
+  bool in_file_ = false;                             // the current entry is a regular file
   bool stream_done_ = false;
   bool input_done_ = false;
 };
@@ -304,8 +306,8 @@ class ChunkCoder {
       auto compressed = compress_chunk_zstd_into(bytes, level_, stored);
       if (!compressed.ok()) return std::move(compressed).error();
     }
-    if (delta_coder_ == nullptr || item.base_file == nullptr) return {};
-    auto coded = delta_coder_->encode(*item.base_file, item.file_offset, item.file_size, bytes,
+    if (delta_coder_ == nullptr || !item.in_file) return {};
+    auto coded = delta_coder_->encode(item.base_file, item.file_offset, item.file_size, bytes,
                                       item.element_width, item.element_phase, stored.size());
     if (!coded.ok()) return std::move(coded).error();
     if (*coded) {
@@ -473,6 +475,7 @@ Result<void> open_delta_coder(const ChunkStore& store, const IngestOptions& opti
   coder_options.level = options.zstd_level;
   coder_options.max_ratio = options.delta.max_ratio;
   coder_options.cache_bytes = options.delta.cache_bytes;
+  coder_options.sketch_index_chunks = options.delta.sketch_index_chunks;
   coder.emplace(store, std::move(index).value(), coder_options);
   return {};
 }
@@ -536,6 +539,7 @@ Result<void> commit_recipe(StoreWriter& writer, const Recipe& recipe, IngestRepo
     report.byte_grouped_stored_bytes = 0;
     report.delta_chunks = 0;
     report.delta_stored_bytes = 0;
+    report.delta_sketch_chunks = 0;
   }
   return {};
 }
@@ -575,6 +579,10 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   report.model_files = reader.segmenter().model_files();
   report.fingerprint_hits = coder.fingerprint_hits();
   report.delta_base_layer = delta_coder ? delta_base_layer : Digest();
+  if (delta_coder) {
+    report.delta_sketch_chunks = delta_coder->sketch_based();
+    report.delta_sketch_index_chunks = delta_coder->sketch_index_chunks();
+  }
   STRATA_TRY(describe_blob(*source, report));
   auto committed = commit_recipe(*store_writer, recipe, report);
   report.stage_seconds.read_and_cut = reader.seconds();

@@ -59,6 +59,10 @@ struct DeltaIngestOptions {
   Digest layer;  // kLayer: the base layer's diff_id or a blob digest it was ingested from
   double max_ratio = 0.9;
   std::size_t cache_bytes = std::size_t{64} << 20U;  // raw bytes of base chunks kept in memory
+  // A file whose path the base layer lacks (renamed, moved) finds its base chunks by content
+  // sketch in an index of the base layer's chunks, built on first need from at most
+  // sketch_index_chunks of them (its bound in time and memory; 0: no sketches).
+  std::size_t sketch_index_chunks = std::size_t{1} << 16U;
 };
 
 struct IngestOptions {
@@ -126,7 +130,11 @@ struct IngestReport {
   Digest delta_base_layer;               // the layer new chunks were delta-coded against (or zero)
   std::uint64_t delta_chunks = 0;        // new chunks stored as a delta against a base chunk
   std::uint64_t delta_stored_bytes = 0;  // their size in the store
-  bool already_present = false;          // the store had this layer already
+  // New chunks of files whose path the base layer lacks, coded against a base found by content
+  // sketch (core/ingest/delta_sketch.h), and the base chunks the sketch index held.
+  std::uint64_t delta_sketch_chunks = 0;
+  std::uint64_t delta_sketch_index_chunks = 0;
+  bool already_present = false;  // the store had this layer already
   double seconds = 0;
   IngestStageSeconds stage_seconds;
 };

@@ -8,12 +8,15 @@
 // (scripts/install-deps.sh).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
 
 #include "core/export/recipe_tar_chunks.h"
+#include "core/ingest/delta_sketch.h"
 #include "core/store/chunk_store_fault.h"
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
@@ -232,6 +235,87 @@ TEST(DeltaStore, AutoBaseIsTheNewestLayerAndReopensAsFormatTwo) {
   auto layers = reopened->list_layers();
   ASSERT_TRUE(layers.ok() && layers->size() == 2);
   EXPECT_EQ(export_tar(*reopened, layers->back().diff_id), versions.v2);
+}
+
+TEST(DeltaSketch, SimilarChunksShareSuperFeaturesAndUnrelatedOnesNone) {
+  const auto bytes = test::splitmix64_bytes(21, 65536);
+  auto edited = bytes;
+  for (std::size_t at = 500; at < edited.size(); at += 8000) edited[at] ^= 0x33U;
+  const ChunkSketch a = sketch_of(bytes);
+  EXPECT_FALSE(a.empty);
+  EXPECT_EQ(sketch_similarity(a, sketch_of(bytes)), static_cast<int>(kSuperFeatures));
+  EXPECT_GE(sketch_similarity(a, sketch_of(edited)), 2);
+  EXPECT_EQ(sketch_similarity(a, sketch_of(test::splitmix64_bytes(22, 65536))), 0);
+  EXPECT_TRUE(sketch_of(ByteSpan(bytes).first(32)).empty);  // shorter than the window
+
+  SketchIndex index(2);
+  EXPECT_TRUE(index.add(sha256_of(bytes), a));
+  EXPECT_TRUE(
+      index.add(sha256_of(ByteSpan(bytes).first(1)), sketch_of(test::splitmix64_bytes(23, 65536))));
+  EXPECT_FALSE(index.add(sha256_of(ByteSpan(bytes).first(2)), sketch_of(edited)));  // bounded
+  EXPECT_EQ(index.chunks(), 2U);
+  const Digest* found = index.best(sketch_of(edited));
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(*found, sha256_of(bytes));
+  EXPECT_EQ(index.best(sketch_of(test::splitmix64_bytes(24, 65536))), nullptr);
+}
+
+TEST(DeltaStore, ARenamedFileFindsItsBaseBySketch) {
+  test::ScratchDir scratch;
+  const Versions versions = make_versions();
+  // v2's library under a new name (a soname bump): no path in v1 to take a base from.
+  Versions renamed = versions;
+  const std::string old_name = "usr/lib/libx.so.1";
+  const auto at =
+      std::search(renamed.v2.begin(), renamed.v2.end(), old_name.begin(), old_name.end());
+  ASSERT_NE(at, renamed.v2.end());
+  *(at + static_cast<std::ptrdiff_t>(old_name.size()) - 1) = '2';
+  // The header checksum covers the name: recompute it (octal, 6 digits, NUL, space).
+  const auto header = static_cast<std::size_t>(at - renamed.v2.begin());
+  std::uint32_t sum = 0;
+  for (std::size_t i = 0; i < 512; ++i) {
+    sum += (i >= 148 && i < 156) ? ' ' : renamed.v2[header + i];
+  }
+  char field[8];
+  std::snprintf(field, sizeof field, "%06o", sum);
+  std::copy_n(field, 7, renamed.v2.begin() + static_cast<std::ptrdiff_t>(header + 148));
+  renamed.v2[header + 155] = ' ';
+
+  ChunkStore store = open_store(scratch.file("sketch"));
+  const IngestReport with = ingest_pair(store, renamed, true);
+  EXPECT_GT(with.delta_sketch_chunks, 0U);
+  EXPECT_GT(with.delta_sketch_index_chunks, 0U);
+  EXPECT_GE(with.delta_chunks, with.delta_sketch_chunks);
+  EXPECT_EQ(export_tar(store, with.diff_id), renamed.v2);
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+
+  // Without sketches the renamed file has no base: fewer deltas, none by sketch.
+  ChunkStore plain = open_store(scratch.file("nosketch"));
+  auto first = ingest_layer_bytes(plain, renamed.v1, small_chunks());
+  ASSERT_TRUE(first.ok());
+  IngestOptions options = small_chunks();
+  options.delta.base = DeltaBase::kLayer;
+  options.delta.layer = first->diff_id;
+  options.delta.sketch_index_chunks = 0;
+  auto without = ingest_layer_bytes(plain, renamed.v2, options);
+  ASSERT_TRUE(without.ok()) << without.error().to_string();
+  EXPECT_EQ(without->delta_sketch_chunks, 0U);
+  EXPECT_LT(without->delta_chunks, with.delta_chunks);
+  EXPECT_GT(without->new_stored_bytes, with.new_stored_bytes);
+
+  // A bounded index: at most 3 base chunks are sketched, whatever the base layer holds.
+  ChunkStore bounded = open_store(scratch.file("bounded"));
+  auto base = ingest_layer_bytes(bounded, renamed.v1, small_chunks());
+  ASSERT_TRUE(base.ok());
+  options.delta.layer = base->diff_id;
+  options.delta.sketch_index_chunks = 3;
+  auto small = ingest_layer_bytes(bounded, renamed.v2, options);
+  ASSERT_TRUE(small.ok()) << small.error().to_string();
+  EXPECT_LE(small->delta_sketch_index_chunks, 3U);
+  EXPECT_GT(small->delta_sketch_index_chunks, 0U);
+  EXPECT_EQ(export_tar(bounded, small->diff_id), renamed.v2);
 }
 
 TEST(DeltaStore, GcKeepsABaseWhileADeltaNeedsIt) {
