@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto& a = again->entries[i];
     const auto& b = index->entries[i];
     check(a.chunk == b.chunk && a.base == b.base && a.codec == b.codec && a.offset == b.offset &&
-          a.length == b.length && a.raw_length == b.raw_length);
+          a.length == b.length && a.raw_length == b.raw_length && a.prefix == b.prefix);
   }
   // A plan whose pieces are the index's chunks, each piece larger than its delta, every base held.
   fastpull::PullPlan plan;

@@ -131,7 +131,8 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   layer.chunked_format = std::string(fastpull::chunked_format_name(format));
   layer.bytes_fetched += metadata_bytes + pulled->fetched_bytes;
   layer.chunks_local = plan.local_chunks;
-  layer.chunks_fetched = plan.missing_chunks;
+  layer.chunks_fetched = plan.missing_chunks - plan.repeat_chunks;
+  layer.repeat_chunks = pulled->repeat_chunks;
   layer.frames_adopted = pulled->adopted_frames;
   layer.fetch_batches = pulled->batches;
   layer.max_batch_bytes = pulled->max_batch_bytes;

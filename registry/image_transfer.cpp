@@ -291,6 +291,14 @@ Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageRefere
   report.manifest = metadata->manifest;
   const auto& layers = metadata->manifest.layers;
   report.layers.resize(layers.size());
+  // The delta referrer, as pull_image() looks for it: its deltas change what a layer fetches.
+  std::optional<detail::FoundDeltas> deltas;
+  if (options.partial && options.deltas) {
+    deltas = detail::find_delta_referrer(client, source.repository, metadata->resolved.digest);
+    report.delta_referrer = deltas->index ? deltas->source : "";
+    report.delta_refused = deltas->refused;
+    report.delta_referrer_bytes = deltas->bytes_fetched;
+  }
   std::mutex store_mutex;  // layer lookups are serialised, as pull_image() does
   // Layers are planned in parallel as pull_image() pulls them (one TOC read per chunked layer).
   auto planned = run_parallel(layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
@@ -318,8 +326,17 @@ Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageRefere
       layer.chunks = chunked->plan.chunks;
       layer.chunks_local = chunked->plan.local_chunks;
       layer.chunks_missing = chunked->plan.missing_chunks;
+      if (deltas && deltas->index) {
+        STRATA_TRY(fastpull::apply_delta_index(
+            chunked->plan, *deltas->index,
+            [&](const Digest& chunk) { return store.contains(chunk); }));
+        layer.delta_chunks = chunked->plan.delta_chunks;
+        layer.delta_fetch_bytes = chunked->plan.delta_fetch_bytes;
+      }
+      layer.chunks_missing = chunked->plan.missing_chunks - chunked->plan.repeat_chunks;
       layer.ranges = chunked->plan.ranges.size();
-      layer.fetch_bytes = layer.metadata_bytes + chunked->plan.fetch_bytes;
+      layer.fetch_bytes =
+          layer.metadata_bytes + chunked->plan.fetch_bytes + chunked->plan.delta_fetch_bytes;
       return {};
     }
     // Whole: the TOC bytes read before giving up are fetched by a pull too.

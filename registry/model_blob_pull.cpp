@@ -139,8 +139,11 @@ class IndexedBlobPull {
   const DeltaEntry* usable_delta(const ChunkIndexEntry& chunk) const {
     if (index_ == nullptr) return nullptr;
     const DeltaEntry* entry = index_->find(chunk.digest);
+    // A delta coded against a prefix of several chunks (index schemaVersion 2, image referrers)
+    // is not decoded here: the chunk comes whole.
     if (entry == nullptr || entry->raw_length != chunk.length || entry->length >= chunk.length ||
-        entry->base == chunk.digest || !source_.store.contains(entry->base)) {
+        entry->base == chunk.digest || !entry->prefix.empty() ||
+        !source_.store.contains(entry->base)) {
       return nullptr;
     }
     return entry;

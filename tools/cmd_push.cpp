@@ -54,6 +54,7 @@ struct PushCommandOptions {
   std::string destination;
   std::vector<std::string> mount_from;
   std::string delta_store;
+  int delta_level = 19;
   RegistryFlags flags;
 };
 
@@ -73,7 +74,9 @@ int run_push(const PushCommandOptions& options) {
   if (!options.delta_store.empty()) {
     auto store = ChunkStore::open(options.delta_store);
     if (!store.ok()) return report_error(store.error());
-    auto written = fastpull::write_delta_referrer(*store, *layout, source.tag);
+    fastpull::DeltaReferrerOptions delta_options;
+    delta_options.level = options.delta_level;
+    auto written = fastpull::write_delta_referrer(*store, *layout, source.tag, delta_options);
     if (!written.ok()) return report_error(written.error());
     delta = std::move(*written);
   }
@@ -122,6 +125,8 @@ int run_push(const PushCommandOptions& options) {
                                 {"delta_chunks", delta->delta_chunks},
                                 {"frames_bytes", delta->frames_bytes},
                                 {"delta_raw_bytes", delta->delta_raw_bytes},
+                                {"prefix_chunks", delta->prefix_chunks},
+                                {"delta_level", options.delta_level},
                                 {"index_bytes", delta->index_bytes},
                                 {"layers_without_toc", delta->no_toc_layers},
                                 {"bytes_uploaded", delta_push->bytes_uploaded}};
@@ -156,6 +161,11 @@ void register_push_command(CLI::App& app, int& exit_code) {
   command->add_option("--delta-store", options->delta_store,
                       "Also push a delta referrer (docs/DELTA.md) of the chunks this store holds "
                       "as deltas (written into the layout as tag sha256-<manifest hex>)");
+  command
+      ->add_option("--delta-level", options->delta_level,
+                   "zstd level the referrer's deltas are coded at again, base as prefix "
+                   "(default 19; 0: as the store holds them)")
+      ->check(CLI::Range(0, 22));
   add_registry_flags(*command, options->flags);
   command->callback([options, &exit_code] { exit_code = run_push(*options); });
 }

@@ -103,6 +103,7 @@ int run_registry_pull(const RegistryPullOptions& options) {
                         {"delta_bytes_fetched", layer.delta_bytes_fetched},
                         {"delta_stored_chunks", layer.delta_stored_chunks},
                         {"delta_fallbacks", layer.delta_fallbacks},
+                        {"repeat_chunks", layer.repeat_chunks},
                         {"bytes_fetched_without_deltas", layer.bytes_fetched_without_deltas},
                         {"stages", stages_json(layer.stages)}});
     }

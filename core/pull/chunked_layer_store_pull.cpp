@@ -24,8 +24,10 @@
 #include <atomic>
 #include <deque>
 #include <future>
+#include <unordered_map>
 #include <utility>
 
+#include "core/base/digest_hash.h"
 #include "core/pull/chunked_pull_checks.h"
 #include "core/pull/piece_prefetch.h"
 #include "core/pull/pull_stage_clock.h"
@@ -414,7 +416,11 @@ class StorePull {
         options_(options),
         prefetch_(prefetch),
         deltas_(deltas),
-        report_(report) {}
+        report_(report) {
+    for (const BlobPiece& piece : plan_.pieces) {
+      if (piece.repeat) ++held_[piece.digest].uses;
+    }
+  }
 
   Result<void> run(const Digest& expected_diff_id) {
     if (plan_.headers_from_tar_split) {
@@ -572,6 +578,7 @@ class StorePull {
       ++report_.local_chunks;
       return finish_chunk({});
     }
+    if (piece.repeat) return take_repeat_piece(piece);
     if (piece.delta) {
       auto taken = take_delta_piece(piece);
       if (!taken) return std::move(taken).error();
@@ -598,6 +605,21 @@ class StorePull {
     return prefetch_.next(static_cast<std::size_t>(&piece - plan_.pieces.data()));
   }
 
+  // A chunk an earlier piece of this layer brought (apply_delta_index marked it `repeat`): its
+  // raw bytes, kept when that piece was checked, are used again and dropped after the last use.
+  Result<void> take_repeat_piece(const BlobPiece& piece) {
+    const auto held = held_.find(piece.digest);
+    if (held == held_.end() || !held->second.raw || held->second.raw->size() != piece.chunk_size) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        chunk_error("is a repeat of a chunk the plan does not bring before it"));
+    }
+    chunk_verified_ = true;  // hashed when it was first taken
+    STRATA_TRY(feed_chunk(*held->second.raw));
+    ++report_.repeat_chunks;
+    if (--held->second.uses == 0) held_.erase(held);
+    return finish_chunk({});
+  }
+
   // A chunk coded as a delta (docs/DELTA.md): its bytes from the frames blob, decoded with its
   // base's raw bytes from the store, and checked against the chunk's SHA-256 before a byte of it
   // reaches the tar. False (nothing fed) when that fails and the chunk can be fetched whole;
@@ -611,7 +633,7 @@ class StorePull {
     if (!coded) return std::move(coded).error();
     auto decoding = clock_.enter(&PullStageTimes::decode);
     std::string problem;
-    auto base = store_.read_chunk(entry.base);
+    auto base = entry.prefix.empty() ? store_.read_chunk(entry.base) : joined_prefix(entry);
     Result<std::vector<std::uint8_t>> raw = make_error(ErrorCode::kCorruptInput, "not decoded");
     if (!base) {
       problem = base.error().message;
@@ -633,12 +655,31 @@ class StorePull {
     }
     chunk_verified_ = true;  // hashed just above
     STRATA_TRY(feed_chunk(*raw));
-    delta_store_ = &entry;
+    // A delta against a prefix of several chunks has no single base to be stored against: the
+    // chunk is then stored whole.
+    delta_store_ = entry.prefix.empty() ? &entry : nullptr;
     delta_coded_ = *coded;
     delta_base_raw_ = std::move(*base);
     ++report_.delta_chunks;
     STRATA_TRY(finish_chunk({}));
     return true;
+  }
+
+  // The raw bytes of a delta's prefix chunks (DeltaEntry::prefix) back to back, each checked by
+  // read_chunk, at most the store's chunk limit in all.
+  Result<std::vector<std::uint8_t>> joined_prefix(const DeltaEntry& entry) const {
+    std::vector<std::uint8_t> joined;
+    for (const Digest& part : entry.prefix) {
+      auto bytes = store_.read_chunk(part);
+      if (!bytes) return std::move(bytes).error();
+      if (joined.size() + bytes->size() > kMaxStoredChunkBytes) {
+        return make_error(
+            ErrorCode::kLimitExceeded,
+            "prefix chunks add up to more than " + std::to_string(kMaxStoredChunkBytes) + " bytes");
+      }
+      joined.insert(joined.end(), bytes->begin(), bytes->end());
+    }
+    return joined;
   }
 
   Result<void> take_fetched_piece(const BlobPiece& piece, ByteSpan bytes, bool keep_trailing) {
@@ -764,6 +805,9 @@ class StorePull {
     if (split_) {
       if (!chunk_bytes_.empty()) STRATA_TRY(store_piece(chunk_bytes_));
     } else {
+      if (const auto held = held_.find(piece.digest); held != held_.end() && !held->second.raw) {
+        held->second.raw = chunk_bytes_;  // later pieces repeat this chunk
+      }
       STRATA_TRY(store_chunk(piece.digest, chunk_bytes_, fetched_frame));
       builder_.add_chunk(piece.digest, piece.chunk_size);
     }
@@ -847,6 +891,12 @@ class StorePull {
   Sha256 file_hash_;
   bool hash_file_ = true;
   detail::StageClock clock_{report_.stages};
+  // Chunks that later `repeat` pieces use: their raw bytes once taken, and the uses left.
+  struct Held {
+    std::size_t uses = 0;
+    std::optional<std::vector<std::uint8_t>> raw;
+  };
+  std::unordered_map<Digest, Held, DigestHash> held_;
 };
 
 }  // namespace

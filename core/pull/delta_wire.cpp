@@ -9,14 +9,20 @@
 // write_delta_referrer(), which reads the image's zstd:chunked TOCs from the layout and asks the
 // store for each chunk's delta record (ChunkStore::read_stored_delta).
 #include <fcntl.h>
+#include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
+#include <unordered_map>
 
+#include "core/base/digest_hash.h"
 #include "core/base/file_io.h"
+#include "core/ingest/delta_base.h"
 #include "core/pull/chunked_pull_checks.h"
 #include "strata/pull_plan.h"
 #include "strata/store_pull.h"
@@ -24,7 +30,10 @@
 namespace strata::fastpull {
 namespace {
 
+// Version 1: rows of 6 elements. Version 2 (written when a row has a prefix): a row may carry a
+// 7th element, its prefix chunks. Both parse.
 constexpr int kDeltaIndexVersion = 1;
+constexpr int kDeltaIndexPrefixVersion = 2;
 
 Result<Codec> parse_delta_codec(std::string_view name) {
   if (name == codec_name(Codec::kZstdDelta)) return Codec::kZstdDelta;
@@ -46,6 +55,34 @@ ByteSpan as_span(const std::string& text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
+// A row's 7th element: 1..kMaxDeltaPrefixChunks chunk digests, the base among them, the chunk
+// not, for a zstd-delta frame only.
+Result<std::vector<Digest>> parse_prefix(const nlohmann::json& value, const DeltaEntry& entry,
+                                         const std::string& named) {
+  if (!value.is_array() || value.empty() || value.size() > kMaxDeltaPrefixChunks) {
+    return make_error(ErrorCode::kCorruptInput, named + ": prefix is not an array of 1.." +
+                                                    std::to_string(kMaxDeltaPrefixChunks) +
+                                                    " chunks");
+  }
+  if (entry.codec != Codec::kZstdDelta) {
+    return make_error(ErrorCode::kCorruptInput, named + ": a prefix needs codec zstd-delta");
+  }
+  std::vector<Digest> prefix;
+  prefix.reserve(value.size());
+  for (const nlohmann::json& item : value) {
+    auto digest = digest_of(item);
+    if (!digest) return make_error(ErrorCode::kCorruptInput, named + ": malformed prefix digest");
+    if (*digest == entry.chunk) {
+      return make_error(ErrorCode::kCorruptInput, named + " names itself in its prefix");
+    }
+    prefix.push_back(*digest);
+  }
+  if (std::find(prefix.begin(), prefix.end(), entry.base) == prefix.end()) {
+    return make_error(ErrorCode::kCorruptInput, named + ": its base is not in its prefix");
+  }
+  return prefix;
+}
+
 }  // namespace
 
 const DeltaEntry* DeltaIndex::find(const Digest& chunk) const {
@@ -58,13 +95,24 @@ const DeltaEntry* DeltaIndex::find(const Digest& chunk) const {
 
 std::string write_delta_index(const DeltaIndex& index) {
   nlohmann::json chunks = nlohmann::json::array();
+  bool prefixes = false;
   for (const DeltaEntry& entry : index.entries) {
-    chunks.push_back({entry.chunk.to_string(), entry.base.to_string(),
-                      std::string(codec_name(entry.codec)), entry.offset, entry.length,
-                      entry.raw_length});
+    nlohmann::json row = {entry.chunk.to_string(),
+                          entry.base.to_string(),
+                          std::string(codec_name(entry.codec)),
+                          entry.offset,
+                          entry.length,
+                          entry.raw_length};
+    if (!entry.prefix.empty()) {
+      prefixes = true;
+      nlohmann::json prefix = nlohmann::json::array();
+      for (const Digest& digest : entry.prefix) prefix.push_back(digest.to_string());
+      row.push_back(std::move(prefix));
+    }
+    chunks.push_back(std::move(row));
   }
   const nlohmann::json json = {
-      {"schemaVersion", kDeltaIndexVersion},
+      {"schemaVersion", prefixes ? kDeltaIndexPrefixVersion : kDeltaIndexVersion},
       {"mediaType", std::string(kMediaTypeDeltaIndex)},
       {"frames", {{"digest", index.frames_digest.to_string()}, {"size", index.frames_size}}},
       {"count", index.entries.size()},
@@ -88,9 +136,11 @@ Result<DeltaIndex> parse_delta_index(ByteSpan json, const DeltaIndexLimits& limi
   };
   const nlohmann::json* version = field("schemaVersion");
   if (version == nullptr || !version->is_number_integer() ||
-      version->get<std::int64_t>() != kDeltaIndexVersion) {
-    return make_error(ErrorCode::kUnsupported, "delta index schemaVersion is not 1");
+      (version->get<std::int64_t>() != kDeltaIndexVersion &&
+       version->get<std::int64_t>() != kDeltaIndexPrefixVersion)) {
+    return make_error(ErrorCode::kUnsupported, "delta index schemaVersion is not 1 or 2");
   }
+  const bool prefixes = version->get<std::int64_t>() == kDeltaIndexPrefixVersion;
   DeltaIndex index;
   const nlohmann::json* frames = field("frames");
   if (frames == nullptr || !frames->is_object() || !frames->contains("digest") ||
@@ -127,8 +177,10 @@ Result<DeltaIndex> parse_delta_index(ByteSpan json, const DeltaIndexLimits& limi
   for (std::size_t i = 0; i < chunks->size(); ++i) {
     const nlohmann::json& row = (*chunks)[i];
     const std::string where = "delta index chunk " + std::to_string(i);
-    if (!row.is_array() || row.size() != 6) {
-      return make_error(ErrorCode::kCorruptInput, where + " is not a 6-element array");
+    if (!row.is_array() || (row.size() != 6 && !(prefixes && row.size() == 7))) {
+      return make_error(
+          ErrorCode::kCorruptInput,
+          where + (prefixes ? " is not a 6- or 7-element array" : " is not a 6-element array"));
     }
     auto chunk = digest_of(row[0]);
     auto base = digest_of(row[1]);
@@ -168,7 +220,13 @@ Result<DeltaIndex> parse_delta_index(ByteSpan json, const DeltaIndexLimits& limi
     if (*base == *chunk) {
       return make_error(ErrorCode::kCorruptInput, named + " names itself as its base");
     }
-    index.entries.push_back(DeltaEntry{*chunk, *base, *codec, *offset, *length, *raw_length});
+    DeltaEntry entry{*chunk, *base, *codec, *offset, *length, *raw_length, {}};
+    if (row.size() == 7) {
+      auto prefix = parse_prefix(row[6], entry, named);
+      if (!prefix) return std::move(prefix).error();
+      entry.prefix = std::move(*prefix);
+    }
+    index.entries.push_back(std::move(entry));
   }
   std::sort(index.entries.begin(), index.entries.end(),
             [](const DeltaEntry& a, const DeltaEntry& b) { return a.chunk < b.chunk; });
@@ -187,6 +245,14 @@ Result<DeltaIndex> parse_delta_index(ByteSpan json, const DeltaIndexLimits& limi
                             entry.base.to_string() +
                             ", itself a delta of the index (chains and cycles are refused)");
     }
+    for (const Digest& part : entry.prefix) {
+      if (index.find(part) != nullptr) {
+        return make_error(ErrorCode::kCorruptInput,
+                          "delta index chunk " + entry.chunk.to_string() + " has prefix chunk " +
+                              part.to_string() +
+                              ", itself a delta of the index (chains and cycles are refused)");
+      }
+    }
   }
   return index;
 }
@@ -197,10 +263,25 @@ Result<void> apply_delta_index(PullPlan& plan, const DeltaIndex& index, const Ha
   plan.delta_ranges.clear();
   plan.delta_fetch_bytes = 0;
   plan.delta_chunks = 0;
+  plan.repeat_chunks = 0;
   std::vector<ByteRange> wanted;
+  // Missing chunks already asked for by an earlier piece, and the raw bytes kept for repeats.
+  std::unordered_map<Digest, std::uint64_t, DigestHash> asked;
+  std::set<Digest> kept;
+  std::uint64_t kept_bytes = 0;
   for (BlobPiece& piece : plan.pieces) {
     piece.delta.reset();
+    piece.repeat = false;
     if (!piece.is_chunk || piece.local || piece.zeros) continue;
+    const auto [first, added] = asked.try_emplace(piece.digest, piece.chunk_size);
+    if (!added && first->second == piece.chunk_size && piece.chunk_size <= kMaxStoredChunkBytes &&
+        (kept.contains(piece.digest) ||
+         kept_bytes + piece.chunk_size <= options.max_repeat_bytes)) {
+      if (kept.insert(piece.digest).second) kept_bytes += piece.chunk_size;
+      piece.repeat = true;
+      ++plan.repeat_chunks;
+      continue;
+    }
     const DeltaEntry* entry = index.find(piece.digest);
     if (entry == nullptr || entry->raw_length != piece.chunk_size ||
         entry->length >= piece.end - piece.offset || entry->base == piece.digest) {
@@ -208,7 +289,10 @@ Result<void> apply_delta_index(PullPlan& plan, const DeltaIndex& index, const Ha
     }
     // The base must be in the store: a base that is a missing chunk of this pull (or unknown)
     // means the chunk comes whole.
-    if (!have || !have(entry->base)) continue;
+    if (!have || !have(entry->base) ||
+        !std::all_of(entry->prefix.begin(), entry->prefix.end(), have)) {
+      continue;
+    }
     piece.delta = *entry;
     ++plan.delta_chunks;
     wanted.push_back(ByteRange{entry->offset, entry->length});
@@ -231,8 +315,157 @@ Result<void> apply_delta_index(PullPlan& plan, const DeltaIndex& index, const Ha
   return {};
 }
 
+namespace {
+
+// Where each chunk of the store's base layers sits in its file, for the prefix of a delta: the
+// newest `max_layers` layers of the store that are not layers of the image itself (a v1 holder
+// has them; the image's own chunks are what it lacks). Recipes only: no chunk is read here.
+class BaseNeighbours {
+ public:
+  static Result<BaseNeighbours> of(const ChunkStore& store, std::span<const Digest> own_layers,
+                                   std::size_t max_layers) {
+    BaseNeighbours neighbours;
+    if (max_layers == 0) return neighbours;
+    auto layers = store.list_layers();
+    if (!layers) return std::move(layers).error();
+    const std::set<Digest> own(own_layers.begin(), own_layers.end());
+    neighbours.layers_.reserve(max_layers);  // File pointers into them stay valid
+    for (auto layer = layers->rbegin();
+         layer != layers->rend() && neighbours.layers_.size() < max_layers; ++layer) {
+      if (own.contains(layer->diff_id)) continue;
+      auto index = DeltaBaseIndex::build(store, layer->diff_id);
+      if (!index) continue;  // a layer whose recipe does not parse only gives no neighbours
+      neighbours.layers_.push_back(std::move(*index));
+      for (const auto& [path, file] : neighbours.layers_.back().all_files()) {
+        for (std::size_t i = 0; i < file.chunks.size(); ++i) {
+          neighbours.at_.try_emplace(file.chunks[i].digest, &file, i);
+        }
+      }
+    }
+    return neighbours;
+  }
+
+  // `base` and up to `count` chunks either side of it in its file, in file order; empty when
+  // `base` is in none of the layers or its file has no other chunk.
+  [[nodiscard]] std::vector<Digest> around(const Digest& base, std::size_t count) const {
+    const auto found = at_.find(base);
+    if (found == at_.end() || count == 0) return {};
+    const auto& [file, at] = found->second;
+    const std::size_t first = at - std::min(at, count);
+    const std::size_t last = std::min(file->chunks.size() - 1, at + count);
+    if (first == last) return {};
+    std::vector<Digest> prefix;
+    for (std::size_t i = first; i <= last && prefix.size() < kMaxDeltaPrefixChunks; ++i) {
+      prefix.push_back(file->chunks[i].digest);
+    }
+    return prefix;
+  }
+
+ private:
+  std::vector<DeltaBaseIndex> layers_;
+  std::unordered_map<Digest, std::pair<const DeltaBaseIndex::File*, std::size_t>, DigestHash> at_;
+};
+
+// A zstd-delta frame of `raw` against the concatenated raw bytes of `prefix` (each read and
+// checked by read_chunk), checked to decode back to `raw`; nullopt when a prefix chunk cannot be
+// read or the prefix would pass the store's chunk limit.
+Result<std::optional<std::vector<std::uint8_t>>> code_with_prefix(const ChunkStore& store,
+                                                                  ByteSpan raw,
+                                                                  std::span<const Digest> prefix,
+                                                                  int level) {
+  std::vector<std::uint8_t> joined;
+  for (const Digest& part : prefix) {
+    auto bytes = store.read_chunk(part);
+    if (!bytes || joined.size() + bytes->size() > kMaxStoredChunkBytes) {
+      return std::optional<std::vector<std::uint8_t>>();
+    }
+    joined.insert(joined.end(), bytes->begin(), bytes->end());
+  }
+  std::vector<std::uint8_t> coded;
+  STRATA_TRY(compress_chunk_delta_into(raw, joined, level, coded));
+  auto back = decompress_delta_chunk(Codec::kZstdDelta, coded, joined, raw.size());
+  if (!back || !std::equal(back->begin(), back->end(), raw.begin(), raw.end())) {
+    return make_error(ErrorCode::kInternal, "a delta with a prefix does not decode back");
+  }
+  return std::optional<std::vector<std::uint8_t>>(std::move(coded));
+}
+
+// The delta the referrer ships for `candidate`, or nothing when the store holds it whole or its
+// delta is no smaller than its frame in the layer. What the receiver will check is checked here
+// first: the chunk decodes, through its base, to its SHA-256 (read_chunk). A zstd-delta frame is
+// coded again at options.level with the base as prefix, and the smaller of the two is shipped:
+// the store's frames are made at the ingest's fast level, the wire's are made once per push.
+Result<std::optional<DeltaEntry>> referrer_delta(const ChunkStore& store,
+                                                 const DeltaCandidate& candidate,
+                                                 const BaseNeighbours& neighbours,
+                                                 const DeltaReferrerOptions& options,
+                                                 std::vector<std::uint8_t>& bytes) {
+  auto delta = store.read_stored_delta(candidate.chunk);
+  if (!delta) return std::move(delta).error();
+  if (!*delta || (*delta)->raw_length != candidate.raw_length) return std::optional<DeltaEntry>();
+  auto raw = store.read_chunk(candidate.chunk);
+  if (!raw) return std::move(raw).error();
+  StoredDelta& stored = **delta;
+  DeltaEntry entry{candidate.chunk, stored.base, stored.codec, 0, 0, stored.raw_length, {}};
+  bytes = std::move(stored.bytes);
+  if (options.level != 0 && stored.codec == Codec::kZstdDelta) {
+    // The base with its neighbours when it has any (that prefix holds the base, so it codes about
+    // as small or smaller), else the base alone; kept when smaller than the store's frame.
+    std::vector<Digest> prefix = neighbours.around(stored.base, options.prefix_neighbours);
+    const bool wide = !prefix.empty();
+    if (!wide) prefix.push_back(stored.base);
+    auto coded = code_with_prefix(store, *raw, prefix, options.level);
+    if (!coded) return std::move(coded).error();
+    if (*coded && (*coded)->size() < bytes.size()) {
+      bytes = std::move(**coded);
+      if (wide) entry.prefix = std::move(prefix);
+    }
+  }
+  if (bytes.size() >= candidate.fetch_length) return std::optional<DeltaEntry>();
+  entry.length = bytes.size();
+  return std::optional<DeltaEntry>(std::move(entry));
+}
+
+// referrer_delta for candidates [first, last), on up to options.threads threads.
+struct ReferrerDelta {
+  DeltaEntry entry;  // offset not yet set
+  std::vector<std::uint8_t> bytes;
+};
+
+Result<std::vector<std::optional<ReferrerDelta>>> referrer_deltas(
+    const ChunkStore& store, std::span<const DeltaCandidate> candidates,
+    const BaseNeighbours& neighbours, const DeltaReferrerOptions& options) {
+  std::vector<std::optional<ReferrerDelta>> out(candidates.size());
+  std::vector<std::optional<Error>> errors(candidates.size());
+  std::atomic<std::size_t> next{0};
+  const auto work = [&] {
+    for (std::size_t i = next++; i < candidates.size(); i = next++) {
+      std::vector<std::uint8_t> bytes;
+      auto coded = referrer_delta(store, candidates[i], neighbours, options, bytes);
+      if (coded && *coded) {
+        out[i] = ReferrerDelta{std::move(**coded), std::move(bytes)};
+      } else if (!coded) {
+        errors[i] = std::move(coded).error();
+      }
+    }
+  };
+  const unsigned threads = std::clamp<unsigned>(
+      options.threads == 0 ? std::thread::hardware_concurrency() : options.threads, 1, 64);
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads && t < candidates.size(); ++t) workers.emplace_back(work);
+  work();
+  for (std::thread& worker : workers) worker.join();
+  for (std::optional<Error>& error : errors) {
+    if (error) return std::move(*error);
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::OciLayout& layout,
-                                                 std::string_view tag) {
+                                                 std::string_view tag,
+                                                 const DeltaReferrerOptions& options) {
   auto image = layout.load_image(tag);
   if (!image) return std::move(image).error();
   std::vector<DeltaCandidate> candidates;
@@ -255,11 +488,7 @@ Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::O
       return bytes;
     };
     auto toc = read_chunked_toc(layer.size, layer.annotations, fetch);
-    if (!toc) {
-      ++no_toc_layers;
-      continue;
-    }
-    auto plan = plan_pull(*toc, {});
+    auto plan = toc ? plan_pull(*toc, {}) : Result<PullPlan>(std::move(toc).error());
     if (!plan) {
       ++no_toc_layers;
       continue;
@@ -272,41 +501,59 @@ Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::O
   }
   oci::Descriptor subject = image->manifest_descriptor;
   if (subject.media_type.empty()) subject.media_type = std::string(oci::kMediaTypeImageManifest);
-  auto report = write_delta_referrer_for_chunks(store, layout, subject, candidates);
+  // Prefix neighbours come from the store's other layers, never the image's own.
+  DeltaReferrerOptions coding = options;
+  coding.own_layers = image->config.diff_ids;
+  auto report = write_delta_referrer_for_chunks(store, layout, subject, candidates, coding);
   if (!report) return report;
   report->no_toc_layers = no_toc_layers;
   STRATA_TRY(layout.set_tag("sha256-" + subject.digest.hex(), report->referrer));
   return report;
 }
 
-Result<DeltaReferrerReport> write_delta_referrer_for_chunks(
-    const ChunkStore& store, oci::OciLayout& layout, const oci::Descriptor& subject,
-    std::span<const DeltaCandidate> chunks) {
+Result<DeltaReferrerReport> write_delta_referrer_for_chunks(const ChunkStore& store,
+                                                            oci::OciLayout& layout,
+                                                            const oci::Descriptor& subject,
+                                                            std::span<const DeltaCandidate> chunks,
+                                                            const DeltaReferrerOptions& options) {
+  if (options.level != 0 && (options.level < 1 || options.level > ZSTD_maxCLevel())) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "delta level " + std::to_string(options.level) + " is outside 1.." +
+                          std::to_string(ZSTD_maxCLevel()) + " (0: as stored)");
+  }
   DeltaReferrerReport report;
   report.subject = subject.digest;
-  auto frames_writer = layout.begin_blob();
-  if (!frames_writer) return std::move(frames_writer).error();
-  DeltaIndex index;
+  // Each distinct chunk the store holds, in the order given (a pull asks in that order).
+  std::vector<DeltaCandidate> held;
   std::set<Digest> seen;
   for (const DeltaCandidate& candidate : chunks) {
     if (!seen.insert(candidate.chunk).second) continue;
     ++report.chunks;
-    if (!store.contains(candidate.chunk)) continue;
-    auto delta = store.read_stored_delta(candidate.chunk);
-    if (!delta) return std::move(delta).error();
-    if (!*delta || (*delta)->raw_length != candidate.raw_length ||
-        (*delta)->bytes.size() >= candidate.fetch_length) {
-      continue;
+    if (store.contains(candidate.chunk)) held.push_back(candidate);
+  }
+  auto neighbours = BaseNeighbours::of(
+      store, options.own_layers,
+      options.level != 0 && options.prefix_neighbours != 0 ? options.max_base_layers : 0);
+  if (!neighbours) return std::move(neighbours).error();
+  auto frames_writer = layout.begin_blob();
+  if (!frames_writer) return std::move(frames_writer).error();
+  DeltaIndex index;
+  // A window of candidates at a time: bounded memory, frames still written in pull order.
+  constexpr std::size_t kWindow = 1024;
+  const std::span<const DeltaCandidate> all(held);
+  for (std::size_t first = 0; first < all.size(); first += kWindow) {
+    const auto window = all.subspan(first, std::min(kWindow, all.size() - first));
+    auto deltas = referrer_deltas(store, window, *neighbours, options);
+    if (!deltas) return std::move(deltas).error();
+    for (std::optional<ReferrerDelta>& delta : *deltas) {
+      if (!delta) continue;
+      STRATA_TRY(frames_writer->write(delta->bytes));
+      delta->entry.offset = report.frames_bytes;
+      report.frames_bytes += delta->bytes.size();
+      report.delta_raw_bytes += delta->entry.raw_length;
+      report.prefix_chunks += delta->entry.prefix.empty() ? 0 : 1;
+      index.entries.push_back(std::move(delta->entry));
     }
-    // What the receiver will check: the delta decodes, through its base, to the chunk.
-    auto raw = store.read_chunk(candidate.chunk);
-    if (!raw) return std::move(raw).error();
-    STRATA_TRY(frames_writer->write((*delta)->bytes));
-    index.entries.push_back(DeltaEntry{candidate.chunk, (*delta)->base, (*delta)->codec,
-                                       report.frames_bytes, (*delta)->bytes.size(),
-                                       (*delta)->raw_length});
-    report.frames_bytes += (*delta)->bytes.size();
-    report.delta_raw_bytes += (*delta)->raw_length;
   }
   // A base that is itself shipped as a delta would be a chain: the store keeps depth 1, so this
   // only drops entries of a store damaged in that way (the receiver's parser would refuse them).
@@ -314,8 +561,11 @@ Result<DeltaReferrerReport> write_delta_referrer_for_chunks(
             [](const DeltaEntry& a, const DeltaEntry& b) { return a.chunk < b.chunk; });
   std::set<Digest> shipped;
   for (const DeltaEntry& entry : index.entries) shipped.insert(entry.chunk);
-  std::erase_if(index.entries,
-                [&](const DeltaEntry& entry) { return shipped.contains(entry.base); });
+  std::erase_if(index.entries, [&](const DeltaEntry& entry) {
+    return shipped.contains(entry.base) ||
+           std::any_of(entry.prefix.begin(), entry.prefix.end(),
+                       [&](const Digest& part) { return shipped.contains(part); });
+  });
   report.delta_chunks = index.entries.size();
   auto frames = frames_writer->commit(kMediaTypeDeltaFrames);
   if (!frames) return std::move(frames).error();

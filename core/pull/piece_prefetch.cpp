@@ -31,10 +31,11 @@ bool is_chunk_piece(const BlobPiece& piece) {
   return piece.is_chunk || piece.chunk_prefix;
 }
 
-// A chunk this pipeline decodes and checks: one that is the whole of its piece, no delta, and
-// small enough to hold (zeros and chunks the store holds included).
+// A chunk this pipeline decodes and checks: one that is the whole of its piece, no delta, no
+// repeat of an earlier piece (docs/DELTA.md), and small enough to hold (zeros and chunks the
+// store holds included).
 bool prepared_ahead(const BlobPiece& piece) {
-  return piece.is_chunk && !piece.chunk_prefix && !piece.delta &&
+  return piece.is_chunk && !piece.chunk_prefix && !piece.delta && !piece.repeat &&
          piece.chunk_size <= kMaxPreparedChunkBytes;
 }
 
@@ -132,7 +133,7 @@ std::unique_ptr<PreparedPiece> PiecePrefetch::State::take_next() {
   auto unit = std::make_unique<PreparedPiece>();
   unit->index = order[next_in_order++];
   const BlobPiece& piece = plan.pieces[unit->index];
-  if (!piece.local && !piece.delta) {
+  if (!piece.local && !piece.delta && !piece.repeat) {  // those fetch nothing from the blob
     auto held = bytes_of(piece.offset, piece.end);
     if (held) {
       unit->fetched = std::move(*held);

@@ -363,7 +363,7 @@ void fill_plan_ranges(PullPlan& plan, const PullPlanOptions& options) {
   plan.requests.clear();
   plan.fetch_bytes = 0;
   for (const BlobPiece& piece : plan.pieces) {
-    if (piece.local || piece.delta) continue;
+    if (piece.local || piece.delta || piece.repeat) continue;
     if (!plan.ranges.empty()) {
       ByteRange& last = plan.ranges.back();
       if (piece.offset - (last.offset + last.length) < options.gap_bridge_bytes) {

@@ -41,7 +41,14 @@ struct DeltaEntry {
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
   std::uint64_t raw_length = 0;
+  // Index schemaVersion 2, zstd-delta only: the frame was made with the raw bytes of these chunks,
+  // in this order, as its prefix (`base` and its neighbours in the base layer's file), not with
+  // `base` alone. Empty: the base alone.
+  std::vector<Digest> prefix;
 };
+
+// A delta's prefix holds at most this many chunks (docs/DELTA.md "Format").
+inline constexpr std::size_t kMaxDeltaPrefixChunks = 8;
 
 // A piece of the blob's data region, in blob order; the pieces tile [0, data_end).
 struct BlobPiece {
@@ -60,6 +67,9 @@ struct BlobPiece {
   // Set by apply_delta_index: the chunk comes as this delta from the frames blob (decoded with
   // its base from the store), not from this piece of the layer blob.
   std::optional<DeltaEntry> delta;
+  // Set by apply_delta_index: an earlier piece of this plan brings the same chunk (fetched whole
+  // or as a delta); its bytes are kept and used again, nothing is fetched for this piece.
+  bool repeat = false;
 };
 
 struct PullPlanOptions {
@@ -74,6 +84,10 @@ struct PullPlanOptions {
   // then fetches the layer whole, where the decompression cap (LayerSourceOptions) applies.
   std::uint64_t max_tar_bytes = std::uint64_t{64} << 30U;         // as a whole layer's cap
   std::uint64_t max_zeros_chunk_bytes = std::uint64_t{1} << 30U;  // a 1 GiB hole per chunk
+  // apply_delta_index: a missing chunk that the layer holds more than once is fetched once and
+  // its raw bytes kept for the repeats, up to this many bytes of such chunks in all (the rest is
+  // fetched again each time).
+  std::uint64_t max_repeat_bytes = std::uint64_t{64} << 20U;
 };
 
 struct PullPlan {
@@ -94,6 +108,7 @@ struct PullPlan {
   std::vector<ByteRange> delta_ranges;
   std::uint64_t delta_fetch_bytes = 0;
   std::uint64_t delta_chunks = 0;
+  std::uint64_t repeat_chunks = 0;  // pieces marked `repeat` (nothing fetched for them)
   std::uint64_t fetch_bytes_without_deltas = 0;
   [[nodiscard]] std::uint64_t total_bytes() const noexcept { return metadata_bytes + fetch_bytes; }
 };
@@ -163,7 +178,9 @@ std::string write_delta_index(const DeltaIndex& index);
 // as delta pieces: they leave the layer-blob ranges (recomputed as plan_pull does) and their
 // deltas become plan.delta_ranges (merged across gaps below options.gap_bridge_bytes). A delta no
 // smaller than the piece it replaces, or whose raw_length differs from the TOC's chunk size, is
-// not used. Sets fetch_bytes_without_deltas.
+// not used. A missing chunk that comes again later in the layer is asked for once: its later
+// pieces are marked `repeat` (up to options.max_repeat_bytes of such chunks) and fetch nothing.
+// Sets fetch_bytes_without_deltas.
 Result<void> apply_delta_index(PullPlan& plan, const DeltaIndex& index, const HaveChunk& have,
                                const PullPlanOptions& options = {});
 

@@ -319,13 +319,14 @@ struct PulledLayer {
   bool already_present = false;
   // Partial pull (chunked layers): which format, or why the layer was fetched whole instead.
   bool chunked = false;
-  std::string chunked_format;       // "zstd:chunked", "zstd:chunked-v1", "estargz"; empty: whole
-  std::string whole_reason;         // set when fetched whole ("not a chunked layer", "TOC: ...")
-  std::uint64_t bytes_fetched = 0;  // blob bytes received for this layer (TOC and ranges included)
-  std::uint64_t chunks_local = 0;   // chunks taken from the store
-  std::uint64_t chunks_fetched = 0;
-  std::uint64_t frames_adopted = 0;   // fetched zstd frames stored as they came (no recompression)
-  std::uint64_t fetch_batches = 0;    // range batches fetched (one multi-range GET each)
+  std::string chunked_format;        // "zstd:chunked", "zstd:chunked-v1", "estargz"; empty: whole
+  std::string whole_reason;          // set when fetched whole ("not a chunked layer", "TOC: ...")
+  std::uint64_t bytes_fetched = 0;   // blob bytes received for this layer (TOC and ranges included)
+  std::uint64_t chunks_local = 0;    // chunks taken from the store
+  std::uint64_t chunks_fetched = 0;  // chunk pieces fetched (whole or as deltas)
+  std::uint64_t repeat_chunks = 0;   // chunks the layer repeats: fetched once, used again
+  std::uint64_t frames_adopted = 0;  // fetched zstd frames stored as they came (no recompression)
+  std::uint64_t fetch_batches = 0;   // range batches fetched (one multi-range GET each)
   std::uint64_t max_batch_bytes = 0;  // the largest batch: fetched bytes held at once
   // Deltas (docs/DELTA.md): chunks decoded from a delta and a base the store held, the frames
   // bytes fetched for them (part of bytes_fetched), deltas that failed and came whole, and what
@@ -381,6 +382,10 @@ struct PlannedLayer {
   std::uint64_t chunks_local = 0;    // ... taken from the store (or zeros made)
   std::uint64_t chunks_missing = 0;  // ... fetched
   std::uint64_t ranges = 0;          // ... merged byte ranges fetched
+  // ... of the missing chunks, those that would come as deltas from the image's delta referrer
+  // (docs/DELTA.md), and the frames-blob bytes for them (part of fetch_bytes).
+  std::uint64_t delta_chunks = 0;
+  std::uint64_t delta_fetch_bytes = 0;
 };
 
 struct PullPlanReport {
@@ -390,7 +395,13 @@ struct PullPlanReport {
   std::uint64_t layer_bytes = 0;  // sum of the layers' sizes
   std::uint64_t fetch_bytes = 0;  // sum of the layers' fetch_bytes
   std::uint64_t image_bytes = 0;  // manifest (and index) and config, which a pull fetches too
-  TransferCounters wire;          // what the planning itself cost
+  // The delta referrer, looked for as pull_image() does (partial pulls with deltas on): where it
+  // was found ("api" | "tag" | ""), why one found is not used, and its manifest and index bytes
+  // (a pull fetches them too).
+  std::string delta_referrer;
+  std::string delta_refused;
+  std::uint64_t delta_referrer_bytes = 0;
+  TransferCounters wire;  // what the planning itself cost
 };
 
 Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageReference& source,

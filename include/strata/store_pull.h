@@ -105,6 +105,7 @@ struct StorePullReport {
   std::uint64_t delta_fetched_bytes = 0;  // frames-blob bytes fetched (also in fetched_bytes)
   std::uint64_t delta_stored_chunks = 0;  // of those, stored as the delta itself
   std::uint64_t delta_fallbacks = 0;      // deltas that failed: the chunk fetched whole instead
+  std::uint64_t repeat_chunks = 0;        // `repeat` pieces: an earlier piece's chunk used again
   PullStageTimes stages;
 };
 
@@ -137,17 +138,46 @@ struct DeltaReferrerReport {
   std::uint64_t delta_chunks = 0;
   std::uint64_t frames_bytes = 0;  // the coded deltas, back to back
   std::uint64_t delta_raw_bytes = 0;
+  std::uint64_t prefix_chunks = 0;  // deltas coded with their base's neighbours as well
   std::uint64_t index_bytes = 0;
   std::uint64_t no_toc_layers = 0;  // layers without a usable chunked TOC (no deltas for them)
 };
+
+struct DeltaReferrerOptions {
+  // The zstd level (1..22) each shipped zstd-delta frame is coded at again, with its base as
+  // prefix (the floor, `zstd --patch-from`, is -19): kept when smaller than the store's frame,
+  // which the ingest made at its own, fast level. 0: the store's frames as they are.
+  int level = 19;
+  // With a level: the base's neighbours in its file of the base layer (up to this many either
+  // side) join its raw bytes as the prefix (DeltaEntry::prefix), when that codes smaller; a file's
+  // bytes shift across chunk boundaries between versions, so one base chunk misses part of what
+  // the chunk repeats. 0: the base alone. The base layer is found among the store's newest
+  // max_base_layers layers that are not the image's own.
+  std::size_t prefix_neighbours = 2;
+  std::size_t max_base_layers = 8;
+  // Layers whose chunks are never prefix neighbours (the receiver lacks them): write_delta_referrer
+  // sets the image's own diff_ids.
+  std::vector<Digest> own_layers;
+  unsigned threads = 0;  // coding threads; 0: one per hardware thread
+};
+
+// The store's delta frames as they are, no coding at push (write_delta_referrer_for_chunks'
+// default, which `model push` uses).
+inline DeltaReferrerOptions delta_frames_as_stored() {
+  DeltaReferrerOptions options;
+  options.level = 0;
+  return options;
+}
 
 // Makes the delta referrer of image `tag` of `layout` from `store` and writes it into the layout
 // (frames blob, index blob, empty config, artifact manifest with subject = the image manifest),
 // tagged with the referrers fallback tag "sha256-<manifest hex>". Every chunk of the image's
 // chunked layers that the store holds as a delta (each checked to decode to its SHA-256) goes
-// in; chunks stored whole do not. A layout tag of that name is replaced.
+// in, coded again at options.level when that is smaller; chunks stored whole do not. A layout
+// tag of that name is replaced.
 Result<DeltaReferrerReport> write_delta_referrer(const ChunkStore& store, oci::OciLayout& layout,
-                                                 std::string_view tag);
+                                                 std::string_view tag,
+                                                 const DeltaReferrerOptions& options = {});
 
 // One chunk a delta referrer may carry: its digest, its raw length, and the bytes a receiver
 // fetches for it without deltas (its frame in a chunked layer; its raw bytes in a model blob).
@@ -162,10 +192,10 @@ struct DeltaCandidate {
 // the raw length given, goes in (checked to decode to its SHA-256 first). Writes the frames,
 // index, empty config and artifact manifest (subject = `subject`) into the layout and tags
 // nothing: write_delta_referrer tags the image's, `model push` its own (docs/DELTA.md).
-Result<DeltaReferrerReport> write_delta_referrer_for_chunks(const ChunkStore& store,
-                                                            oci::OciLayout& layout,
-                                                            const oci::Descriptor& subject,
-                                                            std::span<const DeltaCandidate> chunks);
+Result<DeltaReferrerReport> write_delta_referrer_for_chunks(
+    const ChunkStore& store, oci::OciLayout& layout, const oci::Descriptor& subject,
+    std::span<const DeltaCandidate> chunks,
+    const DeltaReferrerOptions& options = delta_frames_as_stored());
 
 // ---- images from a local layout -----------------------------------------------------------------
 

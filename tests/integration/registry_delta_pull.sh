@@ -65,6 +65,8 @@ reg="127.0.0.1:$port"
 "$strata" push "$layout:v2" "$reg/strata/delta:v2" --insecure --delta-store "$pusher" --json \
   >"$work/push-v2.json"
 shipped=$(json_field "$work/push-v2.json" 'd["delta_referrer"]["delta_chunks"]')
+prefixed=$(json_field "$work/push-v2.json" 'd["delta_referrer"]["prefix_chunks"]')
+[ "$prefixed" -gt 0 ] || { echo "FAIL: no delta was coded with its base's neighbours"; exit 1; }
 where=$(json_field "$work/push-v2.json" 'd["delta_referrer"]["referrers"]')
 [ "$shipped" -gt 0 ] || { echo "FAIL: the referrer ships no deltas"; exit 1; }
 [ "$where" = tag ] || { echo "FAIL: docker-registry 2.8 needs the fallback tag, push said '$where'"; exit 1; }
@@ -175,4 +177,14 @@ esac
 "$strata" export --store "$work/r-hostile" "$diff_id" -o "$work/hostile.tar" >/dev/null
 cmp "$work/hostile.tar" "$work/v2.tar"
 echo "tampered deltas: $fallbacks replaced by their chunks; hostile index refused: $refused"
+
+# --delta-level 0 ships the store's frames as they are (made at the ingest's level 3, one base):
+# the default (-19, with the base's neighbours as prefix) ships fewer bytes.
+"$strata" push "$layout:v2" "$reg/strata/level0:v2" --insecure --delta-store "$pusher" \
+  --delta-level 0 --json >"$work/push-level0.json"
+frames19=$(json_field "$work/push-v2.json" 'd["delta_referrer"]["frames_bytes"]')
+frames0=$(json_field "$work/push-level0.json" 'd["delta_referrer"]["frames_bytes"]')
+[ "$(json_field "$work/push-level0.json" 'd["delta_referrer"]["prefix_chunks"]')" = 0 ]
+[ "$frames19" -lt "$frames0" ] || { echo "FAIL: frames $frames19 at -19 vs $frames0 as stored"; exit 1; }
+echo "referrer frames: $frames19 bytes at -19 with prefixes ($prefixed chunks), $frames0 as stored"
 echo "PASS"

@@ -366,6 +366,189 @@ TEST(ChunkedStorePull, ASecondVersionFetchesOnlyWhatChanged) {
   EXPECT_TRUE(verified->clean());
 }
 
+// A tar of one regular file per entry of `contents`, cut every `chunk_bytes` of each file.
+MadeTar make_tar_of(const std::vector<std::vector<std::uint8_t>>& contents,
+                    std::size_t chunk_bytes) {
+  MadeTar made;
+  for (std::size_t i = 0; i < contents.size(); ++i) {
+    const std::vector<std::uint8_t>& content = contents[i];
+    test::append(made.tar, test::make_header("file" + std::to_string(i), '0', content.size()));
+    for (std::size_t at = 0; at < content.size(); at += chunk_bytes) {
+      const std::size_t length = std::min(chunk_bytes, content.size() - at);
+      made.chunks.push_back(
+          TarChunk{made.tar.size() + at, length, sha256_of(ByteSpan(content).subspan(at, length))});
+    }
+    test::append(made.tar, content);
+    made.tar.resize((made.tar.size() + 511) / 512 * 512, 0);
+  }
+  test::append_end(made.tar);
+  return made;
+}
+
+TEST(ChunkedStorePull, AChunkTheLayerRepeatsIsFetchedOnce) {
+  // file0 and file2 are the same 4 chunks: the plan asks for them once (apply_delta_index, here
+  // with an empty index), the pull keeps their bytes for the repeat.
+  const auto same = test::splitmix64_bytes(5, 200'000);
+  const MadeTar made = make_tar_of({same, test::splitmix64_bytes(6, 100'000), same}, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok()) << toc.error().to_string();
+  auto plan = plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); });
+  ASSERT_TRUE(plan.ok());
+  const std::uint64_t asked_twice = plan->fetch_bytes;
+  ASSERT_TRUE(apply_delta_index(*plan, DeltaIndex{}, {}).ok());
+  EXPECT_EQ(plan->repeat_chunks, 4U);
+  std::uint64_t repeated_frames = 0;
+  for (const BlobPiece& piece : plan->pieces) {
+    if (piece.repeat) repeated_frames += piece.end - piece.offset;
+  }
+  EXPECT_GT(repeated_frames, 200'000U);  // incompressible bytes: frames as large as the chunks
+  EXPECT_LE(plan->fetch_bytes, asked_twice - repeated_frames);  // (and the gaps bridged to them)
+  BatchLog log;
+  auto report = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(layer.blob, log),
+                                              layer.diff_id);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(report->repeat_chunks, 4U);
+  EXPECT_EQ(log.bytes, plan->fetch_bytes);  // no frame of file2 crossed the wire
+  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+
+  // With a cap below one chunk, nothing is kept: every piece is fetched, as before.
+  PullPlanOptions capped;
+  capped.max_repeat_bytes = 1000;
+  ASSERT_TRUE(apply_delta_index(*plan, DeltaIndex{}, {}, capped).ok());
+  EXPECT_EQ(plan->repeat_chunks, 0U);
+  EXPECT_EQ(plan->fetch_bytes, asked_twice);
+}
+
+TEST(ChunkedStorePull, ADeltaTheLayerRepeatsIsFetchedAndDecodedOnce) {
+  // v1 holds file X; v2 holds X' twice (X with a few bytes changed in every chunk): each chunk of
+  // X' is a delta against the chunk of X at the same place, shipped once in the frames blob.
+  const auto x = test::splitmix64_bytes(7, 4 * 65'536);
+  auto changed = x;
+  for (std::size_t at = 100; at < changed.size(); at += 65'536) changed[at] ^= 0x5AU;
+  const MadeTar first = make_tar_of({x}, 65'536);
+  const MadeTar second = make_tar_of({changed, changed}, 65'536);
+  const ChunkedBlob v1 = write_layer(first, ChunkedFormat::kZstdChunked);
+  const ChunkedBlob v2 = write_layer(second, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  ASSERT_TRUE(pull(store, v1).report.ok());
+  DeltaIndex index;
+  std::vector<std::uint8_t> frames;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const ByteSpan raw = ByteSpan(changed).subspan(i * 65'536, 65'536);
+    const ByteSpan base = ByteSpan(x).subspan(i * 65'536, 65'536);
+    std::vector<std::uint8_t> coded;
+    ASSERT_TRUE(compress_chunk_delta_into(raw, base, 19, coded).ok());
+    index.entries.push_back(DeltaEntry{sha256_of(raw),
+                                       sha256_of(base),
+                                       Codec::kZstdDelta,
+                                       frames.size(),
+                                       coded.size(),
+                                       raw.size(),
+                                       {}});
+    frames.insert(frames.end(), coded.begin(), coded.end());
+  }
+  std::sort(index.entries.begin(), index.entries.end(),
+            [](const DeltaEntry& a, const DeltaEntry& b) { return a.chunk < b.chunk; });
+  index.frames_size = frames.size();
+  auto toc = read_chunked_toc(v2.blob.size(), v2.annotations, memory_fetcher(v2.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); });
+  ASSERT_TRUE(plan.ok());
+  ASSERT_TRUE(
+      apply_delta_index(*plan, index, [&](const Digest& d) { return store.contains(d); }).ok());
+  EXPECT_EQ(plan->delta_chunks, 4U);
+  EXPECT_EQ(plan->repeat_chunks, 4U);
+  EXPECT_EQ(plan->delta_fetch_bytes, frames.size());
+  EXPECT_EQ(plan->fetch_bytes, 0U);
+  BatchLog layer_log;
+  BatchLog frames_log;
+  DeltaPullSource source;
+  source.frames_size = frames.size();
+  source.fetch = batch_fetcher(frames, frames_log);
+  StorePullOptions options;
+  options.deltas = &source;
+  auto report = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(v2.blob, layer_log),
+                                              v2.diff_id, options);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(report->delta_chunks, 4U);
+  EXPECT_EQ(report->repeat_chunks, 4U);
+  EXPECT_EQ(frames_log.bytes, frames.size());  // each delta crossed the wire once
+  EXPECT_EQ(layer_log.bytes, 0U);
+  EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+TEST(ChunkedStorePull, ADeltaAgainstAPrefixOfBaseChunksDecodesAndIsStoredWhole) {
+  // v2's file is v1's with 30000 bytes inserted at the front: every v2 chunk straddles two v1
+  // chunks, so a delta against the base chunk alone misses half of it, one against the base's
+  // neighbours as well (DeltaEntry::prefix) does not.
+  const auto x = test::splitmix64_bytes(8, 4 * 65'536);
+  std::vector<std::uint8_t> shifted = test::splitmix64_bytes(9, 30'000);
+  shifted.insert(shifted.end(), x.begin(), x.end() - 30'000);
+  const MadeTar first = make_tar_of({x}, 65'536);
+  const MadeTar second = make_tar_of({shifted}, 65'536);
+  const ChunkedBlob v1 = write_layer(first, ChunkedFormat::kZstdChunked);
+  const ChunkedBlob v2 = write_layer(second, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  ASSERT_TRUE(pull(store, v1).report.ok());
+  std::vector<Digest> bases;
+  for (std::size_t i = 0; i < 4; ++i)
+    bases.push_back(sha256_of(ByteSpan(x).subspan(i * 65'536, 65'536)));
+  DeltaIndex index;
+  std::vector<std::uint8_t> frames;
+  std::size_t single_bytes = 0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const ByteSpan raw = ByteSpan(shifted).subspan(i * 65'536, 65'536);
+    std::vector<std::uint8_t> coded;
+    ASSERT_TRUE(
+        compress_chunk_delta_into(raw, ByteSpan(x).subspan(i * 65'536, 65'536), 19, coded).ok());
+    single_bytes += coded.size();
+    ASSERT_TRUE(compress_chunk_delta_into(raw, x, 19, coded).ok());  // the four chunks, in order
+    index.entries.push_back(DeltaEntry{sha256_of(raw), bases[i], Codec::kZstdDelta, frames.size(),
+                                       coded.size(), raw.size(), bases});
+    frames.insert(frames.end(), coded.begin(), coded.end());
+  }
+  EXPECT_LT(frames.size() * 2, single_bytes);  // the point of a prefix
+  std::sort(index.entries.begin(), index.entries.end(),
+            [](const DeltaEntry& a, const DeltaEntry& b) { return a.chunk < b.chunk; });
+  index.frames_size = frames.size();
+  auto toc = read_chunked_toc(v2.blob.size(), v2.annotations, memory_fetcher(v2.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); });
+  ASSERT_TRUE(plan.ok());
+  ASSERT_TRUE(
+      apply_delta_index(*plan, index, [&](const Digest& d) { return store.contains(d); }).ok());
+  EXPECT_EQ(plan->delta_chunks, 4U);
+  BatchLog layer_log;
+  BatchLog frames_log;
+  DeltaPullSource source;
+  source.frames_size = frames.size();
+  source.fetch = batch_fetcher(frames, frames_log);
+  StorePullOptions options;
+  options.deltas = &source;
+  auto report = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(v2.blob, layer_log),
+                                              v2.diff_id, options);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_EQ(report->delta_chunks, 4U);
+  EXPECT_EQ(report->delta_stored_chunks, 0U);  // no single base to store them against
+  EXPECT_EQ(frames_log.bytes, frames.size());
+  EXPECT_EQ(layer_log.bytes, 0U);
+  EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
 TEST(ChunkedStorePull, OtherFormatsAndHeadersFromTheBlob) {
   const MadeTar made = make_tar(31, 3, 150'000, 65'536);
   struct Case {

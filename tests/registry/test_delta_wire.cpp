@@ -25,9 +25,9 @@ DeltaIndex sample_index() {
   index.frames_digest = digest_of("frames");
   index.frames_size = 300;
   index.entries.push_back(
-      DeltaEntry{digest_of("c1"), digest_of("b1"), Codec::kZstdDelta, 0, 100, 4000});
+      DeltaEntry{digest_of("c1"), digest_of("b1"), Codec::kZstdDelta, 0, 100, 4000, {}});
   index.entries.push_back(
-      DeltaEntry{digest_of("c2"), digest_of("b2"), Codec::kXorByteGrouped, 100, 200, 800});
+      DeltaEntry{digest_of("c2"), digest_of("b2"), Codec::kXorByteGrouped, 100, 200, 800, {}});
   std::sort(index.entries.begin(), index.entries.end(),
             [](const DeltaEntry& a, const DeltaEntry& b) { return a.chunk < b.chunk; });
   return index;
@@ -88,7 +88,10 @@ TEST(DeltaWire, HostileIndexesAreRefusedNamingTheProblem) {
   expect_refused([](nlohmann::json& j) { j["chunks"][0][4] = 0; }, "delta length 0");
   expect_refused([](nlohmann::json& j) { j["chunks"][1][0] = j["chunks"][0][0]; }, "twice");
   expect_refused([](nlohmann::json& j) { j["chunks"][0][2] = "zstd"; }, "not a delta codec");
-  expect_refused([](nlohmann::json& j) { j["schemaVersion"] = 2; }, "schemaVersion");
+  expect_refused([](nlohmann::json& j) { j["schemaVersion"] = 3; }, "schemaVersion");
+  // A 7th element (a prefix) only in schemaVersion 2.
+  expect_refused([](nlohmann::json& j) { j["chunks"][0].push_back(nlohmann::json::array()); },
+                 "6-element array");
   expect_refused([](nlohmann::json& j) { j["chunks"][0] = 7; }, "6-element array");
   DeltaIndexLimits small;
   small.max_json_bytes = 64;
@@ -96,6 +99,86 @@ TEST(DeltaWire, HostileIndexesAreRefusedNamingTheProblem) {
   auto parsed = parse_delta_index(span_of(text), small);
   ASSERT_FALSE(parsed.ok());
   EXPECT_EQ(parsed.error().code, ErrorCode::kLimitExceeded);
+}
+
+// The sample index with c1 coded against a prefix of three chunks (schemaVersion 2).
+DeltaIndex prefix_index() {
+  DeltaIndex index = sample_index();
+  for (DeltaEntry& entry : index.entries) {
+    if (entry.chunk == digest_of("c1")) {
+      entry.prefix = {digest_of("b0"), digest_of("b1"), digest_of("b2")};
+    }
+  }
+  return index;
+}
+
+void expect_prefix_refused(const std::function<void(nlohmann::json&, std::size_t)>& edit,
+                           const std::string& words) {
+  nlohmann::json json = nlohmann::json::parse(write_delta_index(prefix_index()));
+  std::size_t row = 0;
+  while (json["chunks"][row].size() != 7) ++row;
+  edit(json, row);
+  const std::string text = json.dump();
+  auto parsed = parse_delta_index(span_of(text));
+  ASSERT_FALSE(parsed.ok()) << "accepted: " << words;
+  EXPECT_NE(parsed.error().message.find(words), std::string::npos) << parsed.error().message;
+}
+
+TEST(DeltaWire, APrefixIndexIsVersionTwoAndRoundTrips) {
+  // Without prefixes the index stays version 1 (what older clients parse).
+  EXPECT_EQ(nlohmann::json::parse(write_delta_index(sample_index()))["schemaVersion"], 1);
+  const DeltaIndex index = prefix_index();
+  const std::string text = write_delta_index(index);
+  EXPECT_EQ(nlohmann::json::parse(text)["schemaVersion"], 2);
+  auto parsed = parse_delta_index(span_of(text));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  const DeltaEntry* c1 = parsed->find(digest_of("c1"));
+  const DeltaEntry* c2 = parsed->find(digest_of("c2"));
+  ASSERT_TRUE(c1 != nullptr && c2 != nullptr);
+  EXPECT_EQ(c1->prefix, (std::vector<Digest>{digest_of("b0"), digest_of("b1"), digest_of("b2")}));
+  EXPECT_TRUE(c2->prefix.empty());
+
+  expect_prefix_refused(
+      [](nlohmann::json& j, std::size_t r) { j["chunks"][r][6][0] = j["chunks"][r][0]; },
+      "names itself in its prefix");
+  expect_prefix_refused([](nlohmann::json& j, std::size_t r) { j["chunks"][r][6].erase(1); },
+                        "base is not in its prefix");
+  expect_prefix_refused(
+      [](nlohmann::json& j, std::size_t r) {
+        for (int i = 0; i < 8; ++i) j["chunks"][r][6].push_back(j["chunks"][r][1]);
+      },
+      "array of 1..8 chunks");
+  expect_prefix_refused(
+      [](nlohmann::json& j, std::size_t r) { j["chunks"][r][6] = nlohmann::json::array(); },
+      "array of 1..8 chunks");
+  expect_prefix_refused(
+      [](nlohmann::json& j, std::size_t r) { j["chunks"][r][2] = "xor-byte-grouped"; },
+      "needs codec zstd-delta");
+  expect_prefix_refused(
+      [](nlohmann::json& j, std::size_t r) { j["chunks"][r][6][0] = j["chunks"][1 - r][0]; },
+      "itself a delta of the index");
+  expect_prefix_refused([](nlohmann::json& j, std::size_t r) { j["chunks"][r][6][2] = 5; },
+                        "malformed prefix digest");
+}
+
+TEST(DeltaWire, APrefixDeltaNeedsEveryPrefixChunkHeld) {
+  const DeltaIndex index = prefix_index();
+  const auto plan_with = [&](const HaveChunk& have) {
+    PullPlan plan;
+    BlobPiece piece;
+    piece.offset = 0;
+    piece.end = 10'000;
+    piece.is_chunk = true;
+    piece.digest = digest_of("c1");
+    piece.chunk_size = 4000;
+    plan.pieces.push_back(piece);
+    EXPECT_TRUE(apply_delta_index(plan, index, have).ok());
+    return plan;
+  };
+  EXPECT_EQ(plan_with([](const Digest& d) { return d != digest_of("b2"); }).delta_chunks, 0U);
+  const PullPlan all = plan_with([](const Digest&) { return true; });
+  EXPECT_EQ(all.delta_chunks, 1U);
+  EXPECT_EQ(all.pieces[0].delta->prefix.size(), 3U);
 }
 
 BlobPiece chunk_piece(std::uint64_t offset, std::uint64_t end, const Digest& digest,

@@ -7,10 +7,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
+#include "strata/fastpull.h"
 #include "strata/registry.h"
 #include "strata/store.h"
 #include "tests/hostile_registry.h"
+#include "tests/layer_fixtures.h"
 #include "tests/oci_test_helpers.h"
 #include "tests/test_support.h"
 
@@ -212,6 +215,7 @@ void expect_plan_predicts_pull(RegistryClient& client, const std::string& host, 
     EXPECT_EQ(planned.fetch_bytes, layer.bytes_fetched);
     EXPECT_EQ(planned.chunks_local, layer.chunks_local);
     EXPECT_EQ(planned.chunks_missing, layer.chunks_fetched);
+    EXPECT_EQ(planned.delta_chunks, layer.delta_chunks);
     if (planned.already_present) {
       EXPECT_EQ(planned.fetch_bytes, 0U);
     }
@@ -260,6 +264,84 @@ TEST(HostileRegistry, PlanImagePullPredictsWhatThePullFetches) {
   ASSERT_TRUE(again.ok()) << again.error().to_string();
   EXPECT_EQ(again->fetch_bytes, 0U);
   for (const auto& layer : again->layers) EXPECT_TRUE(layer.already_present);
+}
+
+// A rebuilt "library": v2 is v1 with 4 bytes changed every 20 KB; tarred with one header.
+std::vector<std::uint8_t> library_tar(bool second) {
+  auto noise = test::splitmix64_bytes(31, 600'000);
+  std::string content;
+  for (std::uint8_t byte : noise) content.push_back(static_cast<char>('a' + byte % 23));
+  if (second) {
+    for (std::size_t at = 700; at + 4 < content.size(); at += 20'000) content[at] ^= 0x15;
+  }
+  std::vector<std::uint8_t> tar;
+  for (const auto& [name, body] : {std::pair<std::string, std::string>{"usr/lib/liby.so", content},
+                                   {"etc/version", second ? "2\n" : "1\n"}}) {
+    auto header = test::make_header(name, '0', body.size());
+    tar.insert(tar.end(), header.begin(), header.end());
+    tar.insert(tar.end(), body.begin(), body.end());
+    tar.resize((tar.size() + 511) / 512 * 512, 0);
+  }
+  tar.resize(tar.size() + 1024, 0);
+  return tar;
+}
+
+TEST(HostileRegistry, PlanImagePullCountsTheDeltasAPullUses) {
+  test::TempDir work;
+  for (const char* version : {"v1", "v2"}) {
+    const auto tar = library_tar(std::string(version) == "v2");
+    std::ofstream(work / (std::string(version) + ".tar"), std::ios::binary)
+        .write(reinterpret_cast<const char*>(tar.data()), static_cast<std::streamsize>(tar.size()));
+  }
+  const std::string pusher = work / "pusher";
+  const std::string layout_dir = work / "layout";
+  for (const std::string& command :
+       {"ingest --store '" + pusher + "' '" + (work / "v1.tar") + "'",
+        "build '" + (work / "v1.tar") + "' --format zstd:chunked --store '" + pusher +
+            "' --layout '" + layout_dir + "' --tag v1",
+        "ingest --delta-base auto --store '" + pusher + "' '" + (work / "v2.tar") + "'",
+        "build '" + (work / "v2.tar") + "' --format zstd:chunked --store '" + pusher +
+            "' --layout '" + layout_dir + "' --tag v2"}) {
+    const auto result = test::run_tool(command);
+    ASSERT_EQ(result.exit_code, 0) << command << ": " << result.err;
+  }
+  {
+    auto store = ChunkStore::open(pusher);
+    ASSERT_TRUE(store.ok());
+    auto layout = oci::OciLayout::open_or_create(layout_dir);
+    ASSERT_TRUE(layout.ok());
+    auto referrer = fastpull::write_delta_referrer(*store, *layout, "v2");
+    ASSERT_TRUE(referrer.ok()) << referrer.error().to_string();
+    ASSERT_GT(referrer->delta_chunks, 0U);
+    // What push_delta_referrer puts under the fallback tag of a registry without the referrers
+    // API: an image index listing the referrer (serve_layout serves the layout's tags as they are).
+    oci::Index fallback;
+    fallback.manifests.push_back(referrer->referrer);
+    const std::string text = oci::write_index(fallback);
+    auto written = layout->write_blob(oci::kMediaTypeImageIndex, test::bytes_of(text));
+    ASSERT_TRUE(written.ok());
+    ASSERT_TRUE(layout->set_tag("sha256-" + referrer->subject.hex(), *written).ok());
+  }
+  HostileRegistry server(serve_layout(layout_dir));
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  ChunkStore store = open_store(work / "receiver");
+  expect_plan_predicts_pull(*client, server.host(), store, "v1", work.path());
+  // v2: the plan finds the referrer (the fallback tag) and counts the delta ranges as the pull
+  // fetches them.
+  auto reference = parse_image_reference(server.host() + "/img:v2");
+  ASSERT_TRUE(reference.ok());
+  auto plan = plan_image_pull(*client, *reference, store, {});
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  EXPECT_EQ(plan->delta_referrer, "tag") << plan->delta_refused;
+  EXPECT_GT(plan->delta_referrer_bytes, 0U);
+  ASSERT_EQ(plan->layers.size(), 1U);
+  EXPECT_GT(plan->layers[0].delta_chunks, 0U);
+  EXPECT_GT(plan->layers[0].delta_fetch_bytes, 0U);
+  expect_plan_predicts_pull(*client, server.host(), store, "v2", work.path());
+  auto pulled_again = plan_image_pull(*client, *reference, store, {});
+  ASSERT_TRUE(pulled_again.ok());
+  EXPECT_EQ(pulled_again->fetch_bytes, 0U);
 }
 
 TEST(HostileRegistry, TlsModeServesHttpsToAClientThatSkipsVerification) {
