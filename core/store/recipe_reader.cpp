@@ -9,6 +9,7 @@
 #include <tbb/info.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -80,12 +81,24 @@ RecipeReader::RecipeReader(const Recipe& recipe, RecipeChunkFetch fetch,
   // for more only makes TBB warn on stderr.
   const int lendable = tbb::info::default_concurrency() - 1;
   workers = std::min(workers, static_cast<unsigned>(std::max(1, lendable)));
-  // No slot reserved for the caller: it never joins, it only waits for finished batches.
+  // No slot reserved for the caller: it never joins the arena; it fetches batches no worker has
+  // claimed yet while it waits (take_batch), so with one worker both cores still fetch.
   arena_ = std::make_unique<tbb::task_arena>(static_cast<int>(workers), 0);
 }
 
 RecipeReader::~RecipeReader() {
-  for (auto& pending : pending_) pending.wait();
+  drain();
+}
+
+void RecipeReader::drain() {
+  for (auto& pending : pending_) {
+    if (!pending->claimed.exchange(true)) {
+      pending->done.set_value();
+    } else {
+      pending->finished.wait();
+    }
+  }
+  pending_.clear();
 }
 
 Result<ByteSpan> RecipeReader::next() {
@@ -102,7 +115,7 @@ Result<ByteSpan> RecipeReader::next() {
       if (!current_batch_->status.ok()) {
         failure_ = current_batch_->status.error();  // every later call fails the same way
         current_batch_.reset();
-        pending_.clear();
+        drain();
         return failure_.error();
       }
       segment_ = current_batch_->first_segment;
@@ -185,19 +198,24 @@ void RecipeReader::fetch_batch(Batch& batch) const {
   }
 }
 
+bool RecipeReader::claim_and_fetch(const RecipeReader& reader, Pending& pending) {
+  if (pending.claimed.exchange(true)) return false;
+  reader.fetch_batch(*pending.batch);
+  pending.done.set_value();
+  return true;
+}
+
 void RecipeReader::fill_pipeline() {
   while (pending_.size() < options_.read_ahead) {
     auto batch = cut_batch();
     if (!batch) return;
-    auto done = std::make_shared<std::promise<std::unique_ptr<Batch>>>();
-    pending_.push_back(done->get_future());
-    // The reader outlives the task: its destructor waits for every pending future, and a task
-    // touches nothing of the reader after it has set its promise.
-    arena_->enqueue([this, done, raw = batch.release()] {
-      std::unique_ptr<Batch> owned(raw);
-      fetch_batch(*owned);
-      done->set_value(std::move(owned));
-    });
+    auto pending = std::make_shared<Pending>();
+    pending->batch = std::move(batch);
+    pending->finished = pending->done.get_future().share();
+    pending_.push_back(pending);
+    // A task that loses the claim touches only `pending` (which it shares), never the reader:
+    // drain() claims every batch no thread has started before the reader goes away.
+    arena_->enqueue([this, pending] { claim_and_fetch(*this, *pending); });
   }
 }
 
@@ -209,10 +227,19 @@ std::unique_ptr<RecipeReader::Batch> RecipeReader::take_batch() {
   }
   fill_pipeline();
   if (pending_.empty()) return nullptr;
-  auto batch = pending_.front().get();
+  const std::shared_ptr<Pending> front = pending_.front();
+  while (front->finished.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    // Help instead of waiting: the first batch no worker has started (the front one included).
+    const auto unclaimed = std::find_if(pending_.begin(), pending_.end(), [](const auto& pending) {
+      return !pending->claimed.load(std::memory_order_relaxed);
+    });
+    if (unclaimed == pending_.end() || !claim_and_fetch(*this, **unclaimed)) {
+      if (unclaimed == pending_.end()) front->finished.wait();
+    }
+  }
   pending_.pop_front();
   fill_pipeline();
-  return batch;
+  return std::move(front->batch);
 }
 
 Result<StoredLayerReplay> replay_stored_layer(const ChunkStore& store, const Digest& layer,

@@ -9,6 +9,7 @@
 
 #include <tbb/task_arena.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -90,17 +91,30 @@ class RecipeReader {
     Result<void> status;
   };
 
+  // A batch read ahead: fetched by whichever thread claims it first, a worker or the caller
+  // (which fetches batches still waiting for a worker rather than sit idle), then `done` is set.
+  struct Pending {
+    std::unique_ptr<Batch> batch;
+    std::atomic<bool> claimed{false};
+    std::promise<void> done;
+    std::shared_future<void> finished;
+  };
+
   std::unique_ptr<Batch> cut_batch();
   void fetch_batch(Batch& batch) const;
   void fill_pipeline();
   std::unique_ptr<Batch> take_batch();
+  // Fetches `pending` if no other thread has claimed it; false when one had.
+  static bool claim_and_fetch(const RecipeReader& reader, Pending& pending);
+  // Ends every batch in flight: claims the unclaimed (fetching nothing), waits for the others.
+  void drain();
 
   const Recipe& recipe_;
   const RecipeChunkFetch fetch_;
   const RecipeReaderOptions options_;
   std::size_t next_segment_ = 0;            // first segment not yet in a batch
   std::unique_ptr<tbb::task_arena> arena_;  // the fetch workers, when reading ahead
-  std::deque<std::future<std::unique_ptr<Batch>>> pending_;
+  std::deque<std::shared_ptr<Pending>> pending_;
   std::unique_ptr<Batch> current_batch_;
   std::deque<std::unique_ptr<Batch>> retired_;  // the last two, for frame_of
   std::size_t segment_ = 0;                     // next segment of current_batch_ to hand out
