@@ -198,9 +198,9 @@ void RecipeReader::fetch_batch(Batch& batch) const {
   }
 }
 
-bool RecipeReader::claim_and_fetch(const RecipeReader& reader, Pending& pending) {
+bool RecipeReader::claim_and_fetch(const RecipeReader* reader, Pending& pending) {
   if (pending.claimed.exchange(true)) return false;
-  reader.fetch_batch(*pending.batch);
+  reader->fetch_batch(*pending.batch);  // the reader is alive: drain() had not claimed this one
   pending.done.set_value();
   return true;
 }
@@ -215,7 +215,7 @@ void RecipeReader::fill_pipeline() {
     pending_.push_back(pending);
     // A task that loses the claim touches only `pending` (which it shares), never the reader:
     // drain() claims every batch no thread has started before the reader goes away.
-    arena_->enqueue([this, pending] { claim_and_fetch(*this, *pending); });
+    arena_->enqueue([this, pending] { claim_and_fetch(this, *pending); });
   }
 }
 
@@ -233,8 +233,10 @@ std::unique_ptr<RecipeReader::Batch> RecipeReader::take_batch() {
     const auto unclaimed = std::find_if(pending_.begin(), pending_.end(), [](const auto& pending) {
       return !pending->claimed.load(std::memory_order_relaxed);
     });
-    if (unclaimed == pending_.end() || !claim_and_fetch(*this, **unclaimed)) {
-      if (unclaimed == pending_.end()) front->finished.wait();
+    if (unclaimed == pending_.end()) {
+      front->finished.wait();
+    } else {
+      claim_and_fetch(this, **unclaimed);  // a worker may win the claim: then look again
     }
   }
   pending_.pop_front();

@@ -104,8 +104,9 @@ class RecipeReader {
   void fetch_batch(Batch& batch) const;
   void fill_pipeline();
   std::unique_ptr<Batch> take_batch();
-  // Fetches `pending` if no other thread has claimed it; false when one had.
-  static bool claim_and_fetch(const RecipeReader& reader, Pending& pending);
+  // Fetches `pending` if no other thread has claimed it; false when one had (`reader` is then not
+  // touched: it may be gone).
+  static bool claim_and_fetch(const RecipeReader* reader, Pending& pending);
   // Ends every batch in flight: claims the unclaimed (fetching nothing), waits for the others.
   void drain();
 
