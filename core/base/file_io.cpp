@@ -37,10 +37,16 @@ Error io_error(std::string_view what, const std::string& path, int error_number,
   return make_error(ErrorCode::kIo, message);
 }
 
-Result<void> write_all(int fd, ByteSpan data, const std::string& path, PathQuoting quoting) {
+namespace {
+
+// Writes all of `data` through `write_some(bytes, length, done)` (one write(2) or pwrite(2) call),
+// retrying on EINTR; a call that writes nothing is an I/O error.
+template <class WriteSome>
+Result<void> write_fully(ByteSpan data, const WriteSome& write_some, const std::string& path,
+                         PathQuoting quoting) {
   std::size_t done = 0;
   while (done < data.size()) {
-    const ssize_t written = ::write(fd, data.data() + done, data.size() - done);
+    const ssize_t written = write_some(data.data() + done, data.size() - done, done);
     if (written < 0) {
       if (errno == EINTR) continue;
       return io_error("cannot write", path, errno, quoting);
@@ -51,20 +57,25 @@ Result<void> write_all(int fd, ByteSpan data, const std::string& path, PathQuoti
   return {};
 }
 
+}  // namespace
+
+Result<void> write_all(int fd, ByteSpan data, const std::string& path, PathQuoting quoting) {
+  return write_fully(
+      data,
+      [fd](const std::uint8_t* bytes, std::size_t length, std::size_t /*done*/) {
+        return ::write(fd, bytes, length);
+      },
+      path, quoting);
+}
+
 Result<void> pwrite_all(int fd, std::uint64_t offset, ByteSpan data, const std::string& path,
                         PathQuoting quoting) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t written =
-        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return io_error("cannot write", path, errno, quoting);
-    }
-    if (written == 0) return io_error("cannot write", path, EIO, quoting);
-    done += static_cast<std::size_t>(written);
-  }
-  return {};
+  return write_fully(
+      data,
+      [fd, offset](const std::uint8_t* bytes, std::size_t length, std::size_t done) {
+        return ::pwrite(fd, bytes, length, static_cast<off_t>(offset + done));
+      },
+      path, quoting);
 }
 
 Result<std::size_t> pread_all(int fd, std::uint64_t offset, MutableByteSpan out,

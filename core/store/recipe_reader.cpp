@@ -12,6 +12,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace strata {
 namespace {
@@ -88,6 +89,7 @@ RecipeReader::RecipeReader(const Recipe& recipe, RecipeChunkFetch fetch,
 
 RecipeReader::~RecipeReader() {
   drain();
+  while (tasks_running_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
 }
 
 void RecipeReader::drain() {
@@ -215,7 +217,11 @@ void RecipeReader::fill_pipeline() {
     pending_.push_back(pending);
     // A task that loses the claim touches only `pending` (which it shares), never the reader:
     // drain() claims every batch no thread has started before the reader goes away.
-    arena_->enqueue([this, pending] { claim_and_fetch(this, *pending); });
+    tasks_running_.fetch_add(1, std::memory_order_relaxed);
+    arena_->enqueue([this, pending] {
+      claim_and_fetch(this, *pending);
+      tasks_running_.fetch_sub(1, std::memory_order_release);  // the reader waits for this
+    });
   }
 }
 

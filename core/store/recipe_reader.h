@@ -116,6 +116,9 @@ class RecipeReader {
   std::size_t next_segment_ = 0;            // first segment not yet in a batch
   std::unique_ptr<tbb::task_arena> arena_;  // the fetch workers, when reading ahead
   std::deque<std::shared_ptr<Pending>> pending_;
+  // Enqueued tasks not yet finished (a task that lost its claim still runs, briefly): the
+  // destructor waits for 0 so no task outlives the arena holding its batch.
+  std::atomic<int> tasks_running_{0};
   std::unique_ptr<Batch> current_batch_;
   std::deque<std::unique_ptr<Batch>> retired_;  // the last two, for frame_of
   std::size_t segment_ = 0;                     // next segment of current_batch_ to hand out

@@ -19,24 +19,14 @@
 
 #include "strata/strata.h"
 #include "tests/layer_fixtures.h"
+#include "tests/model/bf16.h"
 #include "tests/test_support.h"
 
 namespace strata {
 namespace {
 
-std::uint16_t to_bf16(float value) {
-  std::uint32_t bits = 0;
-  std::memcpy(&bits, &value, 4);
-  bits += 0x7FFFU + ((bits >> 16U) & 1U);
-  return static_cast<std::uint16_t>(bits >> 16U);
-}
-
-float from_bf16(std::uint16_t half) {
-  const std::uint32_t bits = std::uint32_t{half} << 16U;
-  float value = 0;
-  std::memcpy(&value, &bits, 4);
-  return value;
-}
+using test::from_bf16;
+using test::to_bf16;
 
 // Tensor "a" (BF16, 96 Ki values), "b" (F32, 24 Ki values), "c" (I8, 32 KiB) of normal weights;
 // `tuned` moves every value of a and b by N(0, 0.02 std) and changes every 64th byte of c.

@@ -22,6 +22,7 @@
 #include "strata/strata.h"
 #include "tests/hostile_registry.h"
 #include "tests/layer_fixtures.h"
+#include "tests/model/bf16.h"
 #include "tests/test_support.h"
 
 namespace strata {
@@ -29,19 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::uint16_t to_bf16(float value) {
-  std::uint32_t bits = 0;
-  std::memcpy(&bits, &value, 4);
-  bits += 0x7FFFU + ((bits >> 16U) & 1U);
-  return static_cast<std::uint16_t>(bits >> 16U);
-}
-
-float from_bf16(std::uint16_t half) {
-  const std::uint32_t bits = std::uint32_t{half} << 16U;
-  float value = 0;
-  std::memcpy(&value, &bits, 4);
-  return value;
-}
+using test::from_bf16;
+using test::to_bf16;
 
 enum class Tune : std::uint8_t { kBase, kFull, kPartial };
 
