@@ -64,7 +64,10 @@ measure zstd_v1 zstd -q -3 -T"$threads" -f "$work/v1.tar" -o "$work/v1.tar.zst"
 measure zstd_v2 zstd -q -3 -T"$threads" -f "$work/v2.tar" -o "$work/v2.tar.zst"
 measure strata_v1 "$tool" ingest --json --threads "$threads" --store "$work/store" "$work/v1.tar"
 cp -a "$work/store" "$work/store-trust"
+cp -a "$work/store" "$work/store-delta"
 measure strata_v2 "$tool" ingest --json --threads "$threads" --store "$work/store" "$work/v2.tar"
+measure strata_v2_delta "$tool" ingest --json --threads "$threads" --delta-base auto \
+  --store "$work/store-delta" "$work/v2.tar"
 measure strata_v2_trust "$tool" ingest --json --threads "$threads" --trust local \
   --store "$work/store-trust" "$work/v2.tar"
 mkdir -p "$work/castore"
@@ -84,7 +87,8 @@ def timing(label):
 size = {v: os.path.getsize(f"{work}/{v}.tar") for v in ("v1", "v2")}
 rows = []
 for label, version in [("zstd_v1", "v1"), ("zstd_v2", "v2"), ("casync_v1", "v1"), ("casync_v2", "v2"),
-                       ("strata_v1", "v1"), ("strata_v2", "v2"), ("strata_v2_trust", "v2")]:
+                       ("strata_v1", "v1"), ("strata_v2", "v2"), ("strata_v2_delta", "v2"),
+                       ("strata_v2_trust", "v2")]:
     seconds, kib = timing(label)
     rows.append((label, version, size[version] / 1e6 / seconds, kib / 1024, seconds))
 speed = {r[0]: r[2] for r in rows}
@@ -94,12 +98,16 @@ for label, version, mbps, rss, seconds in rows:
     print(f"{label:<18}{mbps:9.0f}{rss:14.0f}{seconds:9.2f}{mbps / speed['zstd_' + version]:15.2f}x")
 v2 = json.loads(open(f"{work}/strata_v2.out").read())
 v2t = json.loads(open(f"{work}/strata_v2_trust.out").read())
+v2d = json.loads(open(f"{work}/strata_v2_delta.out").read())
 zstd_v2 = os.path.getsize(f"{work}/v2.tar.zst")
 strata_v2_bytes = v2["new_stored_bytes"] + v2["recipe_bytes"]
 print()
 print(f"v2 bytes stored: strata {strata_v2_bytes / 2**20:.1f} MiB, casync store growth "
       f"{(ca2 - ca1) / 2**20:.1f} MiB, zstd -3 of v2 {zstd_v2 / 2**20:.1f} MiB")
 print(f"ratios: strata v2 / zstd -T{threads} speed {speed['strata_v2'] / speed['zstd_v2']:.2f}x, "
+      f"with --delta-base auto {speed['strata_v2_delta'] / speed['zstd_v2']:.2f}x "
+      f"({v2d['delta_chunks']} of {v2d['new_chunks']} new chunks as deltas, "
+      f"{(v2d['new_stored_bytes'] + v2d['recipe_bytes']) / 2**20:.1f} MiB stored), "
       f"with --trust local {speed['strata_v2_trust'] / speed['zstd_v2']:.2f}x "
       f"({v2t['fingerprint_hits']} chunks by fingerprint), strata v2 / casync v2 "
       f"{speed['strata_v2'] / speed['casync_v2']:.2f}x, strata v1 / zstd -T{threads} "
@@ -109,7 +117,7 @@ print()
 print("strata thread-seconds per GB of tar, by step (reliability.md §5: the cost of P3 is 'verify'):")
 steps = ["read_and_cut", "cut", "hash", "compress", "verify", "write", "commit"]
 print(f"{'run':<18}" + "".join(f"{s:>14}" for s in steps))
-for label in ("strata_v1", "strata_v2", "strata_v2_trust"):
+for label in ("strata_v1", "strata_v2", "strata_v2_delta", "strata_v2_trust"):
     r = json.loads(open(f"{work}/{label}.out").read())
     gb = r["tar_bytes"] / 1e9
     print(f"{label:<18}" + "".join(f"{r['stage_seconds'][s] / gb:14.3f}" for s in steps))

@@ -165,6 +165,20 @@ Result<const SketchIndex*> DeltaCoder::layer_sketches() {
   if (layer_index_built_) return layer_index_ ? &*layer_index_ : nullptr;
   layer_index_built_ = true;
   SketchIndex index(options_.sketch_index_chunks);
+  if (options_.sketch_layer != Digest()) {
+    auto kept = store_.layer_sketches(options_.sketch_layer, options_.sketch_index_chunks);
+    if (!kept.ok()) return std::move(kept).error();
+    if (!kept->empty()) {
+      for (const auto& [digest, words] : *kept) {
+        ChunkSketch sketch;
+        sketch.super = words.super;
+        sketch.empty = false;
+        index.add(digest, sketch);
+      }
+      layer_index_.emplace(std::move(index));
+      return &*layer_index_;
+    }
+  }
   std::set<Digest> seen;
   std::uint64_t bytes = 0;
   for (const auto& [path, file] : index_.all_files()) {
@@ -204,11 +218,10 @@ Result<const Digest*> DeltaCoder::choose_base(const DeltaBaseIndex::File* file,
   return chunk == nullptr ? nullptr : &chunk->digest;
 }
 
-Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File* file,
-                                                     std::uint64_t offset, std::uint64_t file_size,
-                                                     ByteSpan raw, std::uint32_t element_width,
-                                                     std::uint32_t element_phase,
-                                                     std::size_t plain_size) {
+Result<std::optional<DeltaCoded>> DeltaCoder::code(const DeltaBaseIndex::File* file,
+                                                   std::uint64_t offset, std::uint64_t file_size,
+                                                   ByteSpan raw, std::uint32_t element_width,
+                                                   std::uint32_t element_phase) {
   bool by_sketch = false;
   auto chosen = choose_base(file, offset, file_size, raw, by_sketch);
   if (!chosen.ok()) return std::move(chosen).error();
@@ -219,6 +232,7 @@ Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File*
   const ByteSpan base_raw((*base)->raw.data(), (*base)->raw.size());
   DeltaCoded coded;
   coded.base = *base;
+  coded.by_sketch = by_sketch;
   if (element_width == 2 || element_width == 4) {
     auto encoded =
         encode_chunk_xor_grouped(raw, base_raw, element_width, element_phase, options_.level);
@@ -229,12 +243,40 @@ Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File*
     STRATA_TRY(compress_chunk_delta_into(raw, base_raw, options_.level, coded.stored));
     coded.codec = Codec::kZstdDelta;
   }
-  if (static_cast<double>(coded.stored.size()) >=
-      options_.max_ratio * static_cast<double>(plain_size)) {
+  return std::optional<DeltaCoded>(std::move(coded));
+}
+
+Result<std::optional<DeltaCoded>> DeltaCoder::encode(const DeltaBaseIndex::File* file,
+                                                     std::uint64_t offset, std::uint64_t file_size,
+                                                     ByteSpan raw, std::uint32_t element_width,
+                                                     std::uint32_t element_phase,
+                                                     const PlainCoder& code_plain) {
+  auto coded = code(file, offset, file_size, raw, element_width, element_phase);
+  if (!coded.ok()) return std::move(coded).error();
+  std::optional<DeltaCoded>& delta = *coded;
+  const auto keep = [&]() {
+    if (delta->by_sketch) ++sketch_based_;
+    return std::move(coded);
+  };
+  if (delta) {
+    // The plain size the base predicts: this chunk's size at the base's own compression ratio.
+    const DeltaBaseChunk& base = *delta->base;
+    const double predicted_plain = base.raw.empty() ? 0.0
+                                                    : static_cast<double>(raw.size()) *
+                                                          static_cast<double>(base.stored_size) /
+                                                          static_cast<double>(base.raw.size());
+    if (static_cast<double>(delta->stored.size()) < options_.plain_skip_ratio * predicted_plain) {
+      ++plain_skipped_;
+      return keep();
+    }
+  }
+  auto plain_size = code_plain();
+  if (!plain_size.ok()) return std::move(plain_size).error();
+  if (!delta || static_cast<double>(delta->stored.size()) >=
+                    options_.max_ratio * static_cast<double>(*plain_size)) {
     return std::optional<DeltaCoded>();
   }
-  if (by_sketch) ++sketch_based_;
-  return std::optional<DeltaCoded>(std::move(coded));
+  return keep();
 }
 
 Result<PutChunkOutcome> put_new_chunk(StoreWriter& writer, const Digest& digest, ByteSpan raw,

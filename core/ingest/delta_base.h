@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -95,12 +96,16 @@ struct DeltaCoded {
   Codec codec = Codec::kZstdDelta;
   std::shared_ptr<const DeltaBaseChunk> base;
   std::vector<std::uint8_t> stored;
+  bool by_sketch = false;  // the base came from the sketch index
 };
 
 struct DeltaCoderOptions {
   int level = 3;
   // A delta is kept only when its stored size is below this fraction of the plain stored form.
   double max_ratio = 0.9;
+  // A delta below this fraction of the plain size its base predicts is kept without coding the
+  // plain form to compare (DeltaCoder::encode); 0 always codes both.
+  double plain_skip_ratio = 0.5;
   std::size_t cache_bytes = std::size_t{64} << 20U;
   // Content sketches (core/ingest/delta_sketch.h) for a file whose path the base layer lacks: a
   // sketch index of the base layer's chunks, built on first need from at most
@@ -110,6 +115,9 @@ struct DeltaCoderOptions {
   bool sketches = true;
   std::size_t sketch_index_chunks = std::size_t{1} << 16U;
   std::uint64_t sketch_index_bytes = std::uint64_t{1} << 30U;
+  // The base layer whose kept sketches (ChunkStore::layer_sketches) form the sketch index; a
+  // layer with none (put by an older strata, or by a pull) has its chunks read and sketched.
+  Digest sketch_layer;
 };
 
 class DeltaCoder {
@@ -126,22 +134,27 @@ class DeltaCoder {
 
   [[nodiscard]] const DeltaBaseIndex& index() const noexcept { return index_; }
 
-  // Codes `raw` (bytes [offset, offset + raw.size()) of a file of `file_size` bytes whose path
-  // the base layer holds as `file`) against the base chunk at the same relative position. `file`
-  // null: a file the base layer has no path for, whose base comes from the sketch index
-  // (DeltaCoderOptions::sketches), e.g. a renamed file. Empty when no delta beats
-  // options.max_ratio x `plain_size`. element_width/phase as the chunker gave them (0: not float
-  // tensor bytes). Thread-safe.
+  // Codes the plain stored form of a chunk into the caller's buffer and gives its size.
+  using PlainCoder = std::function<Result<std::size_t>()>;
+
+  // Chooses the stored form of `raw` (bytes [offset, offset + raw.size()) of a file of
+  // `file_size` bytes whose path the base layer holds as `file`): a delta against the base chunk
+  // at the same relative position, or the plain form `code_plain` writes. `file` null: a file the
+  // base layer has no path for, whose base comes from the sketch index
+  // (DeltaCoderOptions::sketches), e.g. a renamed file. The delta is coded first; when it is below
+  // plain_skip_ratio x the plain size its base predicts (the base's own stored/raw ratio), it is
+  // kept without coding the plain form at all (on an update of a library most new chunks are such
+  // deltas, and coding both forms doubled the ingest's compression time). Otherwise code_plain
+  // runs and the delta is kept only below max_ratio x the plain size. Returns the delta when it
+  // is kept; empty means code_plain ran and its form stands. element_width/phase as the chunker
+  // gave them (0: not float tensor bytes). Thread-safe.
   Result<std::optional<DeltaCoded>> encode(const DeltaBaseIndex::File* file, std::uint64_t offset,
                                            std::uint64_t file_size, ByteSpan raw,
                                            std::uint32_t element_width, std::uint32_t element_phase,
-                                           std::size_t plain_size);
-  Result<std::optional<DeltaCoded>> encode(const DeltaBaseIndex::File& file, std::uint64_t offset,
-                                           std::uint64_t file_size, ByteSpan raw,
-                                           std::uint32_t element_width, std::uint32_t element_phase,
-                                           std::size_t plain_size) {
-    return encode(&file, offset, file_size, raw, element_width, element_phase, plain_size);
-  }
+                                           const PlainCoder& code_plain);
+
+  // Plain frames not coded because the delta won outright (see encode).
+  [[nodiscard]] std::uint64_t plain_frames_skipped() const noexcept { return plain_skipped_; }
 
   // Chunks coded against a base the sketch index gave, and the chunks that index holds (0 until
   // it is first needed).
@@ -154,12 +167,17 @@ class DeltaCoder {
   Result<const Digest*> choose_base(const DeltaBaseIndex::File* file, std::uint64_t offset,
                                     std::uint64_t file_size, ByteSpan raw, bool& by_sketch);
   Result<const SketchIndex*> layer_sketches();
+  // `raw` coded against its base; empty when it has none (or the base cannot be read).
+  Result<std::optional<DeltaCoded>> code(const DeltaBaseIndex::File* file, std::uint64_t offset,
+                                         std::uint64_t file_size, ByteSpan raw,
+                                         std::uint32_t element_width, std::uint32_t element_phase);
 
   const ChunkStore& store_;
   DeltaBaseIndex index_;
   DeltaBaseCache cache_;
   DeltaCoderOptions options_;
   std::atomic<std::uint64_t> sketch_based_{0};
+  std::atomic<std::uint64_t> plain_skipped_{0};
   std::mutex sketch_mutex_;  // guards the index build
   std::optional<SketchIndex> layer_index_;
   bool layer_index_built_ = false;

@@ -57,7 +57,8 @@ ChunkSketch sketch_of(ByteSpan bytes) {
   std::array<std::uint64_t, kFeatures> features{};
   std::uint64_t fingerprint = 0;
   std::size_t samples = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
+  const std::size_t length = std::min(bytes.size(), kSketchPrefixBytes);
+  for (std::size_t i = 0; i < length; ++i) {
     fingerprint = (fingerprint << 1U) + kTables.gear[bytes[i]];
     if ((fingerprint & kSampleMask) != 0 || i < 64) continue;
     ++samples;

@@ -86,6 +86,8 @@ struct BatchItem {
   std::uint64_t file_offset = 0;
   std::uint64_t file_size = 0;
   std::shared_ptr<const DeltaBaseChunk> base;
+  bool sketched = false;  // `sketch` holds the content sketch of a new chunk stored whole
+  ChunkSketchWords sketch;
 };
 
 struct Batch {
@@ -243,6 +245,7 @@ class ChunkCoder {
         level_(options.zstd_level),
         trust_local_(options.trust == TrustMode::kLocal),
         verify_frames_(options.verify_frames),
+        keep_sketches_(options.delta.keep_sketches),
         byte_grouping_(options.byte_grouping != ByteGrouping::kOff) {
     grouping_.level = level_;
     grouping_.choice = options.byte_grouping == ByteGrouping::kGroupingFirst
@@ -258,6 +261,7 @@ class ChunkCoder {
       if (!claim(item, bytes)) continue;
       auto coded = encode(item, bytes, batch->scratch);
       if (coded.ok() && verify_frames_) coded = check_frame(item, bytes, batch->scratch);
+      if (coded.ok() && keep_sketches_ && !item.base) sketch(item, bytes);
       if (!coded.ok()) {
         batch->status = std::move(coded);
         return batch;
@@ -296,19 +300,13 @@ class ChunkCoder {
   // The chunk's stored form into `stored`, its codec (and delta base) into `item`.
   Result<void> encode(BatchItem& item, ByteSpan bytes, std::vector<std::uint8_t>& stored) {
     const StepClock::Scope timing(compress_clock_);
-    item.codec = Codec::kZstd;
-    if (byte_grouping_ && item.element_width != 0) {
-      auto encoded = choose_codec(bytes, item.element_width, item.element_phase, grouping_);
-      if (!encoded.ok()) return std::move(encoded).error();
-      if (encoded->codec == ChunkCodec::kByteGroupZstd) item.codec = Codec::kByteGrouped;
-      stored = std::move(encoded->bytes);
-    } else {
-      auto compressed = compress_chunk_zstd_into(bytes, level_, stored);
-      if (!compressed.ok()) return std::move(compressed).error();
-    }
-    if (delta_coder_ == nullptr || !item.in_file) return {};
-    auto coded = delta_coder_->encode(item.base_file, item.file_offset, item.file_size, bytes,
-                                      item.element_width, item.element_phase, stored.size());
+    if (delta_coder_ == nullptr || !item.in_file) return encode_plain(item, bytes, stored);
+    auto coded =
+        delta_coder_->encode(item.base_file, item.file_offset, item.file_size, bytes,
+                             item.element_width, item.element_phase, [&]() -> Result<std::size_t> {
+                               STRATA_TRY(encode_plain(item, bytes, stored));
+                               return stored.size();
+                             });
     if (!coded.ok()) return std::move(coded).error();
     if (*coded) {
       item.codec = (*coded)->codec;
@@ -316,6 +314,28 @@ class ChunkCoder {
       stored = std::move((*coded)->stored);
     }
     return {};
+  }
+
+  // The plain stored form: a zstd frame, or the byte-grouped codec for float tensor bytes when
+  // that is smaller (models.md §1).
+  Result<void> encode_plain(BatchItem& item, ByteSpan bytes, std::vector<std::uint8_t>& stored) {
+    item.codec = Codec::kZstd;
+    if (byte_grouping_ && item.element_width != 0) {
+      auto encoded = choose_codec(bytes, item.element_width, item.element_phase, grouping_);
+      if (!encoded.ok()) return std::move(encoded).error();
+      if (encoded->codec == ChunkCodec::kByteGroupZstd) item.codec = Codec::kByteGrouped;
+      stored = std::move(encoded->bytes);
+      return {};
+    }
+    return compress_chunk_zstd_into(bytes, level_, stored);
+  }
+
+  // The content sketch a later delta ingest finds this chunk by (delta_sketch.h).
+  void sketch(BatchItem& item, ByteSpan bytes) {
+    const StepClock::Scope timing(compress_clock_);
+    const ChunkSketch sketch = sketch_of(bytes);
+    item.sketched = !sketch.empty;
+    item.sketch.super = sketch.super;
   }
 
   // Decodes what will be stored and compares it with the input, here in the parallel stage
@@ -339,6 +359,7 @@ class ChunkCoder {
   int level_;
   bool trust_local_;
   bool verify_frames_;
+  bool keep_sketches_;
   bool byte_grouping_;
   ByteGroupOptions grouping_;
   tbb::concurrent_unordered_set<Digest, DigestHash> claimed_;  // chunks this ingest stores
@@ -421,6 +442,8 @@ class BatchWriter {
                              options_.zstd_level);
     if (!put.ok()) return std::move(put).error();
     const Codec codec = put->codec;
+    if (item.sketched && !is_delta_codec(codec))
+      STRATA_TRY(writer_.put_sketch(item.digest, item.sketch));
     ++report_.new_chunks;
     report_.new_raw_bytes += item.length;
     report_.new_stored_bytes += put->stored_bytes;
@@ -476,6 +499,7 @@ Result<void> open_delta_coder(const ChunkStore& store, const IngestOptions& opti
   coder_options.max_ratio = options.delta.max_ratio;
   coder_options.cache_bytes = options.delta.cache_bytes;
   coder_options.sketch_index_chunks = options.delta.sketch_index_chunks;
+  coder_options.sketch_layer = base_layer;
   coder.emplace(store, std::move(index).value(), coder_options);
   return {};
 }

@@ -117,31 +117,38 @@ struct ChunkBatch {
 // A chunk's digest and, when `store` (nullptr: no store) lacks it, its stored form: byte-grouped
 // zstd when its tensor has an element width and grouping pays, else zstd; then a delta against
 // its base when `delta` has one and that is smaller.
+// The plain stored form of a new chunk: byte-grouped zstd for float tensor bytes when that is
+// smaller (models.md §1), else a zstd frame.
+Result<void> encode_plain(PendingChunk& chunk, ByteSpan bytes, const ByteGroupOptions& grouping) {
+  if (chunk.element_width != 0) {
+    auto encoded = choose_codec(bytes, chunk.element_width, chunk.element_phase, grouping);
+    if (!encoded.ok()) return std::move(encoded).error();
+    chunk.codec = encoded->codec == ChunkCodec::kByteGroupZstd ? Codec::kByteGrouped : Codec::kZstd;
+    chunk.stored = std::move(encoded->bytes);
+    return {};
+  }
+  auto compressed = compress_chunk_zstd(bytes, grouping.level);
+  if (!compressed.ok()) return std::move(compressed).error();
+  chunk.stored = std::move(*compressed);
+  return {};
+}
+
 void encode_chunk(PendingChunk& chunk, ByteSpan bytes, const ChunkStore* store,
                   const ByteGroupOptions& grouping, DeltaPlan& delta) {
   chunk.digest = sha256_of(bytes);
   if (store == nullptr || store->contains(chunk.digest)) return;
   chunk.store_it = true;
-  if (chunk.element_width != 0) {
-    auto encoded = choose_codec(bytes, chunk.element_width, chunk.element_phase, grouping);
-    if (!encoded.ok()) {
-      chunk.status = std::move(encoded).error();
-      return;
-    }
-    chunk.codec = encoded->codec == ChunkCodec::kByteGroupZstd ? Codec::kByteGrouped : Codec::kZstd;
-    chunk.stored = std::move(encoded->bytes);
-  } else {
-    auto compressed = compress_chunk_zstd(bytes, grouping.level);
-    if (!compressed.ok()) {
-      chunk.status = std::move(compressed).error();
-      return;
-    }
-    chunk.stored = std::move(*compressed);
-  }
   const DeltaPlan::Target target = delta.target_of(chunk);
-  if (target.file == nullptr) return;
-  auto coded = delta.coder->encode(*target.file, target.offset, target.file_size, bytes,
-                                   chunk.element_width, chunk.element_phase, chunk.stored.size());
+  if (target.file == nullptr) {
+    if (auto plain = encode_plain(chunk, bytes, grouping); !plain.ok()) chunk.status = plain;
+    return;
+  }
+  auto coded =
+      delta.coder->encode(target.file, target.offset, target.file_size, bytes, chunk.element_width,
+                          chunk.element_phase, [&]() -> Result<std::size_t> {
+                            STRATA_TRY(encode_plain(chunk, bytes, grouping));
+                            return chunk.stored.size();
+                          });
   if (!coded.ok()) {
     chunk.status = std::move(coded).error();
     return;

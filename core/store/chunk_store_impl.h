@@ -119,11 +119,17 @@ struct ChunkStore::Impl {
 // "chunk sha256:… in pack P at offset O: <reason>"
 std::string describe_chunk(const Digest& digest, const ChunkLocation& location);
 
+// What decode_checked_record checks the decoded bytes against: the index's XXH3-128 and the
+// digest (SHA-256), or the XXH3-128 alone where the caller's own result is checked by SHA-256
+// later anyway (a delta base: the chunk coded against it is verified whole).
+enum class RawCheck { kFingerprintAndDigest, kFingerprint };
+
 // Decodes a checked record payload (with `base_raw` for a delta codec) and checks raw length,
-// XXH3-128 and SHA-256 against the index. Impl::decode_record is the caller.
-Result<std::vector<std::uint8_t>> decode_checked_record(const Digest& digest,
-                                                        const ChunkLocation& location,
-                                                        ByteSpan record, ByteSpan base_raw = {});
+// XXH3-128 and (unless `check` says otherwise) SHA-256 against the index. Impl::decode_record
+// is the caller.
+Result<std::vector<std::uint8_t>> decode_checked_record(
+    const Digest& digest, const ChunkLocation& location, ByteSpan record, ByteSpan base_raw = {},
+    RawCheck check = RawCheck::kFingerprintAndDigest);
 
 // The record and its location, looked up again when gc moved it meanwhile.
 struct LocatedRecord {

@@ -636,6 +636,8 @@ Result<GcReport> ChunkStore::gc() {
       STRATA_TRY(db.execute((std::string("DELETE FROM chunks WHERE ") + kDead).c_str()));
       STRATA_TRY(
           db.execute("DELETE FROM chunk_bases WHERE digest NOT IN (SELECT digest FROM chunks)"));
+      STRATA_TRY(
+          db.execute("DELETE FROM chunk_sketches WHERE digest NOT IN (SELECT digest FROM chunks)"));
       STRATA_TRY(store.bump_generation_locked());
       report.chunks_removed = dead_chunks;
     }

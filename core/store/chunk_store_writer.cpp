@@ -39,6 +39,7 @@ struct DeltaPairState {
   bool base_good = false;
   bool base_in_chain = false;
   bool digest_is_base = false;
+  ChunkFingerprint base_fingerprint;  // the base's XXH3-128 as the index records it
 };
 
 Result<DeltaPairState> delta_pair_state(store_index::Database& db, const Digest& digest,
@@ -46,7 +47,8 @@ Result<DeltaPairState> delta_pair_state(store_index::Database& db, const Digest&
   auto check = db.prepare(
       "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
       "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
-      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2)");
+      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2), "
+      "(SELECT xxh3 FROM chunks WHERE digest = ?1 AND corrupt = 0)");
   if (!check.ok()) return std::move(check).error();
   check->bind_blob(1, blob_of(base));
   check->bind_blob(2, blob_of(digest));
@@ -58,6 +60,7 @@ Result<DeltaPairState> delta_pair_state(store_index::Database& db, const Digest&
   state.base_in_chain =
       check->column_int(1) != 0 || (codec >= 0 && is_delta_codec(static_cast<Codec>(codec)));
   state.digest_is_base = check->column_int(2) != 0;
+  if (state.base_good) state.base_fingerprint = fingerprint_from_blob(check->column_blob(3));
   return state;
 }
 
@@ -92,6 +95,7 @@ struct StoreWriter::Session {
     std::array<std::uint8_t, 16> xxh3{};
     bool has_base = false;  // a delta chunk: decodes against `base`
     Digest base;
+    std::optional<ChunkSketchWords> sketch;  // put_sketch: kept in chunk_sketches at commit
   };
   std::unordered_map<Digest, PendingChunk, DigestHash> pending;
 
@@ -210,6 +214,9 @@ struct StoreWriter::Session {
     auto reference = db.prepare("UPDATE chunks SET refcount = refcount + 1 WHERE digest = ?");
     auto unbase = db.prepare("DELETE FROM chunk_bases WHERE digest = ?");
     if (!unbase.ok()) return std::move(unbase).error();
+    auto keep_sketch =
+        db.prepare("INSERT OR REPLACE INTO chunk_sketches(digest, sketch) VALUES(?, ?)");
+    if (!keep_sketch.ok()) return std::move(keep_sketch).error();
     if (!select.ok()) return std::move(select).error();
     if (!insert.ok()) return std::move(insert).error();
     if (!heal.ok()) return std::move(heal).error();
@@ -258,6 +265,16 @@ struct StoreWriter::Session {
       STRATA_TRY(unbase->run());
       unbase->reset();
       if (chunk.has_base) STRATA_TRY(record_base_locked(digest, chunk.base));
+      if (chunk.sketch) {
+        std::array<std::uint8_t, sizeof(chunk.sketch->super)> blob{};
+        for (std::size_t i = 0; i < blob.size(); ++i) {
+          blob[i] = static_cast<std::uint8_t>(chunk.sketch->super[i / 8] >> (8U * (i % 8)));
+        }
+        keep_sketch->bind_blob(1, blob_of(digest));
+        keep_sketch->bind_blob(2, ByteSpan(blob.data(), blob.size()));
+        STRATA_TRY(keep_sketch->run());
+        keep_sketch->reset();
+      }
       ++outcome.new_chunks;
       outcome.new_stored_bytes += chunk.stored_length;
     }
@@ -517,6 +534,16 @@ Result<void> StoreWriter::put_chunk_checked(const Digest& digest, ByteSpan raw, 
   return {};
 }
 
+Result<void> StoreWriter::put_sketch(const Digest& digest, const ChunkSketchWords& sketch) {
+  const auto pending = session_->pending.find(digest);
+  if (pending == session_->pending.end()) {
+    return make_error(ErrorCode::kNotFound,
+                      "chunk " + digest.to_string() + " was not put by this ingest session");
+  }
+  pending->second.sketch = sketch;
+  return {};
+}
+
 Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& base,
                                            ByteSpan base_raw) const {
   ChunkStore::Impl& store = *session_->store;
@@ -531,15 +558,23 @@ Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& b
                         name + ": the base is not a committed chunk of the store");
     }
   }
-  if (base_raw.size() > kMaxStoredChunkBytes || sha256_of(base_raw) != base) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      name + ": the base bytes given do not hash to the base digest");
+  if (base_raw.size() > kMaxStoredChunkBytes) {
+    return make_error(ErrorCode::kInvalidArgument, name + ": the base bytes given are too large");
   }
   std::lock_guard lock(store.db_mutex);
   auto state = delta_pair_state(store.db, digest, base);
   if (!state.ok()) return std::move(state).error();
   if (!state->base_good) {
     return make_error(ErrorCode::kInvalidArgument, name + ": the base is not a good chunk");
+  }
+  // The base bytes a caller gives come from this store's own reads (ChunkStore::read_delta_base,
+  // read_chunk), which checked them against the base digest (SHA-256) already, so no input a
+  // hostile layer or registry controls reaches this check. Comparing them with the XXH3-128 the
+  // index keeps for the base catches a wrong buffer at a fraction of the cost of hashing them
+  // again here, in the serial writer.
+  if (!(fingerprint_of(base_raw) == state->base_fingerprint)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      name + ": the base bytes given are not the stored base's bytes");
   }
   if (state->base_in_chain || state->digest_is_base) {
     return make_error(

@@ -63,6 +63,10 @@ struct DeltaIngestOptions {
   // sketch in an index of the base layer's chunks, built on first need from at most
   // sketch_index_chunks of them (its bound in time and memory; 0: no sketches).
   std::size_t sketch_index_chunks = std::size_t{1} << 16U;
+  // Keep the content sketch of every new chunk stored whole (whether or not this ingest codes
+  // deltas), so that a later ingest delta-coded against this layer builds its sketch index from
+  // the store instead of reading every chunk of the layer. Costs one pass over the new bytes.
+  bool keep_sketches = true;
 };
 
 struct IngestOptions {
@@ -103,7 +107,8 @@ struct IngestStageSeconds {
   double read_and_cut = 0;  // stage 1 (serial): read, decompress, parse the tar, cut, batch
   double cut = 0;           // of which: the content-defined chunker (and tensor cuts)
   double hash = 0;          // stage 2 (parallel): SHA-256 (or XXH3-128 lookups) of each chunk
-  double compress = 0;      // stage 2: zstd / byte-grouped encoding of new chunks
+  double compress = 0;      // stage 2: zstd / byte-grouped / delta encoding of new chunks, and
+                            // their content sketches (DeltaIngestOptions::keep_sketches)
   double verify = 0;        // stage 2: decoding each new chunk's stored form again (P3)
   double write = 0;         // stage 3 (serial): diff_id hashing, pack appends, recipe
   double commit = 0;        // after the pipeline: fsync of packs, the index transaction

@@ -10,6 +10,7 @@
 // the store object (open, contains, read), then write sessions, then maintenance (verify, gc).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -112,7 +113,15 @@ struct StoredChunk {
 // A chunk a new chunk can be delta-coded against (ChunkStore::read_delta_base).
 struct DeltaBaseChunk {
   Digest digest;                  // a chunk stored whole (never a delta chunk)
-  std::vector<std::uint8_t> raw;  // its raw bytes, verified
+  std::vector<std::uint8_t> raw;  // its raw bytes, checked against the index's XXH3-128
+  std::uint64_t stored_size = 0;  // its size as the store holds it (its codec's frame)
+};
+
+// A chunk's content sketch (four super-features, core/ingest/delta_sketch.h computes them): the
+// store keeps it beside a chunk put with one, so a later delta ingest finds bases among a layer's
+// chunks by similarity without reading them (DESIGN.md §7 "Finding a base").
+struct ChunkSketchWords {
+  std::array<std::uint64_t, 4> super{};
 };
 
 // A delta chunk as the store holds it (ChunkStore::read_stored_delta): what a delta referrer ships
@@ -205,6 +214,9 @@ class StoreWriter {
   Result<void> put_verified_delta_chunk(const Digest& digest, ByteSpan raw, ByteSpan stored,
                                         Codec codec, const Digest& base, ByteSpan base_raw);
 
+  // Keeps `sketch` for `digest`, a chunk put in this session, with its index row when the layer
+  // that references it commits. kNotFound when this session put no such chunk.
+  Result<void> put_sketch(const Digest& digest, const ChunkSketchWords& sketch);
   // True when put_chunk would not need the bytes: the chunk is known good in the store or was
   // already put in this session. Lets the engine skip compressing a repeat within one layer.
   [[nodiscard]] bool contains(const Digest& digest) const;
@@ -262,6 +274,11 @@ class ChunkStore {
   // What a new chunk similar to `digest` can be delta-coded against: the chunk itself when it is
   // stored whole, else the base it is coded against (chains stay at depth 1), with its raw bytes.
   Result<DeltaBaseChunk> read_delta_base(const Digest& digest) const;
+  // The kept sketches of the chunks of stored layer `layer` (diff_id or a blob digest it was
+  // ingested from), at most `max_chunks` of
+  // them; empty for a layer whose chunks were put without sketches (e.g. by an older strata).
+  Result<std::vector<std::pair<Digest, ChunkSketchWords>>> layer_sketches(
+      const Digest& layer, std::size_t max_chunks) const;
   // The coded bytes and base of a chunk stored as a delta (record checksum verified, payload not
   // decoded: read_chunk checks that it decodes), or nullopt when the chunk is stored whole.
   Result<std::optional<StoredDelta>> read_stored_delta(const Digest& digest) const;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/export/recipe_tar_chunks.h"
+#include "core/ingest/delta_base.h"
 #include "core/ingest/delta_sketch.h"
 #include "core/store/chunk_store_fault.h"
 #include "strata/strata.h"
@@ -154,6 +155,58 @@ TEST(DeltaCodec, RoundTripsAgainstTheBase) {
                                      ByteSpan(weights).first(1000), tuned.size());
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, tuned);
+}
+
+// The delta is coded first; the plain frame only when the delta does not win outright against
+// the plain size its base predicts, and then the smaller one is kept.
+TEST(DeltaCoder, CodesThePlainFormOnlyWhenTheDeltaDoesNotWinOutright) {
+  test::ScratchDir scratch;
+  ChunkStore store = open_store(scratch.path() + "/store");
+  const Versions versions = make_versions();
+  auto v1 = ingest_layer_bytes(store, versions.v1, small_chunks());
+  ASSERT_TRUE(v1.ok()) << v1.error().to_string();
+  auto index = DeltaBaseIndex::build(store, v1->diff_id);
+  ASSERT_TRUE(index.ok()) << index.error().to_string();
+  const DeltaBaseIndex::File* library = index->find("usr/lib/libx.so.1");
+  ASSERT_NE(library, nullptr);
+  // The first 16 KiB of v2's library (its content starts after one 512-byte tar header).
+  const ByteSpan changed = ByteSpan(versions.v2).subspan(512, 16384);
+  const std::uint64_t library_size = 400000 + std::string("inserted in version two").size();
+  const auto unrelated = test::splitmix64_bytes(99, 16384);
+
+  for (const double skip_ratio : {0.5, 0.0}) {
+    DeltaCoderOptions options;
+    options.plain_skip_ratio = skip_ratio;
+    DeltaCoder coder(store, *index, options);
+    int plain_calls = 0;
+    std::vector<std::uint8_t> plain;
+    auto code_plain = [&](ByteSpan raw) {
+      return [&plain_calls, &plain, raw]() -> Result<std::size_t> {
+        ++plain_calls;
+        STRATA_TRY(compress_chunk_zstd_into(raw, 3, plain));
+        return plain.size();
+      };
+    };
+    auto similar = coder.encode(library, 0, library_size, changed, 0, 0, code_plain(changed));
+    ASSERT_TRUE(similar.ok()) << similar.error().to_string();
+    ASSERT_TRUE(similar->has_value()) << "a lightly edited chunk is stored as a delta";
+    EXPECT_EQ(plain_calls, skip_ratio > 0 ? 0 : 1);
+    EXPECT_EQ(coder.plain_frames_skipped(), skip_ratio > 0 ? 1U : 0U);
+    const DeltaCoded& delta = **similar;
+    EXPECT_GT(delta.base->stored_size, 0U);
+    auto decoded =
+        decompress_delta_chunk(delta.codec, delta.stored, delta.base->raw, changed.size());
+    ASSERT_TRUE(decoded.ok()) << decoded.error().to_string();
+    EXPECT_TRUE(std::equal(decoded->begin(), decoded->end(), changed.begin(), changed.end()));
+
+    // Bytes unlike their base: the plain form is coded once and stands.
+    plain_calls = 0;
+    auto other = coder.encode(library, 0, library_size, unrelated, 0, 0, code_plain(unrelated));
+    ASSERT_TRUE(other.ok()) << other.error().to_string();
+    EXPECT_FALSE(other->has_value());
+    EXPECT_EQ(plain_calls, 1);
+    EXPECT_FALSE(plain.empty());
+  }
 }
 
 TEST(DeltaStore, ExportsAreByteExactAndFramesStandalone) {
@@ -316,6 +369,53 @@ TEST(DeltaStore, ARenamedFileFindsItsBaseBySketch) {
   EXPECT_LE(small->delta_sketch_index_chunks, 3U);
   EXPECT_GT(small->delta_sketch_index_chunks, 0U);
   EXPECT_EQ(export_tar(bounded, small->diff_id), renamed.v2);
+
+  // A base layer put without kept sketches (an older strata, a pull): its chunks are read and
+  // sketched instead, and the renamed file finds the same bases.
+  ChunkStore unkept = open_store(scratch.file("unkept"));
+  IngestOptions no_sketches = small_chunks();
+  no_sketches.delta.keep_sketches = false;
+  auto old_base = ingest_layer_bytes(unkept, renamed.v1, no_sketches);
+  ASSERT_TRUE(old_base.ok());
+  auto none = unkept.layer_sketches(old_base->diff_id, 1000);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  options.delta.layer = old_base->diff_id;
+  options.delta.sketch_index_chunks = std::size_t{1} << 16U;
+  auto read_back = ingest_layer_bytes(unkept, renamed.v2, options);
+  ASSERT_TRUE(read_back.ok()) << read_back.error().to_string();
+  EXPECT_EQ(read_back->delta_sketch_chunks, with.delta_sketch_chunks);
+  EXPECT_EQ(read_back->new_stored_bytes, with.new_stored_bytes);
+  EXPECT_EQ(export_tar(unkept, read_back->diff_id), renamed.v2);
+}
+
+// Every new chunk stored whole keeps its sketch, found again by layer (also by a blob digest the
+// layer was ingested from); gc drops the sketches of the chunks it removes.
+TEST(DeltaStore, KeptSketchesFollowTheLayersChunks) {
+  test::ScratchDir scratch;
+  ChunkStore store = open_store(scratch.file("store"));
+  const Versions versions = make_versions();
+  auto v1 = ingest_layer_bytes(store, versions.v1, small_chunks());
+  ASSERT_TRUE(v1.ok()) << v1.error().to_string();
+  auto kept = store.layer_sketches(v1->diff_id, 1000);
+  ASSERT_TRUE(kept.ok()) << kept.error().to_string();
+  EXPECT_EQ(kept->size(), v1->new_chunks);
+  for (const auto& [digest, words] : *kept) {
+    auto raw = store.read_chunk(digest);
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ(words.super, sketch_of(*raw).super) << digest.to_string();
+  }
+  auto limited = store.layer_sketches(v1->diff_id, 2);
+  ASSERT_TRUE(limited.ok());
+  EXPECT_EQ(limited->size(), 2U);
+  ASSERT_TRUE(store.remove_layer(v1->diff_id).ok());
+  auto collected = store.gc();
+  ASSERT_TRUE(collected.ok()) << collected.error().to_string();
+  ASSERT_TRUE(sqlite3_installed()) << "sqlite3 is not installed (scripts/install-deps.sh)";
+  EXPECT_EQ(query(scratch.file("store"), "SELECT COUNT(*) FROM chunk_sketches"), "0");
+  auto gone = store.layer_sketches(v1->diff_id, 1000);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->empty());
 }
 
 TEST(DeltaStore, GcKeepsABaseWhileADeltaNeedsIt) {
