@@ -45,7 +45,7 @@ test-asan: deps
 	  ctest --output-on-failure -j $(JOBS) --timeout 900 -L 'unit|fuzz_replay'
 
 bench: build
-	@STRATA_EXTRA_PACKAGES="casync time" scripts/install-deps.sh
+	@STRATA_EXTRA_PACKAGES="casync time podman" scripts/install-deps.sh
 	$(BUILD)/bench/bench_chunker --benchmark_min_time=0.5
 	bench/ingest_compare.sh $(BUILD)/tools/strata $(BUILD)/bench-ingest
 

@@ -52,7 +52,10 @@ Result<LayerEncoding> layer_encoding_from(const BuildCommandOptions& options) {
     chunked.format = options.format == "estargz"           ? fastpull::ChunkedFormat::kEstargz
                      : options.format == "zstd:chunked-v1" ? fastpull::ChunkedFormat::kZstdChunkedV1
                                                            : fastpull::ChunkedFormat::kZstdChunked;
-    chunked.level = options.level.value_or(3);
+    // zstd:chunked defaults to level 7, as `strata convert` does (core/export/layer_convert.cpp
+    // says why); eStargz's level is ISA-L's.
+    chunked.level =
+        options.level.value_or(chunked.format == fastpull::ChunkedFormat::kEstargz ? 3 : 7);
     encoding.chunked = chunked;
     return encoding;
   }
@@ -316,7 +319,7 @@ void register_build_command(CLI::App& app, int& exit_code) {
                       "zstd:chunked-v1, estargz");
   command->add_option("--level", options->level,
                       "Compression level (ISA-L 0..3, default 1; zlib 0..9, default 6; zstd "
-                      "default 3; estargz ISA-L 0..3, default 3)");
+                      "default 3; zstd:chunked default 7; estargz ISA-L 0..3, default 3)");
   command->add_option("--store", options->store,
                       "Chunked formats: ingest each layer into this chunk store (created) and copy "
                       "its stored chunk frames into the blob");

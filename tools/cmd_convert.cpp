@@ -146,8 +146,12 @@ void register_convert_command(CLI::App& app, int& exit_code) {
   command->add_option("--tag", options->tag, "Tag of the converted image")->required();
   command->add_option("--store", options->store,
                       "Chunk store directory (created; default: a temporary store, removed)");
-  command->add_option("--level", options->level,
-                      "Compression level of frames written anew (zstd default 3; gzip ISA-L 0..3)");
+  command->add_option(
+      "--level", options->level,
+      "Compression level of frames written anew (zstd default 3, zstd:chunked default 7; "
+      "gzip ISA-L 0..3). For zstd:chunked targets also the level the store codes "
+      "new chunks at: their frames are the layer's (chunks the store already "
+      "holds keep their frames)");
   command->add_flag("--store-frames", options->store_frames,
                     "--to zstd: build the layer from the store's per-chunk zstd frames instead of "
                     "compressing the tar again (much faster; the blob is a few % larger)");

@@ -31,8 +31,12 @@ Result<TarCuts> cut_tar_file(const std::string& tar_path) {
 }
 
 // Pass 1 with a store: the store's recipe gives the cuts (and its frames are reused in pass 2).
-Result<TarCuts> ingest_tar_file(ChunkStore& store, const std::string& tar_path) {
-  auto ingested = ingest_layer_file(store, tar_path, IngestOptions{});
+// The store codes new chunks at the writer's level when its frames are the layer's (zstd:chunked).
+Result<TarCuts> ingest_tar_file(ChunkStore& store, const std::string& tar_path,
+                                const ChunkedWriteOptions& options) {
+  IngestOptions ingest;
+  if (options.format != ChunkedFormat::kEstargz) ingest.zstd_level = options.level;
+  auto ingested = ingest_layer_file(store, tar_path, ingest);
   if (!ingested) return std::move(ingested).error();
   auto record = store.find_layer(ingested->diff_id);
   if (!record) return std::move(record).error();
@@ -52,7 +56,8 @@ Result<ChunkedWriteReport> write_chunked_layer_from_tar_file(const std::string& 
         ErrorCode::kInvalidArgument,
         "a chunked layer from a tar file is written with its TOC (frames_only unset)");
   }
-  auto cuts = store != nullptr ? ingest_tar_file(*store, tar_path) : cut_tar_file(tar_path);
+  auto cuts =
+      store != nullptr ? ingest_tar_file(*store, tar_path, options) : cut_tar_file(tar_path);
   if (!cuts) return std::move(cuts).error();
   auto source = FdByteSource::open(tar_path);
   if (!source) return std::move(source).error();

@@ -31,6 +31,8 @@ Result<ConvertTarget> parse_convert_target(std::string_view name);
 
 struct ConvertOptions {
   ConvertTarget target = ConvertTarget::kZstdChunked;
+  // Compression level; unset: zstd 3, zstd:chunked 7 (its frames are also the level the store
+  // codes the layer's new chunks at), the gzip writers their own defaults.
   std::optional<int> level;
   // kZstd: build the layer from the store's per-chunk zstd frames (tar headers compressed in
   // frames of their own) instead of compressing the whole tar again: no compression work for
