@@ -160,6 +160,13 @@ class BatchedBlob {
     return static_cast<double>(fetch_nanoseconds_.load()) / 1e9;
   }
 
+  // With several in flight, the first batches start now rather than when the rebuild first
+  // needs one: a pull whose first pieces the store holds (a second version) then decodes them
+  // while its first missing chunks are on the wire.
+  void start() {
+    if (in_flight_ > 1) launch_from(0, in_flight_);
+  }
+
   detail::HeldBytesSource source() {
     return [this](std::uint64_t offset, std::uint64_t end) { return bytes_of(offset, end); };
   }
@@ -989,6 +996,7 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   }
   Result<void> ran;
   {
+    blob.start();
     detail::PiecePrefetch prefetch(store, layer, plan, std::move(order), blob.source());
     // The write session's lease is committed (a sync) while the first batches are on their way.
     auto writer = store.writer();
