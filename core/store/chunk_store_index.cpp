@@ -118,6 +118,10 @@ Result<Database> Database::open(const std::string& path, bool create, int busy_t
   if (fresh) STRATA_TRY(database.execute("PRAGMA synchronous=OFF"));
   STRATA_TRY(database.execute("PRAGMA journal_mode=WAL"));
   if (!fresh) STRATA_TRY(database.execute("PRAGMA synchronous=FULL"));
+  // A 16 MiB page cache, not SQLite's 2 MiB: a layer's commit (its recipe's pages, thousands of
+  // chunk rows) stays in memory until the commit writes it to the WAL once, instead of spilling
+  // pages mid-transaction and writing them again (a 153 MB layer: 1295 -> 721 WAL frames).
+  STRATA_TRY(database.execute("PRAGMA cache_size=-16384"));
   return database;
 }
 
