@@ -11,11 +11,14 @@
 # Printed per run: wall seconds, strata's speed as a ratio of skopeo's (skopeo s / strata s; above
 # 1.0 strata is faster), peak RSS, CPU seconds per GB of layer tar, bytes on the wire, and where
 # strata's time went (the `stages` of `strata pull --json`, seconds).
-# Usage: bench/pull_compare.sh [PATH_TO_STRATA]
+# Usage: bench/pull_compare.sh [PATH_TO_STRATA [BASELINE_STRATA]]
+#   With a baseline, its pulls run right after strata's, against the same registry and links, and
+#   a second table gives its figures (same sitting: the ratios compare).
 #   STRATA_BENCH_SPEEDS   link speeds, bits/s with k/M/G, or "unlimited" (default "100M 1G unlimited")
 #   STRATA_BENCH_DEMO     a directory with v1/ and v2/ from an earlier scripts/run-demo.sh (skips it)
 set -euo pipefail
 strata=$(realpath "${1:-build/tools/strata}")
+baseline=${2:+$(realpath "$2")}
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tests/integration/registry_env.sh
 . "$root/tests/integration/registry_env.sh"
@@ -42,9 +45,15 @@ for version in v1 v2; do
   "$strata" push "$work/zc:$version" "127.0.0.1:$registry_port/bench/image:$version" --insecure \
     >/dev/null
 done
-# The store holding v1 that every v2 pull starts from (a copy each time).
-"$strata" pull "127.0.0.1:$registry_port/bench/image:v1" --store "$work/store-v1" --insecure \
-  >/dev/null
+# The store holding v1 that every v2 pull starts from (a copy each time), one per binary.
+tools=(strata)
+"$strata" pull "127.0.0.1:$registry_port/bench/image:v1" --store "$work/store-v1-strata" \
+  --insecure >/dev/null
+if [ -n "$baseline" ]; then
+  tools+=(baseline)
+  "$baseline" pull "127.0.0.1:$registry_port/bench/image:v1" --store "$work/store-v1-baseline" \
+    --insecure >/dev/null
+fi
 
 bits() {  # 100M -> 100000000
   python3 -c "import sys; s=sys.argv[1]; m={'k':1e3,'M':1e6,'G':1e9}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$1"
@@ -81,16 +90,22 @@ for speed in $speeds; do
   echo "== link $speed" >&2
   start_link "$speed"
   # v1 into an empty store / empty oci: directory.
-  rm -rf "$work/s1" "$work/o1"
-  measure "strata-v1-$speed" "$strata" pull "$endpoint/bench/image:v1" --store "$work/s1" \
-    --insecure --json
+  for tool in "${tools[@]}"; do
+    rm -rf "$work/s1"
+    measure "$tool-v1-$speed" "${!tool}" pull "$endpoint/bench/image:v1" --store "$work/s1" \
+      --insecure --json
+  done
+  rm -rf "$work/o1"
   measure "skopeo-v1-$speed" skopeo --insecure-policy copy --quiet --src-tls-verify=false \
     "docker://$endpoint/bench/image:v1" "oci:$work/o1:v1"
   # v2 into a store holding v1; skopeo fetches the whole v2 layer.
-  rm -rf "$work/s2" "$work/o2"
-  cp -a "$work/store-v1" "$work/s2"
-  measure "strata-v2-$speed" "$strata" pull "$endpoint/bench/image:v2" --store "$work/s2" \
-    --insecure --json
+  for tool in "${tools[@]}"; do
+    rm -rf "$work/s2"
+    cp -a "$work/store-v1-$tool" "$work/s2"
+    measure "$tool-v2-$speed" "${!tool}" pull "$endpoint/bench/image:v2" --store "$work/s2" \
+      --insecure --json
+  done
+  rm -rf "$work/o2"
   measure "skopeo-v2-$speed" skopeo --insecure-policy copy --quiet --src-tls-verify=false \
     "docker://$endpoint/bench/image:v2" "oci:$work/o2:v2"
   if [ "$have_podman" = 1 ]; then
@@ -101,15 +116,23 @@ for speed in $speeds; do
     done
   fi
   stop_link
-  for version in v1 v2; do
-    echo "$speed $version $(tar_bytes "$version") $(cat "$work/strata-$version-$speed.time")" \
-      "$(cat "$work/skopeo-$version-$speed.time")" \
-      "$(if [ "$have_podman" = 1 ]; then field "podman-$version-$speed" 1; else echo -; fi)" \
-      "$work/strata-$version-$speed.out" >>"$results"
+  for tool in "${tools[@]}"; do
+    for version in v1 v2; do
+      echo "$tool $speed $version $(tar_bytes "$version")" \
+        "$(cat "$work/$tool-$version-$speed.time")" \
+        "$(cat "$work/skopeo-$version-$speed.time")" \
+        "$(if [ "$have_podman" = 1 ]; then field "podman-$version-$speed" 1; else echo -; fi)" \
+        "$work/$tool-$version-$speed.out" >>"$results"
+    done
   done
 done
 
-python3 - "$results" <<'PY'
+for tool in "${tools[@]}"; do
+  echo
+  echo "## $tool (${!tool})"
+  echo
+  grep "^$tool " "$results" | cut -d' ' -f2- >"$work/results-$tool.txt"
+  python3 - "$work/results-$tool.txt" <<'PY'
 import json, sys
 print("| link | pull | strata s | skopeo s | strata/skopeo speed | podman s | strata peak RSS | skopeo peak RSS"
       " | strata CPU s/GB | skopeo CPU s/GB | strata wire |")
@@ -134,3 +157,4 @@ print("strata's stages (seconds; fetch and prepare run beside the rebuild thread
 for speed, what, st in stages:
     print(f"  {speed:>9} {what:<14} " + " ".join(f"{k[:-2]}={v:.3f}" for k, v in st.items() if v))
 PY
+done

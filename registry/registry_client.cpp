@@ -571,6 +571,7 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_range(const std::string&
   request.expected_bytes = length;
   request.begin_attempt = [&] {
     bytes.clear();
+    bytes.reserve(static_cast<std::size_t>(length));  // one buffer, filled as the bytes arrive
     whole.reset();
   };
   request.sink = [&](long status, ByteSpan data) -> Result<void> {
@@ -682,6 +683,7 @@ Result<std::vector<std::vector<std::uint8_t>>> RegistryClient::fetch_ranges(
     request.expected_bytes = std::max(cap_206, cap_200);
     request.begin_attempt = [&] {
       body.clear();
+      body.reserve(static_cast<std::size_t>(cap_206));
       too_big_whole = false;
     };
     request.sink = [&](long status, ByteSpan data) -> Result<void> {

@@ -69,12 +69,17 @@ constexpr std::size_t kOversizeChunkSplitBytes = std::size_t{8} << 20U;
 constexpr std::uint64_t kMaxInlineBytes = std::uint64_t{256} << 20U;
 constexpr std::size_t kZeroBlockBytes = std::size_t{1} << 20U;
 
-// The plan's ranges cut at piece boundaries and grouped into batches of at most `batch_bytes`
-// (a unit holding one piece larger than that is a batch of its own). The bytes are those of the
-// plan's ranges: only how they are grouped into requests changes.
+// The plan's ranges cut at piece boundaries and grouped into batches (a unit holding one piece
+// larger than its batch's limit is a batch of its own). The bytes are those of the plan's ranges:
+// only how they are grouped into requests changes. The limits ramp up from
+// `first_batch_bytes`, doubling to `batch_bytes`, and down again over the last bytes (a quarter
+// of what is left, not below the first limit), so decoding starts as soon as a small first batch
+// is in and little is left to decode once the last byte has arrived. Units of one batch that
+// touch are one range of its request (a piece never spans two ranges).
 Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
                                                        const StorePullOptions& options) {
   const std::uint64_t limit = std::max<std::uint64_t>(options.batch_bytes, 1);
+  const std::uint64_t first = std::clamp<std::uint64_t>(options.first_batch_bytes, 1, limit);
   std::vector<ByteRange> units;
   std::size_t next_piece = 0;
   for (const ByteRange& range : plan.ranges) {
@@ -89,7 +94,7 @@ Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
       const std::uint64_t piece_end = next_piece < plan.pieces.size()
                                           ? std::min(plan.pieces[next_piece].end, range_end)
                                           : range_end;
-      if (piece_end - start > limit && cut > start) {
+      if (piece_end - start > first && cut > start) {
         units.push_back(ByteRange{start, cut - start});
         start = cut;
       }
@@ -97,22 +102,34 @@ Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
     }
     units.push_back(ByteRange{start, range_end - start});
   }
-  std::vector<std::vector<ByteRange>> batches;
-  std::uint64_t batch_bytes = 0;
-  const std::size_t max_ranges = std::max<std::size_t>(options.max_ranges_per_batch, 1);
+  std::uint64_t left = 0;
   for (const ByteRange& unit : units) {
     if (unit.length > kMaxPieceBytes) {
       return make_error(ErrorCode::kUnsupported,
                         "blob piece at offset " + std::to_string(unit.offset) + " is " +
                             std::to_string(unit.length) + " bytes, more than a pull holds at once");
     }
-    if (batches.empty() || batches.back().size() >= max_ranges ||
-        batch_bytes + unit.length > limit) {
-      batches.emplace_back();
+    left += unit.length;
+  }
+  std::vector<std::vector<ByteRange>> batches;
+  std::uint64_t batch_bytes = 0;
+  std::uint64_t batch_limit = 0;
+  std::uint64_t ramp = first;
+  const std::size_t max_ranges = std::max<std::size_t>(options.max_ranges_per_batch, 1);
+  for (const ByteRange& unit : units) {
+    const bool joins = !batches.empty() && batch_bytes + unit.length <= batch_limit;
+    if (joins && batches.back().back().offset + batches.back().back().length == unit.offset) {
+      batches.back().back().length += unit.length;  // touches the last range: one range
+    } else if (joins && batches.back().size() < max_ranges) {
+      batches.back().push_back(unit);
+    } else {
+      batch_limit = std::min({limit, ramp, std::max(first, left / 4)});
+      ramp = std::min(limit, ramp * 2);
+      batches.emplace_back(1, unit);
       batch_bytes = 0;
     }
-    batches.back().push_back(unit);
     batch_bytes += unit.length;
+    left -= unit.length;
   }
   return batches;
 }
@@ -141,6 +158,13 @@ class BatchedBlob {
   // Seconds spent inside the fetcher, summed over the threads that called it.
   [[nodiscard]] double fetch_seconds() const {
     return static_cast<double>(fetch_nanoseconds_.load()) / 1e9;
+  }
+
+  // With several in flight, the first batches start now rather than when the rebuild first
+  // needs one: a pull whose first pieces the store holds (a second version) then decodes them
+  // while its first missing chunks are on the wire.
+  void start() {
+    if (in_flight_ > 1) launch_from(0, in_flight_);
   }
 
   detail::HeldBytesSource source() {
@@ -181,6 +205,15 @@ class BatchedBlob {
     return fetched;
   }
 
+  // Starts fetching batches first, first + 1, ... on other threads until `count` are pending.
+  void launch_from(std::size_t first, std::size_t count) {
+    while (pending_.size() < count && first + pending_.size() < batches_.size()) {
+      const std::span<const ByteRange> following = batches_[first + pending_.size()];
+      pending_.push_back(
+          std::async(std::launch::async, [this, following] { return timed_fetch(following); }));
+    }
+  }
+
   Result<void> fetch_next() {
     const std::size_t index = next_++;
     units_.clear();
@@ -192,18 +225,17 @@ class BatchedBlob {
       }
       total += unit.length;
     }
+    // With several in flight, the first call starts this batch and the next ones together (the
+    // connection pool carries them at once); the front one is always this batch's.
+    if (pending_.empty() && in_flight_ > 1) launch_from(index, in_flight_);
     Fetched fetched = make_error(ErrorCode::kInternal, "not fetched");
-    if (!pending_.empty()) {  // the front one is this batch's: batches are taken in order
+    if (!pending_.empty()) {
       fetched = pending_.front().get();
       pending_.pop_front();
     } else {
       fetched = timed_fetch(batches_[index]);
     }
-    while (pending_.size() < in_flight_ && next_ + pending_.size() < batches_.size()) {
-      const std::span<const ByteRange> following = batches_[next_ + pending_.size()];
-      pending_.push_back(
-          std::async(std::launch::async, [this, following] { return timed_fetch(following); }));
-    }
+    launch_from(next_, in_flight_);
     if (!fetched) return std::move(fetched).error();
     const std::vector<ByteRange>& units = batches_[index];
     STRATA_TRY(check_fetched_ranges(units, *fetched, "range"));
@@ -948,8 +980,6 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   }
   auto batches = batches_of(plan, options);
   if (!batches) return std::move(batches).error();
-  auto writer = store.writer();
-  if (!writer) return std::move(writer).error();
   StorePullReport report;
   BatchedBlob blob(fetch, std::move(*batches), layer.blob_size,
                    options.prefetch ? std::max<std::size_t>(options.batches_in_flight, 1) : 0,
@@ -966,9 +996,16 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
   }
   Result<void> ran;
   {
+    blob.start();
     detail::PiecePrefetch prefetch(store, layer, plan, std::move(order), blob.source());
-    StorePull pull(store, std::move(*writer), layer, plan, options, prefetch, deltas, report);
-    ran = pull.run(expected_diff_id);
+    // The write session's lease is committed (a sync) while the first batches are on their way.
+    auto writer = store.writer();
+    if (writer) {
+      StorePull pull(store, std::move(*writer), layer, plan, options, prefetch, deltas, report);
+      ran = pull.run(expected_diff_id);
+    } else {
+      ran = std::move(writer).error();
+    }
     report.stages.prepare = prefetch.prepare_seconds();
   }  // the pipeline stops here, before the report is read
   report.stages.fetch = blob.fetch_seconds();

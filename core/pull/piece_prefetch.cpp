@@ -25,6 +25,12 @@ namespace {
 // Prepared chunk bytes waiting in the queue: the pipeline stalls beyond this (or kQueueUnits).
 constexpr std::uint64_t kQueueRawBytes = std::uint64_t{64} << 20U;
 constexpr std::size_t kQueueUnits = 64;
+// A waiting rebuild is woken once this many units (or raw bytes) are queued, not for each one,
+// and a producer waiting for room once the queue is down to half: each side sleeps and wakes a
+// few hundred times per layer instead of once per chunk (thousands of futex calls and context
+// switches on the rebuild's critical path otherwise).
+constexpr std::size_t kWakeUnits = 8;
+constexpr std::uint64_t kWakeRawBytes = std::uint64_t{1} << 20U;
 constexpr std::size_t kZeroBlockBytes = std::size_t{1} << 16U;
 
 bool is_chunk_piece(const BlobPiece& piece) {
@@ -80,12 +86,41 @@ struct PiecePrefetch::State {
 
   // The queue to the rebuild.
   std::mutex mutex;
-  std::condition_variable changed;
+  std::condition_variable filled;   // the rebuild waits on it
+  std::condition_variable drained;  // the pipeline's last stage waits on it for room
   std::deque<std::unique_ptr<PreparedPiece>> queue;
+  // Units (and their raw bytes) handed over and not yet used: those in `queue` and those the
+  // rebuild moved to `taken_units` (it reports what it used when it next takes the lock).
+  std::size_t held_units = 0;
   std::uint64_t queued_raw = 0;
   bool finished = false;   // the pipeline has ended: nothing more comes
   bool cancelled = false;  // the rebuild has stopped: drop everything
-  std::size_t taken = 0;   // units the rebuild has taken
+  std::size_t taken = 0;   // units the rebuild has used
+  bool rebuild_waiting = false;
+  // The rebuild's own (no lock): units it took from the queue, and what it used of them since.
+  std::deque<std::unique_ptr<PreparedPiece>> taken_units;
+  std::uint64_t used_raw = 0;
+  std::size_t used_units = 0;
+  bool pipeline_waiting = false;
+  std::uint64_t waiting_raw = 0;  // the raw bytes of the unit the pipeline waits to queue
+
+  // Under `mutex`: whether a waiting rebuild should run now.
+  // (Asked when the rebuild has used every unit it took: `queued_raw` is then the queue's.)
+  [[nodiscard]] bool worth_waking_rebuild() const {
+    return finished || cancelled || pipeline_waiting || queue.size() >= kWakeUnits ||
+           queued_raw >= kWakeRawBytes || (!queue.empty() && queue.size() >= order.size() - taken);
+  }
+  // Under `mutex`: whether a unit of `raw` bytes may be queued now, and, once the pipeline had to
+  // wait, whether enough room was made for it to go on.
+  [[nodiscard]] bool room_for(std::uint64_t raw) const {
+    return cancelled || held_units == 0 ||
+           (held_units < kQueueUnits && queued_raw + raw <= kQueueRawBytes);
+  }
+  [[nodiscard]] bool room_made() const {
+    return cancelled || held_units == 0 ||
+           (held_units <= kQueueUnits / 2 && queued_raw + waiting_raw <= kQueueRawBytes &&
+            queued_raw <= kQueueRawBytes / 2);
+  }
 
   void mark_files_ahead();
   void run();
@@ -272,14 +307,18 @@ void PiecePrefetch::State::hash_file_of(PreparedPiece& unit) {
 bool PiecePrefetch::State::push(std::unique_ptr<PreparedPiece> unit) {
   if (unit->error) failed.store(true);
   std::unique_lock lock(mutex);
-  changed.wait(lock, [&] {
-    return cancelled || queue.empty() ||
-           (queue.size() < kQueueUnits && queued_raw + unit->raw.size() <= kQueueRawBytes);
-  });
+  if (!room_for(unit->raw.size())) {
+    pipeline_waiting = true;
+    waiting_raw = unit->raw.size();
+    if (rebuild_waiting) filled.notify_one();
+    drained.wait(lock, [&] { return room_made(); });
+    pipeline_waiting = false;
+  }
   if (cancelled) return false;
   queued_raw += unit->raw.size();
+  ++held_units;
   queue.push_back(std::move(unit));
-  changed.notify_all();
+  if (rebuild_waiting && worth_waking_rebuild()) filled.notify_one();
   return true;
 }
 
@@ -327,7 +366,7 @@ void PiecePrefetch::State::run() {
   }
   std::lock_guard lock(mutex);
   finished = true;
-  changed.notify_all();
+  filled.notify_all();
 }
 
 PiecePrefetch::PiecePrefetch(const ChunkStore& store, const ChunkedLayerToc& layer,
@@ -342,25 +381,41 @@ PiecePrefetch::~PiecePrefetch() {
   {
     std::lock_guard lock(state_->mutex);
     state_->cancelled = true;
-    state_->changed.notify_all();
+    state_->drained.notify_all();
+    state_->filled.notify_all();
   }
   state_->thread.join();
 }
 
 Result<std::unique_ptr<PreparedPiece>> PiecePrefetch::next(std::size_t index) {
   State& state = *state_;
-  std::unique_lock lock(state.mutex);
-  state.changed.wait(lock, [&] { return !state.queue.empty() || state.finished; });
-  if (state.queue.empty()) {
-    return make_error(ErrorCode::kInternal,
-                      "pull pipeline ended before piece " + std::to_string(index) + " of the plan");
+  if (state.taken_units.empty()) {
+    // Everything taken last time is used: report it, and take what the queue holds now (one lock
+    // for several units, so the pipeline's pushes rarely find the lock held).
+    std::unique_lock lock(state.mutex);
+    state.queued_raw -= state.used_raw;
+    state.held_units -= state.used_units;
+    state.taken += state.used_units;
+    state.used_raw = 0;
+    state.used_units = 0;
+    if (state.pipeline_waiting && state.room_made()) state.drained.notify_one();
+    if (state.queue.empty() || !state.worth_waking_rebuild()) {
+      state.rebuild_waiting = true;
+      state.filled.wait(lock, [&] {
+        return (!state.queue.empty() && state.worth_waking_rebuild()) || state.finished;
+      });
+      state.rebuild_waiting = false;
+    }
+    if (state.queue.empty()) {
+      return make_error(ErrorCode::kInternal, "pull pipeline ended before piece " +
+                                                  std::to_string(index) + " of the plan");
+    }
+    state.taken_units.swap(state.queue);
   }
-  std::unique_ptr<PreparedPiece> unit = std::move(state.queue.front());
-  state.queue.pop_front();
-  state.queued_raw -= unit->raw.size();
-  ++state.taken;
-  state.changed.notify_all();
-  lock.unlock();
+  std::unique_ptr<PreparedPiece> unit = std::move(state.taken_units.front());
+  state.taken_units.pop_front();
+  state.used_raw += unit->raw.size();
+  ++state.used_units;
   if (unit->error) return std::move(*unit->error);
   if (unit->index != index) {
     return make_error(ErrorCode::kInternal, "pull pipeline gave piece " +

@@ -490,8 +490,9 @@ Result<ChunkStore> ChunkStore::open(const std::string& path, const StoreOptions&
   }
   impl->packs_fd = pack_file::FileDescriptor(packs_fd);
 
+  const bool fresh = !index_exists && options.create_if_missing;
   auto database = store_index::Database::open(impl->index_path, options.create_if_missing,
-                                              options.busy_timeout_ms);
+                                              options.busy_timeout_ms, fresh);
   if (!database.ok()) return std::move(database).error();
   impl->db = std::move(*database);
   {
@@ -510,6 +511,7 @@ Result<ChunkStore> ChunkStore::open(const std::string& path, const StoreOptions&
     version = store_index::Statement();
     STRATA_TRY(transaction.commit());
   }
+  if (fresh) STRATA_TRY(impl->db.make_durable());  // one sync for its setup, not one per step
   if (!index_exists) {
     // The new index.db (and packs/) must survive a crash as directory entries too.
     STRATA_TRY(pack_file::sync_directory(impl->root));

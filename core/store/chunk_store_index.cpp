@@ -102,7 +102,8 @@ std::string Statement::column_text(int index) const {
   return std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(size));
 }
 
-Result<Database> Database::open(const std::string& path, bool create, int busy_timeout_ms) {
+Result<Database> Database::open(const std::string& path, bool create, int busy_timeout_ms,
+                                bool fresh) {
   Database database;
   database.path_ = path;
   database.busy_timeout_ms_ = busy_timeout_ms;
@@ -114,9 +115,23 @@ Result<Database> Database::open(const std::string& path, bool create, int busy_t
   }
   sqlite3_extended_result_codes(database.db_, 1);
   sqlite3_busy_timeout(database.db_, busy_timeout_ms);
+  if (fresh) STRATA_TRY(database.execute("PRAGMA synchronous=OFF"));
   STRATA_TRY(database.execute("PRAGMA journal_mode=WAL"));
-  STRATA_TRY(database.execute("PRAGMA synchronous=FULL"));
+  if (!fresh) STRATA_TRY(database.execute("PRAGMA synchronous=FULL"));
+  // A 16 MiB page cache, not SQLite's 2 MiB: a layer's commit (its recipe's pages, thousands of
+  // chunk rows) stays in memory until the commit writes it to the WAL once, instead of spilling
+  // pages mid-transaction and writing them again (a 153 MB layer: 1295 -> 721 WAL frames).
+  STRATA_TRY(database.execute("PRAGMA cache_size=-16384"));
   return database;
+}
+
+// A new index was set up without syncs (its journal-mode switch and schema). A full checkpoint
+// with synchronous=FULL syncs the WAL, copies it into the file and syncs the file: two syncs
+// through SQLite's own handles (another descriptor closed on the file would drop SQLite's POSIX
+// locks), and every later commit syncs its WAL.
+Result<void> Database::make_durable() {
+  STRATA_TRY(execute("PRAGMA synchronous=FULL"));
+  return execute("PRAGMA wal_checkpoint(FULL)");
 }
 
 Database::Database(Database&& other) noexcept

@@ -54,7 +54,12 @@ class Statement {
 class Database {
  public:
   // Opens (or creates) `path` in WAL mode with synchronous=FULL and the given busy timeout.
-  static Result<Database> open(const std::string& path, bool create, int busy_timeout_ms);
+  // `fresh`: a file this call creates, opened with synchronous=OFF so that setting it up costs no
+  // syncs; the caller then calls make_durable() once, which turns synchronous=FULL on and syncs
+  // what was written.
+  static Result<Database> open(const std::string& path, bool create, int busy_timeout_ms,
+                               bool fresh = false);
+  Result<void> make_durable();
 
   Database() = default;
   Database(Database&& other) noexcept;

@@ -65,6 +65,17 @@ Result<void> sync_file(const FileDescriptor& file, const std::string& path) {
   return {};
 }
 
+void start_writeback(const FileDescriptor& file, std::uint64_t offset, std::uint64_t length) {
+#ifdef __linux__
+  (void)::sync_file_range(file.get(), static_cast<off_t>(offset), static_cast<off_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
+#else
+  (void)file;
+  (void)offset;
+  (void)length;
+#endif
+}
+
 Result<void> sync_directory(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open directory", path, errno);

@@ -30,6 +30,11 @@ Result<void> read_exact_at(const FileDescriptor& file, std::uint64_t offset, Mut
                            const std::string& path);
 
 Result<void> sync_file(const FileDescriptor& file, const std::string& path);
+// Asks the kernel to start writing `length` bytes at `offset` to the device now (Linux's
+// sync_file_range with SYNC_FILE_RANGE_WRITE; nothing elsewhere), so the sync_file at commit has
+// little left to wait for. Durability still comes from sync_file alone: this is a hint, and an
+// error here is left for sync_file to report.
+void start_writeback(const FileDescriptor& file, std::uint64_t offset, std::uint64_t length);
 Result<void> sync_directory(const std::string& path);
 
 // Creates `path` as a directory unless it exists; kIo when it cannot.

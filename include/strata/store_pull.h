@@ -47,6 +47,10 @@ struct StorePullOptions {
   // most this much (a single piece larger than this is a batch of its own).
   // Small enough that decoding starts soon after the first bytes arrive, and several are in flight.
   std::uint64_t batch_bytes = std::uint64_t{8} << 20U;
+  // The first batch's limit (at most batch_bytes): the limits double from it up to batch_bytes,
+  // and shrink again towards it over the last bytes, so the first piece is decoded soon after the
+  // pull starts and little is left to decode after the last byte arrives.
+  std::uint64_t first_batch_bytes = std::uint64_t{1} << 20U;
   std::size_t max_ranges_per_batch = 1024;  // c/storage's limit per multi-range GET
   // Fetch the next batches on other threads while this one is decoded (batches_in_flight + 1
   // batches held at most). With batches_in_flight 1 the fetcher is never called twice at once;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -62,17 +63,20 @@ RangeFetcher memory_fetcher(const std::vector<std::uint8_t>& blob) {
 struct BatchLog {
   std::uint64_t calls = 0;
   std::uint64_t bytes = 0;
+  std::vector<std::uint64_t> batch_bytes;  // per call, in call order
 };
 
 RangeBatchFetcher batch_fetcher(const std::vector<std::uint8_t>& blob, BatchLog& log) {
   return [&blob, &log](
              std::span<const ByteRange> ranges) -> Result<std::vector<std::vector<std::uint8_t>>> {
     ++log.calls;
+    log.batch_bytes.push_back(0);
     std::vector<std::vector<std::uint8_t>> out;
     for (const ByteRange& range : ranges) {
       auto bytes = memory_fetcher(blob)(range.offset, range.length);
       if (!bytes) return std::move(bytes).error();
       log.bytes += bytes->size();
+      log.batch_bytes.back() += bytes->size();
       out.push_back(std::move(*bytes));
     }
     return out;
@@ -331,6 +335,33 @@ TEST(ChunkedStorePull, FetchesInBatchesNoLargerThanAsked) {
   EXPECT_GE(pulled.report->batches, pulled.plan.fetch_bytes / options.batch_bytes);
   EXPECT_EQ(pulled.report->batches, pulled.log.calls);
   EXPECT_LE(pulled.report->max_batch_bytes, options.batch_bytes);
+  EXPECT_EQ(pulled.log.bytes, pulled.plan.fetch_bytes);
+  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
+}
+
+TEST(ChunkedStorePull, BatchesRampUpFromTheFirstLimitAndDownOverTheLastBytes) {
+  // About 2.3 MiB of incompressible 16 KiB chunks: one merged range for a cold pull.
+  const MadeTar made = make_tar(19, 4, 600'000, 16'384);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  StorePullOptions options;
+  options.first_batch_bytes = 64 << 10;
+  options.batch_bytes = 512 << 10;
+  const Pulled pulled = pull(store, layer, options);
+  ASSERT_TRUE(pulled.report.ok()) << pulled.report.error().to_string();
+  const std::vector<std::uint64_t>& sizes = pulled.log.batch_bytes;
+  ASSERT_GT(sizes.size(), 6U);
+  // Each limit at most doubles the one before, from the first; the largest reaches the top.
+  std::uint64_t limit = options.first_batch_bytes;
+  for (const std::uint64_t size : sizes) {
+    EXPECT_LE(size, limit);
+    limit = std::min<std::uint64_t>(limit * 2, options.batch_bytes);
+  }
+  EXPECT_GT(*std::max_element(sizes.begin(), sizes.end()), options.batch_bytes / 2);
+  // The last bytes come in batches no larger than the first.
+  EXPECT_LE(sizes.back(), options.first_batch_bytes);
+  EXPECT_LE(sizes[sizes.size() - 2], options.first_batch_bytes);
   EXPECT_EQ(pulled.log.bytes, pulled.plan.fetch_bytes);
   EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
 }
@@ -678,17 +709,18 @@ TEST(ChunkedStorePull, AHostileTocWithPetabytesOfZerosIsRefusedBeforeAnythingRun
 
 // A fetcher that several threads may call at once (StorePullOptions::batches_in_flight > 1):
 // `fail_call` (counted from 1) answers with an error, as a registry whose range stalls past the
-// client's limits does.
+// client's limits does, or, with `short_answer`, with its last range one byte short.
 RangeBatchFetcher shared_fetcher(const std::vector<std::uint8_t>& blob, std::mutex& mutex,
-                                 BatchLog& log, std::uint64_t fail_call = 0) {
-  return [&blob, &mutex, &log, fail_call](
+                                 BatchLog& log, std::uint64_t fail_call = 0,
+                                 bool short_answer = false) {
+  return [&blob, &mutex, &log, fail_call, short_answer](
              std::span<const ByteRange> ranges) -> Result<std::vector<std::vector<std::uint8_t>>> {
     std::uint64_t call = 0;
     {
       std::lock_guard lock(mutex);
       call = ++log.calls;
     }
-    if (call == fail_call) {
+    if (call == fail_call && !short_answer) {
       return make_error(ErrorCode::kIo, "range GET stalled (no byte for 30 s)");
     }
     std::vector<std::vector<std::uint8_t>> out;
@@ -699,6 +731,7 @@ RangeBatchFetcher shared_fetcher(const std::vector<std::uint8_t>& blob, std::mut
       log.bytes += bytes->size();
       out.push_back(std::move(*bytes));
     }
+    if (call == fail_call && !out.empty() && !out.back().empty()) out.back().pop_back();
     return out;
   };
 }
@@ -767,6 +800,53 @@ TEST(ChunkedStorePull, AFailedBatchAmongSeveralInFlightCommitsNothing) {
     EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
     EXPECT_NE(pulled.error().message.find("stalled"), std::string::npos);
     EXPECT_GE(log.calls, fail_call);
+    auto stats = store.stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->layers, 0U);
+    EXPECT_EQ(stats->chunks, 0U);
+  }
+}
+
+// A range answered one byte short in a batch among several in flight (the first, a middle or
+// the last call) ends the pull with an error saying which range came back short; nothing is
+// committed.
+TEST(ChunkedStorePull, AShortRangeAmongSeveralInFlightCommitsNothing) {
+  const MadeTar made = make_tar(45, 6, 400'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  StorePullOptions options;
+  options.first_batch_bytes = 64 << 10;
+  options.batch_bytes = 256 << 10;
+  options.batches_in_flight = 3;
+  std::uint64_t batches = 0;
+  {
+    StoreDir dir;
+    ChunkStore store = dir.open();
+    std::mutex mutex;
+    BatchLog log;
+    auto pulled = pull_chunked_layer_into_store(
+        store, *toc, *plan, shared_fetcher(layer.blob, mutex, log), layer.diff_id, options);
+    ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+    batches = pulled->batches;
+  }
+  ASSERT_GT(batches, 4U);
+  for (const std::uint64_t short_call : {std::uint64_t{1}, batches / 2, batches}) {
+    SCOPED_TRACE("short call " + std::to_string(short_call));
+    StoreDir dir;
+    ChunkStore store = dir.open();
+    std::mutex mutex;
+    BatchLog log;
+    auto pulled = pull_chunked_layer_into_store(
+        store, *toc, *plan, shared_fetcher(layer.blob, mutex, log, short_call, true), layer.diff_id,
+        options);
+    ASSERT_FALSE(pulled.ok());
+    EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
+    EXPECT_NE(pulled.error().message.find("range at "), std::string::npos)
+        << pulled.error().to_string();
+    EXPECT_NE(pulled.error().message.find("bytes"), std::string::npos);
     auto stats = store.stats();
     ASSERT_TRUE(stats.ok());
     EXPECT_EQ(stats->layers, 0U);

@@ -6,6 +6,7 @@
 // mid-answer. No timing assertions: a hang is ctest's to catch.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -481,6 +482,70 @@ TEST(HostileRegistry, AStalledRangeEndsAChunkedPullNamingTheBlobAndCommitsNothin
     named = named || pulled.error().message.find(layer.digest.to_string()) != std::string::npos;
   }
   EXPECT_TRUE(named) << pulled.error().to_string();
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
+}
+
+// Several range batches are in flight from the start: a later one whose 206 answer comes back a
+// byte short (the registry's Content-Range says more) must end the pull with an error naming the
+// layer blob, after the batches around it were fetched, and leave nothing in the store.
+TEST(HostileRegistry, AShortRangeInALaterBatchEndsAChunkedPullNamingTheBlobAndCommitsNothing) {
+  test::TempDir work;
+  std::vector<std::uint8_t> tar;
+  for (int i = 0; i < 3; ++i) {  // 4.5 MiB that do not compress: several batches
+    const auto body = test::splitmix64_bytes(50 + static_cast<std::uint64_t>(i), 1'500'000);
+    const auto header = test::make_header("data/file" + std::to_string(i), '0', body.size());
+    tar.insert(tar.end(), header.begin(), header.end());
+    tar.insert(tar.end(), body.begin(), body.end());
+    tar.resize((tar.size() + 511) / 512 * 512, 0);
+  }
+  tar.resize(tar.size() + 1024, 0);
+  std::ofstream(work / "v1.tar", std::ios::binary)
+      .write(reinterpret_cast<const char*>(tar.data()), static_cast<std::streamsize>(tar.size()));
+  const std::string layout_dir = work / "layout";
+  const auto built =
+      test::run_tool("build '" + (work / "v1.tar") + "' --format zstd:chunked --layout '" +
+                     layout_dir + "' --tag v1");
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  auto layout = oci::OciLayout::open(layout_dir);
+  ASSERT_TRUE(layout.ok());
+  auto image = layout->load_image("v1");
+  ASSERT_TRUE(image.ok());
+  ASSERT_EQ(image->manifest.layers.size(), 1U);
+  const oci::Descriptor layer = image->manifest.layers[0];
+  const std::string position =
+      layer.annotations.at("io.github.containers.zstd-chunked.manifest-position");
+  const std::uint64_t toc_offset = std::stoull(position.substr(0, position.find(':')));
+  ASSERT_GT(toc_offset, std::uint64_t{3} << 20U);
+  const auto handler = serve_layout(layout_dir);
+  std::atomic<int> data_ranges{0};
+  HostileRegistry server([&](const SeenRequest& request) {
+    Reply reply = handler(request);
+    const auto range = request.headers.find("range");
+    if (reply.status != 206 || range == request.headers.end() ||
+        request.target.find(layer.digest.to_string()) == std::string::npos) {
+      return reply;
+    }
+    const std::uint64_t start = std::stoull(range->second.substr(std::string("bytes=").size()));
+    if (start >= toc_offset) return reply;  // the TOC and tar-split reads
+    ++data_ranges;
+    if (start >= (std::uint64_t{2} << 20U) && !reply.body.empty()) reply.body.pop_back();
+    return reply;
+  });
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  ChunkStore store = open_store(work / "store");
+  auto reference = parse_image_reference(server.host() + "/img:v1");
+  ASSERT_TRUE(reference.ok());
+  PullOptions pull_options;
+  pull_options.work_directory = work.path();
+  auto pulled = pull_image(*client, *reference, &store, nullptr, "v1", pull_options);
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_NE(pulled.error().message.find(layer.digest.to_string()), std::string::npos)
+      << pulled.error().to_string();
+  EXPECT_GE(data_ranges.load(), 3);
   auto stats = store.stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->layers, 0U);
