@@ -216,6 +216,9 @@ void RootfsBuild::layer_ready(std::size_t index, const Digest& diff_id) {
 
 Result<UnpackReport> RootfsBuild::finish(const std::vector<Digest>& diff_ids) {
   Impl& impl = *impl_;
+  if (!impl.partial) {
+    return make_error(ErrorCode::kInvalidArgument, "the rootfs build has already finished");
+  }
   {
     std::unique_lock lock(impl.mutex);
     for (std::size_t i = 0; i < diff_ids.size() && !impl.failure; ++i) {
@@ -237,10 +240,8 @@ Result<UnpackReport> RootfsBuild::finish(const std::vector<Digest>& diff_ids) {
   Result<void> done =
       impl.failure ? Result<void>(*impl.failure) : impl.applier.finish_directories();
   if (done.ok()) done = impl.partial->publish_as(impl.name, kFinishedMode);
-  if (!done.ok()) {
-    impl.partial.reset();  // removes the tree
-    return std::move(done).error();
-  }
+  impl.partial.reset();  // removes the tree unless it was published
+  if (!done.ok()) return std::move(done).error();
   return impl.report;
 }
 

@@ -97,7 +97,8 @@ class RootfsBuild {
   // The image's layers, bottom first (any not announced by layer_ready are announced now; one
   // announced with another diff_id is an error): waits until all are applied, sets directory
   // modes and times, and renames the tree to DIR. The first error of any layer, the partial
-  // directory then removed.
+  // directory then removed. Once only. (A process killed mid-way leaves "<DIR>.partial-<hex>"
+  // behind, never DIR.)
   Result<UnpackReport> finish(const std::vector<Digest>& diff_ids);
 
   // Where the tree is being built ("<DIR>.partial-<16 hex>").

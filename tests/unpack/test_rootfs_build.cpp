@@ -132,6 +132,10 @@ TEST_F(RootfsBuildTest, LayersAnnouncedOutOfOrderGiveTheTreeOfAStoreUnpack) {
   ASSERT_EQ(::stat((rootfs + "/h").c_str(), &info), 0);
   EXPECT_EQ(info.st_nlink, 2U);
   EXPECT_EQ(siblings_of(scratch_.path(), "rootfs"), std::vector<std::string>{"rootfs"});
+  auto again = build->finish(layers);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(tree_of(rootfs), tree);
 }
 
 TEST_F(RootfsBuildTest, FinishAloneAnnouncesEveryLayer) {
