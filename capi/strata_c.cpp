@@ -36,6 +36,7 @@
 #include "strata/registry.h"
 #include "strata/result.h"
 #include "strata/store.h"
+#include "strata/unpack.h"
 #include "strata/version.h"
 
 namespace {
@@ -745,6 +746,31 @@ Remote connect(const char* reference_text, const strata_registry_options* option
   return Remote{std::move(*reference), std::move(client)};
 }
 
+strata::registry::PullOptions pull_options_of(const strata_pull_options& in) {
+  strata::registry::PullOptions pull;
+  pull.partial = in.whole_layers == 0;
+  if (in.jobs != 0) pull.jobs = in.jobs;
+  if (in.os != nullptr) pull.os = in.os;
+  if (in.architecture != nullptr) pull.architecture = in.architecture;
+  return pull;
+}
+
+strata_pull_report to_pull_report(const strata::registry::PullReport& result) {
+  strata_pull_report out{};
+  copy_digest(out.manifest_digest, result.manifest_digest);
+  out.layers = result.layers.size();
+  for (const auto& layer : result.layers) {
+    out.layers_already_present += layer.already_present ? 1 : 0;
+    out.layers_chunked += layer.chunked ? 1 : 0;
+    out.chunks_local += layer.chunks_local;
+    out.chunks_fetched += layer.chunks_fetched;
+    out.new_chunks += layer.new_chunks;
+  }
+  out.layer_bytes = result.layer_bytes;
+  out.bytes_fetched = result.bytes_fetched;
+  return out;
+}
+
 }  // namespace
 
 // ================================================================================================
@@ -947,26 +973,48 @@ std::int32_t strata_image_pull(strata_store* store, const char* reference,
     const auto in = read_input(options, "pull options");
     check_output(report, "pull report", true);
     auto remote = connect(reference, registry);
-    strata::registry::PullOptions pull;
-    pull.partial = in.whole_layers == 0;
-    if (in.jobs != 0) pull.jobs = in.jobs;
-    if (in.os != nullptr) pull.os = in.os;
-    if (in.architecture != nullptr) pull.architecture = in.architecture;
+    auto result = take(strata::registry::pull_image(remote.client, remote.reference, &object->store,
+                                                    nullptr, "", pull_options_of(in)));
+    write_output(report, to_pull_report(result));
+  });
+}
+
+std::int32_t strata_image_pull_unpack(strata_store* store, const char* reference,
+                                      const strata_registry_options* registry,
+                                      const strata_pull_options* options, const char* directory,
+                                      strata_pull_report* report, strata_unpack_report* unpacked,
+                                      strata_error* err) {
+  return guarded(err, [&] {
+    auto object = find_store(store);
+    const auto in = read_input(options, "pull options");
+    const std::string target = require_string(directory, "directory");
+    check_output(report, "pull report", true);
+    check_output(unpacked, "unpack report", true);
+    auto remote = connect(reference, registry);
+    // Before anything is fetched: the directory must be empty or absent.
+    auto build = take(strata::RootfsBuild::begin(object->store, target));
+    auto pull = pull_options_of(in);
+    pull.layer_stored = [&build](std::size_t index, const Digest& diff_id) {
+      build.layer_ready(index, diff_id);
+    };
+    // A failed pull drops `build` (as the exception leaves), and with it the partial tree.
     auto result = take(strata::registry::pull_image(remote.client, remote.reference, &object->store,
                                                     nullptr, "", pull));
-    strata_pull_report out{};
-    copy_digest(out.manifest_digest, result.manifest_digest);
-    out.layers = result.layers.size();
-    for (const auto& layer : result.layers) {
-      out.layers_already_present += layer.already_present ? 1 : 0;
-      out.layers_chunked += layer.chunked ? 1 : 0;
-      out.chunks_local += layer.chunks_local;
-      out.chunks_fetched += layer.chunks_fetched;
-      out.new_chunks += layer.new_chunks;
-    }
-    out.layer_bytes = result.layer_bytes;
-    out.bytes_fetched = result.bytes_fetched;
-    write_output(report, out);
+    std::vector<Digest> diff_ids;
+    for (const auto& layer : result.layers) diff_ids.push_back(layer.diff_id);
+    const auto tree = take(build.finish(diff_ids));
+    write_output(report, to_pull_report(result));
+    strata_unpack_report out{};
+    out.layers = tree.layers;
+    out.entries = tree.entries;
+    out.files = tree.files;
+    out.directories = tree.directories;
+    out.symlinks = tree.symlinks;
+    out.hard_links = tree.hard_links;
+    out.whiteouts = tree.whiteouts;
+    out.bytes_written = tree.bytes_written;
+    out.seconds = tree.seconds;
+    write_output(unpacked, out);
   });
 }
 

@@ -382,6 +382,11 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
     report.delta_refused = deltas->refused;
     report.delta_referrer_bytes = deltas->bytes_fetched;
   }
+  // Layer i is in the store, its diff_id checked.
+  const auto stored = [&](std::size_t i) -> Result<void> {
+    if (store != nullptr && options.layer_stored) options.layer_stored(i, config.diff_ids[i]);
+    return {};
+  };
   auto pulled =
       run_parallel(manifest.layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
         const oci::Descriptor& descriptor = manifest.layers[i];
@@ -395,7 +400,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
             layer.already_present = true;
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
             if (progress) progress(TransferProgress{now, total});
-            return {};
+            return stored(i);
           }
         }
         // Chunked layers into a store: only the chunks the store lacks cross the wire. With a
@@ -410,7 +415,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
             if (progress) progress(TransferProgress{now, total});
-            return {};
+            return stored(i);
           }
         } else if (store == nullptr || layout != nullptr) {
           layer.whole_reason = "the layout needs the whole blob";
@@ -445,7 +450,8 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         auto taken = take_whole_layer(store, store_mutex, path, config.diff_ids[i], layer);
         layer.stages.ingest +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - ingest_start).count();
-        return taken;
+        if (!taken.ok()) return taken;
+        return stored(i);
       });
   if (!pulled.ok()) return std::move(pulled).error();
 

@@ -42,6 +42,7 @@ struct RegistryPullOptions {
   std::string reference;
   std::string store;
   std::string layout;
+  std::string unpack;  // --unpack DIR: the rootfs, written as layers land
   std::string tag;
   std::string os = "linux";
   std::string architecture = "amd64";

@@ -424,6 +424,63 @@ TEST(CApi, ImagePullFromRegistryAndLayout) {
   EXPECT_EQ(stats.layers, plan.layers);
 }
 
+// The rootfs of a pull (ABI minor 2), checked against the entries of the layer's TOC as skopeo
+// wrote it (shared/testdata/oci/extracted): every file with its size, the symlink with its target.
+TEST(CApi, ImagePullUnpackWritesTheRootfsOrNothing) {
+  const std::string layout = strata::test::testdata_path("oci/layouts/zstd-chunked-skopeo");
+  strata::testing::HostileRegistry registry(strata::testing::serve_layout(layout));
+  Scratch scratch;
+  StoreFixture fixture(scratch / "store");
+  strata_registry_options remote;
+  STRATA_INIT(remote);
+  remote.plain_http = 1;
+  strata_pull_report pulled;
+  STRATA_INIT(pulled);
+  strata_unpack_report unpacked;
+  STRATA_INIT(unpacked);
+  strata_error err = new_error();
+  const std::string rootfs = scratch / "rootfs";
+  ASSERT_EQ(strata_image_pull_unpack(fixture.store, (registry.host() + "/img:v1").c_str(), &remote,
+                                     nullptr, rootfs.c_str(), &pulled, &unpacked, &err),
+            STRATA_OK)
+      << error_text(err);
+  EXPECT_EQ(unpacked.layers, pulled.layers);
+  std::ifstream toc_file(
+      strata::test::testdata_path("oci/extracted/zstd-chunked-skopeo/v1.layer0.toc.json"));
+  const auto toc = nlohmann::json::parse(toc_file);
+  std::uint64_t files = 0;
+  for (const auto& entry : toc["entries"]) {
+    const std::string path = rootfs + "/" + entry["name"].get<std::string>();
+    if (entry["type"] == "reg") {
+      ++files;
+      ASSERT_TRUE(std::filesystem::is_regular_file(path)) << path;
+      EXPECT_EQ(std::filesystem::file_size(path), entry.value("size", 0U)) << path;
+    } else if (entry["type"] == "symlink") {
+      EXPECT_EQ(std::filesystem::read_symlink(path), entry["linkName"].get<std::string>());
+    }
+  }
+  EXPECT_EQ(unpacked.files, files);
+  EXPECT_GT(unpacked.bytes_written, 0U);
+
+  // A non-empty directory: refused before anything is fetched, left as it was.
+  EXPECT_EQ(strata_image_pull_unpack(fixture.store, (registry.host() + "/img:v2").c_str(), &remote,
+                                     nullptr, rootfs.c_str(), nullptr, nullptr, &err),
+            STRATA_E_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("is not empty"), std::string::npos) << err.message;
+  // An unknown tag: an error, and nothing at the directory or beside it.
+  const std::string missing = scratch / "missing";
+  EXPECT_NE(strata_image_pull_unpack(fixture.store, (registry.host() + "/img:nope").c_str(),
+                                     &remote, nullptr, missing.c_str(), nullptr, nullptr, &err),
+            STRATA_OK);
+  for (const auto& entry : std::filesystem::directory_iterator(scratch.path())) {
+    EXPECT_EQ(entry.path().filename().string().rfind("missing", 0), std::string::npos)
+        << entry.path();
+  }
+  EXPECT_EQ(strata_image_pull_unpack(fixture.store, (registry.host() + "/img:v1").c_str(), &remote,
+                                     nullptr, nullptr, nullptr, nullptr, &err),
+            STRATA_E_INVALID_ARGUMENT);
+}
+
 struct LayerPlans {
   std::vector<strata_layer_plan> layers;
   int fail_at = -1;  // fail on this layer index

@@ -260,6 +260,27 @@ PrivateDirectory::~PrivateDirectory() {
   if (parent_.valid() && !name_.empty()) (void)remove_tree_at(parent_.get(), name_);
 }
 
+Result<void> PrivateDirectory::publish_as(const std::string& name, unsigned mode) {
+  const std::string shown = path_.substr(0, path_.size() - name_.size()) + name;
+  if (::fchmod(directory_.get(), static_cast<mode_t>(mode)) != 0) {
+    return io_error("cannot chmod", path_, errno);
+  }
+  if (::renameat(parent_.get(), name_.c_str(), parent_.get(), name.c_str()) != 0) {
+    if (errno == ENOTEMPTY || errno == EEXIST) {
+      return make_error(ErrorCode::kInvalidArgument, quoted(shown) + " is not empty");
+    }
+    if (errno == ENOTDIR) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        quoted(shown) + " exists and is not a directory");
+    }
+    const std::string& from = path_;
+    return io_error("cannot rename " + quoted(from) + " to", shown, errno);
+  }
+  name_.clear();
+  path_ = shown;
+  return {};
+}
+
 Result<void> rename_into(int from_directory, const std::string& from_name, const ResolvedParent& to,
                          const std::string& shown) {
   struct stat info {};

@@ -80,6 +80,11 @@ class PrivateDirectory {
   [[nodiscard]] int fd() const noexcept { return directory_.get(); }
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
+  // Gives the directory `mode` and renames it to `name` in the same parent, atomically: an empty
+  // directory there is replaced; a non-empty one or anything else is kInvalidArgument naming it
+  // (a symlink there is never followed). From then on it is no longer removed on destruction.
+  Result<void> publish_as(const std::string& name, unsigned mode);
+
  private:
   PrivateDirectory() = default;
   FileDescriptor parent_;

@@ -23,17 +23,19 @@
 #include "core/base/byte_source.h"
 #include "core/base/file_io.h"
 #include "core/base/safe_path.h"
+#include "core/unpack/layer_applier.h"
 #include "formats/compress/layer_source.h"
 #include "formats/tar/tar_reader.h"
-#include "strata/engine.h"
 #include "strata/unpack.h"
 
 namespace strata {
-namespace {
 
 using safe_path::FileDescriptor;
 using safe_path::ResolvedParent;
 using safe_path::RootDirectory;
+using unpack_detail::LayerApplier;
+
+namespace {
 
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueWhiteout = ".wh..wh..opq";
@@ -74,51 +76,13 @@ bool is_running_as_root() {
   return ::geteuid() == 0;
 }
 
-// Applies one layer after another; state that spans layers (directory metadata applied at the
-// end) lives here, state of one layer (what it created, for opaque whiteouts) is reset per layer.
-class LayerApplier {
- public:
-  LayerApplier(const RootDirectory& root, const UnpackOptions& options, UnpackReport& report)
-      : root_(root), options_(options), report_(report), as_root_(is_running_as_root()) {}
+}  // namespace
 
-  // One layer's uncompressed tar stream.
-  Result<void> apply_tar(ByteSource& tar);
-  // Modes and mtimes of every directory, deepest first.
-  Result<void> finish_directories();
+namespace unpack_detail {
 
- private:
-  struct DirectoryMetadata {
-    mode_t mode = 0755;
-    timespec mtime{};
-  };
-  struct OpenFile {
-    FileDescriptor fd;
-    std::string path;
-  };
-
-  Result<void> apply_entry(const TarEntry& entry);
-  Result<void> apply_whiteout(const std::vector<std::string>& components);
-  Result<void> apply_opaque(const std::vector<std::string>& components);
-  Result<void> write_content(ByteSpan bytes);
-  Result<void> close_file();
-  Result<void> set_xattrs(int fd, const TarEntry& entry, const std::string& path);
-  Result<void> set_owner_at(const ResolvedParent& parent, const TarEntry& entry,
-                            const std::string& path);
-  // Removes whatever is at the parent's `name` unless it is a directory and `keep_directory`.
-  Result<bool> clear_path(const ResolvedParent& parent, const std::string& path,
-                          bool keep_directory);
-  void forget_directories_under(const std::string& path);
-  bool created_in_this_layer(const std::string& path) const;
-
-  const RootDirectory& root_;
-  const UnpackOptions& options_;
-  UnpackReport& report_;
-  bool as_root_;
-  std::set<std::string> created_;  // paths (symlinks resolved) this layer created
-  std::map<std::string, DirectoryMetadata> directories_;
-  OpenFile file_;
-  TarEntry file_entry_;  // metadata of the open file (the reader's entry moves on)
-};
+LayerApplier::LayerApplier(const RootDirectory& root, const UnpackOptions& options,
+                           UnpackReport& report)
+    : root_(root), options_(options), report_(report), as_root_(is_running_as_root()) {}
 
 bool LayerApplier::created_in_this_layer(const std::string& path) const {
   // The path itself, or something beneath it (a directory made on the way to a new entry).
@@ -424,6 +388,10 @@ Result<void> LayerApplier::finish_directories() {
   return {};
 }
 
+}  // namespace unpack_detail
+
+namespace {
+
 // Runs `apply(applier, i)` for layers 0..count-1 under one root, then fixes up directories.
 Result<UnpackReport> unpack_each(
     std::size_t count, const std::string& directory, const UnpackOptions& options,
@@ -442,46 +410,6 @@ Result<UnpackReport> unpack_each(
   }
   STRATA_TRY(applier.finish_directories());
   return report;
-}
-
-// A store layer's tar, replayed by export_layer_tar on a thread into a socket pair the applier
-// reads: streaming, so memory stays bounded whatever the layer's size. A socket rather than a
-// pipe so that a reader that stops early gives the writer EPIPE (MSG_NOSIGNAL), not SIGPIPE.
-Result<void> apply_store_layer(LayerApplier& applier, const ChunkStore& store,
-                               const Digest& layer) {
-  int sockets[2] = {-1, -1};
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
-    return io_error("cannot create a socket pair for layer", layer.to_string(), errno);
-  }
-  Result<ExportReport> exported = make_error(ErrorCode::kInternal, "export did not run");
-  std::thread producer([&store, &layer, &exported, writer = sockets[1]] {
-    exported = export_layer_tar(
-        store, layer,
-        [writer](ByteSpan bytes) -> Result<void> {
-          std::size_t done = 0;
-          while (done < bytes.size()) {
-            const ssize_t sent =
-                ::send(writer, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-            if (sent < 0) {
-              if (errno == EINTR) continue;
-              return make_error(ErrorCode::kIo, "unpack stopped reading");
-            }
-            done += static_cast<std::size_t>(sent);
-          }
-          return {};
-        },
-        1);
-    ::close(writer);
-  });
-  Result<void> applied;
-  {
-    FdByteSource reader(sockets[0], true);
-    applied = applier.apply_tar(reader);
-  }  // closing the reader ends an export still writing
-  producer.join();
-  // The export's own error (a chunk that fails its hash, a diff_id mismatch) says more.
-  if (!exported.ok()) return std::move(exported).error();
-  return applied;
 }
 
 }  // namespace
@@ -504,7 +432,7 @@ Result<UnpackReport> unpack_store_layers(const ChunkStore& store, const std::vec
                                          const UnpackOptions& options) {
   for (const Digest& layer : layers) STRATA_TRY(store.find_layer(layer));
   return unpack_each(layers.size(), directory, options, [&](LayerApplier& applier, std::size_t i) {
-    return apply_store_layer(applier, store, layers[i]);
+    return unpack_detail::apply_store_layer(applier, store, layers[i], {});
   });
 }
 

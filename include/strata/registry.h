@@ -309,6 +309,11 @@ struct PullOptions {
   // Partial pulls use the image's delta referrer (docs/DELTA.md) when there is one: a missing
   // chunk whose base the store holds comes as its delta.
   bool deltas = true;
+  // Called once per layer as soon as it is in the store with its diff_id checked (fetched, or
+  // found there already), on the thread that pulled it, with its index in the manifest and its
+  // diff_id: a caller may start on it while later layers are fetched (RootfsBuild::layer_ready,
+  // for `strata pull --unpack`). Only with a store.
+  std::function<void(std::size_t index, const Digest& diff_id)> layer_stored;
 };
 
 struct PulledLayer {

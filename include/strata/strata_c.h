@@ -41,7 +41,7 @@ extern "C" {
 
 /* ABI version: the major changes only with an incompatible change (then the soname changes). */
 #define STRATA_C_ABI_MAJOR 1
-#define STRATA_C_ABI_MINOR 1
+#define STRATA_C_ABI_MINOR 2
 
 /* "sha256:" + 64 hex digits + NUL */
 #define STRATA_DIGEST_CHARS 72
@@ -293,6 +293,32 @@ STRATA_C_API int32_t strata_image_pull(strata_store* store, const char* referenc
                                        const strata_registry_options* registry,
                                        const strata_pull_options* options,
                                        strata_pull_report* report, strata_error* err);
+
+typedef struct strata_unpack_report {
+  size_t struct_size;
+  uint64_t layers;
+  uint64_t entries; /* tar entries read, whiteouts included */
+  uint64_t files;
+  uint64_t directories;
+  uint64_t symlinks;
+  uint64_t hard_links;
+  uint64_t whiteouts; /* ".wh.<name>" and ".wh..wh..opq" applied */
+  uint64_t bytes_written;
+  double seconds; /* applying layers, mostly while later layers were still being fetched */
+} strata_unpack_report;
+
+/* strata_image_pull, and the image's rootfs written into `directory` (ABI minor 2): each layer is
+ * applied as soon as it and every layer below it are in `store`, while later ones are fetched,
+ * with the OCI whiteout rules and never a write outside the tree (entries or hard links with ".."
+ * or an absolute path are refused; devices are skipped). `directory` must be absent or an empty
+ * directory; the tree is built in "<directory>.partial-<hex>" beside it and renamed into place
+ * only once every layer is applied and its diff_id verified: after any failure nothing is at
+ * `directory` and the partial tree is gone. `report` and `unpacked` may be NULL. */
+STRATA_C_API int32_t strata_image_pull_unpack(strata_store* store, const char* reference,
+                                              const strata_registry_options* registry,
+                                              const strata_pull_options* options,
+                                              const char* directory, strata_pull_report* report,
+                                              strata_unpack_report* unpacked, strata_error* err);
 
 typedef struct strata_pull_plan {
   size_t struct_size;

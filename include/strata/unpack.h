@@ -17,6 +17,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +46,7 @@ struct UnpackReport {
   std::uint64_t bytes_written = 0;
   std::uint64_t devices_skipped = 0;
   std::uint64_t xattrs_skipped = 0;  // refused by the kernel (EPERM, ENOTSUP) or on a symlink
+  double seconds = 0;                // RootfsBuild: time spent applying layers (its own thread)
 };
 
 // Applies layer blobs (tar, tar+gzip or tar+zstd: detected from their bytes), first = bottom, into
@@ -62,5 +65,50 @@ Result<UnpackReport> unpack_image(const oci::OciLayout& layout, std::string_view
 Result<UnpackReport> unpack_store_layers(const ChunkStore& store, const std::vector<Digest>& layers,
                                          const std::string& directory,
                                          const UnpackOptions& options = {});
+
+// A rootfs built from store layers as they arrive, for `strata pull --unpack DIR`: a pull commits
+// its layers in any order (several in flight), and each is applied as soon as it and every layer
+// below it are in the store, on a thread of the build's own, while later layers are still being
+// fetched. Nothing that looks like DIR exists until the image is complete:
+//   - DIR must be absent or an empty directory (checked by begin(), before anything is fetched);
+//   - the tree is built in "<DIR>.partial-<16 hex>" beside it (same parent, so the final step is
+//     one rename; mode 0700 while it is built, 0755 once done);
+//   - each layer's tar streams from the store through the one recipe reader into the unpacker (no
+//     tar file), and its SHA-256 must equal the diff_id the layer was announced with; chunks are
+//     decoded and their record checksums checked, not hashed again (the diff_id covers them);
+//   - finish() renames the tree to DIR only when every layer of the image is applied and verified;
+//     any error, or a build dropped without finish(), removes the partial directory.
+class RootfsBuild {
+ public:
+  // Called on the build's thread after each layer is applied: layers done so far.
+  using LayerDoneFn = std::function<void(std::size_t layers_done)>;
+
+  // `store` must outlive the build. The parent of `directory` is created when missing.
+  static Result<RootfsBuild> begin(const ChunkStore& store, const std::string& directory,
+                                   const UnpackOptions& options = {}, LayerDoneFn layer_done = {});
+  RootfsBuild(RootfsBuild&&) noexcept;
+  RootfsBuild& operator=(RootfsBuild&&) noexcept;
+  RootfsBuild(const RootfsBuild&) = delete;
+  RootfsBuild& operator=(const RootfsBuild&) = delete;
+  ~RootfsBuild();  // without a successful finish(): stops and removes the partial directory
+
+  // Layer `index` (0 = bottom) is in the store as `diff_id`. Thread-safe; returns at once.
+  void layer_ready(std::size_t index, const Digest& diff_id);
+  // The image's layers, bottom first (any not announced by layer_ready are announced now; one
+  // announced with another diff_id is an error): waits until all are applied, sets directory
+  // modes and times, and renames the tree to DIR. The first error of any layer, the partial
+  // directory then removed. Once only. (A process killed mid-way leaves "<DIR>.partial-<hex>"
+  // behind, never DIR.)
+  Result<UnpackReport> finish(const std::vector<Digest>& diff_ids);
+
+  // Where the tree is being built ("<DIR>.partial-<16 hex>").
+  [[nodiscard]] const std::string& partial_directory() const;
+
+  struct Impl;
+
+ private:
+  explicit RootfsBuild(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace strata
