@@ -142,5 +142,5 @@ for key in ("cut_scan_cpu", "cut_wall"):
     scalar, chosen = cut_step("scalar", key), cut_step("default", key)
     print(f"  {key:<13} scalar {statistics.median(scalar):.3f} {[round(v, 3) for v in scalar]}, "
           f"{default_kernel} {statistics.median(chosen):.3f} {[round(v, 3) for v in chosen]}: "
-          f"{statistics.median(scalar) / max(statistics.median(chosen), 1e-9):.2f}x less")
+          f"scalar / {default_kernel} {statistics.median(scalar) / max(statistics.median(chosen), 1e-9):.2f}x")
 PY
