@@ -3,7 +3,8 @@
 # (default 1 GiB, mostly new to the store) and its next version v2 (about 95 % unchanged: some files
 # patched, some appended to, a few removed, new ones added), measured in one run against
 # `zstd -3 -T2` on the same tars and `casync make` into a casync store at the same chunk sizes.
-# Reports MB/s, peak RSS and bytes stored for v2, with ratios. Usage:
+# Reports MB/s, peak RSS and bytes stored for v2, with ratios, the time per GB of each ingest step,
+# and the cut step with the scalar kernel against the default (STRATA_BENCH_CUT_RUNS=3). Usage:
 #   bench/ingest_compare.sh [PATH_TO_STRATA] [WORK_DIR]      (STRATA_BENCH_MIB=1024 by default)
 set -euo pipefail
 tool=$(realpath "${1:-build/tools/strata}")
@@ -70,6 +71,18 @@ measure strata_v2_delta "$tool" ingest --json --threads "$threads" --delta-base 
   --store "$work/store-delta" "$work/v2.tar"
 measure strata_v2_trust "$tool" ingest --json --threads "$threads" --trust local \
   --store "$work/store-trust" "$work/v2.tar"
+# The cut step's kernel in the same sitting: v1 ingested again into the store that holds it (no
+# compression, so little else competes for the cores), alternating the scalar kernel and the
+# measured default, STRATA_BENCH_CUT_RUNS times each; compared by the scans' thread CPU time.
+cut_runs=${STRATA_BENCH_CUT_RUNS:-3}
+default_kernel=$(env -u STRATA_KERNEL "$tool" kernels --json | python3 -c \
+  'import json, sys; print(next(k["name"] for k in json.load(sys.stdin)["kernels"] if k["active"]))')
+for run in $(seq "$cut_runs"); do
+  STRATA_KERNEL=scalar "$tool" ingest --json --threads "$threads" --store "$work/store" \
+    "$work/v1.tar" >"$work/cut_scalar_$run.out"
+  env -u STRATA_KERNEL "$tool" ingest --json --threads "$threads" --store "$work/store" \
+    "$work/v1.tar" >"$work/cut_default_$run.out"
+done
 mkdir -p "$work/castore"
 measure casync_v1 casync make --compression=zstd --chunk-size=16384:65536:262144 \
   --store="$work/castore" "$work/v1.caibx" "$work/v1.tar"
@@ -78,9 +91,10 @@ measure casync_v2 casync make --compression=zstd --chunk-size=16384:65536:262144
   --store="$work/castore" "$work/v2.caibx" "$work/v2.tar"
 casync_after_v2=$(du -sb "$work/castore" | cut -f1)
 
-python3 - "$work" "$casync_after_v1" "$casync_after_v2" "$threads" <<'PY'
-import json, os, sys
+python3 - "$work" "$casync_after_v1" "$casync_after_v2" "$threads" "$cut_runs" "$default_kernel" <<'PY'
+import json, os, statistics, sys
 work, ca1, ca2, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cut_runs, default_kernel = int(sys.argv[5]), sys.argv[6]
 def timing(label):
     seconds, kib = open(f"{work}/{label}.time").read().split()[-2:]
     return float(seconds), int(kib)
@@ -114,11 +128,27 @@ print(f"ratios: strata v2 / zstd -T{threads} speed {speed['strata_v2'] / speed['
       f"{speed['strata_v1'] / speed['zstd_v1']:.2f}x; v2 bytes strata / casync "
       f"{strata_v2_bytes / max(ca2 - ca1, 1):.2f}")
 print()
-print("strata thread-seconds per GB of tar, by step (reliability.md §5: the cost of P3 is 'verify'):")
-steps = ["read_and_cut", "cut", "hash", "compress", "verify", "write", "commit"]
+print("strata seconds per GB of tar, by step (reliability.md §5: the cost of P3 is 'verify'): wall")
+print("seconds of each step's calls summed over threads, except cut_scan_cpu: the thread CPU time of")
+print("the chunker's scans alone (cut_wall, the old 'cut', adds buffering and the copies into batches)")
+steps = ["read_and_cut", "cut_wall", "cut_scan_cpu", "hash", "compress", "verify", "write", "commit"]
 print(f"{'run':<18}" + "".join(f"{s:>14}" for s in steps))
 for label in ("strata_v1", "strata_v2", "strata_v2_delta", "strata_v2_trust"):
     r = json.loads(open(f"{work}/{label}.out").read())
     gb = r["tar_bytes"] / 1e9
     print(f"{label:<18}" + "".join(f"{r['stage_seconds'][s] / gb:14.3f}" for s in steps))
+
+def cut_step(kernel, key):
+    values = []
+    for run in range(1, cut_runs + 1):
+        r = json.loads(open(f"{work}/cut_{kernel}_{run}.out").read())
+        values.append(r["stage_seconds"][key] / (r["tar_bytes"] / 1e9))
+    return values
+print()
+print(f"cut step of v1 (re-ingest, {cut_runs} alternating runs each), seconds per GB, median [runs]:")
+for key in ("cut_scan_cpu", "cut_wall"):
+    scalar, chosen = cut_step("scalar", key), cut_step("default", key)
+    print(f"  {key:<13} scalar {statistics.median(scalar):.3f} {[round(v, 3) for v in scalar]}, "
+          f"{default_kernel} {statistics.median(chosen):.3f} {[round(v, 3) for v in chosen]}: "
+          f"scalar / {default_kernel} {statistics.median(scalar) / max(statistics.median(chosen), 1e-9):.2f}x")
 PY

@@ -15,7 +15,20 @@
 //   1.1x cold. Neither wins a row measured so far; kept until Zen 4 is measured again.
 // - avx512_seq_gather (consecutive positions, simd/gear_scan_avx512_seq.cpp, vpgatherqq): SPR
 //   2.3x cold and file, 1.5-1.6x warm, the fastest there. A zmm gather costs 3.1 cycles (load
-//   ports) plus ~5 vector-port uops on SPR, so lookups and arithmetic share ports 0 and 5.
+//   ports) plus ~5 vector-port uops on SPR, so lookups and arithmetic share ports 0 and 5. Since
+//   the gathers read pre-shifted tables (gear << s, 16 KiB per thread; masks below bit 57), the
+//   run sums and hashes take 12 fewer port-0/5 uops per 64 bytes (68 instead of 80): SPR, same
+//   process, 5 repetitions, medians vs the unshifted gathers: warm 6.11 vs 5.39 GB/s (1.97x vs
+//   1.73x scalar), cold 5.14 vs 5.04 (2.60x vs 2.55x), file 5.03 vs 4.83 (2.53x vs 2.44x); the cut
+//   step of an ingest (warm data in the tar reader's buffer) 1.9x less scan CPU than scalar, was
+//   1.7-1.8x. Cold rows sit near a ~5 GB/s single-core streaming limit there, where scalar's
+//   latency-bound loop loses more (1.98 GB/s cold vs 3.1 warm): so cold ratios exceed warm ones.
+//   Prefetch: one prefetcht0 2 KiB or 1 KiB ahead measured within noise of 4 KiB (5.45/5.30,
+//   5.20/5.15 vs 5.13/4.99 GB/s cold/file), 8 KiB lost (4.73/4.61); a prefetcht1 16 KiB ahead plus
+//   a prefetcht0 2 KiB ahead won twice in a row (5.28/5.03 vs 4.86/4.96, 5.33/5.33 vs 5.19/4.87)
+//   and is kept. Against main's binary back to back: fastcdc2020 warm/cold/file 1.97x/2.78x/2.74x
+//   scalar (was 1.63x/2.46x/2.50x); xet 2.30x/3.21x/2.92x (was 2.53x/3.12x/2.91x; xet's top-bit
+//   mask keeps the unshifted tables).
 // - avx512_seq_planes (the same with vpermi2b byte planes): SPR 1.8x cold: vpermi2b zmm is two
 //   port-5 uops there, and the unpack transpose adds 22 more per 64 bytes. Zen 4 runs vpermi2b in
 //   one uop and gathers slowly (shared/specs/chunking.md §8), so this is the candidate there; not

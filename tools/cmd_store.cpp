@@ -82,7 +82,8 @@ nlohmann::json ingest_json(const std::string& path, const IngestReport& report) 
           {"seconds", report.seconds},
           {"stage_seconds",
            {{"read_and_cut", report.stage_seconds.read_and_cut},
-            {"cut", report.stage_seconds.cut},
+            {"cut_wall", report.stage_seconds.cut_wall},
+            {"cut_scan_cpu", report.stage_seconds.cut_scan_cpu},
             {"hash", report.stage_seconds.hash},
             {"compress", report.stage_seconds.compress},
             {"verify", report.stage_seconds.verify},
@@ -136,10 +137,10 @@ int run_ingest(const StoreCommandOptions& common, const std::vector<std::string>
     }
     const IngestStageSeconds& steps = report->stage_seconds;
     std::printf(
-        "  time        %.2f s: read+cut %.2f (cut %.2f), hash %.2f, compress %.2f, verify "
-        "%.2f, write %.2f, commit %.2f (thread-seconds)\n",
-        report->seconds, steps.read_and_cut, steps.cut, steps.hash, steps.compress, steps.verify,
-        steps.write, steps.commit);
+        "  time        %.2f s: read+cut %.2f (cut %.2f; scans %.2f CPU), hash %.2f, compress "
+        "%.2f, verify %.2f, write %.2f, commit %.2f (wall seconds summed over threads)\n",
+        report->seconds, steps.read_and_cut, steps.cut_wall, steps.cut_scan_cpu, steps.hash,
+        steps.compress, steps.verify, steps.write, steps.commit);
     std::printf("  dedup ratio %.2fx (tar bytes / bytes added)   %.1f MB/s\n",
                 ratio(report->tar_bytes, report->new_stored_bytes + report->recipe_bytes),
                 static_cast<double>(report->tar_bytes) / 1e6 / std::max(report->seconds, 1e-9));

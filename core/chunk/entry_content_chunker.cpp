@@ -34,10 +34,24 @@ struct EntryContentChunker::State {
   std::uint64_t next_attempt = 0;
   std::optional<TensorAwareChunker> model;
   std::uint64_t model_files = 0;
+  double dropped_model_scan_seconds = 0;  // of the tensor-aware chunkers already dropped
 
   State(const EntryChunkingOptions& chosen, Chunker&& chunker)
       : options(chosen), plain(std::move(chunker)) {
     limits.max_header_bytes = chosen.max_model_header_bytes;
+  }
+
+  // A first piece that shows the file is no model decides at once: nothing is held back.
+  void sniff_first_piece(ByteSpan piece) {
+    if (mode == Mode::kSniffing && held.empty() && piece.size() >= kSniffBytes &&
+        detect_model_format(piece) == ModelFormat::kUnknown) {
+      mode = Mode::kPlain;
+    }
+  }
+
+  void drop_model() {
+    if (model) dropped_model_scan_seconds += model->scan_cpu_seconds();
+    model.reset();
   }
 
   [[nodiscard]] std::uint64_t hold_cap() const {
@@ -102,7 +116,7 @@ void EntryContentChunker::begin_entry(std::uint64_t size, bool regular_file) {
   State& state = *state_;
   state.entry_size = size;
   state.held.clear();
-  state.model.reset();
+  state.drop_model();
   const bool may_be_model = state.options.model_aware && regular_file && size >= kSniffBytes;
   state.mode = may_be_model ? Mode::kSniffing : Mode::kPlain;
   state.next_attempt = std::min(size, kFirstParseBytes);
@@ -114,9 +128,22 @@ void EntryContentChunker::begin_plain_stream() {
 
 Result<void> EntryContentChunker::feed(ByteSpan piece, const EntryChunkSink& sink) {
   State& state = *state_;
+  state.sniff_first_piece(piece);
   if (state.mode != Mode::kSniffing) return state.feed_chosen(piece, sink);
   state.held.insert(state.held.end(), piece.begin(), piece.end());
   return state.try_decide(false, sink);
+}
+
+Result<void> EntryContentChunker::finish(ByteSpan last_piece, const EntryChunkSink& sink) {
+  State& state = *state_;
+  state.sniff_first_piece(last_piece);
+  if (state.mode != Mode::kPlain) {
+    STRATA_TRY(feed(last_piece, sink));
+    return finish(sink);
+  }
+  state.plain.finish(last_piece, [&sink](const Chunk&, ByteSpan bytes) { sink(bytes, 0, 0); });
+  state.plain.reset();
+  return {};
 }
 
 Result<void> EntryContentChunker::finish(const EntryChunkSink& sink) {
@@ -127,13 +154,19 @@ Result<void> EntryContentChunker::finish(const EntryChunkSink& sink) {
     finished = state.model->finish([&sink](const TensorChunk& chunk, ByteSpan bytes) {
       sink(bytes, chunk.element_width, chunk.element_phase);
     });
-    state.model.reset();
+    state.drop_model();
   } else {
     state.plain.finish([&sink](const Chunk&, ByteSpan bytes) { sink(bytes, 0, 0); });
     state.plain.reset();
   }
   state.mode = Mode::kPlain;
   return finished;
+}
+
+double EntryContentChunker::scan_cpu_seconds() const noexcept {
+  const State& state = *state_;
+  const double model = state.model ? state.model->scan_cpu_seconds() : 0;
+  return state.plain.scan_cpu_seconds() + state.dropped_model_scan_seconds + model;
 }
 
 std::uint64_t EntryContentChunker::model_files() const noexcept {

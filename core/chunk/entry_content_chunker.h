@@ -48,6 +48,12 @@ class EntryContentChunker {
   Result<void> feed(ByteSpan piece, const EntryChunkSink& sink);
   // Ends the entry (or stream): emits the last chunks.
   Result<void> finish(const EntryChunkSink& sink);
+  // feed(last_piece) then finish(), cutting a plain entry's last piece in place (no copy).
+  Result<void> finish(ByteSpan last_piece, const EntryChunkSink& sink);
+
+  // Thread CPU time the content-defined scans took, over every entry so far (plain and
+  // tensor-aware; Chunker::scan_cpu_seconds()).
+  [[nodiscard]] double scan_cpu_seconds() const noexcept;
 
   // Files chunked tensor-aware so far.
   [[nodiscard]] std::uint64_t model_files() const noexcept;

@@ -160,23 +160,27 @@ Result<void> TensorAwareChunker::feed(ByteSpan piece, const Sink& sink) {
     const ModelRegion& current = state.regions[state.region];
     const std::uint64_t room = current.end - state.position;
     const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(room, piece.size()));
+    const bool region_ends = take == room;
     if (state.cuts) {
       state.feed_planned(piece.first(take), sink);
+    } else if (region_ends) {
+      state.chunker.finish(piece.first(take), forward);  // the forced cut at the region's end
+      state.chunker.reset();
     } else {
       state.chunker.feed(piece.first(take), forward);
     }
     state.position += take;
     piece = piece.subspan(take);
-    if (state.position == current.end) {
-      if (!state.cuts) {
-        state.chunker.finish(forward);  // the forced cut at the region's end
-        state.chunker.reset();
-      }
+    if (region_ends) {
       ++state.region;
       if (state.region < state.regions.size()) state.start_region();
     }
   }
   return {};
+}
+
+double TensorAwareChunker::scan_cpu_seconds() const noexcept {
+  return state_->chunker.scan_cpu_seconds();
 }
 
 Result<void> TensorAwareChunker::finish(const Sink& /*sink*/) {

@@ -610,7 +610,8 @@ Result<IngestReport> ingest_from_source(ChunkStore& store, std::unique_ptr<Layer
   STRATA_TRY(describe_blob(*source, report));
   auto committed = commit_recipe(*store_writer, recipe, report);
   report.stage_seconds.read_and_cut = reader.seconds();
-  report.stage_seconds.cut = reader.segmenter().cut_seconds();
+  report.stage_seconds.cut_wall = reader.segmenter().cut_wall_seconds();
+  report.stage_seconds.cut_scan_cpu = reader.segmenter().cut_scan_cpu_seconds();
   coder.report_seconds(report.stage_seconds);
   report.stage_seconds.write = writer.seconds();
   if (!committed.ok()) return std::move(committed).error();

@@ -20,8 +20,12 @@ TarSegmenter::TarSegmenter(ByteSource& tar, EntryContentChunker chunker,
         emit_chunk(bytes, width, phase);
       }) {}
 
-double TarSegmenter::cut_seconds() const noexcept {
+double TarSegmenter::cut_wall_seconds() const noexcept {
   return static_cast<double>(cut_nanoseconds_) / 1e9;
+}
+
+double TarSegmenter::cut_scan_cpu_seconds() const noexcept {
+  return chunker_.scan_cpu_seconds();
 }
 
 Result<bool> TarSegmenter::next(TarSegmentSink& sink) {
@@ -66,10 +70,10 @@ Result<void> TarSegmenter::add_raw(ByteSpan bytes) {
 Result<void> TarSegmenter::add_content(ByteSpan bytes) {
   const auto started = std::chrono::steady_clock::now();
   auto cut = [&]() -> Result<void> {
-    STRATA_TRY(chunker_.feed(bytes, chunk_sink_));
     content_left_ -= bytes.size();
-    if (content_left_ == 0) STRATA_TRY(chunker_.finish(chunk_sink_));
-    return {};
+    // The entry's last piece is cut in place to its end, so its tail is never buffered.
+    if (content_left_ == 0) return chunker_.finish(bytes, chunk_sink_);
+    return chunker_.feed(bytes, chunk_sink_);
   }();
   cut_nanoseconds_ +=
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(

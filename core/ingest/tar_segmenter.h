@@ -69,8 +69,11 @@ class TarSegmenter {
   [[nodiscard]] std::uint64_t entries() const noexcept { return entries_; }
   // Entries chunked tensor-aware so far.
   [[nodiscard]] std::uint64_t model_files() const noexcept { return chunker_.model_files(); }
-  // Thread time spent cutting entry content (chunk sinks included).
-  [[nodiscard]] double cut_seconds() const noexcept;
+  // Wall-clock time of the calls that cut entry content: the scans, the chunker's buffering and
+  // the sink's add_chunk calls (in the ingest pipeline, the copies into batches).
+  [[nodiscard]] double cut_wall_seconds() const noexcept;
+  // Thread CPU time of the content-defined scans alone (EntryContentChunker::scan_cpu_seconds()).
+  [[nodiscard]] double cut_scan_cpu_seconds() const noexcept;
 
  private:
   Result<void> add_raw(ByteSpan bytes);

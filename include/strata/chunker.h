@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,16 +97,34 @@ class Chunker {
   // finish().
   void feed(ByteSpan piece, const Sink& sink);
   void finish(const Sink& sink);
+  // feed(last_piece) then finish(), without copying the piece's tail into the buffer first: the
+  // chunks are those of the two calls.
+  void finish(ByteSpan last_piece, const Sink& sink);
   // Forgets buffered bytes and restarts offsets at 0.
   void reset();
 
   // Bytes fed but not yet emitted as chunks.
   [[nodiscard]] std::size_t buffered_bytes() const noexcept { return pending_.size(); }
 
+  // Thread CPU time (CLOCK_THREAD_CPUTIME_ID) that feed() and finish() spent finding cut points,
+  // summed over every call of this object's life (reset() keeps it): the scans only, not the
+  // buffering or the sinks. Calls whose cuts need no scan (a tail at most min_size) are not timed.
+  [[nodiscard]] double scan_cpu_seconds() const noexcept;
+
  private:
   explicit Chunker(const ChunkerOptions& options);
 
   void emit(const Chunk& chunk, ByteSpan bytes, const Sink& sink);
+  // Cuts up to out.size() chunks off the front of `data` (at_end: until it is used up; otherwise
+  // while at least max_size bytes are left) and adds the scans' thread CPU time to
+  // scan_nanoseconds_. Returns how many chunks it cut.
+  std::size_t cut_run(ByteSpan data, bool at_end, std::span<Chunk> out);
+  // Cuts through `bytes` in place, emitting every chunk (at_end: all of them; otherwise while at
+  // least max_size bytes are left). Returns the bytes consumed.
+  std::size_t cut_in_place(ByteSpan bytes, bool at_end, const Sink& sink);
+  // feed()'s first step: completes the chunks buffered bytes begin with `piece`. Returns where
+  // `piece` continues unbuffered, or piece.size() + 1 when all of it went into the buffer.
+  std::size_t drain_pending(ByteSpan piece, const Sink& sink);
 
   [[nodiscard]] Chunk cut_fastcdc(ByteSpan data, bool at_end) const;
   [[nodiscard]] Chunk cut_xet(ByteSpan data) const;
@@ -120,6 +139,7 @@ class Chunker {
   std::vector<std::uint64_t> gear_shifted_;  // gear_[i] << 1 (seed << 1 applied), for v2020
   std::vector<std::uint8_t> pending_;
   std::uint64_t stream_offset_ = 0;
+  std::uint64_t scan_nanoseconds_ = 0;
 };
 
 }  // namespace strata

@@ -100,18 +100,25 @@ struct IngestProgress {
   std::uint64_t tar_bytes = 0;    // uncompressed bytes done
 };
 
-// Where an ingest spent its time, in seconds of thread time summed over the threads that ran each
-// step (so parallel steps may add up to more than the wall time). reliability.md §5 asks for the
-// cost of hashing, CDC, compression and verify-before-commit separately.
+// Where an ingest spent its time. reliability.md §5 asks for the cost of hashing, CDC, compression
+// and verify-before-commit separately. The step clocks are wall-clock seconds of each step's calls,
+// summed over the threads that ran them (so parallel steps may add up to more than the ingest's
+// wall time, and a machine busy with other work inflates them: a thread waiting for a core still
+// counts); cut_scan_cpu alone is CPU time.
 struct IngestStageSeconds {
   double read_and_cut = 0;  // stage 1 (serial): read, decompress, parse the tar, cut, batch
-  double cut = 0;           // of which: the content-defined chunker (and tensor cuts)
-  double hash = 0;          // stage 2 (parallel): SHA-256 (or XXH3-128 lookups) of each chunk
-  double compress = 0;      // stage 2: zstd / byte-grouped / delta encoding of new chunks, and
-                            // their content sketches (DeltaIngestOptions::keep_sketches)
-  double verify = 0;        // stage 2: decoding each new chunk's stored form again (P3)
-  double write = 0;         // stage 3 (serial): diff_id hashing, pack appends, recipe
-  double commit = 0;        // after the pipeline: fsync of packs, the index transaction
+  // Of which: entry content through the segmenter: the chunker's scans and buffering, tensor cuts,
+  // and the copies of each chunk into its batch.
+  double cut_wall = 0;
+  // Thread CPU time (CLOCK_THREAD_CPUTIME_ID) of the content-defined scans alone, summed over the
+  // threads that ran them: the cost of the chunking kernel (strata/kernels.h) in this ingest.
+  double cut_scan_cpu = 0;
+  double hash = 0;      // stage 2 (parallel): SHA-256 (or XXH3-128 lookups) of each chunk
+  double compress = 0;  // stage 2: zstd / byte-grouped / delta encoding of new chunks, and their
+                        // content sketches (DeltaIngestOptions::keep_sketches)
+  double verify = 0;    // stage 2: decoding each new chunk's stored form again (P3)
+  double write = 0;     // stage 3 (serial): diff_id hashing, pack appends, recipe
+  double commit = 0;    // after the pipeline: fsync of packs, the index transaction
 };
 
 struct IngestReport {

@@ -52,6 +52,10 @@ class TensorAwareChunker {
   // Errors (kInvalidArgument) when fewer bytes arrived than the layout's file size.
   Result<void> finish(const Sink& sink);
 
+  // Thread CPU time the content-defined cuts inside regions spent scanning
+  // (Chunker::scan_cpu_seconds()).
+  [[nodiscard]] double scan_cpu_seconds() const noexcept;
+
  private:
   struct State;
   explicit TensorAwareChunker(std::unique_ptr<State> state);

@@ -1,4 +1,5 @@
-// Chunker invariants beyond the reference vectors: streaming in random piece sizes equals one call,
+// Chunker invariants beyond the reference vectors: streaming in random piece sizes equals one call
+// (also when the last piece is cut in place by finish(last_piece)), the scan clock counts scans,
 // every chunk respects min/max (the last may be shorter), chunks tile the input, empty input gives
 // no chunk, data ending flush against the end of an allocation is read safely, bad options fail.
 #include <gtest/gtest.h>
@@ -13,9 +14,11 @@
 namespace strata {
 namespace {
 
+// Feeds `data` in random pieces of 1..max_piece bytes; with `last_in_place` the last piece goes
+// through finish(last_piece) (cut in place) instead of feed() and finish().
 std::vector<Chunk> stream_in_pieces(const std::vector<std::uint8_t>& data,
                                     const ChunkerOptions& options, std::mt19937_64& random,
-                                    std::size_t max_piece) {
+                                    std::size_t max_piece, bool last_in_place = false) {
   auto chunker = Chunker::create(options);
   EXPECT_TRUE(chunker.ok());
   std::vector<Chunk> chunks;
@@ -27,6 +30,10 @@ std::vector<Chunk> stream_in_pieces(const std::vector<std::uint8_t>& data,
   std::size_t at = 0;
   while (at < data.size()) {
     const std::size_t piece = std::min<std::size_t>(data.size() - at, 1 + random() % max_piece);
+    if (last_in_place && at + piece == data.size()) {
+      chunker->finish(ByteSpan(data).subspan(at, piece), sink);
+      return chunks;
+    }
     chunker->feed(ByteSpan(data).subspan(at, piece), sink);
     at += piece;
   }
@@ -54,6 +61,51 @@ TEST(ChunkerStreaming, RandomPieceSizesMatchOneShot) {
       }
     }
   }
+}
+
+// finish(last_piece) cuts the last piece in place; the chunks equal feed() + finish() for every
+// algorithm, for inputs shorter than min, around max, and for any split before the last piece.
+TEST(ChunkerStreaming, FinishWithLastPieceMatchesOneShot) {
+  std::mt19937_64 random(99);
+  for (const ChunkAlgorithm algorithm : {ChunkAlgorithm::kFastCdc2016, ChunkAlgorithm::kFastCdc2020,
+                                         ChunkAlgorithm::kXet, ChunkAlgorithm::kCasync}) {
+    ChunkerOptions options = default_chunker_options(algorithm);
+    options.min_size = 1024;
+    options.avg_size = 4096;
+    options.max_size = 16384;
+    for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{1024},
+                                   std::size_t{16384}, std::size_t{16385}, std::size_t{300000}}) {
+      const auto data = test::splitmix64_bytes(size + 7, size);
+      auto expected = chunk_buffer(data, options);
+      ASSERT_TRUE(expected.ok());
+      for (const std::size_t max_piece :
+           {std::size_t{5}, std::size_t{5000}, std::size_t{40000}, std::size_t{1} << 20U}) {
+        const auto got = stream_in_pieces(data, options, random, max_piece, true);
+        ASSERT_EQ(got, *expected) << chunk_algorithm_name(algorithm) << " size " << size
+                                  << " max piece " << max_piece;
+      }
+    }
+  }
+}
+
+// The scan clock counts scans only: nothing for input too short to scan, something once a scan
+// ran, and it keeps counting across finish() and reset().
+TEST(ChunkerStreaming, ScanClockCountsOnlyScans) {
+  auto chunker = Chunker::create(ChunkerOptions{});
+  ASSERT_TRUE(chunker.ok());
+  const auto ignore = [](const Chunk&, ByteSpan) {};
+  const auto tiny = test::splitmix64_bytes(1, 1000);
+  chunker->feed(tiny, ignore);
+  chunker->finish(ignore);
+  EXPECT_EQ(chunker->scan_cpu_seconds(), 0.0);
+  const auto data = test::splitmix64_bytes(2, 8U << 20U);
+  chunker->feed(data, ignore);
+  chunker->finish(ignore);
+  const double after_one = chunker->scan_cpu_seconds();
+  EXPECT_GT(after_one, 0.0);
+  chunker->reset();
+  chunker->finish(data, ignore);
+  EXPECT_GT(chunker->scan_cpu_seconds(), after_one);
 }
 
 TEST(ChunkerStreaming, ChunksTileInputAndRespectBounds) {

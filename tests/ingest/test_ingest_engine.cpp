@@ -155,8 +155,9 @@ TEST(IngestEngine, StageTimesFollowTheWorkDone) {
   ASSERT_GT(unverified->new_chunks, 0U);
   EXPECT_GT(unverified->stage_seconds.compress, 0.0);
   EXPECT_GT(unverified->stage_seconds.hash, 0.0);
-  EXPECT_GT(unverified->stage_seconds.cut, 0.0);
-  EXPECT_GE(unverified->stage_seconds.read_and_cut, unverified->stage_seconds.cut);
+  EXPECT_GT(unverified->stage_seconds.cut_wall, 0.0);
+  EXPECT_GE(unverified->stage_seconds.read_and_cut, unverified->stage_seconds.cut_wall);
+  EXPECT_GT(unverified->stage_seconds.cut_scan_cpu, 0.0);
   EXPECT_GT(unverified->stage_seconds.write, 0.0);
   EXPECT_GT(unverified->stage_seconds.commit, 0.0);
   EXPECT_EQ(unverified->stage_seconds.verify, 0.0);

@@ -1,8 +1,8 @@
 // Kernel dispatch: the scalar reference is always built and usable, exactly one kernel is active,
 // the start-up probe measures every usable kernel and picks one of them (whose chunks equal the
 // scalar reference's), select_kernel() switches and refuses unknown names, and every usable kernel
-// gives the scalar
-// reference's positions and hashes on random data for both scan forms: random and FastCDC masks,
+// gives the scalar reference's positions and hashes on random data for both scan forms: random
+// and FastCDC masks, masks topping out anywhere up to bit 63, gear tables rewritten in place,
 // any hash_in, begin/center/limit anywhere (odd ones too), data flush against a guard page on
 // either side, and chunk-level cuts in [min, min+47] where the hash still carries its start.
 #include <gtest/gtest.h>
@@ -162,6 +162,40 @@ TEST(Kernels, EveryKernelMatchesScalarWithFastCdcMasks) {
       request.mask_small = fastcdc::kMasks[bits + 2];
       request.mask_large = fastcdc::kMasks[bits];
       request.hash = trial % 2 == 0 ? random() : 0;
+      request.gear = gear.data();
+      request.gear_shifted = gear_shifted.data();
+      expect_kernel_matches(kernel, request, "trial " + std::to_string(trial));
+      if (HasFailure()) return;
+    }
+  }
+}
+
+// avx512_seq_gather keeps pre-shifted copies of the gear table per thread (each entry shifted
+// left by up to 7) and uses them while every mask bit is below 57: a table rewritten in place,
+// and masks whose top bit is just below, at or past that bound, must all match the reference.
+TEST(Kernels, RewrittenTablesAndHighMaskBitsMatchScalar) {
+  const auto data = test::splitmix64_bytes(13, 256U << 10U);
+  std::mt19937_64 random(79);
+  std::vector<std::uint64_t> gear(256);
+  std::vector<std::uint64_t> gear_shifted(256);
+  for (const simd::GearKernel& kernel : simd::built_kernels()) {
+    if (!simd::kernel_usable(kernel)) continue;
+    for (int trial = 0; trial < 400; ++trial) {
+      if (trial % 4 == 0) {  // same address, new entries
+        for (auto& entry : gear) entry = random();
+        for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = gear[i] << 1U;
+      }
+      simd::GearScanRequest request;
+      request.data = data.data();
+      request.begin = random() % 4096;
+      request.limit = request.begin + random() % 200000;
+      request.center = request.begin + random() % 60000;
+      const unsigned top_bits[] = {47, 55, 56, 57, 58, 63};
+      const unsigned top = top_bits[random() % std::size(top_bits)];
+      const unsigned bits = 8 + static_cast<unsigned>(random() % 7);
+      request.mask_small = ((std::uint64_t{1} << bits) - 1) << (top + 1 - bits);
+      request.mask_large = ((std::uint64_t{1} << (bits - 2)) - 1) << (top + 3 - bits);
+      request.hash = random();
       request.gear = gear.data();
       request.gear_shifted = gear_shifted.data();
       expect_kernel_matches(kernel, request, "trial " + std::to_string(trial));
