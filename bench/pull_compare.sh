@@ -109,6 +109,9 @@ for speed in $speeds; do
   measure "skopeo-v2-$speed" skopeo --insecure-policy copy --quiet --src-tls-verify=false \
     "docker://$endpoint/bench/image:v2" "oci:$work/o2:v2"
   if [ "$have_podman" = 1 ]; then
+    # A fresh podman storage per link speed: v1 into empty, then v2 holding v1 (vfs storage pulls
+    # whole layers; podman's partial pulls are bench/podman_partial.sh's).
+    rm -rf "$work/podman-root" "$work/podman-run"
     for version in v1 v2; do
       measure "podman-$version-$speed" podman --root "$work/podman-root" --runroot \
         "$work/podman-run" --storage-driver vfs pull --tls-verify=false -q \
