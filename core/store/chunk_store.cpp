@@ -149,6 +149,23 @@ ChunkFingerprint fingerprint_from_blob(ByteSpan blob) {
   return fingerprint;
 }
 
+SketchBlob sketch_blob(const ChunkSketchWords& sketch) {
+  SketchBlob blob{};
+  for (std::size_t i = 0; i < blob.size(); ++i) {
+    blob[i] = static_cast<std::uint8_t>(sketch.super[i / 8] >> (8U * (i % 8)));
+  }
+  return blob;
+}
+
+std::optional<ChunkSketchWords> sketch_from_blob(ByteSpan blob) {
+  ChunkSketchWords sketch;
+  if (blob.size() != sizeof(sketch.super)) return std::nullopt;
+  for (std::size_t i = 0; i < blob.size(); ++i) {
+    sketch.super[i / 8] |= static_cast<std::uint64_t>(blob[i]) << (8U * (i % 8));
+  }
+  return sketch;
+}
+
 ChunkFingerprint fingerprint_of(ByteSpan data) {
   // The canonical (big-endian) form is what the index stores; the struct holds its two halves.
   const XXH128_hash_t hash = XXH3_128bits(data.data(), data.size());
@@ -671,17 +688,9 @@ Result<std::vector<std::pair<Digest, ChunkSketchWords>>> ChunkStore::layer_sketc
     auto row = select->step();
     if (!row.ok()) return std::move(row).error();
     if (!*row) break;
-    const ByteSpan blob = select->column_blob(1);
-    ChunkSketchWords words;
-    if (blob.size() != sizeof(words.super)) continue;  // a row this version cannot read
-    for (std::size_t i = 0; i < words.super.size(); ++i) {
-      std::uint64_t value = 0;
-      for (std::size_t b = 0; b < 8; ++b) {
-        value |= static_cast<std::uint64_t>(blob[i * 8 + b]) << (8U * b);
-      }
-      words.super[i] = value;
-    }
-    sketches.emplace_back(digest_from_blob(select->column_blob(0)), words);
+    const auto sketch = sketch_from_blob(select->column_blob(1));
+    if (!sketch) continue;  // a row this version cannot read
+    sketches.emplace_back(digest_from_blob(select->column_blob(0)), *sketch);
   }
   return sketches;
 }

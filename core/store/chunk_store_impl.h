@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -141,6 +142,11 @@ Result<LocatedRecord> read_located_record(const ChunkStore::Impl& impl, const Di
 std::array<std::uint8_t, 16> xxh3_128_of(ByteSpan data);
 // The index's 16-byte canonical XXH3-128 column as a fingerprint (zero when malformed).
 ChunkFingerprint fingerprint_from_blob(ByteSpan blob);
+// A chunk_sketches row's sketch column: the four super-features, 64-bit little-endian each.
+using SketchBlob = std::array<std::uint8_t, sizeof(ChunkSketchWords::super)>;
+SketchBlob sketch_blob(const ChunkSketchWords& sketch);
+// The sketch of such a column; empty when the column is not that size.
+std::optional<ChunkSketchWords> sketch_from_blob(ByteSpan blob);
 std::int64_t unix_now();
 
 }  // namespace strata

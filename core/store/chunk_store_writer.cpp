@@ -277,10 +277,7 @@ struct StoreWriter::Session {
       unbase->reset();
       if (chunk.has_base) STRATA_TRY(record_base_locked(digest, chunk.base));
       if (chunk.sketch) {
-        std::array<std::uint8_t, sizeof(chunk.sketch->super)> blob{};
-        for (std::size_t i = 0; i < blob.size(); ++i) {
-          blob[i] = static_cast<std::uint8_t>(chunk.sketch->super[i / 8] >> (8U * (i % 8)));
-        }
+        const SketchBlob blob = sketch_blob(*chunk.sketch);
         keep_sketch->bind_blob(1, blob_of(digest));
         keep_sketch->bind_blob(2, ByteSpan(blob.data(), blob.size()));
         STRATA_TRY(keep_sketch->run());

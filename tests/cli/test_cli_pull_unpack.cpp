@@ -23,6 +23,7 @@
 #include "tests/layer_fixtures.h"
 #include "tests/oci_test_helpers.h"
 #include "tests/test_support.h"
+#include "tests/tree_snapshot.h"
 
 namespace strata {
 namespace {
@@ -30,41 +31,7 @@ namespace {
 using testing::HostileRegistry;
 using testing::serve_layout;
 
-struct TreeEntry {
-  unsigned mode = 0;  // type and permission bits
-  long long size = 0;
-  unsigned long links = 0;
-  long long mtime = 0;
-  std::string content;  // file bytes or symlink target
-  friend bool operator==(const TreeEntry&, const TreeEntry&) = default;
-};
-
-void PrintTo(const TreeEntry& entry, std::ostream* out) {
-  *out << "mode " << std::oct << entry.mode << std::dec << " size " << entry.size << " links "
-       << entry.links << " mtime " << entry.mtime;
-}
-
-std::map<std::string, TreeEntry> describe_tree(const std::string& root) {
-  std::map<std::string, TreeEntry> tree;
-  for (auto it = std::filesystem::recursive_directory_iterator(root);
-       it != std::filesystem::recursive_directory_iterator(); ++it) {
-    const std::string path = it->path().string();
-    struct stat info {};
-    ::lstat(path.c_str(), &info);
-    TreeEntry entry;
-    entry.mode = info.st_mode;
-    entry.links = S_ISDIR(info.st_mode) ? 0 : info.st_nlink;
-    entry.mtime = static_cast<long long>(info.st_mtime);
-    if (S_ISREG(info.st_mode)) {
-      entry.size = static_cast<long long>(info.st_size);
-      const auto bytes = test::read_file(path);
-      entry.content.assign(bytes.begin(), bytes.end());
-    }
-    if (S_ISLNK(info.st_mode)) entry.content = std::filesystem::read_symlink(path).string();
-    tree[path.substr(root.size())] = std::move(entry);
-  }
-  return tree;
-}
+using test::describe_tree;
 
 // Names in `parent` that start with `prefix` (left-over partial trees or scratch stores).
 std::vector<std::string> names_starting(const std::string& parent, const std::string& prefix) {

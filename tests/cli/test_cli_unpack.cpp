@@ -12,45 +12,12 @@
 
 #include "tests/layer_fixtures.h"
 #include "tests/test_support.h"
+#include "tests/tree_snapshot.h"
 
 namespace strata {
 namespace {
 
-struct TreeEntry {
-  unsigned mode = 0;  // type and permission bits
-  long long size = 0;
-  unsigned long links = 0;
-  long long mtime = 0;  // files and symlinks only: umoci and strata both set directory times
-  std::string content;  // file bytes or symlink target
-  friend bool operator==(const TreeEntry&, const TreeEntry&) = default;
-};
-
-void PrintTo(const TreeEntry& entry, std::ostream* out) {
-  *out << "mode " << std::oct << entry.mode << std::dec << " size " << entry.size << " links "
-       << entry.links << " mtime " << entry.mtime;
-}
-
-std::map<std::string, TreeEntry> describe_tree(const std::string& root) {
-  std::map<std::string, TreeEntry> tree;
-  for (auto it = std::filesystem::recursive_directory_iterator(root);
-       it != std::filesystem::recursive_directory_iterator(); ++it) {
-    const std::string path = it->path().string();
-    struct stat info {};
-    ::lstat(path.c_str(), &info);
-    TreeEntry entry;
-    entry.mode = info.st_mode;
-    entry.links = S_ISDIR(info.st_mode) ? 0 : info.st_nlink;
-    if (S_ISREG(info.st_mode)) {
-      entry.size = static_cast<long long>(info.st_size);
-      const auto bytes = test::read_file(path);
-      entry.content.assign(bytes.begin(), bytes.end());
-    }
-    if (S_ISLNK(info.st_mode)) entry.content = std::filesystem::read_symlink(path).string();
-    if (!S_ISDIR(info.st_mode)) entry.mtime = static_cast<long long>(info.st_mtime);
-    tree[path.substr(root.size())] = std::move(entry);
-  }
-  return tree;
-}
+using test::describe_tree;
 
 bool umoci_installed() {
   return std::system("umoci --version >/dev/null 2>&1") == 0;
@@ -86,8 +53,9 @@ TEST(CliUnpack, GivesTheSameTreeAsUmoci) {
   ASSERT_TRUE(
       test::shell(scratch.path(), "umoci unpack --rootless --image '" + layout + ":t' bundle"));
 
-  const auto expected = describe_tree(scratch.file("bundle/rootfs"));
-  const auto actual = describe_tree(ours);
+  const auto expected =
+      describe_tree(scratch.file("bundle/rootfs"), test::DirectoryTimes::kIgnored);
+  const auto actual = describe_tree(ours, test::DirectoryTimes::kIgnored);
   EXPECT_GT(expected.size(), 40U);
   EXPECT_EQ(actual, expected);
   EXPECT_FALSE(actual.count("/gone"));

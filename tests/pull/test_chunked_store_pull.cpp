@@ -764,27 +764,52 @@ TEST(ChunkedStorePull, SeveralBatchesInFlightRebuildTheSameLayer) {
   EXPECT_TRUE(verified->clean());
 }
 
+// A layer pulled with several batches in flight, for the tests that make one batch fail: its TOC,
+// its plan and how many batch calls a clean pull makes with `options`.
+struct BatchedPull {
+  ChunkedBlob layer;
+  ChunkedLayerToc toc;
+  PullPlan plan;
+  std::uint64_t batches = 0;
+};
+
+BatchedPull batched_pull(std::uint64_t seed, const StorePullOptions& options) {
+  const MadeTar made = make_tar(seed, 6, 400'000, 65'536);
+  BatchedPull pull{write_layer(made, ChunkedFormat::kZstdChunked), {}, {}, 0};
+  auto toc = read_chunked_toc(pull.layer.blob.size(), pull.layer.annotations,
+                              memory_fetcher(pull.layer.blob));
+  EXPECT_TRUE(toc.ok());
+  if (!toc.ok()) return pull;
+  pull.toc = std::move(*toc);
+  auto plan = plan_pull(pull.toc, {});
+  EXPECT_TRUE(plan.ok());
+  if (!plan.ok()) return pull;
+  pull.plan = std::move(*plan);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  std::mutex mutex;
+  BatchLog log;
+  auto pulled = pull_chunked_layer_into_store(store, pull.toc, pull.plan,
+                                              shared_fetcher(pull.layer.blob, mutex, log),
+                                              pull.layer.diff_id, options);
+  EXPECT_TRUE(pulled.ok()) << pulled.error().to_string();
+  if (pulled.ok()) pull.batches = pulled->batches;
+  return pull;
+}
+
+void expect_nothing_committed(const ChunkStore& store) {
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
+}
+
 TEST(ChunkedStorePull, AFailedBatchAmongSeveralInFlightCommitsNothing) {
-  const MadeTar made = make_tar(43, 6, 400'000, 65'536);
-  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
-  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
-  ASSERT_TRUE(toc.ok());
-  auto plan = plan_pull(*toc, {});
-  ASSERT_TRUE(plan.ok());
   StorePullOptions options;
   options.batch_bytes = 128 << 10;
   options.batches_in_flight = 4;
-  std::uint64_t batches = 0;
-  {
-    StoreDir dir;
-    ChunkStore store = dir.open();
-    std::mutex mutex;
-    BatchLog log;
-    auto pulled = pull_chunked_layer_into_store(
-        store, *toc, *plan, shared_fetcher(layer.blob, mutex, log), layer.diff_id, options);
-    ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
-    batches = pulled->batches;
-  }
+  const BatchedPull pull = batched_pull(43, options);
+  const std::uint64_t batches = pull.batches;
   ASSERT_GT(batches, 4U);
   // The first, a middle and the last batch failing: each ends the pull with the fetcher's error.
   for (const std::uint64_t fail_call : {std::uint64_t{1}, batches / 2, batches}) {
@@ -793,17 +818,14 @@ TEST(ChunkedStorePull, AFailedBatchAmongSeveralInFlightCommitsNothing) {
     ChunkStore store = dir.open();
     std::mutex mutex;
     BatchLog log;
-    auto pulled = pull_chunked_layer_into_store(store, *toc, *plan,
-                                                shared_fetcher(layer.blob, mutex, log, fail_call),
-                                                layer.diff_id, options);
+    auto pulled = pull_chunked_layer_into_store(
+        store, pull.toc, pull.plan, shared_fetcher(pull.layer.blob, mutex, log, fail_call),
+        pull.layer.diff_id, options);
     ASSERT_FALSE(pulled.ok());
     EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
     EXPECT_NE(pulled.error().message.find("stalled"), std::string::npos);
     EXPECT_GE(log.calls, fail_call);
-    auto stats = store.stats();
-    ASSERT_TRUE(stats.ok());
-    EXPECT_EQ(stats->layers, 0U);
-    EXPECT_EQ(stats->chunks, 0U);
+    expect_nothing_committed(store);
   }
 }
 
@@ -811,27 +833,12 @@ TEST(ChunkedStorePull, AFailedBatchAmongSeveralInFlightCommitsNothing) {
 // the last call) ends the pull with an error saying which range came back short; nothing is
 // committed.
 TEST(ChunkedStorePull, AShortRangeAmongSeveralInFlightCommitsNothing) {
-  const MadeTar made = make_tar(45, 6, 400'000, 65'536);
-  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
-  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
-  ASSERT_TRUE(toc.ok());
-  auto plan = plan_pull(*toc, {});
-  ASSERT_TRUE(plan.ok());
   StorePullOptions options;
   options.first_batch_bytes = 64 << 10;
   options.batch_bytes = 256 << 10;
   options.batches_in_flight = 3;
-  std::uint64_t batches = 0;
-  {
-    StoreDir dir;
-    ChunkStore store = dir.open();
-    std::mutex mutex;
-    BatchLog log;
-    auto pulled = pull_chunked_layer_into_store(
-        store, *toc, *plan, shared_fetcher(layer.blob, mutex, log), layer.diff_id, options);
-    ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
-    batches = pulled->batches;
-  }
+  const BatchedPull pull = batched_pull(45, options);
+  const std::uint64_t batches = pull.batches;
   ASSERT_GT(batches, 4U);
   for (const std::uint64_t short_call : {std::uint64_t{1}, batches / 2, batches}) {
     SCOPED_TRACE("short call " + std::to_string(short_call));
@@ -840,17 +847,14 @@ TEST(ChunkedStorePull, AShortRangeAmongSeveralInFlightCommitsNothing) {
     std::mutex mutex;
     BatchLog log;
     auto pulled = pull_chunked_layer_into_store(
-        store, *toc, *plan, shared_fetcher(layer.blob, mutex, log, short_call, true), layer.diff_id,
-        options);
+        store, pull.toc, pull.plan, shared_fetcher(pull.layer.blob, mutex, log, short_call, true),
+        pull.layer.diff_id, options);
     ASSERT_FALSE(pulled.ok());
     EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
     EXPECT_NE(pulled.error().message.find("range at "), std::string::npos)
         << pulled.error().to_string();
     EXPECT_NE(pulled.error().message.find("bytes"), std::string::npos);
-    auto stats = store.stats();
-    ASSERT_TRUE(stats.ok());
-    EXPECT_EQ(stats->layers, 0U);
-    EXPECT_EQ(stats->chunks, 0U);
+    expect_nothing_committed(store);
   }
 }
 
