@@ -63,6 +63,11 @@ struct ChunkStore::Impl {
   // read_chunk's row lookup, prepared once (declared after db: destroyed before it).
   mutable store_index::Statement lookup_statement;
   mutable bool lookup_prepared = false;
+  // The writer's delta-pair check (StoreWriter::check_delta_base and the commit), run once per
+  // delta chunk: prepared once, like lookup_statement (preparing it per chunk cost ~6 % of a
+  // delta ingest's CPU).
+  mutable store_index::Statement delta_pair_statement;
+  mutable bool delta_pair_prepared = false;
 
   // Digests known good in the index, so contains() answers from memory. generation mirrors
   // meta.generation (bumped whenever chunks disappear or turn corrupt): a change forces a full

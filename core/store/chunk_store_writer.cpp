@@ -42,25 +42,33 @@ struct DeltaPairState {
   ChunkFingerprint base_fingerprint;  // the base's XXH3-128 as the index records it
 };
 
-Result<DeltaPairState> delta_pair_state(store_index::Database& db, const Digest& digest,
+// Caller holds store.db_mutex.
+Result<DeltaPairState> delta_pair_state(const ChunkStore::Impl& store, const Digest& digest,
                                         const Digest& base) {
-  auto check = db.prepare(
-      "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
-      "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
-      "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2), "
-      "(SELECT xxh3 FROM chunks WHERE digest = ?1 AND corrupt = 0)");
-  if (!check.ok()) return std::move(check).error();
-  check->bind_blob(1, blob_of(base));
-  check->bind_blob(2, blob_of(digest));
-  auto row = check->step();
+  if (!store.delta_pair_prepared) {
+    auto prepared = store.db.prepare(
+        "SELECT COALESCE((SELECT codec FROM chunks WHERE digest = ?1 AND corrupt = 0), -1), "
+        "EXISTS(SELECT 1 FROM chunk_bases WHERE digest = ?1), "
+        "EXISTS(SELECT 1 FROM chunk_bases WHERE base = ?2), "
+        "(SELECT xxh3 FROM chunks WHERE digest = ?1 AND corrupt = 0)");
+    if (!prepared.ok()) return std::move(prepared).error();
+    store.delta_pair_statement = std::move(*prepared);
+    store.delta_pair_prepared = true;
+  }
+  store_index::Statement& check = store.delta_pair_statement;
+  check.reset();
+  check.bind_blob(1, blob_of(base));
+  check.bind_blob(2, blob_of(digest));
+  auto row = check.step();
   if (!row.ok()) return std::move(row).error();
   DeltaPairState state;
-  const auto codec = check->column_int(0);
+  const auto codec = check.column_int(0);
   state.base_good = codec >= 0;
   state.base_in_chain =
-      check->column_int(1) != 0 || (codec >= 0 && is_delta_codec(static_cast<Codec>(codec)));
-  state.digest_is_base = check->column_int(2) != 0;
-  if (state.base_good) state.base_fingerprint = fingerprint_from_blob(check->column_blob(3));
+      check.column_int(1) != 0 || (codec >= 0 && is_delta_codec(static_cast<Codec>(codec)));
+  state.digest_is_base = check.column_int(2) != 0;
+  if (state.base_good) state.base_fingerprint = fingerprint_from_blob(check.column_blob(3));
+  check.reset();
   return state;
 }
 
@@ -229,6 +237,9 @@ struct StoreWriter::Session {
     auto keep_sketch =
         db.prepare("INSERT OR REPLACE INTO chunk_sketches(digest, sketch) VALUES(?, ?)");
     if (!keep_sketch.ok()) return std::move(keep_sketch).error();
+    auto record_base = db.prepare("INSERT INTO chunk_bases(digest, base) VALUES(?, ?)");
+    if (!record_base.ok()) return std::move(record_base).error();
+    bool recorded_bases = false;
     if (!select.ok()) return std::move(select).error();
     if (!insert.ok()) return std::move(insert).error();
     if (!heal.ok()) return std::move(heal).error();
@@ -275,7 +286,10 @@ struct StoreWriter::Session {
       unbase->bind_blob(1, blob_of(digest));
       STRATA_TRY(unbase->run());
       unbase->reset();
-      if (chunk.has_base) STRATA_TRY(record_base_locked(digest, chunk.base));
+      if (chunk.has_base) {
+        STRATA_TRY(record_base_locked(digest, chunk.base, *record_base));
+        recorded_bases = true;
+      }
       if (chunk.sketch) {
         const SketchBlob blob = sketch_blob(*chunk.sketch);
         keep_sketch->bind_blob(1, blob_of(digest));
@@ -309,6 +323,11 @@ struct StoreWriter::Session {
       insert_reference->reset();
     }
 
+    // A store holding deltas is format 2: a strata that does not know them would collect bases.
+    if (recorded_bases) {
+      STRATA_TRY(
+          db.execute("UPDATE meta SET value = 2 WHERE key = 'format_version' AND value < 2"));
+    }
     STRATA_TRY(record_blob_locked(layer));
     STRATA_TRY(transaction.commit());
     return outcome;
@@ -317,29 +336,29 @@ struct StoreWriter::Session {
   // Records that `digest` decodes against `base`, after checking in this transaction what
   // put_delta_chunk checked before: the base is a good chunk stored whole, and `digest` is no
   // other delta's base. So every chain has depth 1 (kMaxDeltaDepth) whatever ran in between.
-  Result<void> record_base_locked(const Digest& digest, const Digest& base) {
-    store_index::Database& db = store->db;
-    auto state = delta_pair_state(db, digest, base);
+  // `insert` is the commit's prepared INSERT INTO chunk_bases.
+  Result<void> record_base_locked(const Digest& digest, const Digest& base,
+                                  store_index::Statement& insert) {
+    auto state = delta_pair_state(*store, digest, base);
     if (!state.ok()) return std::move(state).error();
-    const std::string name =
-        "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+    const auto name = [&] {
+      return "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+    };
     if (!state->base_good) {
       store->forget_known(base);
       return make_error(ErrorCode::kNotFound,
-                        name + ": the base is not a good chunk of the store; put it again whole");
+                        name() + ": the base is not a good chunk of the store; put it again whole");
     }
     if (state->base_in_chain || state->digest_is_base || base == digest) {
       return make_error(ErrorCode::kInvalidArgument,
-                        name + ": would make a delta chain deeper than " +
+                        name() + ": would make a delta chain deeper than " +
                             std::to_string(kMaxDeltaDepth) + "; put it again whole");
     }
-    auto insert = db.prepare("INSERT INTO chunk_bases(digest, base) VALUES(?, ?)");
-    if (!insert.ok()) return std::move(insert).error();
-    insert->bind_blob(1, blob_of(digest));
-    insert->bind_blob(2, blob_of(base));
-    STRATA_TRY(insert->run());
-    // A store holding deltas is format 2: a strata that does not know them would collect bases.
-    return db.execute("UPDATE meta SET value = 2 WHERE key = 'format_version' AND value < 2");
+    insert.bind_blob(1, blob_of(digest));
+    insert.bind_blob(2, blob_of(base));
+    STRATA_TRY(insert.run());
+    insert.reset();
+    return {};
   }
 
   // Remembers which blob a layer arrived in, so find_layer answers to every blob digest of it.
@@ -555,25 +574,27 @@ Result<void> StoreWriter::put_sketch(const Digest& digest, const ChunkSketchWord
 Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& base,
                                            ByteSpan base_raw) const {
   ChunkStore::Impl& store = *session_->store;
-  const std::string name = "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+  const auto name = [&] {
+    return "delta chunk " + digest.to_string() + " (base " + base.to_string() + ")";
+  };
   if (base == digest) {
-    return make_error(ErrorCode::kInvalidArgument, name + ": a chunk cannot be its own base");
+    return make_error(ErrorCode::kInvalidArgument, name() + ": a chunk cannot be its own base");
   }
   {
     std::shared_lock lock(store.known_mutex);
     if (store.known.count(base) == 0) {
       return make_error(ErrorCode::kInvalidArgument,
-                        name + ": the base is not a committed chunk of the store");
+                        name() + ": the base is not a committed chunk of the store");
     }
   }
   if (base_raw.size() > kMaxStoredChunkBytes) {
-    return make_error(ErrorCode::kInvalidArgument, name + ": the base bytes given are too large");
+    return make_error(ErrorCode::kInvalidArgument, name() + ": the base bytes given are too large");
   }
   std::lock_guard lock(store.db_mutex);
-  auto state = delta_pair_state(store.db, digest, base);
+  auto state = delta_pair_state(store, digest, base);
   if (!state.ok()) return std::move(state).error();
   if (!state->base_good) {
-    return make_error(ErrorCode::kInvalidArgument, name + ": the base is not a good chunk");
+    return make_error(ErrorCode::kInvalidArgument, name() + ": the base is not a good chunk");
   }
   // The base bytes a caller gives come from this store's own reads (ChunkStore::read_delta_base,
   // read_chunk), which checked them against the base digest (SHA-256) already, so no input a
@@ -582,12 +603,12 @@ Result<void> StoreWriter::check_delta_base(const Digest& digest, const Digest& b
   // again here, in the serial writer.
   if (!(fingerprint_of(base_raw) == state->base_fingerprint)) {
     return make_error(ErrorCode::kInvalidArgument,
-                      name + ": the base bytes given are not the stored base's bytes");
+                      name() + ": the base bytes given are not the stored base's bytes");
   }
   if (state->base_in_chain || state->digest_is_base) {
     return make_error(
         ErrorCode::kInvalidArgument,
-        name + ": would make a delta chain deeper than " + std::to_string(kMaxDeltaDepth));
+        name() + ": would make a delta chain deeper than " + std::to_string(kMaxDeltaDepth));
   }
   return {};
 }
