@@ -1,9 +1,9 @@
 // Recipe parser target (include/strata/recipe.h, DESIGN.md §3 recipe exactness): arbitrary bytes
 // go to parse_recipe, which must refuse them or accept them without crashing, hanging or
-// allocating beyond the bytes present. An accepted recipe must be canonical and deterministic:
-// serializing it gives back exactly the input, serializing twice gives equal bytes, parsing that
+// allocating beyond the bytes present or (version 2) what its zstd frame really decodes to. An
+// accepted recipe must be deterministic: serializing it twice gives equal bytes, parsing that
 // again gives an equal recipe, and its segments must tile [0, total_size) with raw segments
-// inside raw_bytes().
+// inside raw_bytes(). Seeds hold both versions.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto first = strata::serialize_recipe(*parsed);
   const auto second = strata::serialize_recipe(*parsed);
   check(first == second);
-  check(first.size() == size && std::memcmp(first.data(), data, size) == 0);
+  // serialize_recipe writes version 2, whose zstd frame is one of many that decode to the same
+  // body; so the input is not expected back byte for byte, only the same recipe.
   auto again = strata::parse_recipe(first);
   check(again.ok() && *again == *parsed);
   std::uint64_t covered = 0;

@@ -1,18 +1,26 @@
 // Layer recipes (include/strata/recipe.h): building, replaying (through the one recipe reader,
 // core/store/recipe_reader.h, each chunk checked by length and SHA-256), and the binary form.
 // Layout, version 1 (varints are unsigned LEB128, shortest form only):
-//   "STRATARC" | u8 version=1 | varint total_size | diff_id[32] | varint raw_size |
-//   varint segment_count | segment_count x (u8 kind | varint length | kind 1: digest[32]) |
-//   raw bytes[raw_size] | u64le XXH3-64 of every byte before it
+//   "STRATARC" | u8 version=1 | body | u64le XXH3-64 of every byte before it, where body is
+//   varint total_size | diff_id[32] | varint raw_size | varint segment_count |
+//   segment_count x (u8 kind | varint length | kind 1: digest[32]) | raw bytes[raw_size]
+// Version 2 (what serialize_recipe writes) holds the same body as one zstd frame (level 3, content
+// size in its header):
+//   "STRATARC" | u8 version=2 | varint body_size | zstd frame of body | u64le XXH3-64
+// The raw area is tar headers and padding, which compress ~14x (a Python image's recipe: 2.2 MB
+// to ~0.15 MB), and a delta-coded update's recipe was most of its store growth. Both versions are
+// read.
 // Raw segments take their bytes from the raw area in order, so no offsets are stored. Canonical
-// form: no empty segment, no two adjacent raw segments, lengths summing to total_size; the parser
-// refuses anything else so one recipe has exactly one encoding (its bytes can be hashed).
+// body: no empty segment, no two adjacent raw segments, lengths summing to total_size; the parser
+// refuses anything else. serialize_recipe is deterministic (equal recipes give equal bytes).
 #include "strata/recipe.h"
 
 #include <xxhash.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string_view>
 
 #include "core/store/recipe_reader.h"
@@ -21,7 +29,13 @@ namespace strata {
 namespace {
 
 constexpr std::string_view kMagic = "STRATARC";
-constexpr std::uint8_t kVersion = 1;
+constexpr std::uint8_t kPlainVersion = 1;
+constexpr std::uint8_t kCompressedVersion = 2;
+constexpr int kBodyLevel = 3;
+// The largest body a version-2 recipe may announce: LayerRecipeLimits' 256 MiB of inline bytes
+// plus the segments of a layer of millions of chunks. The body is decoded into a buffer that grows
+// with what the frame really produces, so a hostile announcement costs no memory up front.
+constexpr std::uint64_t kMaxBodyBytes = std::uint64_t{1} << 30U;
 constexpr std::size_t kChecksumSize = 8;
 constexpr std::size_t kMinSegmentBytes = 2;             // kind + one-byte varint
 constexpr std::uint64_t kMaxChunkLength = 1ULL << 32U;  // far above any chunker maximum
@@ -122,10 +136,11 @@ Result<void> replay(const Recipe& recipe, const ChunkProvider& provider, const B
   return reader.write_to(sink);
 }
 
-std::vector<std::uint8_t> serialize_recipe(const Recipe& recipe) {
-  std::vector<std::uint8_t> out(kMagic.begin(), kMagic.end());
+namespace {
+
+std::vector<std::uint8_t> recipe_body(const Recipe& recipe) {
+  std::vector<std::uint8_t> out;
   out.reserve(64 + recipe.raw_bytes().size() + recipe.segments().size() * 40);
-  out.push_back(kVersion);
   put_varint(out, recipe.total_size());
   out.insert(out.end(), recipe.diff_id().bytes().begin(), recipe.diff_id().bytes().end());
   put_varint(out, recipe.raw_bytes().size());
@@ -138,10 +153,76 @@ std::vector<std::uint8_t> serialize_recipe(const Recipe& recipe) {
     }
   }
   out.insert(out.end(), recipe.raw_bytes().begin(), recipe.raw_bytes().end());
+  return out;
+}
+
+void append_checksum(std::vector<std::uint8_t>& out) {
   const std::uint64_t checksum = XXH3_64bits(out.data(), out.size());
   for (unsigned i = 0; i < kChecksumSize; ++i) {
     out.push_back(static_cast<std::uint8_t>(checksum >> (8U * i)));
   }
+}
+
+// The version-2 body: one zstd frame that must decode to exactly `announced` bytes.
+Result<std::vector<std::uint8_t>> decompress_body(ByteSpan frame, std::uint64_t announced) {
+  if (announced > kMaxBodyBytes) {
+    return corrupt("body of " + std::to_string(announced) + " bytes exceeds the " +
+                   std::to_string(kMaxBodyBytes) + "-byte limit");
+  }
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!context) return make_error(ErrorCode::kInternal, "cannot allocate a zstd context");
+  std::vector<std::uint8_t> body(
+      static_cast<std::size_t>(std::min<std::uint64_t>(announced, std::uint64_t{1} << 20U)));
+  ZSTD_inBuffer input{frame.data(), frame.size(), 0};
+  std::size_t produced = 0;
+  for (;;) {
+    if (produced == body.size() && body.size() < announced) {
+      body.resize(static_cast<std::size_t>(std::min<std::uint64_t>(announced, body.size() * 2)));
+    }
+    // A full body leaves only the frame's end to read: a one-byte probe shows whether more comes.
+    std::uint8_t probe = 0;
+    const bool full = produced == body.size();
+    ZSTD_outBuffer output =
+        full ? ZSTD_outBuffer{&probe, 1, 0} : ZSTD_outBuffer{body.data(), body.size(), produced};
+    const std::size_t input_before = input.pos;
+    const std::size_t status = ZSTD_decompressStream(context.get(), &output, &input);
+    if (ZSTD_isError(status)) {
+      return corrupt(std::string("body does not decode: ") + ZSTD_getErrorName(status));
+    }
+    if (full && output.pos != 0) {
+      return corrupt("body decodes to more than the " + std::to_string(announced) +
+                     " bytes announced");
+    }
+    const bool progressed = input.pos != input_before || (!full && output.pos != produced);
+    if (!full) produced = output.pos;
+    if (status == 0) break;  // the frame is complete
+    if (!progressed && input.pos == input.size) return corrupt("body frame is truncated");
+  }
+  if (produced != announced) {
+    return corrupt("body decodes to " + std::to_string(produced) + " bytes, not the " +
+                   std::to_string(announced) + " announced");
+  }
+  if (input.pos != input.size) {
+    return corrupt(std::to_string(input.size - input.pos) + " bytes after the body frame");
+  }
+  return body;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> serialize_recipe(const Recipe& recipe) {
+  const std::vector<std::uint8_t> body = recipe_body(recipe);
+  std::vector<std::uint8_t> out(kMagic.begin(), kMagic.end());
+  out.push_back(kCompressedVersion);
+  put_varint(out, body.size());
+  const std::size_t frame_at = out.size();
+  out.resize(frame_at + ZSTD_compressBound(body.size()) + kChecksumSize);
+  // A fresh context per call at a fixed level, single-threaded: the same body always gives the
+  // same frame. ZSTD_compress cannot fail on a buffer of ZSTD_compressBound bytes.
+  const std::size_t written = ZSTD_compress(out.data() + frame_at, out.size() - frame_at,
+                                            body.data(), body.size(), kBodyLevel);
+  out.resize(frame_at + (ZSTD_isError(written) ? 0 : written));
+  append_checksum(out);
   return out;
 }
 
@@ -152,19 +233,29 @@ Result<Recipe> parse_recipe(ByteSpan bytes) {
   if (std::memcmp(bytes.data(), kMagic.data(), kMagic.size()) != 0) {
     return corrupt("bad magic (not a strata recipe)");
   }
-  if (bytes[kMagic.size()] != kVersion) {
-    return make_error(ErrorCode::kUnsupported, "recipe: format version " +
-                                                   std::to_string(bytes[kMagic.size()]) +
-                                                   " is not supported (expected 1)");
+  const std::uint8_t version = bytes[kMagic.size()];
+  if (version != kPlainVersion && version != kCompressedVersion) {
+    return make_error(ErrorCode::kUnsupported, "recipe: format version " + std::to_string(version) +
+                                                   " is not supported (expected 1 or 2)");
   }
-  const ByteSpan body = bytes.first(bytes.size() - kChecksumSize);
+  const ByteSpan checked = bytes.first(bytes.size() - kChecksumSize);
   std::uint64_t stored = 0;
   for (unsigned i = 0; i < kChecksumSize; ++i) {
-    stored |= static_cast<std::uint64_t>(bytes[body.size() + i]) << (8U * i);
+    stored |= static_cast<std::uint64_t>(bytes[checked.size() + i]) << (8U * i);
   }
-  if (XXH3_64bits(body.data(), body.size()) != stored) return corrupt("checksum mismatch");
-
-  Reader reader(body.subspan(kMagic.size() + 1));
+  if (XXH3_64bits(checked.data(), checked.size()) != stored) return corrupt("checksum mismatch");
+  ByteSpan body = checked.subspan(kMagic.size() + 1);
+  std::vector<std::uint8_t> decompressed;
+  if (version == kCompressedVersion) {
+    Reader header(body);
+    auto announced = header.varint("body size");
+    if (!announced.ok()) return std::move(announced).error();
+    auto decoded = decompress_body(body.subspan(header.position()), *announced);
+    if (!decoded.ok()) return std::move(decoded).error();
+    decompressed = std::move(decoded).value();
+    body = ByteSpan(decompressed);
+  }
+  Reader reader(body);
   Recipe recipe;
   auto total = reader.varint("total size");
   if (!total.ok()) return std::move(total).error();

@@ -5,6 +5,7 @@
 #define XXH_INLINE_ALL
 #include <gtest/gtest.h>
 #include <xxhash.h>
+#include <zstd.h>
 
 #include <map>
 
@@ -388,8 +389,99 @@ TEST(RecipeBinary, GarbledBodiesAreRefused) {
   wrong_magic[0] = 'X';
   EXPECT_EQ(parse_recipe(wrong_magic).error().code, ErrorCode::kCorruptInput);
   auto future = with_checksum({0});
-  future[8] = 2;
+  future[8] = 3;
   EXPECT_EQ(parse_recipe(future).error().code, ErrorCode::kUnsupported);
+}
+
+// Version 2 (what serialize_recipe writes): "STRATARC" 2 | varint body size | zstd frame of the
+// body | xxh3. body_of() undoes it; compressed() builds one around any frame and announced size.
+std::vector<std::uint8_t> body_of(const std::vector<std::uint8_t>& recipe) {
+  std::size_t at = 9;
+  std::uint64_t size = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    size |= static_cast<std::uint64_t>(recipe[at] & 0x7FU) << shift;
+    if ((recipe[at++] & 0x80U) == 0) break;
+  }
+  std::vector<std::uint8_t> body(size);
+  const std::size_t decoded =
+      ZSTD_decompress(body.data(), body.size(), recipe.data() + at, recipe.size() - at - 8);
+  EXPECT_EQ(decoded, size);
+  return body;
+}
+
+std::vector<std::uint8_t> frame_of(const std::vector<std::uint8_t>& body) {
+  std::vector<std::uint8_t> frame(ZSTD_compressBound(body.size()));
+  frame.resize(ZSTD_compress(frame.data(), frame.size(), body.data(), body.size(), 3));
+  return frame;
+}
+
+std::vector<std::uint8_t> compressed(const std::vector<std::uint8_t>& frame,
+                                     std::uint64_t announced) {
+  std::vector<std::uint8_t> bytes;
+  for (const char c : std::string_view("STRATARC")) bytes.push_back(static_cast<std::uint8_t>(c));
+  bytes.push_back(2);
+  for (; announced >= 0x80; announced >>= 7U) {
+    bytes.push_back(static_cast<std::uint8_t>(announced | 0x80U));
+  }
+  bytes.push_back(static_cast<std::uint8_t>(announced));
+  bytes.insert(bytes.end(), frame.begin(), frame.end());
+  const std::uint64_t sum = XXH3_64bits(bytes.data(), bytes.size());
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<std::uint8_t>(sum >> (8 * i)));
+  return bytes;
+}
+
+// Stores written before recipes were compressed hold version 1: still read, to the same recipe.
+// The compressed form is what makes a recipe of tar headers small (the raw area compresses).
+TEST(RecipeBinary, VersionOneStillParsesAndVersionTwoIsSmaller) {
+  RecipeBuilder builder;
+  for (int file = 0; file < 200; ++file) {
+    const std::string header = "usr/lib/python3/dist-packages/numpy/core/file" +
+                               std::to_string(file) + ".py\0000644\0000000\0000000\0" +
+                               std::string(400, '\0');
+    const ByteSpan bytes(reinterpret_cast<const std::uint8_t*>(header.data()), header.size());
+    builder.add_raw(bytes);
+    builder.add_chunk(sha256_of(bytes), 4096);
+  }
+  const Recipe recipe = builder.finish();
+  const auto version2 = serialize_recipe(recipe);
+  EXPECT_EQ(version2[8], 2);
+  const auto version1 = with_checksum(body_of(version2));
+  auto parsed = parse_recipe(version1);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().to_string();
+  EXPECT_EQ(*parsed, recipe);
+  EXPECT_LT(version2.size() * 4, version1.size());
+}
+
+void expect_refused_frame(const std::vector<std::uint8_t>& bytes, const std::string& fragment) {
+  auto parsed = parse_recipe(bytes);
+  ASSERT_FALSE(parsed.ok()) << fragment;
+  EXPECT_EQ(parsed.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(parsed.error().message.find(fragment), std::string::npos) << parsed.error().to_string();
+}
+
+// The compressed body of a registry's or a damaged store's recipe is checked like any input: the
+// announced size is bounded before anything is allocated, the frame must decode to exactly that
+// many bytes and end the recipe, and the body it gives is then checked as in version 1.
+TEST(RecipeBinary, CompressedBodiesAreChecked) {
+  const auto body = body_of(serialize_recipe(sample_recipe()));
+  const auto frame = frame_of(body);
+  ASSERT_TRUE(parse_recipe(compressed(frame, body.size())).ok());
+  expect_refused_frame(compressed(frame, (std::uint64_t{1} << 30U) + 1), "exceeds");
+  expect_refused_frame(compressed(frame, body.size() + 1), "announced");
+  expect_refused_frame(compressed(frame, body.size() - 1), "more than the");
+  auto trailing = frame;
+  trailing.push_back(0);
+  expect_refused_frame(compressed(trailing, body.size()), "after the body frame");
+  const std::vector<std::uint8_t> cut(frame.begin(), frame.end() - 3);
+  auto truncated = parse_recipe(compressed(cut, body.size()));
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_EQ(truncated.error().code, ErrorCode::kCorruptInput);
+  expect_refused_frame(compressed({1, 2, 3, 4, 5, 6, 7, 8}, body.size()), "does not decode");
+  // A frame of a garbled body: the version-1 checks apply to what it decodes to.
+  std::vector<std::uint8_t> garbled = {3};
+  garbled.insert(garbled.end(), 32, 0);
+  garbled.insert(garbled.end(), {3, 1, 7, 3, 'a', 'b', 'c'});
+  expect_refused_frame(compressed(frame_of(garbled), garbled.size()), "unknown kind 7");
 }
 
 }  // namespace
