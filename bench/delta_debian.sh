@@ -4,7 +4,8 @@
 # v1.tar and v2.tar of their extracted contents (as layers would hold them), ingests v1 then v2
 # into a strata store without and with --delta-base, and prints v2's store growth next to
 # `zstd -3 -T2` of v2.tar and the byte-delta floor `zstd -19 --long=29 --patch-from=v1.tar v2.tar`,
-# as ratios, plus v2's ingest time against `zstd -3 -T2`. Every store is verified and v2 exported
+# and `casync make` store growth (same chunk sizes, zstd), as ratios, plus v2's ingest time against
+# `zstd -3 -T2`. Every store is verified and v2 exported
 # and compared with v2.tar. Usage:
 #   bench/delta_debian.sh [PATH_TO_STRATA] [WORK_DIR]
 # STRATA_DELTA_PACKAGES overrides the package list; STRATA_BENCH_THREADS (2) the threads.
@@ -13,7 +14,7 @@ tool=$(realpath "${1:-build/tools/strata}")
 work=${2:-build/bench-delta}
 threads=${STRATA_BENCH_THREADS:-2}
 packages=${STRATA_DELTA_PACKAGES:-"libssl3 openssl libxml2 libcurl4 curl git libc6 libsystemd0 perl-base"}
-for needed in apt-get apt-cache dpkg-deb zstd /usr/bin/time python3 tar cmp; do
+for needed in apt-get apt-cache dpkg-deb zstd casync /usr/bin/time python3 tar cmp; do
   command -v "$needed" >/dev/null || { echo "missing $needed" >&2; exit 1; }
 done
 rm -rf "$work" && mkdir -p "$work"
@@ -32,6 +33,16 @@ sync
 measure zstd3 zstd -q -3 -T"$threads" -f "$work/v2.tar" -o "$work/v2.tar.zst"
 measure floor zstd -q -19 --long=29 -T"$threads" --patch-from="$work/v1.tar" -f "$work/v2.tar" \
   -o "$work/v2.patch.zst"
+# casync's store growth: the chunk files v2 adds to a store holding v1 (the same min/avg/max sizes).
+mkdir -p "$work/castore"
+casync_bytes() {
+  find "$work/castore" -type f -name '*.cacnk' -printf '%s\n' | awk '{s += $1} END {print s + 0}'
+}
+for version in v1 v2; do
+  measure "casync_$version" casync make --compression=zstd --chunk-size=16384:65536:262144 \
+    --store="$work/castore" "$work/$version.caibx" "$work/$version.tar"
+  casync_bytes >"$work/casync_$version.bytes"
+done
 for mode in plain delta; do
   "$tool" ingest --json --threads "$threads" --store "$work/store-$mode" "$work/v1.tar" \
     >"$work/v1-$mode.json"
@@ -64,6 +75,8 @@ def row(name, size, label):
     print(f"{name:<34}{size / 1e6:9.2f}{size / zstd3:12.3f}{size / floor:10.2f}{secs:9.2f}{speed:17.2f}x")
 row("zstd -3 -T" + threads + " of v2.tar", zstd3, "zstd3")
 row("floor: zstd -19 --long --patch-from", floor, "floor")
+casync = [int(open(f"{work}/casync_{v}.bytes").read()) for v in ("v1", "v2")]
+row("casync store growth", casync[1] - casync[0], "casync_v2")
 for mode in ("plain", "delta"):
     report = json.load(open(f"{work}/ingest_{mode}.out"))
     report = report[0] if isinstance(report, list) else report
