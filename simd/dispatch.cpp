@@ -34,7 +34,8 @@
 //   perf puts 99 % of the step in find_in_blocks, ~1 % in per-scan setup (the 2 KiB table compare,
 //   now gone: the chunker builds the shifted tables once, GearScanRequest::gear_shifts), ~0.3 % in
 //   the thread clock. An in-process replay (1 MiB copies, per-file Chunker) gives 1.87-1.93x
-//   scalar, the ingest 1.91-1.95x (6 alternating runs each: scalar 0.325, gather 0.166-0.170 s/GB).
+//   scalar, the ingest 1.91-1.95x (6 alternating runs each: scalar 0.325, gather 0.166-0.170 s/GB),
+//   bench/ingest_compare.sh's 1 GiB v1 1.90x (5 runs each: 0.310 vs 0.163 s/GB).
 //   The kernel is bound on ports 0/5 and the load ports together (long warm scans, medians of 7-9
 //   rounds, variants that break the output for diagnosis): the lookups alone run 7.2 GB/s, all but
 //   the gathers 8.5-9.0, the kernel 5.2; 6 gathers instead of 8 +15 %; four more uops per block
