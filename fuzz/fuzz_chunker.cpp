@@ -48,13 +48,16 @@ void check(bool condition) {
   if (!condition) std::abort();
 }
 
-// Raw kernel scans over the whole input: begin, center and mask from the tail, hash_in from data.
+// Raw kernel scans over the whole input: begin, center and mask from the tail, hash_in from data;
+// each kernel runs with and without the owner-built shifted tables (GearScanRequest::gear_shifts).
 void check_raw_scans(const strata::ByteSpan input, const std::uint8_t* tail) {
   if (input.empty()) return;
   std::vector<std::uint64_t> gear(strata::fastcdc::kGearTable.begin(),
                                   strata::fastcdc::kGearTable.end());
   std::vector<std::uint64_t> gear_shifted(256);
   for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = gear[i] << 1U;
+  std::vector<std::uint64_t> gear_tables(strata::simd::kGearShiftsSize);
+  strata::simd::shift_gear_tables(gear.data(), gear_tables.data());
   strata::simd::GearScanRequest request;
   request.data = input.data();
   request.begin = (tail[9] * 131U) % input.size();
@@ -74,10 +77,14 @@ void check_raw_scans(const strata::ByteSpan input, const std::uint8_t* tail) {
   const auto expected_pairs = strata::simd::scan_gear_pairs_scalar(request);
   for (const strata::simd::GearKernel& kernel : strata::simd::built_kernels()) {
     if (!strata::simd::kernel_usable(kernel)) continue;
-    const auto got = kernel.scan(request);
-    check(got.position == expected.position && got.hash == expected.hash);
-    const auto got_pairs = kernel.scan_pairs(request);
-    check(got_pairs.position == expected_pairs.position && got_pairs.hash == expected_pairs.hash);
+    for (const std::uint64_t* shifts : {static_cast<const std::uint64_t*>(nullptr),
+                                        static_cast<const std::uint64_t*>(gear_tables.data())}) {
+      request.gear_shifts = shifts;
+      const auto got = kernel.scan(request);
+      check(got.position == expected.position && got.hash == expected.hash);
+      const auto got_pairs = kernel.scan_pairs(request);
+      check(got_pairs.position == expected_pairs.position && got_pairs.hash == expected_pairs.hash);
+    }
   }
 }
 

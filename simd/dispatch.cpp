@@ -29,6 +29,24 @@
 //   and is kept. Against main's binary back to back: fastcdc2020 warm/cold/file 1.97x/2.78x/2.74x
 //   scalar (was 1.63x/2.46x/2.50x); xet 2.30x/3.21x/2.92x (was 2.53x/3.12x/2.91x; xet's top-bit
 //   mask keeps the unshifted tables).
+//   The cut step of an ingest is this kernel's warm rate (simdcut2, SPR, 2 busy vCPUs): the 311 MB
+//   v1 of bench/ingest_compare.sh is 463 files of 16 KiB+, 4069 scans of ~60 KB (no short scans);
+//   perf puts 99 % of the step in find_in_blocks, ~1 % in per-scan setup (the 2 KiB table compare,
+//   now gone: the chunker builds the shifted tables once, GearScanRequest::gear_shifts), ~0.3 % in
+//   the thread clock. An in-process replay (1 MiB copies, per-file Chunker) gives 1.87-1.93x
+//   scalar, the ingest 1.91-1.95x (6 alternating runs each: scalar 0.325, gather 0.166-0.170 s/GB),
+//   bench/ingest_compare.sh's 1 GiB v1 1.90x (5 runs each: 0.310 vs 0.163 s/GB).
+//   The kernel is bound on ports 0/5 and the load ports together (long warm scans, medians of 7-9
+//   rounds, variants that break the output for diagnosis): the lookups alone run 7.2 GB/s, all but
+//   the gathers 8.5-9.0, the kernel 5.2; 6 gathers instead of 8 +15 %; four more uops per block
+//   cost 3-7 % whichever port (shuffles -4 %, shifts -6 %, loads -7 %, adds -3 %). Tried and lost
+//   (long-scan GB/s vs 5.2): a scalar strip hashing the next KiB on the idle scalar ports, 8/16/24
+//   bytes per block (4.6/4.4/4.2; without its bookkeeping +12 %, so the bookkeeping eats it);
+//   next block's gathers issued before this block's arithmetic, 4 shuffle controls (4.8-5.0);
+//   gather indices by shift+and instead of vpshufb (5.1); near prefetch only (4.6), far prefetch
+//   every other block or at page starts only (-3..-12 %), near distance 512..4096 or two near
+//   prefetches (noise), no prefetch (1 MiB windows 3.3 vs 5.9); prefetching the 16 KiB of tables
+//   at each scan (cut step 0.161 vs 0.159 s/GB). avx512_seq_planes in the same ingest: 0.231 s/GB.
 // - avx512_seq_planes (the same with vpermi2b byte planes): SPR 1.8x cold: vpermi2b zmm is two
 //   port-5 uops there, and the unpack transpose adds 22 more per 64 bytes. Zen 4 runs vpermi2b in
 //   one uop and gathers slowly (shared/specs/chunking.md §8), so this is the candidate there; not
@@ -96,14 +114,16 @@ struct Measurements {
   const GearKernel* fastest = kKernels.data();
 };
 
-// Seconds for one pass of `kernel` over the probe buffer, chunk by chunk as Chunker::cut does.
+// Seconds for one pass of `kernel` over the probe buffer, chunk by chunk as Chunker::cut does
+// (with its tables: `gear_tables` from shift_gear_tables).
 double time_probe(const GearKernel& kernel, const std::uint8_t* data,
-                  const std::uint64_t* gear_shifted) {
+                  const std::uint64_t* gear_tables) {
   GearScanRequest request;
   request.mask_small = fastcdc::kMasks[17];
   request.mask_large = fastcdc::kMasks[15];
-  request.gear = fastcdc::kGearTable.data();
-  request.gear_shifted = gear_shifted;
+  request.gear = gear_tables;
+  request.gear_shifted = gear_tables + 256;
+  request.gear_shifts = gear_tables;
   const auto start = std::chrono::steady_clock::now();
   std::size_t position = 0;
   while (kProbeBytes - position > kProbeMin) {
@@ -129,14 +149,14 @@ Measurements measure_kernels() noexcept {
     mixed = (mixed ^ (mixed >> 27U)) * 0x94D049BB133111EBULL;
     data[at] = static_cast<std::uint8_t>(mixed ^ (mixed >> 31U));
   }
-  std::array<std::uint64_t, 256> gear_shifted{};
-  for (std::size_t i = 0; i < 256; ++i) gear_shifted[i] = fastcdc::kGearTable[i] << 1U;
+  std::array<std::uint64_t, kGearShiftsSize> gear_tables{};
+  shift_gear_tables(fastcdc::kGearTable.data(), gear_tables.data());
   std::array<double, kKernels.size()> best{};
   // Rounds run every kernel once each, so a burst of load from other processes hits all of them.
   for (int round = 0; round < kProbeRounds; ++round) {
     for (std::size_t k = 0; k < kKernels.size(); ++k) {
       if (!kernel_usable(kKernels[k])) continue;
-      const double seconds = time_probe(kKernels[k], data.get(), gear_shifted.data());
+      const double seconds = time_probe(kKernels[k], data.get(), gear_tables.data());
       if (seconds > 0 && (best[k] == 0 || seconds < best[k])) best[k] = seconds;
     }
   }

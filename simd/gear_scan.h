@@ -19,7 +19,22 @@ struct GearScanRequest {
   std::uint64_t hash = 0;                       // hash state before data[begin]
   const std::uint64_t* gear = nullptr;          // 256 entries
   const std::uint64_t* gear_shifted = nullptr;  // 256 entries, gear << 1 (two-byte variant only)
+  // Optional: the eight shifted copies of `gear` that shift_gear_tables() builds, made once by
+  // the table's owner. Null: a kernel that uses them builds its own per thread and compares the
+  // 2 KiB table on every call (1-2 % of an ingest's scan time).
+  const std::uint64_t* gear_shifts = nullptr;
 };
+
+// Entries in the tables shift_gear_tables() writes.
+inline constexpr std::size_t kGearShiftsSize = 256 * 8;
+
+// Writes table s (entries 256s .. 256s + 255) = gear << s (mod 2^64) for s = 0..7: table 0 is
+// `gear` itself and table 1 the two-byte variant's gear_shifted.
+constexpr void shift_gear_tables(const std::uint64_t* gear, std::uint64_t* out) noexcept {
+  for (std::size_t shift = 0; shift < 8; ++shift) {
+    for (std::size_t b = 0; b < 256; ++b) out[256 * shift + b] = gear[b] << shift;
+  }
+}
 
 struct GearScanResult {
   std::size_t position = 0;  // index of the byte whose hash hit the mask, or limit when none did

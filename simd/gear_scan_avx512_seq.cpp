@@ -73,21 +73,22 @@ class GatherLookup {
   __m512i pick_[8];
 };
 
-// The gear table pre-shifted for the run sums: table s holds gear[b] << s (mod 2^64), s = 0..7.
-// Built once per thread and gear table (16 KiB; a 2 KiB compare finds it again on the next call).
+// The gear table pre-shifted for the run sums (shift_gear_tables, simd/gear_scan.h): the request's
+// own copy when its owner built one (the chunker does, once), else one built per thread and gear
+// table (16 KiB; a 2 KiB compare finds it again on the next call).
 struct ShiftedTables {
   alignas(64) std::array<std::uint64_t, 256> source{};
-  alignas(64) std::array<std::uint64_t, 256 * 8> shifted{};
+  alignas(64) std::array<std::uint64_t, kGearShiftsSize> shifted{};
   bool built = false;
 };
 
-const std::uint64_t* shifted_tables(const std::uint64_t* gear) {
+const std::uint64_t* shifted_tables(const GearScanRequest& request) {
+  if (request.gear_shifts != nullptr) return request.gear_shifts;
+  const std::uint64_t* const gear = request.gear;
   thread_local ShiftedTables cache;
   if (!cache.built || std::memcmp(cache.source.data(), gear, sizeof cache.source) != 0) {
     std::memcpy(cache.source.data(), gear, sizeof cache.source);
-    for (unsigned shift = 0; shift < 8; ++shift) {
-      for (std::size_t b = 0; b < 256; ++b) cache.shifted[256 * shift + b] = gear[b] << shift;
-    }
+    shift_gear_tables(gear, cache.shifted.data());
     cache.built = true;
   }
   return cache.shifted.data();
@@ -99,8 +100,8 @@ class ShiftedGatherLookup {
  public:
   static constexpr bool kPreShifted = true;
 
-  STRATA_TARGET_AVX512 explicit ShiftedGatherLookup(const std::uint64_t* gear)
-      : tables_(reinterpret_cast<const long long*>(shifted_tables(gear))) {
+  STRATA_TARGET_AVX512 explicit ShiftedGatherLookup(const GearScanRequest& request)
+      : tables_(reinterpret_cast<const long long*>(shifted_tables(request))) {
     for (int r = 0; r < 8; ++r) pick_[r] = _mm512_load_si512(GatherLookup::kPicks[r].data());
   }
 
@@ -323,7 +324,7 @@ GearScanResult scan_planes(const GearScanRequest& request, bool pairs) {
 // the plain table for masks reaching higher (xet's top bits).
 GearScanResult scan_gather(const GearScanRequest& request, bool pairs) {
   const std::uint64_t mask = request.mask_small | request.mask_large;
-  if (mask >> 57U == 0) return scan_consecutive(request, pairs, ShiftedGatherLookup(request.gear));
+  if (mask >> 57U == 0) return scan_consecutive(request, pairs, ShiftedGatherLookup(request));
   return scan_consecutive(request, pairs, GatherLookup(request.gear));
 }
 

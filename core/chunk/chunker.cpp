@@ -159,15 +159,12 @@ Result<Chunker> Chunker::create(const ChunkerOptions& options) {
   return Chunker(options);
 }
 
-Chunker::Chunker(const ChunkerOptions& options)
-    : options_(options), gear_(256), gear_shifted_(256) {
+Chunker::Chunker(const ChunkerOptions& options) : options_(options) {
   pending_.reserve(options.max_size);
   if (options.algorithm == ChunkAlgorithm::kXet) {
     mask_small_ = mask_large_ = xet_mask_for(options.avg_size);
-    for (std::size_t i = 0; i < 256; ++i) {
-      gear_[i] = xet::kGearTable[i];
-      gear_shifted_[i] = xet::kGearTable[i] << 1U;
-    }
+    gear_tables_.resize(simd::kGearShiftsSize);
+    simd::shift_gear_tables(xet::kGearTable.data(), gear_tables_.data());
     return;
   }
   if (options.algorithm == ChunkAlgorithm::kCasync) {
@@ -178,10 +175,11 @@ Chunker::Chunker(const ChunkerOptions& options)
   const std::uint32_t bits = mask_bits_for(options.avg_size);
   mask_small_ = fastcdc::kMasks[bits + options.level];
   mask_large_ = fastcdc::kMasks[bits - options.level];
-  for (std::size_t i = 0; i < 256; ++i) {
-    gear_[i] = fastcdc::kGearTable[i] ^ options.seed;
-    gear_shifted_[i] = (fastcdc::kGearTable[i] << 1U) ^ (options.seed << 1U);
-  }
+  std::array<std::uint64_t, 256> seeded{};
+  for (std::size_t i = 0; i < 256; ++i) seeded[i] = fastcdc::kGearTable[i] ^ options.seed;
+  // (gear ^ seed) << 1 == (gear << 1) ^ (seed << 1): table 1 is fastcdc-rs's seeded shifted table.
+  gear_tables_.resize(simd::kGearShiftsSize);
+  simd::shift_gear_tables(seeded.data(), gear_tables_.data());
 }
 
 Chunk Chunker::cut(ByteSpan data, bool at_end) const {
@@ -202,7 +200,7 @@ Chunk Chunker::cut_xet(ByteSpan data) const {
   std::uint64_t hash = 0;
   for (std::size_t i = min_size >= kXetLookBehind ? min_size - kXetLookBehind : 0; i + 1 < min_size;
        ++i) {
-    hash = (hash << 1U) + gear_[data[i]];
+    hash = (hash << 1U) + gear_tables_[data[i]];
   }
   simd::GearScanRequest request;
   request.data = data.data();
@@ -212,8 +210,9 @@ Chunk Chunker::cut_xet(ByteSpan data) const {
   request.mask_small = mask_small_;
   request.mask_large = mask_large_;
   request.hash = hash;
-  request.gear = gear_.data();
-  request.gear_shifted = gear_shifted_.data();
+  request.gear = gear_tables_.data();
+  request.gear_shifted = gear_tables_.data() + 256;
+  request.gear_shifts = gear_tables_.data();
   const simd::GearScanResult found = simd::active_kernel().scan(request);
   const std::size_t length = found.position < request.limit ? found.position + 1 : request.limit;
   return Chunk{0, static_cast<std::uint32_t>(length), found.hash};
@@ -263,8 +262,9 @@ Chunk Chunker::cut_fastcdc(ByteSpan data, bool at_end) const {
   request.center = std::min<std::size_t>(options_.avg_size, remaining);
   request.mask_small = mask_small_;
   request.mask_large = mask_large_;
-  request.gear = gear_.data();
-  request.gear_shifted = gear_shifted_.data();
+  request.gear = gear_tables_.data();
+  request.gear_shifted = gear_tables_.data() + 256;
+  request.gear_shifts = gear_tables_.data();
   const simd::GearKernel& kernel = simd::active_kernel();
   const simd::GearScanResult found = options_.algorithm == ChunkAlgorithm::kFastCdc2016
                                          ? kernel.scan(request)

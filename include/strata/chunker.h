@@ -135,8 +135,11 @@ class Chunker {
   std::uint64_t mask_large_ = 0;
   std::uint32_t discriminator_ = 0;          // casync
   std::uint64_t discriminator_inverse_ = 0;  // 2^64 / discriminator_, rounded up (fast modulo)
-  std::vector<std::uint64_t> gear_;          // seeded FastCDC table or the xet table, 256 entries
-  std::vector<std::uint64_t> gear_shifted_;  // gear_[i] << 1 (seed << 1 applied), for v2020
+  // The gear table (seeded FastCDC or xet) and its shifted copies, built once: table s (entries
+  // 256s .. 256s + 255) holds gear << s for s = 0..7, so table 0 is the gear table, table 1 the
+  // v2020 gear_shifted, and the consecutive-position kernels gather from all eight without
+  // rebuilding or re-checking them per scan (simd::shift_gear_tables).
+  std::vector<std::uint64_t> gear_tables_;
   std::vector<std::uint8_t> pending_;
   std::uint64_t stream_offset_ = 0;
   std::uint64_t scan_nanoseconds_ = 0;

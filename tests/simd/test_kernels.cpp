@@ -3,6 +3,7 @@
 // scalar reference's), select_kernel() switches and refuses unknown names, and every usable kernel
 // gives the scalar reference's positions and hashes on random data for both scan forms: random
 // and FastCDC masks, masks topping out anywhere up to bit 63, gear tables rewritten in place,
+// shifted tables built by their owner (shift_gear_tables, GearScanRequest::gear_shifts),
 // any hash_in, begin/center/limit anywhere (odd ones too), data flush against a guard page on
 // either side, and chunk-level cuts in [min, min+47] where the hash still carries its start.
 #include <gtest/gtest.h>
@@ -198,6 +199,60 @@ TEST(Kernels, RewrittenTablesAndHighMaskBitsMatchScalar) {
       request.hash = random();
       request.gear = gear.data();
       request.gear_shifted = gear_shifted.data();
+      expect_kernel_matches(kernel, request, "trial " + std::to_string(trial));
+      if (HasFailure()) return;
+    }
+  }
+}
+
+// shift_gear_tables() writes table s = gear << s, table 1 being the v2020 gear_shifted.
+TEST(Kernels, ShiftGearTablesHoldsEachShift) {
+  std::mt19937_64 random(81);
+  std::vector<std::uint64_t> gear(256);
+  for (auto& entry : gear) entry = random();
+  std::vector<std::uint64_t> tables(simd::kGearShiftsSize);
+  simd::shift_gear_tables(gear.data(), tables.data());
+  for (std::size_t shift = 0; shift < 8; ++shift) {
+    for (std::size_t b = 0; b < 256; ++b) {
+      ASSERT_EQ(tables[256 * shift + b], gear[b] << shift) << "shift " << shift << " byte " << b;
+    }
+  }
+}
+
+// The chunker hands kernels its own shifted tables (GearScanRequest::gear_shifts) so that no scan
+// rebuilds or re-checks them: with them, every kernel still matches the reference, for FastCDC
+// masks and for masks reaching bit 57 and above (where avx512_seq_gather cannot use them).
+TEST(Kernels, OwnerBuiltGearTablesMatchScalar) {
+  const auto data = test::splitmix64_bytes(14, 512U << 10U);
+  std::mt19937_64 random(80);
+  std::vector<std::uint64_t> gear(256);
+  std::vector<std::uint64_t> tables(simd::kGearShiftsSize);
+  for (const simd::GearKernel& kernel : simd::built_kernels()) {
+    if (!simd::kernel_usable(kernel)) continue;
+    for (int trial = 0; trial < 300; ++trial) {
+      if (trial % 3 == 0) {  // same addresses, new entries: nothing may be cached across calls
+        for (auto& entry : gear)
+          entry = trial % 2 == 0 ? random() : fastcdc::kGearTable[entry % 256];
+        simd::shift_gear_tables(gear.data(), tables.data());
+      }
+      simd::GearScanRequest request;
+      request.data = data.data();
+      request.begin = random() % 20000;
+      request.limit = request.begin + random() % 300000;
+      request.center = request.begin + random() % 100000;
+      if (trial % 2 == 0) {
+        const std::size_t bits = 5 + random() % 19;
+        request.mask_small = fastcdc::kMasks[bits + 2];
+        request.mask_large = fastcdc::kMasks[bits];
+      } else {
+        const unsigned top = 40 + static_cast<unsigned>(random() % 24);
+        request.mask_small = std::uint64_t{0xFFF} << (top - 11);
+        request.mask_large = std::uint64_t{0x3FF} << (top - 9);
+      }
+      request.hash = trial % 4 == 0 ? random() : 0;
+      request.gear = tables.data();
+      request.gear_shifted = tables.data() + 256;
+      request.gear_shifts = tables.data();
       expect_kernel_matches(kernel, request, "trial " + std::to_string(trial));
       if (HasFailure()) return;
     }
