@@ -54,9 +54,6 @@ class PiecePrefetch {
 
   // The next piece, which must be plan.pieces[index]; waits for it.
   Result<std::unique_ptr<PreparedPiece>> next(std::size_t index);
-  // True when the file of chunk piece `index` has its digest checked here (the rebuild then
-  // hashes it no more): every chunk of the file is prepared ahead.
-  [[nodiscard]] bool file_checked_ahead(std::size_t index) const;
   // Worker-thread seconds spent preparing (decode, store reads, chunk and file hashes).
   [[nodiscard]] double prepare_seconds() const;
 
