@@ -6,9 +6,12 @@
 // The plan's ranges are cut at piece boundaries into batches (a few tens of MiB) fetched one at a
 // time in blob order: pieces of a chunked blob are in tar order, so the tar is produced front to
 // back and nothing holds the whole layer, only one batch and one chunk. Every chunk is decoded
-// and hashed against its TOC digest before it is put (that check is the store's P3), its file
-// against the file digest, the tar against the diff_id, the TOC and tar-split against the tar's
-// headers; only then does the one commit make the layer visible.
+// and hashed against its TOC digest before it is put (that check is the store's P3), the tar
+// against the diff_id (hashed on a thread of its own, diff_id_hasher.h), the TOC and tar-split
+// against the tar's headers; only then does the one commit make the layer visible. The TOC's file
+// digests are not checked: with every chunk and the whole tar checked before commit they prove
+// nothing more, and skipping them hashes each byte once besides the diff_id (a TOC whose chunks
+// are right describes the tar exactly; a tar other than the config's fails the diff_id).
 //
 // Chunk boundaries: the recipe keeps the TOC's chunks (c/storage rollsum, ctr-remote, strata's
 // own FastCDC: whatever cut the layer), not FastCDC cuts of its own. That is what makes the pull

@@ -16,7 +16,9 @@ constexpr std::size_t kCopySegmentBytes = std::size_t{64} << 10U;
 
 }  // namespace
 
-DiffIdHasher::DiffIdHasher() { thread_ = std::thread([this] { run(); }); }
+DiffIdHasher::DiffIdHasher() {
+  thread_ = std::thread([this] { run(); });
+}
 
 DiffIdHasher::~DiffIdHasher() {
   {

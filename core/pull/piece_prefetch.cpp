@@ -1,5 +1,5 @@
 // The pipeline ahead of a chunked-layer rebuild (piece_prefetch.h): fetch in order, decode and
-// check chunks in parallel, hash files in order, hand over through a bounded queue. Rests on
+// check chunks in parallel, hand over in order through a bounded queue. Rests on
 // oneTBB's parallel_pipeline (as core/ingest does), libzstd's frame header queries and the
 // store's codecs. Facts: shared/specs/layer-formats.md §1.1, §1.5/§1.6, §2; RFC 8878 §3.1.1.1.
 #include "core/pull/piece_prefetch.h"
