@@ -23,7 +23,7 @@ namespace strata::fastpull::detail {
 class DiffIdHasher {
  public:
   // Handed-over bytes not yet hashed above this make add() wait.
-  static constexpr std::uint64_t kMaxPendingBytes = std::uint64_t{16} << 20U;
+  static constexpr std::uint64_t kMaxPendingBytes = std::uint64_t{4} << 20U;
 
   DiffIdHasher();
   ~DiffIdHasher();  // stops the thread (whatever is pending is dropped)
