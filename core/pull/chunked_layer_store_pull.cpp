@@ -6,9 +6,12 @@
 // The plan's ranges are cut at piece boundaries into batches (a few tens of MiB) fetched one at a
 // time in blob order: pieces of a chunked blob are in tar order, so the tar is produced front to
 // back and nothing holds the whole layer, only one batch and one chunk. Every chunk is decoded
-// and hashed against its TOC digest before it is put (that check is the store's P3), its file
-// against the file digest, the tar against the diff_id, the TOC and tar-split against the tar's
-// headers; only then does the one commit make the layer visible.
+// and hashed against its TOC digest before it is put (that check is the store's P3), the tar
+// against the diff_id (hashed on a thread of its own, diff_id_hasher.h), the TOC and tar-split
+// against the tar's headers; only then does the one commit make the layer visible. The TOC's file
+// digests are not checked: with every chunk and the whole tar checked before commit they prove
+// nothing more, and skipping them hashes each byte once besides the diff_id (a TOC whose chunks
+// are right describes the tar exactly; a tar other than the config's fails the diff_id).
 //
 // Chunk boundaries: the recipe keeps the TOC's chunks (c/storage rollsum, ctr-remote, strata's
 // own FastCDC: whatever cut the layer), not FastCDC cuts of its own. That is what makes the pull
@@ -29,6 +32,7 @@
 
 #include "core/base/digest_hash.h"
 #include "core/pull/chunked_pull_checks.h"
+#include "core/pull/diff_id_hasher.h"
 #include "core/pull/piece_prefetch.h"
 #include "core/pull/pull_stage_clock.h"
 #include "formats/chunked/toc_json.h"
@@ -463,6 +467,7 @@ class StorePull {
     auto checking = clock_.enter(&PullStageTimes::check);
     Recipe recipe = builder_.finish();
     const Digest diff_id = diff_id_.finish();
+    report_.stages.diff_id = diff_id_.hash_seconds();
     recipe.set_diff_id(diff_id);
     report_.diff_id = diff_id;
     report_.tar_bytes = recipe.total_size();
@@ -568,10 +573,7 @@ class StorePull {
                                                        std::to_string(kMaxInlineBytes) +
                                                        " inline bytes (tar headers and padding)");
     }
-    {
-      auto hashing = clock_.enter(&PullStageTimes::diff_id);
-      diff_id_.update(bytes);
-    }
+    diff_id_.add_copy(bytes);
     builder_.add_raw(bytes);
     return {};
   }
@@ -586,16 +588,16 @@ class StorePull {
     begin_chunk(piece);
     if (prepared.ready && !piece.zeros) {  // decoded and checked ahead (piece_prefetch.h)
       chunk_verified_ = true;
-      STRATA_TRY(feed_chunk(prepared.raw, &prepared.raw));
+      auto raw = std::make_shared<std::vector<std::uint8_t>>(std::move(prepared.raw));
+      STRATA_TRY(feed_chunk(*raw, raw));
       if (piece.local) ++report_.local_chunks;
       return finish_chunk(prepared.frame);
     }
     if (piece.local && piece.zeros) {
-      const std::vector<std::uint8_t> zeros(
-          static_cast<std::size_t>(std::min<std::uint64_t>(piece.chunk_size, kZeroBlockBytes)), 0);
+      static const auto zeros = std::make_shared<const std::vector<std::uint8_t>>(kZeroBlockBytes);
       for (std::uint64_t left = piece.chunk_size; left != 0;) {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, zeros.size()));
-        STRATA_TRY(feed_chunk(ByteSpan(zeros).first(n)));
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, zeros->size()));
+        STRATA_TRY(feed_chunk(ByteSpan(*zeros).first(n), zeros));
         left -= n;
       }
       ++report_.local_chunks;
@@ -606,7 +608,8 @@ class StorePull {
       auto chunk = store_.read_chunk(piece.digest);
       if (!chunk) return std::move(chunk).error();
       chunk_verified_ = true;  // read_chunk checked its SHA-256 against the digest
-      STRATA_TRY(feed_chunk(*chunk));
+      auto raw = std::make_shared<std::vector<std::uint8_t>>(std::move(*chunk));
+      STRATA_TRY(feed_chunk(*raw, raw));
       ++report_.local_chunks;
       return finish_chunk({});
     }
@@ -646,7 +649,7 @@ class StorePull {
                         chunk_error("is a repeat of a chunk the plan does not bring before it"));
     }
     chunk_verified_ = true;  // hashed when it was first taken
-    STRATA_TRY(feed_chunk(*held->second.raw));
+    STRATA_TRY(feed_chunk(*held->second.raw, held->second.raw));
     ++report_.repeat_chunks;
     if (--held->second.uses == 0) held_.erase(held);
     return finish_chunk({});
@@ -686,7 +689,8 @@ class StorePull {
       return false;
     }
     chunk_verified_ = true;  // hashed just above
-    STRATA_TRY(feed_chunk(*raw));
+    auto shared = std::make_shared<std::vector<std::uint8_t>>(std::move(*raw));
+    STRATA_TRY(feed_chunk(*shared, shared));
     // A delta against a prefix of several chunks has no single base to be stored against: the
     // chunk is then stored whole.
     delta_store_ = entry.prefix.empty() ? &entry : nullptr;
@@ -742,7 +746,8 @@ class StorePull {
       }
       if (raw) {
         const ByteSpan frame_bytes = sized ? bytes.first(frame) : ByteSpan(sized_frame_);
-        STRATA_TRY(feed_chunk(*raw));
+        auto shared = std::make_shared<std::vector<std::uint8_t>>(std::move(*raw));
+        STRATA_TRY(feed_chunk(*shared, shared));
         STRATA_TRY(finish_chunk(frame_bytes));
         // Whatever follows the chunk's frame in its piece: tar headers (prefix piece) or nothing.
         return detail::decode_blob_piece(layer_.format, bytes.subspan(frame),
@@ -776,19 +781,14 @@ class StorePull {
     chunk_verified_ = false;
     chunk_hash_ = Sha256();
     chunk_bytes_.clear();
+    chunk_whole_.reset();
     split_ = piece.chunk_size > kMaxStoredChunkBytes;
-    // The file digest is checked unless the file is this one chunk with the same digest (then the
-    // chunk digest already proves it).
-    if (piece.chunk_offset == 0) {
-      file_hash_ = Sha256();
-      hash_file_ =
-          !(piece.file_size != 0 && piece.file_digest && *piece.file_digest == piece.digest) &&
-          !prefetch_.file_checked_ahead(static_cast<std::size_t>(&piece - plan_.pieces.data()));
-    }
   }
 
-  // `owned`, when given, holds `bytes` and may be taken (the chunk is then not copied).
-  Result<void> feed_chunk(ByteSpan bytes, std::vector<std::uint8_t>* owned = nullptr) {
+  // The chunk's next bytes, handed to the diff_id's thread too. `owner`, when given, keeps
+  // `bytes` alive and unchanged: a whole chunk fed at once with one is then neither copied for the
+  // diff_id nor for the store put.
+  Result<void> feed_chunk(ByteSpan bytes, std::shared_ptr<const void> owner = {}) {
     if (bytes.size() > chunk_->chunk_size - chunk_seen_) {
       return make_error(ErrorCode::kCorruptInput,
                         chunk_error("decompresses to more than " +
@@ -798,17 +798,18 @@ class StorePull {
     {
       auto hashing = clock_.enter(&PullStageTimes::hash);
       if (!chunk_verified_) chunk_hash_.update(bytes);
-      if (hash_file_) file_hash_.update(bytes);
-    }
-    {
-      auto hashing = clock_.enter(&PullStageTimes::diff_id);
-      diff_id_.update(bytes);
     }
     auto storing = clock_.enter(&PullStageTimes::store);
-    if (owned != nullptr && chunk_bytes_.empty()) {
-      chunk_bytes_.swap(*owned);
+    if (owner && bytes.size() == chunk_->chunk_size && !split_) {
+      chunk_whole_ = bytes;
+      chunk_owner_ = owner;
     } else {
       chunk_bytes_.insert(chunk_bytes_.end(), bytes.begin(), bytes.end());
+    }
+    if (owner) {
+      diff_id_.add(bytes, std::move(owner));
+    } else {
+      diff_id_.add_copy(bytes);
     }
     if (split_) {
       while (chunk_bytes_.size() >= kOversizeChunkSplitBytes) {
@@ -837,19 +838,18 @@ class StorePull {
     if (split_) {
       if (!chunk_bytes_.empty()) STRATA_TRY(store_piece(chunk_bytes_));
     } else {
+      const ByteSpan raw = chunk_whole_ ? *chunk_whole_ : ByteSpan(chunk_bytes_);
       if (const auto held = held_.find(piece.digest); held != held_.end() && !held->second.raw) {
-        held->second.raw = chunk_bytes_;  // later pieces repeat this chunk
+        // Later pieces repeat this chunk.
+        held->second.raw =
+            std::make_shared<const std::vector<std::uint8_t>>(raw.begin(), raw.end());
       }
-      STRATA_TRY(store_chunk(piece.digest, chunk_bytes_, fetched_frame));
+      STRATA_TRY(store_chunk(piece.digest, raw, fetched_frame));
       builder_.add_chunk(piece.digest, piece.chunk_size);
     }
     chunk_bytes_.clear();
-    if (piece.file_size != 0 && hash_file_) {
-      if (piece.file_digest && file_hash_.finish() != *piece.file_digest) {
-        return make_error(ErrorCode::kDigestMismatch,
-                          "file '" + piece.name + "' does not match its TOC digest");
-      }
-    }
+    chunk_whole_.reset();
+    chunk_owner_.reset();
     return {};
   }
 
@@ -908,7 +908,7 @@ class StorePull {
   const DeltaEntry* delta_store_ = nullptr;
   ByteSpan delta_coded_;
   std::vector<std::uint8_t> delta_base_raw_;
-  Sha256 diff_id_;
+  detail::DiffIdHasher diff_id_;
   std::uint64_t inline_bytes_ = 0;
   // The chunk being taken.
   const BlobPiece* chunk_ = nullptr;
@@ -917,16 +917,16 @@ class StorePull {
   bool chunk_verified_ = false;
   bool split_ = false;
   Sha256 chunk_hash_;
-  std::vector<std::uint8_t> chunk_bytes_;
+  std::vector<std::uint8_t> chunk_bytes_;  // the chunk so far, when fed in parts
+  std::optional<ByteSpan> chunk_whole_;    // or the whole chunk, fed at once with its owner
+  std::shared_ptr<const void> chunk_owner_;
   std::vector<std::uint8_t> compressed_;
   std::vector<std::uint8_t> sized_frame_;
-  Sha256 file_hash_;
-  bool hash_file_ = true;
   detail::StageClock clock_{report_.stages};
   // Chunks that later `repeat` pieces use: their raw bytes once taken, and the uses left.
   struct Held {
     std::size_t uses = 0;
-    std::optional<std::vector<std::uint8_t>> raw;
+    std::shared_ptr<const std::vector<std::uint8_t>> raw;
   };
   std::unordered_map<Digest, Held, DigestHash> held_;
 };

@@ -1,5 +1,5 @@
 // The pipeline ahead of a chunked-layer rebuild (piece_prefetch.h): fetch in order, decode and
-// check chunks in parallel, hash files in order, hand over through a bounded queue. Rests on
+// check chunks in parallel, hand over in order through a bounded queue. Rests on
 // oneTBB's parallel_pipeline (as core/ingest does), libzstd's frame header queries and the
 // store's codecs. Facts: shared/specs/layer-formats.md §1.1, §1.5/§1.6, §2; RFC 8878 §3.1.1.1.
 #include "core/pull/piece_prefetch.h"
@@ -31,12 +31,6 @@ constexpr std::size_t kQueueUnits = 64;
 // switches on the rebuild's critical path otherwise).
 constexpr std::size_t kWakeUnits = 8;
 constexpr std::uint64_t kWakeRawBytes = std::uint64_t{1} << 20U;
-constexpr std::size_t kZeroBlockBytes = std::size_t{1} << 16U;
-
-bool is_chunk_piece(const BlobPiece& piece) {
-  return piece.is_chunk || piece.chunk_prefix;
-}
-
 // A chunk this pipeline decodes and checks: one that is the whole of its piece, no delta, no
 // repeat of an earlier piece (docs/DELTA.md), and small enough to hold (zeros and chunks the
 // store holds included).
@@ -63,25 +57,18 @@ struct PiecePrefetch::State {
         layer(layer_in),
         plan(plan_in),
         order(std::move(order_in)),
-        bytes_of(std::move(bytes_of_in)),
-        file_ahead(plan_in.pieces.size(), false),
-        file_local(plan_in.pieces.size(), false) {}
+        bytes_of(std::move(bytes_of_in)) {}
 
   const ChunkStore& store;
   const ChunkedLayerToc& layer;
   const PullPlan& plan;
   const std::vector<std::size_t> order;
   const HeldBytesSource bytes_of;
-  std::vector<bool> file_ahead;  // by piece index
-  std::vector<bool> file_local;  // by piece index: every chunk of the file is in the store
   std::thread thread;
 
   // Stage 1 (serial): the next of `order` to take.
   std::size_t next_in_order = 0;
   std::atomic<bool> failed{false};  // a unit carries an error: stop taking pieces
-  // Stage 3 (serial): the file being hashed.
-  Sha256 file_hash;
-  bool hash_file = false;
   std::atomic<std::uint64_t> prepare_nanoseconds{0};
 
   // The queue to the rebuild.
@@ -122,47 +109,15 @@ struct PiecePrefetch::State {
             queued_raw <= kQueueRawBytes / 2);
   }
 
-  void mark_files_ahead();
   void run();
   std::unique_ptr<PreparedPiece> take_next();
   void prepare(PreparedPiece& unit) const;
   void prepare_fetched(PreparedPiece& unit, const BlobPiece& piece) const;
-  void hash_file_of(PreparedPiece& unit);
   bool push(std::unique_ptr<PreparedPiece> unit);
   void add_time(std::chrono::steady_clock::time_point start) {
     prepare_nanoseconds.fetch_add(static_cast<std::uint64_t>(seconds_since(start) * 1e9));
   }
 };
-
-// A file's digest is checked here when every chunk of it is prepared here; the file's chunks are
-// consecutive chunk pieces, the first at chunkOffset 0, the last carrying the file size.
-void PiecePrefetch::State::mark_files_ahead() {
-  const auto& pieces = plan.pieces;
-  std::size_t first = 0;
-  bool all = false;
-  bool local = false;
-  bool open = false;
-  for (std::size_t i = 0; i < pieces.size(); ++i) {
-    const BlobPiece& piece = pieces[i];
-    if (!is_chunk_piece(piece)) continue;
-    if (piece.chunk_offset == 0) {
-      first = i;
-      all = true;
-      local = true;
-      open = true;
-    }
-    if (!open) continue;
-    all = all && prepared_ahead(piece);
-    local = local && piece.local;
-    if (piece.file_size != 0) {
-      for (std::size_t j = first; j <= i; ++j) {
-        file_ahead[j] = all && is_chunk_piece(pieces[j]);
-        file_local[j] = local && is_chunk_piece(pieces[j]);
-      }
-      open = false;
-    }
-  }
-}
 
 std::unique_ptr<PreparedPiece> PiecePrefetch::State::take_next() {
   auto unit = std::make_unique<PreparedPiece>();
@@ -274,36 +229,6 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
   unit.ready = true;
 }
 
-// Stage 3, in the rebuild's order: the file digest of a file prepared here (unless the file is
-// this one chunk with the same digest, whose chunk digest proves it, or held by the store).
-void PiecePrefetch::State::hash_file_of(PreparedPiece& unit) {
-  const BlobPiece& piece = plan.pieces[unit.index];
-  if (unit.error || !file_ahead[unit.index]) return;
-  if (piece.chunk_offset == 0) {
-    file_hash = Sha256();
-    // A file of chunks the store holds (each checked by its SHA-256 when it was stored, and all
-    // of them by the diff_id here) is not hashed again: its bytes are hashed once, by the diff_id.
-    hash_file =
-        !(piece.file_size != 0 && piece.file_digest && *piece.file_digest == piece.digest) &&
-        !file_local[unit.index];
-  }
-  if (!hash_file) return;
-  if (piece.zeros) {
-    static const std::vector<std::uint8_t> zeros(kZeroBlockBytes, 0);
-    for (std::uint64_t left = piece.chunk_size; left != 0;) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, zeros.size()));
-      file_hash.update(ByteSpan(zeros).first(n));
-      left -= n;
-    }
-  } else {
-    file_hash.update(unit.raw);
-  }
-  if (piece.file_size != 0 && piece.file_digest && file_hash.finish() != *piece.file_digest) {
-    unit.error = make_error(ErrorCode::kDigestMismatch,
-                            "file '" + piece.name + "' does not match its TOC digest");
-  }
-}
-
 bool PiecePrefetch::State::push(std::unique_ptr<PreparedPiece> unit) {
   if (unit->error) failed.store(true);
   std::unique_lock lock(mutex);
@@ -350,13 +275,8 @@ void PiecePrefetch::State::run() {
                                                                return unit;
                                                              }) &
             tbb::make_filter<PreparedPiece*, void>(
-                tbb::filter_mode::serial_in_order, [&](PreparedPiece* unit) {
-                  std::unique_ptr<PreparedPiece> owned(unit);
-                  const auto start = std::chrono::steady_clock::now();
-                  hash_file_of(*owned);
-                  add_time(start);
-                  push(std::move(owned));
-                }));
+                tbb::filter_mode::serial_in_order,
+                [&](PreparedPiece* unit) { push(std::unique_ptr<PreparedPiece>(unit)); }));
   } catch (const std::exception& caught) {
     auto unit = std::make_unique<PreparedPiece>();
     unit->index = order.size();
@@ -373,7 +293,6 @@ PiecePrefetch::PiecePrefetch(const ChunkStore& store, const ChunkedLayerToc& lay
                              const PullPlan& plan, std::vector<std::size_t> order,
                              HeldBytesSource bytes_of)
     : state_(std::make_unique<State>(store, layer, plan, std::move(order), std::move(bytes_of))) {
-  state_->mark_files_ahead();
   state_->thread = std::thread([state = state_.get()] { state->run(); });
 }
 
@@ -423,10 +342,6 @@ Result<std::unique_ptr<PreparedPiece>> PiecePrefetch::next(std::size_t index) {
                                                 std::to_string(index));
   }
   return unit;
-}
-
-bool PiecePrefetch::file_checked_ahead(std::size_t index) const {
-  return index < state_->file_ahead.size() && state_->file_ahead[index];
 }
 
 double PiecePrefetch::prepare_seconds() const {

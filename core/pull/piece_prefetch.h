@@ -2,12 +2,12 @@
 // internal): a TBB parallel_pipeline on its own thread takes the plan's pieces in the order the
 // rebuild will, fetches their bytes in blob order (serial), decodes and SHA-256-checks each chunk
 // against its TOC digest on all cores (parallel; chunks the store holds are read there too),
-// hashes the files of several chunks in order (serial), and hands the pieces over through a
-// bounded queue. The rebuild thread is left the tar's SHA-256, the store puts and the recipe.
+// and hands the pieces over in order through a bounded queue. The rebuild is left the store puts
+// and the recipe (the tar's SHA-256 runs beside it, diff_id_hasher.h).
 // Memory stays bounded whatever the TOC says: a few tokens, a short queue, and chunks over
 // kMaxPreparedChunkBytes are left to the rebuild, which streams them. Facts:
 // shared/specs/layer-formats.md §1.1 (one zstd frame per zstd:chunked chunk), §1.5/§1.6 (TOC
-// digests: chunkDigest per chunk, digest per file), §2 (eStargz gzip members).
+// chunkDigest per chunk), §2 (eStargz gzip members).
 #pragma once
 
 #include <cstddef>
@@ -54,9 +54,6 @@ class PiecePrefetch {
 
   // The next piece, which must be plan.pieces[index]; waits for it.
   Result<std::unique_ptr<PreparedPiece>> next(std::size_t index);
-  // True when the file of chunk piece `index` has its digest checked here (the rebuild then
-  // hashes it no more): every chunk of the file is prepared ahead.
-  [[nodiscard]] bool file_checked_ahead(std::size_t index) const;
   // Worker-thread seconds spent preparing (decode, store reads, chunk and file hashes).
   [[nodiscard]] double prepare_seconds() const;
 

@@ -76,8 +76,8 @@ struct StorePullOptions {
 struct PullStageTimes {
   double fetch_wait = 0;  // waiting for fetched bytes (or chunks prepared ahead)
   double decode = 0;      // zstd / gzip decoding of fetched pieces on the rebuild thread
-  double hash = 0;        // chunk and file SHA-256 on the rebuild thread
-  double diff_id = 0;     // SHA-256 of the tar (sequential by nature)
+  double hash = 0;        // chunk SHA-256 on the rebuild thread (chunks not checked ahead)
+  double diff_id = 0;     // SHA-256 of the tar, on its own thread (overlaps the stages above)
   double local = 0;       // chunks the store holds, read and decoded on the rebuild thread
   double store = 0;       // puts into the write session (pack append; compression where needed)
   double check = 0;       // the TOC and tar-split checked against the rebuilt tar
@@ -115,8 +115,9 @@ struct StorePullReport {
 
 // Pulls a planned chunked layer into `store` without holding the layer: the plan's ranges are
 // fetched batch by batch in blob order (the next batches while this one is decoded), each piece
-// decoded and checked (chunk digest, file digest) on all cores ahead of the rebuild, which hashes
-// the tar and puts the chunks in order, and the layer recorded as a recipe
+// decoded and checked against its chunk digest on all cores ahead of the rebuild, which puts the
+// chunks in order while a thread of its own hashes the tar (the diff_id: the one whole check; the
+// TOC's file digests are not hashed again), and the layer recorded as a recipe
 // whose chunks are the TOC's chunks, so the next pull of that image plans against exactly the
 // digests the store now holds. A zstd:chunked chunk whose fetched bytes are one zstd frame of
 // exactly that chunk is stored as that frame (no recompression; a frame without a content size

@@ -858,9 +858,11 @@ TEST(ChunkedStorePull, AShortRangeAmongSeveralInFlightCommitsNothing) {
   }
 }
 
-// A file of several chunks, each matching its chunk digest, whose TOC file digest is another's:
-// the file check (made ahead of the rebuild, piece_prefetch.h) refuses it, naming the file.
-TEST(ChunkedStorePull, AFileWhoseChunksDisagreeWithItsTocDigestIsRefused) {
+// The TOC's file digests are not what proves a file in a store pull: every chunk is checked against
+// its chunk digest and the whole tar against the diff_id before anything is committed, so each
+// byte is hashed once besides the diff_id. A file digest the TOC gets wrong (its chunks and the
+// tar right) therefore does not stop the pull; what is stored is the diff_id's tar.
+TEST(ChunkedStorePull, AWrongTocFileDigestIsNotWhatProvesTheFile) {
   const MadeTar made = make_tar(47, 3, 300'000, 65'536);
   const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
   auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
@@ -879,14 +881,58 @@ TEST(ChunkedStorePull, AFileWhoseChunksDisagreeWithItsTocDigestIsRefused) {
   BatchLog log;
   auto pulled = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(layer.blob, log),
                                               layer.diff_id, {});
-  ASSERT_FALSE(pulled.ok());
-  EXPECT_EQ(pulled.error().code, ErrorCode::kDigestMismatch) << pulled.error().to_string();
-  EXPECT_NE(pulled.error().message.find("file 'dir/file1'"), std::string::npos)
-      << pulled.error().message;
-  auto stats = store.stats();
-  ASSERT_TRUE(stats.ok());
-  EXPECT_EQ(stats->layers, 0U);
-  EXPECT_EQ(stats->chunks, 0U);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
+}
+
+// A layer that is consistent in itself (frames, TOC chunk and file digests, tar-split) but whose
+// tar is not the one the config names: `tampered` differs from `made` in one file body or one tar
+// header. The diff_id refuses it, naming both digests, and nothing is committed.
+void expect_refused_by_the_diff_id(const MadeTar& made, const MadeTar& tampered,
+                                   ChunkedFormat format) {
+  ChunkedBlob layer = write_layer(tampered, format);
+  ASSERT_NE(layer.diff_id, sha256_of(made.tar));
+  layer.diff_id = sha256_of(made.tar);  // the config's
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  const Pulled pulled = pull(store, layer);
+  ASSERT_FALSE(pulled.report.ok());
+  EXPECT_EQ(pulled.report.error().code, ErrorCode::kDigestMismatch)
+      << pulled.report.error().to_string();
+  EXPECT_NE(pulled.report.error().message.find("differs from diff_id " + layer.diff_id.to_string()),
+            std::string::npos)
+      << pulled.report.error().message;
+  expect_nothing_committed(store);
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+TEST(ChunkedStorePull, ATamperedFileIsRefusedByTheDiffIdAndNothingIsCommitted) {
+  const MadeTar made = make_tar(59, 3, 300'000, 65'536);
+  for (const ChunkedFormat format : {ChunkedFormat::kZstdChunked, ChunkedFormat::kEstargz}) {
+    SCOPED_TRACE(std::string(chunked_format_name(format)));
+    MadeTar tampered = made;
+    TarChunk& chunk = tampered.chunks[4];  // the last of dir/file0's five chunks
+    ASSERT_GT(chunk.tar_offset, made.chunks[3].tar_offset);
+    tampered.tar[chunk.tar_offset + 1000] ^= 0x01U;
+    chunk.digest = sha256_of(ByteSpan(tampered.tar).subspan(chunk.tar_offset, chunk.length));
+    expect_refused_by_the_diff_id(made, tampered, format);
+  }
+}
+
+TEST(ChunkedStorePull, ATamperedTarHeaderIsRefusedByTheDiffIdAndNothingIsCommitted) {
+  const MadeTar made = make_tar(61, 2, 200'000, 65'536);
+  for (const ChunkedFormat format : {ChunkedFormat::kZstdChunked, ChunkedFormat::kEstargz}) {
+    SCOPED_TRACE(std::string(chunked_format_name(format)));
+    MadeTar tampered = made;
+    // The first file's header (after the directory's): another mtime, its checksum made right.
+    std::vector<std::uint8_t> header(tampered.tar.begin() + 512, tampered.tar.begin() + 1024);
+    test::set_octal(header, 136, 12, 1700000001);
+    test::set_checksum(header);
+    std::copy(header.begin(), header.end(), tampered.tar.begin() + 512);
+    expect_refused_by_the_diff_id(made, tampered, format);
+  }
 }
 
 // A TOC whose one piece is larger than a pull holds at once: refused as unsupported (a registry
