@@ -588,8 +588,8 @@ class StorePull {
     begin_chunk(piece);
     if (prepared.ready && !piece.zeros) {  // decoded and checked ahead (piece_prefetch.h)
       chunk_verified_ = true;
-      auto raw = std::make_shared<std::vector<std::uint8_t>>(std::move(prepared.raw));
-      STRATA_TRY(feed_chunk(*raw, raw));
+      const ByteSpan raw = prepared.raw_bytes();
+      STRATA_TRY(feed_chunk(raw, std::move(prepared.raw)));
       if (piece.local) ++report_.local_chunks;
       return finish_chunk(prepared.frame);
     }

@@ -44,6 +44,13 @@ std::string chunk_error(const BlobPiece& piece, const std::string& what) {
          " " + what;
 }
 
+// Gives `unit` a buffer of `size` bytes for its decoded chunk, not zero-filled: the decoder writes
+// every byte. `size` is at most kMaxPreparedChunkBytes (prepared_ahead).
+void allocate_raw(PreparedPiece& unit, std::uint64_t size) {
+  unit.raw = std::make_shared_for_overwrite<std::uint8_t[]>(static_cast<std::size_t>(size));
+  unit.raw_size = static_cast<std::size_t>(size);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -148,15 +155,21 @@ void PiecePrefetch::State::prepare(PreparedPiece& unit) const {
       unit.error = std::move(stored).error();
       return;
     }
-    auto raw = decompress_chunk(stored->codec, stored->bytes, stored->raw_length);
-    if (!raw || raw->size() != piece.chunk_size) {
+    Result<void> decoded =
+        make_error(ErrorCode::kCorruptInput,
+                   "its record holds " + std::to_string(stored->raw_length) + " bytes");
+    if (stored->raw_length == piece.chunk_size) {
+      allocate_raw(unit, piece.chunk_size);
+      decoded = decompress_chunk_into(stored->codec, stored->bytes, unit.raw_span());
+    }
+    if (!decoded) {
+      unit.raw.reset();
       unit.error = make_error(ErrorCode::kCorruptInput,
                               "stored chunk " + piece.digest.to_string() + " of '" + piece.name +
                                   "' does not decode to its " + std::to_string(piece.chunk_size) +
-                                  " bytes" + (raw ? "" : ": " + raw.error().message));
+                                  " bytes: " + decoded.error().message);
       return;
     }
-    unit.raw = std::move(*raw);
     unit.ready = true;
   } else {
     prepare_fetched(unit, piece);
@@ -180,9 +193,10 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
         (sized || (declared == ZSTD_CONTENTSIZE_UNKNOWN &&
                    with_content_size(bytes.first(frame), piece.chunk_size, unit.sized_frame)))) {
       const ByteSpan whole = sized ? bytes.first(frame) : ByteSpan(unit.sized_frame);
-      auto raw = decompress_chunk(Codec::kZstd, whole, piece.chunk_size);
+      allocate_raw(unit, piece.chunk_size);
+      auto raw = decompress_chunk_into(Codec::kZstd, whole, unit.raw_span());
       if (raw) {
-        if (sha256_of(*raw) != piece.digest) {
+        if (sha256_of(unit.raw_bytes()) != piece.digest) {
           return fail(ErrorCode::kDigestMismatch,
                       "does not match its digest " + piece.digest.to_string());
         }
@@ -192,11 +206,11 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
           unit.error = std::move(rest).error();
           return;
         }
-        unit.raw = std::move(*raw);
         unit.frame = whole;
         unit.ready = true;
         return;
       }
+      unit.raw.reset();
       if (sized) {
         unit.error = make_error(raw.error().code, "chunk of '" + piece.name + "' at chunkOffset " +
                                                       std::to_string(piece.chunk_offset) + ": " +
@@ -206,41 +220,49 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
     }
   }
   unit.sized_frame.clear();
-  std::vector<std::uint8_t> raw;
-  raw.reserve(static_cast<std::size_t>(piece.chunk_size));
-  auto decoded = decode_blob_piece(layer.format, bytes, piece.chunk_size, piece.offset,
-                                   [&](ByteSpan out) -> Result<void> {
-                                     raw.insert(raw.end(), out.begin(), out.end());
-                                     return {};
-                                   });
+  allocate_raw(unit, piece.chunk_size);
+  std::uint64_t written = 0;
+  auto decoded = decode_blob_piece(
+      layer.format, bytes, piece.chunk_size, piece.offset, [&](ByteSpan out) -> Result<void> {
+        if (out.size() > piece.chunk_size - written) {
+          return make_error(ErrorCode::kCorruptInput,
+                            chunk_error(piece, "decompresses to more than " +
+                                                   std::to_string(piece.chunk_size) + " bytes"));
+        }
+        std::copy(out.begin(), out.end(), unit.raw.get() + written);
+        written += out.size();
+        return {};
+      });
   if (!decoded) {
+    unit.raw.reset();
     unit.error = std::move(decoded).error();
     return;
   }
-  if (raw.size() != piece.chunk_size) {
-    return fail(ErrorCode::kCorruptInput, "decompresses to " + std::to_string(raw.size()) +
+  if (written != piece.chunk_size) {
+    unit.raw.reset();
+    return fail(ErrorCode::kCorruptInput, "decompresses to " + std::to_string(written) +
                                               " bytes, not " + std::to_string(piece.chunk_size));
   }
-  if (sha256_of(raw) != piece.digest) {
+  if (sha256_of(unit.raw_bytes()) != piece.digest) {
+    unit.raw.reset();
     return fail(ErrorCode::kDigestMismatch,
                 "does not match its digest " + piece.digest.to_string());
   }
-  unit.raw = std::move(raw);
   unit.ready = true;
 }
 
 bool PiecePrefetch::State::push(std::unique_ptr<PreparedPiece> unit) {
   if (unit->error) failed.store(true);
   std::unique_lock lock(mutex);
-  if (!room_for(unit->raw.size())) {
+  if (!room_for(unit->raw_size)) {
     pipeline_waiting = true;
-    waiting_raw = unit->raw.size();
+    waiting_raw = unit->raw_size;
     if (rebuild_waiting) filled.notify_one();
     drained.wait(lock, [&] { return room_made(); });
     pipeline_waiting = false;
   }
   if (cancelled) return false;
-  queued_raw += unit->raw.size();
+  queued_raw += unit->raw_size;
   ++held_units;
   queue.push_back(std::move(unit));
   if (rebuild_waiting && worth_waking_rebuild()) filled.notify_one();
@@ -333,7 +355,7 @@ Result<std::unique_ptr<PreparedPiece>> PiecePrefetch::next(std::size_t index) {
   }
   std::unique_ptr<PreparedPiece> unit = std::move(state.taken_units.front());
   state.taken_units.pop_front();
-  state.used_raw += unit->raw.size();
+  state.used_raw += unit->raw_size;
   ++state.used_units;
   if (unit->error) return std::move(*unit->error);
   if (unit->index != index) {

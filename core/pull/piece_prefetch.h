@@ -37,7 +37,12 @@ struct PreparedPiece {
   std::size_t index = 0;  // into PullPlan::pieces
   HeldBytes fetched;      // its bytes, when it is fetched (neither local nor a delta)
   bool ready = false;     // `raw` is the chunk (zeros: empty), checked against its SHA-256
-  std::vector<std::uint8_t> raw;
+  // The decoded chunk: a buffer of its own (not zero-filled first), shared with the diff_id's
+  // thread and the store put without a copy.
+  std::shared_ptr<std::uint8_t[]> raw;
+  std::size_t raw_size = 0;
+  [[nodiscard]] ByteSpan raw_bytes() const noexcept { return {raw.get(), raw_size}; }
+  [[nodiscard]] MutableByteSpan raw_span() const noexcept { return {raw.get(), raw_size}; }
   ByteSpan frame;  // a ready fetched chunk's zstd frame, to store as fetched ({}: compress)
   std::vector<std::uint8_t> sized_frame;  // backs `frame` when its header got the content size
   std::optional<Error> error;             // what failed here; the rebuild reports it in order

@@ -46,8 +46,9 @@ ZSTD_DCtx* thread_decompression_context() {
   return context.get();
 }
 
-Result<std::vector<std::uint8_t>> decompress_zstd(ByteSpan stored, std::size_t raw_length,
-                                                  ByteSpan prefix = {}) {
+// Decodes one zstd frame into exactly `raw` (its size is the raw length the index knows).
+Result<void> decompress_zstd_into(ByteSpan stored, MutableByteSpan raw, ByteSpan prefix = {}) {
+  const std::size_t raw_length = raw.size();
   const unsigned long long declared = ZSTD_getFrameContentSize(stored.data(), stored.size());
   if (declared == ZSTD_CONTENTSIZE_ERROR) {
     return make_error(ErrorCode::kCorruptInput, "stored bytes are not a zstd frame");
@@ -63,7 +64,6 @@ Result<std::vector<std::uint8_t>> decompress_zstd(ByteSpan stored, std::size_t r
   }
   ZSTD_DCtx* context = thread_decompression_context();
   if (context == nullptr) return make_error(ErrorCode::kInternal, "cannot allocate a zstd context");
-  std::vector<std::uint8_t> raw(raw_length);
   if (!prefix.empty()) {
     const std::size_t referenced = ZSTD_DCtx_refPrefix(context, prefix.data(), prefix.size());
     if (ZSTD_isError(referenced)) {
@@ -84,6 +84,13 @@ Result<std::vector<std::uint8_t>> decompress_zstd(ByteSpan stored, std::size_t r
                                                     std::to_string(produced) + " bytes, expected " +
                                                     std::to_string(raw_length));
   }
+  return {};
+}
+
+Result<std::vector<std::uint8_t>> decompress_zstd(ByteSpan stored, std::size_t raw_length,
+                                                  ByteSpan prefix = {}) {
+  std::vector<std::uint8_t> raw(raw_length);
+  STRATA_TRY(decompress_zstd_into(stored, raw, prefix));
   return raw;
 }
 
@@ -267,6 +274,18 @@ Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
   }
   return make_error(ErrorCode::kUnsupported,
                     "chunk codec " + std::to_string(static_cast<int>(codec)) + " is not supported");
+}
+
+Result<void> decompress_chunk_into(Codec codec, ByteSpan stored, MutableByteSpan raw) {
+  if (raw.size() > kMaxStoredChunkBytes) {
+    return make_error(ErrorCode::kLimitExceeded, "chunk raw length " + std::to_string(raw.size()) +
+                                                     " exceeds the store limit");
+  }
+  if (codec == Codec::kZstd) return decompress_zstd_into(stored, raw);
+  auto decoded = decompress_chunk(codec, stored, raw.size());
+  if (!decoded) return std::move(decoded).error();
+  std::copy(decoded->begin(), decoded->end(), raw.begin());
+  return {};
 }
 
 }  // namespace strata

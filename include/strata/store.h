@@ -65,6 +65,9 @@ Result<void> compress_chunk_zstd_into(ByteSpan raw, int level, std::vector<std::
 // A delta codec is kInvalidArgument here: it needs its base (decompress_delta_chunk).
 Result<std::vector<std::uint8_t>> decompress_chunk(Codec codec, ByteSpan stored,
                                                    std::size_t raw_length);
+// Same, into `raw` (its size is the raw length): a caller that owns a buffer is spared the zero
+// fill and the allocation of a fresh vector.
+Result<void> decompress_chunk_into(Codec codec, ByteSpan stored, MutableByteSpan raw);
 
 // Codec::kZstdDelta: one zstd frame of `raw` (content size recorded) that may refer back into
 // `base` as if it preceded `raw`. The window covers base and raw (capped at 2^27 like decoding).
