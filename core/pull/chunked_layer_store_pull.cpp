@@ -405,14 +405,14 @@ Result<void> check_tar_split_against_recipe(ByteSpan tar_split, const Recipe& re
             skip_empty();
             if (index == segments.size() || segments[index].kind != RecipeSegmentKind::kRaw) {
               return make_error(ErrorCode::kCorruptInput,
-                                line.where + "segment does not match the tar's headers");
+                                line.where() + "segment does not match the tar's headers");
             }
             const ByteSpan raw = recipe.raw_of(segments[index]).subspan(done);
             const std::size_t n = std::min(raw.size(), rest.size());
             if (!std::equal(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(n),
                             raw.begin())) {
               return make_error(ErrorCode::kCorruptInput,
-                                line.where + "segment differs from the tar's bytes");
+                                line.where() + "segment differs from the tar's bytes");
             }
             rest = rest.subspan(n);
             done += n;
@@ -423,7 +423,7 @@ Result<void> check_tar_split_against_recipe(ByteSpan tar_split, const Recipe& re
         while (left != 0) {
           skip_empty();
           if (index == segments.size() || segments[index].kind != RecipeSegmentKind::kChunk) {
-            return make_error(ErrorCode::kCorruptInput, line.where + "'" + line.file.name +
+            return make_error(ErrorCode::kCorruptInput, line.where() + "'" + line.file.name +
                                                             "' is not file content in the tar");
           }
           const std::uint64_t n = std::min(left, segments[index].length - done);
@@ -522,11 +522,11 @@ class StorePull {
             const BlobPiece* piece = next_chunk_piece();
             if (piece == nullptr) {
               return make_error(ErrorCode::kCorruptInput,
-                                line.where + "'" + line.file.name +
+                                line.where() + "'" + line.file.name +
                                     "' needs more content than the TOC's files hold");
             }
             if (piece->chunk_size > left) {
-              return make_error(ErrorCode::kCorruptInput, line.where + "'" + line.file.name +
+              return make_error(ErrorCode::kCorruptInput, line.where() + "'" + line.file.name +
                                                               "' ends inside a TOC chunk of '" +
                                                               piece->name + "'");
             }

@@ -7,6 +7,7 @@
 #include <isa-l/crc64.h>
 
 #include <array>
+#include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -65,64 +66,201 @@ void TarSplitWriter::add_file_crc(const std::string& name, std::uint64_t size, s
   text_ += line;
 }
 
+namespace {
+
+// A line as tar-split's JSONPacker writes it (Go's encoding/json of storage.Entry): one object,
+// no whitespace, keys and values without escapes, ASCII only. Fills `out` and returns true only
+// for such a line whose fields are all well-formed; anything else returns false and takes
+// nlohmann's parser (parse_line_in_full), which gives the same result or names the problem. This
+// path does no allocation besides the payload and name it fills.
+class PackedLine {
+ public:
+  explicit PackedLine(ByteSpan line)
+      : text_(reinterpret_cast<const char*>(line.data()), line.size()) {}
+
+  bool parse(TarSplitLine& out) {
+    if (!take('{')) return false;
+    bool have_type = false;
+    bool have_size = false;
+    bool name_is_raw = false;
+    std::string_view name;
+    std::string_view payload;
+    bool have_payload = false;
+    for (;;) {
+      std::string_view key;
+      if (!string(key) || !take(':')) return false;
+      if (key == "type" || key == "size" || key == "position") {
+        std::uint64_t number = 0;
+        if (!unsigned_number(number)) return false;
+        if (key == "type") {
+          if (have_type) return false;
+          have_type = true;
+          out.type = static_cast<std::int64_t>(number);
+        } else if (key == "size") {
+          if (have_size) return false;
+          have_size = true;
+          out.file.size = number;
+        }
+      } else if (key == "payload" && at('n')) {
+        if (have_payload || !null()) return false;
+        have_payload = true;
+      } else if (key == "name" || key == "name_raw" || key == "payload") {
+        std::string_view value;
+        if (!string(value)) return false;
+        if (key == "payload") {
+          if (have_payload) return false;
+          have_payload = true;
+          payload = value;
+        } else {
+          if (!name.empty() || value.empty()) return false;
+          name = value;
+          name_is_raw = key == "name_raw";
+        }
+      } else {
+        return false;  // a key JSONPacker does not write
+      }
+      if (take('}')) break;
+      if (!take(',')) return false;
+    }
+    if (pos_ != text_.size() || !have_type) return false;
+    if (out.type != 1 && out.type != 2) return false;
+    if (!base64_decode_into(payload, out.payload)) return false;
+    if (out.type == 2) return name.empty() && !have_size;
+    if (name.empty()) return false;
+    if (name_is_raw) {
+      std::vector<std::uint8_t> raw;
+      if (!base64_decode_into(name, raw)) return false;
+      out.file.name.assign(raw.begin(), raw.end());
+    } else {
+      out.file.name.assign(name);
+    }
+    return out.file.size == 0 || out.payload.size() == 8;
+  }
+
+ private:
+  [[nodiscard]] bool at(char c) const { return pos_ < text_.size() && text_[pos_] == c; }
+  bool take(char c) {
+    if (!at(c)) return false;
+    ++pos_;
+    return true;
+  }
+  bool null() {
+    if (text_.substr(pos_, 4) != "null") return false;
+    pos_ += 4;
+    return true;
+  }
+  // A string without escapes, control characters or bytes past ASCII (those take the full parser,
+  // which checks UTF-8).
+  bool string(std::string_view& value) {
+    if (!take('"')) return false;
+    const std::size_t start = pos_;
+    for (; pos_ < text_.size(); ++pos_) {
+      const auto c = static_cast<unsigned char>(text_[pos_]);
+      if (c == '"') {
+        value = text_.substr(start, pos_ - start);
+        ++pos_;
+        return true;
+      }
+      if (c == '\\' || c < 0x20U || c >= 0x80U) return false;
+    }
+    return false;
+  }
+  // JSON digits without a sign, fraction, exponent or leading zero; at most 18 of them.
+  bool unsigned_number(std::uint64_t& value) {
+    const std::size_t start = pos_;
+    value = 0;
+    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+      value = value * 10 + static_cast<std::uint64_t>(text_[pos_] - '0');
+      ++pos_;
+    }
+    const std::size_t digits = pos_ - start;
+    if (digits == 0 || digits > 18 || (digits > 1 && text_[start] == '0')) return false;
+    return at(',') || at('}');
+  }
+
+  std::string_view text_;
+  std::size_t pos_ = 0;
+};
+
+// Any line, through nlohmann's parser: every field type-checked, problems named.
+Result<void> parse_line_in_full(ByteSpan line, TarSplitLine& parsed) {
+  const auto object = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+  if (object.is_discarded() || !object.is_object()) {
+    return make_error(ErrorCode::kCorruptInput, parsed.where() + "not a JSON object");
+  }
+  const auto type = object.find("type");
+  if (type == object.end() || !type->is_number_integer()) {
+    return make_error(ErrorCode::kCorruptInput, parsed.where() + "no type");
+  }
+  parsed.type = type->get<std::int64_t>();
+  const auto payload = object.find("payload");
+  if (payload != object.end() && payload->is_string()) {
+    auto decoded = base64_decode_into(payload->get<std::string>(), parsed.payload);
+    if (!decoded) {
+      return make_error(ErrorCode::kCorruptInput, parsed.where() + decoded.error().message);
+    }
+  } else if (payload != object.end() && !payload->is_null()) {
+    return make_error(ErrorCode::kCorruptInput, parsed.where() + "payload is not a string");
+  }
+  if (parsed.type == 1) {
+    const auto name = object.find("name");
+    if (name != object.end() && name->is_string()) {
+      parsed.file.name = name->get<std::string>();
+    } else {
+      const auto raw = object.find("name_raw");
+      if (raw == object.end() || !raw->is_string()) {
+        return make_error(ErrorCode::kCorruptInput, parsed.where() + "file entry without a name");
+      }
+      auto decoded = base64_decode(raw->get<std::string>());
+      if (!decoded) return make_error(ErrorCode::kCorruptInput, parsed.where() + "bad name_raw");
+      parsed.file.name.assign(decoded->begin(), decoded->end());
+    }
+    const auto size = object.find("size");
+    if (size != object.end() && !size->is_null()) {
+      if (!size->is_number_unsigned()) {
+        return make_error(ErrorCode::kCorruptInput,
+                          parsed.where() + "size is not a non-negative integer");
+      }
+      parsed.file.size = size->get<std::uint64_t>();
+    }
+    if (parsed.file.size != 0 && parsed.payload.size() != 8) {
+      return make_error(ErrorCode::kCorruptInput, parsed.where() + "file payload is not a CRC-64");
+    }
+  } else if (parsed.type != 2) {
+    return make_error(ErrorCode::kCorruptInput, parsed.where() + "unknown type");
+  }
+  return {};
+}
+
+void reset(TarSplitLine& line, std::uint64_t line_number) {
+  line.type = 0;
+  line.payload.clear();
+  line.file.name.clear();
+  line.file.size = 0;
+  line.line_number = line_number;
+}
+
+}  // namespace
+
 Result<void> for_each_tar_split_line(ByteSpan tar_split,
                                      const std::function<Result<void>(TarSplitLine&)>& visit) {
   std::size_t line_start = 0;
   std::uint64_t line_number = 0;
+  TarSplitLine parsed;  // reused, so its payload's and name's buffers are allocated once
   while (line_start < tar_split.size()) {
-    std::size_t line_end = line_start;
-    while (line_end < tar_split.size() && tar_split[line_end] != '\n') ++line_end;
+    const auto* newline = static_cast<const std::uint8_t*>(
+        std::memchr(tar_split.data() + line_start, '\n', tar_split.size() - line_start));
+    const std::size_t line_end = newline != nullptr
+                                     ? static_cast<std::size_t>(newline - tar_split.data())
+                                     : tar_split.size();
     ++line_number;
     const auto line = tar_split.subspan(line_start, line_end - line_start);
     line_start = line_end + 1;
     if (line.empty()) continue;
-    TarSplitLine parsed;
-    parsed.where = "tar-split line " + std::to_string(line_number) + ": ";
-    const auto object = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-    if (object.is_discarded() || !object.is_object()) {
-      return make_error(ErrorCode::kCorruptInput, parsed.where + "not a JSON object");
-    }
-    const auto type = object.find("type");
-    if (type == object.end() || !type->is_number_integer()) {
-      return make_error(ErrorCode::kCorruptInput, parsed.where + "no type");
-    }
-    parsed.type = type->get<std::int64_t>();
-    const auto payload = object.find("payload");
-    if (payload != object.end() && payload->is_string()) {
-      auto decoded = base64_decode(payload->get<std::string>());
-      if (!decoded) {
-        return make_error(ErrorCode::kCorruptInput, parsed.where + decoded.error().message);
-      }
-      parsed.payload = std::move(*decoded);
-    } else if (payload != object.end() && !payload->is_null()) {
-      return make_error(ErrorCode::kCorruptInput, parsed.where + "payload is not a string");
-    }
-    if (parsed.type == 1) {
-      const auto name = object.find("name");
-      if (name != object.end() && name->is_string()) {
-        parsed.file.name = name->get<std::string>();
-      } else {
-        const auto raw = object.find("name_raw");
-        if (raw == object.end() || !raw->is_string()) {
-          return make_error(ErrorCode::kCorruptInput, parsed.where + "file entry without a name");
-        }
-        auto decoded = base64_decode(raw->get<std::string>());
-        if (!decoded) return make_error(ErrorCode::kCorruptInput, parsed.where + "bad name_raw");
-        parsed.file.name.assign(decoded->begin(), decoded->end());
-      }
-      const auto size = object.find("size");
-      if (size != object.end() && !size->is_null()) {
-        if (!size->is_number_unsigned()) {
-          return make_error(ErrorCode::kCorruptInput,
-                            parsed.where + "size is not a non-negative integer");
-        }
-        parsed.file.size = size->get<std::uint64_t>();
-      }
-      if (parsed.file.size != 0 && parsed.payload.size() != 8) {
-        return make_error(ErrorCode::kCorruptInput, parsed.where + "file payload is not a CRC-64");
-      }
-    } else if (parsed.type != 2) {
-      return make_error(ErrorCode::kCorruptInput, parsed.where + "unknown type");
+    reset(parsed, line_number);
+    if (!PackedLine(line).parse(parsed)) {
+      reset(parsed, line_number);
+      STRATA_TRY(parse_line_in_full(line, parsed));
     }
     STRATA_TRY(visit(parsed));
   }
@@ -139,17 +277,18 @@ Result<std::vector<TarSplitFile>> check_tar_split(ByteSpan tar_split, ByteSpan t
                       tar.begin() + static_cast<std::ptrdiff_t>(position))) {
         return make_error(
             ErrorCode::kCorruptInput,
-            line.where + "segment differs from the tar at offset " + std::to_string(position));
+            line.where() + "segment differs from the tar at offset " + std::to_string(position));
       }
       position += line.payload.size();
       return {};
     }
     if (line.file.size > tar.size() - position) {
-      return make_error(ErrorCode::kCorruptInput, line.where + "file body runs past the tar's end");
+      return make_error(ErrorCode::kCorruptInput,
+                        line.where() + "file body runs past the tar's end");
     }
     if (line.file.size != 0 && crc64_payload(crc64_iso(0, tar.subspan(position, line.file.size))) !=
                                    base64_encode(line.payload)) {
-      return make_error(ErrorCode::kCorruptInput, line.where + "CRC-64 of '" + line.file.name +
+      return make_error(ErrorCode::kCorruptInput, line.where() + "CRC-64 of '" + line.file.name +
                                                       "' differs from the tar's content");
     }
     position += line.file.size;
@@ -173,13 +312,13 @@ Result<std::vector<std::uint8_t>> assemble_tar_from_tar_split(ByteSpan tar_split
     if (line.type == 1 && line.file.size > bodies.size() - used) {
       return make_error(
           ErrorCode::kCorruptInput,
-          line.where + "'" + line.file.name + "' needs more content than the TOC's files hold");
+          line.where() + "'" + line.file.name + "' needs more content than the TOC's files hold");
     }
     const ByteSpan body = line.type == 1 ? bodies.subspan(used, line.file.size) : ByteSpan();
     if (line.type == 1 && line.file.size != 0 &&
         crc64_payload(crc64_iso(0, body)) != base64_encode(line.payload)) {
-      return make_error(ErrorCode::kCorruptInput,
-                        line.where + "CRC-64 of '" + line.file.name + "' differs from its content");
+      return make_error(ErrorCode::kCorruptInput, line.where() + "CRC-64 of '" + line.file.name +
+                                                      "' differs from its content");
     }
     const ByteSpan add = line.type == 2 ? piece : body;
     if (add.size() > max_tar_bytes - tar.size()) {

@@ -275,31 +275,67 @@ std::string base64_encode(ByteSpan bytes) {
   return out;
 }
 
-Result<std::vector<std::uint8_t>> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return make_error(ErrorCode::kCorruptInput, "bad base64 length");
-  std::vector<std::uint8_t> out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    std::uint32_t v = 0;
-    int padding = 0;
-    for (std::size_t k = 0; k < 4; ++k) {
-      const char c = text[i + k];
-      std::uint32_t digit = 0;
-      if (c == '=' && i + 4 == text.size() && k >= 2) {
-        ++padding;
-      } else {
-        const auto pos = kBase64Alphabet.find(c);
-        if (pos == std::string_view::npos || padding != 0) {
-          return make_error(ErrorCode::kCorruptInput, "bad base64 character");
-        }
-        digit = static_cast<std::uint32_t>(pos);
-      }
-      v = (v << 6U) | digit;
-    }
-    out.push_back(static_cast<std::uint8_t>(v >> 16U));
-    if (padding < 2) out.push_back(static_cast<std::uint8_t>(v >> 8U));
-    if (padding < 1) out.push_back(static_cast<std::uint8_t>(v));
+namespace {
+
+// Each byte's 6-bit value in the standard alphabet, kNotBase64 for every other byte.
+constexpr std::uint8_t kNotBase64 = 0xFF;
+constexpr std::array<std::uint8_t, 256> kBase64Values = [] {
+  std::array<std::uint8_t, 256> values{};
+  values.fill(kNotBase64);
+  for (std::size_t i = 0; i < kBase64Alphabet.size(); ++i) {
+    values[static_cast<unsigned char>(kBase64Alphabet[i])] = static_cast<std::uint8_t>(i);
   }
+  return values;
+}();
+
+}  // namespace
+
+Result<void> base64_decode_into(std::string_view text, std::vector<std::uint8_t>& out) {
+  out.clear();
+  if (text.size() % 4 != 0) return make_error(ErrorCode::kCorruptInput, "bad base64 length");
+  if (text.empty()) return {};
+  // Padding ('=') may only end the last quartet, in its third and fourth places.
+  std::size_t padding = 0;
+  if (text.back() == '=') padding = text[text.size() - 2] == '=' ? 2 : 1;
+  const std::size_t full = text.size() - (padding != 0 ? 4 : 0);
+  out.resize(full / 4 * 3 + (padding != 0 ? 3 - padding : 0));
+  std::uint8_t* target = out.data();
+  for (std::size_t i = 0; i < full; i += 4) {
+    const std::uint8_t a = kBase64Values[static_cast<unsigned char>(text[i])];
+    const std::uint8_t b = kBase64Values[static_cast<unsigned char>(text[i + 1])];
+    const std::uint8_t c = kBase64Values[static_cast<unsigned char>(text[i + 2])];
+    const std::uint8_t d = kBase64Values[static_cast<unsigned char>(text[i + 3])];
+    if (((a | b | c | d) & 0xC0U) != 0) {  // a value is kNotBase64: valid ones are below 64
+      out.clear();
+      return make_error(ErrorCode::kCorruptInput, "bad base64 character");
+    }
+    const std::uint32_t v = (std::uint32_t{a} << 18U) | (std::uint32_t{b} << 12U) |
+                            (std::uint32_t{c} << 6U) | std::uint32_t{d};
+    target[0] = static_cast<std::uint8_t>(v >> 16U);
+    target[1] = static_cast<std::uint8_t>(v >> 8U);
+    target[2] = static_cast<std::uint8_t>(v);
+    target += 3;
+  }
+  if (padding != 0) {
+    const std::string_view last = text.substr(full);
+    std::uint32_t v = 0;
+    for (std::size_t k = 0; k < 4 - padding; ++k) {
+      const std::uint8_t digit = kBase64Values[static_cast<unsigned char>(last[k])];
+      if (digit == kNotBase64) {
+        out.clear();
+        return make_error(ErrorCode::kCorruptInput, "bad base64 character");
+      }
+      v |= std::uint32_t{digit} << (18U - 6U * static_cast<unsigned>(k));
+    }
+    target[0] = static_cast<std::uint8_t>(v >> 16U);
+    if (padding == 1) target[1] = static_cast<std::uint8_t>(v >> 8U);
+  }
+  return {};
+}
+
+Result<std::vector<std::uint8_t>> base64_decode(std::string_view text) {
+  std::vector<std::uint8_t> out;
+  STRATA_TRY(base64_decode_into(text, out));
   return out;
 }
 

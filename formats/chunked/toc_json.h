@@ -23,6 +23,8 @@ std::string toc_type_of(TarEntryType type);
 
 std::string base64_encode(ByteSpan bytes);
 Result<std::vector<std::uint8_t>> base64_decode(std::string_view text);
+// Same, into `out` (its capacity reused; cleared on error).
+Result<void> base64_decode_into(std::string_view text, std::vector<std::uint8_t>& out);
 
 // Go hash/crc64 with the ISO table (what tar-split stores per file body).
 std::uint64_t crc64_iso(std::uint64_t crc, ByteSpan bytes);
@@ -52,7 +54,11 @@ struct TarSplitLine {
   std::int64_t type = 0;
   std::vector<std::uint8_t> payload;
   TarSplitFile file;
-  std::string where;  // "tar-split line N: "
+  std::uint64_t line_number = 0;
+  // "tar-split line N: ", to begin an error message about this line.
+  [[nodiscard]] std::string where() const {
+    return "tar-split line " + std::to_string(line_number) + ": ";
+  }
 };
 
 // Parses every line and hands it to `visit` in order (malformed lines are kCorruptInput).
