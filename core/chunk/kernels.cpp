@@ -1,6 +1,7 @@
 // Public view of the SIMD dispatch table (include/strata/kernels.h over simd/dispatch.h).
 #include "strata/kernels.h"
 
+#include <cstdlib>
 #include <string>
 
 #include "simd/dispatch.h"
@@ -68,6 +69,10 @@ Result<void> select_kernel(std::string_view name) {
 }
 
 Result<void> check_kernel_override() {
+  // Without an override there is nothing to check, and the default is not measured here: a
+  // command that never chunks (a pull, an export) never pays for the measurement.
+  const char* forced = std::getenv("STRATA_KERNEL");
+  if (forced == nullptr || *forced == '\0') return {};
   const std::string name(simd::override_name());
   switch (simd::override_status()) {
     case simd::OverrideStatus::kNone:

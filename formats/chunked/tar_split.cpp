@@ -11,6 +11,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "formats/chunked/plain_json_scanner.h"
 #include "formats/chunked/toc_json.h"
 
 namespace strata::fastpull::detail {
@@ -66,124 +67,61 @@ void TarSplitWriter::add_file_crc(const std::string& name, std::uint64_t size, s
   text_ += line;
 }
 
-namespace {
-
-// A line as tar-split's JSONPacker writes it (Go's encoding/json of storage.Entry): one object,
-// no whitespace, keys and values without escapes, ASCII only. Fills `out` and returns true only
-// for such a line whose fields are all well-formed; anything else returns false and takes
-// nlohmann's parser (parse_line_in_full), which gives the same result or names the problem. This
-// path does no allocation besides the payload and name it fills.
-class PackedLine {
- public:
-  explicit PackedLine(ByteSpan line)
-      : text_(reinterpret_cast<const char*>(line.data()), line.size()) {}
-
-  bool parse(TarSplitLine& out) {
-    if (!take('{')) return false;
-    bool have_type = false;
-    bool have_size = false;
-    bool name_is_raw = false;
-    std::string_view name;
-    std::string_view payload;
-    bool have_payload = false;
-    for (;;) {
-      std::string_view key;
-      if (!string(key) || !take(':')) return false;
-      if (key == "type" || key == "size" || key == "position") {
-        std::uint64_t number = 0;
-        if (!unsigned_number(number)) return false;
-        if (key == "type") {
-          if (have_type) return false;
-          have_type = true;
-          out.type = static_cast<std::int64_t>(number);
-        } else if (key == "size") {
-          if (have_size) return false;
-          have_size = true;
-          out.file.size = number;
-        }
-      } else if (key == "payload" && at('n')) {
-        if (have_payload || !null()) return false;
-        have_payload = true;
-      } else if (key == "name" || key == "name_raw" || key == "payload") {
-        std::string_view value;
-        if (!string(value)) return false;
-        if (key == "payload") {
-          if (have_payload) return false;
-          have_payload = true;
-          payload = value;
-        } else {
-          if (!name.empty() || value.empty()) return false;
-          name = value;
-          name_is_raw = key == "name_raw";
-        }
+// A line as tar-split's JSONPacker writes it (Go's encoding/json of storage.Entry: one object of
+// type, name or name_raw, size, payload and position), read by PlainJsonScanner. Fills `out` and
+// returns true only for such a line whose fields are all well-formed; anything else returns false
+// and takes nlohmann's parser (parse_tar_split_line_in_full), which gives the same result or names
+// the problem. No allocation besides the payload and name it fills.
+bool parse_packed_tar_split_line(ByteSpan line, TarSplitLine& out) {
+  PlainJsonScanner scan(std::string_view(reinterpret_cast<const char*>(line.data()), line.size()));
+  if (!scan.take('{')) return false;
+  bool have_type = false;
+  bool have_size = false;
+  bool have_payload = false;
+  bool name_is_raw = false;
+  std::string_view name;
+  std::string_view payload;
+  do {
+    std::string_view key;
+    if (!scan.string(key) || !scan.take(':')) return false;
+    if (key == "type" || key == "size") {
+      bool& seen = key == "type" ? have_type : have_size;
+      std::uint64_t number = 0;
+      if (seen || !scan.unsigned_number(number)) return false;
+      seen = true;
+      if (key == "type") {
+        out.type = static_cast<std::int64_t>(number);
       } else {
-        return false;  // a key JSONPacker does not write
+        out.file.size = number;
       }
-      if (take('}')) break;
-      if (!take(',')) return false;
+    } else if (key == "payload") {
+      if (have_payload) return false;
+      have_payload = true;
+      if (!(scan.at('n') ? scan.null() : scan.string(payload))) return false;
+    } else if (key == "name" || key == "name_raw") {
+      if (!name.empty() || !scan.string(name) || name.empty()) return false;
+      name_is_raw = key == "name_raw";
+    } else if (key != "position" || !scan.skip_simple_value()) {
+      return false;  // a key JSONPacker does not write
     }
-    if (pos_ != text_.size() || !have_type) return false;
-    if (out.type != 1 && out.type != 2) return false;
-    if (!base64_decode_into(payload, out.payload)) return false;
-    if (out.type == 2) return name.empty() && !have_size;
-    if (name.empty()) return false;
-    if (name_is_raw) {
-      std::vector<std::uint8_t> raw;
-      if (!base64_decode_into(name, raw)) return false;
-      out.file.name.assign(raw.begin(), raw.end());
-    } else {
-      out.file.name.assign(name);
-    }
-    return out.file.size == 0 || out.payload.size() == 8;
+  } while (scan.take(','));
+  if (!scan.take('}') || !scan.at_end() || !have_type) return false;
+  if (out.type != 1 && out.type != 2) return false;
+  if (!base64_decode_into(payload, out.payload)) return false;
+  if (out.type == 2) return name.empty() && !have_size;
+  if (name.empty()) return false;
+  if (name_is_raw) {
+    std::vector<std::uint8_t> raw;
+    if (!base64_decode_into(name, raw)) return false;
+    out.file.name.assign(raw.begin(), raw.end());
+  } else {
+    out.file.name.assign(name);
   }
-
- private:
-  [[nodiscard]] bool at(char c) const { return pos_ < text_.size() && text_[pos_] == c; }
-  bool take(char c) {
-    if (!at(c)) return false;
-    ++pos_;
-    return true;
-  }
-  bool null() {
-    if (text_.substr(pos_, 4) != "null") return false;
-    pos_ += 4;
-    return true;
-  }
-  // A string without escapes, control characters or bytes past ASCII (those take the full parser,
-  // which checks UTF-8).
-  bool string(std::string_view& value) {
-    if (!take('"')) return false;
-    const std::size_t start = pos_;
-    for (; pos_ < text_.size(); ++pos_) {
-      const auto c = static_cast<unsigned char>(text_[pos_]);
-      if (c == '"') {
-        value = text_.substr(start, pos_ - start);
-        ++pos_;
-        return true;
-      }
-      if (c == '\\' || c < 0x20U || c >= 0x80U) return false;
-    }
-    return false;
-  }
-  // JSON digits without a sign, fraction, exponent or leading zero; at most 18 of them.
-  bool unsigned_number(std::uint64_t& value) {
-    const std::size_t start = pos_;
-    value = 0;
-    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
-      value = value * 10 + static_cast<std::uint64_t>(text_[pos_] - '0');
-      ++pos_;
-    }
-    const std::size_t digits = pos_ - start;
-    if (digits == 0 || digits > 18 || (digits > 1 && text_[start] == '0')) return false;
-    return at(',') || at('}');
-  }
-
-  std::string_view text_;
-  std::size_t pos_ = 0;
-};
+  return out.file.size == 0 || out.payload.size() == 8;
+}
 
 // Any line, through nlohmann's parser: every field type-checked, problems named.
-Result<void> parse_line_in_full(ByteSpan line, TarSplitLine& parsed) {
+Result<void> parse_tar_split_line_in_full(ByteSpan line, TarSplitLine& parsed) {
   const auto object = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
   if (object.is_discarded() || !object.is_object()) {
     return make_error(ErrorCode::kCorruptInput, parsed.where() + "not a JSON object");
@@ -232,6 +170,8 @@ Result<void> parse_line_in_full(ByteSpan line, TarSplitLine& parsed) {
   return {};
 }
 
+namespace {
+
 void reset(TarSplitLine& line, std::uint64_t line_number) {
   line.type = 0;
   line.payload.clear();
@@ -258,9 +198,9 @@ Result<void> for_each_tar_split_line(ByteSpan tar_split,
     line_start = line_end + 1;
     if (line.empty()) continue;
     reset(parsed, line_number);
-    if (!PackedLine(line).parse(parsed)) {
+    if (!parse_packed_tar_split_line(line, parsed)) {
       reset(parsed, line_number);
-      STRATA_TRY(parse_line_in_full(line, parsed));
+      STRATA_TRY(parse_tar_split_line_in_full(line, parsed));
     }
     STRATA_TRY(visit(parsed));
   }

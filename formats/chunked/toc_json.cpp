@@ -1,13 +1,16 @@
 // TOC JSON of zstd:chunked and eStargz layers: a tolerant, bounded parser of both formats' entry
 // fields and a writer in c/storage's field order (shared/specs/layer-formats.md §1.2, §2 "TOC"),
 // plus base64 (xattr values, tar-split payloads). nlohmann-json parses without exceptions; every
-// field is type-checked before use, so hostile TOCs end in an error naming the entry.
+// field is type-checked before use, so hostile TOCs end in an error naming the entry. TOCs in plain
+// JSON (no escapes, ASCII) are read first by PlainJsonScanner without building a document.
 #include "formats/chunked/toc_json.h"
 
 #include <array>
 #include <ctime>
 #include <limits>
 #include <nlohmann/json.hpp>
+
+#include "formats/chunked/plain_json_scanner.h"
 
 namespace strata::fastpull {
 
@@ -145,12 +148,181 @@ Result<TocEntry> parse_entry(const json& object, std::size_t index) {
   return entry;
 }
 
+// The fast path of parse_toc_json: a TOC in plain JSON (PlainJsonScanner: what c/storage, stargz
+// and strata write, indented or not) whose every known field is well-formed is read straight into
+// its entries, with the checks parse_entry makes; anything else (a field of another type, an
+// escape, a duplicate key, nested values under unknown keys, too many entries) returns nullopt
+// and takes the DOM parser below, which reads it the same way or names the problem.
+class PlainTocReader {
+ public:
+  PlainTocReader(ByteSpan json_bytes, std::size_t max_entries)
+      : scan_(
+            std::string_view(reinterpret_cast<const char*>(json_bytes.data()), json_bytes.size())),
+        max_entries_(max_entries) {}
+
+  std::optional<Toc> read() {
+    Toc toc;
+    bool have_version = false;
+    bool have_entries = false;
+    bool have_split = false;
+    if (!scan_.take('{')) return std::nullopt;
+    if (!scan_.at('}')) {
+      do {
+        std::string_view key;
+        if (!scan_.string(key) || !scan_.take(':')) return std::nullopt;
+        if (key == "version") {
+          std::uint64_t version = 0;
+          if (have_version || !scan_.unsigned_number(version) || version != 1) return std::nullopt;
+          have_version = true;
+        } else if (key == "entries") {
+          if (have_entries || !entries(toc.entries)) return std::nullopt;
+          have_entries = true;
+        } else if (key == "tarSplitDigest") {
+          if (have_split || !digest(toc.tar_split_digest)) return std::nullopt;
+          have_split = true;
+        } else if (!scan_.skip_simple_value()) {
+          return std::nullopt;
+        }
+      } while (scan_.take(','));
+    }
+    if (!scan_.take('}') || !scan_.at_end() || !have_version || !have_entries) return std::nullopt;
+    return toc;
+  }
+
+ private:
+  bool entries(std::vector<TocEntry>& out) {
+    if (!scan_.take('[')) return false;
+    if (scan_.take(']')) return true;
+    do {
+      if (out.size() == max_entries_) return false;  // the DOM parser names the limit
+      TocEntry& entry = out.emplace_back();
+      if (!this->entry(entry)) return false;
+    } while (scan_.take(','));
+    return scan_.take(']');
+  }
+
+  // One entry object; every field at most once.
+  bool entry(TocEntry& entry) {
+    if (!scan_.take('{')) return false;
+    std::uint32_t seen = 0;
+    if (!scan_.at('}')) {
+      do {
+        std::string_view key;
+        if (!scan_.string(key) || !scan_.take(':')) return false;
+        const int field = field_index(key);
+        if (field >= 0) {
+          const std::uint32_t bit = 1U << static_cast<unsigned>(field);
+          if ((seen & bit) != 0 || !value(entry, field)) return false;
+          seen |= bit;
+        } else if (!scan_.skip_simple_value()) {
+          return false;
+        }
+      } while (scan_.take(','));
+    }
+    return scan_.take('}') && !entry.name.empty();
+  }
+
+  static constexpr std::array<std::string_view, 19> kFields = {
+      "type",        "name",   "linkName",    "modtime",   "chunkType",
+      "mode",        "uid",    "gid",         "devMajor",  "devMinor",
+      "size",        "offset", "endOffset",   "chunkSize", "chunkOffset",
+      "innerOffset", "digest", "chunkDigest", "xattrs"};
+
+  static int field_index(std::string_view key) {
+    for (std::size_t i = 0; i < kFields.size(); ++i) {
+      if (kFields[i] == key) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  bool value(TocEntry& entry, int field) {
+    switch (field) {
+      case 0: return text(entry.type);
+      case 1: return text(entry.name);
+      case 2: return text(entry.link_name);
+      case 3: return text(entry.modtime);
+      case 4: return text(entry.chunk_type);
+      case 5: return signed_value(entry.mode);
+      case 6: return signed_value(entry.uid);
+      case 7: return signed_value(entry.gid);
+      case 8: return signed_value(entry.dev_major);
+      case 9: return signed_value(entry.dev_minor);
+      case 10: return unsigned_value(entry.size);
+      case 11: return unsigned_value(entry.offset);
+      case 12: return unsigned_value(entry.end_offset);
+      case 13: return unsigned_value(entry.chunk_size);
+      case 14: return unsigned_value(entry.chunk_offset);
+      case 15: return unsigned_value(entry.inner_offset);
+      case 16: return digest(entry.digest);
+      case 17: return digest(entry.chunk_digest);
+      case 18: return xattrs(entry.xattrs);
+      default: return false;
+    }
+  }
+
+  // get_string: a string, or null for "".
+  bool text(std::string& out) {
+    if (scan_.at('n')) return scan_.null();
+    std::string_view value;
+    if (!scan_.string(value)) return false;
+    out.assign(value);
+    return true;
+  }
+  // get_signed: an integer, or null for 0.
+  bool signed_value(std::int64_t& out) {
+    if (scan_.at('n')) return scan_.null();
+    return scan_.signed_number(out);
+  }
+  // get_unsigned: a non-negative integer up to 2^62, or null for 0.
+  bool unsigned_value(std::uint64_t& out) {
+    if (scan_.at('n')) return scan_.null();
+    return scan_.unsigned_number(out) && out <= (std::uint64_t{1} << 62U);
+  }
+  // get_digest: a sha256 digest, "" or null for none.
+  bool digest(std::optional<Digest>& out) {
+    std::string text_value;
+    if (!text(text_value)) return false;
+    if (text_value.empty()) return true;
+    auto parsed = Digest::parse(text_value);
+    if (!parsed) return false;
+    out = *parsed;
+    return true;
+  }
+  // An object of string values, or null for none.
+  bool xattrs(std::map<std::string, std::string>& out) {
+    if (scan_.at('n')) return scan_.null();
+    if (!scan_.take('{')) return false;
+    if (scan_.take('}')) return true;
+    do {
+      std::string_view key;
+      std::string_view value;
+      if (!scan_.string(key) || !scan_.take(':') || !scan_.string(value)) return false;
+      if (!out.emplace(key, value).second) return false;  // a repeated name: the DOM decides
+    } while (scan_.take(','));
+    return scan_.take('}');
+  }
+
+  detail::PlainJsonScanner scan_;
+  std::size_t max_entries_;
+};
+
 constexpr std::string_view kBase64Alphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 }  // namespace
 
 Result<Toc> parse_toc_json(ByteSpan json_bytes, std::size_t max_entries) {
+  if (auto plain = detail::parse_plain_toc_json(json_bytes, max_entries)) return std::move(*plain);
+  return detail::parse_toc_json_in_full(json_bytes, max_entries);
+}
+
+namespace detail {
+
+std::optional<Toc> parse_plain_toc_json(ByteSpan json_bytes, std::size_t max_entries) {
+  return PlainTocReader(json_bytes, max_entries).read();
+}
+
+Result<Toc> parse_toc_json_in_full(ByteSpan json_bytes, std::size_t max_entries) {
   const json document = json::parse(json_bytes.begin(), json_bytes.end(), nullptr, false);
   if (document.is_discarded()) return make_error(ErrorCode::kCorruptInput, "TOC is not valid JSON");
   if (!document.is_object()) return make_error(ErrorCode::kCorruptInput, "TOC is not an object");
@@ -190,6 +362,8 @@ Result<Toc> parse_toc_json(ByteSpan json_bytes, std::size_t max_entries) {
   }
   return toc;
 }
+
+}  // namespace detail
 
 namespace detail {
 

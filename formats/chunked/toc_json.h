@@ -61,6 +61,16 @@ struct TarSplitLine {
   }
 };
 
+// The two readers behind parse_toc_json, for the tests and the fuzz target that hold them to
+// each other: the plain-JSON fast path (nullopt: not a TOC it reads) and nlohmann's DOM.
+std::optional<Toc> parse_plain_toc_json(ByteSpan json_bytes, std::size_t max_entries);
+Result<Toc> parse_toc_json_in_full(ByteSpan json_bytes, std::size_t max_entries);
+
+// The two readers behind for_each_tar_split_line, likewise: a line as JSONPacker writes it
+// (false: not one it reads; `out` must start cleared) and nlohmann's parser.
+bool parse_packed_tar_split_line(ByteSpan line, TarSplitLine& out);
+Result<void> parse_tar_split_line_in_full(ByteSpan line, TarSplitLine& out);
+
 // Parses every line and hands it to `visit` in order (malformed lines are kCorruptInput).
 Result<void> for_each_tar_split_line(ByteSpan tar_split,
                                      const std::function<Result<void>(TarSplitLine&)>& visit);

@@ -64,6 +64,19 @@ Result<std::vector<std::uint8_t>> zstd_decompress_capped(ByteSpan frame, std::ui
   std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!context) return make_error(ErrorCode::kInternal, "zstd: cannot create a context");
   std::vector<std::uint8_t> out;
+  // A frame that declares its size within the cap (what every writer of these formats does) is
+  // decoded in one call straight into its buffer; one that does not decode to exactly that size
+  // (or holds more frames) is decoded again below, which names what is wrong.
+  const unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ZSTD_CONTENTSIZE_ERROR &&
+      declared <= cap) {
+    out.resize(static_cast<std::size_t>(declared));
+    const std::size_t produced =
+        ZSTD_decompressDCtx(context.get(), out.data(), out.size(), frame.data(), frame.size());
+    if (ZSTD_isError(produced) == 0U && produced == declared) return out;
+    out.clear();
+    ZSTD_DCtx_reset(context.get(), ZSTD_reset_session_and_parameters);
+  }
   std::vector<std::uint8_t> block(ZSTD_DStreamOutSize());
   ZSTD_inBuffer input{frame.data(), frame.size(), 0};
   std::size_t last = 1;

@@ -34,6 +34,10 @@ Result<std::vector<SeenLine>> lines_of(std::string_view text) {
   return seen;
 }
 
+ByteSpan bytes_span(const std::string& text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
 std::vector<std::uint8_t> bytes_of(std::string_view text) {
   return {text.begin(), text.end()};
 }
@@ -81,6 +85,15 @@ TEST(TarSplitLines, TheFixturesLinesReadAsNlohmannReadsThem) {
     if (line.empty()) continue;
     ASSERT_LT(index, seen->size());
     const SeenLine& got = (*seen)[index++];
+    // The fast reader takes every line of a real tar-split, and reads it as the full one does.
+    detail::TarSplitLine packed;
+    detail::TarSplitLine full;
+    ASSERT_TRUE(detail::parse_packed_tar_split_line(bytes_span(line), packed)) << line;
+    ASSERT_TRUE(detail::parse_tar_split_line_in_full(bytes_span(line), full).ok()) << line;
+    EXPECT_EQ(packed.type, full.type);
+    EXPECT_EQ(packed.payload, full.payload);
+    EXPECT_EQ(packed.file.name, full.file.name);
+    EXPECT_EQ(packed.file.size, full.file.size);
     const auto object = nlohmann::json::parse(line);
     EXPECT_EQ(got.line_number, line_number);
     EXPECT_EQ(got.type, object["type"].get<std::int64_t>());
@@ -110,6 +123,8 @@ TEST(TarSplitLines, LinesOutsideThePackedShapeGiveTheSameFields) {
       R"({"type":1,"name_raw":"YS9iLnR4dA==","size":20,"payload":"z9g6sYgSixw=","position":3})",
       R"({"type":1,"name":"a/b.txt","size":20,"payload":"z9g6sYgSixw=","position":3,"x":[1]})",
   };
+  detail::TarSplitLine packed;
+  EXPECT_TRUE(detail::parse_packed_tar_split_line(bytes_span(same_file[0]), packed));
   for (const std::string& line : same_file) {
     auto seen = lines_of(line);
     ASSERT_TRUE(seen.ok()) << line << ": " << seen.error().to_string();
