@@ -466,9 +466,14 @@ class StorePull {
     }
     auto checking = clock_.enter(&PullStageTimes::check);
     Recipe recipe = builder_.finish();
+    // The recipe's bytes (its body in one zstd frame) are made on another thread while the tar's
+    // digest is finished and its headers are checked, with the diff_id it must have: nothing is
+    // kept unless the digest turns out to be that one.
+    recipe.set_diff_id(expected_diff_id);
+    auto serialized =
+        std::async(std::launch::async, [&recipe] { return serialize_recipe(recipe); });
     const Digest diff_id = diff_id_.finish();
     report_.stages.diff_id = diff_id_.hash_seconds();
-    recipe.set_diff_id(diff_id);
     report_.diff_id = diff_id;
     report_.tar_bytes = recipe.total_size();
     if (diff_id != expected_diff_id) {
@@ -490,7 +495,7 @@ class StorePull {
     record.layer_digest = diff_id;  // the blob's digest is unverified here (StorePullOptions)
     record.media_type =
         options_.media_type.empty() ? std::string(oci::kMediaTypeLayerTar) : options_.media_type;
-    record.recipe = serialize_recipe(recipe);
+    record.recipe = serialized.get();
     record.size = recipe.total_size();
     const std::vector<Digest> chunks = recipe.distinct_chunks();
     auto committing = clock_.enter(&PullStageTimes::commit);

@@ -8,6 +8,8 @@
 #include <zstd.h>
 
 #include <charconv>
+#include <future>
+#include <optional>
 
 #include "core/base/byte_source.h"
 #include "formats/chunked/toc_json.h"
@@ -104,6 +106,30 @@ std::string annotation(const oci::Annotations& annotations, std::string_view key
   return it == annotations.end() ? std::string() : it->second;
 }
 
+// The one range that holds both the TOC and the tar-split frames, when both lie inside the blob
+// (past the first frame header) with at most kAdjacentGapBytes between them; nullopt otherwise.
+constexpr std::uint64_t kAdjacentGapBytes = std::uint64_t{64} << 10U;
+std::optional<ByteRange> adjacent_span(const ZstdChunkedFooter& where, std::uint64_t blob_size) {
+  const auto inside = [blob_size](std::uint64_t offset, std::uint64_t length) {
+    return offset >= 8 && offset <= blob_size && length <= blob_size - offset;
+  };
+  if (where.tar_split_compressed_size == 0 || where.toc_compressed_size == 0 ||
+      !inside(where.toc_offset, where.toc_compressed_size) ||
+      !inside(where.tar_split_offset, where.tar_split_compressed_size)) {
+    return std::nullopt;
+  }
+  const std::uint64_t toc_end = where.toc_offset + where.toc_compressed_size;
+  const std::uint64_t split_end = where.tar_split_offset + where.tar_split_compressed_size;
+  const std::uint64_t start = std::min(where.toc_offset, where.tar_split_offset);
+  const std::uint64_t end = std::max(toc_end, split_end);
+  const std::uint64_t gap =
+      where.toc_offset < where.tar_split_offset
+          ? (where.tar_split_offset > toc_end ? where.tar_split_offset - toc_end : 0)
+          : (where.toc_offset > split_end ? where.toc_offset - split_end : 0);
+  if (gap > kAdjacentGapBytes) return std::nullopt;
+  return ByteRange{start, end - start};
+}
+
 Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size,
                                           const oci::Annotations& annotations, ChunkedFormat format,
                                           const RangeFetcher& fetch,
@@ -170,10 +196,33 @@ Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size,
   if (where.toc_offset < 8) {
     return make_error(ErrorCode::kCorruptInput, "zstd:chunked TOC offset before its frame header");
   }
-  auto toc_frame = fetch_exact(fetch, where.toc_offset, where.toc_compressed_size, blob_size,
-                               "zstd:chunked TOC");
-  if (!toc_frame) return std::move(toc_frame).error();
-  layer.metadata_bytes += toc_frame->size();
+  // The TOC and tar-split frames lie side by side before the footer (c/storage and strata write
+  // them back to back): when both are located in the blob near each other, one request brings
+  // both, and the tar-split is decoded on another thread while the TOC is parsed (it is used only
+  // once its digest matches the TOC's tarSplitDigest).
+  std::optional<std::vector<std::uint8_t>> split_frame;
+  std::future<Result<std::vector<std::uint8_t>>> split_text;
+  Result<std::vector<std::uint8_t>> toc_frame = make_error(ErrorCode::kInternal, "not fetched");
+  if (const auto both = adjacent_span(where, blob_size)) {
+    auto bytes =
+        fetch_exact(fetch, both->offset, both->length, blob_size, "zstd:chunked TOC and tar-split");
+    if (!bytes) return std::move(bytes).error();
+    layer.metadata_bytes += bytes->size();
+    const auto slice = [&](std::uint64_t offset, std::uint64_t length) {
+      const auto from = bytes->begin() + static_cast<std::ptrdiff_t>(offset - both->offset);
+      return std::vector<std::uint8_t>(from, from + static_cast<std::ptrdiff_t>(length));
+    };
+    toc_frame = slice(where.toc_offset, where.toc_compressed_size);
+    split_frame = slice(where.tar_split_offset, where.tar_split_compressed_size);
+    split_text = std::async(std::launch::async, [&split_frame, &options] {
+      return zstd_decompress_capped(*split_frame, options.max_toc_bytes, "zstd:chunked tar-split");
+    });
+  } else {
+    toc_frame = fetch_exact(fetch, where.toc_offset, where.toc_compressed_size, blob_size,
+                            "zstd:chunked TOC");
+    if (!toc_frame) return std::move(toc_frame).error();
+    layer.metadata_bytes += toc_frame->size();
+  }
   if (!checksum_text.empty()) {
     if (sha256_of(*toc_frame) != checksum) {
       return make_error(ErrorCode::kDigestMismatch,
@@ -199,15 +248,20 @@ Result<ChunkedLayerToc> read_zstd_chunked(std::uint64_t blob_size,
     if (where.tar_split_offset < 8) {
       return make_error(ErrorCode::kCorruptInput, "zstd:chunked tar-split offset before its frame");
     }
-    auto frame = fetch_exact(fetch, where.tar_split_offset, where.tar_split_compressed_size,
-                             blob_size, "zstd:chunked tar-split");
-    if (!frame) return std::move(frame).error();
-    layer.metadata_bytes += frame->size();
-    if (sha256_of(*frame) != *layer.toc.tar_split_digest) {
+    if (!split_frame) {
+      auto frame = fetch_exact(fetch, where.tar_split_offset, where.tar_split_compressed_size,
+                               blob_size, "zstd:chunked tar-split");
+      if (!frame) return std::move(frame).error();
+      layer.metadata_bytes += frame->size();
+      split_frame = std::move(*frame);
+    }
+    if (sha256_of(*split_frame) != *layer.toc.tar_split_digest) {
       return make_error(ErrorCode::kDigestMismatch,
                         "zstd:chunked tar-split digest differs from the TOC's tarSplitDigest");
     }
-    auto text = zstd_decompress_capped(*frame, options.max_toc_bytes, "zstd:chunked tar-split");
+    auto text = split_text.valid() ? split_text.get()
+                                   : zstd_decompress_capped(*split_frame, options.max_toc_bytes,
+                                                            "zstd:chunked tar-split");
     if (!text) return std::move(text).error();
     layer.tar_split = std::move(*text);
     layer.data_end = std::min(layer.data_end, where.tar_split_offset - 8);

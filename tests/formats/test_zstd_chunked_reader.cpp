@@ -115,6 +115,29 @@ TEST(ChunkedReader, TarSplitCrcMatchesTheReferenceWriter) {
   }
 }
 
+// c/storage writes the TOC and the tar-split frames back to back: one request brings both, and
+// what the layer reports as metadata is exactly what was fetched.
+TEST(ChunkedReader, TocAndTarSplitComeInOneRequest) {
+  std::size_t checked = 0;
+  for (const FixtureLayer& layer : load_chunked_fixtures()) {
+    if (!layer.key.starts_with("zstd-chunked-cstorage-v2format")) continue;
+    std::uint64_t bytes = 0;
+    std::size_t requests = 0;
+    const RangeFetcher inner = memory_fetcher(layer.blob, &bytes);
+    auto toc = read_chunked_toc(layer.blob.size(), layer.annotations,
+                                [&](std::uint64_t offset, std::uint64_t length) {
+                                  ++requests;
+                                  return inner(offset, length);
+                                });
+    ASSERT_TRUE(toc.ok()) << toc.error().to_string();
+    EXPECT_EQ(requests, 1U) << layer.key;
+    EXPECT_EQ(toc->metadata_bytes, bytes) << layer.key;
+    EXPECT_FALSE(toc->tar_split.empty());
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2U);
+}
+
 // Go's hash/crc64 with the ISO table: the catalogued check value of "123456789", and chaining
 // over pieces (how the streaming writers feed a body) equals one pass, also across the
 // 8/16/64-byte boundaries where a folding implementation changes method.
