@@ -256,6 +256,7 @@ Result<void> decode_blob_piece(ChunkedFormat format, ByteSpan bytes, std::uint64
     if (!decoded) return make_error(decoded.error().code, where + ": " + decoded.error().message);
     return {};
   }
+  if (bytes.empty()) return {};  // nothing after a chunk's own frame: the usual case
   std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!context) return make_error(ErrorCode::kInternal, "zstd: cannot create a context");
   std::vector<std::uint8_t> block(ZSTD_DStreamOutSize());
