@@ -161,6 +161,9 @@ Result<Chunker> Chunker::create(const ChunkerOptions& options) {
 
 Chunker::Chunker(const ChunkerOptions& options) : options_(options) {
   pending_.reserve(options.max_size);
+  // The process's kernel is picked (measured once) when the first chunker is made, so the probe
+  // never runs inside a scan that is being timed.
+  if (options.algorithm != ChunkAlgorithm::kCasync) static_cast<void>(simd::active_kernel());
   if (options.algorithm == ChunkAlgorithm::kXet) {
     mask_small_ = mask_large_ = xet_mask_for(options.avg_size);
     gear_tables_.resize(simd::kGearShiftsSize);
