@@ -12,8 +12,8 @@
 namespace strata {
 
 TarSegmenter::TarSegmenter(ByteSource& tar, EntryContentChunker chunker,
-                           const LayerRecipeLimits& limits)
-    : reader_(tar, limits.tar),
+                           const LayerRecipeLimits& limits, TarReadBuffers* buffers)
+    : reader_(tar, limits.tar, buffers),
       chunker_(std::move(chunker)),
       limits_(limits),
       chunk_sink_([this](ByteSpan bytes, std::uint32_t width, std::uint32_t phase) {

@@ -38,7 +38,8 @@ struct TarChunk {
   std::uint64_t file_size = 0;    // the entry's content size; 0 for trailing bytes
 };
 
-// Receives the segments in stream order. Spans are valid during the call only.
+// Receives the segments in stream order. Spans are valid during the call only, except those that
+// lie in a buffer lent through TarReadBuffers: those stay as they are while the caller keeps it.
 class TarSegmentSink {
  public:
   TarSegmentSink() = default;
@@ -56,7 +57,9 @@ class TarSegmentSink {
 
 class TarSegmenter {
  public:
-  TarSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits);
+  // `buffers`: where the tar reader reads (TarReadBuffers); null: a buffer of the reader's own.
+  TarSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits,
+               TarReadBuffers* buffers = nullptr);
   TarSegmenter(const TarSegmenter&) = delete;
   TarSegmenter& operator=(const TarSegmenter&) = delete;
 
