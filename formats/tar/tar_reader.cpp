@@ -503,7 +503,21 @@ Result<void> TarReader::take_header_bytes(std::size_t count, std::string_view wh
   return {};
 }
 
+bool TarReader::give_back(std::size_t count) {
+  if (lent_ == nullptr || count == 0 || count > returnable_ || count > data_.size() / 2) {
+    return false;
+  }
+  begin_ -= count;
+  offset_ -= count;
+  content_left_ += count;
+  state_ = State::kContent;
+  want_ = count + 1;
+  returnable_ = 0;
+  return true;
+}
+
 Result<TarEvent> TarReader::next() {
+  returnable_ = 0;
   switch (state_) {
     case State::kHeader: return read_header_group();
     case State::kContent: return read_content();
@@ -644,7 +658,11 @@ Result<TarEvent> TarReader::read_header_group() {
 }
 
 Result<TarEvent> TarReader::read_content() {
-  auto available = fill(1);
+  // After give_back(): the bytes handed back and at least one more (or the entry's end).
+  const std::size_t wanted =
+      static_cast<std::size_t>(std::min<std::uint64_t>(content_left_, want_));
+  want_ = 1;
+  auto available = fill(wanted);
   if (!available.ok()) return fail(std::move(available).error());
   if (!*available) {
     return fail(truncated("the content of '" + entry_.path.substr(0, 200) + "'"));
@@ -653,6 +671,7 @@ Result<TarEvent> TarReader::read_content() {
   const std::uint64_t piece_offset = offset_;
   const ByteSpan bytes = consume(take);
   content_left_ -= take;
+  returnable_ = take;
   if (content_left_ == 0) state_ = padding_ > 0 ? State::kPadding : State::kHeader;
   return TarEvent{TarEventKind::kContent, bytes, nullptr, piece_offset};
 }

@@ -122,6 +122,13 @@ class TarReader {
   // The next event. After an error every later call returns the same error.
   Result<TarEvent> next();
 
+  // Hands the last `count` bytes of the content event just returned out again, at the start of
+  // the next content event, which then holds at least one byte more (so a caller that cuts only
+  // what is certain, as a chunker does, needs no buffer of its own). Only with lent buffers and
+  // `count` at most half the current buffer (the next one holds them with room to spare); false,
+  // and nothing changes, otherwise.
+  bool give_back(std::size_t count);
+
   // Bytes consumed from the source so far (the offset after the last event).
   [[nodiscard]] std::uint64_t offset() const noexcept { return offset_; }
   [[nodiscard]] std::uint64_t entry_count() const noexcept { return entries_; }
@@ -158,6 +165,8 @@ class TarReader {
   std::uint64_t entries_ = 0;
   State state_ = State::kHeader;
   std::uint64_t content_left_ = 0;
+  std::size_t returnable_ = 0;  // bytes of the last event give_back() may hand out again
+  std::size_t want_ = 1;        // bytes the next content event needs at least (give_back)
   std::size_t padding_ = 0;
   std::vector<std::uint8_t> header_bytes_;
   TarEntry entry_;

@@ -701,5 +701,63 @@ TEST(TarReaderLentBuffers, TooSmallABufferIsAnError) {
       << event.error().to_string();
 }
 
+TEST(TarReaderLentBuffers, ContentGivenBackComesAgainWithMore) {
+  std::vector<std::uint8_t> tar = make_header("f", '0', 10000);
+  std::string content(10000, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i % 253);
+  append_content(tar, content);
+  append_end(tar);
+  TrickleByteSource source(tar, 3000);
+  KeptBuffers buffers(TarReader::kMinLentBuffer);
+  TarReader reader(source, {}, &buffers);
+  ASSERT_EQ(reader.next()->kind, TarEventKind::kHeader);
+  EXPECT_FALSE(reader.give_back(1));  // not content
+  std::string seen;
+  std::size_t given_back = 0;  // times
+  while (true) {
+    auto event = reader.next();
+    ASSERT_TRUE(event.ok()) << event.error().to_string();
+    if (event->kind != TarEventKind::kContent) break;
+    const std::string piece(event->bytes.begin(), event->bytes.end());
+    EXPECT_EQ(event->offset, 512 + seen.size());
+    // Keep back all but 100 bytes each time, as long as the reader takes them.
+    EXPECT_FALSE(reader.give_back(piece.size() + 1));
+    const std::size_t back = piece.size() > 100 ? piece.size() - 100 : 0;
+    if (back > 0 && reader.give_back(back)) {
+      ++given_back;
+      seen += piece.substr(0, piece.size() - back);
+    } else {
+      seen += piece;
+    }
+  }
+  EXPECT_EQ(seen, content);
+  EXPECT_GE(given_back, 10U);  // each time 100 bytes on, and the buffers crossed
+  EXPECT_EQ(reader.offset(), tar.size() - 1024);
+
+  // A reader with its own buffer gives nothing back.
+  MemoryByteSource whole(tar);
+  TarReader own(whole);
+  ASSERT_TRUE(own.next().ok());
+  ASSERT_EQ(own.next()->kind, TarEventKind::kContent);
+  EXPECT_FALSE(own.give_back(1));
+}
+
+TEST(TarReaderLentBuffers, TruncationAfterGivingBackIsStillAnError) {
+  std::vector<std::uint8_t> tar = make_header("f", '0', 5000);
+  tar.resize(tar.size() + 3000, 'c');
+  MemoryByteSource source(tar);
+  KeptBuffers buffers(TarReader::kMinLentBuffer * 4);
+  TarReader reader(source, {}, &buffers);
+  ASSERT_TRUE(reader.next().ok());
+  auto piece = reader.next();
+  ASSERT_TRUE(piece.ok());
+  ASSERT_EQ(piece->bytes.size(), 3000U);
+  ASSERT_TRUE(reader.give_back(1000));
+  auto again = reader.next();
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(again.error().message.find("truncated"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace strata
