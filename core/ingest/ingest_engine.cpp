@@ -3,8 +3,9 @@
 //   1. BatchReader, serial in order: read the blob (decompressing) into the batch's block through
 //      the tar segmenter (core/ingest/tar_segmenter.h: parse the tar, cut entry content at
 //      content-defined points and tensor boundaries) and list its inline and chunk items; a chunk
-//      that lies in the block is referenced where it is, only inline bytes and the chunks cut
-//      across two blocks (or held back by the chunker) are copied;
+//      that lies in the block is referenced where it is (one that crosses into the next block
+//      lies there: the reader carries the tail over), only inline bytes and what the chunker
+//      buffered (files held back as possible models, tensor-aware files) are copied;
 //   2. ChunkCoder, parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a
 //      chunk whose XXH3-128 the store knows), ask the store, and compress chunks nobody stored
 //      yet: zstd, or for float-tensor chunks the byte-grouped codec when it is smaller
@@ -106,7 +107,7 @@ struct Batch {
   // The tar reader's buffer while this batch was being filled (TarReadBuffers): the stream's
   // bytes in order, read once; chunk items that lie in it are not copied. Kept across reuse.
   std::vector<std::uint8_t> block;
-  // Copies: inline bytes, and chunks from outside the block (cut across two blocks, or held back).
+  // Copies: inline bytes, and chunks from outside the block (buffered by the chunker).
   std::vector<std::uint8_t> bytes;
   std::vector<BatchItem> items;
   std::vector<std::uint8_t> stored;
