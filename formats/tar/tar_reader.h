@@ -102,9 +102,10 @@ class TarReadBuffers {
 
   // A buffer of at least TarReader::kMinLentBuffer bytes for the reader to read into next. The
   // reader never writes to the previous buffer again: it copies the previous buffer's unread bytes
-  // (less than two blocks) to the front of this one and appends to it, so the bytes of earlier
-  // content, padding, end and trailing events stay where they were (header groups are gathered
-  // in a buffer of the reader's own). A buffer too small is an error of the next read.
+  // (less than two blocks, or what give_back() returned: at most half a buffer) to the front of
+  // this one and appends to it, so the bytes of earlier content, padding, end and trailing events
+  // stay where they were (header groups are gathered in a buffer of the reader's own). A buffer
+  // too small is an error of the next read.
   virtual MutableByteSpan next_buffer() = 0;
 };
 
