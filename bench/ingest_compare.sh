@@ -130,7 +130,8 @@ print(f"ratios: strata v2 / zstd -T{threads} speed {speed['strata_v2'] / speed['
 print()
 print("strata seconds per GB of tar, by step (reliability.md §5: the cost of P3 is 'verify'): wall")
 print("seconds of each step's calls summed over threads, except cut_scan_cpu: the thread CPU time of")
-print("the chunker's scans alone (cut_wall, the old 'cut', adds buffering and the copies into batches)")
+print("the chunker's scans alone (cut_wall, the old 'cut', adds what the chunker buffers and the")
+print("listing of chunks in batches)")
 steps = ["read_and_cut", "cut_wall", "cut_scan_cpu", "hash", "compress", "verify", "write", "commit"]
 print(f"{'run':<18}" + "".join(f"{s:>14}" for s in steps))
 for label in ("strata_v1", "strata_v2", "strata_v2_delta", "strata_v2_trust"):

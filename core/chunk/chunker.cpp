@@ -353,6 +353,14 @@ void Chunker::feed(ByteSpan piece, const Sink& sink) {
   pending_.assign(piece.begin() + static_cast<std::ptrdiff_t>(position), piece.end());
 }
 
+std::size_t Chunker::feed_certain(ByteSpan piece, const Sink& sink) {
+  if (!pending_.empty()) {
+    feed(piece, sink);
+    return piece.size();
+  }
+  return cut_in_place(piece, false, sink);
+}
+
 void Chunker::finish(const Sink& sink) {
   cut_in_place(pending_, true, sink);
   pending_.clear();

@@ -134,6 +134,17 @@ Result<void> EntryContentChunker::feed(ByteSpan piece, const EntryChunkSink& sin
   return state.try_decide(false, sink);
 }
 
+Result<std::size_t> EntryContentChunker::feed_certain(ByteSpan piece, const EntryChunkSink& sink) {
+  State& state = *state_;
+  state.sniff_first_piece(piece);
+  if (state.mode != Mode::kPlain) {
+    STRATA_TRY(feed(piece, sink));
+    return piece.size();
+  }
+  return state.plain.feed_certain(piece,
+                                  [&sink](const Chunk&, ByteSpan bytes) { sink(bytes, 0, 0); });
+}
+
 Result<void> EntryContentChunker::finish(ByteSpan last_piece, const EntryChunkSink& sink) {
   State& state = *state_;
   state.sniff_first_piece(last_piece);

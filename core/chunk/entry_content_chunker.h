@@ -46,6 +46,11 @@ class EntryContentChunker {
   void begin_plain_stream();
   // Content bytes in order, in any pieces; the chunks come out the same for any split.
   Result<void> feed(ByteSpan piece, const EntryChunkSink& sink);
+  // feed(), except that a plain entry's piece is cut in place only up to its last certain cut
+  // (Chunker::feed_certain): returns the bytes consumed, and the caller brings the rest back at
+  // the front of its next piece. Returns piece.size() where it buffers as feed() does (a file
+  // that may be a model, a tensor-aware one, bytes already buffered).
+  Result<std::size_t> feed_certain(ByteSpan piece, const EntryChunkSink& sink);
   // Ends the entry (or stream): emits the last chunks.
   Result<void> finish(const EntryChunkSink& sink);
   // feed(last_piece) then finish(), cutting a plain entry's last piece in place (no copy).

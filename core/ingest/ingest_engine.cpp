@@ -1,8 +1,11 @@
 // Layer ingest (include/strata/engine.h): a TBB parallel_pipeline of three filters over batches
 // of about batch_bytes of tar stream, one class per filter:
-//   1. BatchReader, serial in order: read the blob (decompressing) through the tar segmenter
-//      (core/ingest/tar_segmenter.h: parse the tar, cut entry content at content-defined points
-//      and tensor boundaries), and copy the stream into the batch as inline or chunk items;
+//   1. BatchReader, serial in order: read the blob (decompressing) into the batch's block through
+//      the tar segmenter (core/ingest/tar_segmenter.h: parse the tar, cut entry content at
+//      content-defined points and tensor boundaries) and list its inline and chunk items; a chunk
+//      that lies in the block is referenced where it is (one that crosses into the next block
+//      lies there: the reader carries the tail over), only inline bytes and what the chunker
+//      buffered (files held back as possible models, tensor-aware files) are copied;
 //   2. ChunkCoder, parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a
 //      chunk whose XXH3-128 the store knows), ask the store, and compress chunks nobody stored
 //      yet: zstd, or for float-tensor chunks the byte-grouped codec when it is smaller
@@ -19,8 +22,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/base/byte_source.h"
@@ -71,7 +76,8 @@ class StepClock {
 struct BatchItem {
   bool is_chunk = false;
   bool store_it = false;     // a new chunk this batch compresses and puts
-  std::uint32_t offset = 0;  // in Batch::bytes
+  bool in_block = false;     // the bytes lie in Batch::block, not in Batch::bytes
+  std::uint32_t offset = 0;  // in Batch::block or Batch::bytes
   std::uint32_t length = 0;
   Digest digest;
   std::uint32_t stored_offset = 0;  // in Batch::stored
@@ -90,7 +96,18 @@ struct BatchItem {
   ChunkSketchWords sketch;
 };
 
+// Whether `part` lies inside `whole` (compared as addresses: the two may be unrelated arrays).
+bool lies_in(ByteSpan part, ByteSpan whole) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(whole.data());
+  const auto at = reinterpret_cast<std::uintptr_t>(part.data());
+  return at >= begin && at - begin <= whole.size() && part.size() <= whole.size() - (at - begin);
+}
+
 struct Batch {
+  // The tar reader's buffer while this batch was being filled (TarReadBuffers): the stream's
+  // bytes in order, read once; chunk items that lie in it are not copied. Kept across reuse.
+  std::vector<std::uint8_t> block;
+  // Copies: inline bytes, and chunks from outside the block (buffered by the chunker).
   std::vector<std::uint8_t> bytes;
   std::vector<BatchItem> items;
   std::vector<std::uint8_t> stored;
@@ -123,11 +140,16 @@ struct Batch {
     item.length = static_cast<std::uint32_t>(data.size());
     item.element_width = static_cast<std::uint8_t>(element_width);
     item.element_phase = static_cast<std::uint8_t>(element_phase);
+    item.in_block = lies_in(data, block);
+    if (item.in_block) {
+      item.offset = static_cast<std::uint32_t>(data.data() - block.data());
+    } else {
+      bytes.insert(bytes.end(), data.begin(), data.end());
+    }
     items.push_back(item);
-    bytes.insert(bytes.end(), data.begin(), data.end());
   }
   [[nodiscard]] ByteSpan bytes_of(const BatchItem& item) const {
-    return ByteSpan(bytes).subspan(item.offset, item.length);
+    return ByteSpan(item.in_block ? block : bytes).subspan(item.offset, item.length);
   }
 };
 
@@ -152,18 +174,28 @@ class BatchPool {
   std::vector<std::unique_ptr<Batch>> pool_;
 };
 
-// Stage 1 (serial, in order): the tar segmenter's segments copied into batches of about
-// batch_bytes, each chunk with its place in its file and that file in the delta base (if any).
-class BatchReader final : public TarSegmentSink {
+// Stage 1 (serial, in order): the tar read into each batch's block (the batch lends it to the tar
+// reader as a TarReadBuffers), the segmenter's segments listed as the batch's items, each chunk
+// with its place in its file and that file in the delta base (if any). A batch is handed on when
+// the reader moves to the next block: the chunker holds no span into a block it has left (it
+// copies what it buffers), so every item of the batch lies in its block or its copies. At most
+// tokens + 1 batches exist (the one being filled), and one spare block: memory stays
+// (tokens + 2) x batch_bytes plus the copies whatever the tar says.
+class BatchReader final : public TarSegmentSink, public TarReadBuffers {
  public:
   BatchReader(LayerSource& source, EntryContentChunker chunker, const DeltaBaseIndex* delta_index,
               BatchPool& pool, std::size_t batch_bytes, const std::atomic<bool>& failed)
       : source_(source),
-        segmenter_(source, std::move(chunker), LayerRecipeLimits{}),
+        segmenter_(source, std::move(chunker), LayerRecipeLimits{}, this),
         delta_index_(delta_index),
         pool_(pool),
         batch_bytes_(batch_bytes),
         failed_(failed) {}
+  BatchReader(const BatchReader&) = delete;
+  BatchReader& operator=(const BatchReader&) = delete;
+  ~BatchReader() override {
+    if (filling_ != nullptr) pool_.give_back(filling_);
+  }
 
   Batch* operator()(tbb::flow_control& control) {
     if (failed_ || input_done_) {
@@ -171,18 +203,40 @@ class BatchReader final : public TarSegmentSink {
       return nullptr;
     }
     const StepClock::Scope timing(clock_);
-    Batch* batch = pool_.take();
-    auto filled = fill(*batch);
+    if (filling_ == nullptr) filling_ = pool_.take();
+    auto filled = fill();
+    Batch* batch = std::exchange(ready_, nullptr);
     if (!filled.ok()) {
-      batch->status = std::move(filled).error();
       input_done_ = true;
-    } else if (!*filled) {
-      pool_.give_back(batch);
-      control.stop();
-      return nullptr;
+      if (batch == nullptr) batch = std::exchange(filling_, nullptr);
+      batch->status = std::move(filled).error();
+      return batch;
+    }
+    if (batch == nullptr) {  // the stream is finished: the batch being filled is the last
+      input_done_ = true;
+      batch = std::exchange(filling_, nullptr);
+      if (batch->items.empty()) {
+        pool_.give_back(batch);
+        control.stop();
+        return nullptr;
+      }
     }
     batch->input_bytes = source_.compressed_bytes();
     return batch;
+  }
+
+  // TarReadBuffers: the reader has filled the current block. A batch with items is ready to hand
+  // on and the next batch's block is lent; a batch without any (the reader moved on inside one
+  // header group) keeps its place and trades its block for the spare, which nothing refers to.
+  MutableByteSpan next_buffer() override {
+    if (filling_->items.empty()) {
+      std::swap(filling_->block, spare_block_);
+    } else {
+      ready_ = filling_;
+      filling_ = pool_.take();
+    }
+    if (filling_->block.size() != batch_bytes_) filling_->block.resize(batch_bytes_);
+    return filling_->block;
   }
 
   void begin_entry(const TarEntry& entry) override {
@@ -190,12 +244,12 @@ class BatchReader final : public TarSegmentSink {
     base_file_ = in_file_ ? delta_index_->find(entry.path) : nullptr;
   }
   Result<void> add_raw(ByteSpan bytes) override {
-    batch_->add_raw(bytes);
+    filling_->add_raw(bytes);
     return {};
   }
   Result<void> add_chunk(const TarChunk& chunk) override {
-    batch_->add_chunk(chunk.bytes, chunk.element_width, chunk.element_phase);
-    BatchItem& item = batch_->items.back();
+    filling_->add_chunk(chunk.bytes, chunk.element_width, chunk.element_phase);
+    BatchItem& item = filling_->items.back();
     item.base_file = chunk.entry != nullptr ? base_file_ : nullptr;
     item.in_file = chunk.entry != nullptr && in_file_;
     item.file_offset = chunk.file_offset;
@@ -207,16 +261,14 @@ class BatchReader final : public TarSegmentSink {
   [[nodiscard]] double seconds() const noexcept { return clock_.seconds(); }
 
  private:
-  // Fills `batch` with at least batch_bytes unless the stream ends first. Returns false once the
-  // stream is finished and nothing was added.
-  Result<bool> fill(Batch& batch) {
-    batch_ = &batch;
-    while (!stream_done_ && batch.bytes.size() < batch_bytes_) {
+  // Reads on until a batch is ready (its block full) or the stream is finished.
+  Result<void> fill() {
+    while (ready_ == nullptr && !stream_done_) {
       auto more = segmenter_.next(*this);
       if (!more.ok()) return std::move(more).error();
       stream_done_ = !*more;
     }
-    return !batch.items.empty();
+    return {};
   }
 
   LayerSource& source_;
@@ -226,7 +278,9 @@ class BatchReader final : public TarSegmentSink {
   std::size_t batch_bytes_;
   const std::atomic<bool>& failed_;
   StepClock clock_;
-  Batch* batch_ = nullptr;                           // the batch being filled
+  Batch* filling_ = nullptr;                         // the batch whose block the reader reads into
+  Batch* ready_ = nullptr;                           // a filled batch not handed on yet
+  std::vector<std::uint8_t> spare_block_;            // see next_buffer()
   const DeltaBaseIndex::File* base_file_ = nullptr;  // the current entry's path in the base layer
   bool in_file_ = false;                             // the current entry is a regular file
   bool stream_done_ = false;

@@ -12,8 +12,8 @@
 namespace strata {
 
 TarSegmenter::TarSegmenter(ByteSource& tar, EntryContentChunker chunker,
-                           const LayerRecipeLimits& limits)
-    : reader_(tar, limits.tar),
+                           const LayerRecipeLimits& limits, TarReadBuffers* buffers)
+    : reader_(tar, limits.tar, buffers),
       chunker_(std::move(chunker)),
       limits_(limits),
       chunk_sink_([this](ByteSpan bytes, std::uint32_t width, std::uint32_t phase) {
@@ -73,7 +73,17 @@ Result<void> TarSegmenter::add_content(ByteSpan bytes) {
     content_left_ -= bytes.size();
     // The entry's last piece is cut in place to its end, so its tail is never buffered.
     if (content_left_ == 0) return chunker_.finish(bytes, chunk_sink_);
-    return chunker_.feed(bytes, chunk_sink_);
+    // Other pieces are cut in place up to their last certain cut; the reader hands the rest out
+    // again joined to what follows (lent buffers only), so the chunker buffers nothing.
+    auto consumed = chunker_.feed_certain(bytes, chunk_sink_);
+    if (!consumed.ok()) return std::move(consumed).error();
+    const std::size_t rest = bytes.size() - *consumed;
+    if (rest == 0) return {};
+    if (reader_.give_back(rest)) {
+      content_left_ += rest;
+      return {};
+    }
+    return chunker_.feed(bytes.subspan(*consumed), chunk_sink_);
   }();
   cut_nanoseconds_ +=
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -5,7 +5,10 @@
 // (DESIGN.md §1.2). Everything that is not content stays inline; trailing bytes past a bound are
 // chunked like content, so a tar padded with gigabytes (CVE-2017-14992) costs bounded memory. The
 // segments concatenate to the input exactly: a recipe of them replays the tar byte for byte.
-// Both the ingest pipeline's reader stage and build_recipe_from_tar pull from it.
+// Both the ingest pipeline's reader stage and build_recipe_from_tar pull from it. Where the
+// caller lends the tar reader its buffers (TarReadBuffers), content is cut in place up to its last
+// certain cut and the rest goes back to the reader (TarReader::give_back), which hands it out again
+// joined to the bytes that follow: plain content is then never buffered by the chunker.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +41,8 @@ struct TarChunk {
   std::uint64_t file_size = 0;    // the entry's content size; 0 for trailing bytes
 };
 
-// Receives the segments in stream order. Spans are valid during the call only.
+// Receives the segments in stream order. Spans are valid during the call only, except those that
+// lie in a buffer lent through TarReadBuffers: those stay as they are while the caller keeps it.
 class TarSegmentSink {
  public:
   TarSegmentSink() = default;
@@ -56,7 +60,9 @@ class TarSegmentSink {
 
 class TarSegmenter {
  public:
-  TarSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits);
+  // `buffers`: where the tar reader reads (TarReadBuffers); null: a buffer of the reader's own.
+  TarSegmenter(ByteSource& tar, EntryContentChunker chunker, const LayerRecipeLimits& limits,
+               TarReadBuffers* buffers = nullptr);
   TarSegmenter(const TarSegmenter&) = delete;
   TarSegmenter& operator=(const TarSegmenter&) = delete;
 
@@ -70,7 +76,7 @@ class TarSegmenter {
   // Entries chunked tensor-aware so far.
   [[nodiscard]] std::uint64_t model_files() const noexcept { return chunker_.model_files(); }
   // Wall-clock time of the calls that cut entry content: the scans, the chunker's buffering and
-  // the sink's add_chunk calls (in the ingest pipeline, the copies into batches).
+  // the sink's add_chunk calls (in the ingest pipeline, listing chunks in their batches).
   [[nodiscard]] double cut_wall_seconds() const noexcept;
   // Thread CPU time of the content-defined scans alone (EntryContentChunker::scan_cpu_seconds()).
   [[nodiscard]] double cut_scan_cpu_seconds() const noexcept;

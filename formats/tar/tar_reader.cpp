@@ -423,8 +423,12 @@ Result<TarEntry> decode_entry(const std::uint8_t* block, const std::string& wher
 
 }  // namespace
 
-TarReader::TarReader(ByteSource& source, const TarLimits& limits)
-    : source_(source), limits_(limits), buffer_(kBufferSize) {}
+TarReader::TarReader(ByteSource& source, const TarLimits& limits, TarReadBuffers* buffers)
+    : source_(source),
+      limits_(limits),
+      lent_(buffers),
+      buffer_(buffers == nullptr ? kBufferSize : 0),
+      data_(buffer_) {}
 
 Error TarReader::fail(Error error) {
   state_ = State::kFailed;
@@ -438,24 +442,43 @@ Error TarReader::truncated(std::string_view what) const {
                                                   " inside " + std::string(what));
 }
 
+Result<void> TarReader::make_room(std::size_t count) {
+  if (lent_ == nullptr) {
+    if (begin_ > 0) {
+      std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    return {};
+  }
+  // A lent buffer is only appended to: earlier events' spans stay valid in it.
+  if (data_.size() - begin_ >= count && end_ < data_.size()) return {};
+  const MutableByteSpan next = lent_->next_buffer();
+  if (next.size() < std::max(kMinLentBuffer, count)) {
+    return make_error(ErrorCode::kInternal,
+                      "tar reader was lent a buffer of " + std::to_string(next.size()) + " bytes");
+  }
+  if (end_ > begin_) std::memcpy(next.data(), data_.data() + begin_, end_ - begin_);
+  end_ -= begin_;
+  begin_ = 0;
+  data_ = next;
+  return {};
+}
+
 Result<bool> TarReader::fill(std::size_t count) {
   if (end_ - begin_ >= count) return true;
-  if (begin_ > 0) {
-    std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
-    end_ -= begin_;
-    begin_ = 0;
-  }
-  while (end_ < count && !source_ended_) {
-    auto got = source_.read(MutableByteSpan(buffer_.data() + end_, buffer_.size() - end_));
+  STRATA_TRY(make_room(count));
+  while (end_ - begin_ < count && !source_ended_) {
+    auto got = source_.read(data_.subspan(end_));
     if (!got.ok()) return std::move(got).error();
     if (*got == 0) source_ended_ = true;
     end_ += *got;
   }
-  return end_ >= count;
+  return end_ - begin_ >= count;
 }
 
 ByteSpan TarReader::consume(std::size_t count) {
-  const ByteSpan bytes(buffer_.data() + begin_, count);
+  const ByteSpan bytes(data_.data() + begin_, count);
   begin_ += count;
   offset_ += count;
   return bytes;
@@ -480,7 +503,21 @@ Result<void> TarReader::take_header_bytes(std::size_t count, std::string_view wh
   return {};
 }
 
+bool TarReader::give_back(std::size_t count) {
+  if (lent_ == nullptr || count == 0 || count > returnable_ || count > data_.size() / 2) {
+    return false;
+  }
+  begin_ -= count;
+  offset_ -= count;
+  content_left_ += count;
+  state_ = State::kContent;
+  want_ = count + 1;
+  returnable_ = 0;
+  return true;
+}
+
 Result<TarEvent> TarReader::next() {
+  returnable_ = 0;
   switch (state_) {
     case State::kHeader: return read_header_group();
     case State::kContent: return read_content();
@@ -506,7 +543,7 @@ Result<TarEvent> TarReader::finish_end_of_archive(std::uint64_t block_offset) {
                                                          std::to_string(block_offset) +
                                                          " is followed by a partial block"));
   }
-  if (!is_zero_block(buffer_.data() + begin_ + kBlock)) {
+  if (!is_zero_block(data_.data() + begin_ + kBlock)) {
     return fail(make_error(ErrorCode::kCorruptInput,
                            "zero block at offset " + std::to_string(block_offset) +
                                " is followed by a non-zero block (not an end of archive)"));
@@ -539,7 +576,7 @@ Result<TarEvent> TarReader::read_header_group() {
       }
       return fail(truncated("a header block"));
     }
-    std::memcpy(block.data(), buffer_.data() + begin_, kBlock);
+    std::memcpy(block.data(), data_.data() + begin_, kBlock);
     if (is_zero_block(block.data())) {
       if (!header_bytes_.empty()) {
         return fail(make_error(
@@ -621,7 +658,11 @@ Result<TarEvent> TarReader::read_header_group() {
 }
 
 Result<TarEvent> TarReader::read_content() {
-  auto available = fill(1);
+  // After give_back(): the bytes handed back and at least one more (or the entry's end).
+  const std::size_t wanted =
+      static_cast<std::size_t>(std::min<std::uint64_t>(content_left_, want_));
+  want_ = 1;
+  auto available = fill(wanted);
   if (!available.ok()) return fail(std::move(available).error());
   if (!*available) {
     return fail(truncated("the content of '" + entry_.path.substr(0, 200) + "'"));
@@ -630,6 +671,7 @@ Result<TarEvent> TarReader::read_content() {
   const std::uint64_t piece_offset = offset_;
   const ByteSpan bytes = consume(take);
   content_left_ -= take;
+  returnable_ = take;
   if (content_left_ == 0) state_ = padding_ > 0 ? State::kPadding : State::kHeader;
   return TarEvent{TarEventKind::kContent, bytes, nullptr, piece_offset};
 }

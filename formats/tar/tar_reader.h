@@ -1,7 +1,7 @@
 // Streaming, hardened tar reader (ustar, POSIX pax, GNU long names and links, base-256 numbers).
 // The caller pulls events one at a time: an entry's header group (the exact raw 512-byte blocks of
 // every pax 'x', GNU 'L'/'K' meta header plus the entry's own header) with the parsed entry, then
-// its content in pieces (spans into the reader's 1 MiB buffer: no copy of file data), its padding,
+// its content in pieces (spans into the reader's buffer: no copy of file data), its padding,
 // and at the end the two end-of-archive blocks and every trailing byte after them. Concatenating
 // the bytes of all events gives back the input exactly, so a recipe can reproduce the tar.
 //
@@ -90,15 +90,45 @@ struct TarEvent {
   std::uint64_t offset = 0;         // stream offset of bytes[0]
 };
 
+// Buffers the reader reads into, lent by its caller (the ingest pipeline's batches own them), so
+// the spans of the reader's events lie in storage the caller keeps after the reader moves on.
+// Without one the reader uses a 1 MiB buffer of its own and moves what is left to its front.
+class TarReadBuffers {
+ public:
+  TarReadBuffers() = default;
+  TarReadBuffers(const TarReadBuffers&) = delete;
+  TarReadBuffers& operator=(const TarReadBuffers&) = delete;
+  virtual ~TarReadBuffers() = default;
+
+  // A buffer of at least TarReader::kMinLentBuffer bytes for the reader to read into next. The
+  // reader never writes to the previous buffer again: it copies the previous buffer's unread bytes
+  // (less than two blocks, or what give_back() returned: at most half a buffer) to the front of
+  // this one and appends to it, so the bytes of earlier content, padding, end and trailing events
+  // stay where they were (header groups are gathered in a buffer of the reader's own). A buffer
+  // too small is an error of the next read.
+  virtual MutableByteSpan next_buffer() = 0;
+};
+
 class TarReader {
  public:
   static constexpr std::size_t kBlockSize = 512;
   static constexpr std::size_t kBufferSize = 1U << 20U;
+  static constexpr std::size_t kMinLentBuffer = 4U * kBlockSize;
 
-  explicit TarReader(ByteSource& source, const TarLimits& limits = {});
+  // `buffers`: where to read (kept by the caller, who outlives the reader); null: a buffer of the
+  // reader's own.
+  explicit TarReader(ByteSource& source, const TarLimits& limits = {},
+                     TarReadBuffers* buffers = nullptr);
 
   // The next event. After an error every later call returns the same error.
   Result<TarEvent> next();
+
+  // Hands the last `count` bytes of the content event just returned out again, at the start of
+  // the next content event, which then holds at least one byte more (so a caller that cuts only
+  // what is certain, as a chunker does, needs no buffer of its own). Only with lent buffers and
+  // `count` at most half the current buffer (the next one holds them with room to spare); false,
+  // and nothing changes, otherwise.
+  bool give_back(std::size_t count);
 
   // Bytes consumed from the source so far (the offset after the last event).
   [[nodiscard]] std::uint64_t offset() const noexcept { return offset_; }
@@ -115,6 +145,9 @@ class TarReader {
 
   // Makes at least `count` (<= kBufferSize) bytes available; false at end of stream.
   Result<bool> fill(std::size_t count);
+  // fill()'s room for `count` bytes from begin_: the unread bytes moved to the front of the own
+  // buffer, or copied to the next lent one when the lent buffer has no room left for them.
+  Result<void> make_room(std::size_t count);
   // Appends the next `count` bytes to header_bytes_; error when the stream ends first.
   Result<void> take_header_bytes(std::size_t count, std::string_view what);
   ByteSpan consume(std::size_t count);
@@ -123,14 +156,18 @@ class TarReader {
 
   ByteSource& source_;
   TarLimits limits_;
-  std::vector<std::uint8_t> buffer_;
-  std::size_t begin_ = 0;  // first unconsumed byte in buffer_
-  std::size_t end_ = 0;    // one past the last valid byte in buffer_
+  TarReadBuffers* lent_;              // null: buffer_ is the reader's own
+  std::vector<std::uint8_t> buffer_;  // the own buffer (empty with lent buffers)
+  MutableByteSpan data_;              // the buffer read into: buffer_ or the current lent one
+  std::size_t begin_ = 0;             // first unconsumed byte in data_
+  std::size_t end_ = 0;               // one past the last valid byte in data_
   bool source_ended_ = false;
   std::uint64_t offset_ = 0;
   std::uint64_t entries_ = 0;
   State state_ = State::kHeader;
   std::uint64_t content_left_ = 0;
+  std::size_t returnable_ = 0;  // bytes of the last event give_back() may hand out again
+  std::size_t want_ = 1;        // bytes the next content event needs at least (give_back)
   std::size_t padding_ = 0;
   std::vector<std::uint8_t> header_bytes_;
   TarEntry entry_;

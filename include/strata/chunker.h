@@ -96,6 +96,11 @@ class Chunker {
   // Stage 3: streaming. Chunks whose end is certain are emitted during feed(); the rest at
   // finish().
   void feed(ByteSpan piece, const Sink& sink);
+  // Cuts the chunks of `piece` whose end is certain (while max_size bytes are left), in place, and
+  // returns how many bytes they cover: the caller brings the rest back at the front of its next
+  // piece (or to finish()), so nothing is buffered. With bytes buffered already it is
+  // feed(piece) and returns piece.size().
+  std::size_t feed_certain(ByteSpan piece, const Sink& sink);
   void finish(const Sink& sink);
   // feed(last_piece) then finish(), without copying the piece's tail into the buffer first: the
   // chunks are those of the two calls.

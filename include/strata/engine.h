@@ -107,8 +107,11 @@ struct IngestProgress {
 // counts); cut_scan_cpu alone is CPU time.
 struct IngestStageSeconds {
   double read_and_cut = 0;  // stage 1 (serial): read, decompress, parse the tar, cut, batch
-  // Of which: entry content through the segmenter: the chunker's scans and buffering, tensor cuts,
-  // and the copies of each chunk into its batch.
+  // Of which: entry content through the segmenter: the chunker's scans, tensor cuts, the bytes it
+  // buffers (files held back as possible models; tensor-aware files), and the listing of each
+  // chunk in its batch (a chunk lies in the batch's read block: copied only when it does not). The
+  // tail a chunk carries from one read block into the next is copied by the tar reader, in
+  // read_and_cut but not here.
   double cut_wall = 0;
   // Thread CPU time (CLOCK_THREAD_CPUTIME_ID) of the content-defined scans alone, summed over the
   // threads that ran them: the cost of the chunking kernel (strata/kernels.h) in this ingest.

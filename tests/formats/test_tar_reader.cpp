@@ -3,10 +3,13 @@
 // read with the same entry list `tar -tf` prints and the same content as the files on disk, and
 // the event bytes put back together equal the archive; hand-made headers pin the Go
 // archive/tar interpretation rules; malformed archives fail with the right code and message.
+// Buffers lent by the caller (TarReadBuffers) give the same events, and the bytes of every event
+// but header groups stay where they were handed out.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <fstream>
+#include <list>
 #include <map>
 #include <sstream>
 
@@ -604,6 +607,156 @@ TEST(TarReaderBadInput, ErrorIsSticky) {
   auto second = reader.next();
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.error().message, first.error().message);
+}
+
+// --- Lent buffers ---
+
+// Lends a fresh buffer of `size` bytes (filled with 0xEE, so a byte read from a stale place
+// shows) on each request and keeps them all.
+class KeptBuffers final : public TarReadBuffers {
+ public:
+  explicit KeptBuffers(std::size_t size) : size_(size) {}
+  MutableByteSpan next_buffer() override { return buffers_.emplace_back(size_, 0xEE); }
+  [[nodiscard]] std::size_t lent() const { return buffers_.size(); }
+  [[nodiscard]] bool holds(ByteSpan bytes) const {
+    return std::any_of(buffers_.begin(), buffers_.end(), [&](const auto& buffer) {
+      return !bytes.empty() && bytes.data() >= buffer.data() &&
+             bytes.data() + bytes.size() <= buffer.data() + buffer.size();
+    });
+  }
+
+ private:
+  std::size_t size_;
+  std::list<std::vector<std::uint8_t>> buffers_;
+};
+
+// A pax header group larger than several lent buffers, files of many sizes, trailing bytes.
+std::vector<std::uint8_t> archive_across_buffers() {
+  std::vector<std::uint8_t> tar =
+      make_pax(pax_record("SCHILY.xattr.user.big", std::string(40000, 'x')));
+  std::size_t index = 0;
+  for (const std::size_t size : {0UL, 1UL, 511UL, 512UL, 700UL, 5000UL, 70000UL, 3000UL}) {
+    append(tar, make_header(std::string(1, static_cast<char>('a' + index)), '0', size));
+    std::string content(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) content[i] = static_cast<char>((i * 131 + index) % 251);
+    append_content(tar, content);
+    ++index;
+  }
+  append_end(tar);
+  tar.resize(tar.size() + 10000, 0);
+  return tar;
+}
+
+TEST(TarReaderLentBuffers, EventsEqualTheOwnBuffersAndStayWhereTheyWereHandedOut) {
+  const auto tar = archive_across_buffers();
+  auto own = parse_bytes(tar);
+  ASSERT_TRUE(own.ok()) << own.error().to_string();
+  for (const std::size_t size :
+       {TarReader::kMinLentBuffer, std::size_t{3000}, std::size_t{65536}}) {
+    for (const std::size_t step : {std::size_t{0}, std::size_t{1000}}) {
+      SCOPED_TRACE(std::to_string(size) + " byte buffers, reads of at most " +
+                   std::to_string(step));
+      MemoryByteSource whole(tar);
+      TrickleByteSource trickle(tar, std::max<std::size_t>(step, 1));
+      ByteSource& source = step == 0 ? static_cast<ByteSource&>(whole) : trickle;
+      KeptBuffers buffers(size);
+      TarReader reader(source, {}, &buffers);
+      std::vector<std::uint8_t> reassembled;
+      std::vector<std::vector<std::uint8_t>> contents;
+      std::vector<std::pair<ByteSpan, std::vector<std::uint8_t>>> handed_out;
+      while (true) {
+        auto event = reader.next();
+        ASSERT_TRUE(event.ok()) << event.error().to_string();
+        if (event->kind == TarEventKind::kDone) break;
+        reassembled.insert(reassembled.end(), event->bytes.begin(), event->bytes.end());
+        if (event->kind == TarEventKind::kHeader) contents.emplace_back();
+        if (event->kind == TarEventKind::kContent) {
+          contents.back().insert(contents.back().end(), event->bytes.begin(), event->bytes.end());
+        }
+        if (event->kind != TarEventKind::kHeader && !event->bytes.empty()) {
+          EXPECT_TRUE(buffers.holds(event->bytes));
+          handed_out.emplace_back(
+              event->bytes, std::vector<std::uint8_t>(event->bytes.begin(), event->bytes.end()));
+        }
+      }
+      EXPECT_EQ(reassembled, tar);
+      EXPECT_EQ(contents, own->contents);
+      EXPECT_GT(buffers.lent(), tar.size() / size);
+      for (const auto& [span, copy] : handed_out) {
+        EXPECT_TRUE(std::equal(span.begin(), span.end(), copy.begin(), copy.end()));
+      }
+    }
+  }
+}
+
+TEST(TarReaderLentBuffers, TooSmallABufferIsAnError) {
+  const auto tar = small_archive();
+  MemoryByteSource source(tar);
+  KeptBuffers buffers(TarReader::kMinLentBuffer - 1);
+  TarReader reader(source, {}, &buffers);
+  auto event = reader.next();
+  ASSERT_FALSE(event.ok());
+  EXPECT_EQ(event.error().code, ErrorCode::kInternal);
+  EXPECT_NE(event.error().message.find("lent a buffer of 2047 bytes"), std::string::npos)
+      << event.error().to_string();
+}
+
+TEST(TarReaderLentBuffers, ContentGivenBackComesAgainWithMore) {
+  std::vector<std::uint8_t> tar = make_header("f", '0', 10000);
+  std::string content(10000, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i % 253);
+  append_content(tar, content);
+  append_end(tar);
+  TrickleByteSource source(tar, 3000);
+  KeptBuffers buffers(TarReader::kMinLentBuffer);
+  TarReader reader(source, {}, &buffers);
+  ASSERT_EQ(reader.next()->kind, TarEventKind::kHeader);
+  EXPECT_FALSE(reader.give_back(1));  // not content
+  std::string seen;
+  std::size_t given_back = 0;  // times
+  while (true) {
+    auto event = reader.next();
+    ASSERT_TRUE(event.ok()) << event.error().to_string();
+    if (event->kind != TarEventKind::kContent) break;
+    const std::string piece(event->bytes.begin(), event->bytes.end());
+    EXPECT_EQ(event->offset, 512 + seen.size());
+    // Keep back all but 100 bytes each time, as long as the reader takes them.
+    EXPECT_FALSE(reader.give_back(piece.size() + 1));
+    const std::size_t back = piece.size() > 100 ? piece.size() - 100 : 0;
+    if (back > 0 && reader.give_back(back)) {
+      ++given_back;
+      seen += piece.substr(0, piece.size() - back);
+    } else {
+      seen += piece;
+    }
+  }
+  EXPECT_EQ(seen, content);
+  EXPECT_GE(given_back, 10U);  // each time 100 bytes on, and the buffers crossed
+  EXPECT_EQ(reader.offset(), tar.size() - 1024);
+
+  // A reader with its own buffer gives nothing back.
+  MemoryByteSource whole(tar);
+  TarReader own(whole);
+  ASSERT_TRUE(own.next().ok());
+  ASSERT_EQ(own.next()->kind, TarEventKind::kContent);
+  EXPECT_FALSE(own.give_back(1));
+}
+
+TEST(TarReaderLentBuffers, TruncationAfterGivingBackIsStillAnError) {
+  std::vector<std::uint8_t> tar = make_header("f", '0', 5000);
+  tar.resize(tar.size() + 3000, 'c');
+  MemoryByteSource source(tar);
+  KeptBuffers buffers(TarReader::kMinLentBuffer * 4);
+  TarReader reader(source, {}, &buffers);
+  ASSERT_TRUE(reader.next().ok());
+  auto piece = reader.next();
+  ASSERT_TRUE(piece.ok());
+  ASSERT_EQ(piece->bytes.size(), 3000U);
+  ASSERT_TRUE(reader.give_back(1000));
+  auto again = reader.next();
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(again.error().message.find("truncated"), std::string::npos);
 }
 
 }  // namespace

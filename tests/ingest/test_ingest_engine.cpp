@@ -1,8 +1,12 @@
 // The dedup engine end to end: every reference OCI layer ingests to its published diff_id and
 // exports byte-exact; the TBB pipeline's recipe equals the single-threaded reference path for any
-// thread count and batch size; re-ingesting adds nothing and a small change adds little; bad input
+// thread count and batch size (also where the batches' read blocks split header groups, chunks,
+// files held back as possible models, and chunked trailing bytes); re-ingesting adds nothing and a
+// small change adds little; bad input
 // fails with a clear error and leaves the store as it was (no layer, verify clean).
 #include <gtest/gtest.h>
+
+#include <array>
 
 #include "core/ingest/layer_recipe_builder.h"
 #include "formats/compress/layer_source.h"
@@ -108,6 +112,78 @@ TEST(IngestEngine, PipelineRecipeEqualsReferencePath) {
       EXPECT_EQ(*recipe, reference->recipe) << threads << " threads, batch " << batch;
       EXPECT_EQ(report->chunks, reference->chunks);
       EXPECT_EQ(report->entries, reference->entries);
+    }
+  }
+}
+
+// A hand-made tar whose parts cross the pipeline's read blocks at small batch sizes: a pax header
+// group of 300 KiB, a file that looks like safetensors but never parses (held back, then cut
+// plainly), a real safetensors file (cut tensor-aware), files of random bytes, and 1.5 MiB of
+// trailing bytes (chunked past the 1 MiB kept inline).
+std::vector<std::uint8_t> make_tar_across_blocks() {
+  std::vector<std::uint8_t> tar =
+      test::make_pax(test::pax_record("SCHILY.xattr.user.big", std::string(300U << 10U, 'x')));
+  const auto add_file = [&tar](const std::string& name, const std::vector<std::uint8_t>& bytes) {
+    test::append(tar, test::make_header(name, '0', bytes.size()));
+    tar.insert(tar.end(), bytes.begin(), bytes.end());
+    tar.resize((tar.size() + 511) / 512 * 512, 0);
+  };
+  add_file("a", test::splitmix64_bytes(1, 200000));
+  // The safetensors length prefix (50000) and '{"', then noise: the header never parses.
+  std::vector<std::uint8_t> lookalike = test::splitmix64_bytes(2, 300000);
+  const std::array<std::uint8_t, 10> prefix = {0x50, 0xC3, 0, 0, 0, 0, 0, 0, '{', '"'};
+  std::copy(prefix.begin(), prefix.end(), lookalike.begin());
+  add_file("lookalike.safetensors", lookalike);
+  const std::string header = R"({"w":{"dtype":"F32","shape":[60000],"data_offsets":[0,240000]}})";
+  const auto weights = test::splitmix64_bytes(3, 240000);
+  std::vector<std::uint8_t> model(8 + header.size() + weights.size(), 0);
+  model[0] = static_cast<std::uint8_t>(header.size());
+  std::copy(header.begin(), header.end(), model.begin() + 8);
+  std::copy(weights.begin(), weights.end(),
+            model.begin() + 8 + static_cast<std::ptrdiff_t>(header.size()));
+  add_file("model.safetensors", model);
+  for (std::uint64_t i = 0; i < 6; ++i) {
+    add_file(std::string(1, static_cast<char>('b' + i)),
+             test::splitmix64_bytes(10 + i, 30000 * i + 777));
+  }
+  test::append_end(tar);
+  const auto trailing = test::splitmix64_bytes(4, 1536U << 10U);
+  tar.insert(tar.end(), trailing.begin(), trailing.end());
+  return tar;
+}
+
+TEST(IngestEngine, RecipeAcrossReadBlocksEqualsReferencePath) {
+  const auto tar = make_tar_across_blocks();
+  EntryChunkingOptions chunking;
+  chunking.chunker.min_size = 2048;
+  chunking.chunker.avg_size = 8192;
+  chunking.chunker.max_size = 32768;
+  MemoryByteSource reference_source(tar);
+  auto reference = build_recipe_from_tar(
+      reference_source, chunking, [](const Digest&, ByteSpan) -> Result<void> { return {}; });
+  ASSERT_TRUE(reference.ok()) << reference.error().to_string();
+  ASSERT_EQ(reference->model_files, 1U);
+  for (const unsigned threads : {1U, 2U}) {
+    for (const std::size_t batch : {std::size_t{64} << 10U, std::size_t{100000}}) {
+      SCOPED_TRACE(std::to_string(threads) + " threads, batch " + std::to_string(batch));
+      test::ScratchDir store_dir;
+      ChunkStore store = open_store(store_dir);
+      IngestOptions options;
+      options.chunker = chunking.chunker;
+      options.threads = threads;
+      options.batch_bytes = batch;
+      auto report = ingest_layer_bytes(store, tar, options);
+      ASSERT_TRUE(report.ok()) << report.error().to_string();
+      auto record = store.find_layer(report->diff_id);
+      ASSERT_TRUE(record.ok());
+      auto recipe = parse_recipe(record->recipe);
+      ASSERT_TRUE(recipe.ok());
+      EXPECT_EQ(*recipe, reference->recipe);
+      EXPECT_EQ(report->model_files, 1U);
+      EXPECT_EQ(export_bytes(store, report->diff_id), tar);
+      auto verified = store.verify();
+      ASSERT_TRUE(verified.ok());
+      EXPECT_TRUE(verified->clean());
     }
   }
 }
