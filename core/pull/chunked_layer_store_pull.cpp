@@ -459,13 +459,7 @@ class StorePull {
   }
 
   Result<void> run(const Digest& expected_diff_id) {
-    // With the tar-split, the tar's headers and file sizes are known before any chunk is: the TOC
-    // is checked against them on another thread while the layer is rebuilt, and the outcome is
-    // taken where the check of the rebuilt tar would run (after the rebuild and the diff_id).
-    std::future<Result<std::uint64_t>> headers_checked;
     if (plan_.headers_from_tar_split) {
-      headers_checked =
-          std::async(std::launch::async, [this] { return check_toc_against_tar_split_shape(); });
       STRATA_TRY(run_from_tar_split());
     } else {
       STRATA_TRY(run_from_pieces());
@@ -487,8 +481,10 @@ class StorePull {
                                                         " differs from diff_id " +
                                                         expected_diff_id.to_string());
     }
-    auto checked =
-        headers_checked.valid() ? headers_checked.get() : check_toc_against_shape(recipe);
+    RecipeShapeSource shape(recipe);
+    auto entries = detail::read_tar_entries(shape);
+    if (!entries) return std::move(entries).error();
+    auto checked = detail::check_toc_against_entries(layer_, *entries);
     if (!checked) return std::move(checked).error();
     report_.entries_checked = *checked;
     if (!plan_.headers_from_tar_split && !layer_.tar_split.empty()) {
@@ -512,44 +508,6 @@ class StorePull {
   }
 
  private:
-  // The TOC against the headers of the tar whose shape `recipe` is (its inline bytes, its chunks'
-  // lengths).
-  Result<std::uint64_t> check_toc_against_shape(const Recipe& recipe) const {
-    RecipeShapeSource shape(recipe);
-    auto entries = detail::read_tar_entries(shape);
-    if (!entries) return std::move(entries).error();
-    return detail::check_toc_against_entries(layer_, *entries);
-  }
-
-  // The same from the tar-split alone: its segments are the tar's inline bytes and its files'
-  // sizes the content between them, exactly as run_from_tar_split rebuilds the tar (it refuses a
-  // tar-split whose files the TOC's chunks do not fill exactly, and reports that first).
-  // The content it may describe is bounded by what the TOC's chunks hold, so a hostile tar-split
-  // cannot make this replay run long (the rebuild refuses that tar-split in any case).
-  Result<std::uint64_t> check_toc_against_tar_split_shape() const {
-    std::uint64_t content_left = 0;
-    for (const BlobPiece& piece : plan_.pieces) {
-      if (piece.is_chunk || piece.chunk_prefix) content_left += piece.chunk_size;
-    }
-    RecipeBuilder shape;
-    const auto add_line = [&](detail::TarSplitLine& line) -> Result<void> {
-      if (line.type == 2) {
-        shape.add_raw(line.payload);
-        return {};
-      }
-      if (line.file.size > content_left) {
-        return make_error(
-            ErrorCode::kCorruptInput,
-            line.where() + "'" + line.file.name + "' needs more content than the TOC's files hold");
-      }
-      content_left -= line.file.size;
-      shape.add_chunk(Digest{}, line.file.size);
-      return {};
-    };
-    STRATA_TRY(detail::for_each_tar_split_line(layer_.tar_split, add_line));
-    return check_toc_against_shape(shape.finish());
-  }
-
   // Current zstd:chunked: the tar-split gives every header and padding byte; file bodies are the
   // TOC's chunks in order, and every tar-split file must end on a chunk boundary.
   Result<void> run_from_tar_split() {
