@@ -611,6 +611,34 @@ TEST(ChunkedStorePull, OtherFormatsAndHeadersFromTheBlob) {
   }
 }
 
+// A tar-split whose file claims far more content than the TOC's chunks hold (1 TiB here) fails
+// with the rebuild's error naming the tar-split line, before any shape of that size is replayed,
+// and nothing is committed.
+TEST(ChunkedStorePull, ATarSplitClaimingMoreContentThanTheTocFailsAtOnce) {
+  const MadeTar made = make_tar(41, 2, 100'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok()) << toc.error().to_string();
+  std::string text(toc->tar_split.begin(), toc->tar_split.end());
+  const auto size_at = text.find("\"size\":");
+  ASSERT_NE(size_at, std::string::npos);
+  const auto size_end = text.find(',', size_at);
+  text.replace(size_at, size_end - size_at, "\"size\":1099511627776");
+  toc->tar_split.assign(text.begin(), text.end());
+  auto plan = plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); });
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  BatchLog log;
+  auto report = pull_chunked_layer_into_store(store, *toc, *plan, batch_fetcher(layer.blob, log),
+                                              layer.diff_id, {});
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(report.error().message.find("tar-split line"), std::string::npos)
+      << report.error().message;
+  EXPECT_FALSE(store.find_layer_by_diff_id(layer.diff_id).ok());
+}
+
 TEST(ChunkedStorePull, AChunkOverTheStoreLimitIsStoredInPieces) {
   // One file of 72 MiB of zeros: the writer merges its 8 MiB chunks into one zeros chunk, larger
   // than the store takes as one chunk.
