@@ -116,7 +116,10 @@ Result<Database> Database::open(const std::string& path, bool create, int busy_t
   sqlite3_extended_result_codes(database.db_, 1);
   sqlite3_busy_timeout(database.db_, busy_timeout_ms);
   if (fresh) STRATA_TRY(database.execute("PRAGMA synchronous=OFF"));
-  STRATA_TRY(database.execute("PRAGMA journal_mode=WAL"));
+  // Switching to WAL needs the file to itself for a moment: several processes opening a new store
+  // at once can get BUSY here without the busy handler being called, so it is retried like
+  // BEGIN IMMEDIATE.
+  STRATA_TRY(database.execute_until_not_busy("PRAGMA journal_mode=WAL"));
   if (!fresh) STRATA_TRY(database.execute("PRAGMA synchronous=FULL"));
   // A 16 MiB page cache, not SQLite's 2 MiB: a layer's commit (its recipe's pages, thousands of
   // chunk rows) stays in memory until the commit writes it to the WAL once, instead of spilling
@@ -170,15 +173,19 @@ Result<Statement> Database::prepare(const char* sql) {
 }
 
 Result<void> Database::begin_write() {
-  // The busy handler already waits inside BEGIN IMMEDIATE; this loop covers the cases where SQLite
-  // returns BUSY without calling it (e.g. while another connection recovers the WAL).
+  // The busy handler already waits inside BEGIN IMMEDIATE; the retries cover the cases where
+  // SQLite returns BUSY without calling it (e.g. while another connection recovers the WAL).
+  return execute_until_not_busy("BEGIN IMMEDIATE");
+}
+
+Result<void> Database::execute_until_not_busy(const char* sql) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms_);
   while (true) {
-    const int code = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    const int code = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
     if (code == SQLITE_OK) return {};
     if ((code & 0xFF) != SQLITE_BUSY || std::chrono::steady_clock::now() >= deadline) {
-      return error(code, "BEGIN IMMEDIATE");
+      return error(code, sql);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

@@ -71,6 +71,9 @@ class Database {
   Result<void> execute(const char* sql);
   Result<Statement> prepare(const char* sql);
 
+  // `sql`, retried while SQLite answers BUSY (its busy handler is not called in every such case),
+  // until the busy timeout has passed.
+  Result<void> execute_until_not_busy(const char* sql);
   // BEGIN IMMEDIATE, retried while SQLite reports the database busy (up to the busy timeout).
   Result<void> begin_write();
   Result<void> commit();
