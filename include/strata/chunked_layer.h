@@ -76,11 +76,15 @@ struct TocEntry {
   std::optional<Digest> chunk_digest;
   std::string chunk_type;  // "" data, "zeros"
   std::uint64_t inner_offset = 0;
+
+  friend bool operator==(const TocEntry&, const TocEntry&) = default;
 };
 
 struct Toc {
   std::vector<TocEntry> entries;
   std::optional<Digest> tar_split_digest;
+
+  friend bool operator==(const Toc&, const Toc&) = default;
 };
 
 // ---- 2. writing -------------------------------------------------------------------------------
