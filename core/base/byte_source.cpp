@@ -5,16 +5,38 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
 namespace strata {
+
+Result<std::uint64_t> ByteSource::skip(std::uint64_t count) {
+  std::array<std::uint8_t, 64 * 1024> scratch{};
+  std::uint64_t skipped = 0;
+  while (skipped < count) {
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(scratch.size(), count - skipped));
+    auto got = read(MutableByteSpan(scratch.data(), want));
+    if (!got.ok()) return std::move(got).error();
+    if (*got == 0) break;
+    skipped += *got;
+  }
+  return skipped;
+}
 
 Result<std::size_t> MemoryByteSource::read(MutableByteSpan out) {
   const std::size_t count = std::min(out.size(), bytes_.size() - position_);
   if (count > 0) std::memcpy(out.data(), bytes_.data() + position_, count);
   position_ += count;
   return count;
+}
+
+Result<std::uint64_t> MemoryByteSource::skip(std::uint64_t count) {
+  const auto skipped =
+      static_cast<std::size_t>(std::min<std::uint64_t>(count, bytes_.size() - position_));
+  position_ += skipped;
+  return std::uint64_t{skipped};
 }
 
 Result<FdByteSource> FdByteSource::open(const std::string& path) {

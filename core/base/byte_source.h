@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "strata/buffer.h"
@@ -21,6 +22,11 @@ class ByteSource {
   // Fills up to out.size() bytes and returns how many. Returns 0 only at the end of the stream
   // (or when out is empty); a short read does not mean the end.
   virtual Result<std::size_t> read(MutableByteSpan out) = 0;
+
+  // Passes over up to `count` bytes without handing them out and returns how many; fewer only at
+  // the end of the stream. The default reads them into a scratch buffer; a source that can move
+  // without producing the bytes (a replayed shape, a memory span) overrides it.
+  virtual Result<std::uint64_t> skip(std::uint64_t count);
 };
 
 // Reads from a memory span the caller keeps alive.
@@ -28,6 +34,7 @@ class MemoryByteSource final : public ByteSource {
  public:
   explicit MemoryByteSource(ByteSpan bytes) : bytes_(bytes) {}
   Result<std::size_t> read(MutableByteSpan out) override;
+  Result<std::uint64_t> skip(std::uint64_t count) override;
 
  private:
   ByteSpan bytes_;

@@ -377,6 +377,21 @@ class RecipeShapeSource final : public ByteSource {
     return n;
   }
 
+  Result<std::uint64_t> skip(std::uint64_t count) override {
+    const auto& segments = recipe_.segments();
+    std::uint64_t skipped = 0;
+    while (skipped < count && segment_ < segments.size()) {
+      const std::uint64_t n = std::min(count - skipped, segments[segment_].length - done_);
+      skipped += n;
+      done_ += n;
+      if (done_ == segments[segment_].length) {
+        ++segment_;
+        done_ = 0;
+      }
+    }
+    return skipped;
+  }
+
  private:
   const Recipe& recipe_;
   std::size_t segment_ = 0;

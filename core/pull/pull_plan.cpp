@@ -187,7 +187,13 @@ Result<std::vector<TarEntry>> read_tar_entries(ByteSource& tar) {
     auto event = reader.next();
     if (!event) return make_error(event.error().code, "rebuilt tar: " + event.error().message);
     if (event->kind == TarEventKind::kDone) break;
-    if (event->kind == TarEventKind::kHeader) entries.push_back(*event->entry);
+    if (event->kind != TarEventKind::kHeader) continue;
+    entries.push_back(*event->entry);
+    // Only the headers are read: bodies are passed over, not produced (a replayed recipe shape
+    // would otherwise write the layer's whole content as zeros to be thrown away).
+    auto skipped = reader.skip_content();
+    if (!skipped)
+      return make_error(skipped.error().code, "rebuilt tar: " + skipped.error().message);
   }
   return entries;
 }

@@ -676,6 +676,28 @@ Result<TarEvent> TarReader::read_content() {
   return TarEvent{TarEventKind::kContent, bytes, nullptr, piece_offset};
 }
 
+Result<void> TarReader::skip_content() {
+  if (state_ != State::kContent) return {};
+  returnable_ = 0;
+  want_ = 1;
+  const auto buffered =
+      static_cast<std::size_t>(std::min<std::uint64_t>(content_left_, end_ - begin_));
+  consume(buffered);
+  content_left_ -= buffered;
+  if (content_left_ > 0) {
+    auto skipped = source_.skip(content_left_);
+    if (!skipped.ok()) return fail(std::move(skipped).error());
+    offset_ += *skipped;
+    content_left_ -= *skipped;
+    if (content_left_ > 0) {
+      source_ended_ = true;
+      return fail(truncated("the content of '" + entry_.path.substr(0, 200) + "'"));
+    }
+  }
+  state_ = padding_ > 0 ? State::kPadding : State::kHeader;
+  return {};
+}
+
 Result<TarEvent> TarReader::read_padding() {
   auto available = fill(padding_);
   if (!available.ok()) return fail(std::move(available).error());

@@ -130,6 +130,12 @@ class TarReader {
   // and nothing changes, otherwise.
   bool give_back(std::size_t count);
 
+  // Passes over what is left of the current entry's content without content events (the source
+  // skips what the reader has not read yet, ByteSource::skip); the next event is the entry's
+  // padding or the next header. Does nothing outside content. A stream that ends inside the
+  // content is the same error next() would give.
+  Result<void> skip_content();
+
   // Bytes consumed from the source so far (the offset after the last event).
   [[nodiscard]] std::uint64_t offset() const noexcept { return offset_; }
   [[nodiscard]] std::uint64_t entry_count() const noexcept { return entries_; }

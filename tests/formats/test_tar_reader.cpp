@@ -759,5 +759,78 @@ TEST(TarReaderLentBuffers, TruncationAfterGivingBackIsStillAnError) {
   EXPECT_NE(again.error().message.find("truncated"), std::string::npos);
 }
 
+// Every entry, and the offset of each event, when content is passed over with skip_content():
+// (after a header, or after the first content event of an entry when `after_first_piece`).
+Result<std::vector<std::pair<std::string, std::uint64_t>>> headers_skipping_content(
+    ByteSource& source, bool after_first_piece) {
+  TarReader reader(source);
+  std::vector<std::pair<std::string, std::uint64_t>> seen;
+  for (;;) {
+    auto event = reader.next();
+    if (!event.ok()) return std::move(event).error();
+    if (event->kind == TarEventKind::kDone) break;
+    if (event->kind == TarEventKind::kHeader) {
+      seen.emplace_back(event->entry->path, event->offset);
+      if (!after_first_piece) STRATA_TRY(reader.skip_content());
+    } else if (event->kind == TarEventKind::kContent) {
+      STRATA_TRY(reader.skip_content());
+    } else {
+      seen.emplace_back("event", event->offset);
+    }
+  }
+  seen.emplace_back("end", reader.offset());
+  return seen;
+}
+
+TEST(TarReaderSkipContent, GivesTheHeadersAndOffsetsOfAFullRead) {
+  // Three files of sizes around the reader's 1 MiB buffer, and an empty one, between headers.
+  std::vector<std::uint8_t> tar;
+  const std::vector<std::uint64_t> sizes = {3, 0, TarReader::kBufferSize - 100,
+                                            TarReader::kBufferSize * 2 + 513};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    append(tar, make_header("file" + std::to_string(i), '0', sizes[i]));
+    append_content(tar, std::string(sizes[i], static_cast<char>('a' + i)));
+  }
+  append_end(tar);
+  auto full = parse_bytes(tar);
+  ASSERT_TRUE(full.ok()) << full.error().to_string();
+  for (const bool after_first_piece : {false, true}) {
+    SCOPED_TRACE(after_first_piece);
+    MemoryByteSource memory(tar);
+    TrickleByteSource trickle(tar, 3000);  // the default skip: reads into scratch
+    for (ByteSource* source :
+         {static_cast<ByteSource*>(&memory), static_cast<ByteSource*>(&trickle)}) {
+      auto seen = headers_skipping_content(*source, after_first_piece);
+      ASSERT_TRUE(seen.ok()) << seen.error().to_string();
+      std::vector<std::string> names;
+      for (const auto& [name, offset] : *seen) {
+        if (name.rfind("file", 0) == 0) names.push_back(name);
+      }
+      ASSERT_EQ(names.size(), full->entries.size());
+      for (std::size_t i = 0; i < names.size(); ++i) EXPECT_EQ(names[i], full->entries[i].path);
+      EXPECT_EQ(seen->back().second, tar.size());  // the reader ends where a full read ends
+    }
+  }
+}
+
+TEST(TarReaderSkipContent, ContentCutShortIsTheTruncationError) {
+  std::vector<std::uint8_t> tar;
+  append(tar, make_header("big", '0', 5000));
+  append_content(tar, std::string(5000, 'b'));
+  append_end(tar);
+  for (const std::size_t keep : {600UL, 4000UL, 5511UL}) {
+    SCOPED_TRACE(keep);
+    const std::vector<std::uint8_t> cut(tar.begin(),
+                                        tar.begin() + static_cast<std::ptrdiff_t>(keep));
+    MemoryByteSource memory(cut);
+    auto seen = headers_skipping_content(memory, false);
+    ASSERT_FALSE(seen.ok());
+    EXPECT_EQ(seen.error().code, ErrorCode::kCorruptInput);
+    EXPECT_NE(seen.error().message.find("truncated"), std::string::npos)
+        << seen.error().to_string();
+    EXPECT_NE(seen.error().message.find("'big'"), std::string::npos) << seen.error().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace strata
