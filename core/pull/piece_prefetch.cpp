@@ -31,6 +31,11 @@ constexpr std::size_t kQueueUnits = 64;
 // switches on the rebuild's critical path otherwise).
 constexpr std::size_t kWakeUnits = 8;
 constexpr std::uint64_t kWakeRawBytes = std::uint64_t{1} << 20U;
+// The pipeline's token: consecutive pieces up to this many (or this many chunk bytes, one piece at
+// least). Their chunks' SHA-256s are computed together (sha256_of_each interleaves two messages
+// where the CPU has SHA-NI), and TBB passes a few hundred tokens per layer, not one per chunk.
+constexpr std::size_t kGroupPieces = 16;
+constexpr std::uint64_t kGroupRawBytes = std::uint64_t{1} << 20U;
 // A chunk this pipeline decodes and checks: one that is the whole of its piece, no delta, no
 // repeat of an earlier piece (docs/DELTA.md), and small enough to hold (zeros and chunks the
 // store holds included).
@@ -116,10 +121,18 @@ struct PiecePrefetch::State {
             queued_raw <= kQueueRawBytes / 2);
   }
 
+  using Group = std::vector<std::unique_ptr<PreparedPiece>>;
+
   void run();
   std::unique_ptr<PreparedPiece> take_next();
-  void prepare(PreparedPiece& unit) const;
-  void prepare_fetched(PreparedPiece& unit, const BlobPiece& piece) const;
+  Group* take_group();
+  void prepare_group(Group& group) const;
+  // Decodes (or reads from the store) one piece. A chunk whose SHA-256 is still to be checked is
+  // added to `unchecked` (ready, its digest compared by check_digests).
+  void prepare(PreparedPiece& unit, std::vector<PreparedPiece*>& unchecked) const;
+  void prepare_fetched(PreparedPiece& unit, const BlobPiece& piece,
+                       std::vector<PreparedPiece*>& unchecked) const;
+  void check_digests(std::span<PreparedPiece* const> unchecked) const;
   bool push(std::unique_ptr<PreparedPiece> unit);
   void add_time(std::chrono::steady_clock::time_point start) {
     prepare_nanoseconds.fetch_add(static_cast<std::uint64_t>(seconds_since(start) * 1e9));
@@ -142,7 +155,46 @@ std::unique_ptr<PreparedPiece> PiecePrefetch::State::take_next() {
   return unit;
 }
 
-void PiecePrefetch::State::prepare(PreparedPiece& unit) const {
+PiecePrefetch::State::Group* PiecePrefetch::State::take_group() {
+  auto group = std::make_unique<Group>();
+  std::uint64_t raw = 0;
+  do {
+    auto unit = take_next();
+    const BlobPiece& piece = plan.pieces[unit->index];
+    if (prepared_ahead(piece)) raw += piece.chunk_size;
+    group->push_back(std::move(unit));
+  } while (group->size() < kGroupPieces && raw < kGroupRawBytes && next_in_order < order.size() &&
+           !failed.load());
+  return group.release();
+}
+
+void PiecePrefetch::State::prepare_group(Group& group) const {
+  std::vector<PreparedPiece*> unchecked;
+  unchecked.reserve(group.size());
+  for (const auto& unit : group) prepare(*unit, unchecked);
+  check_digests(unchecked);
+}
+
+void PiecePrefetch::State::check_digests(std::span<PreparedPiece* const> unchecked) const {
+  std::vector<ByteSpan> chunks;
+  chunks.reserve(unchecked.size());
+  for (const PreparedPiece* unit : unchecked) chunks.push_back(unit->raw_bytes());
+  std::vector<Digest> digests(unchecked.size());
+  for (std::size_t i = 0; i < chunks.size(); ++i) digests[i] = sha256_of(chunks[i]);
+  for (std::size_t i = 0; i < unchecked.size(); ++i) {
+    PreparedPiece& unit = *unchecked[i];
+    const BlobPiece& piece = plan.pieces[unit.index];
+    if (digests[i] == piece.digest) continue;
+    unit.ready = false;
+    unit.raw.reset();
+    unit.error =
+        make_error(ErrorCode::kDigestMismatch,
+                   chunk_error(piece, "does not match its digest " + piece.digest.to_string()));
+  }
+}
+
+void PiecePrefetch::State::prepare(PreparedPiece& unit,
+                                   std::vector<PreparedPiece*>& unchecked) const {
   const BlobPiece& piece = plan.pieces[unit.index];
   if (unit.error || !prepared_ahead(piece)) return;
   if (piece.local && piece.zeros) {
@@ -172,7 +224,7 @@ void PiecePrefetch::State::prepare(PreparedPiece& unit) const {
     }
     unit.ready = true;
   } else {
-    prepare_fetched(unit, piece);
+    prepare_fetched(unit, piece, unchecked);
   }
 }
 
@@ -180,7 +232,8 @@ void PiecePrefetch::State::prepare(PreparedPiece& unit) const {
 // is decoded in one call, checked, and kept to be stored as fetched; anything after it must decode
 // to nothing. Otherwise the piece is decoded as a whole (zstd frames or gzip members) and its
 // chunk compressed by the rebuild.
-void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece& piece) const {
+void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece& piece,
+                                           std::vector<PreparedPiece*>& unchecked) const {
   const ByteSpan bytes = unit.fetched.bytes;
   const auto fail = [&](ErrorCode code, const std::string& what) {
     unit.error = make_error(code, chunk_error(piece, what));
@@ -196,10 +249,6 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
       allocate_raw(unit, piece.chunk_size);
       auto raw = decompress_chunk_into(Codec::kZstd, whole, unit.raw_span());
       if (raw) {
-        if (sha256_of(unit.raw_bytes()) != piece.digest) {
-          return fail(ErrorCode::kDigestMismatch,
-                      "does not match its digest " + piece.digest.to_string());
-        }
         auto rest = decode_blob_piece(layer.format, bytes.subspan(frame), 0, piece.offset + frame,
                                       [](ByteSpan) { return Result<void>{}; });
         if (!rest) {
@@ -208,6 +257,7 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
         }
         unit.frame = whole;
         unit.ready = true;
+        unchecked.push_back(&unit);
         return;
       }
       unit.raw.reset();
@@ -243,12 +293,8 @@ void PiecePrefetch::State::prepare_fetched(PreparedPiece& unit, const BlobPiece&
     return fail(ErrorCode::kCorruptInput, "decompresses to " + std::to_string(written) +
                                               " bytes, not " + std::to_string(piece.chunk_size));
   }
-  if (sha256_of(unit.raw_bytes()) != piece.digest) {
-    unit.raw.reset();
-    return fail(ErrorCode::kDigestMismatch,
-                "does not match its digest " + piece.digest.to_string());
-  }
   unit.ready = true;
+  unchecked.push_back(&unit);
 }
 
 bool PiecePrefetch::State::push(std::unique_ptr<PreparedPiece> unit) {
@@ -274,31 +320,32 @@ void PiecePrefetch::State::run() {
   try {
     tbb::parallel_pipeline(
         2 * threads + 2,
-        tbb::make_filter<void, PreparedPiece*>(tbb::filter_mode::serial_in_order,
-                                               [&](tbb::flow_control& control) -> PreparedPiece* {
-                                                 bool stop =
-                                                     failed.load() || next_in_order >= order.size();
-                                                 if (!stop) {
-                                                   std::lock_guard lock(mutex);
-                                                   stop = cancelled;
-                                                 }
-                                                 if (stop) {
-                                                   control.stop();
-                                                   return nullptr;
-                                                 }
-                                                 return take_next().release();
-                                               }) &
-            tbb::make_filter<PreparedPiece*, PreparedPiece*>(tbb::filter_mode::parallel,
-                                                             [&](PreparedPiece* unit) {
-                                                               const auto start =
-                                                                   std::chrono::steady_clock::now();
-                                                               prepare(*unit);
-                                                               add_time(start);
-                                                               return unit;
-                                                             }) &
-            tbb::make_filter<PreparedPiece*, void>(
-                tbb::filter_mode::serial_in_order,
-                [&](PreparedPiece* unit) { push(std::unique_ptr<PreparedPiece>(unit)); }));
+        tbb::make_filter<void, Group*>(tbb::filter_mode::serial_in_order,
+                                       [&](tbb::flow_control& control) -> Group* {
+                                         bool stop = failed.load() || next_in_order >= order.size();
+                                         if (!stop) {
+                                           std::lock_guard lock(mutex);
+                                           stop = cancelled;
+                                         }
+                                         if (stop) {
+                                           control.stop();
+                                           return nullptr;
+                                         }
+                                         return take_group();
+                                       }) &
+            tbb::make_filter<Group*, Group*>(tbb::filter_mode::parallel,
+                                             [&](Group* group) {
+                                               const auto start = std::chrono::steady_clock::now();
+                                               prepare_group(*group);
+                                               add_time(start);
+                                               return group;
+                                             }) &
+            tbb::make_filter<Group*, void>(tbb::filter_mode::serial_in_order, [&](Group* group) {
+              const std::unique_ptr<Group> owned(group);
+              for (auto& unit : *owned) {
+                if (!push(std::move(unit))) break;
+              }
+            }));
   } catch (const std::exception& caught) {
     auto unit = std::make_unique<PreparedPiece>();
     unit->index = order.size();
