@@ -120,7 +120,10 @@ Result<Database> Database::open(const std::string& path, bool create, int busy_t
   // at once can get BUSY here without the busy handler being called, so it is retried like
   // BEGIN IMMEDIATE.
   STRATA_TRY(database.execute_until_not_busy("PRAGMA journal_mode=WAL"));
-  if (!fresh) STRATA_TRY(database.execute("PRAGMA synchronous=FULL"));
+  if (!fresh) {
+    STRATA_TRY(database.execute("PRAGMA synchronous=FULL"));
+    database.synced_commits_ = true;
+  }
   // A 16 MiB page cache, not SQLite's 2 MiB: a layer's commit (its recipe's pages, thousands of
   // chunk rows) stays in memory until the commit writes it to the WAL once, instead of spilling
   // pages mid-transaction and writing them again (a 153 MB layer: 1295 -> 721 WAL frames).
@@ -134,11 +137,20 @@ Result<Database> Database::open(const std::string& path, bool create, int busy_t
 // locks), and every later commit syncs its WAL.
 Result<void> Database::make_durable() {
   STRATA_TRY(execute("PRAGMA synchronous=FULL"));
+  synced_commits_ = true;
   return execute("PRAGMA wal_checkpoint(FULL)");
 }
 
+Result<void> Database::relax_commits(bool relax) {
+  if (!synced_commits_) return {};
+  return execute(relax ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
+}
+
 Database::Database(Database&& other) noexcept
-    : db_(other.db_), path_(std::move(other.path_)), busy_timeout_ms_(other.busy_timeout_ms_) {
+    : db_(other.db_),
+      path_(std::move(other.path_)),
+      busy_timeout_ms_(other.busy_timeout_ms_),
+      synced_commits_(other.synced_commits_) {
   other.db_ = nullptr;
 }
 
@@ -148,6 +160,7 @@ Database& Database::operator=(Database&& other) noexcept {
     db_ = other.db_;
     path_ = std::move(other.path_);
     busy_timeout_ms_ = other.busy_timeout_ms_;
+    synced_commits_ = other.synced_commits_;
     other.db_ = nullptr;
   }
   return *this;

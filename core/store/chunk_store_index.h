@@ -78,6 +78,12 @@ class Database {
   Result<void> begin_write();
   Result<void> commit();
   void rollback() noexcept;
+  // Between relax_commits(true) and relax_commits(false), commits are not synced (WAL with
+  // synchronous=NORMAL: visible to every other connection at once; a power loss may drop them,
+  // never tear them, and the next synced commit makes them durable too). For bookkeeping other
+  // processes must see but a crash makes moot (a writer's lease). Outside a transaction only; no
+  // effect on a fresh database (nothing is synced before make_durable()).
+  Result<void> relax_commits(bool relax);
 
   [[nodiscard]] std::int64_t last_insert_rowid() const;
   [[nodiscard]] std::int64_t changes() const;
@@ -89,18 +95,29 @@ class Database {
   sqlite3* db_ = nullptr;
   std::string path_;
   int busy_timeout_ms_ = 0;
+  bool synced_commits_ = false;  // synchronous=FULL is on (open without `fresh`, make_durable)
 };
+
+// What a write transaction's commit promises: durable once it returns (the default), or only
+// visible to other connections (Database::relax_commits).
+enum class CommitSync : std::uint8_t { kDurable, kVisible };
 
 // Rolls back an open write transaction unless commit() succeeded.
 class WriteTransaction {
  public:
-  explicit WriteTransaction(Database& database) : database_(database) {}
+  explicit WriteTransaction(Database& database, CommitSync sync = CommitSync::kDurable)
+      : database_(database), sync_(sync) {}
   WriteTransaction(const WriteTransaction&) = delete;
   WriteTransaction& operator=(const WriteTransaction&) = delete;
   ~WriteTransaction() {
     if (open_) database_.rollback();
+    if (relaxed_) (void)database_.relax_commits(false);
   }
   Result<void> begin() {
+    if (sync_ == CommitSync::kVisible) {
+      STRATA_TRY(database_.relax_commits(true));
+      relaxed_ = true;
+    }
     STRATA_TRY(database_.begin_write());
     open_ = true;
     return {};
@@ -108,12 +125,18 @@ class WriteTransaction {
   Result<void> commit() {
     auto result = database_.commit();
     if (result.ok()) open_ = false;
+    if (relaxed_ && result.ok()) {
+      relaxed_ = false;
+      return database_.relax_commits(false);
+    }
     return result;
   }
 
  private:
   Database& database_;
+  CommitSync sync_;
   bool open_ = false;
+  bool relaxed_ = false;
 };
 
 }  // namespace strata::store_index

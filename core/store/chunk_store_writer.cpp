@@ -392,7 +392,9 @@ struct StoreWriter::Session {
     std::lock_guard lock(store->db_mutex);
     bool any_registered = false;
     for (const OpenPack& pack : packs) any_registered = any_registered || pack.registered;
-    store_index::WriteTransaction transaction(store->db);
+    // Not synced: a lease lost to a power cut is as expired as one left by a crash, and an open
+    // pack whose lease is gone is treated as sealed (gc, chunk_store_maintenance.cpp).
+    store_index::WriteTransaction transaction(store->db, store_index::CommitSync::kVisible);
     if (!transaction.begin().ok()) return;
     if (any_registered) {
       auto seal = store->db.prepare("UPDATE packs SET state = 1 WHERE name = ?");
@@ -438,7 +440,9 @@ Result<StoreWriter> ChunkStore::writer() {
     std::lock_guard lock(impl_->db_mutex);
     std::int64_t generation = 0;
     {
-      store_index::WriteTransaction transaction(impl_->db);
+      // Visible to gc at once (that is what the lease is for), not synced: after a power cut
+      // there is no writer left to protect, and the layer's own commit is synced.
+      store_index::WriteTransaction transaction(impl_->db, store_index::CommitSync::kVisible);
       STRATA_TRY(transaction.begin());
       auto live = impl_->prune_leases_locked();
       if (!live.ok()) return std::move(live).error();
