@@ -229,7 +229,7 @@ struct StoreWriter::Session {
     auto select = db.prepare("SELECT corrupt FROM chunks WHERE digest = ?");
     auto insert = db.prepare(
         "INSERT INTO chunks(digest, pack_id, offset, stored_length, raw_length, codec, xxh3, "
-        "refcount, corrupt) VALUES(?, ?, ?, ?, ?, ?, ?, 1, 0)");
+        "refcount, corrupt) VALUES(?, ?, ?, ?, ?, ?, ?, 1, 0) ON CONFLICT(digest) DO NOTHING");
     auto heal = db.prepare(
         "UPDATE chunks SET pack_id = ?2, offset = ?3, stored_length = ?4, raw_length = ?5, "
         "codec = ?6, xxh3 = ?7, corrupt = 0, refcount = refcount + 1 WHERE digest = ?1");
@@ -248,20 +248,45 @@ struct StoreWriter::Session {
     if (!heal.ok()) return std::move(heal).error();
     if (!reference.ok()) return std::move(reference).error();
 
+    const auto bind_location = [&](store_index::Statement& write, const Digest& digest,
+                                   const PendingChunk& chunk) {
+      write.bind_blob(1, blob_of(digest));
+      write.bind_int(2, (*pack_ids)[chunk.pack_index]);
+      write.bind_int(3, static_cast<std::int64_t>(chunk.offset));
+      write.bind_int(4, chunk.stored_length);
+      write.bind_int(5, chunk.raw_length);
+      write.bind_int(6, static_cast<std::int64_t>(chunk.codec));
+      write.bind_blob(7, ByteSpan(chunk.xxh3.data(), chunk.xxh3.size()));
+    };
     for (const Digest& digest : sorted) {
-      // A good chunk the store holds (most of a second version's) gains a reference in one step.
-      reference->bind_blob(1, blob_of(digest));
-      STRATA_TRY(reference->run());
-      reference->reset();
-      if (db.changes() == 1) continue;
-      select->bind_blob(1, blob_of(digest));
-      auto row = select->step();
-      if (!row.ok()) return std::move(row).error();
-      const bool exists = *row;
-      const bool corrupt = exists && select->column_int(0) != 0;
-      select->reset();
       const auto pending_chunk = pending.find(digest);
       const bool put_here = pending_chunk != pending.end();
+      // A chunk put here is most often new to the store (all of a first version's): one insert,
+      // which does nothing when the store has the digest already (the paths below then).
+      bool inserted = false;
+      if (put_here) {
+        bind_location(*insert, digest, pending_chunk->second);
+        STRATA_TRY(insert->run());
+        insert->reset();
+        inserted = db.changes() == 1;
+      }
+      if (!inserted) {
+        // A good chunk the store holds (most of a second version's) gains a reference in one step.
+        reference->bind_blob(1, blob_of(digest));
+        STRATA_TRY(reference->run());
+        reference->reset();
+        if (db.changes() == 1) continue;
+      }
+      bool exists = false;  // (before this commit)
+      bool corrupt = false;
+      if (!inserted) {
+        select->bind_blob(1, blob_of(digest));
+        auto row = select->step();
+        if (!row.ok()) return std::move(row).error();
+        exists = *row;
+        corrupt = exists && select->column_int(0) != 0;
+        select->reset();
+      }
       if (!put_here) {
         if (corrupt) {
           store->forget_known(digest);
@@ -276,16 +301,11 @@ struct StoreWriter::Session {
                               " is neither in the store nor put in this session");
       }
       const PendingChunk& chunk = pending_chunk->second;
-      store_index::Statement& write = exists ? *heal : *insert;
-      write.bind_blob(1, blob_of(digest));
-      write.bind_int(2, (*pack_ids)[chunk.pack_index]);
-      write.bind_int(3, static_cast<std::int64_t>(chunk.offset));
-      write.bind_int(4, chunk.stored_length);
-      write.bind_int(5, chunk.raw_length);
-      write.bind_int(6, static_cast<std::int64_t>(chunk.codec));
-      write.bind_blob(7, ByteSpan(chunk.xxh3.data(), chunk.xxh3.size()));
-      STRATA_TRY(write.run());
-      write.reset();
+      if (exists) {  // marked corrupt: healed with the record put here
+        bind_location(*heal, digest, chunk);
+        STRATA_TRY(heal->run());
+        heal->reset();
+      }
       unbase->bind_blob(1, blob_of(digest));
       STRATA_TRY(unbase->run());
       unbase->reset();
