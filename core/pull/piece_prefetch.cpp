@@ -132,6 +132,8 @@ struct PiecePrefetch::State {
   void prepare(PreparedPiece& unit, std::vector<PreparedPiece*>& unchecked) const;
   void prepare_fetched(PreparedPiece& unit, const BlobPiece& piece,
                        std::vector<PreparedPiece*>& unchecked) const;
+  // Decodes a chunk the store holds from its stored form (or reports why it could not be read).
+  void prepare_held(PreparedPiece& unit, Result<StoredChunkView> stored) const;
   void check_digests(std::span<PreparedPiece* const> unchecked) const;
   bool push(std::unique_ptr<PreparedPiece> unit);
   void add_time(std::chrono::steady_clock::time_point start) {
@@ -169,9 +171,27 @@ PiecePrefetch::State::Group* PiecePrefetch::State::take_group() {
 }
 
 void PiecePrefetch::State::prepare_group(Group& group) const {
+  // The group's chunks the store holds are read together (ChunkStore::read_stored_chunks).
+  std::vector<Digest> held;
+  std::vector<const PreparedPiece*> held_pieces;
+  for (const auto& unit : group) {
+    const BlobPiece& piece = plan.pieces[unit->index];
+    if (!unit->error && prepared_ahead(piece) && piece.local && !piece.zeros) {
+      held.push_back(piece.digest);
+      held_pieces.push_back(unit.get());
+    }
+  }
+  auto stored = store.read_stored_chunks(held);
   std::vector<PreparedPiece*> unchecked;
   unchecked.reserve(group.size());
-  for (const auto& unit : group) prepare(*unit, unchecked);
+  std::size_t next_held = 0;
+  for (const auto& unit : group) {
+    if (next_held < held_pieces.size() && held_pieces[next_held] == unit.get()) {
+      prepare_held(*unit, std::move(stored[next_held++]));
+    } else {
+      prepare(*unit, unchecked);
+    }
+  }
   check_digests(unchecked);
 }
 
@@ -200,32 +220,43 @@ void PiecePrefetch::State::prepare(PreparedPiece& unit,
   if (piece.local && piece.zeros) {
     unit.ready = true;
   } else if (piece.local) {
-    // The store's record checksum is checked, not the SHA-256: the store checked that when the
-    // chunk was put, and the tar's SHA-256 (the diff_id) covers these bytes again.
     auto stored = store.read_stored_chunk(piece.digest);
     if (!stored) {
-      unit.error = std::move(stored).error();
-      return;
+      prepare_held(unit, std::move(stored).error());
+    } else {
+      auto owned = std::make_shared<std::vector<std::uint8_t>>(std::move(stored->bytes));
+      prepare_held(unit,
+                   StoredChunkView{stored->codec, stored->raw_length, ByteSpan(*owned), owned});
     }
-    Result<void> decoded =
-        make_error(ErrorCode::kCorruptInput,
-                   "its record holds " + std::to_string(stored->raw_length) + " bytes");
-    if (stored->raw_length == piece.chunk_size) {
-      allocate_raw(unit, piece.chunk_size);
-      decoded = decompress_chunk_into(stored->codec, stored->bytes, unit.raw_span());
-    }
-    if (!decoded) {
-      unit.raw.reset();
-      unit.error = make_error(ErrorCode::kCorruptInput,
-                              "stored chunk " + piece.digest.to_string() + " of '" + piece.name +
-                                  "' does not decode to its " + std::to_string(piece.chunk_size) +
-                                  " bytes: " + decoded.error().message);
-      return;
-    }
-    unit.ready = true;
   } else {
     prepare_fetched(unit, piece, unchecked);
   }
+}
+
+// The store's record checksum is checked, not the SHA-256: the store checked that when the chunk
+// was put, and the tar's SHA-256 (the diff_id) covers these bytes again.
+void PiecePrefetch::State::prepare_held(PreparedPiece& unit, Result<StoredChunkView> stored) const {
+  const BlobPiece& piece = plan.pieces[unit.index];
+  if (!stored) {
+    unit.error = std::move(stored).error();
+    return;
+  }
+  Result<void> decoded =
+      make_error(ErrorCode::kCorruptInput,
+                 "its record holds " + std::to_string(stored->raw_length) + " bytes");
+  if (stored->raw_length == piece.chunk_size) {
+    allocate_raw(unit, piece.chunk_size);
+    decoded = decompress_chunk_into(stored->codec, stored->bytes, unit.raw_span());
+  }
+  if (!decoded) {
+    unit.raw.reset();
+    unit.error = make_error(ErrorCode::kCorruptInput,
+                            "stored chunk " + piece.digest.to_string() + " of '" + piece.name +
+                                "' does not decode to its " + std::to_string(piece.chunk_size) +
+                                " bytes: " + decoded.error().message);
+    return;
+  }
+  unit.ready = true;
 }
 
 // The first frame is the chunk's own when it declares the chunk's size (or gets it inserted): it

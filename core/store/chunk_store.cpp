@@ -25,6 +25,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <tuple>
 
 #include "core/store/chunk_store_impl.h"
 #include "core/store/pack_record.h"
@@ -301,6 +302,10 @@ Result<std::vector<std::string>> ChunkStore::Impl::prune_leases_locked() {
 
 Result<ChunkLocation> ChunkStore::Impl::lookup_chunk(const Digest& digest) const {
   std::lock_guard lock(db_mutex);
+  return lookup_chunk_locked(digest);
+}
+
+Result<ChunkLocation> ChunkStore::Impl::lookup_chunk_locked(const Digest& digest) const {
   if (!lookup_prepared) {
     auto prepared = db.prepare(
         "SELECT c.pack_id, p.name, c.offset, c.stored_length, c.raw_length, c.codec, c.xxh3, "
@@ -437,7 +442,14 @@ Result<std::vector<std::uint8_t>> ChunkStore::Impl::read_record(
     return make_error(read.error().code,
                       describe_chunk(digest, location) + ": " + read.error().message);
   }
-  auto header = pack_record::check_record(ByteSpan(record.data(), record.size()));
+  STRATA_TRY(check_read_record(digest, location, ByteSpan(record.data(), record.size())));
+  return record;
+}
+
+Result<void> ChunkStore::Impl::check_read_record(const Digest& digest,
+                                                 const ChunkLocation& location,
+                                                 ByteSpan record) const {
+  auto header = pack_record::check_record(record);
   if (!header.ok()) {
     return make_error(ErrorCode::kCorruptInput,
                       describe_chunk(digest, location) + ": " + header.error().message);
@@ -447,7 +459,7 @@ Result<std::vector<std::uint8_t>> ChunkStore::Impl::read_record(
     return make_error(ErrorCode::kCorruptInput, describe_chunk(digest, location) +
                                                     ": record header disagrees with the index");
   }
-  return record;
+  return {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -636,6 +648,98 @@ Result<StoredChunk> ChunkStore::read_stored_chunk(const Digest& digest) const {
   const auto payload = found->record.begin() + pack_record::kRecordHeaderSize;
   chunk.bytes.assign(payload, payload + static_cast<std::ptrdiff_t>(location.stored_length));
   return chunk;
+}
+
+std::vector<Result<StoredChunkView>> ChunkStore::read_stored_chunks(
+    std::span<const Digest> digests) const {
+  // At most this many bytes in one read: runs of adjacent records are cut there.
+  constexpr std::uint64_t kMaxRunBytes = std::uint64_t{4} << 20U;
+  std::vector<Result<StoredChunkView>> out;
+  out.reserve(digests.size());
+  std::vector<ChunkLocation> locations(digests.size());
+  {
+    std::lock_guard lock(impl_->db_mutex);
+    for (std::size_t i = 0; i < digests.size(); ++i) {
+      auto location = impl_->lookup_chunk_locked(digests[i]);
+      if (location.ok()) {
+        locations[i] = std::move(*location);
+        out.emplace_back(StoredChunkView{});
+      } else {
+        out.emplace_back(std::move(location).error());
+      }
+    }
+  }
+  // The one-chunk path for what a batch does not cover: delta chunks (decoded and framed again),
+  // absurd lengths, and records gc moved after the lookup (read_located_record looks again).
+  const auto read_alone = [&](std::size_t i) {
+    auto chunk = read_stored_chunk(digests[i]);
+    if (!chunk.ok()) {
+      out[i] = std::move(chunk).error();
+      return;
+    }
+    auto owned = std::make_shared<std::vector<std::uint8_t>>(std::move(chunk->bytes));
+    out[i] = StoredChunkView{chunk->codec, chunk->raw_length, ByteSpan(*owned), owned};
+  };
+  std::vector<std::size_t> batched;
+  for (std::size_t i = 0; i < digests.size(); ++i) {
+    if (!out[i].ok()) continue;
+    const ChunkLocation& location = locations[i];
+    if (is_delta_codec(static_cast<Codec>(location.codec)) || location.has_base ||
+        location.stored_length > kMaxStoredChunkBytes + 1024) {
+      read_alone(i);
+    } else {
+      batched.push_back(i);
+    }
+  }
+  std::sort(batched.begin(), batched.end(), [&](std::size_t a, std::size_t b) {
+    return std::tie(locations[a].pack_id, locations[a].offset) <
+           std::tie(locations[b].pack_id, locations[b].offset);
+  });
+  for (std::size_t first = 0; first < batched.size();) {
+    // A run: records back to back in one pack.
+    const ChunkLocation& start = locations[batched[first]];
+    std::uint64_t end = start.offset + pack_record::record_size(start.stored_length);
+    std::size_t last = first + 1;
+    while (last < batched.size()) {
+      const ChunkLocation& next = locations[batched[last]];
+      const std::uint64_t next_end = next.offset + pack_record::record_size(next.stored_length);
+      if (next.pack_id != start.pack_id || next.offset != end ||
+          next_end - start.offset > kMaxRunBytes) {
+        break;
+      }
+      end = next_end;
+      ++last;
+    }
+    const auto run_bytes = static_cast<std::size_t>(end - start.offset);
+    std::shared_ptr<std::uint8_t[]> buffer =
+        std::make_shared_for_overwrite<std::uint8_t[]>(run_bytes);
+    auto reader = impl_->pack_reader(start.pack_name);
+    Result<void> read = make_error(ErrorCode::kNotFound, "no reader");
+    if (reader.ok()) {
+      read =
+          pack_file::read_exact_at(**reader, start.offset, MutableByteSpan(buffer.get(), run_bytes),
+                                   impl_->packs_dir + "/" + start.pack_name);
+    }
+    for (std::size_t k = first; k < last; ++k) {
+      const std::size_t i = batched[k];
+      const ChunkLocation& location = locations[i];
+      if (!read.ok()) {
+        read_alone(i);  // names the chunk, or finds it where gc moved it
+        continue;
+      }
+      const ByteSpan record(buffer.get() + (location.offset - start.offset),
+                            pack_record::record_size(location.stored_length));
+      if (auto checked = impl_->check_read_record(digests[i], location, record); !checked.ok()) {
+        out[i] = std::move(checked).error();
+        continue;
+      }
+      out[i] = StoredChunkView{
+          static_cast<Codec>(location.codec), location.raw_length,
+          record.subspan(pack_record::kRecordHeaderSize, location.stored_length), buffer};
+    }
+    first = last;
+  }
+  return out;
 }
 
 Result<std::vector<std::uint8_t>> ChunkStore::read_chunk(const Digest& digest) const {

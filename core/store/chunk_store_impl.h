@@ -105,6 +105,7 @@ struct ChunkStore::Impl {
   void forget_known(const Digest& digest);
 
   Result<ChunkLocation> lookup_chunk(const Digest& digest) const;
+  Result<ChunkLocation> lookup_chunk_locked(const Digest& digest) const;  // holding db_mutex
   // The one place stored chunks are decoded: a checked record payload to raw bytes, fetching and
   // decoding the base of a delta chunk first (refusing a base that is itself a delta: chains have
   // depth kMaxDeltaDepth), then checking raw length, XXH3-128 and SHA-256 against the index.
@@ -114,6 +115,9 @@ struct ChunkStore::Impl {
   // Reads and checks the record at `location` (checksum, header fields against the index row).
   Result<std::vector<std::uint8_t>> read_record(const Digest& digest,
                                                 const ChunkLocation& location) const;
+  // read_record's checks of a record read into `record` (its record_size bytes).
+  Result<void> check_read_record(const Digest& digest, const ChunkLocation& location,
+                                 ByteSpan record) const;
   Result<std::shared_ptr<pack_file::FileDescriptor>> pack_reader(const std::string& name) const;
   void drop_pack_reader(const std::string& name) const;
 

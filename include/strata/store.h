@@ -113,6 +113,15 @@ struct StoredChunk {
   std::vector<std::uint8_t> bytes;  // the stored bytes (a zstd frame for kZstd), checksum-verified
 };
 
+// A chunk's stored form read as one of several (ChunkStore::read_stored_chunks): `bytes` lie in a
+// buffer the batch shares, which `owner` keeps alive.
+struct StoredChunkView {
+  Codec codec = Codec::kRaw;
+  std::uint64_t raw_length = 0;
+  ByteSpan bytes;
+  std::shared_ptr<const void> owner;
+};
+
 // A chunk a new chunk can be delta-coded against (ChunkStore::read_delta_base).
 struct DeltaBaseChunk {
   Digest digest;                  // a chunk stored whole (never a delta chunk)
@@ -274,6 +283,10 @@ class ChunkStore {
   // record checksum verified, payload not decoded. A delta-coded chunk never leaves as such: it is
   // decoded through its base (SHA-256 checked) and returned as one zstd frame (Codec::kZstd).
   Result<StoredChunk> read_stored_chunk(const Digest& digest) const;
+  // read_stored_chunk for each of `digests`, with the same checks and errors (one result each, in
+  // order), for less per chunk: one index pass under the lock, and records that lie back to back
+  // in a pack read with one read.
+  std::vector<Result<StoredChunkView>> read_stored_chunks(std::span<const Digest> digests) const;
   // What a new chunk similar to `digest` can be delta-coded against: the chunk itself when it is
   // stored whole, else the base it is coded against (chains stay at depth 1), with its raw bytes.
   Result<DeltaBaseChunk> read_delta_base(const Digest& digest) const;

@@ -387,6 +387,70 @@ TEST_F(ChunkStoreTest, BitFlipInPackIsDetectedReportedAndHealed) {
   EXPECT_EQ(store.stats()->corrupt_chunks, 0U);
 }
 
+// read_stored_chunks gives, slot by slot, what read_stored_chunk gives: chunks from two packs in
+// a shuffled order with a repeat, raw and zstd records, a digest the store lacks, and a record
+// with a flipped byte among good neighbours it is read together with.
+TEST_F(ChunkStoreTest, ReadStoredChunksGiveWhatOneByOneReadsGive) {
+  ChunkStore store = open_store(dir_.store());
+  std::vector<TestChunk> first = make_chunks(300, 30);
+  for (std::size_t i = 0; i < first.size(); i += 3)
+    first[i] = make_chunk(300 + i, 5000, Codec::kRaw);
+  const std::vector<TestChunk> second = make_chunks(400, 20);
+  ASSERT_TRUE(ingest(store, 1, first).ok());
+  ASSERT_TRUE(ingest(store, 2, second).ok());
+  std::vector<Digest> asked;
+  for (std::size_t i = 0; i < 20; ++i) {
+    asked.push_back(second[(i * 7) % second.size()].digest);
+    asked.push_back(first[(i * 11) % first.size()].digest);
+  }
+  asked.push_back(first[4].digest);         // asked twice
+  asked.push_back(make_chunk(999).digest);  // not in the store
+  asked.push_back(first[4].digest);
+
+  const auto check_all = [&] {
+    const auto batch = store.read_stored_chunks(asked);
+    ASSERT_EQ(batch.size(), asked.size());
+    for (std::size_t i = 0; i < asked.size(); ++i) {
+      SCOPED_TRACE(i);
+      const auto alone = store.read_stored_chunk(asked[i]);
+      ASSERT_EQ(batch[i].ok(), alone.ok());
+      if (!alone.ok()) {
+        EXPECT_EQ(batch[i].error().code, alone.error().code);
+        EXPECT_EQ(batch[i].error().message, alone.error().message);
+        continue;
+      }
+      EXPECT_EQ(batch[i]->codec, alone->codec);
+      EXPECT_EQ(batch[i]->raw_length, alone->raw_length);
+      EXPECT_TRUE(std::equal(batch[i]->bytes.begin(), batch[i]->bytes.end(), alone->bytes.begin(),
+                             alone->bytes.end()));
+    }
+  };
+  check_all();
+  EXPECT_EQ(store.read_stored_chunks(asked)[asked.size() - 2].error().code, ErrorCode::kNotFound);
+
+  // A byte of first[4]'s payload flipped: its slots report the record checksum, the records
+  // around it (read in the same run) stay good.
+  std::string pack_of_first;
+  for (const std::string& pack : pack_files(dir_.store())) {
+    std::ifstream file(pack, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
+    const std::string needle(first[4].stored.begin(), first[4].stored.begin() + 64);
+    if (const auto at = bytes.find(needle); at != std::string::npos) {
+      flip_byte(pack, at + 10);
+      pack_of_first = pack;
+    }
+  }
+  ASSERT_FALSE(pack_of_first.empty());
+  check_all();
+  const auto batch = store.read_stored_chunks(asked);
+  EXPECT_EQ(batch.back().error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(batch.back().error().message.find("checksum"), std::string::npos)
+      << batch.back().error().to_string();
+  EXPECT_TRUE(batch[1].ok() || asked[1] == first[4].digest);
+  EXPECT_TRUE(store.read_stored_chunks({}).empty());
+}
+
 TEST_F(ChunkStoreTest, DamagedIndexGivesAClearError) {
   {
     ChunkStore store = open_store(dir_.store());
