@@ -51,7 +51,8 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
-                                ChunkStore& store, const FoundDeltas* deltas, PulledLayer& layer) {
+                                ChunkStore& store, const DeltasWhenPlanned& deltas_when_planned,
+                                PulledLayer& layer) {
   std::uint64_t metadata_bytes = 0;
   const auto toc_start = std::chrono::steady_clock::now();
   auto planned =
@@ -91,6 +92,7 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   options.batches_in_flight = kBatchesInFlight;
   layer.bytes_fetched_without_deltas = metadata_bytes + plan.fetch_bytes;
   fastpull::DeltaPullSource delta_source;
+  const FoundDeltas* deltas = deltas_when_planned ? deltas_when_planned() : nullptr;
   if (deltas != nullptr && deltas->index) {
     STRATA_TRY(fastpull::apply_delta_index(
         plan, *deltas->index, [&](const Digest& chunk) { return store.contains(chunk); }));

@@ -6,6 +6,7 @@
 // footer, TOC, tar-split), §2 (eStargz), §3 (Range GETs).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -36,9 +37,13 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 // data (a chunk or the diff_id not matching) is an error: nothing is committed. The store is
 // thread-safe, and each layer has its own write session, so layers pull in parallel. With
 // `deltas` holding a usable index, missing chunks whose base the store holds come as deltas from
-// its frames blob (a delta that fails is replaced by the chunk's own range).
+// its frames blob (a delta that fails is replaced by the chunk's own range). `deltas` is asked
+// once the layer is planned (the lookup may still be on the wire while the TOC is read); it may
+// return null.
+using DeltasWhenPlanned = std::function<const FoundDeltas*()>;
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
-                                ChunkStore& store, const FoundDeltas* deltas, PulledLayer& layer);
+                                ChunkStore& store, const DeltasWhenPlanned& deltas,
+                                PulledLayer& layer);
 
 }  // namespace strata::registry::detail

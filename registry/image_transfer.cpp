@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -375,13 +377,27 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
   std::atomic<std::uint64_t> done{0};
   std::mutex store_mutex;
   // The delta referrer, looked for only where deltas can be used: partial pulls into a store.
-  std::optional<detail::FoundDeltas> deltas;
+  // Looked for beside the layers' TOC reads and plans (its round trips are off the critical
+  // path); a layer waits for it only once planned.
+  std::shared_future<detail::FoundDeltas> deltas;
   if (store != nullptr && layout == nullptr && options.partial && options.deltas) {
-    deltas = detail::find_delta_referrer(client, repository, image->resolved.digest);
-    report.delta_referrer = deltas->index ? deltas->source : "";
-    report.delta_refused = deltas->refused;
-    report.delta_referrer_bytes = deltas->bytes_fetched;
+    deltas =
+        std::async(std::launch::async, [&client, &repository, subject = image->resolved.digest] {
+          return detail::find_delta_referrer(client, repository, subject);
+        }).share();
   }
+  const detail::DeltasWhenPlanned deltas_when_planned = [&]() -> const detail::FoundDeltas* {
+    if (!deltas.valid()) return nullptr;
+    const std::shared_future<detail::FoundDeltas> own = deltas;  // one copy per thread
+    return &own.get();  // lives in the shared state, which `deltas` keeps
+  };
+  const auto report_deltas = [&] {
+    if (!deltas.valid()) return;
+    const detail::FoundDeltas& found = deltas.get();
+    report.delta_referrer = found.index ? found.source : "";
+    report.delta_refused = found.refused;
+    report.delta_referrer_bytes = found.bytes_fetched;
+  };
   // Layer i is in the store, its diff_id checked.
   const auto stored = [&](std::size_t i) -> Result<void> {
     if (store != nullptr && options.layer_stored) options.layer_stored(i, config.diff_ids[i]);
@@ -410,7 +426,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         } else if (store != nullptr && layout == nullptr && options.partial) {
           auto partial =
               detail::pull_chunked_layer(client, repository, descriptor, config.diff_ids[i], *store,
-                                         deltas ? &*deltas : nullptr, layer);
+                                         deltas_when_planned, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;
@@ -453,6 +469,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         if (!taken.ok()) return taken;
         return stored(i);
       });
+  report_deltas();
   if (!pulled.ok()) return std::move(pulled).error();
 
   if (layout != nullptr) STRATA_TRY(write_pulled_image(*layout, *image, tag));
