@@ -187,45 +187,13 @@ struct StoreWriter::Session {
     return ids;
   }
 
-  // The transaction of commit_layer. Caller holds db_mutex.
-  Result<LayerCommit> commit_locked(const LayerRecord& layer, const std::vector<Digest>& digests) {
+  // The chunk rows of a committing layer, inside commit_locked's transaction: each digest (in key
+  // order) gains a reference, or is inserted, or healed, from what this session put. Returns
+  // whether a delta base was recorded.
+  Result<bool> reference_chunks_locked(const LayerRecord& layer, const std::vector<Digest>& sorted,
+                                       const std::vector<std::int64_t>& pack_ids,
+                                       LayerCommit& outcome) {
     store_index::Database& db = store->db;
-    store_index::WriteTransaction transaction(db);
-    STRATA_TRY(transaction.begin());
-
-    LayerCommit outcome;
-    auto existing_layer = db.prepare("SELECT 1 FROM layers WHERE diff_id = ?");
-    if (!existing_layer.ok()) return std::move(existing_layer).error();
-    existing_layer->bind_blob(1, blob_of(layer.diff_id));
-    auto found = existing_layer->step();
-    if (!found.ok()) return std::move(found).error();
-    if (*found) {
-      // The tar is stored; only the blob it came in (another compression) may be new.
-      outcome.already_present = true;
-      STRATA_TRY(record_blob_locked(layer));
-      STRATA_TRY(transaction.commit());
-      return outcome;
-    }
-
-    // A lease that another host's gc judged expired may have lost its packs: never commit then.
-    auto heartbeat = db.prepare("UPDATE leases SET heartbeat = ? WHERE id = ?");
-    if (!heartbeat.ok()) return std::move(heartbeat).error();
-    heartbeat->bind_int(1, unix_now());
-    heartbeat->bind_text(2, lease_id);
-    STRATA_TRY(heartbeat->run());
-    if (db.changes() != 1) {
-      return poison(make_error(ErrorCode::kIo, "ingest session " + lease_id +
-                                                   " lost its lease (expired); start a new one"));
-    }
-
-    auto pack_ids = register_packs_locked();
-    if (!pack_ids.ok()) return std::move(pack_ids).error();
-
-    // Digests in key order: the index pages each insert or update touches are the ones the one
-    // before touched (a layer of thousands of chunks otherwise dirties pages all over the
-    // B-trees, which the WAL then writes and syncs).
-    std::vector<Digest> sorted(digests.begin(), digests.end());
-    std::sort(sorted.begin(), sorted.end());
     auto select = db.prepare("SELECT corrupt FROM chunks WHERE digest = ?");
     auto insert = db.prepare(
         "INSERT INTO chunks(digest, pack_id, offset, stored_length, raw_length, codec, xxh3, "
@@ -251,7 +219,7 @@ struct StoreWriter::Session {
     const auto bind_location = [&](store_index::Statement& write, const Digest& digest,
                                    const PendingChunk& chunk) {
       write.bind_blob(1, blob_of(digest));
-      write.bind_int(2, (*pack_ids)[chunk.pack_index]);
+      write.bind_int(2, pack_ids[chunk.pack_index]);
       write.bind_int(3, static_cast<std::int64_t>(chunk.offset));
       write.bind_int(4, chunk.stored_length);
       write.bind_int(5, chunk.raw_length);
@@ -323,6 +291,50 @@ struct StoreWriter::Session {
       ++outcome.new_chunks;
       outcome.new_stored_bytes += chunk.stored_length;
     }
+    return recorded_bases;
+  }
+
+  // The transaction of commit_layer. Caller holds db_mutex.
+  Result<LayerCommit> commit_locked(const LayerRecord& layer, const std::vector<Digest>& digests) {
+    store_index::Database& db = store->db;
+    store_index::WriteTransaction transaction(db);
+    STRATA_TRY(transaction.begin());
+
+    LayerCommit outcome;
+    auto existing_layer = db.prepare("SELECT 1 FROM layers WHERE diff_id = ?");
+    if (!existing_layer.ok()) return std::move(existing_layer).error();
+    existing_layer->bind_blob(1, blob_of(layer.diff_id));
+    auto found = existing_layer->step();
+    if (!found.ok()) return std::move(found).error();
+    if (*found) {
+      // The tar is stored; only the blob it came in (another compression) may be new.
+      outcome.already_present = true;
+      STRATA_TRY(record_blob_locked(layer));
+      STRATA_TRY(transaction.commit());
+      return outcome;
+    }
+
+    // A lease that another host's gc judged expired may have lost its packs: never commit then.
+    auto heartbeat = db.prepare("UPDATE leases SET heartbeat = ? WHERE id = ?");
+    if (!heartbeat.ok()) return std::move(heartbeat).error();
+    heartbeat->bind_int(1, unix_now());
+    heartbeat->bind_text(2, lease_id);
+    STRATA_TRY(heartbeat->run());
+    if (db.changes() != 1) {
+      return poison(make_error(ErrorCode::kIo, "ingest session " + lease_id +
+                                                   " lost its lease (expired); start a new one"));
+    }
+
+    auto pack_ids = register_packs_locked();
+    if (!pack_ids.ok()) return std::move(pack_ids).error();
+
+    // Digests in key order: the index pages each insert or update touches are the ones the one
+    // before touched (a layer of thousands of chunks otherwise dirties pages all over the
+    // B-trees, which the WAL then writes and syncs).
+    std::vector<Digest> sorted(digests.begin(), digests.end());
+    std::sort(sorted.begin(), sorted.end());
+    auto recorded_bases = reference_chunks_locked(layer, sorted, *pack_ids, outcome);
+    if (!recorded_bases.ok()) return std::move(recorded_bases).error();
 
     auto insert_layer = db.prepare(
         "INSERT INTO layers(diff_id, layer_digest, media_type, recipe, size, created) "
@@ -347,7 +359,7 @@ struct StoreWriter::Session {
     }
 
     // A store holding deltas is format 2: a strata that does not know them would collect bases.
-    if (recorded_bases) {
+    if (*recorded_bases) {
       STRATA_TRY(
           db.execute("UPDATE meta SET value = 2 WHERE key = 'format_version' AND value < 2"));
     }
