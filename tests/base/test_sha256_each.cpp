@@ -3,11 +3,12 @@
 // 896-bit messages, a million 'a'), every pair of lengths 0..300 against sha256_of (OpenSSL),
 // lengths at the padding edges (55/56, 63/64, 119/120) in odd counts, a 1 MiB message beside a
 // 3-byte one, empty spans, unaligned inputs, inputs that end flush against a guard page, and
-// digest spans longer than the inputs.
+// digest spans longer than the inputs; and the pair kernel against the one-message kernel.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <random>
 #include <string>
@@ -177,6 +178,34 @@ TEST_P(Sha256Each, EmptySpans) {
   EXPECT_EQ(digests[0], sha256_of(bytes_of("abc")));
   EXPECT_EQ(digests[1], marker);
   EXPECT_EQ(digests[2], marker);
+}
+
+// Every usable kernel's pair form, from arbitrary (not initial) states, equals its one-message
+// form run on each message alone, for block counts 0..9.
+TEST(Sha256Kernels, PairEqualsOneMessageAlone) {
+  const auto data = test::splitmix64_bytes(53, 2 * 9 * 64 + 1);
+  const std::uint8_t* a = data.data() + 1;  // unaligned
+  const std::uint8_t* b = data.data() + 1 + 9 * 64;
+  int checked = 0;
+  for (const simd::Sha256Kernel& kernel : simd::built_sha256_kernels()) {
+    if (!simd::sha256_kernel_usable(kernel)) continue;
+    ++checked;
+    std::mt19937 random(59);
+    for (std::size_t count = 0; count <= 9; ++count) {
+      std::array<std::uint32_t, 8> pair_a{};
+      std::array<std::uint32_t, 8> pair_b{};
+      for (auto& word : pair_a) word = static_cast<std::uint32_t>(random());
+      for (auto& word : pair_b) word = static_cast<std::uint32_t>(random());
+      std::array<std::uint32_t, 8> alone_a = pair_a;
+      std::array<std::uint32_t, 8> alone_b = pair_b;
+      kernel.compress_pair(pair_a.data(), a, pair_b.data(), b, count);
+      kernel.compress(alone_a.data(), a, count);
+      kernel.compress(alone_b.data(), b, count);
+      EXPECT_EQ(pair_a, alone_a) << kernel.name << ", " << count << " blocks";
+      EXPECT_EQ(pair_b, alone_b) << kernel.name << ", " << count << " blocks";
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no SHA-256 kernel is usable on this CPU (no SHA-NI)";
 }
 
 // Messages whose last byte is the last readable byte before a PROT_NONE page: a kernel that read
