@@ -57,6 +57,9 @@ enum CpuFeature : unsigned {
   kCpuAvx512F = 1U << 2U,
   kCpuAvx512Bw = 1U << 3U,
   kCpuAvx512Vbmi = 1U << 4U,
+  kCpuSha = 1U << 5U,
+  kCpuSse41 = 1U << 6U,
+  kCpuAvx512Vl = 1U << 7U,
 };
 
 struct GearKernel {

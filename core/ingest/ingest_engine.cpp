@@ -6,10 +6,11 @@
 //      that lies in the block is referenced where it is (one that crosses into the next block
 //      lies there: the reader carries the tail over), only inline bytes and what the chunker
 //      buffered (files held back as possible models, tensor-aware files) are copied;
-//   2. ChunkCoder, parallel: SHA-256 each chunk (or, with TrustMode::kLocal, take the digest of a
-//      chunk whose XXH3-128 the store knows), ask the store, and compress chunks nobody stored
-//      yet: zstd, or for float-tensor chunks the byte-grouped codec when it is smaller
-//      (models.md §1), or a delta against the base layer when that is smaller still;
+//   2. ChunkCoder, parallel: SHA-256 each chunk, two at a time (sha256_of_each; or, with
+//      TrustMode::kLocal, take the digest of a chunk whose XXH3-128 the store knows), ask the
+//      store, and compress chunks nobody stored yet: zstd, or for float-tensor chunks the
+//      byte-grouped codec when it is smaller (models.md §1), or a delta against the base layer when
+//      that is smaller still;
 //   3. BatchWriter, serial in order: hash the whole stream (diff_id), append new chunks to the
 //      store writer and the segments to the recipe.
 // The segments come from the same segmenter as build_recipe_from_tar's, so the recipe is the same
@@ -75,9 +76,10 @@ class StepClock {
 
 struct BatchItem {
   bool is_chunk = false;
-  bool store_it = false;     // a new chunk this batch compresses and puts
-  bool in_block = false;     // the bytes lie in Batch::block, not in Batch::bytes
-  std::uint32_t offset = 0;  // in Batch::block or Batch::bytes
+  bool store_it = false;              // a new chunk this batch compresses and puts
+  bool in_block = false;              // the bytes lie in Batch::block, not in Batch::bytes
+  bool known_by_fingerprint = false;  // named by the store's XXH3-128 map (TrustMode::kLocal)
+  std::uint32_t offset = 0;           // in Batch::block or Batch::bytes
   std::uint32_t length = 0;
   Digest digest;
   std::uint32_t stored_offset = 0;  // in Batch::stored
@@ -309,10 +311,10 @@ class ChunkCoder {
 
   Batch* operator()(Batch* batch) {
     if (!batch->status.ok()) return batch;
+    name_chunks(*batch);
     for (BatchItem& item : batch->items) {
-      if (!item.is_chunk) continue;
+      if (!item.is_chunk || !claim(item)) continue;
       const ByteSpan bytes = batch->bytes_of(item);
-      if (!claim(item, bytes)) continue;
       auto coded = encode(item, bytes, batch->scratch);
       if (coded.ok() && verify_frames_) coded = check_frame(item, bytes, batch->scratch);
       if (coded.ok() && keep_sketches_ && !item.base) sketch(item, bytes);
@@ -336,18 +338,36 @@ class ChunkCoder {
   }
 
  private:
-  // Names the chunk; true when this ingest is the one to store it.
-  bool claim(BatchItem& item, ByteSpan bytes) {
+  // Names every chunk of the batch. The SHA-256 digests come from one sha256_of_each call, which
+  // hashes two chunks at once where the CPU has SHA-NI.
+  void name_chunks(Batch& batch) {
     const StepClock::Scope timing(hash_clock_);
-    if (trust_local_) {
-      // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
-      if (auto known = store_.find_by_fingerprint(fingerprint_of(bytes))) {
-        item.digest = *known;
-        ++fingerprint_hits_;
-        return false;
+    std::vector<ByteSpan> inputs;
+    std::vector<BatchItem*> hashed;
+    for (BatchItem& item : batch.items) {
+      if (!item.is_chunk) continue;
+      const ByteSpan bytes = batch.bytes_of(item);
+      if (trust_local_) {
+        // Trusted input: a chunk the store knows by XXH3-128 skips SHA-256.
+        if (auto known = store_.find_by_fingerprint(fingerprint_of(bytes))) {
+          item.digest = *known;
+          item.known_by_fingerprint = true;
+          ++fingerprint_hits_;
+          continue;
+        }
       }
+      inputs.push_back(bytes);
+      hashed.push_back(&item);
     }
-    item.digest = sha256_of(bytes);
+    std::vector<Digest> digests(inputs.size());
+    sha256_of_each(inputs, digests);
+    for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i]->digest = digests[i];
+  }
+
+  // True when this ingest is the one to store the (named) chunk.
+  bool claim(const BatchItem& item) {
+    const StepClock::Scope timing(hash_clock_);
+    if (item.known_by_fingerprint) return false;
     return !store_.contains(item.digest) && claimed_.insert(item.digest).second;
   }
 
