@@ -200,7 +200,7 @@ void PiecePrefetch::State::check_digests(std::span<PreparedPiece* const> uncheck
   chunks.reserve(unchecked.size());
   for (const PreparedPiece* unit : unchecked) chunks.push_back(unit->raw_bytes());
   std::vector<Digest> digests(unchecked.size());
-  for (std::size_t i = 0; i < chunks.size(); ++i) digests[i] = sha256_of(chunks[i]);
+  sha256_of_each(chunks, digests);
   for (std::size_t i = 0; i < unchecked.size(); ++i) {
     PreparedPiece& unit = *unchecked[i];
     const BlobPiece& piece = plan.pieces[unit.index];
