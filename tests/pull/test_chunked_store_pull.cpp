@@ -305,6 +305,45 @@ TEST(ChunkedStorePull, ACorruptFrameIsRefusedAndNothingIsCommitted) {
   EXPECT_TRUE(verified->clean());
 }
 
+// A TOC naming a chunk by another digest than its bytes hash to (the frame itself intact): the
+// prepared chunks' SHA-256 check (done for a group of chunks at once) names that chunk, whichever
+// place in its group it has, and nothing is committed.
+TEST(ChunkedStorePull, AChunkWhoseBytesDoNotHashToItsTocDigestIsNamedAndNothingIsCommitted) {
+  const MadeTar made = make_tar(17, 3, 300'000, 65'536);
+  ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok()) << toc.error().to_string();
+  std::vector<std::size_t> chunk_entries;
+  for (std::size_t i = 0; i < toc->toc.entries.size(); ++i) {
+    if (toc->toc.entries[i].chunk_digest) chunk_entries.push_back(i);
+  }
+  ASSERT_GE(chunk_entries.size(), 8U);
+  for (const std::size_t victim : {chunk_entries[1], chunk_entries[6], chunk_entries.back()}) {
+    SCOPED_TRACE(victim);
+    ChunkedLayerToc lying = *toc;
+    TocEntry& entry = lying.toc.entries[victim];
+    entry.chunk_digest = sha256_of(ByteSpan(made.tar).first(100 + victim));
+    if (entry.type == "reg" && entry.digest) entry.digest = entry.chunk_digest;
+    StoreDir dir;
+    ChunkStore store = dir.open();
+    auto plan = plan_pull(lying, [&](const Digest& digest) { return store.contains(digest); });
+    ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+    BatchLog log;
+    auto report = pull_chunked_layer_into_store(store, lying, *plan, batch_fetcher(layer.blob, log),
+                                                layer.diff_id, {});
+    ASSERT_FALSE(report.ok());
+    EXPECT_EQ(report.error().code, ErrorCode::kDigestMismatch) << report.error().to_string();
+    EXPECT_NE(report.error().message.find(entry.chunk_digest->to_string()), std::string::npos)
+        << report.error().to_string();
+    EXPECT_NE(report.error().message.find(entry.name), std::string::npos)
+        << report.error().to_string();
+    auto stats = store.stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->layers, 0U);
+    EXPECT_EQ(stats->chunks, 0U);
+  }
+}
+
 TEST(ChunkedStorePull, AWrongDiffIdCommitsNothing) {
   const MadeTar made = make_tar(13, 2, 100'000, 65'536);
   ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
