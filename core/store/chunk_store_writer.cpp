@@ -190,6 +190,34 @@ struct StoreWriter::Session {
   // The chunk rows of a committing layer, inside commit_locked's transaction: each digest (in key
   // order) gains a reference, or is inserted, or healed, from what this session put. Returns
   // whether a delta base was recorded.
+  // The digests back to back, and how many: what the statements below take as ?1 and ?2 (one
+  // statement for thousands of rows instead of one each).
+  static std::vector<std::uint8_t> digests_blob(std::span<const Digest> digests) {
+    std::vector<std::uint8_t> blob;
+    blob.reserve(digests.size() * Digest::kSize);
+    for (const Digest& digest : digests) {
+      const ByteSpan bytes = blob_of(digest);
+      blob.insert(blob.end(), bytes.begin(), bytes.end());
+    }
+    return blob;
+  }
+
+  // Runs `sql` (which names the i-th of `digests` as substr(?1, i * 32 + 1, 32) for i from the
+  // recursive table n, and may take ?3 = `third`) once for all of them; returns SQLite's change
+  // count. Nothing runs for no digests.
+  Result<std::int64_t> run_for_each_digest(const char* sql, std::span<const Digest> digests,
+                                           std::optional<std::int64_t> third = {}) {
+    if (digests.empty()) return std::int64_t{0};
+    auto statement = store->db.prepare(sql);
+    if (!statement.ok()) return std::move(statement).error();
+    const std::vector<std::uint8_t> blob = digests_blob(digests);
+    statement->bind_blob(1, ByteSpan(blob.data(), blob.size()));
+    statement->bind_int(2, static_cast<std::int64_t>(digests.size()));
+    if (third) statement->bind_int(3, *third);
+    STRATA_TRY(statement->run());
+    return store->db.changes();
+  }
+
   Result<bool> reference_chunks_locked(const LayerRecord& layer, const std::vector<Digest>& sorted,
                                        const std::vector<std::int64_t>& pack_ids,
                                        LayerCommit& outcome) {
@@ -201,8 +229,6 @@ struct StoreWriter::Session {
     auto heal = db.prepare(
         "UPDATE chunks SET pack_id = ?2, offset = ?3, stored_length = ?4, raw_length = ?5, "
         "codec = ?6, xxh3 = ?7, corrupt = 0, refcount = refcount + 1 WHERE digest = ?1");
-    auto reference =
-        db.prepare("UPDATE chunks SET refcount = refcount + 1 WHERE digest = ? AND corrupt = 0");
     auto unbase = db.prepare("DELETE FROM chunk_bases WHERE digest = ?");
     if (!unbase.ok()) return std::move(unbase).error();
     auto keep_sketch =
@@ -214,7 +240,6 @@ struct StoreWriter::Session {
     if (!select.ok()) return std::move(select).error();
     if (!insert.ok()) return std::move(insert).error();
     if (!heal.ok()) return std::move(heal).error();
-    if (!reference.ok()) return std::move(reference).error();
 
     const auto bind_location = [&](store_index::Statement& write, const Digest& digest,
                                    const PendingChunk& chunk) {
@@ -226,54 +251,65 @@ struct StoreWriter::Session {
       write.bind_int(6, static_cast<std::int64_t>(chunk.codec));
       write.bind_blob(7, ByteSpan(chunk.xxh3.data(), chunk.xxh3.size()));
     };
+    // Chunks put here are inserted first (most often new to the store: all of a first
+    // version's); every other digest, and any put here that the store had already, gains a
+    // reference in one statement over all of them (most of a second version's).
+    std::vector<Digest> added;  // inserted or healed from what this session put
+    std::vector<Digest> to_reference;
     for (const Digest& digest : sorted) {
       const auto pending_chunk = pending.find(digest);
-      const bool put_here = pending_chunk != pending.end();
-      // A chunk put here is most often new to the store (all of a first version's): one insert,
-      // which does nothing when the store has the digest already (the paths below then).
-      bool inserted = false;
-      if (put_here) {
-        bind_location(*insert, digest, pending_chunk->second);
-        STRATA_TRY(insert->run());
-        insert->reset();
-        inserted = db.changes() == 1;
+      if (pending_chunk == pending.end()) {
+        to_reference.push_back(digest);
+        continue;
       }
-      if (!inserted) {
-        // A good chunk the store holds (most of a second version's) gains a reference in one step.
-        reference->bind_blob(1, blob_of(digest));
-        STRATA_TRY(reference->run());
-        reference->reset();
-        if (db.changes() == 1) continue;
+      bind_location(*insert, digest, pending_chunk->second);
+      STRATA_TRY(insert->run());
+      insert->reset();
+      if (db.changes() == 1) {
+        added.push_back(digest);
+      } else {
+        to_reference.push_back(digest);
       }
-      bool exists = false;  // (before this commit)
-      bool corrupt = false;
-      if (!inserted) {
+    }
+    auto referenced = run_for_each_digest(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2) "
+        "UPDATE chunks SET refcount = refcount + 1 WHERE corrupt = 0 AND digest IN "
+        "(SELECT substr(?1, i * 32 + 1, 32) FROM n)",
+        to_reference);
+    if (!referenced.ok()) return std::move(referenced).error();
+    if (*referenced != static_cast<std::int64_t>(to_reference.size())) {
+      // Some are missing or marked corrupt (the good ones have their reference now): healed when
+      // this session put them, an error (which rolls the transaction back) otherwise.
+      for (const Digest& digest : to_reference) {
         select->bind_blob(1, blob_of(digest));
         auto row = select->step();
         if (!row.ok()) return std::move(row).error();
-        exists = *row;
-        corrupt = exists && select->column_int(0) != 0;
+        const bool exists = *row;
+        const bool corrupt = exists && select->column_int(0) != 0;
         select->reset();
-      }
-      if (!put_here) {
-        if (corrupt) {
+        if (exists && !corrupt) continue;
+        const auto pending_chunk = pending.find(digest);
+        if (pending_chunk == pending.end()) {
           store->forget_known(digest);
-          return make_error(ErrorCode::kCorruptInput,
-                            "chunk " + digest.to_string() +
-                                " is marked corrupt in the store; put it again to heal it");
+          if (corrupt) {
+            return make_error(ErrorCode::kCorruptInput,
+                              "chunk " + digest.to_string() +
+                                  " is marked corrupt in the store; put it again to heal it");
+          }
+          return make_error(ErrorCode::kNotFound,
+                            "chunk " + digest.to_string() + " referenced by layer " +
+                                layer.diff_id.to_string() +
+                                " is neither in the store nor put in this session");
         }
-        store->forget_known(digest);
-        return make_error(ErrorCode::kNotFound,
-                          "chunk " + digest.to_string() + " referenced by layer " +
-                              layer.diff_id.to_string() +
-                              " is neither in the store nor put in this session");
-      }
-      const PendingChunk& chunk = pending_chunk->second;
-      if (exists) {  // marked corrupt: healed with the record put here
-        bind_location(*heal, digest, chunk);
+        // Marked corrupt (a row the insert above found): healed with the record put here.
+        bind_location(*heal, digest, pending_chunk->second);
         STRATA_TRY(heal->run());
         heal->reset();
+        added.push_back(digest);
       }
+    }
+    for (const Digest& digest : added) {
+      const PendingChunk& chunk = pending.at(digest);
       unbase->bind_blob(1, blob_of(digest));
       STRATA_TRY(unbase->run());
       unbase->reset();
@@ -349,14 +385,11 @@ struct StoreWriter::Session {
     STRATA_TRY(insert_layer->run());
     const std::int64_t layer_id = db.last_insert_rowid();
 
-    auto insert_reference = db.prepare("INSERT INTO layer_chunks(layer_id, digest) VALUES(?, ?)");
-    if (!insert_reference.ok()) return std::move(insert_reference).error();
-    for (const Digest& digest : sorted) {
-      insert_reference->bind_int(1, layer_id);
-      insert_reference->bind_blob(2, blob_of(digest));
-      STRATA_TRY(insert_reference->run());
-      insert_reference->reset();
-    }
+    auto listed = run_for_each_digest(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2) "
+        "INSERT INTO layer_chunks(layer_id, digest) SELECT ?3, substr(?1, i * 32 + 1, 32) FROM n",
+        sorted, layer_id);
+    if (!listed.ok()) return std::move(listed).error();
 
     // A store holding deltas is format 2: a strata that does not know them would collect bases.
     if (*recorded_bases) {
