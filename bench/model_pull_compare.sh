@@ -13,7 +13,8 @@
 # Usage: bench/model_pull_compare.sh [BUILD_DIR]
 #   MODEL_MIB (default 256) sets the base size, PARTIAL (default 4) the partial fine-tune,
 #   PULL_FLAGS adds flags to every `strata model pull` (e.g. "--fetch-jobs 1"), STRATA_TOOL runs
-#   another strata binary.
+#   another strata binary, STRATA_BENCH_SPEED (bits/s with k/M/G, default unlimited) puts
+#   bench/rate_limit_proxy.py between the pulls (strata's and curl's alike) and the registry.
 set -euo pipefail
 
 build_dir=$(cd "${1:-build}" && pwd)
@@ -40,6 +41,16 @@ echo "model: $size bytes BF16 safetensors; $(nproc) CPUs ($(grep -m1 'model name
 
 start_registry bench
 reg="127.0.0.1:$port"
+push_reg=$reg
+speed=${STRATA_BENCH_SPEED:-unlimited}
+if [[ $speed != unlimited ]]; then
+  rate=$(python3 -c "import sys; s=sys.argv[1]; m={'k':1e3,'M':1e6,'G':1e9}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$speed")
+  python3 "$(dirname "$0")/rate_limit_proxy.py" "$port" "$rate" "$work/link.port" &
+  registry_env_pids+=("$!")
+  for _ in $(seq 1 100); do [[ -s $work/link.port ]] && break; sleep 0.1; done
+  reg="127.0.0.1:$(cat "$work/link.port")"
+fi
+echo "link: $speed"
 pack="$work/pack-store"
 for model in base full partial; do
   flags=()
@@ -48,7 +59,7 @@ for model in base full partial; do
     "${flags[@]}" >/dev/null
   push_flags=()
   [[ $model != base ]] && push_flags=(--delta-store "$pack")
-  "$tool" model push "$work/layout-$model:v" "$reg/bench/model:$model" --insecure \
+  "$tool" model push "$work/layout-$model:v" "$push_reg/bench/model:$model" --insecure \
     "${push_flags[@]}" >/dev/null
 done
 
