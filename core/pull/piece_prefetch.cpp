@@ -127,8 +127,9 @@ struct PiecePrefetch::State {
   std::unique_ptr<PreparedPiece> take_next();
   Group* take_group();
   void prepare_group(Group& group) const;
-  // Decodes (or reads from the store) one piece. A chunk whose SHA-256 is still to be checked is
-  // added to `unchecked` (ready, its digest compared by check_digests).
+  // Decodes one piece that is not a chunk the store holds (zeros are ready as they are). A chunk
+  // whose SHA-256 is still to be checked is added to `unchecked` (ready, its digest compared by
+  // check_digests).
   void prepare(PreparedPiece& unit, std::vector<PreparedPiece*>& unchecked) const;
   void prepare_fetched(PreparedPiece& unit, const BlobPiece& piece,
                        std::vector<PreparedPiece*>& unchecked) const;
@@ -219,18 +220,10 @@ void PiecePrefetch::State::prepare(PreparedPiece& unit,
   if (unit.error || !prepared_ahead(piece)) return;
   if (piece.local && piece.zeros) {
     unit.ready = true;
-  } else if (piece.local) {
-    auto stored = store.read_stored_chunk(piece.digest);
-    if (!stored) {
-      prepare_held(unit, std::move(stored).error());
-    } else {
-      auto owned = std::make_shared<std::vector<std::uint8_t>>(std::move(stored->bytes));
-      prepare_held(unit,
-                   StoredChunkView{stored->codec, stored->raw_length, ByteSpan(*owned), owned});
-    }
-  } else {
+  } else if (!piece.local) {
     prepare_fetched(unit, piece, unchecked);
   }
+  // (Other chunks the store holds are read and decoded by prepare_group, with their group.)
 }
 
 // The store's record checksum is checked, not the SHA-256: the store checked that when the chunk
