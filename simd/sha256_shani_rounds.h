@@ -1,6 +1,7 @@
 // The SHA-256 compression function of FIPS 180-4 §6.2.2 in SHA-NI intrinsics, shared by the two
-// kernel files that include it. Each of those is compiled with its own -m flags, so everything
-// here has internal linkage: every file keeps its own copy, and the linker can never hand code
+// kernel files that include it. Each of those defines STRATA_SHA_TARGET (the target attribute of
+// its instruction set) before including it, and every function here carries it; everything has
+// internal linkage as well, so every file keeps its own copy and the linker can never hand code
 // built for wider hardware to a caller that only checked for SHA-NI. The schedule's σ0 step is a
 // policy (Sigma0), because SHA256MSG1 competes with SHA256RNDS2 for the SHA unit and a kernel may
 // compute σ0 on the vector ports instead.
@@ -10,6 +11,10 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#ifndef STRATA_SHA_TARGET
+#error "define STRATA_SHA_TARGET (the kernel's target attribute) before including this header"
+#endif
 
 namespace strata::simd {
 namespace {  // NOLINT(cert-dcl59-cpp,google-build-namespaces): one copy per -m flag set, see above
@@ -34,7 +39,7 @@ struct ShaState {
 };
 
 // H0..H7 in host order to the two SHA256RNDS2 registers.
-inline ShaState load_sha_state(const std::uint32_t* h) {
+STRATA_SHA_TARGET inline ShaState load_sha_state(const std::uint32_t* h) {
   const __m128i dcba =
       _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)), 0xB1);
   const __m128i hgfe =
@@ -42,7 +47,7 @@ inline ShaState load_sha_state(const std::uint32_t* h) {
   return ShaState{_mm_alignr_epi8(dcba, hgfe, 8), _mm_blend_epi16(hgfe, dcba, 0xF0)};
 }
 
-inline void store_sha_state(const ShaState& state, std::uint32_t* h) {
+STRATA_SHA_TARGET inline void store_sha_state(const ShaState& state, std::uint32_t* h) {
   const __m128i feba = _mm_shuffle_epi32(state.abef, 0x1B);
   const __m128i dchg = _mm_shuffle_epi32(state.cdgh, 0xB1);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(h), _mm_blend_epi16(feba, dchg, 0xF0));
@@ -51,7 +56,7 @@ inline void store_sha_state(const ShaState& state, std::uint32_t* h) {
 
 // §5.2.1 and §6.2.2 step 1 for t < 16: W0..W15 are the block's big-endian 32-bit words, four per
 // register.
-inline void load_message_words(const std::uint8_t* block, __m128i* words) {
+STRATA_SHA_TARGET inline void load_message_words(const std::uint8_t* block, __m128i* words) {
   const __m128i big_endian = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
   for (int i = 0; i < 4; ++i) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * i));
@@ -61,21 +66,24 @@ inline void load_message_words(const std::uint8_t* block, __m128i* words) {
 
 // σ0 by SHA256MSG1: returns W_{t-16} + σ0(W_{t-15}) for the four t of `w16`'s successors.
 struct Sigma0ShaMsg1 {
-  static __m128i add_sigma0(__m128i w16, __m128i w12) { return _mm_sha256msg1_epu32(w16, w12); }
+  STRATA_SHA_TARGET static __m128i add_sigma0(__m128i w16, __m128i w12) {
+    return _mm_sha256msg1_epu32(w16, w12);
+  }
 };
 
 // §6.2.2 step 1 for t >= 16, four words at once: W_t = σ1(W_{t-2}) + W_{t-7} + σ0(W_{t-15}) +
 // W_{t-16}; w16..w4 hold W_{t-16..t-13}, ..., W_{t-4..t-1}. SHA256MSG2 adds σ1, including the
 // σ1 of the words it produces itself.
 template <typename Sigma0>
-inline __m128i next_message_words(__m128i w16, __m128i w12, __m128i w8, __m128i w4) {
+STRATA_SHA_TARGET inline __m128i next_message_words(__m128i w16, __m128i w12, __m128i w8,
+                                                    __m128i w4) {
   const __m128i partial = _mm_add_epi32(Sigma0::add_sigma0(w16, w12), _mm_alignr_epi8(w4, w8, 4));
   return _mm_sha256msg2_epu32(partial, w4);
 }
 
 // §6.2.2 step 3 for rounds 4g..4g+3: SHA256RNDS2 runs two rounds on W+K from its third operand's
 // low half.
-inline void run_four_rounds(ShaState& state, __m128i words, int group) {
+STRATA_SHA_TARGET inline void run_four_rounds(ShaState& state, __m128i words, int group) {
   const __m128i constants =
       _mm_load_si128(reinterpret_cast<const __m128i*>(kRoundConstants + 4 * group));
   const __m128i sum = _mm_add_epi32(words, constants);
@@ -84,13 +92,14 @@ inline void run_four_rounds(ShaState& state, __m128i words, int group) {
 }
 
 // §6.2.2 step 4: H(i) = working variables + H(i-1).
-inline void add_previous_hash(ShaState& state, const ShaState& previous) {
+STRATA_SHA_TARGET inline void add_previous_hash(ShaState& state, const ShaState& previous) {
   state.abef = _mm_add_epi32(state.abef, previous.abef);
   state.cdgh = _mm_add_epi32(state.cdgh, previous.cdgh);
 }
 
 // One message: each block's rounds depend on the last, so this runs at SHA256RNDS2's latency.
-inline void compress_one(std::uint32_t* h, const std::uint8_t* blocks, std::size_t count) {
+STRATA_SHA_TARGET inline void compress_one(std::uint32_t* h, const std::uint8_t* blocks,
+                                           std::size_t count) {
   ShaState state = load_sha_state(h);
   for (; count > 0; --count, blocks += 64) {
     const ShaState previous = state;
@@ -112,8 +121,9 @@ inline void compress_one(std::uint32_t* h, const std::uint8_t* blocks, std::size
 // Two messages: the rounds of A and B alternate in groups of four, so the core always has an
 // independent SHA256RNDS2 to issue while the other message's result is in flight.
 template <typename Sigma0>
-inline void compress_two(std::uint32_t* h_a, const std::uint8_t* blocks_a, std::uint32_t* h_b,
-                         const std::uint8_t* blocks_b, std::size_t count) {
+STRATA_SHA_TARGET inline void compress_two(std::uint32_t* h_a, const std::uint8_t* blocks_a,
+                                           std::uint32_t* h_b, const std::uint8_t* blocks_b,
+                                           std::size_t count) {
   ShaState a = load_sha_state(h_a);
   ShaState b = load_sha_state(h_b);
   for (; count > 0; --count, blocks_a += 64, blocks_b += 64) {
