@@ -18,13 +18,14 @@
 namespace strata::registry::detail {
 namespace {
 
-// Batches fetched ahead of the one being decoded, each on its own pooled connection. Requests in
-// flight at once share the link, so each arrives later: on a link-bound pull (v1 of the bench
-// image through a 1 Gbit/s forwarder, bench/pull_compare.sh) 3 in flight took 0.48 s, 2 0.44 s,
-// 1 0.43 s (skopeo 0.41 s); on loopback all three were alike. One alone would leave the link idle
-// for a round trip between requests on a distant registry: 2 keeps one request covering the
-// other's round trip. (Decoding a batch while it arrives, not once it is whole, is what would
-// remove this trade-off.)
+// Multi-range batches (the short ranges of a layer the store mostly holds) fetched ahead of the
+// one being decoded, each on its own pooled connection. Requests in flight at once share the link,
+// so each arrives later: on a link-bound pull (v1 of the bench image through a 1 Gbit/s
+// forwarder, bench/pull_compare.sh, before long runs were streamed) 3 in flight took 0.48 s, 2
+// 0.44 s, 1 0.43 s (skopeo 0.41 s); on loopback all three were alike. One alone would leave the
+// link idle for a round trip between requests on a distant registry: 2 keeps one request covering
+// the other's round trip. Long runs of missing chunks are streamed instead (StorePullOptions::
+// stream), one request at a time and decoded as they arrive.
 constexpr std::size_t kBatchesInFlight = 2;
 
 }  // namespace
@@ -59,7 +60,7 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
                                 ChunkStore& store, const DeltasWhenPlanned& deltas_when_planned,
-                                PulledLayer& layer) {
+                                std::uint64_t stream_batch_bytes, PulledLayer& layer) {
   std::uint64_t metadata_bytes = 0;
   const auto toc_start = std::chrono::steady_clock::now();
   auto planned =
@@ -97,6 +98,11 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   options.media_type = descriptor.media_type;
   // The client is thread-safe and pools its connections: a few batches travel at once.
   options.batches_in_flight = kBatchesInFlight;
+  // Long runs of missing chunks stream in: one request per stream batch, decoded as it arrives.
+  options.stream = [&](const ByteRange& range, const fastpull::RangeSink& sink) {
+    return client.stream_range(repository, descriptor.digest, range.offset, range.length, sink);
+  };
+  options.stream_batch_bytes = stream_batch_bytes;
   layer.bytes_fetched_without_deltas = metadata_bytes + plan.fetch_bytes;
   fastpull::DeltaPullSource delta_source;
   const FoundDeltas* deltas = deltas_when_planned ? deltas_when_planned() : nullptr;

@@ -1,6 +1,7 @@
 // Partial pull of one chunked layer from a registry (internal, not installed): the TOC through
 // range GETs, a plan against the chunk store, only the missing chunk frames fetched (merged
-// ranges, multi-range GETs in bounded batches), streamed into the store by
+// ranges: short ones in multi-range GETs in bounded batches, long runs streamed), put into the
+// store by
 // fastpull::pull_chunked_layer_into_store, which checks every chunk and the diff_id before the
 // one commit. Facts: shared/specs/layer-formats.md §1 (zstd:chunked
 // footer, TOC, tar-split), §2 (eStargz), §3 (Range GETs).
@@ -41,9 +42,10 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 // once the layer is planned (the lookup may still be on the wire while the TOC is read); it may
 // return null.
 using DeltasWhenPlanned = std::function<const FoundDeltas*()>;
+// `stream_batch_bytes`: PullOptions::stream_batch_bytes.
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
                                 ChunkStore& store, const DeltasWhenPlanned& deltas,
-                                PulledLayer& layer);
+                                std::uint64_t stream_batch_bytes, PulledLayer& layer);
 
 }  // namespace strata::registry::detail

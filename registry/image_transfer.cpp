@@ -426,7 +426,7 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         } else if (store != nullptr && layout == nullptr && options.partial) {
           auto partial =
               detail::pull_chunked_layer(client, repository, descriptor, config.diff_ids[i], *store,
-                                         deltas_when_planned, layer);
+                                         deltas_when_planned, options.stream_batch_bytes, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;

@@ -631,6 +631,110 @@ Result<std::vector<std::uint8_t>> RegistryClient::fetch_range(const std::string&
   return status_error(*response, "GET " + what + " (range)");
 }
 
+Result<void> RegistryClient::stream_range(const std::string& repository, const Digest& digest,
+                                          std::uint64_t offset, std::uint64_t length,
+                                          const std::function<Result<void>(ByteSpan)>& sink) {
+  const std::string what = repository + "@" + digest.to_string();
+  if (length == 0) return {};
+  if (offset + length < offset) {
+    return make_error(ErrorCode::kInvalidArgument, "range " + std::to_string(offset) + "+" +
+                                                       std::to_string(length) + " out of bounds");
+  }
+  const std::uint64_t last_byte = offset + length - 1;
+  std::uint64_t delivered = 0;  // across attempts
+  std::uint8_t last_delivered = 0;
+  // This attempt: the first byte of its range repeats the last one delivered (a resumption), and
+  // for a 200 answer, the whole blob's bytes seen so far.
+  bool overlap_pending = false;
+  std::uint64_t whole_seen = 0;
+  bool whole_done = false;  // a 200 answer gave every wanted byte: the rest is not read
+  HttpRequest request;
+  request.url = impl_->url(blob_path(repository, digest));
+  request.expected_bytes = length;
+  request.begin_attempt = [&] {
+    whole_seen = 0;
+    whole_done = false;
+  };
+  request.attempt_header = [&]() -> std::string {
+    overlap_pending = delivered != 0;
+    const std::uint64_t first = offset + delivered - (overlap_pending ? 1 : 0);
+    return "Range: bytes=" + std::to_string(first) + "-" + std::to_string(last_byte);
+  };
+  request.on_response = [&](const HttpResponse& response) -> Result<void> {
+    if (response.status != 206) {
+      overlap_pending = false;  // 200: the whole blob from byte 0
+      return {};
+    }
+    auto range = parse_content_range(response.header("content-range"));
+    const std::uint64_t first = offset + delivered - (overlap_pending ? 1 : 0);
+    if (!range.ok() || range->first != first || range->last != last_byte) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "GET " + what + ": asked for bytes " + std::to_string(first) + "-" +
+                            std::to_string(last_byte) + ", answer has Content-Range '" +
+                            response.header("content-range").substr(0, 100) + "'");
+    }
+    return {};
+  };
+  const auto deliver = [&](ByteSpan data) -> Result<void> {
+    if (data.empty()) return {};
+    if (data.size() > length - delivered) {
+      return make_error(ErrorCode::kCorruptInput, "GET " + what + ": range answer too long");
+    }
+    STRATA_TRY(sink(data));
+    delivered += data.size();
+    last_delivered = data.back();
+    return {};
+  };
+  request.sink = [&](long status, ByteSpan data) -> Result<void> {
+    if (status == 206) {
+      if (overlap_pending && !data.empty()) {
+        overlap_pending = false;
+        if (data.front() != last_delivered) {
+          return make_error(ErrorCode::kCorruptInput,
+                            "GET " + what + ": resumed range disagrees with the bytes before it");
+        }
+        data = data.subspan(1);
+      }
+      return deliver(data);
+    }
+    // 200: the registry ignored Range and sends the whole blob; the wanted bytes are cut out.
+    const std::uint64_t start = whole_seen;
+    whole_seen += data.size();
+    const std::uint64_t want = offset + delivered;
+    if (whole_seen > want && start <= last_byte) {
+      const std::uint64_t from = std::max(start, want);
+      const std::uint64_t to = std::min(whole_seen, last_byte + 1);
+      STRATA_TRY(deliver(data.subspan(static_cast<std::size_t>(from - start),
+                                      static_cast<std::size_t>(to - from))));
+    }
+    if (delivered == length) {
+      whole_done = true;
+      return make_error(ErrorCode::kInternal, "every wanted byte is in");  // ends the transfer
+    }
+    return {};
+  };
+  auto response = impl_->send(request, pull_scope(repository));
+  if (!response.ok()) {
+    if (whole_done && delivered == length) return {};
+    return std::move(response).error();
+  }
+  if (response->status == 416) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "GET " + what + ": range " + std::to_string(offset) + "-" +
+                          std::to_string(last_byte) + " not satisfiable");
+  }
+  if (response->status != 200 && response->status != 206) {
+    return status_error(*response, "GET " + what + " (range)");
+  }
+  if (delivered != length) {
+    return make_error(ErrorCode::kCorruptInput,
+                      "GET " + what + ": bytes " + std::to_string(offset) + "-" +
+                          std::to_string(last_byte) + " came back with " +
+                          std::to_string(delivered) + " of " + std::to_string(length) + " bytes");
+  }
+  return {};
+}
+
 Result<std::vector<std::vector<std::uint8_t>>> RegistryClient::fetch_ranges(
     const std::string& repository, const Digest& digest, std::span<const ByteRange> ranges) {
   const std::string what = repository + "@" + digest.to_string();

@@ -3,11 +3,12 @@
 // zstd frame, so the fetched bytes are a ready store frame), §1.3 (tar-split lines rebuild the tar
 // around the file bodies), §1.5/§1.6 (TOC chunks, offsets, endOffset), §2 (eStargz gzip members).
 //
-// The plan's ranges are cut at piece boundaries into batches (a few tens of MiB) fetched one at a
-// time in blob order: pieces of a chunked blob are in tar order, so the tar is produced front to
-// back and nothing holds the whole layer, only one batch and one chunk. Every chunk is decoded
-// and hashed against its TOC digest before it is put (that check is the store's P3), the tar
-// against the diff_id (hashed on a thread of its own, diff_id_hasher.h), the TOC and tar-split
+// The plan's ranges are cut at piece boundaries into batches (batched_blob.h: a few MiB of short
+// ranges per multi-range GET, long runs streamed in requests of a few tens of MiB) fetched in blob
+// order: pieces of a chunked blob are in tar order, so the tar is produced front to back and
+// nothing holds the whole layer, only a few batches and the chunks being decoded. Every chunk is
+// decoded and hashed against its TOC digest before it is put (that check is the store's P3), the
+// tar against the diff_id (hashed on a thread of its own, diff_id_hasher.h), the TOC and tar-split
 // against the tar's headers; only then does the one commit make the layer visible. The TOC's file
 // digests are not checked: with every chunk and the whole tar checked before commit they prove
 // nothing more, and skipping them hashes each byte once besides the diff_id (a TOC whose chunks
@@ -31,6 +32,7 @@
 #include <utility>
 
 #include "core/base/digest_hash.h"
+#include "core/pull/batched_blob.h"
 #include "core/pull/chunked_pull_checks.h"
 #include "core/pull/diff_id_hasher.h"
 #include "core/pull/piece_prefetch.h"
@@ -44,225 +46,11 @@
 namespace strata::fastpull {
 namespace {
 
-// A fetcher's answer for `units` must be one piece per range, each of the range's length.
-Result<void> check_fetched_ranges(std::span<const ByteRange> units,
-                                  const std::vector<std::vector<std::uint8_t>>& fetched,
-                                  const char* what) {
-  if (fetched.size() != units.size()) {
-    return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
-  }
-  for (std::size_t i = 0; i < units.size(); ++i) {
-    if (fetched[i].size() != units[i].length) {
-      return make_error(ErrorCode::kIo, std::string(what) + " at " +
-                                            std::to_string(units[i].offset) + ": fetched " +
-                                            std::to_string(fetched[i].size()) + " of " +
-                                            std::to_string(units[i].length) + " bytes");
-    }
-  }
-  return {};
-}
-
-// A single fetched piece (one chunk's frame, or a run of tar headers) is held whole; a larger one
-// is refused as unsupported, so a registry pull fetches that layer whole (streamed) instead. The
-// store's largest chunk (kMaxStoredChunkBytes, 64 MiB) fits with its frame's overhead; so the
-// memory a pull holds stays a few hundred MiB whatever the TOC says.
-constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{96} << 20U;
 // A TOC chunk over the store's kMaxStoredChunkBytes is stored as chunks of this size.
 constexpr std::size_t kOversizeChunkSplitBytes = std::size_t{8} << 20U;
 // Inline recipe bytes (headers, padding): entry-count bombs stop here (as LayerRecipeLimits).
 constexpr std::uint64_t kMaxInlineBytes = std::uint64_t{256} << 20U;
 constexpr std::size_t kZeroBlockBytes = std::size_t{1} << 20U;
-
-// The plan's ranges cut at piece boundaries and grouped into batches (a unit holding one piece
-// larger than its batch's limit is a batch of its own). The bytes are those of the plan's ranges:
-// only how they are grouped into requests changes. The limits ramp up from
-// `first_batch_bytes`, doubling to `batch_bytes`, and down again over the last bytes (a quarter
-// of what is left, not below the first limit), so decoding starts as soon as a small first batch
-// is in and little is left to decode once the last byte has arrived. Units of one batch that
-// touch are one range of its request (a piece never spans two ranges).
-Result<std::vector<std::vector<ByteRange>>> batches_of(const PullPlan& plan,
-                                                       const StorePullOptions& options) {
-  const std::uint64_t limit = std::max<std::uint64_t>(options.batch_bytes, 1);
-  const std::uint64_t first = std::clamp<std::uint64_t>(options.first_batch_bytes, 1, limit);
-  std::vector<ByteRange> units;
-  std::size_t next_piece = 0;
-  for (const ByteRange& range : plan.ranges) {
-    const std::uint64_t range_end = range.offset + range.length;
-    while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= range.offset) {
-      ++next_piece;
-    }
-    std::uint64_t start = range.offset;
-    std::uint64_t cut = range.offset;
-    while (cut < range_end) {
-      while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= cut) ++next_piece;
-      const std::uint64_t piece_end = next_piece < plan.pieces.size()
-                                          ? std::min(plan.pieces[next_piece].end, range_end)
-                                          : range_end;
-      if (piece_end - start > first && cut > start) {
-        units.push_back(ByteRange{start, cut - start});
-        start = cut;
-      }
-      cut = piece_end;
-    }
-    units.push_back(ByteRange{start, range_end - start});
-  }
-  std::uint64_t left = 0;
-  for (const ByteRange& unit : units) {
-    if (unit.length > kMaxPieceBytes) {
-      return make_error(ErrorCode::kUnsupported,
-                        "blob piece at offset " + std::to_string(unit.offset) + " is " +
-                            std::to_string(unit.length) + " bytes, more than a pull holds at once");
-    }
-    left += unit.length;
-  }
-  std::vector<std::vector<ByteRange>> batches;
-  std::uint64_t batch_bytes = 0;
-  std::uint64_t batch_limit = 0;
-  std::uint64_t ramp = first;
-  const std::size_t max_ranges = std::max<std::size_t>(options.max_ranges_per_batch, 1);
-  for (const ByteRange& unit : units) {
-    const bool joins = !batches.empty() && batch_bytes + unit.length <= batch_limit;
-    if (joins && batches.back().back().offset + batches.back().back().length == unit.offset) {
-      batches.back().back().length += unit.length;  // touches the last range: one range
-    } else if (joins && batches.back().size() < max_ranges) {
-      batches.back().push_back(unit);
-    } else {
-      batch_limit = std::min({limit, ramp, std::max(first, left / 4)});
-      ramp = std::min(limit, ramp * 2);
-      batches.emplace_back(1, unit);
-      batch_bytes = 0;
-    }
-    batch_bytes += unit.length;
-    left -= unit.length;
-  }
-  return batches;
-}
-
-// Serves the bytes of fetched pieces, fetching the next batch when a piece lies past the current
-// one (pieces are asked for in blob order, so each batch is fetched once and then dropped). With
-// `in_flight` > 0, that many batches after the current one are fetched on other threads while
-// this one is decoded, so at most in_flight + 1 batches are held (plus those pieces handed out
-// still pin). With in_flight <= 1 fetcher calls never overlap: each starts after the previous
-// one's result was taken.
-class BatchedBlob {
- public:
-  BatchedBlob(const RangeBatchFetcher& fetch, std::vector<std::vector<ByteRange>> batches,
-              std::uint64_t blob_size, std::size_t in_flight, StorePullReport& report)
-      : fetch_(fetch),
-        batches_(std::move(batches)),
-        blob_size_(blob_size),
-        in_flight_(in_flight),
-        report_(report) {}
-  BatchedBlob(const BatchedBlob&) = delete;
-  BatchedBlob& operator=(const BatchedBlob&) = delete;
-  ~BatchedBlob() {
-    for (auto& pending : pending_) pending.wait();
-  }
-
-  // Seconds spent inside the fetcher, summed over the threads that called it.
-  [[nodiscard]] double fetch_seconds() const {
-    return static_cast<double>(fetch_nanoseconds_.load()) / 1e9;
-  }
-
-  // With several in flight, the first batches start now rather than when the rebuild first
-  // needs one: a pull whose first pieces the store holds (a second version) then decodes them
-  // while its first missing chunks are on the wire.
-  void start() {
-    if (in_flight_ > 1) launch_from(0, in_flight_);
-  }
-
-  detail::HeldBytesSource source() {
-    return [this](std::uint64_t offset, std::uint64_t end) { return bytes_of(offset, end); };
-  }
-
-  Result<detail::HeldBytes> bytes_of(std::uint64_t offset, std::uint64_t end) {
-    for (;;) {
-      const auto found = std::upper_bound(
-          units_.begin(), units_.end(), offset,
-          [](std::uint64_t at, const ByteRange& unit) { return at < unit.offset; });
-      if (found != units_.begin()) {
-        const auto index = static_cast<std::size_t>(found - units_.begin()) - 1;
-        const ByteRange& unit = units_[index];
-        if (end <= unit.offset + unit.length) {
-          return detail::HeldBytes{
-              ByteSpan((*bytes_)[index]).subspan(offset - unit.offset, end - offset), bytes_};
-        }
-      }
-      if (next_ >= batches_.size() ||
-          (!units_.empty() && batches_[next_].front().offset > offset)) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "plan does not fetch the piece at offset " + std::to_string(offset));
-      }
-      STRATA_TRY(fetch_next());
-    }
-  }
-
- private:
-  using Fetched = Result<std::vector<std::vector<std::uint8_t>>>;
-
-  Fetched timed_fetch(std::span<const ByteRange> batch) {
-    const auto start = std::chrono::steady_clock::now();
-    Fetched fetched = fetch_(batch);
-    fetch_nanoseconds_.fetch_add(static_cast<std::uint64_t>(
-        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
-            .count()));
-    return fetched;
-  }
-
-  // Starts fetching batches first, first + 1, ... on other threads until `count` are pending.
-  void launch_from(std::size_t first, std::size_t count) {
-    while (pending_.size() < count && first + pending_.size() < batches_.size()) {
-      const std::span<const ByteRange> following = batches_[first + pending_.size()];
-      pending_.push_back(
-          std::async(std::launch::async, [this, following] { return timed_fetch(following); }));
-    }
-  }
-
-  Result<void> fetch_next() {
-    const std::size_t index = next_++;
-    units_.clear();
-    bytes_.reset();
-    std::uint64_t total = 0;
-    for (const ByteRange& unit : batches_[index]) {
-      if (unit.offset > blob_size_ || unit.length > blob_size_ - unit.offset) {
-        return make_error(ErrorCode::kInvalidArgument, "plan range outside the blob");
-      }
-      total += unit.length;
-    }
-    // With several in flight, the first call starts this batch and the next ones together (the
-    // connection pool carries them at once); the front one is always this batch's.
-    if (pending_.empty() && in_flight_ > 1) launch_from(index, in_flight_);
-    Fetched fetched = make_error(ErrorCode::kInternal, "not fetched");
-    if (!pending_.empty()) {
-      fetched = pending_.front().get();
-      pending_.pop_front();
-    } else {
-      fetched = timed_fetch(batches_[index]);
-    }
-    launch_from(next_, in_flight_);
-    if (!fetched) return std::move(fetched).error();
-    const std::vector<ByteRange>& units = batches_[index];
-    STRATA_TRY(check_fetched_ranges(units, *fetched, "range"));
-    units_ = units;
-    bytes_ = std::make_shared<std::vector<std::vector<std::uint8_t>>>(std::move(*fetched));
-    ++report_.batches;
-    report_.fetched_bytes += total;
-    report_.max_batch_bytes = std::max(report_.max_batch_bytes, total);
-    return {};
-  }
-
-  const RangeBatchFetcher& fetch_;
-  const std::vector<std::vector<ByteRange>> batches_;
-  std::size_t next_ = 0;
-  std::uint64_t blob_size_ = 0;
-  std::size_t in_flight_ = 1;
-  StorePullReport& report_;
-  std::atomic<std::uint64_t> fetch_nanoseconds_{0};
-  std::vector<ByteRange> units_;
-  // The current batch; pieces handed out keep it alive until they are taken.
-  std::shared_ptr<std::vector<std::vector<std::uint8_t>>> bytes_;
-  std::deque<std::future<Fetched>> pending_;  // batches next_, next_ + 1, ... in flight
-};
 
 // Serves the delta bytes of a plan's delta pieces from the frames blob (docs/DELTA.md). Deltas
 // are asked for in piece order, so units are built in that order: an entry that starts at or
@@ -333,7 +121,7 @@ class DeltaFeed {
     }
     auto fetched = source_->fetch(units);
     if (!fetched) return std::move(fetched).error();
-    STRATA_TRY(check_fetched_ranges(units, *fetched, "delta range"));
+    STRATA_TRY(detail::check_fetched_ranges(units, *fetched, "delta range"));
     units_ = units;
     bytes_ = std::move(*fetched);
     ++report_.batches;
@@ -998,12 +786,12 @@ Result<StorePullReport> pull_chunked_layer_into_store(ChunkStore& store,
     }
     chunk_bytes += piece.chunk_size;
   }
-  auto batches = batches_of(plan, options);
+  auto batches = detail::batches_of(plan, options);
   if (!batches) return std::move(batches).error();
   StorePullReport report;
-  BatchedBlob blob(fetch, std::move(*batches), layer.blob_size,
-                   options.prefetch ? std::max<std::size_t>(options.batches_in_flight, 1) : 0,
-                   report);
+  detail::BatchedBlob blob(
+      fetch, options.stream, std::move(*batches), layer.blob_size,
+      options.prefetch ? std::max<std::size_t>(options.batches_in_flight, 1) : 0, report);
   if (plan.delta_chunks != 0 && options.deltas == nullptr) {
     return make_error(ErrorCode::kInvalidArgument, "plan has delta pieces but no delta source");
   }

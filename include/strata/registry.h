@@ -213,6 +213,16 @@ class RegistryClient {
   // digest: callers check them against their own (TOC / chunk) digests.
   Result<std::vector<std::uint8_t>> fetch_range(const std::string& repository, const Digest& digest,
                                                 std::uint64_t offset, std::uint64_t length);
+  // Bytes [offset, offset + length) of a blob given to `sink` in order as they arrive, never held
+  // whole (a pull decodes a long run of chunks while it streams in). Each byte reaches `sink` once:
+  // a dropped connection is retried from where the delivered bytes end (the Range starts one byte
+  // early and that byte must match the last one delivered). A registry that ignores Range (200)
+  // has the wanted bytes cut out of the whole blob and the transfer ends once they are delivered,
+  // unhashed, like any range answer: callers check the bytes against their own digests. An error
+  // from `sink` ends the transfer and is returned. Fewer bytes than `length` is kCorruptInput.
+  Result<void> stream_range(const std::string& repository, const Digest& digest,
+                            std::uint64_t offset, std::uint64_t length,
+                            const std::function<Result<void>(ByteSpan)>& sink);
   // Several ranges in one multi-range request where the registry supports it, falling back to
   // single ranges (a 200 full body, 400, 416, or an unusable multipart answer). Request order.
   Result<std::vector<std::vector<std::uint8_t>>> fetch_ranges(const std::string& repository,
@@ -309,6 +319,10 @@ struct PullOptions {
   // Partial pulls use the image's delta referrer (docs/DELTA.md) when there is one: a missing
   // chunk whose base the store holds comes as its delta.
   bool deltas = true;
+  // A long run of chunks the store lacks (all of a new layer) streams in requests of at most this
+  // many bytes, each held while its chunks are decoded: the most fetched bytes a layer holds is
+  // about twice this (fastpull::StorePullOptions::stream_batch_bytes).
+  std::uint64_t stream_batch_bytes = std::uint64_t{16} << 20U;
   // Called once per layer as soon as it is in the store with its diff_id checked (fetched, or
   // found there already), on the thread that pulled it, with its index in the manifest and its
   // diff_id: a caller may start on it while later layers are fetched (RootfsBuild::layer_ready,
@@ -331,7 +345,7 @@ struct PulledLayer {
   std::uint64_t chunks_fetched = 0;  // chunk pieces fetched (whole or as deltas)
   std::uint64_t repeat_chunks = 0;   // chunks the layer repeats: fetched once, used again
   std::uint64_t frames_adopted = 0;  // fetched zstd frames stored as they came (no recompression)
-  std::uint64_t fetch_batches = 0;   // range batches fetched (one multi-range GET each)
+  std::uint64_t fetch_batches = 0;   // range batches fetched (one multi-range or streamed GET each)
   std::uint64_t max_batch_bytes = 0;  // the largest batch: fetched bytes held at once
   // Deltas (docs/DELTA.md): chunks decoded from a delta and a base the store held, the frames
   // bytes fetched for them (part of bytes_fetched), deltas that failed and came whole, and what

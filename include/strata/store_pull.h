@@ -32,6 +32,12 @@ namespace strata::fastpull {
 using RangeBatchFetcher = std::function<Result<std::vector<std::vector<std::uint8_t>>>(
     std::span<const ByteRange> ranges)>;
 
+// Streams one range of the blob to `sink` front to back as its bytes arrive, each byte once (a
+// registry client resumes a dropped transfer where the delivered bytes end). An error from `sink`
+// must end the transfer and be returned.
+using RangeSink = std::function<Result<void>(ByteSpan bytes)>;
+using RangeStreamer = std::function<Result<void>(const ByteRange& range, const RangeSink& sink)>;
+
 // Deltas for a StorePull (docs/DELTA.md): pieces the plan marks `delta` take their bytes from the
 // frames blob through `fetch` (batched like the layer's ranges); a delta that does not decode to
 // its chunk's SHA-256 is replaced by the chunk's own piece of the layer blob through
@@ -52,6 +58,13 @@ struct StorePullOptions {
   // pull starts and little is left to decode after the last byte arrives.
   std::uint64_t first_batch_bytes = std::uint64_t{1} << 20U;
   std::size_t max_ranges_per_batch = 1024;  // c/storage's limit per multi-range GET
+  // Optional. A plan range of at least first_batch_bytes (a run of missing chunks, all of a layer
+  // the store lacks) is then fetched through it in batches of up to stream_batch_bytes, one
+  // request each, its pieces decoded as their bytes arrive rather than once the batch is whole:
+  // few requests (a registry spends CPU on each, a CDN a redirect) and no wait for a whole batch
+  // at the start or the end. Shorter ranges go in multi-range batches through the fetcher.
+  RangeStreamer stream;
+  std::uint64_t stream_batch_bytes = std::uint64_t{16} << 20U;
   // Fetch the next batches on other threads while this one is decoded (batches_in_flight + 1
   // batches held at most). With batches_in_flight 1 the fetcher is never called twice at once;
   // with more it is called from several threads at once (a registry client's connection pool).
@@ -96,7 +109,7 @@ struct StorePullReport {
   Digest diff_id;
   std::uint64_t tar_bytes = 0;
   std::uint64_t fetched_bytes = 0;      // by the ranges (metadata not included)
-  std::uint64_t batches = 0;            // fetch batches (each one RangeBatchFetcher call)
+  std::uint64_t batches = 0;            // fetch batches (one fetcher or streamer call each)
   std::uint64_t max_batch_bytes = 0;    // the largest batch (two are held at most)
   std::uint64_t adopted_frames = 0;     // chunks stored with their fetched zstd frame as-is
   std::uint64_t compressed_chunks = 0;  // chunks compressed here (eStargz gzip, odd frames, splits)

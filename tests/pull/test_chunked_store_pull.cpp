@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "core/pull/batched_blob.h"
 #include "strata/engine.h"
 #include "strata/fastpull.h"
 #include "strata/store.h"
@@ -1043,6 +1046,246 @@ TEST(ChunkedStorePull, TheFuzzSeedWithPetabytesOfZerosIsRefusedByThePlanner) {
   auto plan = plan_pull(*toc, {});
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.error().code, ErrorCode::kLimitExceeded) << plan.error().to_string();
+}
+
+// ---- streamed batches (StorePullOptions::stream) ------------------------------------------------
+
+struct StreamLog {
+  std::uint64_t calls = 0;
+  std::uint64_t bytes = 0;
+  std::vector<std::uint64_t> lengths;  // per call, in call order
+};
+
+// A RangeStreamer over a blob in memory: each range is handed to the sink in `slice`-byte parts.
+// Call `fail_call` (counted from 1) breaks off after half its bytes with an error (a connection
+// the retries could not save) or, with `short_answer`, returns having delivered one byte less.
+RangeStreamer memory_streamer(const std::vector<std::uint8_t>& blob, std::mutex& mutex,
+                              StreamLog& log, std::size_t slice, std::uint64_t fail_call = 0,
+                              bool short_answer = false) {
+  return [&blob, &mutex, &log, slice, fail_call, short_answer](
+             const ByteRange& range, const RangeSink& sink) -> Result<void> {
+    std::uint64_t call = 0;
+    {
+      std::lock_guard lock(mutex);
+      call = ++log.calls;
+      log.lengths.push_back(range.length);
+    }
+    if (range.offset > blob.size() || range.length > blob.size() - range.offset) {
+      return make_error(ErrorCode::kCorruptInput, "range outside the blob");
+    }
+    std::uint64_t end = range.length;
+    if (call == fail_call) end = short_answer ? range.length - 1 : range.length / 2;
+    for (std::uint64_t at = 0; at < end; at += slice) {
+      const std::uint64_t n = std::min<std::uint64_t>(slice, end - at);
+      STRATA_TRY(sink(ByteSpan(blob).subspan(range.offset + at, n)));
+      std::lock_guard lock(mutex);
+      log.bytes += n;
+    }
+    if (call == fail_call && !short_answer) {
+      return make_error(ErrorCode::kIo, "connection reset mid-range, retries spent");
+    }
+    return {};
+  };
+}
+
+TEST(ChunkedStorePull, ALongRunStreamsInFewRequestsAndRebuildsTheSameLayer) {
+  const MadeTar made = make_tar(51, 6, 400'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->ranges.size(), 1U);  // a cold pull: one run of missing chunks
+  // Without prefetch (fetched on the asking thread), one request at a time, and two in flight.
+  for (const std::size_t in_flight : {std::size_t{0}, std::size_t{1}, std::size_t{2}}) {
+    SCOPED_TRACE("in flight " + std::to_string(in_flight));
+    StoreDir dir;
+    ChunkStore store = dir.open();
+    std::mutex mutex;
+    StreamLog streamed;
+    BatchLog batched;
+    StorePullOptions options;
+    options.batch_bytes = 128 << 10;
+    options.stream_batch_bytes = 1 << 20;
+    options.prefetch = in_flight != 0;
+    options.batches_in_flight = std::max<std::size_t>(in_flight, 1);
+    options.stream = memory_streamer(layer.blob, mutex, streamed, 4093);
+    auto pulled = pull_chunked_layer_into_store(
+        store, *toc, *plan, shared_fetcher(layer.blob, mutex, batched), layer.diff_id, options);
+    ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+    EXPECT_EQ(batched.calls, 0U);
+    // About 2.4 MiB in requests of at most 1 MiB: three, not the twenty 128 KiB batches.
+    EXPECT_EQ(streamed.calls,
+              (plan->fetch_bytes + options.stream_batch_bytes - 1) / options.stream_batch_bytes);
+    for (const std::uint64_t length : streamed.lengths) {
+      EXPECT_LE(length, options.stream_batch_bytes);
+    }
+    EXPECT_EQ(pulled->batches, streamed.calls);
+    EXPECT_LE(pulled->max_batch_bytes, options.stream_batch_bytes);
+    EXPECT_EQ(streamed.bytes, plan->fetch_bytes);
+    EXPECT_EQ(pulled->adopted_frames, made.chunks.size());
+    EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
+    auto verified = store.verify();
+    ASSERT_TRUE(verified.ok());
+    EXPECT_TRUE(verified->clean());
+  }
+}
+
+TEST(ChunkedStorePull, AStreamThatBreaksOffOrComesUpShortCommitsNothing) {
+  const MadeTar made = make_tar(53, 6, 400'000, 65'536);
+  const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, {});
+  ASSERT_TRUE(plan.ok());
+  StorePullOptions options;
+  options.batch_bytes = 128 << 10;
+  options.stream_batch_bytes = 512 << 10;
+  options.batches_in_flight = 2;
+  const std::uint64_t requests =
+      (plan->fetch_bytes + options.stream_batch_bytes - 1) / options.stream_batch_bytes;
+  ASSERT_GT(requests, 3U);
+  for (const bool short_answer : {false, true}) {
+    for (const std::uint64_t bad_call : {std::uint64_t{1}, requests / 2, requests}) {
+      SCOPED_TRACE((short_answer ? "short call " : "broken call ") + std::to_string(bad_call));
+      StoreDir dir;
+      ChunkStore store = dir.open();
+      std::mutex mutex;
+      StreamLog streamed;
+      BatchLog batched;
+      options.stream = memory_streamer(layer.blob, mutex, streamed, 8191, bad_call, short_answer);
+      auto pulled = pull_chunked_layer_into_store(
+          store, *toc, *plan, shared_fetcher(layer.blob, mutex, batched), layer.diff_id, options);
+      ASSERT_FALSE(pulled.ok());
+      EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
+      EXPECT_NE(pulled.error().message.find(short_answer ? "bytes" : "connection reset"),
+                std::string::npos)
+          << pulled.error().to_string();
+      EXPECT_GE(streamed.calls, bad_call);
+      expect_nothing_committed(store);
+    }
+  }
+}
+
+TEST(ChunkedStorePull, ShortRangesGoInMultiRangeBatchesBesideStreams) {
+  // v2: all of file 2 rewritten (four 64 KiB chunks: one run of 256 KiB, streamed) and the second
+  // chunk of file 0 (one 64 KiB range, under the first batch limit: a multi-range batch).
+  const MadeTar first = make_tar(57, 4, 262'144, 65'536);
+  const ChunkedBlob v1 = write_layer(first, ChunkedFormat::kZstdChunked);
+  MadeTar second = make_tar(57, 4, 262'144, 65'536);
+  const MadeTar changed = make_tar(157, 4, 262'144, 65'536);  // seeds 157.. are new content
+  const std::uint64_t file_stride = 512 + 262'144;
+  const auto rewrite = [&](std::uint64_t at, std::uint64_t length) {
+    std::copy_n(changed.tar.begin() + static_cast<std::ptrdiff_t>(at), length,
+                second.tar.begin() + static_cast<std::ptrdiff_t>(at));
+  };
+  const std::uint64_t file0 = 512 + 512;
+  const std::uint64_t file2 = 512 + 2 * file_stride + 512;
+  rewrite(file0 + 65'536, 65'536);
+  rewrite(file2, 262'144);
+  for (TarChunk& chunk : second.chunks) {
+    chunk.digest = sha256_of(ByteSpan(second.tar).subspan(chunk.tar_offset, chunk.length));
+  }
+  const ChunkedBlob v2 = write_layer(second, ChunkedFormat::kZstdChunked);
+  StoreDir dir;
+  ChunkStore store = dir.open();
+  ASSERT_TRUE(pull(store, v1).report.ok());
+  auto toc = read_chunked_toc(v2.blob.size(), v2.annotations, memory_fetcher(v2.blob));
+  ASSERT_TRUE(toc.ok());
+  auto plan = plan_pull(*toc, [&](const Digest& digest) { return store.contains(digest); });
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->ranges.size(), 2U);
+  StorePullOptions options;
+  options.first_batch_bytes = 128 << 10;
+  options.batches_in_flight = 2;
+  std::mutex mutex;
+  StreamLog streamed;
+  BatchLog batched;
+  options.stream = memory_streamer(v2.blob, mutex, streamed, 1000);
+  auto pulled = pull_chunked_layer_into_store(
+      store, *toc, *plan, shared_fetcher(v2.blob, mutex, batched), v2.diff_id, options);
+  ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
+  EXPECT_EQ(batched.calls, 1U);
+  EXPECT_EQ(batched.bytes, plan->ranges[0].length);
+  ASSERT_EQ(streamed.calls, 1U);
+  EXPECT_EQ(streamed.lengths[0], plan->ranges[1].length);
+  EXPECT_EQ(pulled->adopted_frames, 5U);
+  EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+// The batches themselves (detail::BatchedBlob): a piece of a streamed batch is served as soon as
+// its bytes are in, while the rest of the batch is still on its way.
+TEST(BatchedBlob, APieceIsServedOnceItsBytesArriveNotWhenItsBatchEnds) {
+  const std::vector<std::uint8_t> blob = test::splitmix64_bytes(61, 1000);
+  std::mutex mutex;
+  std::condition_variable resume;
+  bool served_first = false;
+  bool stream_resumed = false;
+  const RangeStreamer stream = [&](const ByteRange& range, const RangeSink& sink) -> Result<void> {
+    STRATA_TRY(sink(ByteSpan(blob).subspan(range.offset, 400)));
+    {
+      // Held until the first piece was served (or 10 s: a serve that waits for the whole batch
+      // then fails the test below instead of hanging it).
+      std::unique_lock lock(mutex);
+      resume.wait_for(lock, std::chrono::seconds(10), [&] { return served_first; });
+      stream_resumed = true;
+    }
+    return sink(ByteSpan(blob).subspan(range.offset + 400, range.length - 400));
+  };
+  const RangeBatchFetcher unused = [](std::span<const ByteRange>) {
+    return Result<std::vector<std::vector<std::uint8_t>>>(
+        make_error(ErrorCode::kInternal, "no multi-range batch here"));
+  };
+  StorePullReport report;
+  detail::BatchedBlob batched(unused, stream, {detail::FetchBatch{{ByteRange{0, 1000}}, true}},
+                              blob.size(), 2, report);
+  batched.start();
+  auto first = batched.bytes_of(0, 300);
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_FALSE(stream_resumed);
+    served_first = true;
+  }
+  resume.notify_all();
+  EXPECT_TRUE(std::equal(first->bytes.begin(), first->bytes.end(), blob.begin()));
+  auto rest = batched.bytes_of(300, 1000);
+  ASSERT_TRUE(rest.ok()) << rest.error().to_string();
+  EXPECT_TRUE(std::equal(rest->bytes.begin(), rest->bytes.end(), blob.begin() + 300));
+  EXPECT_EQ(report.batches, 1U);
+  EXPECT_EQ(report.fetched_bytes, 1000U);
+}
+
+// A stream that fails after every byte its pieces needed arrived is still an error: the next
+// piece asked for (in a later batch) gets it.
+TEST(BatchedBlob, AStreamFailingAfterItsLastPieceIsReportedWhenTheAskerMovesOn) {
+  const std::vector<std::uint8_t> blob = test::splitmix64_bytes(63, 1000);
+  const RangeStreamer stream = [&](const ByteRange& range, const RangeSink& sink) -> Result<void> {
+    STRATA_TRY(sink(ByteSpan(blob).subspan(range.offset, range.length)));
+    if (range.offset == 0) return make_error(ErrorCode::kIo, "trailer of the first request lost");
+    return {};
+  };
+  const RangeBatchFetcher unused = [](std::span<const ByteRange>) {
+    return Result<std::vector<std::vector<std::uint8_t>>>(
+        make_error(ErrorCode::kInternal, "no multi-range batch here"));
+  };
+  StorePullReport report;
+  detail::BatchedBlob batched(unused, stream,
+                              {detail::FetchBatch{{ByteRange{0, 500}}, true},
+                               detail::FetchBatch{{ByteRange{500, 500}}, true}},
+                              blob.size(), 1, report);
+  batched.start();
+  auto first = batched.bytes_of(0, 500);
+  if (first.ok()) {  // served before the stream ended, or the stream's error: either is right
+    auto next = batched.bytes_of(500, 600);
+    ASSERT_FALSE(next.ok());
+    EXPECT_NE(next.error().message.find("trailer"), std::string::npos) << next.error().message;
+  } else {
+    EXPECT_NE(first.error().message.find("trailer"), std::string::npos) << first.error().message;
+  }
 }
 
 }  // namespace

@@ -488,9 +488,9 @@ TEST(HostileRegistry, AStalledRangeEndsAChunkedPullNamingTheBlobAndCommitsNothin
   EXPECT_EQ(stats->chunks, 0U);
 }
 
-// Several range batches are in flight from the start: a later one whose 206 answer comes back a
-// byte short (the registry's Content-Range says more) must end the pull with an error naming the
-// layer blob, after the batches around it were fetched, and leave nothing in the store.
+// The layer's one run of chunks streams in 1 MiB requests: a later one whose 206 answer comes back
+// a byte short (the registry's Content-Range says more) must end the pull with an error naming the
+// layer blob, after the requests before it were served, and leave nothing in the store.
 TEST(HostileRegistry, AShortRangeInALaterBatchEndsAChunkedPullNamingTheBlobAndCommitsNothing) {
   test::TempDir work;
   std::vector<std::uint8_t> tar;
@@ -541,10 +541,12 @@ TEST(HostileRegistry, AShortRangeInALaterBatchEndsAChunkedPullNamingTheBlobAndCo
   ASSERT_TRUE(reference.ok());
   PullOptions pull_options;
   pull_options.work_directory = work.path();
+  pull_options.stream_batch_bytes = 1 << 20;
   auto pulled = pull_image(*client, *reference, &store, nullptr, "v1", pull_options);
   ASSERT_FALSE(pulled.ok());
   EXPECT_NE(pulled.error().message.find(layer.digest.to_string()), std::string::npos)
       << pulled.error().to_string();
+  EXPECT_NE(pulled.error().message.find("bytes"), std::string::npos) << pulled.error().to_string();
   EXPECT_GE(data_ranges.load(), 3);
   auto stats = store.stats();
   ASSERT_TRUE(stats.ok());

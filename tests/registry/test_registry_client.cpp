@@ -474,5 +474,118 @@ TEST(RegistryClientBlobSize, SymlinkPlantedAtThePartialPathIsNotWrittenThrough) 
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
+// stream_range: the bytes reach the sink in order, each once, whatever the registry does with the
+// connection or the Range header.
+struct StreamedRange {
+  std::string bytes;
+  std::size_t calls = 0;
+  Result<void> result = make_error(ErrorCode::kInternal, "not streamed");
+};
+
+StreamedRange stream_range_from(const ScriptedServer& server, const Digest& digest,
+                                std::uint64_t offset, std::uint64_t length) {
+  StreamedRange streamed;
+  auto client = RegistryClient::create(server.host(), quick_options());
+  EXPECT_TRUE(client.ok());
+  if (!client.ok()) return streamed;
+  streamed.result = client->stream_range("app", digest, offset, length, [&](ByteSpan bytes) {
+    streamed.bytes.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    ++streamed.calls;
+    return Result<void>{};
+  });
+  return streamed;
+}
+
+const std::string kStreamBlob = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+Digest stream_blob_digest() {
+  return sha256_of(
+      ByteSpan(reinterpret_cast<const std::uint8_t*>(kStreamBlob.data()), kStreamBlob.size()));
+}
+
+TEST(RegistryClientStreamRange, DroppedConnectionResumesOneByteEarlyAndEachByteArrivesOnce) {
+  // Bytes 10..39 asked; the first answer announces 30 bytes and drops after 12; the resumption
+  // asks from byte 21 (one before the first not delivered) and gets the rest.
+  ScriptedServer server(
+      {"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 10-39/62\r\nContent-Length: 30\r\n"
+       "Connection: close\r\n\r\n" +
+           kStreamBlob.substr(10, 12),
+       response("206 Partial Content", "Content-Range: bytes 21-39/62\r\n",
+                kStreamBlob.substr(21, 19))});
+  const StreamedRange streamed = stream_range_from(server, stream_blob_digest(), 10, 30);
+  ASSERT_TRUE(streamed.result.ok()) << streamed.result.error().to_string();
+  EXPECT_EQ(streamed.bytes, kStreamBlob.substr(10, 30));
+  const auto requests = server.request_lines();
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_NE(requests[0].find("Range: bytes=10-39"), std::string::npos) << requests[0];
+  EXPECT_NE(requests[1].find("Range: bytes=21-39"), std::string::npos) << requests[1];
+}
+
+TEST(RegistryClientStreamRange, AResumptionWhoseFirstByteDisagreesIsRefused) {
+  std::string changed = kStreamBlob.substr(21, 19);
+  changed[0] = '#';
+  ScriptedServer server(
+      {"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 10-39/62\r\nContent-Length: 30\r\n"
+       "Connection: close\r\n\r\n" +
+           kStreamBlob.substr(10, 12),
+       response("206 Partial Content", "Content-Range: bytes 21-39/62\r\n", changed)});
+  const StreamedRange streamed = stream_range_from(server, stream_blob_digest(), 10, 30);
+  ASSERT_FALSE(streamed.result.ok());
+  EXPECT_EQ(streamed.result.error().code, ErrorCode::kCorruptInput);
+  EXPECT_NE(streamed.result.error().message.find("disagrees"), std::string::npos)
+      << streamed.result.error().message;
+  EXPECT_EQ(streamed.bytes, kStreamBlob.substr(10, 12));  // nothing after the disagreement
+}
+
+TEST(RegistryClientStreamRange, ARegistryIgnoringRangeHasTheBytesCutOutOfTheWholeBlob) {
+  ScriptedServer server({response("200 OK", "", kStreamBlob)});
+  const StreamedRange streamed = stream_range_from(server, stream_blob_digest(), 5, 20);
+  ASSERT_TRUE(streamed.result.ok()) << streamed.result.error().to_string();
+  EXPECT_EQ(streamed.bytes, kStreamBlob.substr(5, 20));
+}
+
+TEST(RegistryClientStreamRange, AnAnswerForOtherBytesOrTooFewIsCorruptInput) {
+  {
+    ScriptedServer server({response("206 Partial Content", "Content-Range: bytes 11-40/62\r\n",
+                                    kStreamBlob.substr(11, 30))});
+    const StreamedRange streamed = stream_range_from(server, stream_blob_digest(), 10, 30);
+    ASSERT_FALSE(streamed.result.ok());
+    EXPECT_EQ(streamed.result.error().code, ErrorCode::kCorruptInput);
+    EXPECT_NE(streamed.result.error().message.find("Content-Range"), std::string::npos)
+        << streamed.result.error().message;
+    EXPECT_TRUE(streamed.bytes.empty());
+  }
+  {
+    ScriptedServer server({response("206 Partial Content", "Content-Range: bytes 10-39/62\r\n",
+                                    kStreamBlob.substr(10, 25))});
+    const StreamedRange streamed = stream_range_from(server, stream_blob_digest(), 10, 30);
+    ASSERT_FALSE(streamed.result.ok());
+    EXPECT_EQ(streamed.result.error().code, ErrorCode::kCorruptInput);
+    EXPECT_NE(streamed.result.error().message.find("25 of 30"), std::string::npos)
+        << streamed.result.error().message;
+  }
+  {
+    ScriptedServer server({response("206 Partial Content", "Content-Range: bytes 10-39/62\r\n",
+                                    kStreamBlob.substr(10, 40))});
+    const StreamedRange streamed = stream_range_from(server, stream_blob_digest(), 10, 30);
+    ASSERT_FALSE(streamed.result.ok());
+    EXPECT_EQ(streamed.result.error().code, ErrorCode::kCorruptInput);
+    EXPECT_LE(streamed.bytes.size(), 30U);
+  }
+}
+
+TEST(RegistryClientStreamRange, ASinkErrorEndsTheTransferAndIsReturned) {
+  ScriptedServer server(
+      {response("206 Partial Content", "Content-Range: bytes 0-61/62\r\n", kStreamBlob)});
+  auto client = RegistryClient::create(server.host(), quick_options());
+  ASSERT_TRUE(client.ok());
+  auto streamed = client->stream_range(
+      "app", stream_blob_digest(), 0, kStreamBlob.size(),
+      [](ByteSpan) -> Result<void> { return make_error(ErrorCode::kLimitExceeded, "enough"); });
+  ASSERT_FALSE(streamed.ok());
+  EXPECT_EQ(streamed.error().code, ErrorCode::kLimitExceeded);
+  EXPECT_EQ(server.request_lines().size(), 1U);  // not retried
+}
+
 }  // namespace
 }  // namespace strata::registry

@@ -1,0 +1,300 @@
+// The fetched bytes of a chunked-layer pull, batch by batch (batched_blob.h). Requests run on
+// std::async threads; one mutex guards which batches are held and how far each streamed batch has
+// arrived, and one condition variable wakes the asker when bytes arrive or a request ends. A
+// streamed batch's buffer is allocated whole when its request starts (its limit bounds it) and
+// filled front to back by the streamer's sink, so the asker reads only below the arrived mark
+// while the sink writes above it. Rests on strata/store_pull.h and the standard library.
+#include "core/pull/batched_blob.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string>
+
+namespace strata::fastpull::detail {
+
+struct BatchedBlob::Fetched {
+  std::vector<std::vector<std::uint8_t>> whole;  // a whole batch: its ranges, once done
+  std::unique_ptr<std::uint8_t[]> streamed;      // a streamed batch: its range, front to back
+  // Guarded by BatchedBlob::mutex_.
+  std::uint64_t arrived = 0;  // bytes of `streamed` in
+  bool done = false;
+  std::optional<Error> error;
+};
+
+namespace {
+
+// The plan's ranges cut at piece boundaries into units of about `first` bytes (a piece never
+// spans two units); each unit knows whether its range is streamed.
+struct Unit {
+  ByteRange range;
+  bool streamed = false;
+};
+
+std::vector<Unit> units_of(const PullPlan& plan, std::uint64_t first, bool stream) {
+  std::vector<Unit> units;
+  std::size_t next_piece = 0;
+  for (const ByteRange& range : plan.ranges) {
+    const bool streamed = stream && range.length >= first;
+    const std::uint64_t range_end = range.offset + range.length;
+    while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= range.offset) {
+      ++next_piece;
+    }
+    std::uint64_t start = range.offset;
+    std::uint64_t cut = range.offset;
+    while (cut < range_end) {
+      while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= cut) ++next_piece;
+      const std::uint64_t piece_end = next_piece < plan.pieces.size()
+                                          ? std::min(plan.pieces[next_piece].end, range_end)
+                                          : range_end;
+      if (piece_end - start > first && cut > start) {
+        units.push_back(Unit{ByteRange{start, cut - start}, streamed});
+        start = cut;
+      }
+      cut = piece_end;
+    }
+    units.push_back(Unit{ByteRange{start, range_end - start}, streamed});
+  }
+  return units;
+}
+
+}  // namespace
+
+Result<std::vector<FetchBatch>> batches_of(const PullPlan& plan, const StorePullOptions& options) {
+  const std::uint64_t limit = std::max<std::uint64_t>(options.batch_bytes, 1);
+  const std::uint64_t first = std::clamp<std::uint64_t>(options.first_batch_bytes, 1, limit);
+  const std::uint64_t stream_limit = std::max<std::uint64_t>(options.stream_batch_bytes, 1);
+  const std::vector<Unit> units = units_of(plan, first, static_cast<bool>(options.stream));
+  std::uint64_t left = 0;
+  for (const Unit& unit : units) {
+    if (unit.range.length > kMaxPieceBytes) {
+      return make_error(ErrorCode::kUnsupported, "blob piece at offset " +
+                                                     std::to_string(unit.range.offset) + " is " +
+                                                     std::to_string(unit.range.length) +
+                                                     " bytes, more than a pull holds at once");
+    }
+    left += unit.range.length;
+  }
+  std::vector<FetchBatch> batches;
+  std::uint64_t batch_bytes = 0;
+  std::uint64_t batch_limit = 0;
+  std::uint64_t ramp = first;
+  const std::size_t max_ranges = std::max<std::size_t>(options.max_ranges_per_batch, 1);
+  for (const Unit& unit : units) {
+    const bool same_kind = !batches.empty() && batches.back().streamed == unit.streamed;
+    const std::uint64_t fits = unit.streamed ? stream_limit : batch_limit;
+    const bool joins = same_kind && batch_bytes + unit.range.length <= fits;
+    ByteRange* last = batches.empty() ? nullptr : &batches.back().ranges.back();
+    if (joins && last->offset + last->length == unit.range.offset) {
+      last->length += unit.range.length;  // touches the last range: one range
+    } else if (joins && !unit.streamed && batches.back().ranges.size() < max_ranges) {
+      batches.back().ranges.push_back(unit.range);
+    } else {
+      if (!unit.streamed) {
+        batch_limit = std::min({limit, ramp, std::max(first, left / 4)});
+        ramp = std::min(limit, ramp * 2);
+      }
+      batches.push_back(FetchBatch{{unit.range}, unit.streamed});
+      batch_bytes = 0;
+    }
+    batch_bytes += unit.range.length;
+    left -= unit.range.length;
+  }
+  return batches;
+}
+
+Result<void> check_fetched_ranges(std::span<const ByteRange> units,
+                                  const std::vector<std::vector<std::uint8_t>>& fetched,
+                                  const char* what) {
+  if (fetched.size() != units.size()) {
+    return make_error(ErrorCode::kInternal, "range fetcher returned a different range count");
+  }
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    if (fetched[i].size() != units[i].length) {
+      return make_error(ErrorCode::kIo, std::string(what) + " at " +
+                                            std::to_string(units[i].offset) + ": fetched " +
+                                            std::to_string(fetched[i].size()) + " of " +
+                                            std::to_string(units[i].length) + " bytes");
+    }
+  }
+  return {};
+}
+
+BatchedBlob::BatchedBlob(const RangeBatchFetcher& fetch, const RangeStreamer& stream,
+                         std::vector<FetchBatch> batches, std::uint64_t blob_size,
+                         std::size_t in_flight, StorePullReport& report)
+    : fetch_(fetch),
+      stream_(stream),
+      batches_(std::move(batches)),
+      blob_size_(blob_size),
+      in_flight_(in_flight),
+      report_(report),
+      fetched_(batches_.size()) {}
+
+BatchedBlob::~BatchedBlob() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;  // no request starts after this; streams end at their next bytes
+  }
+  for (auto& request : requests_) request.wait();
+}
+
+double BatchedBlob::fetch_seconds() const {
+  return static_cast<double>(fetch_nanoseconds_.load()) / 1e9;
+}
+
+void BatchedBlob::start() {
+  std::unique_lock lock(mutex_);
+  launch_ready(lock);
+}
+
+HeldBytesSource BatchedBlob::source() {
+  return [this](std::uint64_t offset, std::uint64_t end) { return bytes_of(offset, end); };
+}
+
+void BatchedBlob::launch_ready(std::unique_lock<std::mutex>& lock) {
+  (void)lock;  // held by the caller
+  while (in_flight_ != 0 && !stopping_ && next_launch_ < batches_.size() && running_ < in_flight_ &&
+         !stream_running_ && next_launch_ <= current_ + in_flight_) {
+    const bool streamed = batches_[next_launch_].streamed;
+    if (streamed && running_ != 0) break;  // a stream starts once the requests before it end
+    // One streamed batch ahead of the one being decoded keeps the link busy (each is large).
+    if (streamed && next_launch_ > current_ + 1) break;
+    const std::size_t index = next_launch_++;
+    auto held = std::make_shared<Fetched>();
+    fetched_[index] = held;
+    ++running_;
+    stream_running_ = streamed;
+    requests_.push_back(std::async(std::launch::async, [this, index, held] { run(index, held); }));
+  }
+}
+
+void BatchedBlob::run(std::size_t index, const std::shared_ptr<Fetched>& held) {
+  const FetchBatch& batch = batches_[index];
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<Error> failure;
+  for (const ByteRange& range : batch.ranges) {
+    if (range.offset > blob_size_ || range.length > blob_size_ - range.offset) {
+      failure = make_error(ErrorCode::kInvalidArgument, "plan range outside the blob");
+    }
+  }
+  if (!failure && batch.streamed && !stream_) {
+    failure = make_error(ErrorCode::kInternal, "streamed batch without a streamer");
+  }
+  if (!failure && batch.streamed) {
+    const ByteRange range = batch.ranges.front();
+    held->streamed = std::make_unique_for_overwrite<std::uint8_t[]>(range.length);
+    std::uint64_t received = 0;
+    auto streamed = stream_(range, [&](ByteSpan bytes) -> Result<void> {
+      if (stopping_.load(std::memory_order_relaxed)) {
+        return make_error(ErrorCode::kIo, "pull stopped");
+      }
+      if (bytes.size() > range.length - received) {
+        return make_error(ErrorCode::kIo, "range at " + std::to_string(range.offset) +
+                                              ": more than its " + std::to_string(range.length) +
+                                              " bytes arrived");
+      }
+      std::memcpy(held->streamed.get() + received, bytes.data(), bytes.size());
+      received += bytes.size();
+      {
+        std::lock_guard lock(mutex_);
+        held->arrived = received;
+      }
+      changed_.notify_all();
+      return {};
+    });
+    if (!streamed) {
+      failure = std::move(streamed).error();
+    } else if (received != range.length) {
+      failure = make_error(ErrorCode::kIo, "range at " + std::to_string(range.offset) +
+                                               ": fetched " + std::to_string(received) + " of " +
+                                               std::to_string(range.length) + " bytes");
+    }
+  } else if (!failure) {
+    auto fetched = fetch_(batch.ranges);
+    if (!fetched) {
+      failure = std::move(fetched).error();
+    } else if (auto checked = check_fetched_ranges(batch.ranges, *fetched, "range"); !checked) {
+      failure = std::move(checked).error();
+    } else {
+      held->whole = std::move(*fetched);
+    }
+  }
+  fetch_nanoseconds_.fetch_add(static_cast<std::uint64_t>(
+      std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count()));
+  std::unique_lock lock(mutex_);
+  held->done = true;
+  held->error = std::move(failure);
+  if (in_flight_ != 0) {
+    --running_;
+    if (batch.streamed) stream_running_ = false;
+    launch_ready(lock);
+  }
+  changed_.notify_all();
+}
+
+Result<void> BatchedBlob::move_past_current(std::unique_lock<std::mutex>& lock) {
+  const std::shared_ptr<Fetched> held = fetched_[current_];
+  if (held) {
+    changed_.wait(lock, [&] { return held->done; });
+    if (held->error) return *held->error;
+  }
+  fetched_[current_].reset();
+  ++current_;
+  current_counted_ = false;
+  launch_ready(lock);
+  return {};
+}
+
+Result<HeldBytes> BatchedBlob::bytes_of(std::uint64_t offset, std::uint64_t end) {
+  std::unique_lock lock(mutex_);
+  while (current_ < batches_.size()) {
+    const FetchBatch& batch = batches_[current_];
+    const std::vector<ByteRange>& ranges = batch.ranges;
+    const auto found = std::upper_bound(
+        ranges.begin(), ranges.end(), offset,
+        [](std::uint64_t at, const ByteRange& range) { return at < range.offset; });
+    if (found != ranges.begin() && end <= std::prev(found)->offset + std::prev(found)->length) {
+      const auto unit = static_cast<std::size_t>(found - ranges.begin()) - 1;
+      const std::uint64_t from = offset - ranges[unit].offset;
+      if (!fetched_[current_] && in_flight_ == 0) {  // fetched here, on the asking thread
+        auto held = std::make_shared<Fetched>();
+        fetched_[current_] = held;
+        lock.unlock();
+        run(current_, held);
+        lock.lock();
+      }
+      const std::size_t index = current_;
+      if (!fetched_[index]) launch_ready(lock);
+      if (!fetched_[index]) {
+        return make_error(ErrorCode::kInternal, "batch " + std::to_string(index) + " not started");
+      }
+      changed_.wait(lock, [&] {
+        const auto& held = fetched_[index];
+        return held &&
+               (held->done || (batch.streamed && held->arrived >= end - ranges[unit].offset));
+      });
+      const std::shared_ptr<Fetched> held = fetched_[index];
+      if (held->error) return *held->error;
+      if (!current_counted_) {
+        current_counted_ = true;
+        std::uint64_t total = 0;
+        for (const ByteRange& range : ranges) total += range.length;
+        ++report_.batches;
+        report_.fetched_bytes += total;
+        report_.max_batch_bytes = std::max(report_.max_batch_bytes, total);
+      }
+      const ByteSpan bytes = batch.streamed ? ByteSpan(held->streamed.get(), ranges[unit].length)
+                                            : ByteSpan(held->whole[unit]);
+      return HeldBytes{bytes.subspan(from, end - offset), held};
+    }
+    const ByteRange& last = ranges.back();
+    if (offset < last.offset + last.length) break;  // not in this batch's ranges
+    STRATA_TRY(move_past_current(lock));
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    "plan does not fetch the piece at offset " + std::to_string(offset));
+}
+
+}  // namespace strata::fastpull::detail
