@@ -33,6 +33,10 @@ inline constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{96} << 20U;
 struct FetchBatch {
   std::vector<ByteRange> ranges;
   bool streamed = false;  // one range, through the streamer
+  // Streamed: where each unit of the range ends, from its start. Each unit gets a buffer of its own
+  // (no piece spans two), let go once the pieces in it are: memory is taken back as the batch is
+  // decoded, not when it ends.
+  std::vector<std::uint64_t> unit_ends;
 };
 
 // The plan's ranges cut at piece boundaries and grouped into batches (a unit holding one piece
@@ -78,6 +82,7 @@ class BatchedBlob {
   Result<HeldBytes> bytes_of(std::uint64_t offset, std::uint64_t end);
 
   struct Fetched;
+  class BufferPool;
 
  private:
   void launch_ready(std::unique_lock<std::mutex>& lock);
@@ -92,6 +97,7 @@ class BatchedBlob {
   StorePullReport& report_;
   std::atomic<std::uint64_t> fetch_nanoseconds_{0};
   std::atomic<bool> stopping_{false};
+  std::shared_ptr<BufferPool> pool_;  // shared with the batches, which may outlive this
 
   std::mutex mutex_;
   std::condition_variable changed_;                // bytes arrived, a request ended

@@ -1240,7 +1240,8 @@ TEST(BatchedBlob, APieceIsServedOnceItsBytesArriveNotWhenItsBatchEnds) {
         make_error(ErrorCode::kInternal, "no multi-range batch here"));
   };
   StorePullReport report;
-  detail::BatchedBlob batched(unused, stream, {detail::FetchBatch{{ByteRange{0, 1000}}, true}},
+  detail::BatchedBlob batched(unused, stream,
+                              {detail::FetchBatch{{ByteRange{0, 1000}}, true, {300, 1000}}},
                               blob.size(), 2, report);
   batched.start();
   auto first = batched.bytes_of(0, 300);
@@ -1274,8 +1275,8 @@ TEST(BatchedBlob, AStreamFailingAfterItsLastPieceIsReportedWhenTheAskerMovesOn) 
   };
   StorePullReport report;
   detail::BatchedBlob batched(unused, stream,
-                              {detail::FetchBatch{{ByteRange{0, 500}}, true},
-                               detail::FetchBatch{{ByteRange{500, 500}}, true}},
+                              {detail::FetchBatch{{ByteRange{0, 500}}, true, {500}},
+                               detail::FetchBatch{{ByteRange{500, 500}}, true, {500}}},
                               blob.size(), 1, report);
   batched.start();
   auto first = batched.bytes_of(0, 500);
