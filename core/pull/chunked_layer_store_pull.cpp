@@ -275,6 +275,9 @@ class StorePull {
     recipe.set_diff_id(expected_diff_id);
     auto serialized =
         std::async(std::launch::async, [&recipe] { return serialize_recipe(recipe); });
+    // The headers are checked while the diff_id's thread hashes the last bytes; a wrong diff_id
+    // is still the error reported first.
+    const Result<std::uint64_t> checked = check_headers(recipe);
     const Digest diff_id = diff_id_.finish();
     report_.stages.diff_id = diff_id_.hash_seconds();
     report_.diff_id = diff_id;
@@ -284,15 +287,8 @@ class StorePull {
                                                         " differs from diff_id " +
                                                         expected_diff_id.to_string());
     }
-    RecipeShapeSource shape(recipe);
-    auto entries = detail::read_tar_entries(shape);
-    if (!entries) return std::move(entries).error();
-    auto checked = detail::check_toc_against_entries(layer_, *entries);
-    if (!checked) return std::move(checked).error();
+    if (!checked) return checked.error();
     report_.entries_checked = *checked;
-    if (!plan_.headers_from_tar_split && !layer_.tar_split.empty()) {
-      STRATA_TRY(check_tar_split_against_recipe(layer_.tar_split, recipe));
-    }
     LayerRecord record;
     record.diff_id = diff_id;
     record.layer_digest = diff_id;  // the blob's digest is unverified here (StorePullOptions)
@@ -311,6 +307,20 @@ class StorePull {
   }
 
  private:
+  // The TOC (and a tar-split the rebuild did not follow) against the rebuilt tar's headers, read
+  // from the recipe: the entries checked.
+  Result<std::uint64_t> check_headers(const Recipe& recipe) {
+    RecipeShapeSource shape(recipe);
+    auto entries = detail::read_tar_entries(shape);
+    if (!entries) return std::move(entries).error();
+    auto checked = detail::check_toc_against_entries(layer_, *entries);
+    if (!checked) return std::move(checked).error();
+    if (!plan_.headers_from_tar_split && !layer_.tar_split.empty()) {
+      STRATA_TRY(check_tar_split_against_recipe(layer_.tar_split, recipe));
+    }
+    return *checked;
+  }
+
   // Current zstd:chunked: the tar-split gives every header and padding byte; file bodies are the
   // TOC's chunks in order, and every tar-split file must end on a chunk boundary.
   Result<void> run_from_tar_split() {
