@@ -128,6 +128,10 @@ Result<Database> Database::open(const std::string& path, bool create, int busy_t
   // chunk rows) stays in memory until the commit writes it to the WAL once, instead of spilling
   // pages mid-transaction and writing them again (a 153 MB layer: 1295 -> 721 WAL frames).
   STRATA_TRY(database.execute("PRAGMA cache_size=-16384"));
+  // Temporary tables and indices (a commit's statements over all of a layer's chunk digests) in
+  // memory, not in a temp file created, written and deleted per commit (a 3.8 K-chunk layer's
+  // commit wrote ~300 KB there in 120 writes).
+  STRATA_TRY(database.execute("PRAGMA temp_store=MEMORY"));
   return database;
 }
 
