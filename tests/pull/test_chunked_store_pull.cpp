@@ -1088,13 +1088,38 @@ RangeStreamer memory_streamer(const std::vector<std::uint8_t>& blob, std::mutex&
   };
 }
 
+// The store exports `tar` under `diff_id` and verifies clean.
+void expect_holds_the_tar(ChunkStore& store, const Digest& diff_id,
+                          const std::vector<std::uint8_t>& tar) {
+  EXPECT_EQ(exported_diff_id(store, diff_id), sha256_of(tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
+// A layer's TOC and its plan against an empty store.
+struct ColdPlan {
+  ChunkedLayerToc toc;
+  PullPlan plan;
+};
+
+ColdPlan cold_plan(const ChunkedBlob& layer) {
+  ColdPlan cold;
+  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
+  EXPECT_TRUE(toc.ok());
+  if (!toc.ok()) return cold;
+  cold.toc = std::move(*toc);
+  auto plan = plan_pull(cold.toc, {});
+  EXPECT_TRUE(plan.ok());
+  if (plan.ok()) cold.plan = std::move(*plan);
+  return cold;
+}
+
 TEST(ChunkedStorePull, ALongRunStreamsInFewRequestsAndRebuildsTheSameLayer) {
   const MadeTar made = make_tar(51, 6, 400'000, 65'536);
   const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
-  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
-  ASSERT_TRUE(toc.ok());
-  auto plan = plan_pull(*toc, {});
-  ASSERT_TRUE(plan.ok());
+  const ColdPlan cold = cold_plan(layer);
+  const PullPlan* const plan = &cold.plan;
   ASSERT_EQ(plan->ranges.size(), 1U);  // a cold pull: one run of missing chunks
   // Without prefetch (fetched on the asking thread), one request at a time, and two in flight.
   for (const std::size_t in_flight : {std::size_t{0}, std::size_t{1}, std::size_t{2}}) {
@@ -1111,7 +1136,7 @@ TEST(ChunkedStorePull, ALongRunStreamsInFewRequestsAndRebuildsTheSameLayer) {
     options.batches_in_flight = std::max<std::size_t>(in_flight, 1);
     options.stream = memory_streamer(layer.blob, mutex, streamed, 4093);
     auto pulled = pull_chunked_layer_into_store(
-        store, *toc, *plan, shared_fetcher(layer.blob, mutex, batched), layer.diff_id, options);
+        store, cold.toc, *plan, shared_fetcher(layer.blob, mutex, batched), layer.diff_id, options);
     ASSERT_TRUE(pulled.ok()) << pulled.error().to_string();
     EXPECT_EQ(batched.calls, 0U);
     // About 2.4 MiB in requests of at most 1 MiB: three, not the twenty 128 KiB batches.
@@ -1124,20 +1149,15 @@ TEST(ChunkedStorePull, ALongRunStreamsInFewRequestsAndRebuildsTheSameLayer) {
     EXPECT_LE(pulled->max_batch_bytes, options.stream_batch_bytes);
     EXPECT_EQ(streamed.bytes, plan->fetch_bytes);
     EXPECT_EQ(pulled->adopted_frames, made.chunks.size());
-    EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
-    auto verified = store.verify();
-    ASSERT_TRUE(verified.ok());
-    EXPECT_TRUE(verified->clean());
+    expect_holds_the_tar(store, layer.diff_id, made.tar);
   }
 }
 
 TEST(ChunkedStorePull, AStreamThatBreaksOffOrComesUpShortCommitsNothing) {
   const MadeTar made = make_tar(53, 6, 400'000, 65'536);
   const ChunkedBlob layer = write_layer(made, ChunkedFormat::kZstdChunked);
-  auto toc = read_chunked_toc(layer.blob.size(), layer.annotations, memory_fetcher(layer.blob));
-  ASSERT_TRUE(toc.ok());
-  auto plan = plan_pull(*toc, {});
-  ASSERT_TRUE(plan.ok());
+  const ColdPlan cold = cold_plan(layer);
+  const PullPlan* const plan = &cold.plan;
   StorePullOptions options;
   options.batch_bytes = 128 << 10;
   options.stream_batch_bytes = 512 << 10;
@@ -1154,8 +1174,9 @@ TEST(ChunkedStorePull, AStreamThatBreaksOffOrComesUpShortCommitsNothing) {
       StreamLog streamed;
       BatchLog batched;
       options.stream = memory_streamer(layer.blob, mutex, streamed, 8191, bad_call, short_answer);
-      auto pulled = pull_chunked_layer_into_store(
-          store, *toc, *plan, shared_fetcher(layer.blob, mutex, batched), layer.diff_id, options);
+      auto pulled = pull_chunked_layer_into_store(store, cold.toc, *plan,
+                                                  shared_fetcher(layer.blob, mutex, batched),
+                                                  layer.diff_id, options);
       ASSERT_FALSE(pulled.ok());
       EXPECT_EQ(pulled.error().code, ErrorCode::kIo) << pulled.error().to_string();
       EXPECT_NE(pulled.error().message.find(short_answer ? "bytes" : "connection reset"),
@@ -1210,10 +1231,7 @@ TEST(ChunkedStorePull, ShortRangesGoInMultiRangeBatchesBesideStreams) {
   ASSERT_EQ(streamed.calls, 1U);
   EXPECT_EQ(streamed.lengths[0], plan->ranges[1].length);
   EXPECT_EQ(pulled->adopted_frames, 5U);
-  EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
+  expect_holds_the_tar(store, v2.diff_id, second.tar);
 }
 
 // The batches themselves (detail::BatchedBlob): a piece of a streamed batch is served as soon as
