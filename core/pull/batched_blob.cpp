@@ -8,47 +8,75 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string>
 
 namespace strata::fastpull::detail {
 
-// Buffers for streamed units, used again: a unit's buffer comes back when the last piece pinning
-// it is dropped, so later units are written into pages already mapped (fresh memory costs a page
-// fault per 4 KiB: ~12 K faults, tens of ms of CPU, for a 48 MiB layer). Capacities are rounded up
-// to kGrain so units of different sizes share buffers; at most kKept are kept.
+// Buffers for streamed units, used again, and the bound on them. A unit's buffer comes back when
+// the last piece pinning it is dropped, so later units are written into pages already mapped
+// (fresh memory costs a page fault per 4 KiB: ~12 K faults, tens of ms of CPU, for a 48 MiB
+// layer). At most kMaxStreamedUnits are out at once: the stream's writer waits in take() for one to
+// come back, so a streamed request may be long (few requests) while memory stays a few MiB. That
+// cannot deadlock: every unit out is the asker's current one, the one being written, or pinned by
+// pieces ahead of the asker in the pipeline, which the rebuild stores without new bytes. Capacities
+// are rounded up to kGrain so units of different sizes share buffers. (Without threads, where the
+// asker writes a batch before it reads any of it, there is no bound: the batch's limit is one.)
 class BatchedBlob::BufferPool {
  public:
+  explicit BufferPool(std::size_t max_live) : max_live_(max_live) {}
+
   struct Buffer {
     std::unique_ptr<std::uint8_t[]> bytes;
     std::uint64_t capacity = 0;
   };
 
+  // A buffer of at least `size` bytes once fewer than max_live_ are out; empty once closed.
   Buffer take(std::uint64_t size) {
-    {
-      std::lock_guard lock(mutex_);
-      const auto fits = std::find_if(kept_.begin(), kept_.end(),
-                                     [&](const Buffer& kept) { return kept.capacity >= size; });
-      if (fits != kept_.end()) {
-        Buffer taken = std::move(*fits);
-        kept_.erase(fits);
-        return taken;
-      }
+    std::unique_lock lock(mutex_);
+    returned_.wait(lock, [&] { return closed_ || live_ < max_live_; });
+    if (closed_) return {};
+    ++live_;
+    const auto fits = std::find_if(kept_.begin(), kept_.end(),
+                                   [&](const Buffer& kept) { return kept.capacity >= size; });
+    if (fits != kept_.end()) {
+      Buffer taken = std::move(*fits);
+      kept_.erase(fits);
+      return taken;
     }
+    lock.unlock();
     const std::uint64_t capacity = (size + kGrain - 1) / kGrain * kGrain;
     return Buffer{std::make_unique_for_overwrite<std::uint8_t[]>(capacity), capacity};
   }
 
   void give(Buffer buffer) {
-    std::lock_guard lock(mutex_);
-    if (kept_.size() < kKept) kept_.push_back(std::move(buffer));
+    {
+      std::lock_guard lock(mutex_);
+      --live_;
+      if (kept_.size() < kMaxKept) kept_.push_back(std::move(buffer));
+    }
+    returned_.notify_one();
+  }
+
+  // Wakes a waiting take() for good: the pull is stopping.
+  void close() {
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    returned_.notify_all();
   }
 
  private:
   static constexpr std::uint64_t kGrain = std::uint64_t{1} << 20U;
-  static constexpr std::size_t kKept = 40;
+  static constexpr std::size_t kMaxKept = kMaxStreamedUnits;
+  const std::size_t max_live_;
   std::mutex mutex_;
+  std::condition_variable returned_;
+  std::size_t live_ = 0;
+  bool closed_ = false;
   std::vector<Buffer> kept_;
 };
 
@@ -189,7 +217,7 @@ BatchedBlob::BatchedBlob(const RangeBatchFetcher& fetch, const RangeStreamer& st
       blob_size_(blob_size),
       in_flight_(in_flight),
       report_(report),
-      pool_(std::make_shared<BufferPool>()),
+      pool_(std::make_shared<BufferPool>(in_flight == 0 ? SIZE_MAX : kMaxStreamedUnits)),
       fetched_(batches_.size()) {}
 
 BatchedBlob::~BatchedBlob() {
@@ -197,6 +225,7 @@ BatchedBlob::~BatchedBlob() {
     std::lock_guard lock(mutex_);
     stopping_ = true;  // no request starts after this; streams end at their next bytes
   }
+  pool_->close();
   for (auto& request : requests_) request.wait();
 }
 
@@ -264,7 +293,9 @@ void BatchedBlob::run(std::size_t index, const std::shared_ptr<Fetched>& held) {
       while (!bytes.empty()) {
         const std::uint64_t unit_end = batch.unit_ends[unit];
         if (!filling) {
-          filling = std::make_shared<StreamedUnit>(pool_->take(unit_end - unit_start), pool_);
+          BufferPool::Buffer buffer = pool_->take(unit_end - unit_start);
+          if (!buffer.bytes) return make_error(ErrorCode::kIo, "pull stopped");
+          filling = std::make_shared<StreamedUnit>(std::move(buffer), pool_);
           std::lock_guard lock(mutex_);
           held->units[unit] = filling;
         }

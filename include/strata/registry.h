@@ -320,9 +320,9 @@ struct PullOptions {
   // chunk whose base the store holds comes as its delta.
   bool deltas = true;
   // A long run of chunks the store lacks (all of a new layer) streams in requests of at most this
-  // many bytes, each held while its chunks are decoded: the most fetched bytes a layer holds is
-  // about twice this (fastpull::StorePullOptions::stream_batch_bytes).
-  std::uint64_t stream_batch_bytes = std::uint64_t{16} << 20U;
+  // many bytes (fastpull::StorePullOptions::stream_batch_bytes); what a request holds at once is
+  // bounded apart from it (16 units of about 1 MiB).
+  std::uint64_t stream_batch_bytes = std::uint64_t{64} << 20U;
   // Called once per layer as soon as it is in the store with its diff_id checked (fetched, or
   // found there already), on the thread that pulled it, with its index in the manifest and its
   // diff_id: a caller may start on it while later layers are fetched (RootfsBuild::layer_ready,

@@ -62,9 +62,11 @@ struct StorePullOptions {
   // the store lacks) is then fetched through it in batches of up to stream_batch_bytes, one
   // request each, its pieces decoded as their bytes arrive rather than once the batch is whole:
   // few requests (a registry spends CPU on each, a CDN a redirect) and no wait for a whole batch
-  // at the start or the end. Shorter ranges go in multi-range batches through the fetcher.
+  // at the start or the end. The bytes arrive in units of about first_batch_bytes, at most 16 of
+  // them held at once (the stream waits for one to be let go), whatever the batch size. Shorter
+  // ranges go in multi-range batches through the fetcher.
   RangeStreamer stream;
-  std::uint64_t stream_batch_bytes = std::uint64_t{16} << 20U;
+  std::uint64_t stream_batch_bytes = std::uint64_t{64} << 20U;
   // Fetch the next batches on other threads while this one is decoded (batches_in_flight + 1
   // batches held at most). With batches_in_flight 1 the fetcher is never called twice at once;
   // with more it is called from several threads at once (a registry client's connection pool).

@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/pull/batched_blob.h"
 #include "strata/engine.h"
@@ -1304,6 +1306,47 @@ TEST(BatchedBlob, AStreamFailingAfterItsLastPieceIsReportedWhenTheAskerMovesOn) 
     EXPECT_NE(next.error().message.find("trailer"), std::string::npos) << next.error().message;
   } else {
     EXPECT_NE(first.error().message.find("trailer"), std::string::npos) << first.error().message;
+  }
+}
+
+// A streamed batch of many units: the stream waits once kMaxStreamedUnits are held and goes on
+// as the asker lets them go (on threads); fetched on the asking thread it is written whole first.
+TEST(BatchedBlob, AStreamHoldsAtMostItsUnitBoundAndGoesOnAsUnitsAreLetGo) {
+  constexpr std::size_t kUnits = 3 * detail::kMaxStreamedUnits;
+  constexpr std::uint64_t kUnitBytes = 100;
+  const std::vector<std::uint8_t> blob = test::splitmix64_bytes(65, kUnits * kUnitBytes);
+  detail::FetchBatch batch{{ByteRange{0, blob.size()}}, true, {}};
+  for (std::size_t unit = 1; unit <= kUnits; ++unit) batch.unit_ends.push_back(unit * kUnitBytes);
+  const RangeBatchFetcher unused = [](std::span<const ByteRange>) {
+    return Result<std::vector<std::vector<std::uint8_t>>>(
+        make_error(ErrorCode::kInternal, "no multi-range batch here"));
+  };
+  for (const std::size_t in_flight : {std::size_t{1}, std::size_t{0}}) {
+    SCOPED_TRACE("in flight " + std::to_string(in_flight));
+    std::atomic<std::uint64_t> delivered{0};
+    const RangeStreamer stream = [&](const ByteRange& range,
+                                     const RangeSink& sink) -> Result<void> {
+      for (std::uint64_t at = 0; at < range.length; at += kUnitBytes) {
+        STRATA_TRY(sink(ByteSpan(blob).subspan(range.offset + at, kUnitBytes)));
+        delivered += kUnitBytes;
+      }
+      return {};
+    };
+    StorePullReport report;
+    detail::BatchedBlob batched(unused, stream, {batch}, blob.size(), in_flight, report);
+    batched.start();
+    if (in_flight != 0) {
+      // Nothing asked for yet: the stream stops once it holds the bound (however long it is given).
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      EXPECT_LE(delivered.load(), (detail::kMaxStreamedUnits + 1) * kUnitBytes);
+    }
+    for (std::size_t unit = 0; unit < kUnits; ++unit) {
+      auto bytes = batched.bytes_of(unit * kUnitBytes, (unit + 1) * kUnitBytes);
+      ASSERT_TRUE(bytes.ok()) << bytes.error().to_string();
+      EXPECT_TRUE(std::equal(bytes->bytes.begin(), bytes->bytes.end(),
+                             blob.begin() + static_cast<std::ptrdiff_t>(unit * kUnitBytes)));
+    }
+    EXPECT_EQ(delivered.load(), blob.size());
   }
 }
 
