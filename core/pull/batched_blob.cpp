@@ -14,11 +14,6 @@
 #include <string>
 
 namespace strata::fastpull::detail {
-namespace {
-
-constexpr std::uint64_t kWakeAheadBytes = std::uint64_t{256} << 10U;
-
-}  // namespace
 
 // Buffers for streamed units, used again, and the bound on them. A unit's buffer comes back when
 // the last piece pinning it is dropped, so later units are written into pages already mapped
@@ -315,15 +310,11 @@ void BatchedBlob::run(std::size_t index, const std::shared_ptr<Fetched>& held) {
           ++unit;
         }
       }
-      bool wanted = false;
       {
         std::lock_guard lock(mutex_);
         held->arrived = received;
-        wanted = awaited_ == held.get() && received >= awaited_bytes_;
       }
-      // The asker is woken only once the bytes it waits for are in (on a slow link they arrive a
-      // few KiB at a time).
-      if (wanted) changed_.notify_all();
+      changed_.notify_all();
       return {};
     });
     if (!streamed) {
@@ -392,18 +383,11 @@ Result<HeldBytes> BatchedBlob::bytes_of(std::uint64_t offset, std::uint64_t end)
       if (!fetched_[index]) {
         return make_error(ErrorCode::kInternal, "batch " + std::to_string(index) + " not started");
       }
-      awaited_ = fetched_[index].get();
-      // Woken once kWakeAheadBytes more than it needs are in (or the request ends): on a slow link
-      // the pipeline then takes a few pieces per wake-up, not one.
-      awaited_bytes_ = batch.streamed ? std::min(end - ranges[unit].offset + kWakeAheadBytes,
-                                                 ranges[unit].length)
-                                      : UINT64_MAX;
       changed_.wait(lock, [&] {
         const auto& held = fetched_[index];
         return held &&
                (held->done || (batch.streamed && held->arrived >= end - ranges[unit].offset));
       });
-      awaited_ = nullptr;
       const std::shared_ptr<Fetched> held = fetched_[index];
       if (held->error) return *held->error;
       if (!current_counted_) {

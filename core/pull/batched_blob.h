@@ -110,10 +110,7 @@ class BatchedBlob {
   std::condition_variable changed_;                // bytes arrived, a request ended
   std::vector<std::shared_ptr<Fetched>> fetched_;  // by batch; dropped once moved past
   std::size_t current_ = 0;                        // the batch the asker is in
-  // The batch the asker waits on and the arrived mark it waits for (streams wake it only then).
-  const Fetched* awaited_ = nullptr;
-  std::uint64_t awaited_bytes_ = 0;
-  bool current_counted_ = false;  // its bytes are in the report
+  bool current_counted_ = false;                   // its bytes are in the report
   std::size_t next_launch_ = 0;
   std::size_t running_ = 0;
   bool stream_running_ = false;
