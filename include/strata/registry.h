@@ -346,7 +346,9 @@ struct PulledLayer {
   std::uint64_t repeat_chunks = 0;   // chunks the layer repeats: fetched once, used again
   std::uint64_t frames_adopted = 0;  // fetched zstd frames stored as they came (no recompression)
   std::uint64_t fetch_batches = 0;   // range batches fetched (one multi-range or streamed GET each)
-  std::uint64_t max_batch_bytes = 0;  // the largest batch: fetched bytes held at once
+  // The largest batch: a multi-range batch is held whole, a streamed one 16 units of ~1 MiB at
+  // most.
+  std::uint64_t max_batch_bytes = 0;
   // Deltas (docs/DELTA.md): chunks decoded from a delta and a base the store held, the frames
   // bytes fetched for them (part of bytes_fetched), deltas that failed and came whole, and what
   // this layer's bytes_fetched would have been without deltas (TOC plus the plan's ranges).

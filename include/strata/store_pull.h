@@ -112,7 +112,7 @@ struct StorePullReport {
   std::uint64_t tar_bytes = 0;
   std::uint64_t fetched_bytes = 0;      // by the ranges (metadata not included)
   std::uint64_t batches = 0;            // fetch batches (one fetcher or streamer call each)
-  std::uint64_t max_batch_bytes = 0;    // the largest batch (two are held at most)
+  std::uint64_t max_batch_bytes = 0;    // the largest batch (see stream for what a stream holds)
   std::uint64_t adopted_frames = 0;     // chunks stored with their fetched zstd frame as-is
   std::uint64_t compressed_chunks = 0;  // chunks compressed here (eStargz gzip, odd frames, splits)
   std::uint64_t local_chunks = 0;       // chunks taken from the store (or zeros made)
