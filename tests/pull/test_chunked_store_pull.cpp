@@ -123,6 +123,15 @@ Digest exported_diff_id(const ChunkStore& store, const Digest& layer) {
   return hash.finish();
 }
 
+// The store exports `tar` under `diff_id` and verifies clean.
+void expect_holds_the_tar(ChunkStore& store, const Digest& diff_id,
+                          const std::vector<std::uint8_t>& tar) {
+  EXPECT_EQ(exported_diff_id(store, diff_id), sha256_of(tar));
+  auto verified = store.verify();
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->clean());
+}
+
 struct Pulled {
   Result<StorePullReport> report = make_error(ErrorCode::kInternal, "not pulled");
   PullPlan plan;
@@ -435,10 +444,7 @@ TEST(ChunkedStorePull, ASecondVersionFetchesOnlyWhatChanged) {
   EXPECT_EQ(pulled.report->adopted_frames, 4U);
   EXPECT_LT(pulled.plan.fetch_bytes, v2.blob.size() / 3);
   EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
-  EXPECT_EQ(exported_diff_id(store, v1.diff_id), sha256_of(first.tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
+  expect_holds_the_tar(store, v1.diff_id, first.tar);
 }
 
 // A tar of one regular file per entry of `contents`, cut every `chunk_bytes` of each file.
@@ -556,10 +562,7 @@ TEST(ChunkedStorePull, ADeltaTheLayerRepeatsIsFetchedAndDecodedOnce) {
   EXPECT_EQ(report->repeat_chunks, 4U);
   EXPECT_EQ(frames_log.bytes, frames.size());  // each delta crossed the wire once
   EXPECT_EQ(layer_log.bytes, 0U);
-  EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
+  expect_holds_the_tar(store, v2.diff_id, second.tar);
 }
 
 TEST(ChunkedStorePull, ADeltaAgainstAPrefixOfBaseChunksDecodesAndIsStoredWhole) {
@@ -618,10 +621,7 @@ TEST(ChunkedStorePull, ADeltaAgainstAPrefixOfBaseChunksDecodesAndIsStoredWhole) 
   EXPECT_EQ(report->delta_stored_chunks, 0U);  // no single base to store them against
   EXPECT_EQ(frames_log.bytes, frames.size());
   EXPECT_EQ(layer_log.bytes, 0U);
-  EXPECT_EQ(exported_diff_id(store, v2.diff_id), sha256_of(second.tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
+  expect_holds_the_tar(store, v2.diff_id, second.tar);
 }
 
 TEST(ChunkedStorePull, OtherFormatsAndHeadersFromTheBlob) {
@@ -709,10 +709,7 @@ TEST(ChunkedStorePull, AChunkOverTheStoreLimitIsStoredInPieces) {
   // Stored as 8 MiB pieces (docs/PULL.md), under their own digest, not the TOC's.
   EXPECT_FALSE(store.contains(largest->digest));
   EXPECT_TRUE(store.contains(zeros));
-  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
+  expect_holds_the_tar(store, layer.diff_id, made.tar);
 }
 
 // A hostile TOC (issue 20, hole 5): sizes come only from the TOC, and "zeros" chunks are made
@@ -830,10 +827,7 @@ TEST(ChunkedStorePull, SeveralBatchesInFlightRebuildTheSameLayer) {
   EXPECT_LE(pulled->max_batch_bytes, options.batch_bytes);
   EXPECT_EQ(log.bytes, plan->fetch_bytes);
   EXPECT_EQ(pulled->adopted_frames, made.chunks.size());
-  EXPECT_EQ(exported_diff_id(store, layer.diff_id), sha256_of(made.tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
+  expect_holds_the_tar(store, layer.diff_id, made.tar);
 }
 
 // A layer pulled with several batches in flight, for the tests that make one batch fail: its TOC,
@@ -1088,15 +1082,6 @@ RangeStreamer memory_streamer(const std::vector<std::uint8_t>& blob, std::mutex&
     }
     return {};
   };
-}
-
-// The store exports `tar` under `diff_id` and verifies clean.
-void expect_holds_the_tar(ChunkStore& store, const Digest& diff_id,
-                          const std::vector<std::uint8_t>& tar) {
-  EXPECT_EQ(exported_diff_id(store, diff_id), sha256_of(tar));
-  auto verified = store.verify();
-  ASSERT_TRUE(verified.ok());
-  EXPECT_TRUE(verified->clean());
 }
 
 // A layer's TOC and its plan against an empty store.
