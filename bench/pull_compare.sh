@@ -3,9 +3,10 @@
 # where podman is installed) at several link speeds, on loopback only. The images are the
 # v1 -> v2 pair of `make run` (scripts/run-demo.sh: a Python ML layer, v2 the CPython security
 # update), single-layer zstd:chunked images written by strata, pushed to a docker-registry on
-# loopback (tests/integration/registry_env.sh). A link speed other than "unlimited" puts
-# bench/rate_limit_proxy.py (one shared token bucket per direction) between the clients and the
-# registry. For each speed, back to back:
+# loopback (tests/integration/registry_env.sh). A link speed other than "unlimited" is a tc
+# token-bucket filter on the loopback of a network namespace the bench runs in, or where that is
+# not possible bench/rate_limit_proxy.py between the clients and the registry (bench/link_env.sh;
+# the report says which). For each speed, back to back:
 #   v1 into an empty store   strata pull (empty store)         vs skopeo copy into an empty oci: dir
 #   v2 holding v1            strata pull (store holding v1)    vs skopeo copy of v2 (whole layer)
 # Printed per run: wall seconds, strata's speed as a ratio of skopeo's (skopeo s / strata s; above
@@ -16,10 +17,14 @@
 #   a second table gives its figures (same sitting: the ratios compare).
 #   STRATA_BENCH_SPEEDS   link speeds, bits/s with k/M/G, or "unlimited" (default "100M 1G unlimited")
 #   STRATA_BENCH_DEMO     a directory with v1/ and v2/ from an earlier scripts/run-demo.sh (skips it)
+#   STRATA_BENCH_LINK     netns (default where possible) or proxy: how a speed is made (link_env.sh)
 set -euo pipefail
 strata=$(realpath "${1:-build/tools/strata}")
 baseline=${2:+$(realpath "$2")}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=link_env.sh
+. "$root/bench/link_env.sh"
+link_env_enter "$0" "$@"
 # shellcheck source=../tests/integration/registry_env.sh
 . "$root/tests/integration/registry_env.sh"
 registry_env_require docker-registry skopeo curl python3 /usr/bin/time
@@ -55,28 +60,6 @@ if [ -n "$baseline" ]; then
     --insecure >/dev/null
 fi
 
-bits() {  # 100M -> 100000000
-  python3 -c "import sys; s=sys.argv[1]; m={'k':1e3,'M':1e6,'G':1e9}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))" "$1"
-}
-start_link() {  # SPEED -> sets $endpoint (host:port)
-  if [ "$1" = unlimited ]; then
-    endpoint=127.0.0.1:$registry_port
-    return
-  fi
-  rm -f "$work/link.port"
-  python3 "$root/bench/rate_limit_proxy.py" "$registry_port" "$(bits "$1")" "$work/link.port" &
-  link_pid=$!
-  registry_env_pids+=("$link_pid")
-  for _ in $(seq 1 100); do [ -s "$work/link.port" ] && break; sleep 0.1; done
-  endpoint=127.0.0.1:$(cat "$work/link.port")
-}
-stop_link() {
-  if [ -n "${link_pid:-}" ]; then
-    kill "$link_pid" 2>/dev/null || true
-    wait "$link_pid" 2>/dev/null || true
-    link_pid=
-  fi
-}
 measure() {  # NAME COMMAND...: wall s, peak RSS KiB, user s, system s into $work/NAME.time
   /usr/bin/time -f "%e %M %U %S" -o "$work/$1.time" "${@:2}" >"$work/$1.out"
 }
@@ -88,7 +71,7 @@ results=$work/results.txt
 : >"$results"
 for speed in $speeds; do
   echo "== link $speed" >&2
-  start_link "$speed"
+  link_start "$speed" "$registry_port"
   # v1 into an empty store / empty oci: directory.
   for tool in "${tools[@]}"; do
     rm -rf "$work/s1"
@@ -118,7 +101,7 @@ for speed in $speeds; do
         "$endpoint/bench/image:$version"
     done
   fi
-  stop_link
+  link_stop
   for tool in "${tools[@]}"; do
     for version in v1 v2; do
       echo "$tool $speed $version $(tar_bytes "$version")" \
@@ -133,6 +116,8 @@ done
 for tool in "${tools[@]}"; do
   echo
   echo "## $tool (${!tool})"
+  echo
+  echo "Link speeds made by: $(link_way) (bench/link_env.sh)."
   echo
   grep "^$tool " "$results" | cut -d' ' -f2- >"$work/results-$tool.txt"
   python3 - "$work/results-$tool.txt" <<'PY'

@@ -9,7 +9,8 @@
 // nothing holds the whole layer, only a few batches and the chunks being decoded. Every chunk is
 // decoded and hashed against its TOC digest before it is put (that check is the store's P3), the
 // tar against the diff_id (hashed on a thread of its own, diff_id_hasher.h), the TOC and tar-split
-// against the tar's headers; only then does the one commit make the layer visible. The TOC's file
+// against the tar's headers; the one commit that makes the layer visible writes its index rows
+// while those last checks finish, and commits only once they hold. The TOC's file
 // digests are not checked: with every chunk and the whole tar checked before commit they prove
 // nothing more, and skipping them hashes each byte once besides the diff_id (a TOC whose chunks
 // are right describes the tar exactly; a tar other than the config's fails the diff_id).
@@ -26,6 +27,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <future>
 #include <unordered_map>
@@ -267,39 +269,50 @@ class StorePull {
     } else {
       STRATA_TRY(run_from_pieces());
     }
-    auto checking = clock_.enter(&PullStageTimes::check);
     Recipe recipe = builder_.finish();
-    // The recipe's bytes (its body in one zstd frame) are made on another thread while the tar's
-    // digest is finished and its headers are checked, with the diff_id it must have: nothing is
-    // kept unless the digest turns out to be that one.
+    // The recipe's bytes (its body in one zstd frame) are made on another thread, and the tar's
+    // headers checked and its digest finished on a third, while this one writes the layer's index
+    // rows: the transaction commits only once both checks hold, so nothing is kept unless the
+    // digest is the diff_id it must be (the error reported first) and the headers are the TOC's.
     recipe.set_diff_id(expected_diff_id);
     auto serialized =
         std::async(std::launch::async, [&recipe] { return serialize_recipe(recipe); });
-    // The headers are checked while the diff_id's thread hashes the last bytes; a wrong diff_id
-    // is still the error reported first.
-    const Result<std::uint64_t> checked = check_headers(recipe);
-    const Digest diff_id = diff_id_.finish();
-    report_.stages.diff_id = diff_id_.hash_seconds();
-    report_.diff_id = diff_id;
+    auto verified = std::async(std::launch::async, [&]() -> Result<void> {
+      const auto start = std::chrono::steady_clock::now();
+      const Result<std::uint64_t> checked = check_headers(recipe);
+      report_.stages.check +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const Digest diff_id = diff_id_.finish();
+      report_.stages.diff_id = diff_id_.hash_seconds();
+      report_.diff_id = diff_id;
+      if (diff_id != expected_diff_id) {
+        return make_error(ErrorCode::kDigestMismatch, "rebuilt layer " + diff_id.to_string() +
+                                                          " differs from diff_id " +
+                                                          expected_diff_id.to_string());
+      }
+      if (!checked) return checked.error();
+      report_.entries_checked = *checked;
+      return {};
+    });
     report_.tar_bytes = recipe.total_size();
-    if (diff_id != expected_diff_id) {
-      return make_error(ErrorCode::kDigestMismatch, "rebuilt layer " + diff_id.to_string() +
-                                                        " differs from diff_id " +
-                                                        expected_diff_id.to_string());
-    }
-    if (!checked) return checked.error();
-    report_.entries_checked = *checked;
     LayerRecord record;
-    record.diff_id = diff_id;
-    record.layer_digest = diff_id;  // the blob's digest is unverified here (StorePullOptions)
+    record.diff_id = expected_diff_id;       // committed only once the tar's digest is this
+    record.layer_digest = expected_diff_id;  // the blob's digest is unverified here
     record.media_type =
         options_.media_type.empty() ? std::string(oci::kMediaTypeLayerTar) : options_.media_type;
-    record.recipe = serialized.get();
     record.size = recipe.total_size();
     const std::vector<Digest> chunks = recipe.distinct_chunks();
     auto committing = clock_.enter(&PullStageTimes::commit);
-    auto committed = writer_.commit_layer(record, chunks);
-    if (!committed) return std::move(committed).error();
+    auto committed =
+        writer_.commit_layer(record, chunks, [&]() -> Result<std::vector<std::uint8_t>> {
+          STRATA_TRY(verified.get());
+          return serialized.get();
+        });
+    if (!committed) {
+      // A commit that failed before it asked for the checks still reports a bad layer first.
+      if (verified.valid()) STRATA_TRY(verified.get());
+      return std::move(committed).error();
+    }
     report_.already_present = committed->already_present;
     report_.new_chunks = committed->new_chunks;
     report_.new_stored_bytes = committed->new_stored_bytes;

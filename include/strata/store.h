@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -241,6 +242,15 @@ class StoreWriter {
   // must be in the store or put in this session. After a failed fsync the writer is unusable
   // (kIo); open a new one and put the chunks again. The writer may commit further layers.
   Result<LayerCommit> commit_layer(const LayerRecord& layer, std::span<const Digest> chunks);
+  // The same for a caller still checking the layer: `verified_recipe` runs inside the transaction
+  // once the chunk references are written, before anything commits, and returns the layer's
+  // recipe (layer.recipe is not used); an error from it rolls everything back and is returned. A
+  // puller thus writes the index rows while its last checks (the diff_id's last bytes, the tar
+  // headers) run on another thread. The store's index is locked for the writers and readers of
+  // this process while `verified_recipe` runs: it should only wait for checks already under way.
+  Result<LayerCommit> commit_layer(
+      const LayerRecord& layer, std::span<const Digest> chunks,
+      const std::function<Result<std::vector<std::uint8_t>>()>& verified_recipe);
 
  private:
   friend class ChunkStore;
@@ -249,6 +259,9 @@ class StoreWriter {
   Result<void> put_chunk_checked(const Digest& digest, ByteSpan raw, ByteSpan stored, Codec codec,
                                  bool verify, const Digest* base = nullptr, ByteSpan base_raw = {});
   Result<void> check_delta_base(const Digest& digest, const Digest& base, ByteSpan base_raw) const;
+  Result<LayerCommit> commit_layer_with(
+      const LayerRecord& layer, std::span<const Digest> chunks,
+      const std::function<Result<std::vector<std::uint8_t>>()>* verified_recipe);
   std::unique_ptr<Session> session_;
 };
 

@@ -206,6 +206,66 @@ TEST_F(ChunkStoreTest, PutCommitReadRoundTrip) {
   EXPECT_EQ(store.read_chunk(make_chunk(999).digest).error().code, ErrorCode::kNotFound);
 }
 
+// commit_layer with the recipe given late (what a puller uses to write the index rows while its
+// last checks finish): a check that fails rolls back the chunks and the layer, the writer goes on,
+// and a check that passes commits the recipe it returns, not layer.recipe.
+TEST_F(ChunkStoreTest, ACommitWaitingOnChecksKeepsNothingWhenTheyFail) {
+  ChunkStore store = open_store(dir_.store());
+  const std::vector<TestChunk> chunks = make_chunks(300, 5);
+  auto writer = store.writer();
+  ASSERT_TRUE(writer.ok()) << writer.error().to_string();
+  std::vector<Digest> digests;
+  for (const TestChunk& chunk : chunks) {
+    ASSERT_TRUE(
+        writer->put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec)
+            .ok());
+    digests.push_back(chunk.digest);
+  }
+  int checks = 0;
+  const auto failing = [&]() -> Result<std::vector<std::uint8_t>> {
+    ++checks;
+    return make_error(ErrorCode::kDigestMismatch, "the tar is not the diff_id");
+  };
+  auto refused = writer->commit_layer(layer_named(1), digests, failing);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kDigestMismatch);
+  EXPECT_EQ(refused.error().message, "the tar is not the diff_id");
+  EXPECT_EQ(checks, 1);
+  auto stats = store.stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->layers, 0U);
+  EXPECT_EQ(stats->chunks, 0U);
+  EXPECT_EQ(store.find_layer(layer_named(1).diff_id).error().code, ErrorCode::kNotFound);
+  for (const TestChunk& chunk : chunks) EXPECT_FALSE(store.contains(chunk.digest));
+
+  const std::vector<std::uint8_t> late_recipe = {'l', 'a', 't', 'e'};
+  auto committed =
+      writer->commit_layer(layer_named(1), digests, [&]() -> Result<std::vector<std::uint8_t>> {
+        ++checks;
+        return late_recipe;
+      });
+  ASSERT_TRUE(committed.ok()) << committed.error().to_string();
+  EXPECT_EQ(checks, 2);
+  EXPECT_EQ(committed->new_chunks, chunks.size());
+  auto layer = store.find_layer(layer_named(1).diff_id);
+  ASSERT_TRUE(layer.ok()) << layer.error().to_string();
+  EXPECT_EQ(layer->recipe, late_recipe);
+  EXPECT_EQ(layer->size, layer_named(1).size);
+  for (const TestChunk& chunk : chunks) {
+    auto raw = store.read_chunk(chunk.digest);
+    ASSERT_TRUE(raw.ok()) << raw.error().to_string();
+    EXPECT_EQ(*raw, chunk.raw);
+  }
+
+  // The layer is there already: a failing check still keeps the new blob digest out.
+  LayerRecord again = layer_named(1);
+  again.layer_digest = make_chunk(400).digest;
+  auto present = writer->commit_layer(again, digests, failing);
+  ASSERT_FALSE(present.ok());
+  EXPECT_EQ(checks, 3);
+  EXPECT_EQ(store.find_layer(again.layer_digest).error().code, ErrorCode::kNotFound);
+}
+
 TEST_F(ChunkStoreTest, RepeatedPutsAreStoredOnceAndCounted) {
   ChunkStore store = open_store(dir_.store());
   const std::vector<TestChunk> shared = make_chunks(1, 3);
