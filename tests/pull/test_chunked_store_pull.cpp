@@ -1318,19 +1318,22 @@ TEST(BatchedBlob, AStreamHoldsAtMostItsUnitBoundAndGoesOnAsUnitsAreLetGo) {
       return {};
     };
     StorePullReport report;
-    detail::BatchedBlob batched(unused, stream, {batch}, blob.size(), in_flight, report);
-    batched.start();
-    if (in_flight != 0) {
-      // Nothing asked for yet: the stream stops once it holds the bound (however long it is given).
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      EXPECT_LE(delivered.load(), (detail::kMaxStreamedUnits + 1) * kUnitBytes);
-    }
-    for (std::size_t unit = 0; unit < kUnits; ++unit) {
-      auto bytes = batched.bytes_of(unit * kUnitBytes, (unit + 1) * kUnitBytes);
-      ASSERT_TRUE(bytes.ok()) << bytes.error().to_string();
-      EXPECT_TRUE(std::equal(bytes->bytes.begin(), bytes->bytes.end(),
-                             blob.begin() + static_cast<std::ptrdiff_t>(unit * kUnitBytes)));
-    }
+    {
+      detail::BatchedBlob batched(unused, stream, {batch}, blob.size(), in_flight, report);
+      batched.start();
+      if (in_flight != 0) {
+        // Nothing asked for yet: the stream stops once it holds the bound (however long it is
+        // given).
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        EXPECT_LE(delivered.load(), (detail::kMaxStreamedUnits + 1) * kUnitBytes);
+      }
+      for (std::size_t unit = 0; unit < kUnits; ++unit) {
+        auto bytes = batched.bytes_of(unit * kUnitBytes, (unit + 1) * kUnitBytes);
+        ASSERT_TRUE(bytes.ok()) << bytes.error().to_string();
+        EXPECT_TRUE(std::equal(bytes->bytes.begin(), bytes->bytes.end(),
+                               blob.begin() + static_cast<std::ptrdiff_t>(unit * kUnitBytes)));
+      }
+    }  // waits for the stream, which counts a unit only after the asker may already have it
     EXPECT_EQ(delivered.load(), blob.size());
   }
 }
