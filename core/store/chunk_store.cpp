@@ -559,6 +559,11 @@ bool ChunkStore::contains(const Digest& digest) const {
   return impl_->known.find(digest) != impl_->known.end();
 }
 
+bool ChunkStore::holds_no_chunks() const {
+  std::shared_lock lock(impl_->known_mutex);
+  return impl_->known.empty();
+}
+
 std::optional<Digest> ChunkStore::find_by_fingerprint(const ChunkFingerprint& fingerprint) const {
   std::shared_lock lock(impl_->known_mutex);
   const auto found = impl_->known_fingerprints.find(fingerprint);

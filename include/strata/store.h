@@ -285,6 +285,9 @@ class ChunkStore {
   // True when the chunk is known good in the index as last seen by this process. Answers from
   // memory; a stale "false" only costs a duplicate write that commit_layer folds away.
   [[nodiscard]] bool contains(const Digest& digest) const;
+  // True when contains() is false for every digest: the store holds no chunk, as last seen by
+  // this process (a puller then knows it will fetch every chunk before it reads any TOC).
+  [[nodiscard]] bool holds_no_chunks() const;
   // The digest of a known good chunk with this XXH3-128, as last seen by this process.
   [[nodiscard]] std::optional<Digest> find_by_fingerprint(
       const ChunkFingerprint& fingerprint) const;
