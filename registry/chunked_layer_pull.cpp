@@ -35,6 +35,11 @@ constexpr std::size_t kBatchesInFlight = 2;
 // Bytes an early stream (early_stream.h) holds before the plan asks for them: at 1 Gbit/s that
 // is 67 ms of the link, three times what the TOC's read and the plan take on the bench image.
 constexpr std::uint64_t kEarlyStreamBufferBytes = std::uint64_t{8} << 20U;
+// After the plan's last range, an early stream reads the rest of its region when no more than
+// this is left (the tar's end-of-archive frame, a few bytes), waiting this long at most: what a
+// pull fetched is then the region whole, as plan_image_pull predicts, whatever the timing.
+constexpr std::uint64_t kEarlyStreamRestBytes = std::uint64_t{1} << 20U;
+constexpr std::chrono::milliseconds kEarlyStreamRestWait{250};
 
 // The first number of a "offset:length:..." position annotation.
 std::optional<std::uint64_t> position_offset(const oci::Annotations& annotations,
@@ -69,7 +74,31 @@ std::optional<std::uint64_t> frames_end(const oci::Descriptor& descriptor) {
   return std::min(end - 8, descriptor.size);
 }
 
+// The early stream of a layer's pull, when it has one: the region it streams, [0, end).
+std::optional<std::uint64_t> early_stream_end(bool first_pull, const oci::Descriptor& descriptor) {
+  if (!first_pull) return std::nullopt;
+  return frames_end(descriptor);
+}
+
 }  // namespace
+
+std::uint64_t early_stream_extra_bytes(bool first_pull, const oci::Descriptor& descriptor,
+                                       const fastpull::PullPlan& plan) {
+  const auto end = early_stream_end(first_pull, descriptor);
+  if (!end) return 0;
+  // Every plan range inside the region is served from it, in blob order; the rest of it is read
+  // and dropped (finish()), when little is left after the last range.
+  std::uint64_t served = 0;
+  std::uint64_t last_end = 0;
+  for (const ByteRange& range : plan.ranges) {
+    if (range.offset >= last_end && range.offset <= *end && range.length <= *end - range.offset) {
+      served += range.length;
+      last_end = range.offset + range.length;
+    }
+  }
+  if (*end - last_end > kEarlyStreamRestBytes) return 0;  // not predictable: stopped early
+  return *end - served;
+}
 
 std::optional<ChunkedLayerPlan> plan_chunked_layer(
     RegistryClient& client, const std::string& repository, const oci::Descriptor& descriptor,
@@ -101,7 +130,8 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
                                 ChunkStore& store, const DeltasWhenPlanned& deltas_when_planned,
-                                std::uint64_t stream_batch_bytes, PulledLayer& layer) {
+                                std::uint64_t stream_batch_bytes, bool first_pull,
+                                PulledLayer& layer) {
   std::uint64_t metadata_bytes = 0;
   const auto stream_range = [&](const ByteRange& range, const fastpull::RangeSink& sink) {
     return client.stream_range(repository, descriptor.digest, range.offset, range.length, sink);
@@ -109,15 +139,11 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   // A store that holds no chunk fetches every chunk frame: they start on the wire now, while the
   // TOC is read and planned, and the plan's streamed ranges take them from there.
   std::optional<EarlyStream> early;
-  if (store.holds_no_chunks()) {
-    if (const auto end = frames_end(descriptor)) {
-      early.emplace(stream_range, *end, kEarlyStreamBufferBytes);
-    }
+  if (const auto end = early_stream_end(first_pull, descriptor)) {
+    early.emplace(stream_range, *end, kEarlyStreamBufferBytes);
   }
   const auto early_unused = [&]() -> std::uint64_t {
-    if (!early) return 0;
-    early->stop();
-    return early->unused_bytes();
+    return early ? early->finish(kEarlyStreamRestBytes, kEarlyStreamRestWait) : 0;
   };
   const auto toc_start = std::chrono::steady_clock::now();
   auto planned =
@@ -161,6 +187,7 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
     return stream_range(range, sink);
   };
   options.stream_batch_bytes = stream_batch_bytes;
+  options.stream_every_range = early.has_value();
   layer.bytes_fetched_without_deltas = metadata_bytes + plan.fetch_bytes;
   fastpull::DeltaPullSource delta_source;
   const FoundDeltas* deltas = deltas_when_planned ? deltas_when_planned() : nullptr;

@@ -32,6 +32,12 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
     RegistryClient& client, const std::string& repository, const oci::Descriptor& descriptor,
     const ChunkStore& store, std::uint64_t& metadata_bytes, std::string& whole_reason);
 
+// The bytes a pull of `descriptor` by `plan` fetches beyond the plan's ranges (and its metadata):
+// on a first pull (see pull_chunked_layer) the chunk frames region is streamed whole from the
+// start, and what lies between and after the plan's ranges comes too.
+std::uint64_t early_stream_extra_bytes(bool first_pull, const oci::Descriptor& descriptor,
+                                       const fastpull::PullPlan& plan);
+
 // Pulls `descriptor` (a layer whose annotations name a chunked format) into `store`. Returns true
 // when the layer is in the store, false when it must be fetched whole instead (layer.whole_reason
 // says why: not chunked, TOC unreadable, a TOC feature the planner does not support). Corrupt
@@ -42,10 +48,13 @@ std::optional<ChunkedLayerPlan> plan_chunked_layer(
 // once the layer is planned (the lookup may still be on the wire while the TOC is read); it may
 // return null.
 using DeltasWhenPlanned = std::function<const FoundDeltas*()>;
-// `stream_batch_bytes`: PullOptions::stream_batch_bytes.
+// `stream_batch_bytes`: PullOptions::stream_batch_bytes. `first_pull`: the store held no chunk
+// when the image's pull began (ChunkStore::holds_no_chunks), so the layer's chunk frames are
+// streamed from the start, beside its TOC's read (registry/early_stream.h).
 Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repository,
                                 const oci::Descriptor& descriptor, const Digest& diff_id,
                                 ChunkStore& store, const DeltasWhenPlanned& deltas,
-                                std::uint64_t stream_batch_bytes, PulledLayer& layer);
+                                std::uint64_t stream_batch_bytes, bool first_pull,
+                                PulledLayer& layer);
 
 }  // namespace strata::registry::detail

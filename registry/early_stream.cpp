@@ -70,6 +70,12 @@ std::size_t EarlyStream::deliver(ByteSpan bytes, std::unique_lock<std::mutex>& l
       continue;
     }
     const auto n = static_cast<std::size_t>(std::min(left, asker_->end - at));
+    if (asker_->sink == nullptr) {  // finish(): the rest is read and dropped
+      taken_ += n;
+      used += n;
+      asker_->next += n;
+      continue;
+    }
     Asker& asker = *asker_;  // stays attached while delivering_ is set
     lock.unlock();
     Result<void> given = (*asker.sink)(bytes.subspan(used, n));
@@ -140,13 +146,34 @@ Result<void> EarlyStream::on_bytes(ByteSpan bytes) {
 }
 
 Result<void> EarlyStream::serve(const ByteRange& range, const fastpull::RangeSink& sink) {
+  return serve_to(range, &sink, std::nullopt);
+}
+
+std::uint64_t EarlyStream::finish(std::uint64_t max_rest, std::chrono::milliseconds max_wait) {
+  std::uint64_t rest = 0;
+  std::uint64_t from = 0;
+  {
+    std::lock_guard lock(mutex_);
+    from = taken_;
+    rest = end_ - taken_;
+  }
+  if (rest != 0 && rest <= max_rest) {
+    // The pull has its bytes: a transfer that fails or stalls here only ends the wait.
+    (void)serve_to(ByteRange{from, rest}, nullptr, std::chrono::steady_clock::now() + max_wait);
+  }
+  stop();
+  return unused_bytes();
+}
+
+Result<void> EarlyStream::serve_to(const ByteRange& range, const fastpull::RangeSink* sink,
+                                   std::optional<std::chrono::steady_clock::time_point> deadline) {
   if (!serves(range)) {
     return make_error(ErrorCode::kInternal, "early stream asked for bytes " +
                                                 std::to_string(range.offset) + "+" +
                                                 std::to_string(range.length) + " out of order");
   }
   std::unique_lock lock(mutex_);
-  Asker asker{range.offset, range.offset + range.length, &sink, std::nullopt};
+  Asker asker{range.offset, range.offset + range.length, sink, std::nullopt};
   asker_ = &asker;
   if (receiver_waiting_) changed_.notify_all();  // it may hand bytes over now
   for (;;) {
@@ -170,7 +197,13 @@ Result<void> EarlyStream::serve(const ByteRange& range, const fastpull::RangeSin
       break;
     }
     asker_waiting_ = true;
-    changed_.wait(lock);
+    if (deadline) {
+      if (changed_.wait_until(lock, *deadline) == std::cv_status::timeout) {
+        asker.error = make_error(ErrorCode::kIo, "early stream: the rest did not come in time");
+      }
+    } else {
+      changed_.wait(lock);
+    }
     asker_waiting_ = false;
   }
   // Whoever was handing bytes to this asker is done with it before it goes.

@@ -10,6 +10,7 @@
 // and a condition variable.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -44,6 +45,10 @@ class EarlyStream {
   [[nodiscard]] std::uint64_t unused_bytes() const;
   // Ends the transfer (bytes still on their way are not waited for) and waits for its thread.
   void stop();
+  // After the last range: when at most `max_rest` bytes of [0, end) are left, reads and drops them
+  // (waiting `max_wait` at most), so what a pull fetched is the whole region, whatever the timing;
+  // then stop(). Returns unused_bytes().
+  std::uint64_t finish(std::uint64_t max_rest, std::chrono::milliseconds max_wait);
 
  private:
   struct Block {
@@ -53,9 +58,11 @@ class EarlyStream {
   struct Asker {
     std::uint64_t next = 0;  // the next byte it wants
     std::uint64_t end = 0;
-    const fastpull::RangeSink* sink = nullptr;
-    std::optional<Error> error;  // its sink's
+    const fastpull::RangeSink* sink = nullptr;  // none: finish() dropping the rest
+    std::optional<Error> error;                 // its sink's
   };
+  Result<void> serve_to(const ByteRange& range, const fastpull::RangeSink* sink,
+                        std::optional<std::chrono::steady_clock::time_point> deadline);
   Result<void> on_bytes(ByteSpan bytes);
   // Hands `bytes` (stream bytes from taken_) to the asker and drops what lies before its range;
   // returns how many were used. Called by the one thread delivering; unlocks around the sink.

@@ -302,6 +302,7 @@ Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageRefere
     report.delta_referrer_bytes = deltas->bytes_fetched;
   }
   std::mutex store_mutex;  // layer lookups are serialised, as pull_image() does
+  const bool first_pull = store.holds_no_chunks();  // as pull_image() decides it
   // Layers are planned in parallel as pull_image() pulls them (one TOC read per chunked layer).
   auto planned = run_parallel(layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
     const oci::Descriptor& descriptor = layers[i];
@@ -337,8 +338,9 @@ Result<PullPlanReport> plan_image_pull(RegistryClient& client, const ImageRefere
       }
       layer.chunks_missing = chunked->plan.missing_chunks - chunked->plan.repeat_chunks;
       layer.ranges = chunked->plan.ranges.size();
-      layer.fetch_bytes =
-          layer.metadata_bytes + chunked->plan.fetch_bytes + chunked->plan.delta_fetch_bytes;
+      layer.fetch_bytes = layer.metadata_bytes + chunked->plan.fetch_bytes +
+                          chunked->plan.delta_fetch_bytes +
+                          detail::early_stream_extra_bytes(first_pull, descriptor, chunked->plan);
       return {};
     }
     // Whole: the TOC bytes read before giving up are fetched by a pull too.
@@ -403,6 +405,8 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
     if (store != nullptr && options.layer_stored) options.layer_stored(i, config.diff_ids[i]);
     return {};
   };
+  // A store that holds no chunk yet: each layer's chunk frames stream from the start.
+  const bool first_pull = store != nullptr && store->holds_no_chunks();
   auto pulled =
       run_parallel(manifest.layers.size(), options.jobs, [&](std::size_t i) -> Result<void> {
         const oci::Descriptor& descriptor = manifest.layers[i];
@@ -424,9 +428,9 @@ Result<PullReport> pull_image(RegistryClient& client, const ImageReference& sour
         if (!fastpull::chunked_format_of(descriptor.annotations)) {
           layer.whole_reason = "not a chunked layer";
         } else if (store != nullptr && layout == nullptr && options.partial) {
-          auto partial =
-              detail::pull_chunked_layer(client, repository, descriptor, config.diff_ids[i], *store,
-                                         deltas_when_planned, options.stream_batch_bytes, layer);
+          auto partial = detail::pull_chunked_layer(client, repository, descriptor,
+                                                    config.diff_ids[i], *store, deltas_when_planned,
+                                                    options.stream_batch_bytes, first_pull, layer);
           if (!partial.ok()) return std::move(partial).error();
           if (*partial) {
             const std::uint64_t now = done.fetch_add(descriptor.size) + descriptor.size;

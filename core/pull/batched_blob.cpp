@@ -117,11 +117,12 @@ struct Unit {
   bool streamed = false;
 };
 
-std::vector<Unit> units_of(const PullPlan& plan, std::uint64_t first, bool stream) {
+std::vector<Unit> units_of(const PullPlan& plan, std::uint64_t first, bool stream,
+                           bool stream_every_range) {
   std::vector<Unit> units;
   std::size_t next_piece = 0;
   for (const ByteRange& range : plan.ranges) {
-    const bool streamed = stream && range.length >= first;
+    const bool streamed = stream && (stream_every_range || range.length >= first);
     const std::uint64_t range_end = range.offset + range.length;
     while (next_piece < plan.pieces.size() && plan.pieces[next_piece].end <= range.offset) {
       ++next_piece;
@@ -150,7 +151,8 @@ Result<std::vector<FetchBatch>> batches_of(const PullPlan& plan, const StorePull
   const std::uint64_t limit = std::max<std::uint64_t>(options.batch_bytes, 1);
   const std::uint64_t first = std::clamp<std::uint64_t>(options.first_batch_bytes, 1, limit);
   const std::uint64_t stream_limit = std::max<std::uint64_t>(options.stream_batch_bytes, 1);
-  const std::vector<Unit> units = units_of(plan, first, static_cast<bool>(options.stream));
+  const std::vector<Unit> units =
+      units_of(plan, first, static_cast<bool>(options.stream), options.stream_every_range);
   std::uint64_t left = 0;
   for (const Unit& unit : units) {
     if (unit.range.length > kMaxPieceBytes) {

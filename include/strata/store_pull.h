@@ -67,6 +67,10 @@ struct StorePullOptions {
   // ranges go in multi-range batches through the fetcher.
   RangeStreamer stream;
   std::uint64_t stream_batch_bytes = std::uint64_t{64} << 20U;
+  // With `stream` set: every plan range is streamed, however short (a streamer whose bytes are
+  // already on their way, as a registry pull's early stream of a first pull's whole frames
+  // region: short ranges fetched apart would cross the wire twice).
+  bool stream_every_range = false;
   // Fetch the next batches on other threads while this one is decoded (batches_in_flight + 1
   // batches held at most). With batches_in_flight 1 the fetcher is never called twice at once;
   // with more it is called from several threads at once (a registry client's connection pool).
