@@ -87,18 +87,25 @@ ChunkStore open_store(const std::string& path, StoreOptions options = {}) {
   return std::move(store).value();
 }
 
+// Puts `chunks` through `writer`; their digests, in order.
+Result<std::vector<Digest>> put_all(StoreWriter& writer, const std::vector<TestChunk>& chunks) {
+  std::vector<Digest> digests;
+  for (const TestChunk& chunk : chunks) {
+    STRATA_TRY(
+        writer.put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec));
+    digests.push_back(chunk.digest);
+  }
+  return digests;
+}
+
 // Puts `chunks` through one writer and commits them as layer `id`.
 Result<LayerCommit> ingest(ChunkStore& store, std::uint64_t id,
                            const std::vector<TestChunk>& chunks) {
   auto writer = store.writer();
   if (!writer.ok()) return std::move(writer).error();
-  std::vector<Digest> digests;
-  for (const TestChunk& chunk : chunks) {
-    STRATA_TRY(
-        writer->put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec));
-    digests.push_back(chunk.digest);
-  }
-  return writer->commit_layer(layer_named(id), digests);
+  auto digests = put_all(*writer, chunks);
+  if (!digests.ok()) return std::move(digests).error();
+  return writer->commit_layer(layer_named(id), *digests);
 }
 
 std::vector<TestChunk> make_chunks(std::uint64_t first_seed, std::size_t count) {
@@ -214,13 +221,9 @@ TEST_F(ChunkStoreTest, ACommitWaitingOnChecksKeepsNothingWhenTheyFail) {
   const std::vector<TestChunk> chunks = make_chunks(300, 5);
   auto writer = store.writer();
   ASSERT_TRUE(writer.ok()) << writer.error().to_string();
-  std::vector<Digest> digests;
-  for (const TestChunk& chunk : chunks) {
-    ASSERT_TRUE(
-        writer->put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec)
-            .ok());
-    digests.push_back(chunk.digest);
-  }
+  auto put = put_all(*writer, chunks);
+  ASSERT_TRUE(put.ok()) << put.error().to_string();
+  const std::vector<Digest>& digests = *put;
   int checks = 0;
   const auto failing = [&]() -> Result<std::vector<std::uint8_t>> {
     ++checks;
@@ -616,28 +619,18 @@ TEST_F(ChunkStoreTest, TornPackTailLeavesEarlierLayerIntact) {
   const std::vector<TestChunk> second = make_chunks(70, 4);
   auto writer = store.writer();
   ASSERT_TRUE(writer.ok());
-  std::vector<Digest> first_digests;
-  for (const TestChunk& chunk : first) {
-    ASSERT_TRUE(
-        writer->put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec)
-            .ok());
-    first_digests.push_back(chunk.digest);
-  }
-  ASSERT_TRUE(writer->commit_layer(layer_named(1), first_digests).ok());
+  auto first_digests = put_all(*writer, first);
+  ASSERT_TRUE(first_digests.ok());
+  ASSERT_TRUE(writer->commit_layer(layer_named(1), *first_digests).ok());
   const auto packs = pack_files(dir_.store());
   ASSERT_EQ(packs.size(), 1U);
   const auto committed_size = fs::file_size(packs.front());
 
   // The second layer's records reach the pack torn (half written, then an I/O error).
-  std::vector<Digest> second_digests;
-  for (const TestChunk& chunk : second) {
-    ASSERT_TRUE(
-        writer->put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec)
-            .ok());
-    second_digests.push_back(chunk.digest);
-  }
+  auto second_digests = put_all(*writer, second);
+  ASSERT_TRUE(second_digests.ok());
   store_fault::arm_fault(store_fault::FaultPoint::kPackWrite, 1);
-  auto torn = writer->commit_layer(layer_named(2), second_digests);
+  auto torn = writer->commit_layer(layer_named(2), *second_digests);
   ASSERT_FALSE(torn.ok());
   EXPECT_EQ(torn.error().code, ErrorCode::kIo);
   EXPECT_GT(fs::file_size(packs.front()), committed_size);
@@ -669,13 +662,9 @@ TEST_F(ChunkStoreTest, FailedFsyncMakesNothingVisible) {
   const std::vector<TestChunk> chunks = make_chunks(80, 3);
   auto writer = store.writer();
   ASSERT_TRUE(writer.ok());
-  std::vector<Digest> digests;
-  for (const TestChunk& chunk : chunks) {
-    ASSERT_TRUE(
-        writer->put_chunk(chunk.digest, span_of(chunk.raw), span_of(chunk.stored), chunk.codec)
-            .ok());
-    digests.push_back(chunk.digest);
-  }
+  auto put = put_all(*writer, chunks);
+  ASSERT_TRUE(put.ok());
+  const std::vector<Digest>& digests = *put;
   store_fault::arm_fault(store_fault::FaultPoint::kFsync, 1);
   auto commit = writer->commit_layer(layer_named(1), digests);
   ASSERT_FALSE(commit.ok());
