@@ -215,7 +215,10 @@ Result<bool> pull_chunked_layer(RegistryClient& client, const std::string& repos
   }
   auto pulled =
       fastpull::pull_chunked_layer_into_store(store, toc, plan, fetch_batch, diff_id, options);
-  layer.bytes_fetched += early_unused();  // bytes it dropped, or had when the pull ended
+  // Bytes the early stream dropped, or had when the pull ended: fetched with or without deltas.
+  const std::uint64_t early_extra = early_unused();
+  layer.bytes_fetched += early_extra;
+  layer.bytes_fetched_without_deltas += early_extra;
   if (!pulled.ok()) {
     if (pulled.error().code != ErrorCode::kUnsupported) {
       return make_error(pulled.error().code,
