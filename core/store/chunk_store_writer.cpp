@@ -151,8 +151,9 @@ struct StoreWriter::Session {
     return {};
   }
 
-  // Makes the written records durable (flush_buffer first). Touches only each pack's `synced`
-  // and directory_dirty, so it may run beside commit_locked; the caller poisons on failure.
+  // Makes the records written so far durable (the caller has flushed the buffer). Touches only
+  // each pack's `synced` and directory_dirty, so it may run beside commit_locked; the caller
+  // poisons on failure.
   Result<void> sync_written_packs() {
     for (OpenPack& pack : packs) {
       if (pack.synced == pack.size) continue;
@@ -334,9 +335,6 @@ struct StoreWriter::Session {
     return recorded_bases;
   }
 
-  // The transaction of commit_layer. Caller holds db_mutex. With `verified_recipe` set, the
-  // layer's row is written with an empty recipe, the caller's checks are waited for once every
-  // row is written, and the recipe they return replaces it just before the commit.
   // The packs' sync (commit_layer_with), waited for before anything commits; a failure poisons.
   Result<void> wait_for_sync(std::future<Result<void>>& synced) {
     Result<void> result = synced.get();
@@ -344,7 +342,10 @@ struct StoreWriter::Session {
     return {};
   }
 
-  // `synced` is the packs' sync, waited for before anything commits.
+  // The transaction of commit_layer. Caller holds db_mutex. With `verified_recipe` set, the
+  // layer's row is written with an empty recipe, the caller's checks are waited for once every
+  // row is written, and the recipe they return replaces it just before the commit. `synced` is
+  // the packs' sync, waited for before anything commits.
   Result<LayerCommit> commit_locked(
       const LayerRecord& layer, const std::vector<Digest>& digests,
       const std::function<Result<std::vector<std::uint8_t>>()>* verified_recipe,
