@@ -1,8 +1,9 @@
 // SHA-256 over a layer's worth of chunks: one sha256_of call per chunk (OpenSSL, one message at a
 // time) against sha256_of_each over the same list on every SHA-256 kernel this CPU can run
-// (simd/sha256_shani.h; "openssl" is the forced fallback). Chunk sizes are mixed 4 KiB..256 KiB
-// from a fixed seed, as a content-defined chunker leaves them; the warm list (1 MiB) stays in L2,
-// the cold one (64 MiB) does not. Bytes per second; compare within one run.
+// (simd/sha256_shani.h; "openssl" is the forced fallback), and one message streamed in 8 KiB
+// updates (the diff_id's case) on OpenSSL and each kernel alone. Chunk sizes are mixed 4 KiB..256
+// KiB from a fixed seed, as a content-defined chunker leaves them; the warm list (1 MiB) stays in
+// L2, the cold one (64 MiB) does not. Bytes per second; compare within one run.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -96,28 +97,27 @@ void BM_Sha256Stream(benchmark::State& state, const strata::simd::Sha256Kernel* 
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
 }
 
+// `benchmark` as NAME/openssl (the forced fallback) and NAME/<kernel> for each SHA-256 kernel
+// built.
+template <typename Benchmark>
+void register_per_kernel(const std::string& name, Benchmark benchmark, std::int64_t warm,
+                         std::int64_t cold) {
+  benchmark::RegisterBenchmark((name + "/openssl").c_str(), benchmark, nullptr)
+      ->Arg(warm)
+      ->Arg(cold);
+  for (const strata::simd::Sha256Kernel& kernel : strata::simd::built_sha256_kernels()) {
+    benchmark::RegisterBenchmark((name + "/" + kernel.name).c_str(), benchmark, &kernel)
+        ->Arg(warm)
+        ->Arg(cold);
+  }
+}
+
 void register_benchmarks() {
   constexpr std::int64_t kWarm = 1 << 20;
   constexpr std::int64_t kCold = 64 << 20;
   benchmark::RegisterBenchmark("sha256_of_per_chunk", BM_Sha256OfPerChunk)->Arg(kWarm)->Arg(kCold);
-  benchmark::RegisterBenchmark("sha256_stream/openssl", BM_Sha256Stream, nullptr)
-      ->Arg(kWarm)
-      ->Arg(kCold);
-  for (const strata::simd::Sha256Kernel& kernel : strata::simd::built_sha256_kernels()) {
-    benchmark::RegisterBenchmark((std::string("sha256_stream/") + kernel.name).c_str(),
-                                 BM_Sha256Stream, &kernel)
-        ->Arg(kWarm)
-        ->Arg(kCold);
-  }
-  benchmark::RegisterBenchmark("sha256_of_each/openssl", BM_Sha256OfEach, nullptr)
-      ->Arg(kWarm)
-      ->Arg(kCold);
-  for (const strata::simd::Sha256Kernel& kernel : strata::simd::built_sha256_kernels()) {
-    benchmark::RegisterBenchmark((std::string("sha256_of_each/") + kernel.name).c_str(),
-                                 BM_Sha256OfEach, &kernel)
-        ->Arg(kWarm)
-        ->Arg(kCold);
-  }
+  register_per_kernel("sha256_stream", BM_Sha256Stream, kWarm, kCold);
+  register_per_kernel("sha256_of_each", BM_Sha256OfEach, kWarm, kCold);
 }
 
 }  // namespace

@@ -100,6 +100,11 @@ TEST(EarlyStream, HoldsAtMostItsBufferWhileNobodyAsks) {
   transfer.span = 64 << 10;
   constexpr std::uint64_t kBuffer = 512 << 10;
   EarlyStream stream(transfer.streamer(), blob.size(), kBuffer);
+  // Once the buffer is full, the transfer waits however long nobody asks.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (transfer.sent.load() < kBuffer && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   // One span may come beyond the bound (it is taken whole once there is room).
   EXPECT_LE(transfer.sent.load(), kBuffer + transfer.span);
